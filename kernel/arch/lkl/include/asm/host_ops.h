@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+#ifndef _ASM_LKL_HOST_OPS_H
+#define _ASM_LKL_HOST_OPS_H
+
+/*
+ * The one boundary between the kernel and its host. The host (Rust, in
+ * src/host/) fills this table and passes it to lkl_start_kernel; the
+ * kernel reaches the host only through it. Included by arch/lkl/kernel
+ * files alone, so that changing it does not rebuild the whole kernel.
+ *
+ * Conventions: handles are opaque pointers; 0/NULL means failure; an int
+ * result is 0 or a negative errno. Every op may be called from any host
+ * thread. Ops marked "no block" may be called with the CPU lock held by a
+ * thread that must not wait for another kernel-backed thread.
+ */
+
+struct lkl_sem;
+struct lkl_tls_key;
+struct lkl_timer;
+
+typedef unsigned long lkl_thread_t;
+
+struct lkl_host_operations {
+	/* console: every printk line, not NUL-terminated. no block. */
+	void (*print)(const char *str, int len);
+	/* called once on kernel panic, after the message; may not return. */
+	void (*panic)(void);
+
+	/* counting semaphores: the scheduling primitive. */
+	struct lkl_sem *(*sem_alloc)(int count);
+	void (*sem_free)(struct lkl_sem *sem);
+	void (*sem_up)(struct lkl_sem *sem);		/* no block */
+	void (*sem_down)(struct lkl_sem *sem);		/* never returns early */
+	int (*sem_trydown)(struct lkl_sem *sem);	/* 1 if taken; no block */
+
+	/*
+	 * A joinable host thread running f(arg), with every host signal
+	 * blocked. Returns 0 on failure. f returning ends the thread.
+	 */
+	lkl_thread_t (*thread_create)(void (*f)(void *), void *arg);
+	int (*thread_join)(lkl_thread_t thread);
+	lkl_thread_t (*thread_self)(void);		/* never 0 */
+
+	/* thread-local keys; the destructor runs when a host thread exits. */
+	struct lkl_tls_key *(*tls_alloc)(void (*destructor)(void *));
+	void (*tls_free)(struct lkl_tls_key *key);
+	int (*tls_set)(struct lkl_tls_key *key, void *data);
+	void *(*tls_get)(struct lkl_tls_key *key);	/* no block */
+
+	/* small allocations for host-side objects. */
+	void *(*mem_alloc)(unsigned long size);
+	void (*mem_free)(void *ptr);
+	/* the kernel's RAM: page aligned, zero filled, returned whole at halt. */
+	void *(*page_alloc)(unsigned long size);
+	void (*page_free)(void *addr, unsigned long size);
+
+	/* clocks in nanoseconds. no block. */
+	unsigned long long (*time)(void);		/* monotonic */
+	unsigned long long (*realtime)(void);		/* since the Unix epoch */
+
+	/*
+	 * One-shot timers, all served by one host thread: fn(arg) runs on it
+	 * delta_ns after the last set. timer_free returns once fn can no
+	 * longer run.
+	 */
+	struct lkl_timer *(*timer_alloc)(void (*fn)(void *), void *arg);
+	int (*timer_set_oneshot)(struct lkl_timer *timer, unsigned long long delta_ns);
+	void (*timer_free)(struct lkl_timer *timer);
+
+	/*
+	 * Device register access at a host address handed to the kernel as a
+	 * virtio-mmio base. size is 1, 2, 4 or 8. Runs with the CPU lock held:
+	 * it may call lkl_trigger_irq but never lkl_syscall. no block.
+	 */
+	int (*iomem_access)(const volatile void *addr, void *val, int size, int write);
+};
+
+#endif

@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+#ifndef _ASM_LKL_LKL_H
+#define _ASM_LKL_LKL_H
+
+/* Interfaces between the files of arch/lkl/kernel (not for core code). */
+
+#include <linux/types.h>
+#include <asm/host_ops.h>
+
+struct task_struct;
+
+extern const struct lkl_host_operations *lkl_ops;
+
+/* exported entry points (arch/lkl/exports) */
+int lkl_start_kernel(const struct lkl_host_operations *ops, const char *cmdline);
+long lkl_syscall(long no, long *params);
+long lkl_sys_halt(void);
+int lkl_is_running(void);
+int lkl_trigger_irq(int irq);
+int lkl_get_free_irq(const char *user);
+void lkl_put_irq(int irq, const char *user);
+int lkl_interrupt_async(int tid);
+
+/* cpu.c: the lock that makes one host thread at a time the CPU. */
+void lkl_cpu_init(void);
+int lkl_cpu_get(void);
+int lkl_cpu_try_get(void);
+void lkl_cpu_release(void);
+void lkl_cpu_set_owner(unsigned long host);
+int lkl_cpu_owned_by_self(void);
+void lkl_cpu_park_foreign(void);
+void lkl_cpu_shutdown_wake(void);
+void lkl_idle_kick(void);
+extern int lkl_shutting_down;
+extern int lkl_running;
+
+/* irq.c */
+int lkl_irqs_pending(void);
+void lkl_run_irqs(void);
+void lkl_irq_init_flags(void);
+
+/* threads.c */
+void lkl_threads_init(void);
+int lkl_sched_jb(void);
+void lkl_enter_task(struct task_struct *task);
+void lkl_task_put(void);
+int lkl_is_host_task(struct task_struct *task);
+int lkl_host_task_marker(void *unused);
+void lkl_leave(struct task_struct *task) __noreturn;
+void lkl_idle_shutdown_wake(void);
+void lkl_task_bootstrap_guard(void);
+struct task_struct *__switch_to(struct task_struct *prev, struct task_struct *next);
+
+/* syscalls.c */
+void lkl_syscalls_drain(void);
+void lkl_syscalls_wake_waiters(void);
+void lkl_syscalls_cleanup(void);
+int lkl_host0_adopt(void);
+void lkl_teardown(void);
+void lkl_become_host0(void);
+extern struct task_struct *lkl_host0;
+extern unsigned long lkl_boot_caller;
+extern struct lkl_sem *lkl_init_sem;
+
+/* time.c */
+void lkl_time_shutdown(void);
+
+/* mem.c */
+void lkl_bootmem_init(void);
+void lkl_bootmem_free(void);
+
+/* setup.c */
+void lkl_halt_jump(void) __noreturn;
+
+#endif

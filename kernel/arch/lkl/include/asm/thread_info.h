@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+#ifndef _ASM_LKL_THREAD_INFO_H
+#define _ASM_LKL_THREAD_INFO_H
+
+#define THREAD_SIZE_ORDER	0
+#define THREAD_SIZE		(4096 << THREAD_SIZE_ORDER)
+
+#ifndef __ASSEMBLY__
+#include <asm/types.h>
+
+/* THREAD_INFO_IN_TASK: only what generic code needs lives here. */
+struct thread_info {
+	unsigned long flags;
+	int preempt_count;
+};
+
+#define INIT_THREAD_INFO(tsk)			\
+{						\
+	.flags		= 0,			\
+	.preempt_count	= INIT_PREEMPT_COUNT,	\
+}
+#endif
+
+#define TIF_SYSCALL_TRACE	0
+#define TIF_NOTIFY_RESUME	1
+#define TIF_SIGPENDING		2
+#define TIF_NEED_RESCHED	3
+#define TIF_RESTORE_SIGMASK	4
+#define TIF_MEMDIE		5
+#define TIF_NOTIFY_SIGNAL	6
+#define TIF_SCHED_JB		7	/* a jump buffer is armed: leave __switch_to by longjmp */
+#define TIF_HOST_THREAD		8	/* driven by an application thread */
+
+#define _TIF_SYSCALL_TRACE	(1 << TIF_SYSCALL_TRACE)
+#define _TIF_NOTIFY_RESUME	(1 << TIF_NOTIFY_RESUME)
+#define _TIF_SIGPENDING		(1 << TIF_SIGPENDING)
+#define _TIF_NEED_RESCHED	(1 << TIF_NEED_RESCHED)
+#define _TIF_RESTORE_SIGMASK	(1 << TIF_RESTORE_SIGMASK)
+#define _TIF_MEMDIE		(1 << TIF_MEMDIE)
+#define _TIF_NOTIFY_SIGNAL	(1 << TIF_NOTIFY_SIGNAL)
+#define _TIF_SCHED_JB		(1 << TIF_SCHED_JB)
+#define _TIF_HOST_THREAD	(1 << TIF_HOST_THREAD)
+
+#endif

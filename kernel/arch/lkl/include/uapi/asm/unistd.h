@@ -1,0 +1,11 @@
+/* SPDX-License-Identifier: GPL-2.0-only WITH Linux-syscall-note */
+#ifndef _UAPI_ASM_LKL_UNISTD_H
+#define _UAPI_ASM_LKL_UNISTD_H
+
+/* The generic 64-bit syscall numbers (those of arm64 and riscv64). */
+#include <asm/unistd_64.h>
+
+/* lkl-specific calls, at the arch-specific slot of the generic table. */
+#define __NR_virtio_mmio_device_add	(__NR_arch_specific_syscall + 0)
+
+#endif

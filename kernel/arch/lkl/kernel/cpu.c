@@ -1,0 +1,165 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * The one virtual CPU. Exactly one host thread runs kernel code at a time:
+ * the one that holds the CPU lock, a binary host semaphore. Ownership moves
+ * in three ways only:
+ *  - lkl_cpu_get/lkl_cpu_try_get and lkl_cpu_release (free <-> owned);
+ *  - __switch_to, which posts the next task's semaphore and so hands the
+ *    CPU over without releasing it;
+ *  - lkl_idle_kick, which hands it to the idle thread parked in
+ *    arch_cpu_idle.
+ *
+ * Invariant: while the CPU is free, current is either the idle task parked
+ * in arch_cpu_idle or a host task whose application thread has left the
+ * kernel. A thread that takes the CPU without embodying current (an IRQ
+ * from a device or timer thread, a new application thread) acts on
+ * current's behalf: lkl_cpu_park_foreign.
+ */
+#include <linux/sched.h>
+#include <linux/sched/stat.h>
+#include <linux/sched/task.h>
+#include <linux/errno.h>
+#include <linux/cpu.h>
+#include <asm/lkl.h>
+
+static struct lkl_sem *cpu_sem;
+static unsigned long cpu_owner;
+static struct lkl_sem *idle_sem;
+int lkl_shutting_down;
+
+void lkl_cpu_init(void)
+{
+	/* Created taken: the boot thread owns the CPU from the start. */
+	cpu_sem = lkl_ops->sem_alloc(0);
+	idle_sem = lkl_ops->sem_alloc(0);
+}
+
+static inline int shutting_down(void)
+{
+	return __atomic_load_n(&lkl_shutting_down, __ATOMIC_ACQUIRE);
+}
+
+int lkl_cpu_get(void)
+{
+	if (shutting_down())
+		return -ESHUTDOWN;
+	lkl_ops->sem_down(cpu_sem);
+	if (shutting_down()) {
+		/* Pass the wake-up on: every waiter must see the shutdown. */
+		lkl_ops->sem_up(cpu_sem);
+		return -ESHUTDOWN;
+	}
+	cpu_owner = lkl_ops->thread_self();
+	return 0;
+}
+
+int lkl_cpu_try_get(void)
+{
+	if (!cpu_sem || shutting_down())
+		return 0;
+	if (!lkl_ops->sem_trydown(cpu_sem))
+		return 0;
+	if (shutting_down()) {
+		lkl_ops->sem_up(cpu_sem);
+		return 0;
+	}
+	cpu_owner = lkl_ops->thread_self();
+	return 1;
+}
+
+void lkl_cpu_release(void)
+{
+	cpu_owner = 0;
+	lkl_ops->sem_up(cpu_sem);
+}
+
+void lkl_cpu_set_owner(unsigned long host)
+{
+	cpu_owner = host;
+}
+
+/* Reliable for the caller's own thread only: nobody else can store our id. */
+int lkl_cpu_owned_by_self(void)
+{
+	unsigned long owner = READ_ONCE(cpu_owner);
+
+	return owner && owner == lkl_ops->thread_self();
+}
+
+/* Hand the CPU to the idle thread parked in arch_cpu_idle. */
+void lkl_idle_kick(void)
+{
+	cpu_owner = init_task.thread.host;
+	lkl_ops->sem_up(idle_sem);
+}
+
+/*
+ * The caller owns the CPU but does not embody current (by the invariant,
+ * idle parked in arch_cpu_idle or a parked host task). Deliver pending
+ * IRQs as an interrupt of current would be, then let whatever became
+ * runnable run, or release the CPU.
+ */
+void lkl_cpu_park_foreign(void)
+{
+	for (;;) {
+		if (lkl_irqs_pending())
+			lkl_run_irqs();
+
+		if (is_idle_task(current)) {
+			if (need_resched()) {
+				lkl_idle_kick();
+				return;
+			}
+		} else if (!single_task_running()) {
+			/* Schedule on the parked host task's behalf. */
+			if (!lkl_sched_jb())
+				return;
+		}
+
+		lkl_cpu_release();
+		/* An IRQ raised while we held the CPU found it taken: recheck. */
+		if (!lkl_irqs_pending() || !lkl_cpu_try_get())
+			return;
+	}
+}
+
+/* Wake every thread waiting for the CPU; each passes the wake-up on. */
+void lkl_cpu_shutdown_wake(void)
+{
+	lkl_cpu_release();
+}
+
+void lkl_cpu_relax(void)
+{
+	unsigned long flags;
+
+	/* A busy-wait must let pending IRQs in, or it may wait forever. */
+	local_irq_save(flags);
+	local_irq_restore(flags);
+}
+
+/*
+ * Entered with IRQs off, returns with IRQs off (default_idle_call enables
+ * them). Sleeps with the CPU released until an IRQ or a new task needs it.
+ */
+void arch_cpu_idle(void)
+{
+	if (shutting_down())
+		lkl_leave(&init_task);
+	if (lkl_irqs_pending())
+		return;
+
+	lkl_cpu_release();
+	if (lkl_irqs_pending() && lkl_cpu_try_get())
+		return;
+
+	/* lkl_idle_kick hands the CPU over with this post. */
+	lkl_ops->sem_down(idle_sem);
+	if (shutting_down())
+		lkl_leave(&init_task);
+}
+
+void lkl_idle_shutdown_wake(void)
+{
+	lkl_ops->sem_up(idle_sem);
+}

@@ -1,0 +1,134 @@
+//! Booting and halting the kernel. It boots at most once per process (its
+//! globals are never reset), so this module keeps the one global state.
+
+use std::ffi::CString;
+use std::fmt;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use crate::host::{self, Console};
+use crate::sys;
+use crate::syscall::Errno;
+
+const NOT_BOOTED: u8 = 0;
+const BOOTING: u8 = 1;
+const RUNNING: u8 = 2;
+const HALTED: u8 = 3;
+
+static STATE: AtomicU8 = AtomicU8::new(NOT_BOOTED);
+
+/// How to boot.
+#[derive(Debug, Clone)]
+pub struct BootOptions {
+    /// RAM for the kernel in bytes (`mem=`).
+    pub memory: u64,
+    /// Extra kernel command-line parameters.
+    pub cmdline: String,
+    /// Where the kernel's console output goes.
+    pub console: Console,
+    /// Console log level (`loglevel=`); None keeps the kernel's default.
+    pub loglevel: Option<u8>,
+}
+
+impl Default for BootOptions {
+    fn default() -> Self {
+        BootOptions {
+            memory: 64 << 20,
+            cmdline: String::new(),
+            console: Console::Silent,
+            loglevel: None,
+        }
+    }
+}
+
+impl BootOptions {
+    /// The command line handed to the kernel.
+    pub fn command_line(&self) -> String {
+        let mut line = format!("mem={}K", self.memory / 1024);
+        if let Some(level) = self.loglevel {
+            line.push_str(&format!(" loglevel={level}"));
+        }
+        if !self.cmdline.is_empty() {
+            line.push(' ');
+            line.push_str(&self.cmdline);
+        }
+        line
+    }
+}
+
+/// Why the kernel did not boot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BootError {
+    /// The kernel already booted in this process (it boots once per process).
+    AlreadyBooted,
+    /// The command line contains a NUL byte or is too long.
+    BadCommandLine,
+    /// The kernel refused to start (errno from lkl_start_kernel).
+    Start(Errno),
+}
+
+impl fmt::Display for BootError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BootError::AlreadyBooted => {
+                f.write_str("the kernel already booted in this process; it boots once per process")
+            }
+            BootError::BadCommandLine => {
+                f.write_str("the kernel command line has a NUL byte or exceeds 4095 bytes")
+            }
+            BootError::Start(e) => write!(f, "the kernel failed to start: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for BootError {}
+
+/// The running kernel. Dropping it does not halt it: call [`Kernel::halt`].
+#[derive(Debug)]
+pub struct Kernel {
+    _private: (),
+}
+
+impl Kernel {
+    /// Boots the kernel in this process. Returns once pid 1 exists and the
+    /// calling thread may make system calls (any other thread may too).
+    pub fn boot(opts: BootOptions) -> Result<Kernel, BootError> {
+        let line = CString::new(opts.command_line()).map_err(|_| BootError::BadCommandLine)?;
+        if line.as_bytes().len() >= 4096 {
+            return Err(BootError::BadCommandLine);
+        }
+        if STATE
+            .compare_exchange(NOT_BOOTED, BOOTING, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return Err(BootError::AlreadyBooted);
+        }
+        host::set_console(opts.console);
+        // SAFETY: OPS is a static table of valid host functions; `line` is a
+        // NUL-terminated string the kernel copies before returning.
+        let rc = unsafe { sys::lkl_start_kernel(&host::OPS, line.as_ptr()) };
+        if rc < 0 {
+            STATE.store(HALTED, Ordering::Release);
+            return Err(BootError::Start(Errno(-rc)));
+        }
+        STATE.store(RUNNING, Ordering::Release);
+        Ok(Kernel { _private: () })
+    }
+
+    /// True while a kernel runs in this process.
+    pub fn is_running() -> bool {
+        STATE.load(Ordering::Acquire) == RUNNING
+    }
+
+    /// Syncs file systems, stops the kernel, joins every thread it created
+    /// and frees its memory. Threads blocked in kernel calls return
+    /// `ESHUTDOWN`, and so does every later call.
+    pub fn halt(self) -> Result<(), Errno> {
+        // SAFETY: the kernel is running (we hold its handle).
+        let rc = unsafe { sys::lkl_sys_halt() };
+        STATE.store(HALTED, Ordering::Release);
+        if rc < 0 {
+            return Err(Errno(-rc as i32));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,55 @@
+//! Raw bindings to the kernel object: the `lkl_*` entry points and the host
+//! operations table. Mirrors `kernel/arch/lkl/include/asm/host_ops.h` and
+//! `asm/lkl.h`; nothing else in the crate declares foreign kernel items.
+
+use std::ffi::{c_char, c_int, c_long, c_ulong, c_ulonglong, c_void};
+
+/// Opaque host objects: the kernel only passes the pointers back.
+pub type Sem = c_void;
+pub type TlsKey = c_void;
+pub type Timer = c_void;
+pub type ThreadHandle = c_ulong;
+
+/// `struct lkl_host_operations`, field for field.
+#[repr(C)]
+pub struct HostOps {
+    pub print: Option<unsafe extern "C" fn(*const c_char, c_int)>,
+    pub panic: Option<extern "C" fn()>,
+    pub sem_alloc: unsafe extern "C" fn(c_int) -> *mut Sem,
+    pub sem_free: unsafe extern "C" fn(*mut Sem),
+    pub sem_up: unsafe extern "C" fn(*mut Sem),
+    pub sem_down: unsafe extern "C" fn(*mut Sem),
+    pub sem_trydown: unsafe extern "C" fn(*mut Sem) -> c_int,
+    pub thread_create:
+        unsafe extern "C" fn(unsafe extern "C" fn(*mut c_void), *mut c_void) -> ThreadHandle,
+    pub thread_join: unsafe extern "C" fn(ThreadHandle) -> c_int,
+    pub thread_self: extern "C" fn() -> ThreadHandle,
+    pub tls_alloc: unsafe extern "C" fn(Option<unsafe extern "C" fn(*mut c_void)>) -> *mut TlsKey,
+    pub tls_free: unsafe extern "C" fn(*mut TlsKey),
+    pub tls_set: unsafe extern "C" fn(*mut TlsKey, *mut c_void) -> c_int,
+    pub tls_get: unsafe extern "C" fn(*mut TlsKey) -> *mut c_void,
+    pub mem_alloc: unsafe extern "C" fn(c_ulong) -> *mut c_void,
+    pub mem_free: unsafe extern "C" fn(*mut c_void),
+    pub page_alloc: unsafe extern "C" fn(c_ulong) -> *mut c_void,
+    pub page_free: unsafe extern "C" fn(*mut c_void, c_ulong),
+    pub time: extern "C" fn() -> c_ulonglong,
+    pub realtime: extern "C" fn() -> c_ulonglong,
+    pub timer_alloc:
+        unsafe extern "C" fn(unsafe extern "C" fn(*mut c_void), *mut c_void) -> *mut Timer,
+    pub timer_set_oneshot: unsafe extern "C" fn(*mut Timer, c_ulonglong) -> c_int,
+    pub timer_free: unsafe extern "C" fn(*mut Timer),
+    pub iomem_access: unsafe extern "C" fn(*const c_void, *mut c_void, c_int, c_int) -> c_int,
+}
+
+extern "C" {
+    /// Boots the kernel; returns 0 once pid 1 belongs to the calling thread.
+    pub fn lkl_start_kernel(ops: *const HostOps, cmdline: *const c_char) -> c_int;
+    /// Runs system call `no` with six arguments; a negative errno on failure.
+    pub fn lkl_syscall(no: c_long, params: *mut c_long) -> c_long;
+    /// Syncs, powers off and tears everything down; 0 on success.
+    pub fn lkl_sys_halt() -> c_long;
+    pub fn lkl_is_running() -> c_int;
+    pub fn lkl_trigger_irq(irq: c_int) -> c_int;
+    pub fn lkl_get_free_irq(user: *const c_char) -> c_int;
+    pub fn lkl_put_irq(irq: c_int, user: *const c_char);
+}

@@ -1,0 +1,57 @@
+//! System calls into the kernel: numbers and structures of the kernel's
+//! generic 64-bit ABI (not the host's), and safe typed wrappers.
+//!
+//! Every wrapper may be called from any thread, before boot (`ENODEV`) and
+//! after halt (`ESHUTDOWN`) too. File descriptors are the kernel's own
+//! numbers, plain `i32`s that nothing closes implicitly.
+
+pub mod abi;
+mod errno;
+mod fs;
+mod net;
+mod poll;
+mod process;
+
+pub use errno::Errno;
+pub use fs::*;
+pub use net::*;
+pub use poll::*;
+pub use process::*;
+
+use crate::sys;
+
+/// System-call numbers of the kernel we built (from its `unistd_64.h`).
+pub mod nr {
+    include!(concat!(env!("OUT_DIR"), "/syscall_nr.rs"));
+}
+
+/// Calls system call `nr` with six raw arguments.
+///
+/// # Safety
+/// The arguments must be valid for that call: every pointer argument must
+/// point to memory the kernel may read or write as the call defines.
+pub unsafe fn raw(nr: i64, mut args: [i64; 6]) -> Result<i64, Errno> {
+    // SAFETY: `args` has the six slots lkl_syscall reads; the caller
+    // vouches for what they point to.
+    let r = unsafe { sys::lkl_syscall(nr, args.as_mut_ptr()) };
+    if (-4095..0).contains(&r) {
+        Err(Errno(-r as i32))
+    } else {
+        Ok(r)
+    }
+}
+
+/// A path for the kernel, NUL-terminated.
+fn cpath(path: &str) -> Result<std::ffi::CString, Errno> {
+    std::ffi::CString::new(path).map_err(|_| Errno::EINVAL)
+}
+
+/// Pointer as a syscall argument.
+fn p<T>(ptr: *const T) -> i64 {
+    ptr as usize as i64
+}
+
+/// Mutable pointer as a syscall argument.
+fn pm<T>(ptr: *mut T) -> i64 {
+    ptr as usize as i64
+}

@@ -1,0 +1,46 @@
+//! Identity, time and other per-process calls.
+
+use std::time::Duration;
+
+use super::abi::{Timespec, UtsName};
+use super::{nr, p, pm, raw, Errno};
+
+pub fn getpid() -> Result<i32, Errno> {
+    // SAFETY: no arguments.
+    unsafe { raw(nr::GETPID, [0; 6]) }.map(|v| v as i32)
+}
+
+pub fn gettid() -> Result<i32, Errno> {
+    // SAFETY: no arguments.
+    unsafe { raw(nr::GETTID, [0; 6]) }.map(|v| v as i32)
+}
+
+pub fn uname() -> Result<UtsName, Errno> {
+    let mut u = UtsName::default();
+    // SAFETY: a struct new_utsname the kernel fills.
+    unsafe { raw(nr::UNAME, [pm(&mut u), 0, 0, 0, 0, 0]) }?;
+    Ok(u)
+}
+
+/// Sleeps in the kernel (a task sleep driven by the kernel's timers).
+pub fn nanosleep(d: Duration) -> Result<(), Errno> {
+    let ts = Timespec {
+        tv_sec: d.as_secs() as i64,
+        tv_nsec: i64::from(d.subsec_nanos()),
+    };
+    // SAFETY: a timespec to read; no remainder pointer.
+    unsafe { raw(nr::NANOSLEEP, [p(&ts), 0, 0, 0, 0, 0]) }.map(drop)
+}
+
+pub fn sched_yield() -> Result<(), Errno> {
+    // SAFETY: no arguments.
+    unsafe { raw(nr::SCHED_YIELD, [0; 6]) }.map(drop)
+}
+
+/// The kernel's CLOCK_MONOTONIC.
+pub fn clock_monotonic() -> Result<Timespec, Errno> {
+    let mut ts = Timespec::default();
+    // SAFETY: a timespec the kernel fills.
+    unsafe { raw(nr::CLOCK_GETTIME, [1, pm(&mut ts), 0, 0, 0, 0]) }?;
+    Ok(ts)
+}
