@@ -11,6 +11,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 /// Lines of kernel output kept for a panic report.
 const TAIL_BYTES: usize = 8 << 10;
 
+/// A function that receives console output.
+pub type ConsoleFn = Arc<dyn Fn(&[u8]) + Send + Sync>;
+
 /// A console sink chosen at boot.
 #[derive(Clone, Default)]
 pub enum Console {
@@ -22,7 +25,7 @@ pub enum Console {
     /// Keep everything in memory.
     Buffer(ConsoleBuffer),
     /// Hand every chunk to a function (which must not call into the kernel).
-    Callback(Arc<dyn Fn(&[u8]) + Send + Sync>),
+    Callback(ConsoleFn),
 }
 
 impl fmt::Debug for Console {

@@ -10,7 +10,7 @@ mod thread;
 mod timer;
 mod tls;
 
-pub use console::{Console, ConsoleBuffer};
+pub use console::{Console, ConsoleBuffer, ConsoleFn};
 pub use sem::Semaphore;
 pub use thread::{spawn_kernel_thread, KernelThread};
 pub use timer::host_timer_threads;

@@ -1,0 +1,331 @@
+//! The boot test list (after LKL's boot test, written anew): the host
+//! primitives, then one booted kernel per test process.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{boot, host_threads, in_child, kernel_has_net};
+use lkl::host::{spawn_kernel_thread, Semaphore};
+use lkl::syscall::{self as sys, abi};
+use lkl::{BootError, BootOptions, Errno, Kernel};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+#[test]
+fn host_semaphore_mutex_and_join() {
+    // Semaphore: counts, blocks, wakes.
+    let sem = Arc::new(Semaphore::new(0));
+    assert!(!sem.try_down());
+    sem.up();
+    assert!(sem.try_down());
+    let s2 = sem.clone();
+    let t = thread::spawn(move || {
+        s2.down();
+        s2.down();
+    });
+    thread::sleep(Duration::from_millis(20));
+    sem.up();
+    sem.up();
+    t.join().unwrap();
+
+    // A binary semaphore as a mutex: 4 threads x 10,000 increments.
+    let lock = Arc::new(Semaphore::new(1));
+    let counter = Arc::new(AtomicUsize::new(0));
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let (lock, counter) = (lock.clone(), counter.clone());
+            thread::spawn(move || {
+                for _ in 0..10_000 {
+                    lock.down();
+                    let v = counter.load(Ordering::Relaxed);
+                    counter.store(v + 1, Ordering::Relaxed);
+                    lock.up();
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    assert_eq!(counter.load(Ordering::SeqCst), 40_000);
+
+    // Kernel-style host thread: runs, is joined.
+    static RAN: AtomicUsize = AtomicUsize::new(0);
+    unsafe extern "C" fn f(arg: *mut std::ffi::c_void) {
+        RAN.store(arg as usize, Ordering::SeqCst);
+    }
+    // SAFETY: `f` only stores its argument.
+    let t = unsafe { spawn_kernel_thread(f, 42 as *mut _) }.unwrap();
+    t.join().unwrap();
+    assert_eq!(RAN.load(Ordering::SeqCst), 42);
+}
+
+#[test]
+fn boot_basics_and_halt() {
+    in_child("boot_basics_and_halt", LIMIT, || {
+        let before = host_threads();
+        let (kernel, console) = boot(32 << 20);
+        assert!(
+            console.contents().contains("Linux version 6.12"),
+            "{}",
+            console.contents()
+        );
+
+        assert_eq!(sys::getpid(), Ok(1));
+        let u = sys::uname().unwrap();
+        assert_eq!(abi::cstr_field(&u.sysname), "Linux");
+        assert!(
+            abi::cstr_field(&u.release).starts_with("6.12"),
+            "release {}",
+            abi::cstr_field(&u.release)
+        );
+        assert!(sys::gettid().unwrap() >= 1);
+
+        // umask
+        sys::umask(0o022);
+        assert_eq!(sys::umask(0o777), 0o022);
+        sys::umask(0o022);
+
+        // creat / write / lseek / read / fstat
+        let fd = sys::creat("/file", 0o644).unwrap();
+        assert_eq!(sys::write(fd, b"hello kernel"), Ok(12));
+        sys::close(fd).unwrap();
+        let fd = sys::open("/file", abi::O_RDWR, 0).unwrap();
+        assert_eq!(sys::lseek(fd, 6, abi::SEEK_SET), Ok(6));
+        let mut buf = [0u8; 32];
+        assert_eq!(sys::read(fd, &mut buf), Ok(6));
+        assert_eq!(&buf[..6], b"kernel");
+        let st = sys::fstat(fd).unwrap();
+        assert_eq!(st.st_size, 12);
+        assert_eq!(st.st_mode, abi::S_IFREG | 0o644);
+        sys::close(fd).unwrap();
+        assert_eq!(sys::close(fd), Err(Errno::EBADF));
+
+        // mkdir / stat
+        sys::mkdir("/mnt", 0o755).unwrap();
+        let st = sys::stat("/mnt").unwrap();
+        assert_eq!(st.st_mode & abi::S_IFMT, abi::S_IFDIR);
+        assert_eq!(sys::mkdir("/mnt", 0o755), Err(Errno::EEXIST));
+        assert_eq!(sys::stat("/nonexistent").unwrap_err(), Errno::ENOENT);
+
+        // nanosleep of 87.65 ms lasts at least 90% of that
+        let t0 = Instant::now();
+        sys::nanosleep(Duration::from_micros(87_650)).unwrap();
+        let slept = t0.elapsed();
+        assert!(
+            slept >= Duration::from_micros(78_885),
+            "slept only {slept:?}"
+        );
+
+        // non-blocking pipe2
+        let (r, w) = sys::pipe2(abi::O_NONBLOCK).unwrap();
+        assert_eq!(sys::read(r, &mut buf), Err(Errno::EAGAIN));
+        assert_eq!(sys::write(w, b"x"), Ok(1));
+        assert_eq!(sys::read(r, &mut buf), Ok(1));
+
+        // epoll: no event before a write, one after
+        let ep = sys::epoll_create(0).unwrap();
+        let ev = abi::EpollEvent {
+            events: abi::EPOLLIN,
+            data: 0xfeed,
+        };
+        sys::epoll_ctl(ep, abi::EPOLL_CTL_ADD, r, Some(ev)).unwrap();
+        let mut events = [abi::EpollEvent::default(); 4];
+        assert_eq!(sys::epoll_wait(ep, &mut events, 0), Ok(0));
+        sys::write(w, b"y").unwrap();
+        assert_eq!(sys::epoll_wait(ep, &mut events, 1000), Ok(1));
+        assert_eq!({ events[0].data }, 0xfeed);
+        assert_eq!(events[0].events & abi::EPOLLIN, abi::EPOLLIN);
+        for fd in [ep, r, w] {
+            sys::close(fd).unwrap();
+        }
+
+        // mount proc, getdents64, umount
+        sys::mkdir("/proc", 0o555).unwrap();
+        sys::mount("proc", "/proc", "proc", 0, None).unwrap();
+        let names = sys::read_dir("/proc").unwrap();
+        assert!(names.iter().any(|n| n == "1"), "{names:?}");
+        assert!(names.iter().any(|n| n == "self"), "{names:?}");
+        sys::umount("/proc", 0).unwrap();
+        assert!(sys::read_dir("/proc")
+            .unwrap()
+            .iter()
+            .all(|n| n == "." || n == ".."));
+
+        // lo up (the default config has networking)
+        if kernel_has_net() {
+            let flags = sys::if_set_up("lo", true).unwrap();
+            assert_eq!(
+                flags & (abi::IFF_UP | abi::IFF_LOOPBACK),
+                abi::IFF_UP | abi::IFF_LOOPBACK
+            );
+        } else {
+            println!("lo up: skipped, this kernel config has no networking");
+        }
+
+        // a second boot is refused
+        assert_eq!(
+            Kernel::boot(BootOptions::default()).unwrap_err(),
+            BootError::AlreadyBooted
+        );
+
+        kernel.halt().unwrap();
+        assert_eq!(sys::getpid(), Err(Errno::ESHUTDOWN));
+        assert_eq!(host_threads(), before, "host threads after halt");
+    });
+}
+
+#[test]
+fn blocking_write_released_by_reader_thread() {
+    in_child("blocking_write_released_by_reader_thread", LIMIT, || {
+        let (kernel, _c) = boot(32 << 20);
+        let (r, w) = sys::pipe2(0).unwrap();
+        let wrote = Arc::new(AtomicUsize::new(0));
+        let w2 = wrote.clone();
+        // 256 KiB is far more than a pipe holds: the write blocks until read.
+        let writer = thread::spawn(move || {
+            let data = vec![7u8; 256 << 10];
+            let mut off = 0;
+            while off < data.len() {
+                off += sys::write(w, &data[off..]).unwrap();
+            }
+            w2.store(off, Ordering::SeqCst);
+            sys::close(w).unwrap();
+        });
+        thread::sleep(Duration::from_millis(100));
+        assert_eq!(
+            wrote.load(Ordering::SeqCst),
+            0,
+            "the write should still be blocked"
+        );
+        let mut total = 0;
+        let mut buf = vec![0u8; 16 << 10];
+        loop {
+            let n = sys::read(r, &mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            assert!(buf[..n].iter().all(|&b| b == 7));
+            total += n;
+        }
+        writer.join().unwrap();
+        assert_eq!(total, 256 << 10);
+        assert_eq!(wrote.load(Ordering::SeqCst), 256 << 10);
+        kernel.halt().unwrap();
+    });
+}
+
+#[test]
+fn many_short_lived_threads() {
+    in_child("many_short_lived_threads", LIMIT, || {
+        let before = host_threads();
+        let (kernel, _c) = boot(32 << 20);
+        let tids: Vec<i32> = (0..64)
+            .map(|_| thread::spawn(|| (sys::getpid().unwrap(), sys::gettid().unwrap())))
+            .map(|t| t.join().unwrap())
+            .map(|(pid, tid)| {
+                assert_eq!(pid, 1);
+                tid
+            })
+            .collect();
+        // Each live thread had a task of its own (tids of exited tasks may be reused).
+        assert!(tids.iter().all(|&t| t > 1), "{tids:?}");
+        // 64 at once, all alive together.
+        let barrier = Arc::new(std::sync::Barrier::new(64));
+        let handles: Vec<_> = (0..64)
+            .map(|_| {
+                let b = barrier.clone();
+                thread::spawn(move || {
+                    let tid = sys::gettid().unwrap();
+                    b.wait();
+                    assert_eq!(sys::getpid(), Ok(1));
+                    tid
+                })
+            })
+            .collect();
+        let mut tids: Vec<i32> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        tids.sort();
+        tids.dedup();
+        assert_eq!(tids.len(), 64, "each concurrent thread has its own task");
+        kernel.halt().unwrap();
+        assert_eq!(host_threads(), before);
+    });
+}
+
+#[test]
+fn sixteen_threads_mixed_syscalls() {
+    in_child("sixteen_threads_mixed_syscalls", LIMIT, || {
+        let (kernel, _c) = boot(64 << 20);
+        let handles: Vec<_> = (0..16)
+            .map(|i| {
+                thread::spawn(move || {
+                    let path = format!("/t{i}");
+                    let (r, w) = sys::pipe2(0).unwrap();
+                    let mut buf = [0u8; 64];
+                    for n in 0..10_000u32 {
+                        match n % 5 {
+                            0 => assert_eq!(sys::getpid(), Ok(1)),
+                            1 => {
+                                sys::write(w, &n.to_le_bytes()).unwrap();
+                                assert_eq!(sys::read(r, &mut buf), Ok(4));
+                                assert_eq!(&buf[..4], &n.to_le_bytes());
+                            }
+                            2 => {
+                                let fd =
+                                    sys::open(&path, abi::O_CREAT | abi::O_RDWR, 0o600).unwrap();
+                                sys::pwrite(fd, &n.to_le_bytes(), 0).unwrap();
+                                sys::close(fd).unwrap();
+                            }
+                            3 => assert_eq!(sys::stat(&path).unwrap().st_size, 4),
+                            _ => {
+                                let _ = sys::uname().unwrap();
+                            }
+                        }
+                    }
+                    sys::close(r).unwrap();
+                    sys::close(w).unwrap();
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        kernel.halt().unwrap();
+    });
+}
+
+#[test]
+fn halt_releases_blocked_threads() {
+    in_child("halt_releases_blocked_threads", LIMIT, || {
+        let before = host_threads();
+        let (kernel, _c) = boot(32 << 20);
+        let (r, _w) = sys::pipe2(0).unwrap();
+        let blocked = thread::spawn(move || {
+            let mut buf = [0u8; 8];
+            sys::read(r, &mut buf)
+        });
+        thread::sleep(Duration::from_millis(50));
+        let t0 = Instant::now();
+        kernel.halt().unwrap();
+        assert_eq!(blocked.join().unwrap(), Err(Errno::ESHUTDOWN));
+        assert!(
+            t0.elapsed() < Duration::from_secs(1),
+            "halt took {:?}",
+            t0.elapsed()
+        );
+        assert_eq!(sys::getpid(), Err(Errno::ESHUTDOWN));
+        assert_eq!(host_threads(), before);
+    });
+}
+
+#[test]
+fn calls_before_boot_fail_cleanly() {
+    in_child("calls_before_boot_fail_cleanly", LIMIT, || {
+        assert_eq!(sys::getpid(), Err(Errno::ENODEV));
+        assert!(!Kernel::is_running());
+    });
+}

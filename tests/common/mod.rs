@@ -1,0 +1,92 @@
+//! Shared test helpers. The kernel boots once per process, so every test
+//! that boots runs its body in a child process of the test binary (the
+//! same binary, filtered to that one test). This works the same under
+//! `cargo test` and `cargo nextest`.
+
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lkl::host::{Console, ConsoleBuffer};
+use lkl::{BootOptions, Kernel};
+
+const CHILD_ENV: &str = "LKL_TEST_CHILD";
+
+/// Runs `body` in a fresh child process; fails if it fails, crashes or
+/// takes longer than `limit`.
+pub fn in_child(name: &str, limit: Duration, body: fn()) {
+    if std::env::var(CHILD_ENV).as_deref() == Ok(name) {
+        body();
+        return;
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let mut child = Command::new(exe)
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, name)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn test child");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for test child") {
+            break Some(status);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let mut out = String::new();
+    let mut err = String::new();
+    let _ = child.stdout.take().map(|mut s| s.read_to_string(&mut out));
+    let _ = child.stderr.take().map(|mut s| s.read_to_string(&mut err));
+    // Relay the child's own lines (libtest's summary lines are noise here).
+    for line in out.lines().chain(err.lines()) {
+        if !line.starts_with("running ")
+            && !line.starts_with("test result")
+            && !line.trim().is_empty()
+        {
+            println!("  | {line}");
+        }
+    }
+    match status {
+        None => panic!("{name}: no result after {limit:?} (hang?)"),
+        Some(s) if !s.success() => panic!("{name}: child failed: {s}"),
+        Some(_) => {}
+    }
+}
+
+/// Boots with `mem` bytes of RAM, console kept in memory.
+pub fn boot(mem: u64) -> (Kernel, ConsoleBuffer) {
+    let buf = ConsoleBuffer::new();
+    let opts = BootOptions {
+        memory: mem,
+        console: Console::Buffer(buf.clone()),
+        ..Default::default()
+    };
+    match Kernel::boot(opts) {
+        Ok(k) => (k, buf),
+        Err(e) => panic!("boot failed: {e}\n{}", buf.contents()),
+    }
+}
+
+/// Host threads of this process.
+pub fn host_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// True when the built kernel has networking (the default config does).
+pub fn kernel_has_net() -> bool {
+    lkl::syscall::socket(lkl::syscall::abi::AF_INET, lkl::syscall::abi::SOCK_DGRAM, 0)
+        .map(|fd| {
+            let _ = lkl::syscall::close(fd);
+        })
+        .is_ok()
+}
