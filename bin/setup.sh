@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what is missing (Debian packages, as root via apt-get), builds the
+# kernel library with visible progress, then runs the main job: boots Linux
+# inside a process and makes system calls into it (lkl-boot).
+#
+#   bin/setup.sh [--no-run]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the build and the tests need.
+packages=(linux-source-6.12 flex bison bc libelf-dev ccache binutils make gcc xz-utils
+	  python3 iproute2 e2fsprogs procps util-linux)
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "setup: installing ${missing[*]}" >&2
+	if [ "$(id -u)" -ne 0 ]; then
+		sudo=sudo
+	else
+		sudo=
+	fi
+	$sudo apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+command -v cargo >/dev/null || { echo "setup: cargo not found: install a Rust toolchain (rustup)" >&2; exit 1; }
+
+# The first kernel build takes minutes: run it here, where its progress
+# shows; build.rs then finds the result in the cache.
+config=${LKL_CONFIG:-defconfig}
+echo "setup: building the kernel library (config $config)" >&2
+kernel/build.sh --config "$config" >&2
+cargo build --release --locked --bins
+
+if [ "${1:-}" != "--no-run" ]; then
+	echo "setup: booting Linux inside a process" >&2
+	./target/release/lkl-boot
+fi

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs every test: formatting, lints, the licence check, the unit and
+# integration tests (each kernel boot in a process of its own), then the
+# benchmarks in their quick form (figures only, nothing asserted).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bin/setup.sh --no-run
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy -- -D warnings"
+cargo clippy --release --locked --all-targets -- -D warnings
+echo "== licences"
+python3 bin/check-licenses.py
+echo "== tests"
+cargo test --release --locked --all-targets
+echo "== benchmarks (quick)"
+./target/release/lkl-bench --quick
