@@ -3,7 +3,7 @@
 
 use std::ffi::CString;
 use std::fmt;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use crate::host::{self, Console};
 use crate::sys;
@@ -15,6 +15,20 @@ const RUNNING: u8 = 2;
 const HALTED: u8 = 3;
 
 static STATE: AtomicU8 = AtomicU8::new(NOT_BOOTED);
+
+/// Set in the child of a fork(): the kernel's threads did not come along,
+/// so every call into it would hang. Calls fail with ESHUTDOWN instead.
+static FORKED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn after_fork_in_child() {
+    FORKED.store(true, Ordering::Release);
+    STATE.store(HALTED, Ordering::Release);
+}
+
+/// True in a process forked from one that had a kernel running.
+pub(crate) fn forked_child() -> bool {
+    FORKED.load(Ordering::Relaxed)
+}
 
 /// How to boot.
 #[derive(Debug, Clone)]
@@ -103,6 +117,8 @@ impl Kernel {
             return Err(BootError::AlreadyBooted);
         }
         host::set_console(opts.console);
+        // SAFETY: registers a handler that only stores to atomics.
+        unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
         // SAFETY: OPS is a static table of valid host functions; `line` is a
         // NUL-terminated string the kernel copies before returning.
         let rc = unsafe { sys::lkl_start_kernel(&host::OPS, line.as_ptr()) };
@@ -123,6 +139,9 @@ impl Kernel {
     /// and frees its memory. Threads blocked in kernel calls return
     /// `ESHUTDOWN`, and so does every later call.
     pub fn halt(self) -> Result<(), Errno> {
+        if forked_child() {
+            return Err(Errno::ESHUTDOWN);
+        }
         // SAFETY: the kernel is running (we hold its handle).
         let rc = unsafe { sys::lkl_sys_halt() };
         STATE.store(HALTED, Ordering::Release);

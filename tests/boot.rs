@@ -329,3 +329,48 @@ fn calls_before_boot_fail_cleanly() {
         assert!(!Kernel::is_running());
     });
 }
+
+#[test]
+fn forked_child_sees_the_kernel_gone() {
+    in_child("forked_child_sees_the_kernel_gone", LIMIT, || {
+        let (kernel, _c) = boot(32 << 20);
+        // SAFETY: the child only makes one call and exits with _exit.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let ok = sys::getpid() == Err(Errno::ESHUTDOWN);
+            // SAFETY: leaves the forked child without running destructors.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child forked above.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "child status {status}"
+        );
+        assert_eq!(sys::getpid(), Ok(1), "the parent's kernel is untouched");
+        kernel.halt().unwrap();
+    });
+}
+
+#[test]
+fn syscall_from_kernel_context_is_refused() {
+    in_child("syscall_from_kernel_context_is_refused", LIMIT, || {
+        use std::sync::Mutex;
+        static SEEN: Mutex<Option<Result<i32, Errno>>> = Mutex::new(None);
+        let console = lkl::host::Console::Callback(Arc::new(|_bytes: &[u8]| {
+            let mut seen = SEEN.lock().unwrap();
+            if seen.is_none() {
+                *seen = Some(sys::getpid());
+            }
+        }));
+        let kernel = Kernel::boot(BootOptions {
+            memory: 32 << 20,
+            console,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(*SEEN.lock().unwrap(), Some(Err(Errno(libc::EDEADLK))));
+        kernel.halt().unwrap();
+    });
+}

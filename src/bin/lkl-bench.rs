@@ -19,19 +19,28 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("--child-boot") => return child_boot(&args[2]),
-        Some("--child-host-net") => return child_host_net(args.get(2).map(String::as_str) == Some("quick")),
+        Some("--child-host-net") => {
+            return child_host_net(args.get(2).map(String::as_str) == Some("quick"))
+        }
         _ => {}
     }
     let quick = args.iter().any(|a| a == "--quick");
     let exe = std::env::current_exe().expect("own path");
 
-    println!("lkl-bench: Linux {} as a library (config: {})", lkl::KERNEL_VERSION, option_env!("LKL_CONFIG").unwrap_or("defconfig"));
+    println!(
+        "lkl-bench: Linux {} as a library (config: {})",
+        lkl::KERNEL_VERSION,
+        option_env!("LKL_CONFIG").unwrap_or("defconfig")
+    );
 
     // Boot time, from fresh processes.
     let runs = if quick { 5 } else { 15 };
     let mut boots: Vec<f64> = (0..runs)
         .filter_map(|_| run_child(&exe, &["--child-boot", "32M"]))
-        .filter_map(|out| out.lines().find_map(|l| l.strip_prefix("boot_ms ")?.trim().parse().ok()))
+        .filter_map(|out| {
+            out.lines()
+                .find_map(|l| l.strip_prefix("boot_ms ")?.trim().parse().ok())
+        })
         .collect();
     boots.sort_by(f64::total_cmp);
     if let Some(m) = median(&boots) {
@@ -41,7 +50,8 @@ fn main() {
     // Smallest mem= that boots.
     let mut floor = None;
     for mib in [32u64, 16, 8, 6, 5, 4, 3, 2] {
-        let ok = run_child(&exe, &["--child-boot", &format!("{mib}M")]).is_some_and(|o| o.contains("boot_ms"));
+        let ok = run_child(&exe, &["--child-boot", &format!("{mib}M")])
+            .is_some_and(|o| o.contains("boot_ms"));
         if ok {
             floor = Some(mib);
         } else {
@@ -49,18 +59,34 @@ fn main() {
         }
     }
     match floor {
-        Some(m) => println!("smallest mem= that boots:             {m}M (tried 32, 16, 8, 6, 5, 4, 3, 2 MiB)"),
+        Some(m) => println!(
+            "smallest mem= that boots:             {m}M (tried 32, 16, 8, 6, 5, 4, 3, 2 MiB)"
+        ),
         None => println!("smallest mem= that boots:             none of the sizes tried"),
     }
 
     let before_threads = host_threads();
     let t0 = Instant::now();
-    let kernel = Kernel::boot(BootOptions { memory: 32 << 20, console: Console::Silent, ..Default::default() }).expect("boot");
+    let kernel = Kernel::boot(BootOptions {
+        memory: 32 << 20,
+        console: Console::Silent,
+        ..Default::default()
+    })
+    .expect("boot");
     let boot = t0.elapsed();
     thread::sleep(Duration::from_millis(50));
-    println!("boot in this process:                 {:.2} ms", boot.as_secs_f64() * 1e3);
-    println!("host threads at idle:                 {} (process had {before_threads} before boot)", host_threads() - before_threads);
-    println!("resident memory after boot (mem=32M): {:.1} MiB (VmRSS of the whole process)", rss_kib() as f64 / 1024.0);
+    println!(
+        "boot in this process:                 {:.2} ms",
+        boot.as_secs_f64() * 1e3
+    );
+    println!(
+        "host threads at idle:                 {} (process had {before_threads} before boot)",
+        host_threads() - before_threads
+    );
+    println!(
+        "resident memory after boot (mem=32M): {:.1} MiB (VmRSS of the whole process)",
+        rss_kib() as f64 / 1024.0
+    );
 
     // Empty syscall, one thread.
     let n = if quick { 200_000 } else { 2_000_000 };
@@ -107,7 +133,9 @@ fn main() {
             }
             _ => {
                 println!("TCP loopback throughput:              lkl {lkl_tput:.2} Gbit/s   host: not measured (needs root for a network namespace)");
-                println!("TCP 1-byte request/response:          lkl {lkl_rr:.1} us   host: not measured");
+                println!(
+                    "TCP 1-byte request/response:          lkl {lkl_rr:.1} us   host: not measured"
+                );
             }
         }
     } else {
@@ -115,11 +143,15 @@ fn main() {
     }
 
     kernel.halt().expect("halt");
-    println!("host threads after halt:              {} (before boot: {before_threads})", host_threads());
+    println!(
+        "host threads after halt:              {} (before boot: {before_threads})",
+        host_threads()
+    );
 }
 
 fn field(out: &str, key: &str) -> Option<f64> {
-    out.lines().find_map(|l| l.strip_prefix(key)?.trim().parse().ok())
+    out.lines()
+        .find_map(|l| l.strip_prefix(key)?.trim().parse().ok())
 }
 
 fn median(v: &[f64]) -> Option<f64> {
@@ -128,20 +160,29 @@ fn median(v: &[f64]) -> Option<f64> {
 
 fn run_child(exe: &std::path::Path, args: &[&str]) -> Option<String> {
     let out = Command::new(exe).args(args).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn child_boot(mem: &str) {
     let mib: u64 = mem.trim_end_matches('M').parse().expect("size in MiB");
     let t0 = Instant::now();
-    let kernel = Kernel::boot(BootOptions { memory: mib << 20, ..Default::default() }).expect("boot");
+    let kernel = Kernel::boot(BootOptions {
+        memory: mib << 20,
+        ..Default::default()
+    })
+    .expect("boot");
     let _ = sys::getpid();
     println!("boot_ms {}", t0.elapsed().as_secs_f64() * 1e3);
     kernel.halt().expect("halt");
 }
 
 fn run_child_netns(exe: &std::path::Path, quick: bool) -> Option<String> {
-    run_child(exe, &["--child-host-net", if quick { "quick" } else { "full" }])
+    run_child(
+        exe,
+        &["--child-host-net", if quick { "quick" } else { "full" }],
+    )
 }
 
 /// Host side of the TCP figures, in a network namespace of its own.
@@ -181,7 +222,8 @@ fn per_call(n: usize, f: impl Fn()) -> f64 {
     t0.elapsed().as_nanos() as f64 / n as f64
 }
 
-/// Mean wall-clock cost per call with `threads` threads calling at once.
+/// Mean cost per call with `threads` threads calling at once: wall-clock
+/// time over all calls made (the kernel's CPU serialises them).
 fn concurrent(threads: usize, per_thread: usize, f: fn()) -> f64 {
     let barrier = Arc::new(Barrier::new(threads + 1));
     let handles: Vec<_> = (0..threads)
@@ -201,17 +243,28 @@ fn concurrent(threads: usize, per_thread: usize, f: fn()) -> f64 {
     for h in handles {
         h.join().expect("worker");
     }
-    t0.elapsed().as_nanos() as f64 / (threads * per_thread) as f64 * threads as f64
+    t0.elapsed().as_nanos() as f64 / (threads * per_thread) as f64
 }
 
 fn host_threads() -> usize {
-    std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmRSS:")?.trim().trim_end_matches("kB").trim().parse().ok()))
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("VmRSS:")?
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+        })
         .unwrap_or(0)
 }
 
@@ -239,7 +292,11 @@ impl Net for KernelNet {
     }
     fn connect(&self, port: u16) -> i32 {
         let fd = sys::socket(abi::AF_INET, abi::SOCK_STREAM, 0).expect("socket");
-        sys::connect_in(fd, &abi::SockAddrIn::new(std::net::Ipv4Addr::LOCALHOST, port)).expect("connect");
+        sys::connect_in(
+            fd,
+            &abi::SockAddrIn::new(std::net::Ipv4Addr::LOCALHOST, port),
+        )
+        .expect("connect");
         fd
     }
     fn accept(&self, fd: i32) -> i32 {
@@ -284,7 +341,15 @@ impl Net for HostNet {
     fn nodelay(&self, fd: i32) {
         let one: libc::c_int = 1;
         // SAFETY: an int option of the right size.
-        unsafe { libc::setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, (&one as *const i32).cast(), 4) };
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_NODELAY,
+                (&one as *const i32).cast(),
+                4,
+            )
+        };
     }
     fn close(&self, fd: i32) {
         // SAFETY: closes a descriptor this code opened.

@@ -29,7 +29,10 @@ fn usage(msg: &str) -> ! {
 }
 
 fn main() {
-    let mut opts = BootOptions { memory: 32 << 20, ..Default::default() };
+    let mut opts = BootOptions {
+        memory: 32 << 20,
+        ..Default::default()
+    };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -38,7 +41,11 @@ fn main() {
                 let v = args.next().unwrap_or_else(|| usage("--mem needs a size"));
                 opts.memory = parse_size(&v).unwrap_or_else(|| usage(&format!("bad size {v:?}")));
             }
-            "--cmdline" => opts.cmdline = args.next().unwrap_or_else(|| usage("--cmdline needs a value")),
+            "--cmdline" => {
+                opts.cmdline = args
+                    .next()
+                    .unwrap_or_else(|| usage("--cmdline needs a value"))
+            }
             "-h" | "--help" => usage("boots Linux inside this process"),
             other => usage(&format!("unknown argument {other:?}")),
         }
@@ -72,7 +79,9 @@ fn main() {
             let _ = writeln!(out, "lo: {e}");
         }
     }
-    let proc_ok = syscall::mkdir("/proc", 0o555).or_else(|e| if e == Errno::EEXIST { Ok(()) } else { Err(e) });
+    let proc_ok =
+        syscall::mkdir("/proc", 0o555)
+            .or_else(|e| if e == Errno::EEXIST { Ok(()) } else { Err(e) });
     if proc_ok.is_ok() && syscall::mount("proc", "/proc", "proc", 0, None).is_ok() {
         if let Ok(fd) = syscall::open("/proc/version", abi::O_RDONLY, 0) {
             let mut buf = [0u8; 256];

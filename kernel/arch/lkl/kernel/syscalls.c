@@ -169,6 +169,11 @@ long lkl_syscall(long no, long *params)
 	void *jb[5];
 	long ret;
 
+	if (!lkl_ops)
+		return -ENODEV;
+	/* From kernel context (a host op calling back in) it could only deadlock. */
+	if (lkl_cpu_owned_by_self())
+		return -EDEADLK;
 	if (!__atomic_load_n(&lkl_running, __ATOMIC_ACQUIRE))
 		return lkl_shutting_down ? -ESHUTDOWN : -ENODEV;
 
