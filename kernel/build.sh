@@ -90,7 +90,6 @@ cc=gcc
 if command -v ccache >/dev/null 2>&1; then
 	cc="ccache gcc"
 	export CCACHE_DIR=${CCACHE_DIR:-$cache/ccache}
-	export CCACHE_BASEDIR=$src
 	export CCACHE_SLOPPINESS=${CCACHE_SLOPPINESS:-time_macros,include_file_mtime,include_file_ctime}
 fi
 kmake() {

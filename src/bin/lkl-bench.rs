@@ -223,27 +223,31 @@ fn per_call(n: usize, f: impl Fn()) -> f64 {
 }
 
 /// Mean cost per call with `threads` threads calling at once: wall-clock
-/// time over all calls made (the kernel's CPU serialises them).
+/// time from the first thread's start to the last one's end, over all
+/// calls made (the kernel's one CPU serialises them).
 fn concurrent(threads: usize, per_thread: usize, f: fn()) -> f64 {
-    let barrier = Arc::new(Barrier::new(threads + 1));
+    let barrier = Arc::new(Barrier::new(threads));
     let handles: Vec<_> = (0..threads)
         .map(|_| {
             let b = barrier.clone();
             thread::spawn(move || {
                 f();
                 b.wait();
+                let start = Instant::now();
                 for _ in 0..per_thread {
                     f();
                 }
+                (start, Instant::now())
             })
         })
         .collect();
-    barrier.wait();
-    let t0 = Instant::now();
-    for h in handles {
-        h.join().expect("worker");
-    }
-    t0.elapsed().as_nanos() as f64 / (threads * per_thread) as f64
+    let spans: Vec<(Instant, Instant)> = handles
+        .into_iter()
+        .map(|h| h.join().expect("worker"))
+        .collect();
+    let first = spans.iter().map(|s| s.0).min().expect("threads");
+    let last = spans.iter().map(|s| s.1).max().expect("threads");
+    (last - first).as_nanos() as f64 / (threads * per_thread) as f64
 }
 
 fn host_threads() -> usize {

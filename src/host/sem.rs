@@ -40,6 +40,18 @@ impl Semaphore {
 
     /// Takes one unit, waiting for it as long as it takes.
     pub fn down(&self) {
+        if self.try_down() {
+            return;
+        }
+        // Most hand-offs complete within a few microseconds on another core:
+        // a short spin saves a futex sleep and wake-up.
+        let spin: u32 = spin_limit();
+        for _ in 0..spin {
+            std::hint::spin_loop();
+            if self.count.load(Ordering::Relaxed) > 0 && self.try_down() {
+                return;
+            }
+        }
         loop {
             if self.try_down() {
                 return;
@@ -62,6 +74,17 @@ impl Semaphore {
             futex_wake(&self.count, 1);
         }
     }
+}
+
+fn spin_limit() -> u32 {
+    use std::sync::OnceLock;
+    static LIMIT: OnceLock<u32> = OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        std::env::var("LKL_SPIN")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    })
 }
 
 fn futex_wait(word: &AtomicU32, expected: u32) {

@@ -5,6 +5,7 @@
  */
 #include <linux/types.h>
 #include <linux/bug.h>
+#include <linux/io.h>
 #include <asm/lkl.h>
 
 u64 lkl_iomem_read(const volatile void __iomem *addr, int size)

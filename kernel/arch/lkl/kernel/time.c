@@ -8,6 +8,7 @@
 #include <linux/clockchips.h>
 #include <linux/interrupt.h>
 #include <linux/sched_clock.h>
+#include <linux/sched/clock.h>
 #include <linux/timekeeping.h>
 #include <linux/delay.h>
 #include <linux/cpumask.h>
