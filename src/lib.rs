@@ -16,10 +16,12 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod config;
 pub mod host;
 pub mod kernel;
 pub mod sys;
 pub mod syscall;
+pub mod virtio;
 
 pub use kernel::{BootError, BootOptions, Kernel};
 pub use syscall::Errno;

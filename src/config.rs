@@ -1,0 +1,1 @@
+//! The JSON config (LKL-compatible keys). Being written.
