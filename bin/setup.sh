@@ -35,5 +35,5 @@ cargo build --release --locked --bins
 
 if [ "${1:-}" != "--no-run" ]; then
 	echo "setup: booting Linux inside a process" >&2
-	./target/release/lkl-boot
+	cargo run --release --locked --quiet --bin lkl-boot
 fi

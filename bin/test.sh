@@ -15,4 +15,4 @@ python3 bin/check-licenses.py
 echo "== tests"
 cargo test --release --locked --all-targets
 echo "== benchmarks (quick)"
-./target/release/lkl-bench --quick
+cargo run --release --locked --quiet --bin lkl-bench -- --quick

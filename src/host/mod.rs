@@ -4,6 +4,7 @@
 //! submodules; none of them can unwind into the kernel.
 
 mod console;
+pub mod iomem;
 mod mem;
 mod sem;
 mod thread;
@@ -15,20 +16,7 @@ pub use sem::Semaphore;
 pub use thread::{spawn_kernel_thread, KernelThread};
 pub use timer::host_timer_threads;
 
-use std::ffi::{c_int, c_void};
-
 use crate::sys::HostOps;
-
-/// Device register accesses: no devices are registered by this crate yet,
-/// so every access is refused (the kernel then warns once).
-unsafe extern "C" fn iomem_access(
-    _addr: *const c_void,
-    _val: *mut c_void,
-    _size: c_int,
-    _write: c_int,
-) -> c_int {
-    -libc::EFAULT
-}
 
 /// The table handed to `lkl_start_kernel`. It lives for the whole process.
 pub(crate) static OPS: HostOps = HostOps {
@@ -55,7 +43,7 @@ pub(crate) static OPS: HostOps = HostOps {
     timer_alloc: timer::timer_alloc,
     timer_set_oneshot: timer::timer_set_oneshot,
     timer_free: timer::timer_free,
-    iomem_access,
+    iomem_access: iomem::iomem_access,
 };
 
 pub(crate) use console::set_console;

@@ -20,9 +20,13 @@ pub use process::*;
 
 use crate::sys;
 
-/// System-call numbers of the kernel we built (from its `unistd_64.h`).
+/// System-call numbers of the kernel we built (from its `unistd_64.h`),
+/// plus lkl's own (`arch/lkl/include/uapi/asm/unistd.h`).
 pub mod nr {
     include!(concat!(env!("OUT_DIR"), "/syscall_nr.rs"));
+
+    /// Registers a virtio-mmio device after boot: (base, size, irq) -> device id.
+    pub const VIRTIO_MMIO_DEVICE_ADD: i64 = 244;
 }
 
 /// Calls system call `nr` with six raw arguments.
