@@ -36,19 +36,31 @@ impl MmioDevice for Placeholder {
 
 #[test]
 fn hot_added_device_is_probed_through_host_registers() {
-    in_child("hot_added_device_is_probed_through_host_registers", Duration::from_secs(60), || {
-        let (kernel, console) = boot(32 << 20);
-        let dev = Arc::new(Placeholder { reads: AtomicU32::new(0) });
-        let region = iomem::register(dev.clone(), 0x200).unwrap();
-        // SAFETY: lkl_get_free_irq only touches an atomic bitmap.
-        let irq = unsafe { lkl::sys::lkl_get_free_irq(c"test".as_ptr()) };
-        assert!(irq > 0);
-        let id = sys::virtio_mmio_device_add(region.base(), 0x200, irq as u32).unwrap();
-        assert!(id >= 0);
-        assert!(dev.reads.load(Ordering::SeqCst) >= 3, "the driver read magic, version and device id");
-        assert_eq!(sys::virtio_mmio_device_add(region.base(), 0, irq as u32), Err(lkl::Errno::EINVAL));
-        kernel.halt().unwrap();
-        drop(region);
-        let _ = console;
-    });
+    in_child(
+        "hot_added_device_is_probed_through_host_registers",
+        Duration::from_secs(60),
+        || {
+            let (kernel, console) = boot(32 << 20);
+            let dev = Arc::new(Placeholder {
+                reads: AtomicU32::new(0),
+            });
+            let region = iomem::register(dev.clone(), 0x200).unwrap();
+            // SAFETY: lkl_get_free_irq only touches an atomic bitmap.
+            let irq = unsafe { lkl::sys::lkl_get_free_irq(c"test".as_ptr()) };
+            assert!(irq > 0);
+            let id = sys::virtio_mmio_device_add(region.base(), 0x200, irq as u32).unwrap();
+            assert!(id >= 0);
+            assert!(
+                dev.reads.load(Ordering::SeqCst) >= 3,
+                "the driver read magic, version and device id"
+            );
+            assert_eq!(
+                sys::virtio_mmio_device_add(region.base(), 0, irq as u32),
+                Err(lkl::Errno::EINVAL)
+            );
+            kernel.halt().unwrap();
+            drop(region);
+            let _ = console;
+        },
+    );
 }

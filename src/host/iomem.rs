@@ -63,13 +63,19 @@ pub fn register(device: Arc<dyn MmioDevice>, size: usize) -> std::io::Result<Mmi
         return Err(std::io::Error::last_os_error());
     }
     let base = p as usize;
-    REGIONS.write().unwrap_or_else(|e| e.into_inner()).push(Region { base, size, device });
+    REGIONS
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(Region { base, size, device });
     Ok(MmioRegion { base, reserved })
 }
 
 impl Drop for MmioRegion {
     fn drop(&mut self) {
-        REGIONS.write().unwrap_or_else(|e| e.into_inner()).retain(|r| r.base != self.base);
+        REGIONS
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|r| r.base != self.base);
         // SAFETY: unmaps the reservation made in `register`.
         unsafe { libc::munmap(self.base as *mut c_void, self.reserved) };
     }
@@ -79,14 +85,24 @@ impl Drop for MmioRegion {
 ///
 /// # Safety
 /// `val` points to `size` bytes the caller owns.
-pub(super) unsafe extern "C" fn iomem_access(addr: *const c_void, val: *mut c_void, size: c_int, write: c_int) -> c_int {
+pub(super) unsafe extern "C" fn iomem_access(
+    addr: *const c_void,
+    val: *mut c_void,
+    size: c_int,
+    write: c_int,
+) -> c_int {
     let addr = addr as usize;
-    let Ok(len) = usize::try_from(size) else { return -libc::EINVAL };
+    let Ok(len) = usize::try_from(size) else {
+        return -libc::EINVAL;
+    };
     if !matches!(len, 1 | 2 | 4 | 8) || val.is_null() {
         return -libc::EINVAL;
     }
     let regions = REGIONS.read().unwrap_or_else(|e| e.into_inner());
-    let Some(r) = regions.iter().find(|r| addr >= r.base && addr + len <= r.base + r.size) else {
+    let Some(r) = regions
+        .iter()
+        .find(|r| addr >= r.base && addr + len <= r.base + r.size)
+    else {
         return -libc::EFAULT;
     };
     let offset = (addr - r.base) as u64;

@@ -50,5 +50,11 @@ pub fn clock_monotonic() -> Result<Timespec, Errno> {
 /// the platform device id (`virtio-mmio.<id>.auto`).
 pub fn virtio_mmio_device_add(base: u64, size: u64, irq: u32) -> Result<i32, Errno> {
     // SAFETY: no pointer arguments (the kernel only records the address).
-    unsafe { raw(nr::VIRTIO_MMIO_DEVICE_ADD, [base as i64, size as i64, irq as i64, 0, 0, 0]) }.map(|v| v as i32)
+    unsafe {
+        raw(
+            nr::VIRTIO_MMIO_DEVICE_ADD,
+            [base as i64, size as i64, irq as i64, 0, 0, 0],
+        )
+    }
+    .map(|v| v as i32)
 }
