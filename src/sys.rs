@@ -10,12 +10,15 @@ pub type TlsKey = c_void;
 pub type Timer = c_void;
 pub type ThreadHandle = c_ulong;
 
+/// `sem_alloc` flag: a contended lock whose waiters may spin first.
+pub const LKL_SEM_SPIN: c_int = 1;
+
 /// `struct lkl_host_operations`, field for field.
 #[repr(C)]
 pub struct HostOps {
     pub print: Option<unsafe extern "C" fn(*const c_char, c_int)>,
     pub panic: Option<extern "C" fn()>,
-    pub sem_alloc: unsafe extern "C" fn(c_int) -> *mut Sem,
+    pub sem_alloc: unsafe extern "C" fn(c_int, c_int) -> *mut Sem,
     pub sem_free: unsafe extern "C" fn(*mut Sem),
     pub sem_up: unsafe extern "C" fn(*mut Sem),
     pub sem_down: unsafe extern "C" fn(*mut Sem),

@@ -1,11 +1,22 @@
 //! A counting semaphore on a futex: the kernel's scheduling primitive (the
 //! CPU lock, each task's wait point, idle). `down` never returns early.
+//!
+//! A semaphore made for a contended lock (the CPU lock) spins for a bounded
+//! time before it sleeps: its holder usually releases it within a few
+//! microseconds, and a futex sleep plus wake-up costs more than that. The
+//! others sleep at once, since spinning there takes a core from the thread
+//! that holds the CPU (measured: it cuts TCP throughput several times).
 
 use std::ffi::c_int;
 use std::ptr;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::time::Instant;
 
-use crate::sys::Sem;
+use crate::sys::{Sem, LKL_SEM_SPIN};
+
+/// Default spin budget of a contended lock, in nanoseconds.
+const DEFAULT_SPIN_NS: u32 = 10_000;
 
 /// Counting semaphore. `up` wakes one waiter; `down` blocks while the count
 /// is zero.
@@ -13,13 +24,26 @@ use crate::sys::Sem;
 pub struct Semaphore {
     count: AtomicU32,
     waiters: AtomicU32,
+    spin_ns: u32,
 }
 
 impl Semaphore {
+    /// A semaphore whose waiters sleep at once.
     pub const fn new(count: u32) -> Self {
         Semaphore {
             count: AtomicU32::new(count),
             waiters: AtomicU32::new(0),
+            spin_ns: 0,
+        }
+    }
+
+    /// A semaphore used as a contended lock: waiters spin up to `spin_ns`
+    /// before sleeping.
+    pub const fn with_spin(count: u32, spin_ns: u32) -> Self {
+        Semaphore {
+            count: AtomicU32::new(count),
+            waiters: AtomicU32::new(0),
+            spin_ns,
         }
     }
 
@@ -38,19 +62,28 @@ impl Semaphore {
         false
     }
 
+    fn spin(&self) -> bool {
+        if self.spin_ns == 0 {
+            return false;
+        }
+        let start = Instant::now();
+        loop {
+            for _ in 0..32 {
+                std::hint::spin_loop();
+                if self.count.load(Ordering::Relaxed) > 0 && self.try_down() {
+                    return true;
+                }
+            }
+            if start.elapsed().as_nanos() > u128::from(self.spin_ns) {
+                return false;
+            }
+        }
+    }
+
     /// Takes one unit, waiting for it as long as it takes.
     pub fn down(&self) {
-        if self.try_down() {
+        if self.try_down() || self.spin() {
             return;
-        }
-        // Most hand-offs complete within a few microseconds on another core:
-        // a short spin saves a futex sleep and wake-up.
-        let spin: u32 = spin_limit();
-        for _ in 0..spin {
-            std::hint::spin_loop();
-            if self.count.load(Ordering::Relaxed) > 0 && self.try_down() {
-                return;
-            }
         }
         loop {
             if self.try_down() {
@@ -76,14 +109,15 @@ impl Semaphore {
     }
 }
 
-fn spin_limit() -> u32 {
-    use std::sync::OnceLock;
-    static LIMIT: OnceLock<u32> = OnceLock::new();
-    *LIMIT.get_or_init(|| {
-        std::env::var("LKL_SPIN")
+/// The spin budget of contended locks: `LKL_SPIN_NS` overrides the default
+/// (0 turns spinning off), for measurements.
+fn lock_spin_ns() -> u32 {
+    static NS: OnceLock<u32> = OnceLock::new();
+    *NS.get_or_init(|| {
+        std::env::var("LKL_SPIN_NS")
             .ok()
             .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
+            .unwrap_or(DEFAULT_SPIN_NS)
     })
 }
 
@@ -113,8 +147,14 @@ fn futex_wake(word: &AtomicU32, n: i32) {
     }
 }
 
-pub(super) unsafe extern "C" fn sem_alloc(count: c_int) -> *mut Sem {
-    Box::into_raw(Box::new(Semaphore::new(count.max(0) as u32))).cast()
+pub(super) unsafe extern "C" fn sem_alloc(count: c_int, flags: c_int) -> *mut Sem {
+    let count = count.max(0) as u32;
+    let sem = if flags & LKL_SEM_SPIN != 0 {
+        Semaphore::with_spin(count, lock_spin_ns())
+    } else {
+        Semaphore::new(count)
+    };
+    Box::into_raw(Box::new(sem)).cast()
 }
 
 /// # Safety

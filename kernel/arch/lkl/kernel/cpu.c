@@ -5,12 +5,11 @@
  * in three ways only:
  *  - lkl_cpu_get/lkl_cpu_try_get and lkl_cpu_release (free <-> owned);
  *  - __switch_to, which posts the next task's semaphore and so hands the
- *    CPU over without releasing it;
- *  - lkl_idle_kick, which hands it to the idle thread parked in
- *    arch_cpu_idle.
+ *    CPU over without releasing it (or the idle host thread's semaphore,
+ *    idle.c).
  *
- * Invariant: while the CPU is free, current is either the idle task parked
- * in arch_cpu_idle or a host task whose application thread has left the
+ * Invariant: while the CPU is free, current is either idle (in the idle
+ * state, see idle.c) or a host task whose application thread has left the
  * kernel. A thread that takes the CPU without embodying current (an IRQ
  * from a device or timer thread, a new application thread) acts on
  * current's behalf: lkl_cpu_park_foreign.
@@ -24,14 +23,13 @@
 
 static struct lkl_sem *cpu_sem;
 static unsigned long cpu_owner;
-static struct lkl_sem *idle_sem;
 int lkl_shutting_down;
 
 void lkl_cpu_init(void)
 {
 	/* Created taken: the boot thread owns the CPU from the start. */
-	cpu_sem = lkl_ops->sem_alloc(0);
-	idle_sem = lkl_ops->sem_alloc(0);
+	cpu_sem = lkl_ops->sem_alloc(0, LKL_SEM_SPIN);
+	lkl_idle_init();
 }
 
 static inline int shutting_down(void)
@@ -86,13 +84,6 @@ int lkl_cpu_owned_by_self(void)
 	return owner && owner == lkl_ops->thread_self();
 }
 
-/* Hand the CPU to the idle thread parked in arch_cpu_idle. */
-void lkl_idle_kick(void)
-{
-	cpu_owner = init_task.thread.host;
-	lkl_ops->sem_up(idle_sem);
-}
-
 /*
  * The caller owns the CPU but does not embody current (by the invariant,
  * idle parked in arch_cpu_idle or a parked host task). Deliver pending
@@ -102,15 +93,15 @@ void lkl_idle_kick(void)
 void lkl_cpu_park_foreign(void)
 {
 	for (;;) {
+		if (is_idle_task(current)) {
+			/* Go on as idle would after an interrupt. */
+			lkl_idle_run();
+			return;
+		}
+
 		if (lkl_irqs_pending())
 			lkl_run_irqs();
-
-		if (is_idle_task(current)) {
-			if (need_resched()) {
-				lkl_idle_kick();
-				return;
-			}
-		} else if (!single_task_running()) {
+		if (!single_task_running()) {
 			/* Schedule on the parked host task's behalf. */
 			if (!lkl_sched_jb())
 				return;
@@ -138,28 +129,3 @@ void lkl_cpu_relax(void)
 	local_irq_restore(flags);
 }
 
-/*
- * Entered with IRQs off, returns with IRQs off (default_idle_call enables
- * them). Sleeps with the CPU released until an IRQ or a new task needs it.
- */
-void arch_cpu_idle(void)
-{
-	if (shutting_down())
-		lkl_leave(&init_task);
-	if (lkl_irqs_pending())
-		return;
-
-	lkl_cpu_release();
-	if (lkl_irqs_pending() && lkl_cpu_try_get())
-		return;
-
-	/* lkl_idle_kick hands the CPU over with this post. */
-	lkl_ops->sem_down(idle_sem);
-	if (shutting_down())
-		lkl_leave(&init_task);
-}
-
-void lkl_idle_shutdown_wake(void)
-{
-	lkl_ops->sem_up(idle_sem);
-}

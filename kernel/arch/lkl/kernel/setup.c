@@ -66,7 +66,7 @@ int __ref lkl_start_kernel(const struct lkl_host_operations *ops, const char *cm
 		return -E2BIG;
 
 	lkl_ops = ops;
-	lkl_init_sem = ops->sem_alloc(0);
+	lkl_init_sem = ops->sem_alloc(0, 0);
 	if (!lkl_init_sem)
 		return -ENOMEM;
 	lkl_cpu_init();

@@ -288,8 +288,8 @@ void lkl_become_host0(void)
 	sigfillset(&all);
 	set_current_blocked(&all);
 
-	pool_sem = lkl_ops->sem_alloc(0);
-	drain_sem = lkl_ops->sem_alloc(0);
+	pool_sem = lkl_ops->sem_alloc(0, 0);
+	drain_sem = lkl_ops->sem_alloc(0, 0);
 	task_key = lkl_ops->tls_alloc(host_task_release);
 	if (!pool_sem || !drain_sem || !task_key)
 		panic("lkl: out of host resources");

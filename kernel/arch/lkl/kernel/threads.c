@@ -44,7 +44,7 @@ int lkl_is_host_task(struct task_struct *task)
 /* The boot thread becomes the idle task (pid 0). */
 void lkl_threads_init(void)
 {
-	init_task.thread.sched_sem = lkl_ops->sem_alloc(0);
+	init_task.thread.sched_sem = lkl_ops->sem_alloc(0, 0);
 	init_task.thread.host = lkl_ops->thread_self();
 	init_task.thread.own_thread = init_task.thread.host;
 }
@@ -92,7 +92,7 @@ int copy_thread(struct task_struct *p, const struct kernel_clone_args *args)
 	if (!args->fn)
 		return -EINVAL;
 
-	t->sched_sem = lkl_ops->sem_alloc(0);
+	t->sched_sem = lkl_ops->sem_alloc(0, 0);
 	if (!t->sched_sem)
 		return -ENOMEM;
 
@@ -139,6 +139,20 @@ struct task_struct *__switch_to(struct task_struct *prev, struct task_struct *ne
 
 	lkl_current_task = next;
 	nt->prev_sched = prev;
+
+	if (next == &init_task && lkl_idle_virtual) {
+		void *jb[5];
+		int jump = test_and_clear_ti_thread_flag(task_thread_info(prev), TIF_SCHED_JB);
+
+		/* Finishing the switch may free prev: copy what we need first. */
+		if (jump)
+			memcpy(jb, pt->sched_jb, sizeof(jb));
+		lkl_idle_resume(prev);
+		if (jump)
+			__builtin_longjmp(jb, 1);
+		goto park;
+	}
+
 	BUG_ON(!nt->host);
 	lkl_cpu_set_owner(nt->host);
 
@@ -152,6 +166,7 @@ struct task_struct *__switch_to(struct task_struct *prev, struct task_struct *ne
 	}
 
 	lkl_ops->sem_up(nt->sched_sem);
+park:
 	lkl_ops->sem_down(pt->sched_sem);
 
 	/* Switched back to prev: this thread owns the CPU again. */
@@ -196,13 +211,8 @@ void lkl_enter_task(struct task_struct *task)
 		wake_up_process(task);
 
 	for (;;) {
-		if (is_idle_task(current)) {
-			/* Idle runs schedule() itself once it has the CPU. */
-			lkl_idle_kick();
-			break;
-		}
-		/* current is a parked host task: schedule on its behalf. */
-		if (!lkl_sched_jb())
+		/* Schedule on behalf of current: idle, or a parked host task. */
+		if (is_idle_task(current) ? !lkl_idle_sched_jb() : !lkl_sched_jb())
 			break;
 	}
 

@@ -20,14 +20,20 @@ struct lkl_timer;
 
 typedef unsigned long lkl_thread_t;
 
+#define LKL_SEM_SPIN	1
+
 struct lkl_host_operations {
 	/* console: every printk line, not NUL-terminated. no block. */
 	void (*print)(const char *str, int len);
 	/* called once on kernel panic, after the message; may not return. */
 	void (*panic)(void);
 
-	/* counting semaphores: the scheduling primitive. */
-	struct lkl_sem *(*sem_alloc)(int count);
+	/*
+	 * counting semaphores: the scheduling primitive. LKL_SEM_SPIN marks a
+	 * contended lock (the CPU lock): a waiter may spin briefly before it
+	 * sleeps, since the holder usually releases it within microseconds.
+	 */
+	struct lkl_sem *(*sem_alloc)(int count, int flags);
 	void (*sem_free)(struct lkl_sem *sem);
 	void (*sem_up)(struct lkl_sem *sem);		/* no block */
 	void (*sem_down)(struct lkl_sem *sem);		/* never returns early */

@@ -30,9 +30,15 @@ void lkl_cpu_set_owner(unsigned long host);
 int lkl_cpu_owned_by_self(void);
 void lkl_cpu_park_foreign(void);
 void lkl_cpu_shutdown_wake(void);
-void lkl_idle_kick(void);
 extern int lkl_shutting_down;
 extern int lkl_running;
+
+/* idle.c */
+extern int lkl_idle_virtual;
+void lkl_idle_init(void);
+int lkl_idle_sched_jb(void);
+void lkl_idle_run(void);
+void lkl_idle_resume(struct task_struct *prev);
 
 /* irq.c */
 int lkl_irqs_pending(void);
