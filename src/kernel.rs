@@ -55,9 +55,15 @@ impl Default for BootOptions {
 }
 
 impl BootOptions {
-    /// The command line handed to the kernel.
+    /// The command line handed to the kernel (devices attached before boot
+    /// included).
     pub fn command_line(&self) -> String {
         let mut line = format!("mem={}K", self.memory / 1024);
+        let devices = crate::devices::boot_cmdline();
+        if !devices.is_empty() {
+            line.push(' ');
+            line.push_str(&devices);
+        }
         if let Some(level) = self.loglevel {
             line.push_str(&format!(" loglevel={level}"));
         }

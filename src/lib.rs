@@ -17,6 +17,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod config;
+pub mod devices;
 pub mod host;
 pub mod kernel;
 pub mod sys;

@@ -15,6 +15,9 @@ pub trait MmioDevice: Send + Sync {
     fn read(&self, offset: u64, data: &mut [u8]);
     /// Writes `data.len()` (1, 2, 4 or 8) bytes of registers at `offset`.
     fn write(&self, offset: u64, data: &[u8]);
+    /// The kernel halted and is about to free its RAM: stop every access
+    /// to it (join workers). Called once, with the kernel frozen.
+    fn shutdown(&self) {}
 }
 
 struct Region {
@@ -78,6 +81,19 @@ impl Drop for MmioRegion {
             .retain(|r| r.base != self.base);
         // SAFETY: unmaps the reservation made in `register`.
         unsafe { libc::munmap(self.base as *mut c_void, self.reserved) };
+    }
+}
+
+/// Stops every registered device (see [`MmioDevice::shutdown`]).
+pub(crate) fn shutdown_all() {
+    let devices: Vec<Arc<dyn MmioDevice>> = REGIONS
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|r| r.device.clone())
+        .collect();
+    for d in devices {
+        d.shutdown();
     }
 }
 

@@ -6,6 +6,7 @@
 mod console;
 pub mod iomem;
 mod mem;
+pub use mem::kernel_ram;
 mod sem;
 mod thread;
 mod timer;

@@ -192,6 +192,7 @@ pub const SOCK_NONBLOCK: i32 = O_NONBLOCK;
 pub const SOCK_CLOEXEC: i32 = O_CLOEXEC;
 pub const SOL_SOCKET: i32 = 1;
 pub const SO_REUSEADDR: i32 = 2;
+pub const SO_BROADCAST: i32 = 6;
 pub const SO_SNDBUF: i32 = 7;
 pub const SO_RCVBUF: i32 = 8;
 pub const IPPROTO_TCP: i32 = 6;
@@ -202,6 +203,8 @@ pub const SHUT_RDWR: i32 = 2;
 
 pub const SIOCGIFFLAGS: u64 = 0x8913;
 pub const SIOCSIFFLAGS: u64 = 0x8914;
+pub const SIOCSIFADDR: u64 = 0x8916;
+pub const SIOCSIFNETMASK: u64 = 0x891c;
 pub const IFF_UP: i16 = 0x1;
 pub const IFF_LOOPBACK: i16 = 0x8;
 pub const IFF_RUNNING: i16 = 0x40;

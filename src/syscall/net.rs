@@ -188,3 +188,57 @@ pub fn if_set_up(name: &str, up: bool) -> Result<i16, Errno> {
 fn close_quiet(fd: i32) -> Result<(), Errno> {
     super::close(fd)
 }
+
+/// `struct ifreq` with a `sockaddr_in` in its union.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+struct IfreqAddr {
+    ifr_name: [u8; 16],
+    ifr_addr: SockAddrIn,
+    __pad: [u8; 8],
+}
+
+fn ifreq_addr(name: &str, addr: std::net::Ipv4Addr) -> Result<IfreqAddr, Errno> {
+    let mut req = IfreqAddr::default();
+    if name.len() >= req.ifr_name.len() {
+        return Err(Errno::EINVAL);
+    }
+    req.ifr_name[..name.len()].copy_from_slice(name.as_bytes());
+    req.ifr_addr = SockAddrIn::new(addr, 0);
+    Ok(req)
+}
+
+/// Sets an interface's IPv4 address and prefix (`SIOCSIFADDR`,
+/// `SIOCSIFNETMASK`).
+pub fn if_set_ipv4(name: &str, addr: std::net::Ipv4Addr, prefix: u8) -> Result<(), Errno> {
+    if prefix > 32 {
+        return Err(Errno::EINVAL);
+    }
+    let mask = if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - prefix)
+    };
+    let fd = socket(abi::AF_INET, abi::SOCK_DGRAM | abi::SOCK_CLOEXEC, 0)?;
+    let result = (|| {
+        let mut req = ifreq_addr(name, addr)?;
+        // SAFETY: a struct ifreq the kernel reads.
+        unsafe {
+            raw(
+                nr::IOCTL,
+                [fd as i64, abi::SIOCSIFADDR as i64, pm(&mut req), 0, 0, 0],
+            )
+        }?;
+        let mut req = ifreq_addr(name, std::net::Ipv4Addr::from(mask))?;
+        // SAFETY: as above.
+        unsafe {
+            raw(
+                nr::IOCTL,
+                [fd as i64, abi::SIOCSIFNETMASK as i64, pm(&mut req), 0, 0, 0],
+            )
+        }?;
+        Ok(())
+    })();
+    let _ = close_quiet(fd);
+    result
+}
