@@ -157,3 +157,19 @@ impl Kernel {
         Ok(())
     }
 }
+
+/// Interrupts the system call that kernel task `tid` (its `gettid()`) is
+/// blocked in: the call returns `EINTR`, as a host call does when a signal
+/// arrives. A task that is not inside a call is left alone.
+///
+/// Async-signal-safe: a host signal handler may call it, also on the
+/// blocked thread itself (it only sets atomics and raises an IRQ).
+pub fn interrupt(tid: i32) -> Result<(), Errno> {
+    // SAFETY: plain integer argument; the function checks it.
+    let rc = unsafe { sys::lkl_interrupt_async(tid) };
+    if rc < 0 {
+        Err(Errno(-rc))
+    } else {
+        Ok(())
+    }
+}

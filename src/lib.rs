@@ -24,7 +24,7 @@ pub mod sys;
 pub mod syscall;
 pub mod virtio;
 
-pub use kernel::{BootError, BootOptions, Kernel};
+pub use kernel::{interrupt, BootError, BootOptions, Kernel};
 pub use syscall::Errno;
 
 /// The kernel release this crate was built with (e.g. "6.12.117").

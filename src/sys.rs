@@ -55,4 +55,6 @@ extern "C" {
     pub fn lkl_trigger_irq(irq: c_int) -> c_int;
     pub fn lkl_get_free_irq(user: *const c_char) -> c_int;
     pub fn lkl_put_irq(irq: c_int, user: *const c_char);
+    /// Interrupts the call task `tid` is blocked in (async-signal-safe).
+    pub fn lkl_interrupt_async(tid: c_int) -> c_int;
 }

@@ -374,3 +374,70 @@ fn syscall_from_kernel_context_is_refused() {
         kernel.halt().unwrap();
     });
 }
+
+#[test]
+fn blocked_call_is_interrupted() {
+    in_child("blocked_call_is_interrupted", LIMIT, || {
+        let (kernel, _c) = boot(32 << 20);
+        let (r, w) = sys::pipe2(0).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = thread::spawn(move || {
+            tx.send(sys::gettid().unwrap()).unwrap();
+            let mut buf = [0u8; 8];
+            let first = sys::read(r, &mut buf);
+            // The interruption is spent: the next call blocks until data comes.
+            let second = sys::read(r, &mut buf);
+            (first, second)
+        });
+        let tid = rx.recv().unwrap();
+        thread::sleep(Duration::from_millis(50));
+        lkl::interrupt(tid).unwrap();
+        thread::sleep(Duration::from_millis(50));
+        sys::write(w, b"x").unwrap();
+        let (first, second) = reader.join().unwrap();
+        assert_eq!(first, Err(Errno::EINTR));
+        assert_eq!(second, Ok(1));
+        // A thread outside the kernel is left alone.
+        lkl::interrupt(sys::gettid().unwrap()).unwrap();
+        thread::sleep(Duration::from_millis(20));
+        assert_eq!(sys::write(w, b"y"), Ok(1));
+        assert_eq!(lkl::interrupt(0), Err(Errno::EINVAL));
+        kernel.halt().unwrap();
+    });
+}
+
+#[test]
+fn host_signal_interrupts_blocked_call() {
+    in_child("host_signal_interrupts_blocked_call", LIMIT, || {
+        use std::sync::atomic::AtomicI32;
+        static TID: AtomicI32 = AtomicI32::new(0);
+        extern "C" fn on_signal(_: libc::c_int) {
+            // Async-signal-safe: atomics and lkl::interrupt only.
+            let _ = lkl::interrupt(TID.load(Ordering::SeqCst));
+        }
+        let (kernel, _c) = boot(32 << 20);
+        // SAFETY: installs a handler that only calls async-signal-safe code.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as usize;
+            libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut());
+        }
+        let (r, _w) = sys::pipe2(0).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = thread::spawn(move || {
+            TID.store(sys::gettid().unwrap(), Ordering::SeqCst);
+            // SAFETY: pthread_self has no preconditions.
+            tx.send(unsafe { libc::pthread_self() }).unwrap();
+            let mut buf = [0u8; 8];
+            sys::read(r, &mut buf)
+        });
+        let pthread = rx.recv().unwrap();
+        thread::sleep(Duration::from_millis(50));
+        let t0 = Instant::now();
+        // SAFETY: signals a live thread of this process.
+        unsafe { libc::pthread_kill(pthread, libc::SIGUSR1) };
+        assert_eq!(reader.join().unwrap(), Err(Errno::EINTR));
+        println!("signal to EINTR: {:?}", t0.elapsed());
+        kernel.halt().unwrap();
+    });
+}

@@ -110,12 +110,6 @@ long lkl_sys_halt(void)
 	return ret;
 }
 
-/* Reserved for interrupting a blocked call from a signal handler. */
-int lkl_interrupt_async(int tid)
-{
-	return -ENOSYS;
-}
-
 /*
  * Runs on the thread that issued reboot, owning the CPU, with the kernel
  * frozen: no kernel code runs again. Wakes every host thread so that each

@@ -210,7 +210,9 @@ long lkl_syscall(long no, long *params)
 	task->thread.exit_jb = jb;
 	lkl_enter_task(task);
 
+	task->thread.in_syscall = 1;
 	ret = run_syscall(no, params);
+	task->thread.in_syscall = 0;
 	lkl_task_put();
 out:
 	inflight_dec();

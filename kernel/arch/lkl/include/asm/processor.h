@@ -27,6 +27,8 @@ struct thread_struct {
 	void **exit_jb;
 	/* Set when the task is freed: its parked host thread must exit. */
 	int dead;
+	/* A host task inside lkl_syscall (interrupt.c interrupts only those). */
+	int in_syscall;
 	int (*fn)(void *);
 	void *fn_arg;
 };
