@@ -419,7 +419,7 @@ fn host_signal_interrupts_blocked_call() {
         // SAFETY: installs a handler that only calls async-signal-safe code.
         unsafe {
             let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as usize;
+            sa.sa_sigaction = on_signal as *const () as usize;
             libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut());
         }
         let (r, _w) = sys::pipe2(0).unwrap();
