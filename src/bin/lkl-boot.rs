@@ -1,10 +1,12 @@
 //! Boot demo: boots the kernel inside this process, shows what it is, makes
 //! a few calls and halts.
 //!
-//! Usage: lkl-boot [--console] [--mem SIZE] [--cmdline "PARAMS"]
+//! Usage: lkl-boot [--console] [--mem SIZE] [--cmdline "PARAMS"] [--hold SECS]
 //!   --console   show the kernel's console on stderr
 //!   --mem SIZE  kernel RAM, e.g. 32M (default) or 4096K
 //!   --cmdline   extra kernel command-line parameters
+//!   --hold SECS keep the kernel up that long before halting (to inspect
+//!               the process: threads, memory)
 
 use std::io::Write;
 use std::time::Instant;
@@ -24,7 +26,7 @@ fn parse_size(s: &str) -> Option<u64> {
 }
 
 fn usage(msg: &str) -> ! {
-    eprintln!("lkl-boot: {msg}\nusage: lkl-boot [--console] [--mem SIZE] [--cmdline \"PARAMS\"]");
+    eprintln!("lkl-boot: {msg}\nusage: lkl-boot [--console] [--mem SIZE] [--cmdline \"PARAMS\"] [--hold SECS]");
     std::process::exit(2);
 }
 
@@ -33,6 +35,7 @@ fn main() {
         memory: 32 << 20,
         ..Default::default()
     };
+    let mut hold = 0u64;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -45,6 +48,12 @@ fn main() {
                 opts.cmdline = args
                     .next()
                     .unwrap_or_else(|| usage("--cmdline needs a value"))
+            }
+            "--hold" => {
+                let v = args.next().unwrap_or_else(|| usage("--hold needs seconds"));
+                hold = v
+                    .parse()
+                    .unwrap_or_else(|_| usage(&format!("bad seconds {v:?}")));
             }
             "-h" | "--help" => usage("boots Linux inside this process"),
             other => usage(&format!("unknown argument {other:?}")),
@@ -89,6 +98,10 @@ fn main() {
             let _ = write!(out, "/proc/version: {}", String::from_utf8_lossy(&buf[..n]));
             let _ = syscall::close(fd);
         }
+    }
+    let _ = out.flush();
+    if hold > 0 {
+        std::thread::sleep(std::time::Duration::from_secs(hold));
     }
     match kernel.halt() {
         Ok(()) => {
