@@ -441,3 +441,92 @@ fn host_signal_interrupts_blocked_call() {
         kernel.halt().unwrap();
     });
 }
+
+#[test]
+fn no_restart_codes_or_stuck_eintr_after_signals() {
+    in_child(
+        "no_restart_codes_or_stuck_eintr_after_signals",
+        LIMIT,
+        || {
+            let (kernel, _c) = boot(32 << 20);
+            // A kernel-side SIGPIPE handler, as a program that traps SIGPIPE would have.
+            let act = [1u64, 0, 0, 0]; // handler address 1 (not SIG_DFL/SIG_IGN), no flags
+                                       // SAFETY: a generic-ABI struct sigaction the kernel reads; 8-byte sigset.
+            unsafe { sys::raw(sys::nr::RT_SIGACTION, [13, act.as_ptr() as i64, 0, 8, 0, 0]) }
+                .unwrap();
+            for _ in 0..3 {
+                let (r, w) = sys::pipe2(0).unwrap();
+                sys::close(r).unwrap();
+                // The widowed pipe: EPIPE, and a SIGPIPE queued to this task.
+                assert_eq!(sys::write(w, b"x"), Err(Errno::EPIPE));
+                sys::close(w).unwrap();
+                // Later blocking calls behave normally: no -512/-513/-516, no EINTR.
+                let t0 = Instant::now();
+                assert_eq!(sys::nanosleep(Duration::from_millis(20)), Ok(()));
+                assert!(t0.elapsed() >= Duration::from_millis(18));
+            }
+            let (r, w) = sys::pipe2(0).unwrap();
+            let reader = thread::spawn(move || {
+                let mut buf = [0u8; 4];
+                sys::read(r, &mut buf)
+            });
+            thread::sleep(Duration::from_millis(30));
+            sys::write(w, b"ok").unwrap();
+            assert_eq!(reader.join().unwrap(), Ok(2));
+            kernel.halt().unwrap();
+        },
+    );
+}
+
+#[test]
+fn exited_threads_release_their_tasks_and_wall_clock_is_host_time() {
+    in_child(
+        "exited_threads_release_their_tasks_and_wall_clock_is_host_time",
+        LIMIT,
+        || {
+            let (kernel, _c) = boot(32 << 20);
+            sys::mkdir("/proc", 0o555).unwrap();
+            sys::mount("proc", "/proc", "proc", 0, None).unwrap();
+            let tasks = || sys::read_dir("/proc/1/task").unwrap().len();
+            let before = tasks();
+            let handles: Vec<_> = (0..32)
+                .map(|_| thread::spawn(|| sys::gettid().unwrap()))
+                .collect();
+            for h in handles {
+                h.join().unwrap();
+            }
+            // Host tasks of exited threads are gone (pid 1's group: host0, the
+            // factory, its pool).
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while tasks() > before && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(10));
+            }
+            assert!(
+                tasks() <= before,
+                "tasks before {before}, after {}",
+                tasks()
+            );
+
+            // CLOCK_REALTIME in the kernel is the host's wall clock.
+            let mut ts = abi::Timespec::default();
+            // SAFETY: a timespec the kernel fills.
+            unsafe {
+                sys::raw(
+                    sys::nr::CLOCK_GETTIME,
+                    [0, &mut ts as *mut _ as i64, 0, 0, 0, 0],
+                )
+            }
+            .unwrap();
+            let host = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64;
+            assert!(
+                (ts.tv_sec - host).abs() <= 2,
+                "kernel {} host {host}",
+                ts.tv_sec
+            );
+            kernel.halt().unwrap();
+        },
+    );
+}
