@@ -120,8 +120,9 @@ static struct task_struct *take_host_task(void)
 
 static void inflight_dec(void)
 {
-	if (__atomic_sub_fetch(&inflight, 1, __ATOMIC_ACQ_REL) == 0 &&
-	    __atomic_load_n(&lkl_shutting_down, __ATOMIC_ACQUIRE))
+	__atomic_sub_fetch(&inflight, 1, __ATOMIC_ACQ_REL);
+	/* The halting thread waits for the count to drop to itself alone. */
+	if (__atomic_load_n(&lkl_shutting_down, __ATOMIC_ACQUIRE))
 		lkl_ops->sem_up(drain_sem);
 }
 
