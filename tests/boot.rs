@@ -530,3 +530,46 @@ fn exited_threads_release_their_tasks_and_wall_clock_is_host_time() {
         },
     );
 }
+
+#[test]
+fn halt_under_load() {
+    in_child("halt_under_load", LIMIT, || {
+        let before = host_threads();
+        let (kernel, _c) = boot(32 << 20);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut handles = Vec::new();
+        // Eight threads blocked in reads, eight making calls in a loop.
+        for _ in 0..8 {
+            // The write ends stay open (kernel fds are plain numbers).
+            let (r, _w) = sys::pipe2(0).unwrap();
+            handles.push(thread::spawn(move || {
+                let mut buf = [0u8; 4];
+                sys::read(r, &mut buf).map(|_| ())
+            }));
+        }
+        for _ in 0..8 {
+            let stop = stop.clone();
+            handles.push(thread::spawn(move || loop {
+                match sys::getpid() {
+                    Ok(1) => {}
+                    Err(Errno::ESHUTDOWN) => return Ok(()),
+                    other => panic!("getpid: {other:?}"),
+                }
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+            }));
+        }
+        thread::sleep(Duration::from_millis(100));
+        let t0 = Instant::now();
+        kernel.halt().unwrap();
+        let took = t0.elapsed();
+        stop.store(true, Ordering::Relaxed);
+        for h in handles {
+            let r = h.join().unwrap();
+            assert!(r.is_ok() || r == Err(Errno::ESHUTDOWN), "{r:?}");
+        }
+        assert!(took < Duration::from_secs(1), "halt took {took:?}");
+        assert_eq!(host_threads(), before);
+    });
+}
