@@ -20,6 +20,7 @@ pub mod config;
 pub mod devices;
 pub mod host;
 pub mod kernel;
+pub mod netcfg;
 pub mod sys;
 pub mod syscall;
 pub mod virtio;

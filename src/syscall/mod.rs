@@ -8,12 +8,14 @@
 pub mod abi;
 mod errno;
 mod fs;
+mod msg;
 mod net;
 mod poll;
 mod process;
 
 pub use errno::Errno;
 pub use fs::*;
+pub use msg::*;
 pub use net::*;
 pub use poll::*;
 pub use process::*;

@@ -17,9 +17,10 @@
 //! frame reaches the driver only with a header its negotiated features
 //! allow (5.1.6.4.1), or is dropped and counted.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod backend;
+pub mod backends;
 pub mod device;
 
 use std::fmt;

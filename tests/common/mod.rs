@@ -90,3 +90,4 @@ pub fn kernel_has_net() -> bool {
         })
         .is_ok()
 }
+pub mod netns;
