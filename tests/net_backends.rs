@@ -2,11 +2,11 @@
 //!
 //! The tap, macvtap and raw tests need root (`CAP_NET_ADMIN`,
 //! `CAP_NET_RAW`, `CAP_SYS_ADMIN` for namespaces). Each one makes a network
-//! namespace of its own, `lklbk-<pid>-<tag>` (with
+//! namespace of its own, `lkl-<pid>-<tag>` (with
 //! `/etc/netns/<name>/resolv.conf` saying `nameserver 127.0.0.1`), creates
 //! its devices there, and runs its body in that namespace by re-running
 //! this test binary, filtered to the one test, under `ip netns exec` (with
-//! `LKLBK_INNER=<tag>`): nothing touches the host's own interfaces, and
+//! `LKL_TEST_NETNS=<tag>`): nothing touches the host's own interfaces, and
 //! every frame stays inside the namespace. The namespace is deleted when
 //! the test ends, passed or failed. Without the privileges they print why
 //! they skip and pass.
@@ -21,172 +21,20 @@ use std::fs;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::netns::{in_netns, run, Netns, Setup, INNER_ENV};
 use lkl::config::Backend;
 use lkl::virtio::net::backends::{open_backend, Cause, InheritedFd, Macvtap, RawSocket, Tap, Vde};
 use lkl::virtio::net::{features, NetBackend, FRAME_BUF_LEN, VNET_HDR_LEN};
 
-/// The variable that tells a re-run binary it is the inner half.
-const INNER_ENV: &str = "LKLBK_INNER";
 /// Our EtherType.
 const ETHERTYPE: u16 = 0x88b5;
-
-// ---------------------------------------------------------------- harness
-
-/// Why a test cannot run here, or `None`.
-fn missing_privilege() -> Option<String> {
-    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(|v| v.trim().to_string())
-    };
-    let caps = field("CapEff:")
-        .and_then(|v| u64::from_str_radix(&v, 16).ok())
-        .unwrap_or(0);
-    for (bit, name) in [
-        (12, "CAP_NET_ADMIN"),
-        (13, "CAP_NET_RAW"),
-        (21, "CAP_SYS_ADMIN"),
-    ] {
-        if caps & (1 << bit) == 0 {
-            return Some(format!("needs {name} (run as root)"));
-        }
-    }
-    if Command::new("ip")
-        .arg("-V")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_err()
-    {
-        return Some("iproute2's `ip` is not installed".into());
-    }
-    None
-}
-
-fn run(cmd: &mut Command) -> Result<String, String> {
-    let out = cmd
-        .output()
-        .map_err(|e| format!("{cmd:?}: cannot run: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "{cmd:?}: {}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-/// A network namespace of our own, deleted on drop.
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    fn create(tag: &str) -> Result<Netns, String> {
-        let name = format!("lklbk-{}-{tag}", std::process::id());
-        run(Command::new("ip").args(["netns", "add", &name]))?;
-        let ns = Netns { name };
-        // `ip netns exec` binds this over /etc/resolv.conf inside.
-        let etc = ns.etc_dir();
-        fs::create_dir_all(&etc)
-            .and_then(|()| fs::write(etc.join("resolv.conf"), "nameserver 127.0.0.1\n"))
-            .map_err(|e| format!("{}: {e}", etc.display()))?;
-        Ok(ns)
-    }
-
-    fn etc_dir(&self) -> PathBuf {
-        Path::new("/etc/netns").join(&self.name)
-    }
-
-    /// `ip -n <ns> ARGS`.
-    fn ip(&self, args: &[&str]) -> Result<String, String> {
-        run(Command::new("ip").arg("-n").arg(&self.name).args(args))
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = run(Command::new("ip").args(["netns", "del", &self.name]));
-        let _ = fs::remove_dir_all(self.etc_dir());
-    }
-}
-
-/// What a namespace's setup can say.
-enum Setup {
-    /// This host cannot do it (a kernel without macvtap...): skip.
-    Skip(String),
-    /// Something that should have worked did not.
-    Fail(String),
-}
-
-impl From<String> for Setup {
-    fn from(s: String) -> Self {
-        Setup::Fail(s)
-    }
-}
-
-/// Runs `body` inside a fresh namespace prepared by `setup`. `test` must be
-/// the test function's name (the re-run's filter).
-fn in_netns(
-    test: &str,
-    tag: &str,
-    setup: impl FnOnce(&Netns) -> Result<(), Setup>,
-    body: impl FnOnce(),
-) {
-    if std::env::var(INNER_ENV).as_deref() == Ok(tag) {
-        return body();
-    }
-    if let Some(why) = missing_privilege() {
-        println!("skipped {test}: {why}");
-        return;
-    }
-    let ns = Netns::create(tag).unwrap_or_else(|e| panic!("creating the namespace: {e}"));
-    match setup(&ns) {
-        Ok(()) => {}
-        Err(Setup::Skip(why)) => {
-            println!("skipped {test}: {why}");
-            return;
-        }
-        Err(Setup::Fail(e)) => panic!("setting up {}: {e}", ns.name),
-    }
-    let exe = std::env::current_exe().unwrap();
-    let out = Command::new("ip")
-        .args(["netns", "exec", &ns.name])
-        .arg(&exe)
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(INNER_ENV, tag)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let ns_name = ns.name.clone();
-    drop(ns);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "inside the namespace: {}\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
-        out.status
-    );
-    // What the body printed (skips, messages), without libtest's lines.
-    for line in stdout.lines() {
-        let libtest = line.is_empty()
-            || line == "ok"
-            || line.starts_with("running ")
-            || line.starts_with("test ")
-            || line.starts_with("test result:");
-        if !libtest {
-            println!("  [{}] {line}", ns_name);
-        }
-    }
-}
 
 // ------------------------------------------------------------ frames, I/O
 

@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::netns::in_netns;
+use common::netns::{in_netns, Setup};
 use lkl::config::Config;
 use lkl::syscall::{self as sys, abi};
 use lkl::virtio::net::backends::open_backend;
@@ -104,7 +104,12 @@ fn host_ping(args: &[&str]) -> String {
 fn tap_ping_both_ways_v4_and_v6() {
     in_netns(
         "tap_ping_both_ways_v4_and_v6",
+        "tapping",
         |ns| {
+            if !std::path::Path::new("/dev/net/tun").exists() {
+                return Err(Setup::Skip("no /dev/net/tun".into()));
+            }
+            ns.ip(&["link", "set", "lo", "up"])?;
             ns.ip(&["tuntap", "add", "dev", "tap0", "mode", "tap"])?;
             ns.ip(&["addr", "add", "192.168.113.1/24", "dev", "tap0"])?;
             ns.ip(&[

@@ -1,7 +1,10 @@
-//! Network namespaces for tests: each test that creates interfaces makes a
-//! namespace of its own, puts its devices there, runs its body there (this
-//! test binary again, under `ip netns exec`) and deletes it at the end.
-//! Traffic stays inside; name lookups go to 127.0.0.1 and fail at once.
+//! Network namespaces for tests: a test that creates interfaces makes a
+//! namespace of its own (`lkl-<pid>-<tag>`, with
+//! `/etc/netns/<name>/resolv.conf` saying `nameserver 127.0.0.1` so name
+//! lookups fail at once), creates its devices there, runs its body there by
+//! re-running this test binary, filtered to the one test, under
+//! `ip netns exec`, and deletes the namespace at the end, passed or failed.
+//! Traffic stays inside. Without the privileges a test prints why it skips.
 
 #![allow(dead_code)]
 
@@ -9,15 +12,20 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-const INNER_ENV: &str = "LKL_TEST_NETNS";
+/// The variable that tells a re-run binary it is the inner half.
+pub const INNER_ENV: &str = "LKL_TEST_NETNS";
 
-/// Why this host cannot run namespace tests, if it cannot.
+/// Why a test cannot run here, or `None`.
 pub fn missing_privilege() -> Option<String> {
     let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let caps = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+    };
+    let caps = field("CapEff:")
+        .and_then(|v| u64::from_str_radix(&v, 16).ok())
         .unwrap_or(0);
     for (bit, name) in [
         (12, "CAP_NET_ADMIN"),
@@ -27,9 +35,6 @@ pub fn missing_privilege() -> Option<String> {
         if caps & (1 << bit) == 0 {
             return Some(format!("needs {name} (run as root)"));
         }
-    }
-    if !Path::new("/dev/net/tun").exists() {
-        return Some("/dev/net/tun is absent".into());
     }
     if Command::new("ip")
         .arg("-V")
@@ -68,11 +73,11 @@ impl Netns {
         let name = format!("lkl-{}-{tag}", std::process::id());
         run(Command::new("ip").args(["netns", "add", &name]))?;
         let ns = Netns { name };
+        // `ip netns exec` binds this over /etc/resolv.conf inside.
         let etc = ns.etc_dir();
         fs::create_dir_all(&etc)
             .and_then(|()| fs::write(etc.join("resolv.conf"), "nameserver 127.0.0.1\n"))
             .map_err(|e| format!("{}: {e}", etc.display()))?;
-        ns.ip(&["link", "set", "lo", "up"])?;
         Ok(ns)
     }
 
@@ -93,41 +98,70 @@ impl Drop for Netns {
     }
 }
 
-/// Runs `body` inside a fresh namespace prepared by `setup`; `test` is the
-/// test function's name. Skips (saying why) only where the host truly
-/// cannot: no privilege, no /dev/net/tun, no iproute2.
-pub fn in_netns(test: &str, setup: impl FnOnce(&Netns) -> Result<(), String>, body: impl FnOnce()) {
-    if std::env::var(INNER_ENV).as_deref() == Ok(test) {
+/// What a namespace's setup can say.
+pub enum Setup {
+    /// This host cannot do it (a kernel without macvtap...): skip.
+    Skip(String),
+    /// Something that should have worked did not.
+    Fail(String),
+}
+
+impl From<String> for Setup {
+    fn from(s: String) -> Self {
+        Setup::Fail(s)
+    }
+}
+
+/// Runs `body` inside a fresh namespace prepared by `setup`. `test` must be
+/// the test function's name (the re-run's filter).
+pub fn in_netns(
+    test: &str,
+    tag: &str,
+    setup: impl FnOnce(&Netns) -> Result<(), Setup>,
+    body: impl FnOnce(),
+) {
+    if std::env::var(INNER_ENV).as_deref() == Ok(tag) {
         return body();
     }
     if let Some(why) = missing_privilege() {
         println!("skipped {test}: {why}");
         return;
     }
-    let ns = Netns::create(test.get(..8).unwrap_or(test))
-        .unwrap_or_else(|e| panic!("creating the namespace: {e}"));
-    if let Err(e) = setup(&ns) {
-        panic!("setting up {}: {e}", ns.name);
+    let ns = Netns::create(tag).unwrap_or_else(|e| panic!("creating the namespace: {e}"));
+    match setup(&ns) {
+        Ok(()) => {}
+        Err(Setup::Skip(why)) => {
+            println!("skipped {test}: {why}");
+            return;
+        }
+        Err(Setup::Fail(e)) => panic!("setting up {}: {e}", ns.name),
     }
     let exe = std::env::current_exe().unwrap();
     let out = Command::new("ip")
         .args(["netns", "exec", &ns.name])
         .arg(&exe)
         .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(INNER_ENV, test)
+        .env(INNER_ENV, tag)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
+    let ns_name = ns.name.clone();
     drop(ns);
-    for line in stdout.lines() {
-        if !(line.is_empty() || line.starts_with("running ") || line.starts_with("test ")) {
-            println!("  | {line}");
-        }
-    }
     assert!(
         out.status.success() && stdout.contains("1 passed"),
         "inside the namespace: {}\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
         out.status
     );
+    // What the body printed (skips, messages), without libtest's lines.
+    for line in stdout.lines() {
+        let libtest = line.is_empty()
+            || line == "ok"
+            || line.starts_with("running ")
+            || line.starts_with("test ")
+            || line.starts_with("test result:");
+        if !libtest {
+            println!("  [{}] {line}", ns_name);
+        }
+    }
 }
