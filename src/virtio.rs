@@ -33,7 +33,8 @@
 //! inside a register write.
 //!
 //! **Unsafe code** lives only in [`mem`] (copies into and out of the
-//! kernel's RAM) and [`sys`] (libc calls); every other module forbids it.
+//! kernel's RAM), [`sys`] and `net::backends::sys` (libc calls); every
+//! other module forbids it.
 
 pub mod device;
 pub mod mem;
