@@ -7,6 +7,7 @@
 //!   --cmdline   extra kernel command-line parameters
 //!   --hold SECS keep the kernel up that long before halting (to inspect
 //!               the process: threads, memory)
+//!   --cat PATH  print a file of the kernel's (e.g. /proc/meminfo); repeatable
 
 use std::io::Write;
 use std::time::Instant;
@@ -26,7 +27,7 @@ fn parse_size(s: &str) -> Option<u64> {
 }
 
 fn usage(msg: &str) -> ! {
-    eprintln!("lkl-boot: {msg}\nusage: lkl-boot [--console] [--mem SIZE] [--cmdline \"PARAMS\"] [--hold SECS]");
+    eprintln!("lkl-boot: {msg}\nusage: lkl-boot [--console] [--mem SIZE] [--cmdline \"PARAMS\"] [--hold SECS] [--cat PATH]...");
     std::process::exit(2);
 }
 
@@ -36,6 +37,7 @@ fn main() {
         ..Default::default()
     };
     let mut hold = 0u64;
+    let mut cat: Vec<String> = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -49,6 +51,7 @@ fn main() {
                     .next()
                     .unwrap_or_else(|| usage("--cmdline needs a value"))
             }
+            "--cat" => cat.push(args.next().unwrap_or_else(|| usage("--cat needs a path"))),
             "--hold" => {
                 let v = args.next().unwrap_or_else(|| usage("--hold needs seconds"));
                 hold = v
@@ -97,6 +100,26 @@ fn main() {
             let n = syscall::read(fd, &mut buf).unwrap_or(0);
             let _ = write!(out, "/proc/version: {}", String::from_utf8_lossy(&buf[..n]));
             let _ = syscall::close(fd);
+        }
+    }
+    for path in &cat {
+        match syscall::open(path, abi::O_RDONLY, 0) {
+            Ok(fd) => {
+                let mut buf = vec![0u8; 64 << 10];
+                let mut text = Vec::new();
+                while let Ok(n @ 1..) = syscall::read(fd, &mut buf) {
+                    text.extend_from_slice(&buf[..n]);
+                }
+                let _ = syscall::close(fd);
+                let _ = writeln!(
+                    out,
+                    "--- {path}\n{}",
+                    String::from_utf8_lossy(&text).trim_end()
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(out, "--- {path}: {e}");
+            }
         }
     }
     let _ = out.flush();
