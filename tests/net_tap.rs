@@ -176,3 +176,140 @@ fn tap_ping_both_ways_v4_and_v6() {
         },
     );
 }
+
+/// Bytes from a fixed xorshift stream, so both ends can hash the same data.
+fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+fn sha256(data: &[u8]) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(data).to_vec()
+}
+
+const TRANSFER: usize = 100 << 20;
+
+/// 100 MB each way between the kernel (over tap, with LKL's `offload`
+/// value `offload`) and a host socket, checked with SHA-256.
+fn tcp_both_ways(offload: &str) {
+    use std::io::{Read, Write};
+
+    let json = format!(
+        r#"{{"interfaces":[{{"type":"tap","param":"tap0","ip":"192.168.113.2","masklen":"24","offload":"{offload}"}}]}}"#
+    );
+    let config = Config::parse_str(&json).expect("config");
+    let iface = &config.interfaces[0];
+    let features = u64::from(iface.offload.bits());
+    let backend = open_backend(&iface.backend, features != 0).expect("tap backend");
+    let net = Net::new(backend, features, Some([2, 0, 0, 0, 1, 0x13])).expect("net device");
+    let device = lkl::devices::attach(Box::new(net)).expect("attach");
+    let kernel = Kernel::boot(BootOptions {
+        memory: 128 << 20,
+        ..Default::default()
+    })
+    .expect("boot");
+    lkl::netcfg::apply(&config, &[(0, "eth0".to_string())]).expect("apply config");
+
+    let listener = std::net::TcpListener::bind((HOST4, 0)).expect("host listener");
+    let port = listener.local_addr().unwrap().port();
+    let up = pattern(TRANSFER, 0x1234_5678);
+    let down = pattern(TRANSFER, 0x9abc_def0);
+    let (up_hash, down_hash) = (sha256(&up), sha256(&down));
+
+    let host = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("accept");
+        let mut got = Vec::with_capacity(TRANSFER);
+        let mut buf = vec![0u8; 256 << 10];
+        while got.len() < TRANSFER {
+            let n = s.read(&mut buf).expect("host read");
+            assert!(n > 0, "kernel closed early at {}", got.len());
+            got.extend_from_slice(&buf[..n]);
+        }
+        s.write_all(&down).expect("host write");
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        sha256(&got)
+    });
+
+    let t0 = Instant::now();
+    let fd = sys::socket(abi::AF_INET, abi::SOCK_STREAM, 0).expect("kernel socket");
+    sys::connect_in(fd, &abi::SockAddrIn::new(HOST4, port)).expect("connect to host");
+    let mut off = 0;
+    while off < up.len() {
+        off += sys::write(fd, &up[off..(off + (1 << 20)).min(up.len())]).expect("kernel write");
+    }
+    let sent = t0.elapsed();
+    let mut got = Vec::with_capacity(TRANSFER);
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let n = sys::read(fd, &mut buf).expect("kernel read");
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    let total = t0.elapsed();
+    assert_eq!(
+        host.join().expect("host side"),
+        up_hash,
+        "kernel -> host data differs"
+    );
+    assert_eq!(got.len(), TRANSFER);
+    assert_eq!(sha256(&got), down_hash, "host -> kernel data differs");
+    println!(
+        "offload {offload}: 100 MB up in {:.0} ms, then 100 MB down in {:.0} ms",
+        sent.as_secs_f64() * 1e3,
+        (total - sent).as_secs_f64() * 1e3
+    );
+    let _ = sys::close(fd);
+    kernel.halt().expect("halt");
+    drop(device);
+}
+
+fn tap_setup(ns: &common::netns::Netns) -> Result<(), Setup> {
+    if !std::path::Path::new("/dev/net/tun").exists() {
+        return Err(Setup::Skip("no /dev/net/tun".into()));
+    }
+    ns.ip(&["tuntap", "add", "dev", "tap0", "mode", "tap", "vnet_hdr"])?;
+    ns.ip(&["addr", "add", "192.168.113.1/24", "dev", "tap0"])?;
+    ns.ip(&["link", "set", "tap0", "up"])?;
+    Ok(())
+}
+
+#[test]
+fn tap_tcp_100mb_each_way_no_offload() {
+    in_netns(
+        "tap_tcp_100mb_each_way_no_offload",
+        "tcp0",
+        tap_setup,
+        || tcp_both_ways("0"),
+    );
+}
+
+#[test]
+fn tap_tcp_100mb_each_way_offload_0x883() {
+    in_netns(
+        "tap_tcp_100mb_each_way_offload_0x883",
+        "tcp883",
+        tap_setup,
+        || tcp_both_ways("0x883"),
+    );
+}
+
+#[test]
+fn tap_tcp_100mb_each_way_offload_0x8803() {
+    in_netns(
+        "tap_tcp_100mb_each_way_offload_0x8803",
+        "tcp8803",
+        tap_setup,
+        || tcp_both_ways("0x8803"),
+    );
+}

@@ -155,10 +155,18 @@ pub fn in_netns(
     );
     // What the body printed (skips, messages), without libtest's lines.
     for line in stdout.lines() {
+        // libtest's "test NAME ... " prefix shares a line with the body's
+        // first output under --nocapture.
+        let line = match line
+            .strip_prefix("test ")
+            .and_then(|l| l.split_once(" ... "))
+        {
+            Some((_, rest)) => rest,
+            None => line,
+        };
         let libtest = line.is_empty()
             || line == "ok"
             || line.starts_with("running ")
-            || line.starts_with("test ")
             || line.starts_with("test result:");
         if !libtest {
             println!("  [{}] {line}", ns_name);
