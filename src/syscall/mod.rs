@@ -10,6 +10,7 @@ mod errno;
 mod fs;
 mod msg;
 mod net;
+mod notify;
 mod poll;
 mod process;
 
@@ -17,6 +18,7 @@ pub use errno::Errno;
 pub use fs::*;
 pub use msg::*;
 pub use net::*;
+pub use notify::*;
 pub use poll::*;
 pub use process::*;
 

@@ -67,6 +67,8 @@ int lkl_cpu_try_get(void)
 
 void lkl_cpu_release(void)
 {
+	if (unlikely(lkl_notify_pending()))
+		lkl_notify_flush();
 	cpu_owner = 0;
 	lkl_ops->sem_up(cpu_sem);
 }

@@ -41,12 +41,17 @@ typedef long (*syscall_fn_t)(long, long, long, long, long, long);
 
 asmlinkage long sys_virtio_mmio_device_add(unsigned long base, unsigned long size,
 					   unsigned int irq);
+asmlinkage long sys_lkl_notifier_add(int fd, unsigned int events, unsigned long cb,
+				     unsigned long cookie);
+asmlinkage long sys_lkl_notifier_del(int id);
 
 static void *const syscall_table[__NR_syscalls] = {
 	[0 ... __NR_syscalls - 1] = (void *)sys_ni_syscall,
 #include <asm/syscall_table_64.h>
 	/* Our own, in the slot the generic ABI leaves to each arch. */
 	[__NR_virtio_mmio_device_add] = (void *)sys_virtio_mmio_device_add,
+	[__NR_lkl_notifier_add] = (void *)sys_lkl_notifier_add,
+	[__NR_lkl_notifier_del] = (void *)sys_lkl_notifier_del,
 };
 
 struct task_struct *lkl_host0;

@@ -137,6 +137,10 @@ struct task_struct *__switch_to(struct task_struct *prev, struct task_struct *ne
 {
 	struct thread_struct *pt = &prev->thread, *nt = &next->thread;
 
+	/* This thread gives the CPU up here: notify the host first. */
+	if (unlikely(lkl_notify_pending()))
+		lkl_notify_flush();
+
 	lkl_current_task = next;
 	nt->prev_sched = prev;
 

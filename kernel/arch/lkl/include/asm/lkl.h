@@ -33,6 +33,10 @@ void lkl_cpu_shutdown_wake(void);
 extern int lkl_shutting_down;
 extern int lkl_running;
 
+/* notify.c */
+void lkl_notify_flush(void);
+bool lkl_notify_pending(void);
+
 /* idle.c */
 extern int lkl_idle_virtual;
 void lkl_idle_init(void);

@@ -8,5 +8,7 @@
 /* lkl-specific calls, at the arch-specific slot of the generic table. */
 /* The generic ABI leaves 244..259 to each arch (asm-generic/unistd.h). */
 #define __NR_virtio_mmio_device_add	244
+#define __NR_lkl_notifier_add		245
+#define __NR_lkl_notifier_del		246
 
 #endif
