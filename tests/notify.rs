@@ -78,7 +78,7 @@ fn kernel_readiness_wakes_a_host_poll() {
                     x ^= x << 13;
                     x ^= x >> 17;
                     x ^= x << 5;
-                    if x % 4 == 0 {
+                    if x.is_multiple_of(4) {
                         thread::sleep(Duration::from_micros(u64::from(x % 20)));
                     }
                 }
@@ -96,12 +96,11 @@ fn kernel_readiness_wakes_a_host_poll() {
                             }
                         }
                     }
-                    Ok(_) => loop {
-                        match sys::read(r, &mut buf) {
-                            Ok(n) => got += n,
-                            Err(_) => break,
+                    Ok(_) => {
+                        while let Ok(n) = sys::read(r, &mut buf) {
+                            got += n;
                         }
-                    },
+                    }
                     Err(e) => panic!("epoll_wait: {e}"),
                 }
             }
