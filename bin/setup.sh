@@ -31,7 +31,7 @@ command -v cargo >/dev/null || { echo "setup: cargo not found: install a Rust to
 config=${LKL_CONFIG:-defconfig}
 echo "setup: building the kernel library (config $config)" >&2
 kernel/build.sh --config "$config" >&2
-cargo build --release --locked --bins
+cargo build --release --locked --workspace --bins --lib
 
 if [ "${1:-}" != "--no-run" ]; then
 	echo "setup: booting Linux inside a process" >&2

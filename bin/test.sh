@@ -9,10 +9,10 @@ bin/setup.sh --no-run
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy -- -D warnings"
-cargo clippy --release --locked --all-targets -- -D warnings
+cargo clippy --release --locked --workspace --all-targets -- -D warnings
 echo "== licences"
 python3 bin/check-licenses.py
 echo "== tests"
-cargo test --release --locked --all-targets
+cargo test --release --locked --workspace --all-targets
 echo "== benchmarks (quick)"
 cargo run --release --locked --quiet --bin lkl-bench -- --quick

@@ -75,6 +75,29 @@ impl BootOptions {
     }
 }
 
+/// Sets the kernel's CLOCK_REALTIME to the host's now: the boot-time read
+/// lags by the boot's duration, and programs compare kernel timestamps
+/// (SO_TIMESTAMP) with the host's clock.
+fn sync_wall_clock() {
+    let mut host = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut host) };
+    let ts = crate::syscall::abi::Timespec {
+        tv_sec: host.tv_sec,
+        tv_nsec: host.tv_nsec,
+    };
+    // SAFETY: a timespec the kernel reads.
+    let _ = unsafe {
+        crate::syscall::raw(
+            crate::syscall::nr::CLOCK_SETTIME,
+            [0, &ts as *const _ as i64, 0, 0, 0, 0],
+        )
+    };
+}
+
 /// Why the kernel did not boot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BootError {
@@ -133,6 +156,7 @@ impl Kernel {
             return Err(BootError::Start(Errno(-rc)));
         }
         STATE.store(RUNNING, Ordering::Release);
+        sync_wall_clock();
         Ok(Kernel { _private: () })
     }
 

@@ -1,0 +1,29 @@
+//! `liblkl_hijack.so`: run an unmodified program on the in-process kernel.
+//!
+//! Loaded with `LD_PRELOAD` (see `bin/lkl-hijack.sh`), the library boots
+//! the kernel from the JSON config before `main` (init), and interposes the
+//! libc socket and descriptor calls (export): a call on a kernel descriptor
+//! goes to the kernel, every other one to the real libc function (real).
+//! Which descriptor is whose is kept in a table, not by a number threshold:
+//! a kernel descriptor is shown to the program under the number of a host
+//! placeholder descriptor, so the two can never collide (fdtable).
+//!
+//! No panic may cross into the program: every export returns -1 and sets
+//! errno on failure, and nothing on a hook path unwraps.
+//!
+//! Status: the first slice (sockets, read/write/close, poll over kernel
+//! descriptors, fcntl, ioctl). The rest of the issue (dup family, mixed
+//! host/kernel readiness, epoll, name resolution, signals, files) follows.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+
+// The crate root lives at src/hijack.rs (the design card's name); its
+// modules sit beside it in src/hijack/.
+#[path = "hijack/export.rs"]
+mod export;
+#[path = "hijack/fdtable.rs"]
+mod fdtable;
+#[path = "hijack/init.rs"]
+mod init;
+#[path = "hijack/real.rs"]
+mod real;

@@ -1,0 +1,331 @@
+//! The interposed libc functions. Each one sends a call on a kernel
+//! descriptor to the kernel and every other call to the real function.
+//! Structures passed through (sockaddr, msghdr, pollfd, timeval) have the
+//! same layout in the host's x86_64 ABI and the kernel's generic one, and
+//! so do the flag and errno values these calls use.
+//!
+//! `fcntl` and `ioctl` are variadic in C; on x86_64 the third argument of
+//! a variadic call travels in the same register as a fixed one, so they
+//! are defined here with a fixed pointer-sized third argument.
+
+use std::ffi::{c_int, c_ulong, c_void};
+
+use lkl::syscall::{nr, raw, Errno};
+
+use crate::fdtable;
+use crate::init::active;
+use crate::real::real;
+
+fn set_errno(e: i32) {
+    // SAFETY: this thread's errno.
+    unsafe { *libc::__errno_location() = e };
+}
+
+/// The kernel's result as libc's: -1 and errno on failure. Setting errno
+/// is the last thing a hook does.
+fn ret(r: Result<i64, Errno>) -> i64 {
+    match r {
+        Ok(v) => v,
+        Err(e) => {
+            set_errno(e.0);
+            -1
+        }
+    }
+}
+
+fn no_real() -> i64 {
+    set_errno(libc::ENOSYS);
+    -1
+}
+
+/// One kernel call with raw arguments.
+fn kcall(nr: i64, args: [i64; 6]) -> i64 {
+    // SAFETY: the arguments are the program's own, passed on unchanged to
+    // the same call with the same layouts (see the module doc).
+    ret(unsafe { raw(nr, args) })
+}
+
+/// A kernel call that returns a new kernel descriptor: give it a host number.
+fn kcall_newfd(nr: i64, args: [i64; 6]) -> c_int {
+    let kfd = kcall(nr, args);
+    if kfd < 0 {
+        return -1;
+    }
+    match fdtable::insert(kfd as i32) {
+        Ok(hfd) => hfd,
+        Err(e) => {
+            // SAFETY: closes the descriptor the kernel just made.
+            let _ = unsafe { raw(nr::CLOSE, [kfd, 0, 0, 0, 0, 0]) };
+            set_errno(e);
+            -1
+        }
+    }
+}
+
+macro_rules! p {
+    ($e:expr) => {
+        $e as usize as i64
+    };
+}
+
+/// # Safety
+/// libc's contract for `socket`.
+#[no_mangle]
+pub unsafe extern "C" fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
+    // AF_UNIX stays on the host: local IPC (and the program's own) keeps working.
+    if active() && domain != libc::AF_UNIX {
+        return kcall_newfd(
+            nr::SOCKET,
+            [domain.into(), ty.into(), protocol.into(), 0, 0, 0],
+        );
+    }
+    match real().socket {
+        // SAFETY: the real function with the program's arguments.
+        Some(f) => unsafe { f(domain, ty, protocol) },
+        None => no_real() as c_int,
+    }
+}
+
+/// # Safety
+/// libc's contract for `close`.
+#[no_mangle]
+pub unsafe extern "C" fn close(fd: c_int) -> c_int {
+    if let Some(kfd) = fdtable::remove(fd) {
+        let r = kcall(nr::CLOSE, [kfd.into(), 0, 0, 0, 0, 0]);
+        if let Some(f) = real().close {
+            // SAFETY: closes the placeholder that stood for the kernel fd.
+            unsafe { f(fd) };
+        }
+        return r as c_int;
+    }
+    match real().close {
+        // SAFETY: the real function with the program's argument.
+        Some(f) => unsafe { f(fd) },
+        None => no_real() as c_int,
+    }
+}
+
+/// # Safety
+/// libc's contract for `read`.
+#[no_mangle]
+pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, count: usize) -> isize {
+    if let Some(kfd) = fdtable::kernel_fd(fd) {
+        return kcall(nr::READ, [kfd.into(), p!(buf), count as i64, 0, 0, 0]) as isize;
+    }
+    match real().read {
+        // SAFETY: the real function with the program's arguments.
+        Some(f) => unsafe { f(fd, buf, count) },
+        None => no_real() as isize,
+    }
+}
+
+/// # Safety
+/// libc's contract for `write`.
+#[no_mangle]
+pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, count: usize) -> isize {
+    if let Some(kfd) = fdtable::kernel_fd(fd) {
+        return kcall(nr::WRITE, [kfd.into(), p!(buf), count as i64, 0, 0, 0]) as isize;
+    }
+    match real().write {
+        // SAFETY: the real function with the program's arguments.
+        Some(f) => unsafe { f(fd, buf, count) },
+        None => no_real() as isize,
+    }
+}
+
+/// Defines a hook whose first argument is a descriptor and whose other
+/// arguments pass through unchanged.
+macro_rules! fd_hook {
+    ($name:ident, $nr:expr, ($($arg:ident: $ty:ty),*) -> $ret:ty) => {
+        /// # Safety
+        /// libc's contract for this call.
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(fd: c_int, $($arg: $ty),*) -> $ret {
+            if let Some(kfd) = fdtable::kernel_fd(fd) {
+                let mut args = [kfd as i64, 0, 0, 0, 0, 0];
+                let mut _i = 1;
+                $(args[_i] = p!($arg); _i += 1;)*
+                return kcall($nr, args) as $ret;
+            }
+            match real().$name {
+                // SAFETY: the real function with the program's arguments.
+                Some(f) => unsafe { f(fd, $($arg),*) },
+                None => no_real() as $ret,
+            }
+        }
+    };
+}
+
+fd_hook!(bind, nr::BIND, (addr: *const libc::sockaddr, len: libc::socklen_t) -> c_int);
+fd_hook!(connect, nr::CONNECT, (addr: *const libc::sockaddr, len: libc::socklen_t) -> c_int);
+fd_hook!(listen, nr::LISTEN, (backlog: c_int) -> c_int);
+fd_hook!(sendto, nr::SENDTO, (buf: *const c_void, len: usize, flags: c_int, addr: *const libc::sockaddr, alen: libc::socklen_t) -> isize);
+fd_hook!(recvfrom, nr::RECVFROM, (buf: *mut c_void, len: usize, flags: c_int, addr: *mut libc::sockaddr, alen: *mut libc::socklen_t) -> isize);
+fd_hook!(sendmsg, nr::SENDMSG, (msg: *const libc::msghdr, flags: c_int) -> isize);
+fd_hook!(recvmsg, nr::RECVMSG, (msg: *mut libc::msghdr, flags: c_int) -> isize);
+fd_hook!(setsockopt, nr::SETSOCKOPT, (level: c_int, name: c_int, val: *const c_void, len: libc::socklen_t) -> c_int);
+fd_hook!(getsockopt, nr::GETSOCKOPT, (level: c_int, name: c_int, val: *mut c_void, len: *mut libc::socklen_t) -> c_int);
+fd_hook!(getsockname, nr::GETSOCKNAME, (addr: *mut libc::sockaddr, len: *mut libc::socklen_t) -> c_int);
+fd_hook!(getpeername, nr::GETPEERNAME, (addr: *mut libc::sockaddr, len: *mut libc::socklen_t) -> c_int);
+fd_hook!(shutdown, nr::SHUTDOWN, (how: c_int) -> c_int);
+
+/// # Safety
+/// libc's contract for `send`.
+#[no_mangle]
+pub unsafe extern "C" fn send(fd: c_int, buf: *const c_void, len: usize, flags: c_int) -> isize {
+    if let Some(kfd) = fdtable::kernel_fd(fd) {
+        return kcall(
+            nr::SENDTO,
+            [kfd.into(), p!(buf), len as i64, flags.into(), 0, 0],
+        ) as isize;
+    }
+    match real().send {
+        // SAFETY: the real function with the program's arguments.
+        Some(f) => unsafe { f(fd, buf, len, flags) },
+        None => no_real() as isize,
+    }
+}
+
+/// # Safety
+/// libc's contract for `recv`.
+#[no_mangle]
+pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, len: usize, flags: c_int) -> isize {
+    if let Some(kfd) = fdtable::kernel_fd(fd) {
+        return kcall(
+            nr::RECVFROM,
+            [kfd.into(), p!(buf), len as i64, flags.into(), 0, 0],
+        ) as isize;
+    }
+    match real().recv {
+        // SAFETY: the real function with the program's arguments.
+        Some(f) => unsafe { f(fd, buf, len, flags) },
+        None => no_real() as isize,
+    }
+}
+
+/// # Safety
+/// libc's contract for `accept`.
+#[no_mangle]
+pub unsafe extern "C" fn accept(
+    fd: c_int,
+    addr: *mut libc::sockaddr,
+    len: *mut libc::socklen_t,
+) -> c_int {
+    // SAFETY: same contract.
+    unsafe { accept4(fd, addr, len, 0) }
+}
+
+/// # Safety
+/// libc's contract for `accept4`.
+#[no_mangle]
+pub unsafe extern "C" fn accept4(
+    fd: c_int,
+    addr: *mut libc::sockaddr,
+    len: *mut libc::socklen_t,
+    flags: c_int,
+) -> c_int {
+    if let Some(kfd) = fdtable::kernel_fd(fd) {
+        return kcall_newfd(
+            nr::ACCEPT4,
+            [kfd.into(), p!(addr), p!(len), flags.into(), 0, 0],
+        );
+    }
+    match real().accept4 {
+        // SAFETY: the real function with the program's arguments.
+        Some(f) => unsafe { f(fd, addr, len, flags) },
+        None => no_real() as c_int,
+    }
+}
+
+/// # Safety
+/// libc's contract for `fcntl` (integer or pointer third argument).
+#[no_mangle]
+pub unsafe extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int {
+    if let Some(kfd) = fdtable::kernel_fd(fd) {
+        return kcall(nr::FCNTL, [kfd.into(), cmd.into(), arg as i64, 0, 0, 0]) as c_int;
+    }
+    // SAFETY: the real, variadic fcntl called with the same three words.
+    unsafe { libc::syscall(libc::SYS_fcntl, fd, cmd, arg) as c_int }
+}
+
+/// # Safety
+/// libc's contract for `ioctl` (pointer third argument).
+#[no_mangle]
+pub unsafe extern "C" fn ioctl(fd: c_int, request: c_ulong, arg: c_ulong) -> c_int {
+    if let Some(kfd) = fdtable::kernel_fd(fd) {
+        return kcall(nr::IOCTL, [kfd.into(), request as i64, arg as i64, 0, 0, 0]) as c_int;
+    }
+    // SAFETY: the real ioctl with the same three words.
+    ret(Ok(unsafe {
+        libc::syscall(libc::SYS_ioctl, fd, request, arg)
+    })) as c_int
+}
+
+/// # Safety
+/// libc's contract for `poll`.
+#[no_mangle]
+pub unsafe extern "C" fn poll(fds: *mut libc::pollfd, nfds: libc::nfds_t, timeout: c_int) -> c_int {
+    // SAFETY: the program passes `nfds` pollfds at `fds`.
+    let set = if fds.is_null() || nfds == 0 {
+        &mut [][..]
+    } else {
+        unsafe { std::slice::from_raw_parts_mut(fds, nfds as usize) }
+    };
+    let kernel = set
+        .iter()
+        .filter(|p| fdtable::kernel_fd(p.fd).is_some())
+        .count();
+    if kernel == 0 {
+        return match real().poll {
+            // SAFETY: the real function with the program's arguments.
+            Some(f) => unsafe { f(fds, nfds, timeout) },
+            None => no_real() as c_int,
+        };
+    }
+    if kernel == set.len() {
+        // All kernel descriptors: one ppoll in the kernel, on kernel numbers.
+        let host: Vec<c_int> = set.iter().map(|p| p.fd).collect();
+        for p in set.iter_mut() {
+            p.fd = fdtable::kernel_fd(p.fd).unwrap_or(-1);
+        }
+        let ts = (timeout >= 0).then(|| lkl::syscall::abi::Timespec {
+            tv_sec: i64::from(timeout / 1000),
+            tv_nsec: i64::from(timeout % 1000) * 1_000_000,
+        });
+        let tsp = ts.as_ref().map_or(0, |t| p!(t as *const _));
+        let r = kcall(nr::PPOLL, [p!(fds), nfds as i64, tsp, 0, 8, 0]);
+        for (p, h) in set.iter_mut().zip(host) {
+            p.fd = h;
+        }
+        return r as c_int;
+    }
+    // Host and kernel descriptors together: poll both sides without
+    // blocking, then wait a little and again. (To be replaced by host
+    // notifiers on kernel files: no polling loop.)
+    let start = std::time::Instant::now();
+    loop {
+        let mut ready = 0;
+        for p in set.iter_mut() {
+            let one = p;
+            one.revents = 0;
+            let mut probe = libc::pollfd {
+                fd: one.fd,
+                events: one.events,
+                revents: 0,
+            };
+            // SAFETY: one pollfd on the stack, zero timeout.
+            let n = unsafe { poll(&mut probe, 1, 0) };
+            if n > 0 {
+                one.revents = probe.revents;
+                ready += 1;
+            }
+        }
+        if ready > 0 || timeout == 0 {
+            return ready;
+        }
+        if timeout > 0 && start.elapsed().as_millis() >= timeout as u128 {
+            return 0;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}

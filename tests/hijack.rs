@@ -1,0 +1,158 @@
+//! Unmodified programs on the in-process kernel through LD_PRELOAD
+//! (`bin/lkl-hijack.sh`): their sockets live in the kernel, not the host.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use common::netns::{in_netns, Setup};
+
+/// The preload library built next to this test binary.
+fn library() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let lib = dir.join("liblkl_hijack.so");
+    assert!(
+        lib.exists(),
+        "{} missing: build the workspace first (cargo build --workspace)",
+        lib.display()
+    );
+    lib
+}
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bin/lkl-hijack.sh")
+}
+
+fn hijacked(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(script());
+    // No config from the environment of whoever runs the tests.
+    cmd.env_remove("LKL_HIJACK_CONFIG_FILE");
+    cmd.args(args).env("LKL_HIJACK_LIB", library());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.current_dir(std::env::temp_dir());
+    cmd.output().expect("run the hijacked program")
+}
+
+const PYTHON: &str = "/usr/bin/python3";
+
+#[test]
+fn python_sockets_live_in_the_kernel() {
+    // A listener in the hijacked program, on the kernel's loopback; a client
+    // in the same program reaches it, a host client does not.
+    let script = r#"
+import socket, subprocess, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 0)); s.listen(1); port = s.getsockname()[1]
+c = socket.create_connection(("127.0.0.1", port)); a, _ = s.accept()
+c.sendall(b"x" * 200000); got = 0
+while got < 200000: got += len(a.recv(65536))
+a.sendall(b"pong"); assert c.recv(4) == b"pong"
+# A host process (not hijacked) cannot see the kernel's listener.
+host = subprocess.run([sys.executable, "-c",
+    "import socket,sys\ntry:\n socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=1); print('reached')\nexcept OSError: print('refused')",
+    str(port)], env={}, capture_output=True, text=True).stdout.strip()
+print("kernel-echo", got, "host-client", host)
+"#;
+    let out = hijacked(&[PYTHON, "-c", script], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("kernel-echo 200000 host-client refused"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn bad_config_stops_the_program_before_main() {
+    let dir = std::env::temp_dir().join(format!("lkl-hijack-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.json");
+    std::fs::write(
+        &file,
+        r#"{"interfaces":[{"type":"tap","param":"tap0","ip":"10.0.0.300","masklen":"24"}]}"#,
+    )
+    .unwrap();
+    let out = hijacked(
+        &[PYTHON, "-c", "print('main ran')"],
+        &[("LKL_HIJACK_CONFIG_FILE", file.to_str().unwrap())],
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(!stdout.contains("main ran"), "main must not run");
+    assert!(
+        stderr.contains("interfaces[0].ip") && stderr.contains("10.0.0.300"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn hijacked_ping_over_tap() {
+    in_netns(
+        "hijacked_ping_over_tap",
+        "hjping",
+        |ns| {
+            if !std::path::Path::new("/dev/net/tun").exists() {
+                return Err(Setup::Skip("no /dev/net/tun".into()));
+            }
+            if Command::new("ping").arg("-V").output().is_err() {
+                return Err(Setup::Skip(
+                    "ping is not installed (apt-get install iputils-ping)".into(),
+                ));
+            }
+            ns.ip(&["link", "set", "lo", "up"])?;
+            ns.ip(&["tuntap", "add", "dev", "tap0", "mode", "tap"])?;
+            ns.ip(&["addr", "add", "192.168.113.1/24", "dev", "tap0"])?;
+            ns.ip(&["link", "set", "tap0", "up"])?;
+            Ok(())
+        },
+        || {
+            let dir = std::env::temp_dir().join(format!("lkl-hijack-ping-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let file = dir.join("tap.json");
+            std::fs::write(&file, r#"{"interfaces":[{"type":"tap","param":"tap0","ip":"192.168.113.2","masklen":"24"}]}"#).unwrap();
+            let rx_before =
+                std::fs::read_to_string("/sys/class/net/tap0/statistics/rx_packets").unwrap();
+            let out = hijacked(
+                &["ping", "-c", "3", "-i", "0.2", "192.168.113.1"],
+                &[("LKL_HIJACK_CONFIG_FILE", file.to_str().unwrap())],
+            );
+            let rx_after =
+                std::fs::read_to_string("/sys/class/net/tap0/statistics/rx_packets").unwrap();
+            let _ = std::fs::remove_dir_all(&dir);
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                stdout.contains("3 packets transmitted, 3 received"),
+                "{stdout}"
+            );
+            let (before, after): (u64, u64) = (
+                rx_before.trim().parse().unwrap(),
+                rx_after.trim().parse().unwrap(),
+            );
+            // The echo requests came in through the tap: the kernel in ping sent them.
+            assert!(after >= before + 3, "tap rx {before} -> {after}");
+            println!(
+                "{}",
+                stdout
+                    .lines()
+                    .find(|l| l.contains("packets transmitted"))
+                    .unwrap_or("")
+            );
+        },
+    );
+}
