@@ -156,3 +156,30 @@ fn hijacked_ping_over_tap() {
         },
     );
 }
+
+#[test]
+fn poll_waits_on_host_and_kernel_descriptors_together() {
+    let script = r#"
+import os, select, socket, threading
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
+c = socket.create_connection(s.getsockname()); a, _ = s.accept()
+r, w = os.pipe()                      # a host pipe
+p = select.poll(); p.register(a, select.POLLIN); p.register(r, select.POLLIN)
+assert p.poll(100) == [], "nothing is ready yet"
+threading.Timer(0.2, lambda: c.send(b"k")).start()
+ev = p.poll(5000); assert ev == [(a.fileno(), select.POLLIN)], ev
+assert a.recv(1) == b"k"
+threading.Timer(0.2, lambda: os.write(w, b"h")).start()
+ev = p.poll(5000); assert ev == [(r, select.POLLIN)], ev
+print("mixed poll ok")
+"#;
+    let out = hijacked(&[PYTHON, "-c", script], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("mixed poll ok"), "{stdout}");
+}

@@ -299,33 +299,104 @@ pub unsafe extern "C" fn poll(fds: *mut libc::pollfd, nfds: libc::nfds_t, timeou
         }
         return r as c_int;
     }
-    // Host and kernel descriptors together: poll both sides without
-    // blocking, then wait a little and again. (To be replaced by host
-    // notifiers on kernel files: no polling loop.)
-    let start = std::time::Instant::now();
+    // Host and kernel descriptors together, without a thread or a polling
+    // loop: each kernel descriptor's placeholder eventfd is bumped by a
+    // kernel notifier, and we follow drain -> harvest -> block.
+    for p in set.iter() {
+        if let Err(e) = fdtable::ensure_notifier(p.fd) {
+            set_errno(e);
+            return -1;
+        }
+    }
+    let Some(real_poll) = real().poll else {
+        return no_real() as c_int;
+    };
+    let deadline = (timeout > 0)
+        .then(|| std::time::Instant::now() + std::time::Duration::from_millis(timeout as u64));
+    let mut kset: Vec<libc::pollfd> = Vec::with_capacity(kernel);
+    let mut hset: Vec<libc::pollfd> = set
+        .iter()
+        .map(|p| libc::pollfd {
+            fd: p.fd,
+            events: p.events,
+            revents: 0,
+        })
+        .collect();
     loop {
-        let mut ready = 0;
-        for p in set.iter_mut() {
-            let one = p;
-            one.revents = 0;
-            let mut probe = libc::pollfd {
-                fd: one.fd,
-                events: one.events,
+        // 1. drain the placeholders
+        for p in set.iter() {
+            if fdtable::kernel_fd(p.fd).is_some() {
+                fdtable::drain(p.fd);
+            }
+        }
+        // 2. harvest both sides without blocking
+        kset.clear();
+        kset.extend(set.iter().filter_map(|p| {
+            fdtable::kernel_fd(p.fd).map(|k| libc::pollfd {
+                fd: k,
+                events: p.events,
                 revents: 0,
-            };
-            // SAFETY: one pollfd on the stack, zero timeout.
-            let n = unsafe { poll(&mut probe, 1, 0) };
-            if n > 0 {
-                one.revents = probe.revents;
+            })
+        }));
+        let zero = lkl::syscall::abi::Timespec::default();
+        let kr = kcall(
+            nr::PPOLL,
+            [
+                p!(kset.as_mut_ptr()),
+                kset.len() as i64,
+                p!(&zero as *const _),
+                0,
+                8,
+                0,
+            ],
+        );
+        if kr < 0 {
+            return -1;
+        }
+        let mut ready = 0;
+        let mut ki = 0;
+        for (p, h) in set.iter_mut().zip(hset.iter_mut()) {
+            if fdtable::kernel_fd(p.fd).is_some() {
+                p.revents = kset[ki].revents;
+                ki += 1;
+            } else {
+                let mut one = libc::pollfd {
+                    fd: p.fd,
+                    events: p.events,
+                    revents: 0,
+                };
+                // SAFETY: one pollfd on the stack, zero timeout.
+                unsafe { real_poll(&mut one, 1, 0) };
+                p.revents = one.revents;
+            }
+            if p.revents != 0 {
                 ready += 1;
             }
+            // 3. what to block on: kernel entries wait on their placeholder.
+            h.events = if fdtable::kernel_fd(p.fd).is_some() {
+                libc::POLLIN
+            } else {
+                p.events
+            };
+            h.revents = 0;
         }
         if ready > 0 || timeout == 0 {
             return ready;
         }
-        if timeout > 0 && start.elapsed().as_millis() >= timeout as u128 {
-            return 0;
+        let wait = match deadline {
+            None => -1,
+            Some(d) => {
+                let left = d.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    return 0;
+                }
+                left.as_millis().min(i32::MAX as u128) as c_int
+            }
+        };
+        // SAFETY: our own pollfd array.
+        let r = unsafe { real_poll(hset.as_mut_ptr(), hset.len() as libc::nfds_t, wait) };
+        if r < 0 {
+            return -1;
         }
-        std::thread::sleep(std::time::Duration::from_millis(1));
     }
 }

@@ -15,6 +15,67 @@ const MAX_FDS: usize = 1 << 16;
 /// `MAP[host] = kernel + 1`, 0 for a host descriptor.
 static MAP: [AtomicI32; MAX_FDS] = [const { AtomicI32::new(0) }; MAX_FDS];
 
+/// `NOTIFIER[host]`: the kernel notifier that bumps the placeholder
+/// eventfd when the kernel file is woken (0: none yet). Registered the first
+/// time the descriptor is waited on together with host descriptors.
+static NOTIFIER: [AtomicI32; MAX_FDS] = [const { AtomicI32::new(0) }; MAX_FDS];
+
+/// Bumps the placeholder eventfd whose number is the cookie. Runs in the
+/// kernel's CPU hand-off: no blocking, no kernel calls.
+unsafe extern "C" fn bump(cookie: *mut std::ffi::c_void) {
+    let one: u64 = 1;
+    // SAFETY: an 8-byte write from a local to a non-blocking eventfd; a full
+    // counter (EAGAIN) already means readable.
+    unsafe {
+        libc::syscall(
+            libc::SYS_write,
+            cookie as usize as c_int,
+            &one as *const u64,
+            8,
+        )
+    };
+}
+
+/// Makes host descriptor `fd` (a kernel one) signal its placeholder when the
+/// kernel file is woken with any event. Idempotent.
+pub fn ensure_notifier(fd: c_int) -> Result<(), i32> {
+    let Some(kfd) = kernel_fd(fd) else {
+        return Ok(());
+    };
+    let slot = &NOTIFIER[fd as usize];
+    if slot.load(Ordering::Acquire) != 0 {
+        return Ok(());
+    }
+    let events = (libc::POLLIN
+        | libc::POLLOUT
+        | libc::POLLPRI
+        | libc::POLLERR
+        | libc::POLLHUP
+        | libc::POLLRDHUP) as u32;
+    // SAFETY: `bump` neither blocks nor calls into the kernel; the cookie is
+    // the placeholder's number, which lives until close() deletes the
+    // notifier first.
+    let id = unsafe {
+        lkl::syscall::notifier_add(kfd, events, bump, fd as usize as *mut std::ffi::c_void)
+    }
+    .map_err(|e| e.0)?;
+    if slot
+        .compare_exchange(0, id, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        // Another thread registered one first.
+        let _ = lkl::syscall::notifier_del(id);
+    }
+    Ok(())
+}
+
+/// Empties the placeholder eventfd of kernel descriptor `fd`.
+pub fn drain(fd: c_int) {
+    let mut v = 0u64;
+    // SAFETY: an 8-byte read into a local from a non-blocking eventfd.
+    unsafe { libc::syscall(libc::SYS_read, fd, &mut v as *mut u64, 8) };
+}
+
 /// The kernel descriptor behind host descriptor `fd`, if it is one.
 #[inline]
 pub fn kernel_fd(fd: c_int) -> Option<i32> {
@@ -53,7 +114,12 @@ pub fn insert(kfd: i32) -> Result<c_int, i32> {
 
 /// Forgets host descriptor `fd`; returns the kernel descriptor it stood for.
 pub fn remove(fd: c_int) -> Option<i32> {
-    let slot = MAP.get(usize::try_from(fd).ok()?)?;
+    let idx = usize::try_from(fd).ok()?;
+    let notifier = NOTIFIER.get(idx)?.swap(0, Ordering::AcqRel);
+    if notifier != 0 {
+        let _ = lkl::syscall::notifier_del(notifier);
+    }
+    let slot = MAP.get(idx)?;
     match slot.swap(0, Ordering::AcqRel) {
         0 => None,
         k => Some(k - 1),
