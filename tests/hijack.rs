@@ -183,3 +183,30 @@ print("mixed poll ok")
     );
     assert!(stdout.contains("mixed poll ok"), "{stdout}");
 }
+
+#[test]
+fn select_waits_on_host_and_kernel_descriptors_together() {
+    let script = r#"
+import os, select, socket, threading
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
+c = socket.create_connection(s.getsockname()); a, _ = s.accept()
+r, w = os.pipe()
+assert select.select([a, r], [], [], 0.1) == ([], [], [])
+threading.Timer(0.2, lambda: c.send(b"k")).start()
+rd, wr, ex = select.select([a, r], [], [], 5); assert rd == [a], rd
+assert a.recv(1) == b"k"
+threading.Timer(0.2, lambda: os.write(w, b"h")).start()
+rd, wr, ex = select.select([a, r], [], [], 5); assert rd == [r], rd
+rd, wr, ex = select.select([], [a], [], 1); assert wr == [a], wr
+print("mixed select ok")
+"#;
+    let out = hijacked(&[PYTHON, "-c", script], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("mixed select ok"), "{stdout}");
+}

@@ -400,3 +400,98 @@ pub unsafe extern "C" fn poll(fds: *mut libc::pollfd, nfds: libc::nfds_t, timeou
         }
     }
 }
+
+/// # Safety
+/// libc's contract for `select`.
+#[no_mangle]
+pub unsafe extern "C" fn select(
+    nfds: c_int,
+    readfds: *mut libc::fd_set,
+    writefds: *mut libc::fd_set,
+    exceptfds: *mut libc::fd_set,
+    timeout: *mut libc::timeval,
+) -> c_int {
+    let nfds = nfds.clamp(0, libc::FD_SETSIZE as c_int);
+    // SAFETY: FD_ISSET on the program's sets, for numbers below nfds.
+    let member =
+        |set: *mut libc::fd_set, fd: c_int| !set.is_null() && unsafe { libc::FD_ISSET(fd, set) };
+    let mut list: Vec<libc::pollfd> = Vec::new();
+    for fd in 0..nfds {
+        let mut events = 0;
+        if member(readfds, fd) {
+            events |= libc::POLLIN;
+        }
+        if member(writefds, fd) {
+            events |= libc::POLLOUT;
+        }
+        if member(exceptfds, fd) {
+            events |= libc::POLLPRI;
+        }
+        if events != 0 {
+            list.push(libc::pollfd {
+                fd,
+                events,
+                revents: 0,
+            });
+        }
+    }
+    if !list.iter().any(|p| fdtable::kernel_fd(p.fd).is_some()) {
+        return match real().select {
+            // SAFETY: the real function with the program's arguments.
+            Some(f) => unsafe { f(nfds, readfds, writefds, exceptfds, timeout) },
+            None => no_real() as c_int,
+        };
+    }
+    let ms = if timeout.is_null() {
+        -1
+    } else {
+        // SAFETY: the program's timeval.
+        let tv = unsafe { &*timeout };
+        let us = (tv.tv_sec as i64)
+            .saturating_mul(1_000_000)
+            .saturating_add(tv.tv_usec as i64)
+            .max(0);
+        (us.saturating_add(999) / 1000).min(i64::from(i32::MAX)) as c_int
+    };
+    let start = std::time::Instant::now();
+    // SAFETY: our own pollfd array; poll is our hook, which sorts host from kernel.
+    let r = unsafe { poll(list.as_mut_ptr(), list.len() as libc::nfds_t, ms) };
+    if r < 0 {
+        return -1;
+    }
+    for set in [readfds, writefds, exceptfds] {
+        if !set.is_null() {
+            // SAFETY: clears the program's set.
+            unsafe { libc::FD_ZERO(set) };
+        }
+    }
+    let mut count = 0;
+    for p in &list {
+        let marks = [
+            (
+                readfds,
+                libc::POLLIN | libc::POLLHUP | libc::POLLERR,
+                libc::POLLIN,
+            ),
+            (writefds, libc::POLLOUT | libc::POLLERR, libc::POLLOUT),
+            (exceptfds, libc::POLLPRI, libc::POLLPRI),
+        ];
+        for (set, ready, asked) in marks {
+            if !set.is_null() && p.events & asked != 0 && p.revents & ready != 0 {
+                // SAFETY: sets a number below nfds in the program's set.
+                unsafe { libc::FD_SET(p.fd, set) };
+                count += 1;
+            }
+        }
+    }
+    if !timeout.is_null() && ms >= 0 {
+        // Linux's select leaves the time not slept in *timeout.
+        let left = std::time::Duration::from_millis(ms as u64).saturating_sub(start.elapsed());
+        // SAFETY: the program's timeval.
+        unsafe {
+            (*timeout).tv_sec = left.as_secs() as libc::time_t;
+            (*timeout).tv_usec = left.subsec_micros() as libc::suseconds_t;
+        }
+    }
+    count
+}

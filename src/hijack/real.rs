@@ -50,6 +50,7 @@ real_fns! {
     getpeername: fn(c_int, *mut libc::sockaddr, *mut libc::socklen_t) -> c_int;
     shutdown: fn(c_int, c_int) -> c_int;
     poll: fn(*mut libc::pollfd, libc::nfds_t, c_int) -> c_int;
+    select: fn(c_int, *mut libc::fd_set, *mut libc::fd_set, *mut libc::fd_set, *mut libc::timeval) -> c_int;
     eventfd: fn(u32, c_int) -> c_int;
 }
 
