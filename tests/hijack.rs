@@ -210,3 +210,32 @@ print("mixed select ok")
     );
     assert!(stdout.contains("mixed select ok"), "{stdout}");
 }
+
+#[test]
+fn dup_family_keeps_the_table_right() {
+    let script = r#"
+import os, socket, fcntl
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
+c = socket.create_connection(s.getsockname()); a, _ = s.accept()
+d = os.dup(a.fileno()); os.write(d, b"1"); assert c.recv(1) == b"1"
+os.dup2(a.fileno(), 77); os.write(77, b"2"); assert c.recv(1) == b"2"
+e = fcntl.fcntl(a.fileno(), fcntl.F_DUPFD, 200); assert e >= 200
+os.write(e, b"3"); assert c.recv(1) == b"3"
+os.close(d); os.close(77); os.close(e)
+os.write(a.fileno(), b"4"); assert c.recv(1) == b"4"   # the original still works
+r, w = os.pipe(); os.dup2(r, 77); os.write(w, b"h"); assert os.read(77, 1) == b"h"  # host onto the old number
+saved = os.dup(1)
+os.dup2(a.fileno(), 1); os.write(1, b"via stdout\n"); os.dup2(saved, 1)
+assert c.recv(64) == b"via stdout\n"
+print("dup ok")
+"#;
+    let out = hijacked(&[PYTHON, "-c", script], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("dup ok"), "{stdout}");
+}

@@ -237,11 +237,107 @@ pub unsafe extern "C" fn accept4(
     }
 }
 
+/// A kernel duplicate of `kfd`, placed by `place`.
+fn kernel_dup(kfd: i32, place: impl FnOnce(i32) -> Result<c_int, i32>) -> c_int {
+    let knew = kcall(
+        nr::FCNTL,
+        [kfd.into(), libc::F_DUPFD_CLOEXEC.into(), 0, 0, 0, 0],
+    );
+    if knew < 0 {
+        return -1;
+    }
+    match place(knew as i32) {
+        Ok(h) => h,
+        Err(e) => {
+            // SAFETY: closes the duplicate the kernel just made.
+            let _ = unsafe { raw(nr::CLOSE, [knew, 0, 0, 0, 0, 0]) };
+            set_errno(e);
+            -1
+        }
+    }
+}
+
+/// Drops the kernel side of host number `fd` if it was a kernel one
+/// (before something else is put on that number).
+fn forget_kernel(fd: c_int) {
+    if let Some(k) = fdtable::remove(fd) {
+        // SAFETY: closes a kernel descriptor nothing refers to any more.
+        let _ = unsafe { raw(nr::CLOSE, [k.into(), 0, 0, 0, 0, 0]) };
+    }
+}
+
+/// # Safety
+/// libc's contract for `dup`.
+#[no_mangle]
+pub unsafe extern "C" fn dup(fd: c_int) -> c_int {
+    if let Some(kfd) = fdtable::kernel_fd(fd) {
+        return kernel_dup(kfd, fdtable::insert);
+    }
+    match real().dup {
+        // SAFETY: the real function with the program's argument.
+        Some(f) => unsafe { f(fd) },
+        None => no_real() as c_int,
+    }
+}
+
+/// # Safety
+/// libc's contract for `dup3`.
+#[no_mangle]
+pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
+    if old == new {
+        set_errno(libc::EINVAL);
+        return -1;
+    }
+    if let Some(kfd) = fdtable::kernel_fd(old) {
+        forget_kernel(new);
+        return kernel_dup(kfd, |k| {
+            fdtable::insert_at(k, new, flags & libc::O_CLOEXEC != 0)
+        });
+    }
+    forget_kernel(new);
+    match real().dup3 {
+        // SAFETY: the real function with the program's arguments.
+        Some(f) => unsafe { f(old, new, flags) },
+        None => no_real() as c_int,
+    }
+}
+
+/// # Safety
+/// libc's contract for `dup2`.
+#[no_mangle]
+pub unsafe extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
+    if old == new {
+        // dup2 onto itself only checks that the descriptor is open.
+        if fdtable::kernel_fd(old).is_some() {
+            return new;
+        }
+        return match real().dup2 {
+            // SAFETY: the real function with the program's arguments.
+            Some(f) => unsafe { f(old, new) },
+            None => no_real() as c_int,
+        };
+    }
+    // SAFETY: same contract, no flags.
+    unsafe { dup3(old, new, 0) }
+}
+
 /// # Safety
 /// libc's contract for `fcntl` (integer or pointer third argument).
 #[no_mangle]
 pub unsafe extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int {
     if let Some(kfd) = fdtable::kernel_fd(fd) {
+        if cmd == libc::F_DUPFD || cmd == libc::F_DUPFD_CLOEXEC {
+            let min = arg as c_int;
+            return kernel_dup(kfd, |k| {
+                fdtable::insert_min(k, min, cmd == libc::F_DUPFD_CLOEXEC)
+            });
+        }
+        // Close-on-exec is the placeholder's business (exec drops the
+        // kernel with the process anyway): answer for the host number.
+        if cmd == libc::F_GETFD || cmd == libc::F_SETFD {
+            // SAFETY: the real fcntl on our placeholder.
+            return unsafe { libc::syscall(libc::SYS_fcntl, fd, cmd, arg) } as c_int;
+        }
         return kcall(nr::FCNTL, [kfd.into(), cmd.into(), arg as i64, 0, 0, 0]) as c_int;
     }
     // SAFETY: the real, variadic fcntl called with the same three words.
@@ -494,4 +590,13 @@ pub unsafe extern "C" fn select(
         }
     }
     count
+}
+
+/// # Safety
+/// libc's contract for `fcntl64` (what programs built with 64-bit file
+/// offsets, and glibc's own callers, reach instead of `fcntl`).
+#[no_mangle]
+pub unsafe extern "C" fn fcntl64(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int {
+    // SAFETY: same contract.
+    unsafe { fcntl(fd, cmd, arg) }
 }

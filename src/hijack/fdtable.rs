@@ -86,6 +86,67 @@ pub fn kernel_fd(fd: c_int) -> Option<i32> {
     }
 }
 
+/// Makes host number `target` stand for kernel descriptor `kfd` (dup2 onto
+/// it): a fresh placeholder is duplicated onto `target`, replacing whatever
+/// host descriptor was there.
+pub fn insert_at(kfd: i32, target: c_int, cloexec: bool) -> Result<c_int, i32> {
+    let hfd = insert(kfd)?;
+    if hfd == target {
+        return Ok(hfd);
+    }
+    let (Some(dup3), Some(close)) = (real().dup3, real().close) else {
+        return Err(libc::ENOSYS);
+    };
+    remove(hfd);
+    // SAFETY: duplicates our own placeholder onto the number the program
+    // chose, then closes the original.
+    let r = unsafe { dup3(hfd, target, if cloexec { libc::O_CLOEXEC } else { 0 }) };
+    // SAFETY: as above.
+    unsafe { close(hfd) };
+    if r < 0 {
+        // SAFETY: this thread's errno.
+        return Err(unsafe { *libc::__errno_location() });
+    }
+    match MAP.get(target as usize) {
+        Some(slot) => {
+            slot.store(kfd + 1, Ordering::Release);
+            Ok(target)
+        }
+        None => Err(libc::EBADF),
+    }
+}
+
+/// Gives kernel descriptor `kfd` a host number at least `min` (F_DUPFD).
+pub fn insert_min(kfd: i32, min: c_int, cloexec: bool) -> Result<c_int, i32> {
+    let hfd = insert(kfd)?;
+    if hfd >= min {
+        return Ok(hfd);
+    }
+    remove(hfd);
+    let cmd = if cloexec {
+        libc::F_DUPFD_CLOEXEC
+    } else {
+        libc::F_DUPFD
+    };
+    // SAFETY: duplicates our own placeholder to a number >= min.
+    let r = unsafe { libc::syscall(libc::SYS_fcntl, hfd, cmd, min) } as c_int;
+    if let Some(close) = real().close {
+        // SAFETY: closes the original placeholder.
+        unsafe { close(hfd) };
+    }
+    if r < 0 {
+        // SAFETY: this thread's errno.
+        return Err(unsafe { *libc::__errno_location() });
+    }
+    match MAP.get(r as usize) {
+        Some(slot) => {
+            slot.store(kfd + 1, Ordering::Release);
+            Ok(r)
+        }
+        None => Err(libc::EMFILE),
+    }
+}
+
 /// Gives kernel descriptor `kfd` a host number; Err(errno) if none is left.
 pub fn insert(kfd: i32) -> Result<c_int, i32> {
     let Some(eventfd) = real().eventfd else {

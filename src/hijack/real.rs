@@ -52,6 +52,9 @@ real_fns! {
     poll: fn(*mut libc::pollfd, libc::nfds_t, c_int) -> c_int;
     select: fn(c_int, *mut libc::fd_set, *mut libc::fd_set, *mut libc::fd_set, *mut libc::timeval) -> c_int;
     eventfd: fn(u32, c_int) -> c_int;
+    dup: fn(c_int) -> c_int;
+    dup2: fn(c_int, c_int) -> c_int;
+    dup3: fn(c_int, c_int, c_int) -> c_int;
 }
 
 static REAL: OnceLock<Real> = OnceLock::new();
