@@ -600,3 +600,78 @@ pub unsafe extern "C" fn fcntl64(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int {
     // SAFETY: same contract.
     unsafe { fcntl(fd, cmd, arg) }
 }
+
+fd_hook!(readv, nr::READV, (iov: *const libc::iovec, n: c_int) -> isize);
+fd_hook!(writev, nr::WRITEV, (iov: *const libc::iovec, n: c_int) -> isize);
+
+/// glibc's fortified wrappers (`_FORTIFY_SOURCE`) end in the same calls;
+/// an overflowing request aborts as glibc's own check does.
+fn fortify(len: usize, buflen: usize) {
+    if len > buflen {
+        // SAFETY: abort has no preconditions; this is glibc's behaviour.
+        unsafe { libc::abort() };
+    }
+}
+
+/// # Safety
+/// glibc's contract for `__read_chk`.
+#[no_mangle]
+pub unsafe extern "C" fn __read_chk(
+    fd: c_int,
+    buf: *mut c_void,
+    count: usize,
+    buflen: usize,
+) -> isize {
+    fortify(count, buflen);
+    // SAFETY: same contract as read once the length is checked.
+    unsafe { read(fd, buf, count) }
+}
+
+/// # Safety
+/// glibc's contract for `__recv_chk`.
+#[no_mangle]
+pub unsafe extern "C" fn __recv_chk(
+    fd: c_int,
+    buf: *mut c_void,
+    len: usize,
+    buflen: usize,
+    flags: c_int,
+) -> isize {
+    fortify(len, buflen);
+    // SAFETY: same contract as recv once the length is checked.
+    unsafe { recv(fd, buf, len, flags) }
+}
+
+/// # Safety
+/// glibc's contract for `__recvfrom_chk`.
+#[no_mangle]
+pub unsafe extern "C" fn __recvfrom_chk(
+    fd: c_int,
+    buf: *mut c_void,
+    len: usize,
+    buflen: usize,
+    flags: c_int,
+    addr: *mut libc::sockaddr,
+    alen: *mut libc::socklen_t,
+) -> isize {
+    fortify(len, buflen);
+    // SAFETY: same contract as recvfrom once the length is checked.
+    unsafe { recvfrom(fd, buf, len, flags, addr, alen) }
+}
+
+/// # Safety
+/// glibc's contract for `__poll_chk`.
+#[no_mangle]
+pub unsafe extern "C" fn __poll_chk(
+    fds: *mut libc::pollfd,
+    nfds: libc::nfds_t,
+    timeout: c_int,
+    fdslen: usize,
+) -> c_int {
+    fortify(
+        (nfds as usize).saturating_mul(std::mem::size_of::<libc::pollfd>()),
+        fdslen,
+    );
+    // SAFETY: same contract as poll once the length is checked.
+    unsafe { poll(fds, nfds, timeout) }
+}

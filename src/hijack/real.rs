@@ -53,6 +53,8 @@ real_fns! {
     select: fn(c_int, *mut libc::fd_set, *mut libc::fd_set, *mut libc::fd_set, *mut libc::timeval) -> c_int;
     eventfd: fn(u32, c_int) -> c_int;
     dup: fn(c_int) -> c_int;
+    readv: fn(c_int, *const libc::iovec, c_int) -> isize;
+    writev: fn(c_int, *const libc::iovec, c_int) -> isize;
     dup2: fn(c_int, c_int) -> c_int;
     dup3: fn(c_int, c_int, c_int) -> c_int;
 }
