@@ -38,7 +38,7 @@ fn checksum(data: &[u8]) -> u16 {
 }
 
 /// Sends `count` echo requests from the kernel at `interval`; returns the
-/// number of replies.
+/// number of distinct replies (late ones are waited for up to 2 s).
 fn kernel_ping(dst: IpAddr, count: u16, interval: Duration) -> usize {
     let (family, proto, kind_req, kind_rep) = match dst {
         IpAddr::V4(_) => (abi::AF_INET, 1, 8u8, 0u8),
@@ -50,8 +50,34 @@ fn kernel_ping(dst: IpAddr, count: u16, interval: Duration) -> usize {
         IpAddr::V4(a) => sys::SockAddr::In(abi::SockAddrIn::new(a, 0)),
         IpAddr::V6(a) => sys::SockAddr::In6(sys::SockAddrIn6::new(a, 0)),
     };
-    let mut replies = 0;
+    let mut seen = vec![false; usize::from(count)];
     let mut buf = [0u8; 1500];
+    let mut collect = |seen: &mut Vec<bool>, until: Instant| loop {
+        match sys::recv(fd, &mut buf, 0) {
+            Ok(n) => {
+                // IPv4 raw sockets deliver the IP header; ICMPv6 ones do not.
+                let start = if family == abi::AF_INET {
+                    (usize::from(buf[0] & 0xf) * 4).min(n)
+                } else {
+                    0
+                };
+                let icmp = &buf[start..n];
+                if icmp.len() >= 8 && icmp[0] == kind_rep && icmp[4..6] == [0x4c, 0x4b] {
+                    let seq = usize::from(u16::from_be_bytes([icmp[6], icmp[7]]));
+                    if let Some(s) = seen.get_mut(seq) {
+                        *s = true;
+                    }
+                }
+            }
+            Err(lkl::Errno::EAGAIN) => {
+                if Instant::now() >= until || seen.iter().all(|&s| s) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_micros(500));
+            }
+            Err(e) => panic!("recv: {e}"),
+        }
+    };
     for seq in 0..count {
         let mut pkt = vec![kind_req, 0, 0, 0, 0x4c, 0x4b, (seq >> 8) as u8, seq as u8];
         pkt.extend_from_slice(b"lkl-ping-payload");
@@ -60,36 +86,11 @@ fn kernel_ping(dst: IpAddr, count: u16, interval: Duration) -> usize {
             pkt[2..4].copy_from_slice(&c.to_be_bytes());
         }
         sys::sendto(fd, &pkt, 0, &to).expect("send echo request");
-        let deadline = Instant::now() + interval;
-        loop {
-            match sys::recv(fd, &mut buf, 0) {
-                Ok(n) => {
-                    // IPv4 raw sockets deliver the IP header; ICMPv6 ones do not.
-                    let icmp = if family == abi::AF_INET {
-                        &buf[((buf[0] & 0xf) as usize * 4).min(n)..n]
-                    } else {
-                        &buf[..n]
-                    };
-                    if icmp.len() >= 8
-                        && icmp[0] == kind_rep
-                        && icmp[4..6] == [0x4c, 0x4b]
-                        && icmp[6..8] == [(seq >> 8) as u8, seq as u8]
-                    {
-                        replies += 1;
-                    }
-                }
-                Err(lkl::Errno::EAGAIN) => {
-                    if Instant::now() >= deadline {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err(e) => panic!("recv: {e}"),
-            }
-        }
+        collect(&mut seen, Instant::now() + interval);
     }
+    collect(&mut seen, Instant::now() + Duration::from_secs(2));
     let _ = sys::close(fd);
-    replies
+    seen.iter().filter(|&&s| s).count()
 }
 
 fn host_ping(args: &[&str]) -> String {
