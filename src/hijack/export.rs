@@ -543,9 +543,10 @@ pub unsafe extern "C" fn select(
     } else {
         // SAFETY: the program's timeval.
         let tv = unsafe { &*timeout };
-        let us = (tv.tv_sec as i64)
+        let us = tv
+            .tv_sec
             .saturating_mul(1_000_000)
-            .saturating_add(tv.tv_usec as i64)
+            .saturating_add(tv.tv_usec)
             .max(0);
         (us.saturating_add(999) / 1000).min(i64::from(i32::MAX)) as c_int
     };
