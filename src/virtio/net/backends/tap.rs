@@ -177,6 +177,12 @@ impl Tap {
                 BackendError::os(kind, ifname, "vnet header (TUNSETVNETHDRSZ)", e, None)
             })?;
         }
+        // A persistent tap keeps the offloads its last reader switched on:
+        // start from none, so the host never sends us segments we did not
+        // negotiate (set_offload turns on what the driver accepts).
+        sys::tun_set_offload(fd.as_fd(), 0).map_err(|e| {
+            BackendError::os(kind, ifname, "clear offloads (TUNSETOFFLOAD)", e, None)
+        })?;
         Ok(Tap {
             tap: TapFd::new(fd, vnet_hdr),
             ifname: name,
