@@ -16,3 +16,4 @@ echo "== tests"
 cargo test --release --locked --workspace --all-targets
 echo "== benchmarks (quick)"
 cargo run --release --locked --quiet --bin lkl-bench -- --quick
+cargo run --release --locked --quiet --bin net-bench -- --quick || echo "net-bench: FAILED (figures above; benchmarks report, they do not gate)"

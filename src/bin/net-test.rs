@@ -10,12 +10,16 @@
 //!            [--ifname NAME] --ip A.B.C.D --netmask-len N [--gateway G]
 //!            --dst D [--count N] [--timeout-ms MS] [--sleep SECS]
 //!            [--mac aa:bb:cc:dd:ee:ff] [--mtu N] [--mem SIZE] [--console]
-//!            [--peer answer|silent]
+//!            [--peer answer|silent] [--serve SECS]
 //!
 //! `--ifname` is the backend's host-side parameter, as in LKL's config:
 //! the tap's name, the macvtap's `/dev/tapN`, the NIC for `raw`,
 //! `rx_path|tx_path` for `pipe`, the switch directory for `vde`, the
 //! descriptor number for `fd`.
+//!
+//! `--serve SECS` keeps the kernel up for SECS seconds after the pings, so
+//! that a peer (another net-test on the other end of a `pipe`, say) can
+//! ping this one; the exit status still comes from our own pings.
 //!
 //! `socketpair-test` needs nothing from the host: the interface's wire is a
 //! socket pair whose other end is a small peer in this process that
@@ -52,7 +56,7 @@ const PAYLOAD: usize = 56;
 const USAGE: &str = "usage: net-test --backend tap|macvtap|raw|pipe|vde|fd|socketpair-test \
 [--ifname NAME] --ip A.B.C.D --netmask-len N [--gateway G] --dst D [--count N] \
 [--timeout-ms MS] [--sleep SECS] [--mac MAC] [--mtu N] [--mem SIZE] [--console] \
-[--peer answer|silent]";
+[--peer answer|silent] [--serve SECS]";
 
 #[derive(Debug)]
 struct Args {
@@ -65,6 +69,7 @@ struct Args {
     count: u32,
     timeout: Duration,
     sleep: Duration,
+    serve: Duration,
     mac: MacAddr,
     mtu: Option<u32>,
     mem: u64,
@@ -98,6 +103,7 @@ fn parse_args() -> Args {
     let mut count = 10u32;
     let mut timeout = Duration::from_secs(1);
     let mut sleep = Duration::ZERO;
+    let mut serve = Duration::ZERO;
     let mut mac = MacAddr(DEFAULT_MAC);
     let mut mtu = None;
     let mut mem = 64u64 << 20;
@@ -130,6 +136,7 @@ fn parse_args() -> Args {
                 timeout = Duration::from_millis(parsed("--timeout-ms", &value("--timeout-ms")))
             }
             "--sleep" => sleep = Duration::from_secs(parsed("--sleep", &value("--sleep"))),
+            "--serve" => serve = Duration::from_secs(parsed("--serve", &value("--serve"))),
             "--mac" => {
                 let v = value("--mac");
                 mac = MacAddr::parse(&v).unwrap_or_else(|e| usage(&format!("--mac {v}: {e}")));
@@ -164,6 +171,7 @@ fn parse_args() -> Args {
         count,
         timeout,
         sleep,
+        serve,
         mac,
         mtu,
         mem,
@@ -521,6 +529,10 @@ fn configure_and_ping(args: &Args, net: Ipv4Net, backend: Backend) -> Result<boo
         let max = rtts.iter().map(ms).fold(0.0, f64::max);
         let avg = rtts.iter().map(ms).sum::<f64>() / rtts.len() as f64;
         println!("rtt min/avg/max = {min:.3}/{avg:.3}/{max:.3} ms");
+    }
+    if !args.serve.is_zero() {
+        println!("serving for {} s", args.serve.as_secs());
+        std::thread::sleep(args.serve);
     }
     Ok(!rtts.is_empty())
 }
