@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what is missing (Debian packages, as root via apt-get), builds the
 # kernel library with visible progress, then runs the main job: boots Linux
-# inside a process and makes system calls into it (lkl-boot).
+# inside a process (lkl-boot), and runs the real ping with its sockets in a
+# Linux kernel inside the ping process (bin/lkl-hijack.sh).
 #
 #   bin/setup.sh [--no-run]
 set -euo pipefail
@@ -9,7 +10,7 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the build and the tests need.
 packages=(linux-source-6.12 flex bison bc libelf-dev ccache binutils make gcc xz-utils
-	  python3 iproute2 iputils-ping vde2 e2fsprogs procps util-linux)
+	  python3 iproute2 iputils-ping vde2 e2fsprogs procps util-linux libslirp0)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -36,4 +37,6 @@ cargo build --release --locked --workspace --bins --lib
 if [ "${1:-}" != "--no-run" ]; then
 	echo "setup: booting Linux inside a process" >&2
 	cargo run --release --locked --quiet --bin lkl-boot
+	echo "setup: ping, with its sockets in the kernel inside it (its loopback)" >&2
+	bin/lkl-hijack.sh ping -c 3 -i 0.2 127.0.0.1
 fi

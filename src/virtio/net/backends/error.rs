@@ -28,7 +28,7 @@ pub enum Cause {
     BadParam(String),
     /// The other side broke its protocol (a VDE switch's reply).
     Protocol(String),
-    /// This backend is not implemented by this layer (slirp).
+    /// This backend is not implemented by this layer (e.g. dpdk).
     Unsupported,
 }
 
