@@ -40,7 +40,7 @@ usual remedy where there is one.
 - `fd` is not in LKL's hijack config (LKL has it only as a library call).
 - Errors are typed and say why; LKL prints `perror` text.
 
-**Unsafe code** is confined to [`sys`]; every other file here forbids it.
+**Unsafe code** is confined to [`sys`] and `slirp_sys` (the dlopen'ed libslirp); every other file here forbids it.
 This module and `virtio/net.rs` say `deny` rather than `forbid` so that
 `sys` can allow it: a `forbid` cannot be relaxed by a child module.
 */
