@@ -817,6 +817,14 @@ mod tests {
             assert_eq!(&reply[28..32], &target.octets(), "sender is {target}");
             assert_eq!(&reply[38..42], &[10, 0, 2, 15]);
         }
+        // The slirp thread counts after it hands a frame over: give the
+        // counters a moment to catch up with what we already received.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while (b.metrics().tx_frames_count.get() < 2 || b.metrics().rx_frames_count.get() < 2)
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         assert!(b.metrics().tx_frames_count.get() >= 2);
         assert!(b.metrics().rx_frames_count.get() >= 2);
         assert!(b.failure().is_none());
