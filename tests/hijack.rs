@@ -39,6 +39,19 @@ fn hijacked(args: &[&str], envs: &[(&str, &str)]) -> Output {
 
 const PYTHON: &str = "/usr/bin/python3";
 
+/// Runs `script` under the hijack; it must succeed and print `expect`.
+fn run_python(script: &str, expect: &str) {
+    let out = hijacked(&[PYTHON, "-c", script], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(expect), "{stdout}");
+}
+
 #[test]
 fn python_sockets_live_in_the_kernel() {
     // A listener in the hijacked program, on the kernel's loopback; a client
@@ -173,15 +186,7 @@ threading.Timer(0.2, lambda: os.write(w, b"h")).start()
 ev = p.poll(5000); assert ev == [(r, select.POLLIN)], ev
 print("mixed poll ok")
 "#;
-    let out = hijacked(&[PYTHON, "-c", script], &[]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        stdout,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("mixed poll ok"), "{stdout}");
+    run_python(script, "mixed poll ok");
 }
 
 #[test]
@@ -200,15 +205,7 @@ rd, wr, ex = select.select([a, r], [], [], 5); assert rd == [r], rd
 rd, wr, ex = select.select([], [a], [], 1); assert wr == [a], wr
 print("mixed select ok")
 "#;
-    let out = hijacked(&[PYTHON, "-c", script], &[]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        stdout,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("mixed select ok"), "{stdout}");
+    run_python(script, "mixed select ok");
 }
 
 #[test]
@@ -229,13 +226,5 @@ os.dup2(a.fileno(), 1); os.write(1, b"via stdout\n"); os.dup2(saved, 1)
 assert c.recv(64) == b"via stdout\n"
 print("dup ok")
 "#;
-    let out = hijacked(&[PYTHON, "-c", script], &[]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        stdout,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("dup ok"), "{stdout}");
+    run_python(script, "dup ok");
 }
