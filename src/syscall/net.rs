@@ -14,14 +14,14 @@ pub fn socket(domain: i32, ty: i32, protocol: i32) -> Result<i32, Errno> {
     .map(|fd| fd as i32)
 }
 
+/// `bind` to an IPv4 address ([`super::bind`] takes any family).
 pub fn bind_in(fd: i32, addr: &SockAddrIn) -> Result<(), Errno> {
-    // SAFETY: a sockaddr_in of the stated size.
-    unsafe { raw(nr::BIND, [fd as i64, p(addr), 16, 0, 0, 0]) }.map(drop)
+    super::bind(fd, &super::SockAddr::In(*addr))
 }
 
+/// `connect` to an IPv4 address ([`super::connect`] takes any family).
 pub fn connect_in(fd: i32, addr: &SockAddrIn) -> Result<(), Errno> {
-    // SAFETY: a sockaddr_in of the stated size.
-    unsafe { raw(nr::CONNECT, [fd as i64, p(addr), 16, 0, 0, 0]) }.map(drop)
+    super::connect(fd, &super::SockAddr::In(*addr))
 }
 
 pub fn listen(fd: i32, backlog: i32) -> Result<(), Errno> {
@@ -84,21 +84,7 @@ pub fn recv(fd: i32, buf: &mut [u8], flags: i32) -> Result<usize, Errno> {
 }
 
 pub fn sendto_in(fd: i32, buf: &[u8], flags: i32, to: &SockAddrIn) -> Result<usize, Errno> {
-    // SAFETY: a buffer and a sockaddr_in, both read by the kernel.
-    unsafe {
-        raw(
-            nr::SENDTO,
-            [
-                fd as i64,
-                p(buf.as_ptr()),
-                buf.len() as i64,
-                flags as i64,
-                p(to),
-                16,
-            ],
-        )
-    }
-    .map(|n| n as usize)
+    super::sendto(fd, buf, flags, &super::SockAddr::In(*to))
 }
 
 /// `setsockopt` with an int value.
