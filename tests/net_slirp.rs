@@ -20,6 +20,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::in_child;
+use common::wire::pattern;
 use lkl::config::Config;
 use lkl::syscall::{self as sys, abi};
 use lkl::virtio::net::backends::{open_backend, slirp};
@@ -54,20 +55,6 @@ fn have_libslirp() -> bool {
             false
         }
     }
-}
-
-/// Bytes from a fixed xorshift stream.
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// A host TCP server that echoes its first connection; returns the peer

@@ -10,6 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::netns::{in_netns, Setup};
+use common::wire::{checksum, pattern};
 use lkl::config::Config;
 use lkl::syscall::{self as sys, abi};
 use lkl::virtio::net::backends::open_backend;
@@ -20,22 +21,6 @@ const HOST4: Ipv4Addr = Ipv4Addr::new(192, 168, 113, 1);
 const LKL4: Ipv4Addr = Ipv4Addr::new(192, 168, 113, 2);
 const HOST6: &str = "fc00:113::1";
 const LKL6: &str = "fc00:113::2";
-
-fn checksum(data: &[u8]) -> u16 {
-    let mut sum = 0u32;
-    for chunk in data.chunks(2) {
-        let word = if chunk.len() == 2 {
-            u16::from_be_bytes([chunk[0], chunk[1]])
-        } else {
-            u16::from(chunk[0]) << 8
-        };
-        sum += u32::from(word);
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
 
 /// Sends `count` echo requests from the kernel at `interval`; returns the
 /// number of distinct replies (late ones are waited for up to 2 s).
@@ -176,20 +161,6 @@ fn tap_ping_both_ways_v4_and_v6() {
             drop(device);
         },
     );
-}
-
-/// Bytes from a fixed xorshift stream, so both ends can hash the same data.
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 fn sha256(data: &[u8]) -> Vec<u8> {

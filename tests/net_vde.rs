@@ -12,6 +12,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::netns::{in_netns, Setup};
+use common::wire::checksum;
 use lkl::config::Config;
 use lkl::syscall::{self as sys, abi};
 use lkl::virtio::net::backends::open_backend;
@@ -22,22 +23,6 @@ const HOST4: Ipv4Addr = Ipv4Addr::new(192, 168, 114, 1);
 const LKL4: Ipv4Addr = Ipv4Addr::new(192, 168, 114, 2);
 /// Echo requests each way.
 const COUNT: u16 = 20;
-
-fn checksum(data: &[u8]) -> u16 {
-    let mut sum = 0u32;
-    for chunk in data.chunks(2) {
-        let word = if chunk.len() == 2 {
-            u16::from_be_bytes([chunk[0], chunk[1]])
-        } else {
-            u16::from(chunk[0]) << 8
-        };
-        sum += u32::from(word);
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
 
 /// Sends `count` echo requests from the kernel to `dst`, each waiting up to
 /// `timeout` for its reply; returns the sequence numbers not answered.

@@ -91,3 +91,4 @@ pub fn kernel_has_net() -> bool {
         .is_ok()
 }
 pub mod netns;
+pub mod wire;
