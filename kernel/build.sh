@@ -27,6 +27,12 @@ cache=${LKL_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/lkl-hijack}
 tarball=${LKL_LINUX_TARBALL:-/usr/src/linux-source-6.12.tar.xz}
 jobs=${LKL_JOBS:-$(nproc)}
 
+# One build at a time per cache: two cargo builds (separate target dirs) must
+# not run Kbuild in the same tree at once.
+mkdir -p "$cache"
+exec 9>"$cache/.lock"
+if command -v flock >/dev/null 2>&1; then flock 9; fi
+
 need() {
 	command -v "$1" >/dev/null 2>&1 ||
 		{ echo "lkl kernel build: '$1' not found: apt-get install $2" >&2; exit 1; }
