@@ -139,7 +139,9 @@ fn parse_args(d: Direction, args: Vec<OsString>) -> Result<Option<Options>, Fail
         return Err(Fail("need at least one SRC and a DST (see --help)".into()));
     }
     if selinux.is_some() && d == Direction::FromFs {
-        return Err(Fail("-s labels files written to an image: cptofs only".into()));
+        return Err(Fail(
+            "-s labels files written to an image: cptofs only".into(),
+        ));
     }
     let dest = paths.pop().unwrap_or_default();
     Ok(Some(Options {
@@ -266,9 +268,7 @@ impl World for Host {
     }
 
     fn list(&self, p: &Path) -> io::Result<Vec<OsString>> {
-        fs::read_dir(p)?
-            .map(|e| e.map(|e| e.file_name()))
-            .collect()
+        fs::read_dir(p)?.map(|e| e.map(|e| e.file_name())).collect()
     }
 
     fn readlink(&self, p: &Path) -> io::Result<PathBuf> {
@@ -403,8 +403,12 @@ impl World for Image {
     }
 
     fn lstat(&self, p: &Path) -> io::Result<Meta> {
-        let st = sys::fstatat(abi::AT_FDCWD, self.k(p).as_os_str(), abi::AT_SYMLINK_NOFOLLOW)
-            .map_err(errno_io)?;
+        let st = sys::fstatat(
+            abi::AT_FDCWD,
+            self.k(p).as_os_str(),
+            abi::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(errno_io)?;
         Ok(Meta {
             kind: kind_of(st.st_mode),
             mode: st.st_mode,
@@ -418,7 +422,8 @@ impl World for Image {
     }
 
     fn list(&self, p: &Path) -> io::Result<Vec<OsString>> {
-        let fd = sys::open(
+        let fd = sys::openat(
+            abi::AT_FDCWD,
             self.k(p).as_os_str(),
             abi::O_RDONLY | abi::O_DIRECTORY | abi::O_CLOEXEC,
             0,
@@ -442,7 +447,8 @@ impl World for Image {
     }
 
     fn open(&self, p: &Path) -> io::Result<Box<dyn Source>> {
-        let fd = sys::open(
+        let fd = sys::openat(
+            abi::AT_FDCWD,
             self.k(p).as_os_str(),
             abi::O_RDONLY | abi::O_CLOEXEC | abi::O_NOFOLLOW,
             0,
@@ -452,7 +458,8 @@ impl World for Image {
     }
 
     fn create(&self, p: &Path) -> io::Result<Box<dyn Sink>> {
-        let fd = sys::open(
+        let fd = sys::openat(
+            abi::AT_FDCWD,
             self.k(p).as_os_str(),
             abi::O_WRONLY | abi::O_CREAT | abi::O_TRUNC | abi::O_CLOEXEC | abi::O_NOFOLLOW,
             0o600,
@@ -1077,6 +1084,10 @@ mod tests {
             .unwrap()
             .is_none());
         assert!(parse_args(Direction::ToFs, a(&["-t", "ext4", "x", "y"])).is_err());
-        assert!(parse_args(Direction::ToFs, a(&["-t", "ext4", "-i", "i", "-P", "x", "a", "b"])).is_err());
+        assert!(parse_args(
+            Direction::ToFs,
+            a(&["-t", "ext4", "-i", "i", "-P", "x", "a", "b"])
+        )
+        .is_err());
     }
 }
