@@ -962,7 +962,8 @@ fn copy_all(d: Direction, o: &Options, disk: &Disk) -> Result<usize, Fail> {
         }
     }
     let dest_is_dir = dst.lstat(&dest).is_ok_and(|m| m.kind == Kind::Dir);
-    if sources.len() > 1 && !dest_is_dir {
+    let wants_dir = o.dest.as_bytes().ends_with(b"/") || sources.len() > 1;
+    if wants_dir && !dest_is_dir {
         return Err(Fail(format!(
             "target {} is not a directory",
             dst.show(&dest)
