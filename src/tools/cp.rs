@@ -175,7 +175,6 @@ struct Meta {
     mode: u32,
     uid: u32,
     gid: u32,
-    size: u64,
     rdev: u64,
     atime: (i64, i64),
     mtime: (i64, i64),
@@ -260,7 +259,6 @@ impl World for Host {
             mode: m.mode(),
             uid: m.uid(),
             gid: m.gid(),
-            size: m.size(),
             rdev: m.rdev(),
             atime: (m.atime(), m.atime_nsec()),
             mtime: (m.mtime(), m.mtime_nsec()),
@@ -414,7 +412,6 @@ impl World for Image {
             mode: st.st_mode,
             uid: st.st_uid,
             gid: st.st_gid,
-            size: st.st_size.max(0) as u64,
             rdev: st.st_rdev,
             atime: (st.st_atime, st.st_atime_nsec as i64),
             mtime: (st.st_mtime, st.st_mtime_nsec as i64),
@@ -739,7 +736,7 @@ impl Copier<'_> {
         };
         let made = match m.kind {
             Kind::Dir => self.copy_dir(s, d),
-            Kind::File => self.copy_file(s, d, &m),
+            Kind::File => self.copy_file(s, d),
             Kind::Link => self.copy_link(s, d),
             Kind::Special => {
                 self.replace(d);
@@ -813,7 +810,7 @@ impl Copier<'_> {
         }
     }
 
-    fn copy_file(&mut self, s: &Path, d: &Path, m: &Meta) -> Result<bool, Abort> {
+    fn copy_file(&mut self, s: &Path, d: &Path) -> Result<bool, Abort> {
         let src = self.src;
         let dst = self.dst;
         let mut input = match src.open(s) {
@@ -830,7 +827,6 @@ impl Copier<'_> {
         if self.buf.is_empty() {
             self.buf = vec![0; CHUNK];
         }
-        let mut copied = 0u64;
         loop {
             let n = match input.read(&mut self.buf) {
                 Ok(0) => break,
@@ -845,29 +841,20 @@ impl Copier<'_> {
                 let _ = out.finish();
                 return self.report("cannot write", dst, d, &e).map(|()| false);
             }
-            copied += n as u64;
             self.progress.add(n as u64);
         }
         if let Err(e) = out.finish() {
             return self.report("cannot write", dst, d, &e).map(|()| false);
-        }
-        if copied != m.size {
-            // The file changed while we copied: as cp, copy what was read.
         }
         Ok(true)
     }
 }
 
 /// Where `src` goes: into `dest` if that is a directory, else `dest`.
-fn target_for(dst: &dyn World, src: &Path, dest: &Path, dest_is_dir: bool) -> PathBuf {
-    if dest_is_dir {
-        match src.file_name() {
-            Some(n) => dest.join(n),
-            None => dest.to_path_buf(),
-        }
-    } else {
-        let _ = dst;
-        dest.to_path_buf()
+fn target_for(src: &Path, dest: &Path, dest_is_dir: bool) -> PathBuf {
+    match src.file_name() {
+        Some(n) if dest_is_dir => dest.join(n),
+        _ => dest.to_path_buf(),
     }
 }
 
@@ -898,7 +885,6 @@ fn tidy(p: PathBuf) -> PathBuf {
 }
 
 fn run(d: Direction, o: Options) -> Result<usize, Fail> {
-    let prog = d.prog();
     if !o.image.exists() {
         return Err(Fail(format!(
             "cannot open image {}: No such file or directory",
@@ -920,7 +906,6 @@ fn run(d: Direction, o: Options) -> Result<usize, Fail> {
     let halted = disk::halt(kernel);
     let n = result?;
     halted.map_err(|e| Fail(format!("finishing {}: {e}", o.image.display())))?;
-    let _ = prog;
     Ok(n)
 }
 
@@ -986,7 +971,7 @@ fn copy_all(d: Direction, o: &Options, disk: &Disk) -> Result<usize, Fail> {
         },
     };
     for s in &sources {
-        let t = target_for(dst, s, &dest, dest_is_dir);
+        let t = target_for(s, &dest, dest_is_dir);
         if c.copy(s, &t).is_err() {
             break;
         }

@@ -503,7 +503,7 @@ impl BlkWorker {
 
     /// Checks a data length and sector range against the image.
     fn extent(&self, sector: u64, len: u64) -> Option<Extent> {
-        let ok = len % SECTOR_SIZE == 0
+        let ok = len.is_multiple_of(SECTOR_SIZE)
             && sector
                 .checked_add(len / SECTOR_SIZE)
                 .is_some_and(|end| end <= self.capacity);
