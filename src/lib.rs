@@ -18,6 +18,7 @@
 
 pub mod config;
 pub mod devices;
+pub mod disk;
 pub mod host;
 pub mod kernel;
 pub mod netcfg;

@@ -16,7 +16,8 @@
 //!   the status state machine;
 //! - [`worker`] and [`sys`]: one thread per active device, sleeping in
 //!   `poll(2)` on eventfds and backend fds, stopped and joined on reset;
-//! - [`net`]: the virtio-net device and its [`NetBackend`] seam.
+//! - [`net`]: the virtio-net device and its [`NetBackend`] seam;
+//! - [`blk`]: the virtio-blk device over an image file.
 //!
 //! Everything below [`net`] is device-generic, so a block device can reuse
 //! it as is.
@@ -36,6 +37,7 @@
 //! kernel's RAM), [`sys`] and `net::backends::sys` (libc calls); every
 //! other module forbids it.
 
+pub mod blk;
 pub mod device;
 pub mod mem;
 pub mod metrics;

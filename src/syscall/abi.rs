@@ -37,6 +37,82 @@ pub struct Timespec {
     pub tv_nsec: i64,
 }
 
+impl Timespec {
+    /// For `utimensat`: set this time to now.
+    pub const NOW: Timespec = Timespec {
+        tv_sec: 0,
+        tv_nsec: UTIME_NOW,
+    };
+    /// For `utimensat`: leave this time unchanged.
+    pub const OMIT: Timespec = Timespec {
+        tv_sec: 0,
+        tv_nsec: UTIME_OMIT,
+    };
+}
+
+/// `struct statfs` (asm-generic/statfs.h with 64-bit words), 120 bytes.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StatFs {
+    pub f_type: i64,
+    pub f_bsize: i64,
+    pub f_blocks: u64,
+    pub f_bfree: u64,
+    pub f_bavail: u64,
+    pub f_files: u64,
+    pub f_ffree: u64,
+    pub f_fsid: [i32; 2],
+    pub f_namelen: i64,
+    pub f_frsize: i64,
+    pub f_flags: i64,
+    pub f_spare: [i64; 4],
+}
+
+/// `struct statx_timestamp`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatxTimestamp {
+    pub tv_sec: i64,
+    pub tv_nsec: u32,
+    pub __reserved: i32,
+}
+
+/// `struct statx` (uapi/linux/stat.h as of 6.12), 256 bytes, the same on
+/// every architecture.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Statx {
+    pub stx_mask: u32,
+    pub stx_blksize: u32,
+    pub stx_attributes: u64,
+    pub stx_nlink: u32,
+    pub stx_uid: u32,
+    pub stx_gid: u32,
+    pub stx_mode: u16,
+    pub __spare0: u16,
+    pub stx_ino: u64,
+    pub stx_size: u64,
+    pub stx_blocks: u64,
+    pub stx_attributes_mask: u64,
+    pub stx_atime: StatxTimestamp,
+    pub stx_btime: StatxTimestamp,
+    pub stx_ctime: StatxTimestamp,
+    pub stx_mtime: StatxTimestamp,
+    pub stx_rdev_major: u32,
+    pub stx_rdev_minor: u32,
+    pub stx_dev_major: u32,
+    pub stx_dev_minor: u32,
+    pub stx_mnt_id: u64,
+    pub stx_dio_mem_align: u32,
+    pub stx_dio_offset_align: u32,
+    pub stx_subvol: u64,
+    pub stx_atomic_write_unit_min: u32,
+    pub stx_atomic_write_unit_max: u32,
+    pub stx_atomic_write_segments_max: u32,
+    pub __spare1: u32,
+    pub __spare3: [u64; 9],
+}
+
 /// `struct epoll_event`: 16 bytes in the generic ABI (12, packed, on x86_64).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
@@ -145,12 +221,67 @@ pub const O_CLOEXEC: i32 = 0o2000000;
 pub const AT_FDCWD: i32 = -100;
 pub const AT_REMOVEDIR: i32 = 0x200;
 pub const AT_SYMLINK_NOFOLLOW: i32 = 0x100;
+pub const AT_SYMLINK_FOLLOW: i32 = 0x400;
+pub const AT_NO_AUTOMOUNT: i32 = 0x800;
+pub const AT_EMPTY_PATH: i32 = 0x1000;
+pub const AT_EACCESS: i32 = 0x200;
+pub const AT_STATX_SYNC_AS_STAT: i32 = 0;
+
+pub const O_PATH: i32 = 0o10000000;
+pub const O_NOATIME: i32 = 0o1000000;
+pub const O_DIRECT: i32 = 0o40000;
+pub const O_LARGEFILE: i32 = 0o100000;
+pub const O_SYNC: i32 = 0o4010000;
+pub const O_DSYNC: i32 = 0o10000;
+pub const O_TMPFILE: i32 = 0o20000000 | O_DIRECTORY;
+
+/// `renameat2` flags.
+pub const RENAME_NOREPLACE: u32 = 1;
+pub const RENAME_EXCHANGE: u32 = 2;
+pub const RENAME_WHITEOUT: u32 = 4;
+
+/// `utimensat` special nanosecond values.
+pub const UTIME_NOW: i64 = (1 << 30) - 1;
+pub const UTIME_OMIT: i64 = (1 << 30) - 2;
+
+/// `faccessat` modes.
+pub const F_OK: i32 = 0;
+pub const X_OK: i32 = 1;
+pub const W_OK: i32 = 2;
+pub const R_OK: i32 = 4;
+
+/// `fallocate` modes.
+pub const FALLOC_FL_KEEP_SIZE: i32 = 0x01;
+pub const FALLOC_FL_PUNCH_HOLE: i32 = 0x02;
+pub const FALLOC_FL_ZERO_RANGE: i32 = 0x10;
+
+/// `setxattr` flags.
+pub const XATTR_CREATE: i32 = 1;
+pub const XATTR_REPLACE: i32 = 2;
+
+/// `statx` mask bits.
+pub const STATX_TYPE: u32 = 0x001;
+pub const STATX_MODE: u32 = 0x002;
+pub const STATX_NLINK: u32 = 0x004;
+pub const STATX_UID: u32 = 0x008;
+pub const STATX_GID: u32 = 0x010;
+pub const STATX_ATIME: u32 = 0x020;
+pub const STATX_MTIME: u32 = 0x040;
+pub const STATX_CTIME: u32 = 0x080;
+pub const STATX_INO: u32 = 0x100;
+pub const STATX_SIZE: u32 = 0x200;
+pub const STATX_BLOCKS: u32 = 0x400;
+pub const STATX_BASIC_STATS: u32 = 0x7ff;
+pub const STATX_BTIME: u32 = 0x800;
 
 pub const S_IFMT: u32 = 0o170000;
 pub const S_IFDIR: u32 = 0o040000;
 pub const S_IFREG: u32 = 0o100000;
 pub const S_IFCHR: u32 = 0o020000;
 pub const S_IFBLK: u32 = 0o060000;
+pub const S_IFIFO: u32 = 0o010000;
+pub const S_IFLNK: u32 = 0o120000;
+pub const S_IFSOCK: u32 = 0o140000;
 
 pub const SEEK_SET: i32 = 0;
 pub const SEEK_CUR: i32 = 1;
@@ -222,5 +353,12 @@ mod tests {
         assert_eq!(std::mem::size_of::<IfreqFlags>(), 40);
         assert_eq!(std::mem::offset_of!(Stat, st_size), 48);
         assert_eq!(std::mem::offset_of!(Stat, st_blocks), 64);
+        assert_eq!(std::mem::size_of::<StatFs>(), 120);
+        assert_eq!(std::mem::offset_of!(StatFs, f_fsid), 56);
+        assert_eq!(std::mem::offset_of!(StatFs, f_namelen), 64);
+        assert_eq!(std::mem::size_of::<Statx>(), 256);
+        assert_eq!(std::mem::offset_of!(Statx, stx_mtime), 112);
+        assert_eq!(std::mem::offset_of!(Statx, stx_mnt_id), 144);
+        assert_eq!(std::mem::offset_of!(Statx, __spare3), 184);
     }
 }

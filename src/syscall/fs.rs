@@ -1,10 +1,12 @@
 //! Files, directories, mounts, pipes.
 
+use std::ffi::OsStr;
+
 use super::abi::{self, Stat};
 use super::{cpath, nr, p, pm, raw, Errno};
 
 /// Opens `path` (relative to `dirfd`).
-pub fn openat(dirfd: i32, path: &str, flags: i32, mode: u32) -> Result<i32, Errno> {
+pub fn openat(dirfd: i32, path: impl AsRef<OsStr>, flags: i32, mode: u32) -> Result<i32, Errno> {
     let c = cpath(path)?;
     // SAFETY: `c` is a NUL-terminated string alive for the call.
     unsafe {
@@ -94,7 +96,7 @@ pub fn fstat(fd: i32) -> Result<Stat, Errno> {
     Ok(st)
 }
 
-pub fn fstatat(dirfd: i32, path: &str, flags: i32) -> Result<Stat, Errno> {
+pub fn fstatat(dirfd: i32, path: impl AsRef<OsStr>, flags: i32) -> Result<Stat, Errno> {
     let c = cpath(path)?;
     let mut st = Stat::default();
     // SAFETY: a NUL-terminated path and a struct stat to fill.

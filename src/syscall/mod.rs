@@ -7,6 +7,7 @@
 
 pub mod abi;
 mod errno;
+mod file;
 mod fs;
 mod msg;
 mod net;
@@ -15,6 +16,7 @@ mod poll;
 mod process;
 
 pub use errno::Errno;
+pub use file::*;
 pub use fs::*;
 pub use msg::*;
 pub use net::*;
@@ -52,9 +54,12 @@ pub unsafe fn raw(nr: i64, mut args: [i64; 6]) -> Result<i64, Errno> {
     }
 }
 
-/// A path for the kernel, NUL-terminated.
-fn cpath(path: &str) -> Result<std::ffi::CString, Errno> {
-    std::ffi::CString::new(path).map_err(|_| Errno::EINVAL)
+/// A path for the kernel, NUL-terminated. Any bytes but NUL may be in a
+/// Linux file name, so anything that is an `OsStr` (`&str`, `&Path`, ...)
+/// is accepted; an inner NUL is `EINVAL`.
+fn cpath(path: impl AsRef<std::ffi::OsStr>) -> Result<std::ffi::CString, Errno> {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(path.as_ref().as_bytes()).map_err(|_| Errno::EINVAL)
 }
 
 /// Pointer as a syscall argument.
