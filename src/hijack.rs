@@ -19,6 +19,8 @@
 
 // The crate root lives at src/hijack.rs (the design card's name); its
 // modules sit beside it in src/hijack/.
+#[path = "hijack/epoll.rs"]
+mod epoll;
 #[path = "hijack/export.rs"]
 mod export;
 #[path = "hijack/fdtable.rs"]
