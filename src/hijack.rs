@@ -27,5 +27,7 @@ mod export;
 mod fdtable;
 #[path = "hijack/init.rs"]
 mod init;
+#[path = "hijack/io.rs"]
+mod io;
 #[path = "hijack/real.rs"]
 mod real;

@@ -391,9 +391,17 @@ pub const OFLAGS: &[Row] = &[
     ("O_NOFOLLOW", 0o400000, libc::O_NOFOLLOW as i64),
     ("O_NOATIME", 0o1000000, libc::O_NOATIME as i64),
     ("O_CLOEXEC", 0o2000000, libc::O_CLOEXEC as i64),
-    ("__O_SYNC", 0o4000000, (libc::O_SYNC & !libc::O_DSYNC) as i64),
+    (
+        "__O_SYNC",
+        0o4000000,
+        (libc::O_SYNC & !libc::O_DSYNC) as i64,
+    ),
     ("O_PATH", 0o10000000, libc::O_PATH as i64),
-    ("__O_TMPFILE", 0o20000000, (libc::O_TMPFILE & !libc::O_DIRECTORY) as i64),
+    (
+        "__O_TMPFILE",
+        0o20000000,
+        (libc::O_TMPFILE & !libc::O_DIRECTORY) as i64,
+    ),
 ];
 pub const OFLAGS_IDENTITY: bool = identity(OFLAGS);
 
@@ -471,7 +479,11 @@ pub const MSGFLAGS: &[Row] = &[
     ("MSG_MORE", 0x8000, libc::MSG_MORE as i64),
     ("MSG_WAITFORONE", 0x10000, libc::MSG_WAITFORONE as i64),
     ("MSG_FASTOPEN", 0x2000_0000, libc::MSG_FASTOPEN as i64),
-    ("MSG_CMSG_CLOEXEC", 0x4000_0000, libc::MSG_CMSG_CLOEXEC as i64),
+    (
+        "MSG_CMSG_CLOEXEC",
+        0x4000_0000,
+        libc::MSG_CMSG_CLOEXEC as i64,
+    ),
 ];
 pub const MSGFLAGS_IDENTITY: bool = identity(MSGFLAGS);
 

@@ -240,3 +240,92 @@ asyncio.run(main())
         },
     );
 }
+
+#[test]
+fn sendfile_host_file_to_kernel_socket_and_back() {
+    let script = r#"
+import hashlib, os, socket, stat, tempfile, threading
+data = os.urandom(3 * 1024 * 1024 + 12345)
+src = tempfile.NamedTemporaryFile(); src.write(data); src.flush()
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
+c = socket.create_connection(s.getsockname()); a, _ = s.accept()
+got = bytearray()
+def reader():
+    while len(got) < len(data):
+        b = a.recv(1 << 16)
+        if not b: break
+        got.extend(b)
+t = threading.Thread(target=reader); t.start()
+fd = os.open(src.name, os.O_RDONLY); sent = 0
+while sent < len(data):                          # host file -> kernel socket
+    n = os.sendfile(c.fileno(), fd, sent, len(data) - sent); assert n > 0; sent += n
+t.join()
+assert hashlib.sha256(got).hexdigest() == hashlib.sha256(data).hexdigest(), "sha256"
+# the file position is untouched when an offset is given; without one it moves
+assert os.lseek(fd, 0, os.SEEK_CUR) == 0
+n = os.sendfile(c.fileno(), fd, None, 1000); assert n == 1000 and os.lseek(fd, 0, os.SEEK_CUR) == 1000
+assert a.recv(2000) == data[:1000]
+# kernel socket -> host file by sendfile, and by splice into a host pipe
+dst = tempfile.TemporaryFile(); c.sendall(data[:70000])
+moved = 0
+while moved < 70000: moved += os.sendfile(dst.fileno(), a.fileno(), None, 70000 - moved)
+dst.seek(0); assert dst.read() == data[:70000]
+r, w = os.pipe(); c.sendall(b"spliced")
+assert os.splice(a.fileno(), w, 100) == 7 and os.read(r, 100) == b"spliced"
+# fstat/lseek/pread on kernel descriptors reach the kernel
+st = os.fstat(a.fileno()); assert stat.S_ISSOCK(st.st_mode), oct(st.st_mode)
+for call in (lambda: os.lseek(a.fileno(), 0, 0), lambda: os.pread(a.fileno(), 1, 0)):
+    try: call(); raise SystemExit("no ESPIPE")
+    except OSError as e: assert e.errno == 29, e
+print("sendfile sha256", hashlib.sha256(got).hexdigest()[:16], "ok")
+"#;
+    run_python(script, "ok");
+}
+
+#[test]
+fn ppoll_and_pselect_over_host_and_kernel_descriptors_with_a_sigmask() {
+    let script = r#"
+import ctypes, os, signal, socket, threading, time
+libc = ctypes.CDLL(None, use_errno=True)
+class Pfd(ctypes.Structure): _fields_ = [("fd", ctypes.c_int), ("events", ctypes.c_short), ("revents", ctypes.c_short)]
+class Ts(ctypes.Structure): _fields_ = [("s", ctypes.c_long), ("ns", ctypes.c_long)]
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
+c = socket.create_connection(s.getsockname()); a, _ = s.accept()
+r, w = os.pipe()
+fds = (Pfd * 2)(Pfd(a.fileno(), 1, 0), Pfd(r, 1, 0))
+t = time.monotonic()
+assert libc.ppoll(fds, 2, ctypes.byref(Ts(0, 200_000_000)), None) == 0
+assert time.monotonic() - t >= 0.19
+threading.Timer(0.1, lambda: c.send(b"k")).start()
+assert libc.ppoll(fds, 2, ctypes.byref(Ts(5, 0)), None) == 1 and fds[0].revents == 1 and fds[1].revents == 0
+a.recv(1)
+# SIGUSR1 blocked in the thread, unblocked only during the wait: it interrupts.
+hits = []
+signal.signal(signal.SIGUSR1, lambda *_: hits.append(1))
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])
+empty = ctypes.create_string_buffer(128)
+me = threading.get_ident()
+threading.Timer(0.2, lambda: signal.pthread_kill(me, signal.SIGUSR1)).start()
+n = libc.ppoll(fds, 2, ctypes.byref(Ts(5, 0)), empty); e = ctypes.get_errno()
+assert n == -1 and e == 4, (n, e)                 # EINTR
+signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGUSR1]); time.sleep(0.01)
+assert hits, "handler ran"
+# pselect: the same over fd_sets
+class FdSet(ctypes.Structure): _fields_ = [("b", ctypes.c_ulong * 16)]
+def fdset(*fs):
+    x = FdSet()
+    for f in fs: x.b[f // 64] |= 1 << (f % 64)
+    return x
+def isset(x, f): return bool(x.b[f // 64] & (1 << (f % 64)))
+rs = fdset(a.fileno(), r)
+threading.Timer(0.1, lambda: os.write(w, b"h")).start()
+n = libc.pselect(max(a.fileno(), r) + 1, ctypes.byref(rs), None, None, ctypes.byref(Ts(5, 0)), None)
+assert n == 1 and isset(rs, r) and not isset(rs, a.fileno()), n
+os.read(r, 1)
+rs = fdset(a.fileno(), r); t = time.monotonic()
+assert libc.pselect(max(a.fileno(), r) + 1, ctypes.byref(rs), None, None, ctypes.byref(Ts(0, 150_000_000)), empty) == 0
+assert time.monotonic() - t >= 0.14
+print("ppoll pselect ok")
+"#;
+    run_python(script, "ppoll pselect ok");
+}

@@ -158,7 +158,11 @@ fn check_generic(table: &str, rows: &[Row], files: &[&str]) {
 
 #[test]
 fn errno_rows_match_the_headers_and_libc() {
-    check_generic("ERRNO", ERRNO, &["asm-generic/errno-base.h", "asm-generic/errno.h"]);
+    check_generic(
+        "ERRNO",
+        ERRNO,
+        &["asm-generic/errno-base.h", "asm-generic/errno.h"],
+    );
     assert!(ERRNO.len() >= 130);
     // The host column is libc's by construction; x86_64 uses the same file.
     assert!(ERRNO_IDENTITY);
@@ -184,7 +188,11 @@ fn ioctl_rows_match_the_headers_and_libc() {
     check_generic(
         "IOCTL",
         IOCTL,
-        &["asm-generic/ioctls.h", "asm-generic/sockios.h", "linux/sockios.h"],
+        &[
+            "asm-generic/ioctls.h",
+            "asm-generic/sockios.h",
+            "linux/sockios.h",
+        ],
     );
     assert!(IOCTL_IDENTITY);
     assert_eq!(ioctl_to_kernel(libc::FIONREAD as u64), 0x541B);
@@ -226,7 +234,11 @@ fn socket_type_flags_and_msg_flags_match_libc() {
 
 #[test]
 fn event_rows_match_the_headers_and_libc() {
-    check_generic("EVENTS", EVENTS, &["asm-generic/poll.h", "linux/eventpoll.h"]);
+    check_generic(
+        "EVENTS",
+        EVENTS,
+        &["asm-generic/poll.h", "linux/eventpoll.h"],
+    );
     let epoll: Vec<Row> = EVENTS
         .iter()
         .filter(|r| r.0.starts_with("POLL"))
@@ -282,7 +294,14 @@ fn stat_becomes_the_x86_64_layout() {
     );
     assert_eq!((h.st_size, h.st_blksize, h.st_blocks), (1 << 40, 4096, 99));
     assert_eq!(
-        (h.st_atime, h.st_atime_nsec, h.st_mtime, h.st_mtime_nsec, h.st_ctime, h.st_ctime_nsec),
+        (
+            h.st_atime,
+            h.st_atime_nsec,
+            h.st_mtime,
+            h.st_mtime_nsec,
+            h.st_ctime,
+            h.st_ctime_nsec
+        ),
         (1, 2, 3, 4, 5, 6)
     );
 }
