@@ -19,11 +19,15 @@
 
 // The crate root lives at src/hijack.rs (the design card's name); its
 // modules sit beside it in src/hijack/.
+#[path = "hijack/epoll.rs"]
+mod epoll;
 #[path = "hijack/export.rs"]
 mod export;
 #[path = "hijack/fdtable.rs"]
 mod fdtable;
 #[path = "hijack/init.rs"]
 mod init;
+#[path = "hijack/io.rs"]
+mod io;
 #[path = "hijack/real.rs"]
 mod real;

@@ -25,6 +25,7 @@ pub mod netcfg;
 pub mod sys;
 pub mod syscall;
 pub mod virtio;
+pub mod xlate;
 
 pub use kernel::{interrupt, BootError, BootOptions, Kernel};
 pub use syscall::Errno;

@@ -90,6 +90,11 @@ pub unsafe extern "C" fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_
 /// libc's contract for `close`.
 #[no_mangle]
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
+    if fdtable::kernel_fd(fd).is_some() {
+        // Out of every epoll first: a member's notifier holds the file.
+        crate::epoll::forget_member(fd);
+    }
+    crate::epoll::forget_epoll(fd);
     if let Some(kfd) = fdtable::remove(fd) {
         let r = kcall(nr::CLOSE, [kfd.into(), 0, 0, 0, 0, 0]);
         if let Some(f) = real().close {
@@ -260,6 +265,10 @@ fn kernel_dup(kfd: i32, place: impl FnOnce(i32) -> Result<c_int, i32>) -> c_int 
 /// Drops the kernel side of host number `fd` if it was a kernel one
 /// (before something else is put on that number).
 fn forget_kernel(fd: c_int) {
+    crate::epoll::forget_epoll(fd);
+    if fdtable::kernel_fd(fd).is_some() {
+        crate::epoll::forget_member(fd);
+    }
     if let Some(k) = fdtable::remove(fd) {
         // SAFETY: closes a kernel descriptor nothing refers to any more.
         let _ = unsafe { raw(nr::CLOSE, [k.into(), 0, 0, 0, 0, 0]) };

@@ -22,7 +22,7 @@ static NOTIFIER: [AtomicI32; MAX_FDS] = [const { AtomicI32::new(0) }; MAX_FDS];
 
 /// Bumps the placeholder eventfd whose number is the cookie. Runs in the
 /// kernel's CPU hand-off: no blocking, no kernel calls.
-unsafe extern "C" fn bump(cookie: *mut std::ffi::c_void) {
+pub(crate) unsafe extern "C" fn bump(cookie: *mut std::ffi::c_void) {
     let one: u64 = 1;
     // SAFETY: an 8-byte write from a local to a non-blocking eventfd; a full
     // counter (EAGAIN) already means readable.
