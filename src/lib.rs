@@ -18,6 +18,7 @@
 
 pub mod config;
 pub mod devices;
+pub mod dns;
 pub mod host;
 pub mod kernel;
 pub mod netcfg;
