@@ -23,7 +23,11 @@
 mod export;
 #[path = "hijack/fdtable.rs"]
 mod fdtable;
+#[path = "hijack/ifaddrs.rs"]
+mod ifaddrs;
 #[path = "hijack/init.rs"]
 mod init;
 #[path = "hijack/real.rs"]
 mod real;
+#[path = "hijack/resolve.rs"]
+mod resolve;

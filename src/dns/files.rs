@@ -81,7 +81,10 @@ mod tests {
         assert_eq!(e.canonical, "localhost");
         assert_eq!(
             e.addrs,
-            vec!["127.0.0.1".parse::<IpAddr>().unwrap(), "::1".parse().unwrap()]
+            vec![
+                "127.0.0.1".parse::<IpAddr>().unwrap(),
+                "::1".parse().unwrap()
+            ]
         );
         let e = hosts_lookup(HOSTS, "GATE.lan.").unwrap();
         assert_eq!(e.canonical, "Gate");
@@ -89,7 +92,10 @@ mod tests {
         assert_eq!(hosts_lookup(HOSTS, "gate").unwrap().addrs.len(), 2);
         assert_eq!(hosts_lookup(HOSTS, "nobody"), None);
         assert_eq!(hosts_lookup(HOSTS, "10.9.9.9"), None);
-        assert_eq!(hosts_name(HOSTS, "::1".parse().unwrap()).as_deref(), Some("localhost"));
+        assert_eq!(
+            hosts_name(HOSTS, "::1".parse().unwrap()).as_deref(),
+            Some("localhost")
+        );
         assert_eq!(hosts_name(HOSTS, "10.0.0.3".parse().unwrap()), None);
     }
 

@@ -44,9 +44,13 @@ pub enum WireError {
 impl fmt::Display for WireError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            WireError::BadName => "name cannot be sent (label empty or over 63 bytes, or name over 255)",
+            WireError::BadName => {
+                "name cannot be sent (label empty or over 63 bytes, or name over 255)"
+            }
             WireError::Truncated => "reply ends inside a field",
-            WireError::BadPointer => "reply has a compression pointer that does not point backwards",
+            WireError::BadPointer => {
+                "reply has a compression pointer that does not point backwards"
+            }
             WireError::BadLabel => "reply has a name with unprintable bytes or over 255 bytes",
             WireError::NotOurs => "reply does not answer our query",
             WireError::BadRecord => "reply has a record whose length does not fit its type",
@@ -173,7 +177,10 @@ impl Reader<'_> {
                     }
                     // Printable ASCII other than '.', so a name we hand on
                     // reads as it was sent and cannot be mistaken for another.
-                    if label.iter().any(|&b| !(0x21..=0x7e).contains(&b) || b == b'.') {
+                    if label
+                        .iter()
+                        .any(|&b| !(0x21..=0x7e).contains(&b) || b == b'.')
+                    {
                         return Err(WireError::BadLabel);
                     }
                     if !out.is_empty() {
@@ -342,9 +349,7 @@ mod tests {
         let q = query(0x1234, "ab.c.", TYPE_AAAA).unwrap();
         assert_eq!(
             q,
-            [
-                0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 2, b'a', b'b', 1, b'c', 0, 0, 28, 0, 1
-            ]
+            [0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 2, b'a', b'b', 1, b'c', 0, 0, 28, 0, 1]
         );
     }
 
@@ -386,11 +391,23 @@ mod tests {
     fn replies_to_other_queries_are_refused() {
         let q = query(9, "h.test", TYPE_A).unwrap();
         let m = reply_to(&q, 0x8180, 0, &[]);
-        assert_eq!(parse_reply(&m, 8, "h.test", TYPE_A), Err(WireError::NotOurs));
-        assert_eq!(parse_reply(&m, 9, "g.test", TYPE_A), Err(WireError::NotOurs));
-        assert_eq!(parse_reply(&m, 9, "h.test", TYPE_AAAA), Err(WireError::NotOurs));
+        assert_eq!(
+            parse_reply(&m, 8, "h.test", TYPE_A),
+            Err(WireError::NotOurs)
+        );
+        assert_eq!(
+            parse_reply(&m, 9, "g.test", TYPE_A),
+            Err(WireError::NotOurs)
+        );
+        assert_eq!(
+            parse_reply(&m, 9, "h.test", TYPE_AAAA),
+            Err(WireError::NotOurs)
+        );
         // A query (QR clear) is not a reply.
-        assert_eq!(parse_reply(&q, 9, "h.test", TYPE_A), Err(WireError::NotOurs));
+        assert_eq!(
+            parse_reply(&q, 9, "h.test", TYPE_A),
+            Err(WireError::NotOurs)
+        );
         assert!(parse_reply(&m, 9, "h.test", TYPE_A).is_ok());
     }
 
@@ -400,20 +417,29 @@ mod tests {
         // Answer owner: a pointer to itself.
         let at = q.len() as u16 | 0xc000;
         let m = reply_to(&q, 0x8180, 1, &rr(&at.to_be_bytes(), TYPE_A, &[1, 2, 3, 4]));
-        assert_eq!(parse_reply(&m, 1, "h.test", TYPE_A), Err(WireError::BadPointer));
+        assert_eq!(
+            parse_reply(&m, 1, "h.test", TYPE_A),
+            Err(WireError::BadPointer)
+        );
         // Two pointers to each other (the first points forward).
         let a = (q.len() as u16 + 2) | 0xc000;
         let b = q.len() as u16 | 0xc000;
         let mut ans = a.to_be_bytes().to_vec();
         ans.extend_from_slice(&b.to_be_bytes());
         let m = reply_to(&q, 0x8180, 1, &ans);
-        assert_eq!(parse_reply(&m, 1, "h.test", TYPE_A), Err(WireError::BadPointer));
+        assert_eq!(
+            parse_reply(&m, 1, "h.test", TYPE_A),
+            Err(WireError::BadPointer)
+        );
         // A pointer in the question to itself.
         let mut m = q.clone();
         m[2] = 0x81;
         m[12] = 0xc0;
         m[13] = 12;
-        assert_eq!(parse_reply(&m, 1, "h.test", TYPE_A), Err(WireError::BadPointer));
+        assert_eq!(
+            parse_reply(&m, 1, "h.test", TYPE_A),
+            Err(WireError::BadPointer)
+        );
     }
 
     #[test]
@@ -421,21 +447,36 @@ mod tests {
         let q = query(3, "h.test", TYPE_A).unwrap();
         let m = reply_to(&q, 0x8180, 2, &rr(&AT_QNAME, TYPE_A, &[1, 2, 3, 4]));
         for cut in 0..m.len() {
-            assert!(parse_reply(&m[..cut], 3, "h.test", TYPE_A).is_err(), "cut {cut}");
+            assert!(
+                parse_reply(&m[..cut], 3, "h.test", TYPE_A).is_err(),
+                "cut {cut}"
+            );
         }
         // ANCOUNT says 2 but one record follows.
-        assert_eq!(parse_reply(&m, 3, "h.test", TYPE_A), Err(WireError::Truncated));
+        assert_eq!(
+            parse_reply(&m, 3, "h.test", TYPE_A),
+            Err(WireError::Truncated)
+        );
     }
 
     #[test]
     fn wrong_lengths_and_labels_are_refused() {
         let q = query(3, "h.test", TYPE_A).unwrap();
         let m = reply_to(&q, 0x8180, 1, &rr(&AT_QNAME, TYPE_A, &[1, 2, 3]));
-        assert_eq!(parse_reply(&m, 3, "h.test", TYPE_A), Err(WireError::BadRecord));
+        assert_eq!(
+            parse_reply(&m, 3, "h.test", TYPE_A),
+            Err(WireError::BadRecord)
+        );
         let m = reply_to(&q, 0x8180, 1, &rr(&AT_QNAME, TYPE_CNAME, b"\x02a\nb\x00"));
-        assert_eq!(parse_reply(&m, 3, "h.test", TYPE_A), Err(WireError::BadLabel));
+        assert_eq!(
+            parse_reply(&m, 3, "h.test", TYPE_A),
+            Err(WireError::BadLabel)
+        );
         let m = reply_to(&q, 0x8180, 1, &rr(&AT_QNAME, TYPE_CNAME, b"\x02a.\x00"));
-        assert_eq!(parse_reply(&m, 3, "h.test", TYPE_A), Err(WireError::BadLabel));
+        assert_eq!(
+            parse_reply(&m, 3, "h.test", TYPE_A),
+            Err(WireError::BadLabel)
+        );
     }
 
     #[test]
@@ -445,7 +486,10 @@ mod tests {
         let r = parse_reply(&m, 4, "h.test", TYPE_A).unwrap();
         assert!(r.truncated);
         let m = reply_to(&q, 0x8183, 0, &[]);
-        assert_eq!(parse_reply(&m, 4, "h.test", TYPE_A).unwrap().rcode, RCODE_NXDOMAIN);
+        assert_eq!(
+            parse_reply(&m, 4, "h.test", TYPE_A).unwrap().rcode,
+            RCODE_NXDOMAIN
+        );
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //! config stops the program before `main` with the error on stderr and
 //! status 1: nothing silently falls back to the host's network.
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use lkl::config::Config;
 use lkl::devices::AttachedDevice;
@@ -23,6 +24,24 @@ struct Running {
 }
 
 static RUNNING: Mutex<Option<Running>> = Mutex::new(None);
+
+/// The settings the hooks consult after boot.
+struct Settings {
+    nameservers: Vec<IpAddr>,
+    dump: Vec<String>,
+}
+
+static SETTINGS: OnceLock<Settings> = OnceLock::new();
+
+/// The config's `nameserver` list (empty: glibc resolves).
+pub fn nameservers() -> &'static [IpAddr] {
+    SETTINGS.get().map_or(&[], |s| &s.nameservers)
+}
+
+/// A one-line diagnostic on stderr.
+pub fn diag(msg: &str) {
+    eprintln!("lkl-hijack: {msg}");
+}
 
 #[inline]
 pub fn active() -> bool {
@@ -67,6 +86,10 @@ fn start() -> Result<Running, String> {
     };
     let kernel = Kernel::boot(opts).map_err(|e| e.to_string())?;
     lkl::netcfg::apply(&config, &names).map_err(|e| e.to_string())?;
+    let _ = SETTINGS.set(Settings {
+        nameservers: config.nameservers.clone(),
+        dump: config.dump.clone(),
+    });
     Ok(Running {
         kernel,
         _devices: devices,

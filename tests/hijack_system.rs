@@ -1,0 +1,224 @@
+//! The hijack library's system-facing parts: names resolved through the
+//! kernel, signals interrupting kernel calls, fork and exec, exit.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::netns::{in_netns, Setup};
+
+const PYTHON: &str = "/usr/bin/python3";
+
+/// The preload library built next to this test binary.
+fn library() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let lib = dir.join("liblkl_hijack.so");
+    assert!(
+        lib.exists(),
+        "{} missing: build the workspace first (cargo build --workspace)",
+        lib.display()
+    );
+    lib
+}
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bin/lkl-hijack.sh")
+}
+
+fn hijack_cmd(args: &[&str], envs: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(script());
+    cmd.env_remove("LKL_HIJACK_CONFIG_FILE");
+    cmd.args(args).env("LKL_HIJACK_LIB", library());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.current_dir(std::env::temp_dir());
+    cmd
+}
+
+fn hijacked(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    hijack_cmd(args, envs)
+        .output()
+        .expect("run the hijacked program")
+}
+
+fn show(out: &Output) -> String {
+    format!(
+        "status {}\n--- stdout\n{}--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A scratch directory, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(tag: &str) -> Scratch {
+        let d = std::env::temp_dir().join(format!("lkl-hj-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        Scratch(d)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A helper process, killed on drop.
+struct Helper(Child);
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A namespace with tap0 = 192.168.113.1/24 on the host side.
+fn tap_setup(ns: &common::netns::Netns) -> Result<(), Setup> {
+    if !Path::new("/dev/net/tun").exists() {
+        return Err(Setup::Skip("no /dev/net/tun".into()));
+    }
+    ns.ip(&["link", "set", "lo", "up"])?;
+    ns.ip(&["tuntap", "add", "dev", "tap0", "mode", "tap"])?;
+    ns.ip(&["addr", "add", "192.168.113.1/24", "dev", "tap0"])?;
+    ns.ip(&["link", "set", "tap0", "up"])?;
+    Ok(())
+}
+
+fn sha256(data: &[u8]) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(data).to_vec()
+}
+
+fn wait_for_tcp(addr: &str) {
+    let t0 = Instant::now();
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "{addr} never listened"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn hijack_resolves_names_through_the_kernel() {
+    in_netns(
+        "hijack_resolves_names_through_the_kernel",
+        "hjdns",
+        tap_setup,
+        || {
+            let dir = Scratch::new("dns");
+            let server =
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/hijack/dns_server.py");
+            let mut dns = Helper(
+                Command::new(PYTHON)
+                    .arg(&server)
+                    .arg("192.168.113.1")
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .unwrap(),
+            );
+            let mut line = String::new();
+            BufReader::new(dns.0.stdout.take().unwrap())
+                .read_line(&mut line)
+                .unwrap();
+            assert_eq!(line.trim(), "ready");
+            let blob: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7919 % 251) as u8).collect();
+            std::fs::write(dir.0.join("blob"), &blob).unwrap();
+            let _http = Helper(
+                Command::new(PYTHON)
+                    .args([
+                        "-m",
+                        "http.server",
+                        "8080",
+                        "--bind",
+                        "192.168.113.1",
+                        "--directory",
+                    ])
+                    .arg(&dir.0)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            );
+            wait_for_tcp("192.168.113.1:8080");
+            let config = dir.0.join("tap.json");
+            std::fs::write(
+                &config,
+                r#"{"interfaces":[{"type":"tap","param":"tap0","ip":"192.168.113.2","masklen":"24"}],"nameserver":"192.168.113.1"}"#,
+            )
+            .unwrap();
+            let env = [("LKL_HIJACK_CONFIG_FILE", config.to_str().unwrap())];
+            let py = r#"
+import socket as s
+def addrs(name, fam=0, flags=0):
+    return sorted({a[4][0] for a in s.getaddrinfo(name, 8080, fam, s.SOCK_STREAM, 0, flags)})
+assert addrs("web.test") == ["192.168.113.1"], addrs("web.test")
+assert addrs("WEB.test.") == ["192.168.113.1"]
+assert addrs("both.test") == ["192.168.113.1", "fd00::1"], addrs("both.test")
+assert addrs("both.test", s.AF_INET6) == ["fd00::1"]
+assert addrs("big.test") == ["192.168.113.7"], "TCP fallback"
+ai = s.getaddrinfo("alias.test", 80, 0, s.SOCK_STREAM, 0, s.AI_CANONNAME)
+assert ai[0][3] == "web.test" and ai[0][4][0] == "192.168.113.1", ai
+try:
+    s.getaddrinfo("nosuch.test", 80); raise SystemExit("nosuch resolved")
+except s.gaierror as e:
+    assert e.errno == s.EAI_NONAME, e
+try:
+    s.getaddrinfo("web.test", 80, 0, 0, 0, s.AI_NUMERICHOST); raise SystemExit("numeric")
+except s.gaierror as e:
+    assert e.errno == s.EAI_NONAME, e
+assert addrs("localhost", s.AF_INET) == ["127.0.0.1"]          # /etc/hosts
+assert addrs("10.1.2.3", 0, s.AI_NUMERICHOST) == ["10.1.2.3"]
+p = s.getaddrinfo(None, 80, s.AF_INET, s.SOCK_STREAM, 0, s.AI_PASSIVE)
+assert p[0][4] == ("0.0.0.0", 80), p
+three = s.getaddrinfo("web.test", 80)
+assert sorted(a[1] for a in three) == [s.SOCK_STREAM, s.SOCK_DGRAM, s.SOCK_RAW], three
+assert s.getaddrinfo("web.test", "http", s.AF_INET, s.SOCK_STREAM)[0][4][1] == 80
+assert s.gethostbyname("web.test") == "192.168.113.1"
+assert s.gethostbyname_ex("alias.test") == ("web.test", [], ["192.168.113.1"]), s.gethostbyname_ex("alias.test")
+assert s.getnameinfo(("192.168.113.1", 80), 0) == ("web.test", "http"), s.getnameinfo(("192.168.113.1", 80), 0)
+assert s.getnameinfo(("192.168.113.9", 80), s.NI_NUMERICSERV) == ("192.168.113.9", "80")
+c = s.create_connection(("web.test", 8080)); c.close()
+print("resolved ok")
+"#;
+            let out = hijacked(&[PYTHON, "-c", py], &env);
+            assert!(
+                out.status.success()
+                    && String::from_utf8_lossy(&out.stdout).contains("resolved ok"),
+                "{}",
+                show(&out)
+            );
+            let got = dir.0.join("got");
+            let out = hijacked(
+                &[
+                    "curl",
+                    "-sS",
+                    "--max-time",
+                    "20",
+                    "-o",
+                    got.to_str().unwrap(),
+                    "http://web.test:8080/blob",
+                ],
+                &env,
+            );
+            assert!(out.status.success(), "{}", show(&out));
+            let fetched = std::fs::read(&got).unwrap();
+            assert_eq!(sha256(&fetched), sha256(&blob), "curl fetched other bytes");
+            println!(
+                "curl http://web.test:8080/blob: {} bytes, SHA-256 matches",
+                fetched.len()
+            );
+        },
+    );
+}
