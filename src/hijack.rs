@@ -31,3 +31,5 @@ mod init;
 mod real;
 #[path = "hijack/resolve.rs"]
 mod resolve;
+#[path = "hijack/signals.rs"]
+mod signals;

@@ -222,3 +222,230 @@ print("resolved ok")
         },
     );
 }
+
+/// Runs `script` under the hijack (loopback only); it must succeed and
+/// print `expect`.
+fn run_python(script: &str, expect: &str) {
+    let out = hijacked(&[PYTHON, "-c", script], &[]);
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains(expect),
+        "{}",
+        show(&out)
+    );
+}
+
+/// Starts `script` under the hijack and waits for its first line.
+fn start_python(script: &str, envs: &[(&str, &str)]) -> (Child, String) {
+    let mut child = hijack_cmd(&[PYTHON, "-c", script], envs)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (child, line)
+}
+
+/// Waits for `child` at most `limit`; kills it (and fails) after that.
+fn wait_within(child: &mut Child, limit: Duration) -> (std::process::ExitStatus, Duration) {
+    let t0 = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return (st, t0.elapsed());
+        }
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output_ref();
+            panic!("still running after {limit:?}: {out}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+trait Drain {
+    fn wait_with_output_ref(&mut self) -> String;
+}
+
+impl Drain for Child {
+    fn wait_with_output_ref(&mut self) -> String {
+        use std::io::Read;
+        let _ = self.wait();
+        let mut s = String::new();
+        if let Some(o) = self.stdout.as_mut() {
+            let _ = o.read_to_string(&mut s);
+        }
+        if let Some(e) = self.stderr.as_mut() {
+            let _ = e.read_to_string(&mut s);
+        }
+        s
+    }
+}
+
+#[test]
+fn sigint_ends_a_server_blocked_in_accept() {
+    let script = r#"
+import socket, sys
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
+print("listening", flush=True)
+try:
+    s.accept()
+except KeyboardInterrupt:
+    print("interrupted", flush=True); sys.exit(0)
+print("accept returned", flush=True); sys.exit(2)
+"#;
+    let (mut child, line) = start_python(script, &[]);
+    assert_eq!(line.trim(), "listening");
+    std::thread::sleep(Duration::from_millis(200)); // let it block in accept
+    // SAFETY: signals our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let (st, took) = wait_within(&mut child, Duration::from_secs(1));
+    let rest = child.wait_with_output_ref();
+    assert!(st.success() && rest.contains("interrupted"), "{st}: {rest}");
+    println!("SIGINT to exit: {took:?}");
+}
+
+#[test]
+fn sa_restart_decides_between_eintr_and_restart() {
+    // The Python-level handler runs while recv is blocked if the call
+    // returned EINTR; only after the data came if the call was restarted.
+    let script = r#"
+import signal, socket, threading, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
+c = socket.create_connection(s.getsockname()); a, _ = s.accept()
+main = threading.main_thread().ident
+def trial(interrupt):
+    seen = []
+    signal.signal(signal.SIGUSR1, lambda *x: seen.append(time.monotonic()))
+    signal.siginterrupt(signal.SIGUSR1, interrupt)
+    def later():
+        time.sleep(0.2); signal.pthread_kill(main, signal.SIGUSR1)
+        time.sleep(0.4); c.send(b"x")
+    threading.Thread(target=later).start()
+    t0 = time.monotonic(); got = a.recv(1); t1 = time.monotonic()
+    assert got == b"x"
+    return "eintr" if seen and seen[0] - t0 < 0.5 else "restart"
+print(trial(True), trial(False))
+"#;
+    run_python(script, "eintr restart");
+}
+
+#[test]
+fn write_to_a_closed_peer_raises_sigpipe() {
+    let script = r#"
+import signal, socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
+c = socket.create_connection(s.getsockname()); a, _ = s.accept(); a.close()
+try:
+    for i in range(50): c.send(b"x" * 1000, socket.MSG_NOSIGNAL); time.sleep(0.01)
+except BrokenPipeError:
+    print("nosignal EPIPE", flush=True)
+c2 = socket.create_connection(s.getsockname()); a2, _ = s.accept(); a2.close()
+signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+for i in range(50): c2.send(b"x" * 1000); time.sleep(0.01)
+print("survived", flush=True)
+"#;
+    let out = hijacked(&[PYTHON, "-c", script], &[]);
+    use std::os::unix::process::ExitStatusExt;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("nosignal EPIPE"), "{}", show(&out));
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{}", show(&out));
+}
+
+#[test]
+fn fork_child_gets_ebadf_and_exec_boots_its_own_kernel() {
+    let script = r#"
+import errno, os, socket, subprocess, sys
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(4)
+c = socket.create_connection(s.getsockname()); a, _ = s.accept()
+# A forking server: the child cannot use the connection (the kernel
+# stayed in the parent) and says so at once; the parent carries on.
+pid = os.fork()
+if pid == 0:
+    code = 0
+    try:
+        a.send(b"x"); code = 3
+    except OSError as e:
+        code = 0 if e.errno == errno.EBADF else 4
+    try:
+        socket.socket(); code = 5
+    except OSError:
+        pass
+    a.close()
+    os._exit(code)
+_, st = os.waitpid(pid, 0)
+assert os.WEXITSTATUS(st) == 0, os.WEXITSTATUS(st)
+a.send(b"y"); assert c.recv(1) == b"y"
+assert os.system("true") == 0
+out = subprocess.run([sys.executable, "-c",
+    "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(); print('child kernel', s.getsockname()[1] > 0)"],
+    capture_output=True, text=True, timeout=20)
+assert out.returncode == 0 and "child kernel True" in out.stdout, out
+print("fork ok")
+"#;
+    let out = hijacked(&[PYTHON, "-c", script], &[]);
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("fork ok"),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("fork of the one that runs the kernel"),
+        "{}",
+        show(&out)
+    );
+}
+
+#[test]
+fn main_returns_with_a_thread_blocked_in_the_kernel() {
+    let script = r#"
+import socket, threading, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
+c = socket.create_connection(s.getsockname()); a, _ = s.accept()
+threading.Thread(target=lambda: a.recv(1), daemon=True).start()
+time.sleep(0.1)
+print("main returns", flush=True)
+"#;
+    let (mut child, line) = start_python(script, &[]);
+    assert_eq!(line.trim(), "main returns");
+    let (st, took) = wait_within(&mut child, Duration::from_secs(1));
+    assert!(st.success(), "{st}: {}", child.wait_with_output_ref());
+    println!("exit with a blocked thread: {took:?}");
+}
+
+#[test]
+fn exit_from_another_thread_while_main_is_blocked() {
+    let script = r#"
+import ctypes, socket, threading, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
+def bye():
+    time.sleep(0.2); print("exiting", flush=True); ctypes.CDLL(None).exit(0)
+threading.Thread(target=bye).start()
+s.accept()
+"#;
+    let (mut child, line) = start_python(script, &[]);
+    assert_eq!(line.trim(), "exiting");
+    let (st, took) = wait_within(&mut child, Duration::from_secs(1));
+    assert!(st.success(), "{st}: {}", child.wait_with_output_ref());
+    println!("exit() from a thread: {took:?}");
+}
+
+#[test]
+fn dump_paths_are_printed_at_exit() {
+    let dir = Scratch::new("dump");
+    let config = dir.0.join("dump.json");
+    std::fs::write(&config, r#"{"mount":"proc","dump":"/proc/sys/net/ipv4/tcp_congestion_control,/proc/nonexistent"}"#).unwrap();
+    let out = hijacked(
+        &[PYTHON, "-c", "print('ran')"],
+        &[("LKL_HIJACK_CONFIG_FILE", config.to_str().unwrap())],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        stderr.contains("dump /proc/sys/net/ipv4/tcp_congestion_control:\ncubic"),
+        "{}",
+        show(&out)
+    );
+    assert!(stderr.contains("dump /proc/nonexistent: "), "{}", show(&out));
+}

@@ -38,6 +38,36 @@ pub fn nameservers() -> &'static [IpAddr] {
     SETTINGS.get().map_or(&[], |s| &s.nameservers)
 }
 
+/// Set in the child of a fork: the kernel stayed in the parent.
+static FORKED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn in_forked_child() {
+    FORKED.store(true, Ordering::Release);
+}
+
+/// True in a process forked from the one running the kernel.
+pub fn forked() -> bool {
+    FORKED.load(Ordering::Acquire)
+}
+
+/// A kernel call's error as the program should see it: in a forked child
+/// the inherited kernel descriptors are gone (EBADF), not ESHUTDOWN.
+pub fn after_fork(e: lkl::Errno) -> lkl::Errno {
+    if e == lkl::Errno::ESHUTDOWN && forked() {
+        lkl::Errno::EBADF
+    } else {
+        e
+    }
+}
+
+/// Says once why a forked child gets no kernel sockets.
+pub fn forked_socket_error() {
+    static SAID: AtomicBool = AtomicBool::new(false);
+    if !SAID.swap(true, Ordering::AcqRel) {
+        diag("socket(): this process is a fork of the one that runs the kernel, which stayed there: no kernel sockets here (exec a program to boot its own)");
+    }
+}
+
 /// A one-line diagnostic on stderr.
 pub fn diag(msg: &str) {
     eprintln!("lkl-hijack: {msg}");
@@ -99,6 +129,8 @@ fn start() -> Result<Running, String> {
 extern "C" fn hijack_init() {
     match start() {
         Ok(running) => {
+            // SAFETY: registers a handler that only stores to an atomic.
+            unsafe { libc::pthread_atfork(None, None, Some(in_forked_child)) };
             *RUNNING.lock().unwrap_or_else(|e| e.into_inner()) = Some(running);
             ACTIVE.store(true, Ordering::Release);
         }
@@ -106,7 +138,52 @@ extern "C" fn hijack_init() {
     }
 }
 
+/// Prints each `dump` path's content (a kernel file) to stderr.
+fn dump(paths: &[String]) {
+    use std::io::Write;
+    for path in paths {
+        let text = lkl::syscall::open(path, lkl::syscall::abi::O_RDONLY | lkl::syscall::abi::O_CLOEXEC, 0)
+            .and_then(|fd| {
+                let mut out = Vec::new();
+                let mut buf = [0u8; 4096];
+                let r = loop {
+                    match lkl::syscall::read(fd, &mut buf) {
+                        Ok(0) => break Ok(out),
+                        Ok(n) if out.len() < (1 << 20) => out.extend_from_slice(&buf[..n]),
+                        Ok(_) => break Ok(out),
+                        Err(e) => break Err(e),
+                    }
+                };
+                let _ = lkl::syscall::close(fd);
+                r
+            });
+        let mut err = std::io::stderr().lock();
+        match text {
+            Ok(t) => {
+                let _ = writeln!(err, "lkl-hijack: dump {path}:");
+                let _ = err.write_all(&t);
+                if !t.ends_with(b"\n") && !t.is_empty() {
+                    let _ = writeln!(err);
+                }
+            }
+            Err(e) => {
+                let _ = writeln!(err, "lkl-hijack: dump {path}: {e}");
+            }
+        }
+    }
+}
+
 extern "C" fn hijack_fini() {
+    if forked() {
+        // The kernel is the parent's; there is nothing here to halt.
+        ACTIVE.store(false, Ordering::Release);
+        return;
+    }
+    if let Some(s) = SETTINGS.get() {
+        if active() {
+            dump(&s.dump);
+        }
+    }
     ACTIVE.store(false, Ordering::Release);
     let running = RUNNING.lock().unwrap_or_else(|e| e.into_inner()).take();
     if let Some(r) = running {
