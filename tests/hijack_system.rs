@@ -298,7 +298,7 @@ print("accept returned", flush=True); sys.exit(2)
     let (mut child, line) = start_python(script, &[]);
     assert_eq!(line.trim(), "listening");
     std::thread::sleep(Duration::from_millis(200)); // let it block in accept
-    // SAFETY: signals our own child.
+                                                    // SAFETY: signals our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let (st, took) = wait_within(&mut child, Duration::from_secs(1));
     let rest = child.wait_with_output_ref();
@@ -435,7 +435,11 @@ s.accept()
 fn dump_paths_are_printed_at_exit() {
     let dir = Scratch::new("dump");
     let config = dir.0.join("dump.json");
-    std::fs::write(&config, r#"{"mount":"proc","dump":"/proc/sys/net/ipv4/tcp_congestion_control,/proc/nonexistent"}"#).unwrap();
+    std::fs::write(
+        &config,
+        r#"{"mount":"proc","dump":"/proc/sys/net/ipv4/tcp_congestion_control,/proc/nonexistent"}"#,
+    )
+    .unwrap();
     let out = hijacked(
         &[PYTHON, "-c", "print('ran')"],
         &[("LKL_HIJACK_CONFIG_FILE", config.to_str().unwrap())],
@@ -447,5 +451,9 @@ fn dump_paths_are_printed_at_exit() {
         "{}",
         show(&out)
     );
-    assert!(stderr.contains("dump /proc/nonexistent: "), "{}", show(&out));
+    assert!(
+        stderr.contains("dump /proc/nonexistent: "),
+        "{}",
+        show(&out)
+    );
 }

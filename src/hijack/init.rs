@@ -91,8 +91,18 @@ fn start() -> Result<Running, String> {
     let mut names = Vec::new();
     for (i, iface) in config.interfaces.iter().enumerate() {
         let features = u64::from(iface.offload.bits());
-        let backend = open_backend(&iface.backend, features != 0)
-            .map_err(|e| format!("interfaces[{i}]: {e}"))?;
+        let backend = match open_backend(&iface.backend, features != 0) {
+            Ok(b) => b,
+            // A program exec'd by a hijacked parent: the parent still holds
+            // the tap. Run on with the interfaces we could attach.
+            Err(e) if e.os_error().and_then(|o| o.raw_os_error()) == Some(libc::EBUSY) => {
+                diag(&format!(
+                    "interfaces[{i}]: {e}: held by another process (a hijacked parent that ran this program?); running without it"
+                ));
+                continue;
+            }
+            Err(e) => return Err(format!("interfaces[{i}]: {e}")),
+        };
         let mac = iface
             .mac
             .map(|m| m.0)
@@ -102,7 +112,8 @@ fn start() -> Result<Running, String> {
         devices.push(
             lkl::devices::attach(Box::new(net)).map_err(|e| format!("interfaces[{i}]: {e}"))?,
         );
-        names.push((i, format!("eth{i}")));
+        // The kernel names the devices in attach order.
+        names.push((i, format!("eth{}", names.len())));
     }
     let opts = BootOptions {
         memory: 64 << 20,
@@ -126,8 +137,39 @@ fn start() -> Result<Running, String> {
     })
 }
 
+/// The descriptors open in this process.
+fn open_fds() -> Vec<i32> {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Every descriptor the library opened while starting (taps, eventfds,
+/// sockets) is close-on-exec, so an exec'd program can attach the tap
+/// again and boot its own kernel. The backends already ask for it; this
+/// makes sure of it.
+fn close_on_exec_since(before: &[i32]) {
+    for fd in open_fds() {
+        if !before.contains(&fd) {
+            // SAFETY: sets a flag on a descriptor of this process.
+            unsafe {
+                let f = libc::fcntl(fd, libc::F_GETFD);
+                if f >= 0 && f & libc::FD_CLOEXEC == 0 {
+                    libc::fcntl(fd, libc::F_SETFD, f | libc::FD_CLOEXEC);
+                }
+            }
+        }
+    }
+}
+
 extern "C" fn hijack_init() {
-    match start() {
+    let before = open_fds();
+    let started = start();
+    close_on_exec_since(&before);
+    match started {
         Ok(running) => {
             // SAFETY: registers a handler that only stores to an atomic.
             unsafe { libc::pthread_atfork(None, None, Some(in_forked_child)) };
@@ -142,21 +184,25 @@ extern "C" fn hijack_init() {
 fn dump(paths: &[String]) {
     use std::io::Write;
     for path in paths {
-        let text = lkl::syscall::open(path, lkl::syscall::abi::O_RDONLY | lkl::syscall::abi::O_CLOEXEC, 0)
-            .and_then(|fd| {
-                let mut out = Vec::new();
-                let mut buf = [0u8; 4096];
-                let r = loop {
-                    match lkl::syscall::read(fd, &mut buf) {
-                        Ok(0) => break Ok(out),
-                        Ok(n) if out.len() < (1 << 20) => out.extend_from_slice(&buf[..n]),
-                        Ok(_) => break Ok(out),
-                        Err(e) => break Err(e),
-                    }
-                };
-                let _ = lkl::syscall::close(fd);
-                r
-            });
+        let text = lkl::syscall::open(
+            path,
+            lkl::syscall::abi::O_RDONLY | lkl::syscall::abi::O_CLOEXEC,
+            0,
+        )
+        .and_then(|fd| {
+            let mut out = Vec::new();
+            let mut buf = [0u8; 4096];
+            let r = loop {
+                match lkl::syscall::read(fd, &mut buf) {
+                    Ok(0) => break Ok(out),
+                    Ok(n) if out.len() < (1 << 20) => out.extend_from_slice(&buf[..n]),
+                    Ok(_) => break Ok(out),
+                    Err(e) => break Err(e),
+                }
+            };
+            let _ = lkl::syscall::close(fd);
+            r
+        });
         let mut err = std::io::stderr().lock();
         match text {
             Ok(t) => {
