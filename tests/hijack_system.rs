@@ -457,3 +457,58 @@ fn dump_paths_are_printed_at_exit() {
         show(&out)
     );
 }
+
+#[test]
+fn interface_queries_answer_for_the_kernel() {
+    // The kernel has only lo (no config): the host's interfaces do not show.
+    let script = r#"
+import fcntl, socket, struct
+assert socket.if_nametoindex("lo") == 1
+assert socket.if_indextoname(1) == "lo"
+assert [n for _, n in socket.if_nameindex()] == ["lo"], socket.if_nameindex()
+try:
+    socket.if_nametoindex("eth0"); raise SystemExit("eth0 exists")
+except OSError:
+    pass
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+r = fcntl.ioctl(s.fileno(), 0x8933, struct.pack("16si20x", b"lo", 0))   # SIOCGIFINDEX
+assert struct.unpack("16si20x", r)[1] == 1
+r = fcntl.ioctl(s.fileno(), 0x8915, struct.pack("16s24x", b"lo"))       # SIOCGIFADDR
+assert socket.inet_ntoa(r[20:24]) == "127.0.0.1"
+print("ifaces ok")
+"#;
+    run_python(script, "ifaces ok");
+}
+
+#[test]
+fn launcher_help_and_config_option() {
+    let out = Command::new(script()).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--config FILE"));
+    let out = Command::new(script())
+        .args(["--config", "/nonexistent.json", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.json"));
+    let dir = Scratch::new("cfg");
+    let config = dir.0.join("c.json");
+    std::fs::write(&config, r#"{"nameserver":"192.0.2.53"}"#).unwrap();
+    let out = hijacked(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            PYTHON,
+            "-c",
+            "import sys; print(sys.argv[1:])",
+            "a  b",
+            "$x",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "['a  b', '$x']"
+    );
+}
