@@ -1,28 +1,50 @@
 #!/usr/bin/env bash
 # Runs a program with its socket calls served by Linux running inside it:
 #
-#   bin/lkl-hijack.sh PROGRAM [ARGS...]
+#   bin/lkl-hijack.sh [--config FILE] PROGRAM [ARGS...]
+#   bin/lkl-hijack.sh --help
 #
 # The kernel boots in the program's process before main, from the JSON
-# config named by LKL_HIJACK_CONFIG_FILE, else ./lkl-hijack.json, else the
-# LKL_HIJACK_* variables (LKL's keys; see README). A bad config stops the
-# program with the error on stderr. LKL_HIJACK_DEBUG=1 shows the kernel's
-# console. LKL_HIJACK_LIB overrides the library's path.
+# config FILE (--config, or LKL_HIJACK_CONFIG_FILE), else ./lkl-hijack.json,
+# else the LKL_HIJACK_* variables (LKL's keys; see README). A bad config
+# stops the program with the error on stderr. LKL_HIJACK_DEBUG=1 shows the
+# kernel's console. LKL_HIJACK_LIB overrides the library's path. Setuid
+# programs (ping) ignore LD_PRELOAD: run a non-setuid copy.
 set -euo pipefail
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
+need_file() {
+	if [ ! -r "$1" ] || [ -d "$1" ]; then
+		echo "lkl-hijack.sh: --config $1: not a readable file" >&2
+		exit 2
+	fi
+}
+while [ $# -gt 0 ]; do
+	case $1 in
+	-h | --help) usage; exit 0 ;;
+	--config)
+		if [ $# -lt 2 ]; then echo "lkl-hijack.sh: --config needs a FILE" >&2; exit 2; fi
+		need_file "$2"; export LKL_HIJACK_CONFIG_FILE=$2; shift 2 ;;
+	--config=*)
+		need_file "${1#--config=}"; export LKL_HIJACK_CONFIG_FILE=${1#--config=}; shift ;;
+	--) shift; break ;;
+	*) break ;;
+	esac
+done
+if [ $# -eq 0 ]; then
+	usage >&2
+	exit 2
+fi
 here=$(cd "$(dirname "$0")/.." && pwd)
 lib=${LKL_HIJACK_LIB:-}
 if [ -z "$lib" ]; then
-	for candidate in "$here/target/release/liblkl_hijack.so" "$here/target/debug/liblkl_hijack.so"; do
+	for candidate in "$here/target/release/liblkl_hijack.so" "$here/target/debug/liblkl_hijack.so" \
+		"$(dirname "$0")/liblkl_hijack.so" "$here/lib/liblkl_hijack.so"; do
 		if [ -f "$candidate" ]; then lib=$candidate; break; fi
 	done
 fi
 if [ -z "$lib" ] || [ ! -f "$lib" ]; then
 	echo "lkl-hijack.sh: liblkl_hijack.so not found: run bin/setup.sh (or cargo build --release -p lkl-hijack-preload)" >&2
 	exit 1
-fi
-if [ $# -eq 0 ]; then
-	sed -n '2,10p' "$0" >&2
-	exit 2
 fi
 # LKL_HIJACK_LIB is the launcher's own: the library rejects unknown LKL_HIJACK_* names.
 unset LKL_HIJACK_LIB

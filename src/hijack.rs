@@ -11,9 +11,13 @@
 //! No panic may cross into the program: every export returns -1 and sets
 //! errno on failure, and nothing on a hook path unwraps.
 //!
-//! Status: the first slice (sockets, read/write/close, poll over kernel
-//! descriptors, fcntl, ioctl). The rest of the issue (dup family, mixed
-//! host/kernel readiness, epoll, name resolution, signals, files) follows.
+//! Names resolve through the kernel when the config has a `nameserver`
+//! (resolve); host signals interrupt kernel calls and a write to a gone
+//! peer raises SIGPIPE (signals); interface queries answer for the
+//! kernel's interfaces (ifaddrs). In a forked child the kernel stays with
+//! the parent: inherited kernel descriptors are EBADF, new sockets fail
+//! with ENETDOWN and a one-line message; an exec boots a kernel of its own.
+//! Not yet: getifaddrs, res_* (glibc's resolver API keeps using the host).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -25,9 +29,15 @@ mod epoll;
 mod export;
 #[path = "hijack/fdtable.rs"]
 mod fdtable;
+#[path = "hijack/ifaddrs.rs"]
+mod ifaddrs;
 #[path = "hijack/init.rs"]
 mod init;
 #[path = "hijack/io.rs"]
 mod io;
 #[path = "hijack/real.rs"]
 mod real;
+#[path = "hijack/resolve.rs"]
+mod resolve;
+#[path = "hijack/signals.rs"]
+mod signals;

@@ -38,11 +38,12 @@ fn no_real() -> i64 {
     -1
 }
 
-/// One kernel call with raw arguments.
+/// One kernel call with raw arguments (the arguments are the program's
+/// own, passed on unchanged to the same call with the same layouts, see
+/// the module doc). Host signals interrupt it (signals); in a forked
+/// child, whose kernel stayed with the parent, descriptors are EBADF.
 fn kcall(nr: i64, args: [i64; 6]) -> i64 {
-    // SAFETY: the arguments are the program's own, passed on unchanged to
-    // the same call with the same layouts (see the module doc).
-    ret(unsafe { raw(nr, args) })
+    ret(crate::signals::call(nr, args).map_err(crate::init::after_fork))
 }
 
 /// A kernel call that returns a new kernel descriptor: give it a host number.
@@ -74,6 +75,11 @@ macro_rules! p {
 pub unsafe extern "C" fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
     // AF_UNIX stays on the host: local IPC (and the program's own) keeps working.
     if active() && domain != libc::AF_UNIX {
+        if crate::init::forked() {
+            crate::init::forked_socket_error();
+            set_errno(libc::ENETDOWN);
+            return -1;
+        }
         return kcall_newfd(
             nr::SOCKET,
             [domain.into(), ty.into(), protocol.into(), 0, 0, 0],
@@ -96,7 +102,13 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
     }
     crate::epoll::forget_epoll(fd);
     if let Some(kfd) = fdtable::remove(fd) {
-        let r = kcall(nr::CLOSE, [kfd.into(), 0, 0, 0, 0, 0]);
+        // In a forked child the kernel descriptor is the parent's: only
+        // the placeholder goes.
+        let r = if crate::init::forked() {
+            0
+        } else {
+            kcall(nr::CLOSE, [kfd.into(), 0, 0, 0, 0, 0])
+        };
         if let Some(f) = real().close {
             // SAFETY: closes the placeholder that stood for the kernel fd.
             unsafe { f(fd) };

@@ -4,8 +4,9 @@
 //! config stops the program before `main` with the error on stderr and
 //! status 1: nothing silently falls back to the host's network.
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use lkl::config::Config;
 use lkl::devices::AttachedDevice;
@@ -23,6 +24,54 @@ struct Running {
 }
 
 static RUNNING: Mutex<Option<Running>> = Mutex::new(None);
+
+/// The settings the hooks consult after boot.
+struct Settings {
+    nameservers: Vec<IpAddr>,
+    dump: Vec<String>,
+}
+
+static SETTINGS: OnceLock<Settings> = OnceLock::new();
+
+/// The config's `nameserver` list (empty: glibc resolves).
+pub fn nameservers() -> &'static [IpAddr] {
+    SETTINGS.get().map_or(&[], |s| &s.nameservers)
+}
+
+/// Set in the child of a fork: the kernel stayed in the parent.
+static FORKED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn in_forked_child() {
+    FORKED.store(true, Ordering::Release);
+}
+
+/// True in a process forked from the one running the kernel.
+pub fn forked() -> bool {
+    FORKED.load(Ordering::Acquire)
+}
+
+/// A kernel call's error as the program should see it: in a forked child
+/// the inherited kernel descriptors are gone (EBADF), not ESHUTDOWN.
+pub fn after_fork(e: lkl::Errno) -> lkl::Errno {
+    if e == lkl::Errno::ESHUTDOWN && forked() {
+        lkl::Errno::EBADF
+    } else {
+        e
+    }
+}
+
+/// Says once why a forked child gets no kernel sockets.
+pub fn forked_socket_error() {
+    static SAID: AtomicBool = AtomicBool::new(false);
+    if !SAID.swap(true, Ordering::AcqRel) {
+        diag("socket(): this process is a fork of the one that runs the kernel, which stayed there: no kernel sockets here (exec a program to boot its own)");
+    }
+}
+
+/// A one-line diagnostic on stderr.
+pub fn diag(msg: &str) {
+    eprintln!("lkl-hijack: {msg}");
+}
 
 #[inline]
 pub fn active() -> bool {
@@ -42,8 +91,18 @@ fn start() -> Result<Running, String> {
     let mut names = Vec::new();
     for (i, iface) in config.interfaces.iter().enumerate() {
         let features = u64::from(iface.offload.bits());
-        let backend = open_backend(&iface.backend, features != 0)
-            .map_err(|e| format!("interfaces[{i}]: {e}"))?;
+        let backend = match open_backend(&iface.backend, features != 0) {
+            Ok(b) => b,
+            // A program exec'd by a hijacked parent: the parent still holds
+            // the tap. Run on with the interfaces we could attach.
+            Err(e) if e.os_error().and_then(|o| o.raw_os_error()) == Some(libc::EBUSY) => {
+                diag(&format!(
+                    "interfaces[{i}]: {e}: held by another process (a hijacked parent that ran this program?); running without it"
+                ));
+                continue;
+            }
+            Err(e) => return Err(format!("interfaces[{i}]: {e}")),
+        };
         let mac = iface
             .mac
             .map(|m| m.0)
@@ -53,7 +112,8 @@ fn start() -> Result<Running, String> {
         devices.push(
             lkl::devices::attach(Box::new(net)).map_err(|e| format!("interfaces[{i}]: {e}"))?,
         );
-        names.push((i, format!("eth{i}")));
+        // The kernel names the devices in attach order.
+        names.push((i, format!("eth{}", names.len())));
     }
     let opts = BootOptions {
         memory: 64 << 20,
@@ -67,15 +127,52 @@ fn start() -> Result<Running, String> {
     };
     let kernel = Kernel::boot(opts).map_err(|e| e.to_string())?;
     lkl::netcfg::apply(&config, &names).map_err(|e| e.to_string())?;
+    let _ = SETTINGS.set(Settings {
+        nameservers: config.nameservers.clone(),
+        dump: config.dump.clone(),
+    });
     Ok(Running {
         kernel,
         _devices: devices,
     })
 }
 
+/// The descriptors open in this process.
+fn open_fds() -> Vec<i32> {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Every descriptor the library opened while starting (taps, eventfds,
+/// sockets) is close-on-exec, so an exec'd program can attach the tap
+/// again and boot its own kernel. The backends already ask for it; this
+/// makes sure of it.
+fn close_on_exec_since(before: &[i32]) {
+    for fd in open_fds() {
+        if !before.contains(&fd) {
+            // SAFETY: sets a flag on a descriptor of this process.
+            unsafe {
+                let f = libc::fcntl(fd, libc::F_GETFD);
+                if f >= 0 && f & libc::FD_CLOEXEC == 0 {
+                    libc::fcntl(fd, libc::F_SETFD, f | libc::FD_CLOEXEC);
+                }
+            }
+        }
+    }
+}
+
 extern "C" fn hijack_init() {
-    match start() {
+    let before = open_fds();
+    let started = start();
+    close_on_exec_since(&before);
+    match started {
         Ok(running) => {
+            // SAFETY: registers a handler that only stores to an atomic.
+            unsafe { libc::pthread_atfork(None, None, Some(in_forked_child)) };
             *RUNNING.lock().unwrap_or_else(|e| e.into_inner()) = Some(running);
             ACTIVE.store(true, Ordering::Release);
         }
@@ -83,7 +180,56 @@ extern "C" fn hijack_init() {
     }
 }
 
+/// Prints each `dump` path's content (a kernel file) to stderr.
+fn dump(paths: &[String]) {
+    use std::io::Write;
+    for path in paths {
+        let text = lkl::syscall::open(
+            path,
+            lkl::syscall::abi::O_RDONLY | lkl::syscall::abi::O_CLOEXEC,
+            0,
+        )
+        .and_then(|fd| {
+            let mut out = Vec::new();
+            let mut buf = [0u8; 4096];
+            let r = loop {
+                match lkl::syscall::read(fd, &mut buf) {
+                    Ok(0) => break Ok(out),
+                    Ok(n) if out.len() < (1 << 20) => out.extend_from_slice(&buf[..n]),
+                    Ok(_) => break Ok(out),
+                    Err(e) => break Err(e),
+                }
+            };
+            let _ = lkl::syscall::close(fd);
+            r
+        });
+        let mut err = std::io::stderr().lock();
+        match text {
+            Ok(t) => {
+                let _ = writeln!(err, "lkl-hijack: dump {path}:");
+                let _ = err.write_all(&t);
+                if !t.ends_with(b"\n") && !t.is_empty() {
+                    let _ = writeln!(err);
+                }
+            }
+            Err(e) => {
+                let _ = writeln!(err, "lkl-hijack: dump {path}: {e}");
+            }
+        }
+    }
+}
+
 extern "C" fn hijack_fini() {
+    if forked() {
+        // The kernel is the parent's; there is nothing here to halt.
+        ACTIVE.store(false, Ordering::Release);
+        return;
+    }
+    if let Some(s) = SETTINGS.get() {
+        if active() {
+            dump(&s.dump);
+        }
+    }
     ACTIVE.store(false, Ordering::Release);
     let running = RUNNING.lock().unwrap_or_else(|e| e.into_inner()).take();
     if let Some(r) = running {

@@ -1,0 +1,291 @@
+//! Host signals and kernel calls. A host signal interrupts a blocked host
+//! call; a thread blocked in a kernel call sleeps on a host semaphore
+//! instead, which the signal would not end. So the program's handlers are
+//! wrapped: `sigaction`/`signal` install ours, which runs the program's
+//! handler and, if its thread is inside a kernel call, makes that call
+//! return (`lkl::interrupt`). The call then returns EINTR, or is issued
+//! again when the handler has SA_RESTART and man 7 signal says the host
+//! would restart it (never poll/select/epoll, nor a socket call with a
+//! timeout set).
+//!
+//! Also here: SIGPIPE. A write to a kernel socket whose peer has gone
+//! raises SIGPIPE in the program, as the host kernel would, unless
+//! MSG_NOSIGNAL.
+//!
+//! The handler allocates nothing and calls only async-signal-safe code:
+//! thread-local atomics, `lkl::interrupt`, and the real `sigaction` to
+//! read the current flags.
+
+use std::ffi::{c_int, c_void};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+use lkl::syscall::{nr, raw, Errno};
+
+const NSIG: usize = 65;
+
+/// The program's handler for each signal (0: none of ours installed).
+static HANDLERS: [AtomicUsize; NSIG] = [const { AtomicUsize::new(0) }; NSIG];
+/// Its sa_flags as the program gave them.
+static FLAGS: [AtomicI32; NSIG] = [const { AtomicI32::new(0) }; NSIG];
+
+thread_local! {
+    /// This thread's kernel task id (0: not asked yet).
+    static KTID: AtomicI32 = const { AtomicI32::new(0) };
+    /// True while this thread is inside a kernel call.
+    static IN_CALL: AtomicBool = const { AtomicBool::new(false) };
+    /// Set by our handler when it interrupted this thread's call.
+    static INTERRUPTED: AtomicBool = const { AtomicBool::new(false) };
+    /// Whether that handler asked for SA_RESTART.
+    static RESTART: AtomicBool = const { AtomicBool::new(false) };
+}
+
+type SigactionFn =
+    unsafe extern "C" fn(c_int, *const libc::sigaction, *mut libc::sigaction) -> c_int;
+
+/// glibc's sigaction, found before any handler can run.
+fn real_sigaction() -> Option<SigactionFn> {
+    static F: OnceLock<usize> = OnceLock::new();
+    let p = *F.get_or_init(|| {
+        // SAFETY: a NUL-terminated name; RTLD_NEXT finds libc's.
+        unsafe { libc::dlsym(libc::RTLD_NEXT, c"sigaction".as_ptr()) as usize }
+    });
+    // SAFETY: sigaction has this signature.
+    (p != 0).then(|| unsafe { std::mem::transmute::<usize, SigactionFn>(p) })
+}
+
+/// Our handler: interrupt this thread's kernel call, then run the
+/// program's handler.
+extern "C" fn wrapper(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
+    let Some(idx) = usize::try_from(sig).ok().filter(|&i| i < NSIG) else {
+        return;
+    };
+    // SAFETY: this thread's errno, saved and restored around our part.
+    let saved = unsafe { *libc::__errno_location() };
+    if IN_CALL.with(|c| c.load(Ordering::Acquire)) {
+        let mut cur: libc::sigaction = unsafe_zeroed();
+        let restart = match real_sigaction() {
+            // SAFETY: reads the current action (async-signal-safe); the
+            // flags may have been changed by glibc's siginterrupt, which
+            // calls its internal sigaction, so ask now.
+            Some(f) if unsafe { f(sig, std::ptr::null(), &mut cur) } == 0 => {
+                cur.sa_flags & libc::SA_RESTART != 0
+            }
+            _ => FLAGS[idx].load(Ordering::Relaxed) & libc::SA_RESTART != 0,
+        };
+        RESTART.with(|r| r.store(restart, Ordering::Release));
+        INTERRUPTED.with(|i| i.store(true, Ordering::Release));
+        let tid = KTID.with(|t| t.load(Ordering::Acquire));
+        if tid > 0 {
+            let _ = lkl::interrupt(tid);
+        }
+    }
+    // SAFETY: restores errno for the program's handler.
+    unsafe { *libc::__errno_location() = saved };
+    let h = HANDLERS[idx].load(Ordering::Acquire);
+    let flags = FLAGS[idx].load(Ordering::Acquire);
+    if flags & libc::SA_RESETHAND as c_int != 0 {
+        HANDLERS[idx].store(0, Ordering::Release);
+    }
+    if h == 0 || h == libc::SIG_DFL || h == libc::SIG_IGN {
+        return;
+    }
+    if flags & libc::SA_SIGINFO != 0 {
+        // SAFETY: the program installed this as an sa_sigaction handler.
+        let f: extern "C" fn(c_int, *mut libc::siginfo_t, *mut c_void) =
+            unsafe { std::mem::transmute(h) };
+        f(sig, info, ctx);
+    } else {
+        // SAFETY: the program installed this as an sa_handler.
+        let f: extern "C" fn(c_int) = unsafe { std::mem::transmute(h) };
+        f(sig);
+    }
+}
+
+fn unsafe_zeroed() -> libc::sigaction {
+    // SAFETY: struct sigaction is plain data; all-zero is valid.
+    unsafe { std::mem::zeroed() }
+}
+
+/// Whether man 7 signal restarts `nr` after a SA_RESTART handler.
+fn restartable(nr: i64, args: &[i64; 6]) -> bool {
+    let recv_side = match nr {
+        nr::READ | nr::READV | nr::RECVFROM | nr::RECVMSG | nr::ACCEPT4 => true,
+        nr::WRITE | nr::WRITEV | nr::SENDTO | nr::SENDMSG | nr::CONNECT => false,
+        _ => return false,
+    };
+    // A socket with a receive (send) timeout returns EINTR instead.
+    let opt = if recv_side {
+        libc::SO_RCVTIMEO
+    } else {
+        libc::SO_SNDTIMEO
+    };
+    let mut tv = [0i64; 2];
+    let mut len: u32 = 16;
+    // SAFETY: a 16-byte timeval and its length for the kernel to fill.
+    let r = unsafe {
+        raw(
+            nr::GETSOCKOPT,
+            [
+                args[0],
+                libc::SOL_SOCKET.into(),
+                opt.into(),
+                tv.as_mut_ptr() as i64,
+                &mut len as *mut u32 as i64,
+                0,
+            ],
+        )
+    };
+    match r {
+        Ok(_) => tv == [0, 0],
+        Err(Errno::ENOTSOCK) => true,
+        Err(_) => false,
+    }
+}
+
+/// This thread's kernel task id.
+fn ktid() -> i32 {
+    let t = KTID.with(|t| t.load(Ordering::Relaxed));
+    if t != 0 {
+        return t;
+    }
+    // SAFETY: no arguments.
+    let t = unsafe { raw(nr::GETTID, [0; 6]) }.map_or(-1, |t| t as i32);
+    KTID.with(|k| k.store(t, Ordering::Release));
+    t
+}
+
+/// One kernel call, interruptible by the program's signal handlers, and
+/// raising SIGPIPE as the host would.
+pub fn call(nr: i64, args: [i64; 6]) -> Result<i64, Errno> {
+    ktid();
+    loop {
+        INTERRUPTED.with(|i| i.store(false, Ordering::Release));
+        IN_CALL.with(|c| c.store(true, Ordering::Release));
+        // SAFETY: the caller's arguments for this call.
+        let r = unsafe { raw(nr, args) };
+        IN_CALL.with(|c| c.store(false, Ordering::Release));
+        if r == Err(Errno::EINTR)
+            && INTERRUPTED.with(|i| i.load(Ordering::Acquire))
+            && RESTART.with(|r| r.load(Ordering::Acquire))
+            && restartable(nr, &args)
+        {
+            continue;
+        }
+        if r == Err(Errno::EPIPE) {
+            let flags = match nr {
+                nr::WRITE | nr::WRITEV => Some(0),
+                nr::SENDTO => Some(args[3]),
+                nr::SENDMSG => Some(args[2]),
+                _ => None,
+            };
+            if flags.is_some_and(|f| f & i64::from(libc::MSG_NOSIGNAL) == 0) {
+                // SAFETY: signals this thread, as the kernel does for EPIPE.
+                unsafe { libc::pthread_kill(libc::pthread_self(), libc::SIGPIPE) };
+            }
+        }
+        return r;
+    }
+}
+
+fn is_handler(h: usize) -> bool {
+    h != libc::SIG_DFL && h != libc::SIG_IGN && h != libc::SIG_ERR
+}
+
+/// # Safety
+/// libc's contract for `sigaction`.
+#[no_mangle]
+pub unsafe extern "C" fn sigaction(
+    sig: c_int,
+    act: *const libc::sigaction,
+    old: *mut libc::sigaction,
+) -> c_int {
+    let Some(real) = real_sigaction() else {
+        // SAFETY: this thread's errno.
+        unsafe { *libc::__errno_location() = libc::ENOSYS };
+        return -1;
+    };
+    let Some(idx) = usize::try_from(sig).ok().filter(|&i| i > 0 && i < NSIG) else {
+        // SAFETY: the real function reports the bad signal number.
+        return unsafe { real(sig, act, old) };
+    };
+    let prev_h = HANDLERS[idx].load(Ordering::Acquire);
+    let prev_f = FLAGS[idx].load(Ordering::Acquire);
+    let mut mine = unsafe_zeroed();
+    let act_to_pass = if act.is_null() {
+        act
+    } else {
+        // SAFETY: the program's struct sigaction.
+        let a = unsafe { &*act };
+        if is_handler(a.sa_sigaction) && sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            mine = *a;
+            mine.sa_sigaction = wrapper as *const () as usize;
+            mine.sa_flags |= libc::SA_SIGINFO;
+            &mine as *const libc::sigaction
+        } else {
+            act
+        }
+    };
+    // SAFETY: the real sigaction with a valid (or null) action and the
+    // program's old-action pointer.
+    let r = unsafe { real(sig, act_to_pass, old) };
+    if r != 0 {
+        return r;
+    }
+    if !act.is_null() {
+        // SAFETY: the program's struct sigaction, read again.
+        let a = unsafe { &*act };
+        if std::ptr::eq(act_to_pass, &mine) {
+            FLAGS[idx].store(a.sa_flags, Ordering::Release);
+            HANDLERS[idx].store(a.sa_sigaction, Ordering::Release);
+        } else {
+            HANDLERS[idx].store(0, Ordering::Release);
+        }
+    }
+    if !old.is_null() {
+        // SAFETY: the old action the real function just wrote.
+        let o = unsafe { &mut *old };
+        if o.sa_sigaction == wrapper as *const () as usize {
+            // Show the program its own handler, not ours.
+            o.sa_sigaction = if prev_h == 0 { libc::SIG_DFL } else { prev_h };
+            o.sa_flags = (o.sa_flags & !libc::SA_SIGINFO) | (prev_f & libc::SA_SIGINFO);
+        }
+    }
+    0
+}
+
+/// `signal` with the given flags (BSD semantics: SA_RESTART).
+fn set_handler(sig: c_int, handler: usize, flags: c_int) -> usize {
+    let mut act = unsafe_zeroed();
+    act.sa_sigaction = handler;
+    act.sa_flags = flags;
+    // SAFETY: an empty mask in our own struct.
+    unsafe { libc::sigemptyset(&mut act.sa_mask) };
+    let mut old = unsafe_zeroed();
+    // SAFETY: our own structs.
+    if unsafe { sigaction(sig, &act, &mut old) } != 0 {
+        return libc::SIG_ERR;
+    }
+    old.sa_sigaction
+}
+
+/// # Safety
+/// libc's contract for `signal` (glibc's BSD semantics).
+#[no_mangle]
+pub unsafe extern "C" fn signal(sig: c_int, handler: usize) -> usize {
+    set_handler(sig, handler, libc::SA_RESTART)
+}
+
+/// # Safety
+/// libc's contract for `bsd_signal`.
+#[no_mangle]
+pub unsafe extern "C" fn bsd_signal(sig: c_int, handler: usize) -> usize {
+    set_handler(sig, handler, libc::SA_RESTART)
+}
+
+/// # Safety
+/// libc's contract for `sysv_signal` (one-shot, no restart).
+#[no_mangle]
+pub unsafe extern "C" fn sysv_signal(sig: c_int, handler: usize) -> usize {
+    set_handler(sig, handler, libc::SA_RESETHAND | libc::SA_NODEFER)
+}
