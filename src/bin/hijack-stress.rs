@@ -160,7 +160,10 @@ fn serve_loop(listener: &TcpListener, stop: &AtomicBool) {
                     Err(e) => {
                         // EMFILE and friends leave the listener readable:
                         // say so once in a while and back off, no busy loop.
-                        if ACCEPT_ERRORS.fetch_add(1, Ordering::Relaxed) % 1000 == 0 {
+                        if ACCEPT_ERRORS
+                            .fetch_add(1, Ordering::Relaxed)
+                            .is_multiple_of(1000)
+                        {
                             eprintln!("hijack-stress: accept: {e}");
                         }
                         thread::sleep(Duration::from_millis(10));
@@ -388,7 +391,7 @@ fn soak(addr: SocketAddr, secs: u64, threads: usize) -> u64 {
                 let mut data = vec![0u8; 65536];
                 while !stop.load(Ordering::Relaxed) {
                     let r = next(&mut rng);
-                    let result = if r % 4 != 0 {
+                    let result = if !r.is_multiple_of(4) {
                         once(addr, r)
                     } else {
                         hold(addr).and_then(|mut s| {
