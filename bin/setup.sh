@@ -27,6 +27,11 @@ if [ ${#missing[@]} -gt 0 ]; then
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 command -v cargo >/dev/null || { echo "setup: cargo not found: install a Rust toolchain (rustup)" >&2; exit 1; }
+# The fuzzer driver (bin/fuzz.sh); a tool, not linked into anything we ship.
+if ! cargo fuzz --version >/dev/null 2>&1; then
+	echo "setup: installing cargo-fuzz" >&2
+	cargo install --quiet --locked cargo-fuzz >&2 || echo "setup: cargo-fuzz did not install: bin/fuzz.sh will say so" >&2
+fi
 
 # The first kernel build takes minutes: run it here, where its progress
 # shows; build.rs then finds the result in the cache.

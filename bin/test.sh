@@ -8,12 +8,15 @@ cd "$(dirname "$0")/.."
 bin/setup.sh --no-run
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 echo "== cargo clippy -- -D warnings"
 cargo clippy --release --locked --workspace --all-targets -- -D warnings
 echo "== licences"
 python3 bin/check-licenses.py
 echo "== tests"
 cargo test --release --locked --workspace --all-targets
+echo "== fuzzing (short: 20 s per target; long runs: bin/fuzz.sh 3600)"
+bin/fuzz.sh 20
 echo "== benchmarks (quick)"
 cargo run --release --locked --quiet --bin lkl-bench -- --quick
 cargo run --release --locked --quiet --bin net-bench -- --quick || echo "net-bench: FAILED (figures above; benchmarks report, they do not gate)"
