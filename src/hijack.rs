@@ -19,11 +19,23 @@
 
 // The crate root lives at src/hijack.rs (the design card's name); its
 // modules sit beside it in src/hijack/.
+#[path = "hijack/dirs.rs"]
+mod dirs;
+#[path = "hijack/disks.rs"]
+mod disks;
 #[path = "hijack/export.rs"]
 mod export;
 #[path = "hijack/fdtable.rs"]
 mod fdtable;
+#[path = "hijack/files.rs"]
+mod files;
+#[path = "hijack/hostfs.rs"]
+mod hostfs;
 #[path = "hijack/init.rs"]
 mod init;
+#[path = "hijack/paths.rs"]
+mod paths;
 #[path = "hijack/real.rs"]
 mod real;
+#[path = "hijack/stdio.rs"]
+mod stdio;
