@@ -187,6 +187,11 @@ import mmap
 with open(M + "/data.bin", "rb") as f:
     try: mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ); raise SystemExit("mmap worked")
     except OSError as e: assert e.errno == errno.ENODEV, e
+# A hijacked child (it inherits LD_PRELOAD and the config) cannot mount
+# the writable image this process has mounted.
+import subprocess
+r = subprocess.run([sys.executable, "-c", "print('child main')"], capture_output=True, text=True)
+assert r.returncode == 1 and "in use by another process" in r.stderr and "child main" not in r.stdout, r
 # The manifest: every regular file on the disk with its digest.
 man = {}
 for d, _, fs in os.walk(M):

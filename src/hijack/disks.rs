@@ -18,17 +18,44 @@ fn place(config: &Config, i: usize, key: &str) -> String {
     }
 }
 
+/// Attached disks and the locks that keep other processes off them.
+pub struct Attached {
+    /// The disks, in config order.
+    pub disks: Vec<Disk>,
+    _locks: Vec<std::fs::File>,
+}
+
+/// Locks an image for this process: shared for a read-only disk,
+/// exclusive otherwise, so a second hijacked process (a child that
+/// inherited LD_PRELOAD and the config) cannot mount a writable image the
+/// first one has mounted, which would corrupt it.
+fn lock(path: &std::path::Path, shared: bool) -> Result<std::fs::File, String> {
+    use std::os::unix::io::AsRawFd;
+    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let op = if shared { libc::LOCK_SH } else { libc::LOCK_EX };
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(f.as_raw_fd(), op | libc::LOCK_NB) } != 0 {
+        return Err(format!(
+            "{} is in use by another process (it holds a lock on it)",
+            path.display()
+        ));
+    }
+    Ok(f)
+}
+
 /// Attaches every disk (before boot: they go on the command line).
-pub fn attach(config: &Config) -> Result<Vec<Disk>, String> {
-    config
-        .disks
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            Disk::attach(&d.image, d.readonly)
-                .map_err(|e| format!("{}: {e}", place(config, i, "image")))
-        })
-        .collect()
+pub fn attach(config: &Config) -> Result<Attached, String> {
+    let mut disks = Vec::new();
+    let mut locks = Vec::new();
+    for (i, d) in config.disks.iter().enumerate() {
+        let at = || place(config, i, "image");
+        locks.push(lock(&d.image, d.readonly).map_err(|e| format!("{}: {e}", at()))?);
+        disks.push(Disk::attach(&d.image, d.readonly).map_err(|e| format!("{}: {e}", at()))?);
+    }
+    Ok(Attached {
+        disks,
+        _locks: locks,
+    })
 }
 
 /// Mounts every disk that has a mount point and turns path routing on.

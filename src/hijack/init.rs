@@ -21,7 +21,7 @@ static ACTIVE: AtomicBool = AtomicBool::new(false);
 struct Running {
     kernel: Kernel,
     _devices: Vec<AttachedDevice>,
-    _disks: Vec<lkl::disk::Disk>,
+    _disks: crate::disks::Attached,
 }
 
 static RUNNING: Mutex<Option<Running>> = Mutex::new(None);
@@ -69,7 +69,7 @@ fn start() -> Result<Running, String> {
         ..Default::default()
     };
     let kernel = Kernel::boot(opts).map_err(|e| e.to_string())?;
-    crate::disks::mount(&config, &disks)?;
+    crate::disks::mount(&config, &disks.disks)?;
     lkl::netcfg::apply(&config, &names).map_err(|e| e.to_string())?;
     Ok(Running {
         kernel,

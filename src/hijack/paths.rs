@@ -93,9 +93,8 @@ pub fn normalise(base: &[u8], path: &[u8]) -> Vec<u8> {
         out.push(b'/');
         out.extend_from_slice(p);
     }
-    if out.is_empty() {
-        out.push(b'/');
-    } else if path.ends_with(b"/") || path.ends_with(b"/.") || path == b"." {
+    let trailing = path.ends_with(b"/") || path.ends_with(b"/.") || path == b".";
+    if out.is_empty() || trailing {
         out.push(b'/');
     }
     out
