@@ -187,6 +187,18 @@ import mmap
 with open(M + "/data.bin", "rb") as f:
     try: mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ); raise SystemExit("mmap worked")
     except OSError as e: assert e.errno == errno.ENODEV, e
+# sendfile from a disk file (and from a host file) to a kernel socket.
+import socket, threading
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(1)
+cli = socket.create_connection(srv.getsockname()); acc, _ = srv.accept()
+for path in (M + "/data.bin", H + "/copy.bin"):
+    got = bytearray()
+    def drain():
+        while len(got) < len(data): got.extend(cli.recv(1 << 16))
+    th = threading.Thread(target=drain); th.start()
+    with open(path, "rb") as f: sent = acc.sendfile(f)
+    th.join(); assert sent == len(data) and bytes(got) == data, (path, sent, len(got))
+for x in (cli, acc, srv): x.close()
 # A hijacked child (it inherits LD_PRELOAD and the config) cannot mount
 # the writable image this process has mounted.
 import subprocess
