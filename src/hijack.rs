@@ -23,21 +23,35 @@
 
 // The crate root lives at src/hijack.rs (the design card's name); its
 // modules sit beside it in src/hijack/.
+#[path = "hijack/call.rs"]
+mod call;
+#[path = "hijack/dirs.rs"]
+mod dirs;
+#[path = "hijack/disks.rs"]
+mod disks;
 #[path = "hijack/epoll.rs"]
 mod epoll;
 #[path = "hijack/export.rs"]
 mod export;
 #[path = "hijack/fdtable.rs"]
 mod fdtable;
+#[path = "hijack/files.rs"]
+mod files;
+#[path = "hijack/hostfs.rs"]
+mod hostfs;
 #[path = "hijack/ifaddrs.rs"]
 mod ifaddrs;
 #[path = "hijack/init.rs"]
 mod init;
 #[path = "hijack/io.rs"]
 mod io;
+#[path = "hijack/paths.rs"]
+mod paths;
 #[path = "hijack/real.rs"]
 mod real;
 #[path = "hijack/resolve.rs"]
 mod resolve;
 #[path = "hijack/signals.rs"]
 mod signals;
+#[path = "hijack/stdio.rs"]
+mod stdio;

@@ -51,6 +51,7 @@ use std::time::{Duration, Instant};
 
 use lkl::syscall::{nr, raw};
 
+use crate::call::{errno, set_errno};
 use crate::fdtable;
 use crate::real::real;
 
@@ -74,16 +75,6 @@ const SIGSET: i64 = 8;
 static HAS_SET: [AtomicBool; MAX_FDS] = [const { AtomicBool::new(false) }; MAX_FDS];
 
 static SETS: Mutex<Option<HashMap<c_int, Arc<Set>>>> = Mutex::new(None);
-
-fn errno() -> i32 {
-    // SAFETY: this thread's errno.
-    unsafe { *libc::__errno_location() }
-}
-
-fn set_errno(e: i32) {
-    // SAFETY: this thread's errno.
-    unsafe { *libc::__errno_location() = e };
-}
 
 fn fail<T: From<i8>>(e: i32) -> T {
     set_errno(e);

@@ -10,63 +10,16 @@
 
 use std::ffi::{c_int, c_ulong, c_void};
 
-use lkl::syscall::{nr, raw, Errno};
+use lkl::syscall::{nr, raw};
 
+use crate::call::{kcall, kcall_newfd, p, ret, set_errno};
 use crate::fdtable;
 use crate::init::active;
 use crate::real::real;
 
-fn set_errno(e: i32) {
-    // SAFETY: this thread's errno.
-    unsafe { *libc::__errno_location() = e };
-}
-
-/// The kernel's result as libc's: -1 and errno on failure. Setting errno
-/// is the last thing a hook does.
-fn ret(r: Result<i64, Errno>) -> i64 {
-    match r {
-        Ok(v) => v,
-        Err(e) => {
-            set_errno(e.0);
-            -1
-        }
-    }
-}
-
 fn no_real() -> i64 {
     set_errno(libc::ENOSYS);
     -1
-}
-
-/// One kernel call with raw arguments (the arguments are the program's
-/// own, passed on unchanged to the same call with the same layouts, see
-/// the module doc). Host signals interrupt it (signals); in a forked
-/// child, whose kernel stayed with the parent, descriptors are EBADF.
-fn kcall(nr: i64, args: [i64; 6]) -> i64 {
-    ret(crate::signals::call(nr, args).map_err(crate::init::after_fork))
-}
-
-/// A kernel call that returns a new kernel descriptor: give it a host number.
-fn kcall_newfd(nr: i64, args: [i64; 6]) -> c_int {
-    let kfd = kcall(nr, args);
-    if kfd < 0 {
-        return -1;
-    }
-    match fdtable::insert(kfd as i32) {
-        Ok(hfd) => hfd,
-        Err(e) => {
-            // SAFETY: closes the descriptor the kernel just made.
-            let _ = unsafe { raw(nr::CLOSE, [kfd, 0, 0, 0, 0, 0]) };
-            set_errno(e);
-            -1
-        }
-    }
-}
-
-macro_rules! p {
-    ($e:expr) => {
-        $e as usize as i64
-    };
 }
 
 /// # Safety

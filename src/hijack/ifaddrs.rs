@@ -128,12 +128,8 @@ pub fn index_to_name(index: u32) -> Result<Vec<u8>, Errno> {
 
 use std::ffi::{c_char, c_uint};
 
+use crate::call::set_errno;
 use crate::init::active;
-
-fn set_errno(e: i32) {
-    // SAFETY: this thread's errno.
-    unsafe { *libc::__errno_location() = e };
-}
 
 macro_rules! next_fn {
     ($name:literal, $ty:ty) => {{

@@ -2,7 +2,8 @@
 //! (LKL_HIJACK_CONFIG_FILE, ./lkl-hijack.json or the LKL_HIJACK_*
 //! variables), attaches the interfaces, boots and applies the config. A bad
 //! config stops the program before `main` with the error on stderr and
-//! status 1: nothing silently falls back to the host's network.
+//! status 1: nothing silently falls back to the host's network. The
+//! config's disks are attached before boot and mounted after it (disks.rs).
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,6 +22,7 @@ static ACTIVE: AtomicBool = AtomicBool::new(false);
 struct Running {
     kernel: Kernel,
     _devices: Vec<AttachedDevice>,
+    _disks: crate::disks::Attached,
 }
 
 static RUNNING: Mutex<Option<Running>> = Mutex::new(None);
@@ -115,6 +117,7 @@ fn start() -> Result<Running, String> {
         // The kernel names the devices in attach order.
         names.push((i, format!("eth{}", names.len())));
     }
+    let disks = crate::disks::attach(&config)?;
     let opts = BootOptions {
         memory: 64 << 20,
         cmdline: config.boot_cmdline.clone(),
@@ -126,6 +129,7 @@ fn start() -> Result<Running, String> {
         ..Default::default()
     };
     let kernel = Kernel::boot(opts).map_err(|e| e.to_string())?;
+    crate::disks::mount(&config, &disks.disks)?;
     lkl::netcfg::apply(&config, &names).map_err(|e| e.to_string())?;
     let _ = SETTINGS.set(Settings {
         nameservers: config.nameservers.clone(),
@@ -134,6 +138,7 @@ fn start() -> Result<Running, String> {
     Ok(Running {
         kernel,
         _devices: devices,
+        _disks: disks,
     })
 }
 
@@ -233,7 +238,7 @@ extern "C" fn hijack_fini() {
     ACTIVE.store(false, Ordering::Release);
     let running = RUNNING.lock().unwrap_or_else(|e| e.into_inner()).take();
     if let Some(r) = running {
-        let _ = r.kernel.halt();
+        crate::disks::finish(r.kernel);
     }
 }
 

@@ -12,9 +12,10 @@
 use std::ffi::{c_int, c_void};
 use std::time::{Duration, Instant};
 
-use lkl::syscall::{abi, nr, raw};
+use lkl::syscall::{abi, nr};
 use lkl::xlate;
 
+use crate::call::{errno, kcall, p, set_errno};
 use crate::fdtable;
 
 // The hooks pass these values through unchanged: that is right only while
@@ -36,34 +37,6 @@ const SIGSET: i64 = xlate::KERNEL_SIGSET_SIZE as i64;
 /// Copy-loop buffer.
 const CHUNK: usize = 64 << 10;
 
-fn errno() -> i32 {
-    // SAFETY: this thread's errno.
-    unsafe { *libc::__errno_location() }
-}
-
-fn set_errno(e: i32) {
-    // SAFETY: this thread's errno.
-    unsafe { *libc::__errno_location() = e };
-}
-
-fn kcall(nr: i64, args: [i64; 6]) -> i64 {
-    // SAFETY: the program's arguments, passed on to the same call with the
-    // same layouts (see the module doc).
-    match unsafe { raw(nr, args) } {
-        Ok(v) => v,
-        Err(e) => {
-            set_errno(xlate::errno_to_host(e.0));
-            -1
-        }
-    }
-}
-
-macro_rules! p {
-    ($e:expr) => {
-        $e as usize as i64
-    };
-}
-
 /// A host call through the raw syscall (never our own hooks).
 macro_rules! host {
     ($nr:expr $(, $a:expr)*) => {
@@ -72,119 +45,7 @@ macro_rules! host {
     };
 }
 
-/// # Safety
-/// libc's contract for `fstat`.
-#[no_mangle]
-pub unsafe extern "C" fn fstat(fd: c_int, buf: *mut libc::stat) -> c_int {
-    if let Some(kfd) = fdtable::kernel_fd(fd) {
-        if buf.is_null() {
-            set_errno(libc::EFAULT);
-            return -1;
-        }
-        let mut k = abi::Stat::default();
-        if kcall(
-            nr::FSTAT,
-            [kfd.into(), p!(&mut k as *mut abi::Stat), 0, 0, 0, 0],
-        ) < 0
-        {
-            return -1;
-        }
-        // SAFETY: the program's struct stat.
-        unsafe { buf.write(xlate::stat_to_host(&k)) };
-        return 0;
-    }
-    host!(libc::SYS_fstat, fd, buf) as c_int
-}
-
-/// # Safety
-/// libc's contract for `fstat64` (the same structure on x86_64).
-#[no_mangle]
-pub unsafe extern "C" fn fstat64(fd: c_int, buf: *mut libc::stat) -> c_int {
-    // SAFETY: same contract.
-    unsafe { fstat(fd, buf) }
-}
-
-/// # Safety
-/// glibc's (pre-2.33) contract for `__fxstat`.
-#[no_mangle]
-pub unsafe extern "C" fn __fxstat(_ver: c_int, fd: c_int, buf: *mut libc::stat) -> c_int {
-    // SAFETY: same contract (version 1 is x86_64's struct stat).
-    unsafe { fstat(fd, buf) }
-}
-
-/// # Safety
-/// glibc's (pre-2.33) contract for `__fxstat64`.
-#[no_mangle]
-pub unsafe extern "C" fn __fxstat64(_ver: c_int, fd: c_int, buf: *mut libc::stat) -> c_int {
-    // SAFETY: same contract.
-    unsafe { fstat(fd, buf) }
-}
-
-/// # Safety
-/// libc's contract for `lseek`.
-#[no_mangle]
-pub unsafe extern "C" fn lseek(fd: c_int, off: i64, whence: c_int) -> i64 {
-    if let Some(kfd) = fdtable::kernel_fd(fd) {
-        return kcall(nr::LSEEK, [kfd.into(), off, whence.into(), 0, 0, 0]);
-    }
-    host!(libc::SYS_lseek, fd, off, whence)
-}
-
-/// # Safety
-/// libc's contract for `lseek64`.
-#[no_mangle]
-pub unsafe extern "C" fn lseek64(fd: c_int, off: i64, whence: c_int) -> i64 {
-    // SAFETY: same contract.
-    unsafe { lseek(fd, off, whence) }
-}
-
-/// Defines a positioned-I/O hook: (fd, pointer, count, offset).
-macro_rules! positioned {
-    ($name:ident, $alias:ident, $ptr:ty, $knr:expr, $hnr:expr) => {
-        /// # Safety
-        /// libc's contract for this call.
-        #[no_mangle]
-        pub unsafe extern "C" fn $name(fd: c_int, buf: $ptr, n: usize, off: i64) -> isize {
-            if let Some(kfd) = fdtable::kernel_fd(fd) {
-                // preadv/pwritev take the offset as (low, high); on 64-bit
-                // the low word is all of it.
-                return kcall($knr, [kfd.into(), p!(buf), n as i64, off, 0, 0]) as isize;
-            }
-            host!($hnr, fd, buf, n, off, 0) as isize
-        }
-
-        /// # Safety
-        /// libc's contract for this call.
-        #[no_mangle]
-        pub unsafe extern "C" fn $alias(fd: c_int, buf: $ptr, n: usize, off: i64) -> isize {
-            // SAFETY: same contract.
-            unsafe { $name(fd, buf, n, off) }
-        }
-    };
-}
-
-positioned!(pread, pread64, *mut c_void, nr::PREAD64, libc::SYS_pread64);
-positioned!(
-    pwrite,
-    pwrite64,
-    *const c_void,
-    nr::PWRITE64,
-    libc::SYS_pwrite64
-);
-positioned!(
-    preadv,
-    preadv64,
-    *const libc::iovec,
-    nr::PREADV,
-    libc::SYS_preadv
-);
-positioned!(
-    pwritev,
-    pwritev64,
-    *const libc::iovec,
-    nr::PWRITEV,
-    libc::SYS_pwritev
-);
+// fstat, lseek and positioned I/O on kernel descriptors live in files.rs.
 
 /// # Safety
 /// libc's contract for `recvmmsg` (struct mmsghdr and timespec have one

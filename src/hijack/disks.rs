@@ -1,0 +1,102 @@
+//! The config's disks: attached before boot, mounted after it, and at exit
+//! unmounted and synced so what the program wrote is on the host images.
+
+use lkl::config::Config;
+use lkl::disk::{self, Disk, DiskError};
+use lkl::syscall::nr;
+use lkl::Kernel;
+
+use crate::fdtable;
+use crate::files::kcall;
+use crate::paths;
+
+/// The config's place for `disks[i].key`, as config errors name it.
+fn place(config: &Config, i: usize, key: &str) -> String {
+    match &config.file {
+        Some(f) => format!("{}: disks[{i}].{key}", f.display()),
+        None => format!("disks[{i}].{key}"),
+    }
+}
+
+/// Attached disks and the locks that keep other processes off them.
+pub struct Attached {
+    /// The disks, in config order.
+    pub disks: Vec<Disk>,
+    _locks: Vec<std::fs::File>,
+}
+
+/// Locks an image for this process: shared for a read-only disk,
+/// exclusive otherwise, so a second hijacked process (a child that
+/// inherited LD_PRELOAD and the config) cannot mount a writable image the
+/// first one has mounted, which would corrupt it.
+fn lock(path: &std::path::Path, shared: bool) -> Result<std::fs::File, String> {
+    use std::os::unix::io::AsRawFd;
+    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let op = if shared { libc::LOCK_SH } else { libc::LOCK_EX };
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(f.as_raw_fd(), op | libc::LOCK_NB) } != 0 {
+        return Err(format!(
+            "{} is in use by another process (it holds a lock on it)",
+            path.display()
+        ));
+    }
+    Ok(f)
+}
+
+/// Attaches every disk (before boot: they go on the command line).
+pub fn attach(config: &Config) -> Result<Attached, String> {
+    let mut disks = Vec::new();
+    let mut locks = Vec::new();
+    for (i, d) in config.disks.iter().enumerate() {
+        let at = || place(config, i, "image");
+        locks.push(lock(&d.image, d.readonly).map_err(|e| format!("{}: {e}", at()))?);
+        disks.push(Disk::attach(&d.image, d.readonly).map_err(|e| format!("{}: {e}", at()))?);
+    }
+    Ok(Attached {
+        disks,
+        _locks: locks,
+    })
+}
+
+/// Mounts every disk that has a mount point and turns path routing on.
+pub fn mount(config: &Config, disks: &[Disk]) -> Result<(), String> {
+    let mut points = Vec::new();
+    for (i, (d, disk)) in config.disks.iter().zip(disks).enumerate() {
+        let (Some(target), Some(fstype)) = (&d.mount, &d.fstype) else {
+            continue;
+        };
+        let partition = (d.partition != 0).then_some(d.partition);
+        disk.mount(partition, fstype, target, "").map_err(|e| {
+            let key = match e {
+                DiskError::UnknownFsType(_) | DiskError::WrongFsType { .. } => "fstype",
+                DiskError::NoPartition { .. } => "partition",
+                DiskError::Image { .. } | DiskError::NotFound { .. } => "image",
+                _ => "mount",
+            };
+            format!("{}: {e}", place(config, i, key))
+        })?;
+        points.push(target.clone());
+    }
+    paths::set_mounts(points);
+    Ok(())
+}
+
+/// At exit: flushes the program's streams (kernel `FILE`s write through
+/// the kernel), closes every kernel descriptor still open (so nothing
+/// keeps a disk busy), unmounts, syncs, halts and syncs the images.
+pub fn finish(kernel: Kernel) {
+    // SAFETY: fflush(NULL) flushes every stream; we are in the exit path
+    // after the program's atexit handlers, before stdio's own cleanup.
+    unsafe { libc::fflush(std::ptr::null_mut()) };
+    if paths::routing() {
+        crate::files::leave_kernel_cwd();
+        for fd in 0..(1 << 16) {
+            if let Some(k) = fdtable::remove(fd) {
+                let _ = kcall(nr::CLOSE, [k.into(), 0, 0, 0, 0, 0]);
+            }
+        }
+    }
+    if let Err(e) = disk::halt(kernel) {
+        eprintln!("lkl-hijack: at exit: {e}");
+    }
+}
