@@ -19,6 +19,7 @@
 pub mod config;
 pub mod devices;
 pub mod disk;
+pub mod fusefs;
 pub mod host;
 pub mod kernel;
 pub mod netcfg;
