@@ -149,7 +149,7 @@ fn file_operations(m: &Path, posix: bool) {
     fs::write(m.join("empty"), b"").unwrap();
     assert_eq!(fs::metadata(m.join("empty")).unwrap().len(), 0);
     let big: Vec<u8> = (0..(3 << 20) + 123)
-        .map(|i: u32| (i * 2654435761u32 >> 13) as u8)
+        .map(|i: u32| (i.wrapping_mul(2654435761u32) >> 13) as u8)
         .collect();
     fs::write(m.join("big"), &big).unwrap();
     assert!(fs::read(m.join("big")).unwrap() == big);
