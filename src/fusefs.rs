@@ -20,7 +20,7 @@
 //! concurrent calls from any thread); the node table is one mutex held only
 //! for map updates, never across a system call.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -106,6 +106,18 @@ pub struct KernelFs {
     table: Mutex<Table>,
     dirs: Mutex<HashMap<u64, Arc<DirHandle>>>,
     next_dir: AtomicU64,
+    /// Kernel descriptors of open files: the host sends RELEASE after
+    /// close() returns, so at unmount some may still be open; they are
+    /// closed when the file system is dropped, before the kernel unmounts.
+    files: Mutex<HashSet<i32>>,
+}
+
+impl Drop for KernelFs {
+    fn drop(&mut self) {
+        for fd in lock(&self.files).drain() {
+            let _ = sys::close(fd);
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -224,6 +236,7 @@ impl KernelFs {
             }),
             dirs: Mutex::new(HashMap::new()),
             next_dir: AtomicU64::new(DIR_HANDLE_BASE),
+            files: Mutex::new(HashSet::new()),
         })
     }
 
@@ -625,7 +638,10 @@ impl Filesystem for KernelFs {
             sys::open(&proc_path(fd.0), self.open_flags(flags.0), 0)
         });
         match r {
-            Ok(kfd) => reply.opened(FileHandle(kfd as u64), FopenFlags::FOPEN_KEEP_CACHE),
+            Ok(kfd) => {
+                lock(&self.files).insert(kfd);
+                reply.opened(FileHandle(kfd as u64), FopenFlags::FOPEN_KEEP_CACHE)
+            }
             Err(e) => reply.error(ferr(e)),
         }
     }
@@ -656,13 +672,16 @@ impl Filesystem for KernelFs {
             }
         });
         match r {
-            Ok((kfd, attr)) => reply.created(
-                &TTL,
-                &attr,
-                Generation(0),
-                FileHandle(kfd as u64),
-                FopenFlags::FOPEN_KEEP_CACHE,
-            ),
+            Ok((kfd, attr)) => {
+                lock(&self.files).insert(kfd);
+                reply.created(
+                    &TTL,
+                    &attr,
+                    Generation(0),
+                    FileHandle(kfd as u64),
+                    FopenFlags::FOPEN_KEEP_CACHE,
+                )
+            }
             Err(e) => reply.error(ferr(e)),
         }
     }
@@ -738,7 +757,12 @@ impl Filesystem for KernelFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        reply_empty(sys::close(fh.0 as i32), reply)
+        let fd = fh.0 as i32;
+        if lock(&self.files).remove(&fd) {
+            reply_empty(sys::close(fd), reply)
+        } else {
+            reply.error(ferr(Errno::EBADF))
+        }
     }
 
     fn fsync(

@@ -115,7 +115,21 @@ impl FuseMount {
     /// `fusermount3 -u`, then waits for lklfuse to exit; panics unless it
     /// exits 0.
     pub fn unmount(mut self) {
-        run("fusermount3", &["-u", self.dir.to_str().expect("path")]);
+        // Other tests of this process fork children that hold our open
+        // descriptors for a moment (until their exec): EBUSY, try again.
+        let dir = self.dir.to_str().expect("path").to_owned();
+        for _ in 0..50 {
+            let ok = Command::new("fusermount3")
+                .args(["-u", &dir])
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok || !is_mounted(&self.dir) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(!is_mounted(&self.dir), "fusermount3 -u {dir} kept failing");
         self.wait_ok();
     }
 
