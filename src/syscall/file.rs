@@ -535,6 +535,54 @@ pub fn fremovexattr(fd: i32, name: impl AsRef<OsStr>) -> Result<(), Errno> {
     xattr_remove(nr::FREMOVEXATTR, fd as i64, name.as_ref())
 }
 
+/// One record of a `getdents64` buffer, its name as raw bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    pub ino: u64,
+    /// `DT_*` (4 directory, 8 regular, 10 symlink, 0 unknown, ...).
+    pub kind: u8,
+    pub name: OsString,
+}
+
+/// The records of a buffer filled by `getdents64` (names kept as bytes,
+/// unlike [`super::dirent_names`]).
+pub fn dir_entries(buf: &[u8]) -> Vec<DirEntry> {
+    const NAME: usize = 19; // d_ino 8, d_off 8, d_reclen 2, d_type 1
+    let mut out = Vec::new();
+    let mut off = 0;
+    while off + NAME < buf.len() {
+        let rec = &buf[off..];
+        let reclen = u16::from_ne_bytes([rec[16], rec[17]]) as usize;
+        if reclen <= NAME || reclen > rec.len() {
+            break;
+        }
+        let mut ino = [0u8; 8];
+        ino.copy_from_slice(&rec[..8]);
+        let name = &rec[NAME..reclen];
+        let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+        out.push(DirEntry {
+            ino: u64::from_ne_bytes(ino),
+            kind: rec[18],
+            name: OsStr::from_bytes(&name[..end]).to_os_string(),
+        });
+        off += reclen;
+    }
+    out
+}
+
+/// Every entry of an open directory (from its current position), `.` and
+/// `..` included.
+pub fn read_dir_fd(fd: i32) -> Result<Vec<DirEntry>, Errno> {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        match super::getdents64(fd, &mut buf)? {
+            0 => return Ok(out),
+            n => out.extend(dir_entries(&buf[..n])),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -546,6 +594,26 @@ mod tests {
             vec![OsString::from("user.a"), OsString::from("trusted.b")]
         );
         assert!(xattr_names(b"").is_empty());
+    }
+
+    #[test]
+    fn dirent_records() {
+        let mut buf = Vec::new();
+        for (ino, kind, name) in [(5u64, 4u8, &b"."[..]), (77, 8, b"odd\xff")] {
+            let reclen = (19 + name.len() + 1).div_ceil(8) * 8;
+            let start = buf.len();
+            buf.extend_from_slice(&ino.to_ne_bytes());
+            buf.extend_from_slice(&0i64.to_ne_bytes());
+            buf.extend_from_slice(&(reclen as u16).to_ne_bytes());
+            buf.push(kind);
+            buf.extend_from_slice(name);
+            buf.resize(start + reclen, 0);
+        }
+        let e = dir_entries(&buf);
+        assert_eq!(e.len(), 2);
+        assert_eq!((e[0].ino, e[0].kind), (5, 4));
+        assert_eq!(e[1].name.as_bytes(), b"odd\xff");
+        assert_eq!(e[1].ino, 77);
     }
 
     #[test]

@@ -58,3 +58,20 @@ pub fn virtio_mmio_device_add(base: u64, size: u64, irq: u32) -> Result<i32, Err
     }
     .map(|v| v as i32)
 }
+
+/// `RLIMIT_NOFILE`: the most descriptors a task may hold open.
+pub const RLIMIT_NOFILE: u32 = 7;
+
+/// Sets a resource limit of the calling process (`prlimit64` on itself):
+/// `(soft, hard)`.
+pub fn setrlimit(resource: u32, soft: u64, hard: u64) -> Result<(), Errno> {
+    let lim = [soft, hard];
+    // SAFETY: a struct rlimit64 (two u64) to read; no old-limit pointer.
+    unsafe {
+        raw(
+            nr::PRLIMIT64,
+            [0, resource as i64, p(lim.as_ptr()), 0, 0, 0],
+        )
+    }
+    .map(drop)
+}

@@ -90,5 +90,6 @@ pub fn kernel_has_net() -> bool {
         })
         .is_ok()
 }
+pub mod images;
 pub mod netns;
 pub mod wire;

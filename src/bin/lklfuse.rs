@@ -1,0 +1,398 @@
+//! lklfuse: a file-system image mounted on the host through FUSE, served
+//! by our kernel (its own ext4, vfat, xfs, btrfs drivers) inside this
+//! process. No root needed for the image; FUSE mounting as usual.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use fuser::{Config, MountOption, Session, SessionACL};
+use lkl::disk::{self, Disk};
+use lkl::fusefs::{FsOptions, KernelFs};
+use lkl::{BootOptions, Kernel};
+
+const USAGE: &str = "\
+usage: lklfuse IMAGE MOUNTPOINT -o type=FSTYPE[,OPTION...] [-f]
+
+Mounts the file system in IMAGE at MOUNTPOINT through FUSE; the file system
+is driven by the Linux kernel linked into lklfuse. Unmount with
+`fusermount3 -u MOUNTPOINT` or by sending lklfuse SIGTERM or SIGINT: the
+kernel then unmounts, flushes and the image is synced to the host disk.
+
+options (-o, comma-separated, repeatable):
+  type=FSTYPE     file-system type: ext4, ext3, ext2, vfat, xfs, btrfs (required)
+  ro              read-only (image opened read-only)
+  part=N          use partition N (MBR or GPT) instead of the whole image
+  mb=N            kernel memory in MiB (default 256)
+  opts=A:B:...    kernel mount options, colon-separated (e.g. opts=noatime:data=ordered)
+  threads=N       FUSE request threads (default 4)
+  allow_other     let other users reach the mount
+  nowriteback     no host write-back cache (every write goes to lklfuse)
+  debug           show the kernel console on stderr
+  -f              stay in the foreground (default: return once mounted)
+  -h, --help      this text";
+
+#[derive(Debug)]
+struct Args {
+    image: PathBuf,
+    mountpoint: PathBuf,
+    fstype: String,
+    read_only: bool,
+    partition: Option<u32>,
+    mem_mb: u64,
+    kernel_opts: Vec<String>,
+    threads: usize,
+    allow_other: bool,
+    writeback: bool,
+    debug: bool,
+    foreground: bool,
+}
+
+fn parse_args(argv: &[String]) -> Result<Option<Args>, String> {
+    let mut positional = Vec::new();
+    let mut opts: Vec<String> = Vec::new();
+    let mut foreground = false;
+    let mut it = argv.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "-f" => foreground = true,
+            "-o" => opts.push(it.next().ok_or("-o needs a value")?.clone()),
+            s if s.starts_with("-o") => opts.push(s[2..].to_owned()),
+            s if s.starts_with('-') && s.len() > 1 => return Err(format!("unknown flag {s}")),
+            _ => positional.push(a.clone()),
+        }
+    }
+    let [image, mountpoint] = <[String; 2]>::try_from(positional)
+        .map_err(|p| format!("expected IMAGE and MOUNTPOINT, got {} arguments", p.len()))?;
+    let mut args = Args {
+        image: image.into(),
+        mountpoint: mountpoint.into(),
+        fstype: String::new(),
+        read_only: false,
+        partition: None,
+        mem_mb: 256,
+        kernel_opts: Vec::new(),
+        threads: 4,
+        allow_other: false,
+        writeback: true,
+        debug: false,
+        foreground,
+    };
+    for opt in opts
+        .iter()
+        .flat_map(|o| o.split(','))
+        .filter(|o| !o.is_empty())
+    {
+        let (key, val) = match opt.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (opt, None),
+        };
+        let num = |what: &str| -> Result<u64, String> {
+            val.and_then(|v| v.parse::<u64>().ok())
+                .ok_or(format!("option {what} needs a number, got {opt:?}"))
+        };
+        match key {
+            "type" => args.fstype = val.unwrap_or("").to_owned(),
+            "ro" => args.read_only = true,
+            "rw" => args.read_only = false,
+            "part" => args.partition = Some(num("part")? as u32),
+            "mb" => args.mem_mb = num("mb")?,
+            "threads" => args.threads = num("threads")?.clamp(1, 64) as usize,
+            "opts" => args.kernel_opts.extend(
+                val.unwrap_or("")
+                    .split(':')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned),
+            ),
+            "allow_other" => args.allow_other = true,
+            "nowriteback" => args.writeback = false,
+            "debug" => args.debug = true,
+            // Harmless FUSE/mount words some callers pass.
+            "default_permissions" | "rw_" | "dev" | "suid" => {}
+            _ => return Err(format!("unknown option {opt:?}")),
+        }
+    }
+    if args.fstype.is_empty() {
+        return Err("-o type=FSTYPE is required (e.g. -o type=ext4)".into());
+    }
+    if args.mem_mb < 16 {
+        return Err(format!(
+            "mb={} is too little memory (16 at least)",
+            args.mem_mb
+        ));
+    }
+    Ok(Some(args))
+}
+
+/// Boots, mounts the image in the kernel, mounts FUSE; `ready` hears
+/// "ok" or the error once the mount is there (or not). Returns when the
+/// FUSE mount ends.
+fn serve(args: &Args, ready: &mut dyn FnMut(Result<(), String>)) -> Result<(), String> {
+    let md = std::fs::metadata(&args.mountpoint)
+        .map_err(|e| format!("mount point {}: {e}", args.mountpoint.display()))?;
+    if !md.is_dir() {
+        return Err(format!(
+            "mount point {} is not a directory",
+            args.mountpoint.display()
+        ));
+    }
+    if !args.image.exists() {
+        return Err(format!("image {}: no such file", args.image.display()));
+    }
+    // Signals go to one waiting thread: block them before any thread starts.
+    let signals = signals::block_term()?;
+    let disk = Disk::attach(&args.image, args.read_only).map_err(|e| e.to_string())?;
+    let console = if args.debug {
+        lkl::host::Console::Stderr
+    } else {
+        lkl::host::Console::Silent
+    };
+    let kernel = Kernel::boot(BootOptions {
+        memory: args.mem_mb << 20,
+        console,
+        ..Default::default()
+    })
+    .map_err(|e| format!("kernel boot failed: {e}"))?;
+    let mut kopts = args.kernel_opts.join(",");
+    if args.read_only {
+        kopts = if kopts.is_empty() {
+            "ro".into()
+        } else {
+            format!("ro,{kopts}")
+        };
+    }
+    let target = "/mnt";
+    if let Err(e) = disk.mount(args.partition, &args.fstype, target, &kopts) {
+        let _ = disk::halt(kernel);
+        return Err(e.to_string());
+    }
+    let fs = KernelFs::new(
+        target,
+        FsOptions {
+            read_only: args.read_only,
+            writeback_cache: args.writeback,
+            ..Default::default()
+        },
+    );
+    let fs = match fs {
+        Ok(fs) => fs,
+        Err(e) => {
+            let _ = disk::halt(kernel);
+            return Err(format!("cannot serve the mount: {e}"));
+        }
+    };
+    let mut mount_options = vec![
+        MountOption::FSName(args.image.display().to_string()),
+        MountOption::Subtype("lklfuse".into()),
+        MountOption::DefaultPermissions,
+        if args.read_only {
+            MountOption::RO
+        } else {
+            MountOption::RW
+        },
+    ];
+    if args.fstype == "vfat" {
+        mount_options.push(MountOption::NoDev);
+    }
+    let mut config = Config::default();
+    config.mount_options = mount_options;
+    config.acl = if args.allow_other {
+        SessionACL::All
+    } else {
+        SessionACL::Owner
+    };
+    config.n_threads = Some(args.threads);
+    config.clone_fd = true;
+    let mut session = match Session::new(fs, &args.mountpoint, &config) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = disk::halt(kernel);
+            return Err(format!(
+                "cannot mount FUSE at {}: {e}",
+                args.mountpoint.display()
+            ));
+        }
+    };
+    let unmounter = session.unmount_callable();
+    signals::spawn_waiter(signals, unmounter, args.mountpoint.clone());
+    ready(Ok(()));
+    let served = session.run();
+    let halted = disk::halt(kernel);
+    served.map_err(|e| format!("FUSE session failed: {e}"))?;
+    halted.map_err(|e| format!("cannot shut the disk down cleanly: {e}"))
+}
+
+mod signals {
+    //! SIGTERM, SIGINT and SIGHUP, taken by one thread with sigwait (no
+    //! handler runs in signal context), unmount the FUSE mount.
+
+    use std::path::PathBuf;
+
+    use fuser::SessionUnmounter;
+
+    pub struct Blocked(libc::sigset_t);
+
+    pub fn block_term() -> Result<Blocked, String> {
+        // SAFETY: sigset_t is plain data; sigemptyset/sigaddset fill it and
+        // pthread_sigmask only reads it. Called before other threads exist,
+        // so every later thread inherits the mask.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for s in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+                libc::sigaddset(&mut set, s);
+            }
+            if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
+                return Err("cannot block signals".into());
+            }
+            Ok(Blocked(set))
+        }
+    }
+
+    pub fn spawn_waiter(set: Blocked, mut unmounter: SessionUnmounter, mountpoint: PathBuf) {
+        std::thread::spawn(move || {
+            let mut sig = 0;
+            // SAFETY: `set` is an initialised sigset; `sig` receives the number.
+            let r = unsafe { libc::sigwait(&set.0, &mut sig) };
+            if r != 0 {
+                return;
+            }
+            if let Err(e) = unmounter.unmount() {
+                eprintln!(
+                    "lklfuse: unmounting {} failed ({e}); detaching it",
+                    mountpoint.display()
+                );
+                if let Ok(c) = std::ffi::CString::new(mountpoint.as_os_str().as_encoded_bytes()) {
+                    // SAFETY: a NUL-terminated path.
+                    unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+                }
+            }
+        });
+    }
+
+    /// Starts a new session (the daemon leaves its caller's terminal).
+    pub fn setsid() {
+        // SAFETY: no arguments; fails harmlessly if already a leader.
+        unsafe { libc::setsid() };
+    }
+
+    /// fork(2) while the process has one thread.
+    pub fn fork() -> Result<bool, String> {
+        // SAFETY: called first thing in main, before any thread exists, so
+        // the child is a complete copy.
+        match unsafe { libc::fork() } {
+            -1 => Err(format!("fork: {}", std::io::Error::last_os_error())),
+            0 => Ok(true),
+            _ => Ok(false),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let args = match parse_args(&argv) {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("lklfuse: {e}\n(try lklfuse --help)");
+            return ExitCode::from(2);
+        }
+    };
+    if args.foreground {
+        let mut ready = |_: Result<(), String>| {};
+        return match serve(&args, &mut ready) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("lklfuse: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    // Background: the child serves; the parent waits for "mounted" or the
+    // error, so the caller's exit status means something.
+    let (mut parent_end, child_end) = match UnixStream::pair() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("lklfuse: socketpair: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match signals::fork() {
+        Err(e) => {
+            eprintln!("lklfuse: {e}");
+            ExitCode::FAILURE
+        }
+        Ok(false) => {
+            drop(child_end);
+            let mut msg = String::new();
+            let _ = parent_end.read_to_string(&mut msg);
+            match msg.strip_prefix("ok") {
+                Some(_) => ExitCode::SUCCESS,
+                None if msg.is_empty() => {
+                    eprintln!("lklfuse: the server exited before mounting");
+                    ExitCode::FAILURE
+                }
+                None => {
+                    eprintln!("lklfuse: {msg}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Ok(true) => {
+            drop(parent_end);
+            signals::setsid();
+            let mut chan = Some(child_end);
+            let mut ready = |r: Result<(), String>| {
+                if let Some(mut c) = chan.take() {
+                    let _ = match r {
+                        Ok(()) => c.write_all(b"ok"),
+                        Err(e) => c.write_all(e.as_bytes()),
+                    };
+                }
+            };
+            match serve(&args, &mut ready) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    ready(Err(e.clone())); // no-op once told
+                    eprintln!("lklfuse: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Result<Option<Args>, String> {
+        parse_args(&s.split_whitespace().map(String::from).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn options() {
+        let a = args("img mnt -o type=ext4,ro,part=2,mb=64,opts=noatime:data=ordered -f")
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.fstype, "ext4");
+        assert!(a.read_only && a.foreground);
+        assert_eq!(a.partition, Some(2));
+        assert_eq!(a.mem_mb, 64);
+        assert_eq!(a.kernel_opts, ["noatime", "data=ordered"]);
+        assert!(args("img mnt").unwrap_err().contains("type="));
+        assert!(args("img -o type=ext4").unwrap_err().contains("MOUNTPOINT"));
+        assert!(args("img mnt -o type=ext4,bogus")
+            .unwrap_err()
+            .contains("bogus"));
+        assert!(args("img mnt -o type=ext4,mb=x")
+            .unwrap_err()
+            .contains("number"));
+        assert!(args("--help").unwrap().is_none());
+    }
+}
