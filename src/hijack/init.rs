@@ -129,6 +129,10 @@ fn start() -> Result<Running, String> {
         ..Default::default()
     };
     let kernel = Kernel::boot(opts).map_err(|e| e.to_string())?;
+    // Every kernel descriptor is shown under a host placeholder, so the
+    // host's RLIMIT_NOFILE is the one that counts: lift the kernel's own
+    // (1024 by default) to its ceiling, fs.nr_open.
+    let _ = lkl::syscall::setrlimit(libc::RLIMIT_NOFILE, 1 << 20, 1 << 20);
     crate::disks::mount(&config, &disks.disks)?;
     lkl::netcfg::apply(&config, &names).map_err(|e| e.to_string())?;
     let _ = SETTINGS.set(Settings {
