@@ -3,54 +3,10 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 
+use common::hijack::*;
 use common::netns::{in_netns, Setup};
-
-/// The preload library built next to this test binary.
-fn library() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let lib = dir.join("liblkl_hijack.so");
-    assert!(
-        lib.exists(),
-        "{} missing: build the workspace first (cargo build --workspace)",
-        lib.display()
-    );
-    lib
-}
-
-fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bin/lkl-hijack.sh")
-}
-
-fn hijacked(args: &[&str], envs: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(script());
-    // No config from the environment of whoever runs the tests.
-    cmd.env_remove("LKL_HIJACK_CONFIG_FILE");
-    cmd.args(args).env("LKL_HIJACK_LIB", library());
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    cmd.current_dir(std::env::temp_dir());
-    cmd.output().expect("run the hijacked program")
-}
-
-const PYTHON: &str = "/usr/bin/python3";
-
-/// Runs `script` under the hijack; it must succeed and print `expect`.
-fn run_python(script: &str, expect: &str) {
-    let out = hijacked(&[PYTHON, "-c", script], &[]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        stdout,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains(expect), "{stdout}");
-}
 
 #[test]
 fn python_sockets_live_in_the_kernel() {

@@ -4,54 +4,8 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
-
+use common::hijack::*;
 use common::netns::{in_netns, Setup};
-
-const PYTHON: &str = "/usr/bin/python3";
-
-/// The preload library built next to this test binary.
-fn library() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let lib = dir.join("liblkl_hijack.so");
-    assert!(
-        lib.exists(),
-        "{} missing: build the workspace first (cargo build --workspace)",
-        lib.display()
-    );
-    lib
-}
-
-fn hijacked(args: &[&str], envs: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bin/lkl-hijack.sh"));
-    cmd.env_remove("LKL_HIJACK_CONFIG_FILE");
-    cmd.args(args).env("LKL_HIJACK_LIB", library());
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    cmd.current_dir(std::env::temp_dir());
-    cmd.output().expect("run the hijacked program")
-}
-
-/// Runs `script` under the hijack; it must succeed and print `expect`.
-fn run_python_with(script: &str, expect: &str, envs: &[(&str, &str)]) -> String {
-    let out = hijacked(&[PYTHON, "-c", script], envs);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        stdout,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains(expect), "{stdout}");
-    stdout
-}
-
-fn run_python(script: &str, expect: &str) -> String {
-    run_python_with(script, expect, &[])
-}
 
 #[test]
 fn epoll_level_edge_oneshot_and_maxevents() {

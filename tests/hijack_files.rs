@@ -10,25 +10,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::hijack::*;
 use common::netns::{in_netns, Setup};
 use sha2::{Digest, Sha256};
 
-const PYTHON: &str = "/usr/bin/python3";
 const CPTOFS: &str = env!("CARGO_BIN_EXE_cptofs");
 const CPFROMFS: &str = env!("CARGO_BIN_EXE_cpfromfs");
-
-/// The preload library built next to this test binary.
-fn library() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let lib = dir.join("liblkl_hijack.so");
-    assert!(
-        lib.exists(),
-        "{} missing: build the workspace first (cargo build --workspace)",
-        lib.display()
-    );
-    lib
-}
 
 fn hijacked_cmd(config: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bin/lkl-hijack.sh"));

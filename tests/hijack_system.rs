@@ -4,111 +4,13 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use common::netns::{in_netns, Setup};
-
-const PYTHON: &str = "/usr/bin/python3";
-
-/// The preload library built next to this test binary.
-fn library() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let lib = dir.join("liblkl_hijack.so");
-    assert!(
-        lib.exists(),
-        "{} missing: build the workspace first (cargo build --workspace)",
-        lib.display()
-    );
-    lib
-}
-
-fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bin/lkl-hijack.sh")
-}
-
-fn hijack_cmd(args: &[&str], envs: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(script());
-    cmd.env_remove("LKL_HIJACK_CONFIG_FILE");
-    cmd.args(args).env("LKL_HIJACK_LIB", library());
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    cmd.current_dir(std::env::temp_dir());
-    cmd
-}
-
-fn hijacked(args: &[&str], envs: &[(&str, &str)]) -> Output {
-    hijack_cmd(args, envs)
-        .output()
-        .expect("run the hijacked program")
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "status {}\n--- stdout\n{}--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// A scratch directory, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Scratch {
-        let d = std::env::temp_dir().join(format!("lkl-hj-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        Scratch(d)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A helper process, killed on drop.
-struct Helper(Child);
-
-impl Drop for Helper {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A namespace with tap0 = 192.168.113.1/24 on the host side.
-fn tap_setup(ns: &common::netns::Netns) -> Result<(), Setup> {
-    if !Path::new("/dev/net/tun").exists() {
-        return Err(Setup::Skip("no /dev/net/tun".into()));
-    }
-    ns.ip(&["link", "set", "lo", "up"])?;
-    ns.ip(&["tuntap", "add", "dev", "tap0", "mode", "tap"])?;
-    ns.ip(&["addr", "add", "192.168.113.1/24", "dev", "tap0"])?;
-    ns.ip(&["link", "set", "tap0", "up"])?;
-    Ok(())
-}
-
-fn sha256(data: &[u8]) -> Vec<u8> {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(data).to_vec()
-}
-
-fn wait_for_tcp(addr: &str) {
-    let t0 = Instant::now();
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "{addr} never listened"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use common::hijack::*;
+use common::images::Scratch;
+use common::netns::in_netns;
 
 #[test]
 fn hijack_resolves_names_through_the_kernel() {
@@ -223,66 +125,6 @@ print("resolved ok")
     );
 }
 
-/// Runs `script` under the hijack (loopback only); it must succeed and
-/// print `expect`.
-fn run_python(script: &str, expect: &str) {
-    let out = hijacked(&[PYTHON, "-c", script], &[]);
-    assert!(
-        out.status.success() && String::from_utf8_lossy(&out.stdout).contains(expect),
-        "{}",
-        show(&out)
-    );
-}
-
-/// Starts `script` under the hijack and waits for its first line.
-fn start_python(script: &str, envs: &[(&str, &str)]) -> (Child, String) {
-    let mut child = hijack_cmd(&[PYTHON, "-c", script], envs)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    (child, line)
-}
-
-/// Waits for `child` at most `limit`; kills it (and fails) after that.
-fn wait_within(child: &mut Child, limit: Duration) -> (std::process::ExitStatus, Duration) {
-    let t0 = Instant::now();
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return (st, t0.elapsed());
-        }
-        if t0.elapsed() > limit {
-            let _ = child.kill();
-            let out = child.wait_with_output_ref();
-            panic!("still running after {limit:?}: {out}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-trait Drain {
-    fn wait_with_output_ref(&mut self) -> String;
-}
-
-impl Drain for Child {
-    fn wait_with_output_ref(&mut self) -> String {
-        use std::io::Read;
-        let _ = self.wait();
-        let mut s = String::new();
-        if let Some(o) = self.stdout.as_mut() {
-            let _ = o.read_to_string(&mut s);
-        }
-        if let Some(e) = self.stderr.as_mut() {
-            let _ = e.read_to_string(&mut s);
-        }
-        s
-    }
-}
-
 #[test]
 fn sigint_ends_a_server_blocked_in_accept() {
     let script = r#"
@@ -301,7 +143,7 @@ print("accept returned", flush=True); sys.exit(2)
                                                     // SAFETY: signals our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let (st, took) = wait_within(&mut child, Duration::from_secs(1));
-    let rest = child.wait_with_output_ref();
+    let rest = drain(&mut child);
     assert!(st.success() && rest.contains("interrupted"), "{st}: {rest}");
     println!("SIGINT to exit: {took:?}");
 }
@@ -410,7 +252,7 @@ print("main returns", flush=True)
     let (mut child, line) = start_python(script, &[]);
     assert_eq!(line.trim(), "main returns");
     let (st, took) = wait_within(&mut child, Duration::from_secs(1));
-    assert!(st.success(), "{st}: {}", child.wait_with_output_ref());
+    assert!(st.success(), "{st}: {}", drain(&mut child));
     println!("exit with a blocked thread: {took:?}");
 }
 
@@ -427,7 +269,7 @@ s.accept()
     let (mut child, line) = start_python(script, &[]);
     assert_eq!(line.trim(), "exiting");
     let (st, took) = wait_within(&mut child, Duration::from_secs(1));
-    assert!(st.success(), "{st}: {}", child.wait_with_output_ref());
+    assert!(st.success(), "{st}: {}", drain(&mut child));
     println!("exit() from a thread: {took:?}");
 }
 

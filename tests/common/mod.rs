@@ -90,6 +90,7 @@ pub fn kernel_has_net() -> bool {
         })
         .is_ok()
 }
+pub mod hijack;
 pub mod images;
 pub mod netns;
 pub mod wire;

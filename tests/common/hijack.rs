@@ -1,0 +1,176 @@
+//! Running unmodified programs under the hijack (`bin/lkl-hijack.sh` with
+//! the preload library built next to the test binary), and what tests of
+//! hijacked programs share: a tap namespace layout, helper processes,
+//! waiting with a limit.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use super::netns::{Netns, Setup};
+
+/// The system's Python (the pyenv shim would spawn many processes).
+pub const PYTHON: &str = "/usr/bin/python3";
+
+/// The preload library built next to this test binary.
+pub fn library() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let lib = dir.join("liblkl_hijack.so");
+    assert!(
+        lib.exists(),
+        "{} missing: build the workspace first (cargo build --workspace)",
+        lib.display()
+    );
+    lib
+}
+
+/// The launcher.
+pub fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bin/lkl-hijack.sh")
+}
+
+/// `args` under the hijack, with no config from whoever runs the tests
+/// (`envs` may set one), in the temp directory.
+pub fn command(args: &[&str], envs: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(script());
+    cmd.env_remove("LKL_HIJACK_CONFIG_FILE");
+    cmd.args(args).env("LKL_HIJACK_LIB", library());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.current_dir(std::env::temp_dir());
+    cmd
+}
+
+/// Runs `args` under the hijack to the end.
+pub fn hijacked(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    command(args, envs)
+        .output()
+        .expect("run the hijacked program")
+}
+
+/// An exit status and both streams, for assertion messages.
+pub fn show(out: &Output) -> String {
+    format!(
+        "status {}\n--- stdout\n{}--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Runs `script` under the hijack with `envs`; it must succeed and print
+/// `expect`. Returns its stdout.
+pub fn run_python_with(script: &str, expect: &str, envs: &[(&str, &str)]) -> String {
+    let out = hijacked(&[PYTHON, "-c", script], envs);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && stdout.contains(expect),
+        "expected {expect:?}\n{}",
+        show(&out)
+    );
+    stdout
+}
+
+/// Runs `script` under the hijack (loopback only); see [`run_python_with`].
+pub fn run_python(script: &str, expect: &str) -> String {
+    run_python_with(script, expect, &[])
+}
+
+/// Starts `script` under the hijack and waits for its first line.
+pub fn start_python(script: &str, envs: &[(&str, &str)]) -> (Child, String) {
+    let mut child = command(&[PYTHON, "-c", script], envs)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the hijacked python");
+    let mut line = String::new();
+    let stdout = child.stdout.as_mut().expect("piped stdout");
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("first line");
+    (child, line)
+}
+
+/// Waits for `child` at most `limit`; kills it and fails after that.
+pub fn wait_within(child: &mut Child, limit: Duration) -> (ExitStatus, Duration) {
+    let t0 = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().expect("try_wait") {
+            return (st, t0.elapsed());
+        }
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            panic!("still running after {limit:?}: {}", drain(child));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Waits for `child` and returns what is left of its stdout and stderr.
+pub fn drain(child: &mut Child) -> String {
+    let _ = child.wait();
+    let mut s = String::new();
+    if let Some(o) = child.stdout.as_mut() {
+        let _ = o.read_to_string(&mut s);
+    }
+    if let Some(e) = child.stderr.as_mut() {
+        let _ = e.read_to_string(&mut s);
+    }
+    s
+}
+
+/// A helper process, killed on drop.
+pub struct Helper(pub Child);
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Namespace setup: tap0 = 192.168.113.1/24 on the host side (the kernel
+/// takes 192.168.113.2 through a config naming tap0).
+pub fn tap_setup(ns: &Netns) -> Result<(), Setup> {
+    if !Path::new("/dev/net/tun").exists() {
+        return Err(Setup::Skip("no /dev/net/tun".into()));
+    }
+    ns.ip(&["link", "set", "lo", "up"])?;
+    ns.ip(&["tuntap", "add", "dev", "tap0", "mode", "tap"])?;
+    ns.ip(&["addr", "add", "192.168.113.1/24", "dev", "tap0"])?;
+    ns.ip(&["link", "set", "tap0", "up"])?;
+    Ok(())
+}
+
+/// The config for [`tap_setup`]'s tap (offloads as given, e.g. "0x883").
+pub fn tap_config(offload: Option<&str>) -> String {
+    let offload = offload
+        .map(|o| format!(r#","offload":"{o}""#))
+        .unwrap_or_default();
+    format!(
+        r#"{{"interfaces":[{{"type":"tap","param":"tap0","ip":"192.168.113.2","masklen":"24"{offload}}}]}}"#
+    )
+}
+
+/// Waits until something listens on `addr` (10 s at most).
+pub fn wait_for_tcp(addr: &str) {
+    let t0 = Instant::now();
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "{addr} never listened"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// SHA-256 of `data`.
+pub fn sha256(data: &[u8]) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(data).to_vec()
+}
