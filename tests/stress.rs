@@ -84,7 +84,7 @@ fn churn_and_held_over_tap() {
                 "--threads",
                 "64",
                 "--conns",
-                "200",
+                "1000",
                 "--held",
                 "1000",
             ],
