@@ -113,8 +113,11 @@ pub struct Statx {
     pub __spare3: [u64; 9],
 }
 
-/// `struct epoll_event`: 16 bytes in the generic ABI (12, packed, on x86_64).
-#[repr(C)]
+/// `struct epoll_event`: packed to 12 bytes, as on x86_64, because the
+/// kernel is compiled by the host's x86_64 compiler and uapi
+/// linux/eventpoll.h packs it whenever `__x86_64__` is defined
+/// (tests/xlate_kernel.rs checks this against the running kernel).
+#[repr(C, packed)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct EpollEvent {
     pub events: u32,
@@ -347,7 +350,7 @@ mod tests {
     #[test]
     fn generic_layouts() {
         assert_eq!(std::mem::size_of::<Stat>(), 128);
-        assert_eq!(std::mem::size_of::<EpollEvent>(), 16);
+        assert_eq!(std::mem::size_of::<EpollEvent>(), 12);
         assert_eq!(std::mem::size_of::<UtsName>(), 390);
         assert_eq!(std::mem::size_of::<SockAddrIn>(), 16);
         assert_eq!(std::mem::size_of::<IfreqFlags>(), 40);
