@@ -75,25 +75,73 @@ impl BootOptions {
     }
 }
 
-/// Sets the kernel's CLOCK_REALTIME to the host's now: the boot-time read
-/// lags by the boot's duration, and programs compare kernel timestamps
-/// (SO_TIMESTAMP) with the host's clock.
-fn sync_wall_clock() {
-    let mut host = libc::timespec {
+/// Host CLOCK_REALTIME in ns.
+fn host_realtime_ns() -> i128 {
+    let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: a valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut host) };
-    let ts = crate::syscall::abi::Timespec {
-        tv_sec: host.tv_sec,
-        tv_nsec: host.tv_nsec,
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
+}
+
+/// The kernel's CLOCK_REALTIME in ns.
+fn kernel_realtime_ns() -> Option<i128> {
+    let mut ts = crate::syscall::abi::Timespec::default();
+    // SAFETY: a timespec the kernel fills.
+    unsafe {
+        crate::syscall::raw(
+            crate::syscall::nr::CLOCK_GETTIME,
+            [0, &mut ts as *mut _ as i64, 0, 0, 0, 0],
+        )
+    }
+    .ok()?;
+    Some(i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec))
+}
+
+/// Host minus kernel wall clock, read with the kernel's read bracketed by
+/// two host reads; the tightest of a few brackets.
+pub fn wall_clock_offset_ns() -> Option<i128> {
+    let mut best: Option<(i128, i128)> = None;
+    for _ in 0..5 {
+        let h1 = host_realtime_ns();
+        let k = kernel_realtime_ns()?;
+        let h2 = host_realtime_ns();
+        let width = h2 - h1;
+        if best.is_none_or(|(w, _)| width < w) {
+            best = Some((width, (h1 + h2) / 2 - k));
+        }
+    }
+    best.map(|(_, off)| off)
+}
+
+/// Sets the kernel's CLOCK_REALTIME to the host's: the boot-time read lags
+/// by the boot's duration, and programs compare kernel timestamps
+/// (SO_TIMESTAMP, file times) with the host's clock. A plain settime would
+/// be late by however long the call waits for the kernel's CPU, so the
+/// offset is measured with bracketed reads and applied as a relative step
+/// (ADJ_SETOFFSET). Both clocks then advance with the host's monotonic
+/// clock, so they stay together (NTP slews the host's monotonic and wall
+/// clocks alike); a host clock step is not followed.
+fn sync_wall_clock() {
+    let Some(off) = wall_clock_offset_ns() else {
+        return;
     };
-    // SAFETY: a timespec the kernel reads.
+    const ADJ_SETOFFSET: u32 = 0x0100;
+    const ADJ_NANO: u32 = 0x2000;
+    // SAFETY: libc::timex is plain old data (x86_64's struct timex has the
+    // kernel's 64-bit layout); all-zero is valid.
+    let mut tx: libc::timex = unsafe { std::mem::zeroed() };
+    tx.modes = ADJ_SETOFFSET | ADJ_NANO;
+    // The kernel wants 0 <= nsec < 1e9 with the sign carried by seconds.
+    tx.time.tv_sec = off.div_euclid(1_000_000_000) as i64;
+    tx.time.tv_usec = off.rem_euclid(1_000_000_000) as i64;
+    // SAFETY: a struct timex the kernel reads and updates.
     let _ = unsafe {
         crate::syscall::raw(
-            crate::syscall::nr::CLOCK_SETTIME,
-            [0, &ts as *const _ as i64, 0, 0, 0, 0],
+            crate::syscall::nr::CLOCK_ADJTIME,
+            [0, &mut tx as *mut _ as i64, 0, 0, 0, 0],
         )
     };
 }
