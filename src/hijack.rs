@@ -9,7 +9,14 @@
 //! placeholder descriptor, so the two can never collide (fdtable).
 //!
 //! No panic may cross into the program: every export returns -1 and sets
-//! errno on failure, and nothing on a hook path unwraps.
+//! errno on failure, and nothing on a hook path unwraps. Every hook calls
+//! the kernel the same way (call).
+//!
+//! Modules by job: socket and descriptor calls (export, io), mixed
+//! host/kernel readiness for epoll (epoll; poll/select in export,
+//! ppoll/pselect in io), the config's disks (disks) and the file calls
+//! routed by path to them (paths decides, files/dirs/stdio serve; hostfs
+//! finds the real libc file functions).
 //!
 //! Names resolve through the kernel when the config has a `nameserver`
 //! (resolve); host signals interrupt kernel calls and a write to a gone
