@@ -45,6 +45,8 @@ mod ifaddrs;
 mod init;
 #[path = "hijack/io.rs"]
 mod io;
+#[path = "hijack/packet.rs"]
+mod packet;
 #[path = "hijack/paths.rs"]
 mod paths;
 #[path = "hijack/real.rs"]

@@ -110,6 +110,13 @@ lkl() {
 		ip netns exec "$ns" env -u LKL_HIJACK_CONFIG_FILE "$hijack" --config "$cfg" "$@"
 	fi
 }
+# lkl_for SECS NS CONFIG CMD...: lkl with a time limit (timeout stays
+# outside the hijack: a hijacked parent would hold the taps).
+lkl_for() {
+	local secs=$1 ns=$2 cfg=$3
+	shift 3
+	timeout "$secs" ip netns exec "$ns" env -u LKL_HIJACK_CONFIG_FILE "$hijack" --config "$cfg" "$@"
+}
 # tap NS NAME V4 V6: a tap with host addresses, up.
 tap() {
 	ip -n "$1" tuntap add dev "$2" mode tap &&
@@ -207,7 +214,8 @@ p2() {
 	[ -p fifo1 ] || skip "P1 made no fifos"
 	pipe_cfg a.json fifo1 fifo2 "$HOST0" "$HOST0_6" "$MAC1"
 	pipe_cfg b.json fifo2 fifo1 "$LKL0" "$LKL0_6" "$MAC0"
-	lkl "$lo_ns" a.json sleep 10 &
+	# (not through the lkl function: $! must be the process itself)
+	ip netns exec "$lo_ns" "$hijack" --config a.json sleep 10 &
 	local a=$!
 	local rc=0
 	lkl "$lo_ns" b.json "$ping" -c 1 -w 10 "$HOST0" || rc=1
@@ -226,8 +234,11 @@ if [ -c /dev/net/tun ]; then
 	tap "$tap_ns" tap0 "$HOST0" "$HOST0_6" && tap "$tap_ns" tap1 "$HOST1" "$HOST1_6" || tap_ns=
 fi
 if [ -n "$tap_ns" ]; then
-	command -v iperf3 >/dev/null && helper "$tap_ns" iperf3 -s -p $PORT
-	helper "$tap_ns" "$python" "$here/rr.py" server "$HOST0" $((PORT + 1))
+	command -v iperf3 >/dev/null && helper "$tap_ns" iperf3 -s -p $PORT >"$work/iperf3.log" 2>&1
+	helper "$tap_ns" "$python" "$here/rr.py" server "$HOST0" $((PORT + 1)) >/dev/null 2>&1
+	# Once here (a probe per case would be a bogus client for iperf3).
+	(wait_tcp "$tap_ns" "$HOST0" $((PORT + 1))) >/dev/null
+	command -v iperf3 >/dev/null && (wait_tcp "$tap_ns" "$HOST0" $PORT) >/dev/null
 fi
 need_tap() { [ -n "$tap_ns" ] || skip "no /dev/net/tun (or the taps could not be made)"; }
 # tap_cfg FILE [OFFLOAD] [EXTRA interface keys] [EXTRA top-level keys]
@@ -283,7 +294,7 @@ t4() {
 }
 # The host-side servers (started below, in this shell, so that cleanup
 # can stop them).
-iperf_server() { [ -n "$tap_ns" ] && wait_tcp "$tap_ns" "$HOST0" $PORT; }
+iperf_server() { :; }
 # iperf CONFIG [ARGS...]: a 1-second iperf3 from the kernel to the host.
 iperf() {
 	local cfg=$1
@@ -295,7 +306,6 @@ iperf() {
 # host server; 2000 one-byte round trips.
 t5() {
 	need_tap
-	wait_tcp "$tap_ns" "$HOST0" $((PORT + 1))
 	tap_cfg plain.json
 	lkl "$tap_ns" plain.json "$python" "$here/rr.py" client "$HOST0" $((PORT + 1)) 2000
 }
