@@ -24,7 +24,7 @@
 //! kernel's interfaces (ifaddrs). In a forked child the kernel stays with
 //! the parent: inherited kernel descriptors are EBADF, new sockets fail
 //! with ENETDOWN and a one-line message; an exec boots a kernel of its own.
-//! Not yet: getifaddrs, res_* (glibc's resolver API keeps using the host).
+//! Not yet: res_* (glibc's resolver API keeps using the host).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -52,6 +52,8 @@ mod ifaddrs;
 mod init;
 #[path = "hijack/io.rs"]
 mod io;
+#[path = "hijack/packet.rs"]
+mod packet;
 #[path = "hijack/paths.rs"]
 mod paths;
 #[path = "hijack/real.rs"]

@@ -50,6 +50,7 @@ pub unsafe extern "C" fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_
 #[no_mangle]
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
     if fdtable::kernel_fd(fd).is_some() {
+        crate::packet::forget(fd);
         // Out of every epoll first: a member's notifier holds the file.
         crate::epoll::forget_member(fd);
     }
@@ -107,10 +108,17 @@ pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, count: usize) -> i
 /// arguments pass through unchanged.
 macro_rules! fd_hook {
     ($name:ident, $nr:expr, ($($arg:ident: $ty:ty),*) -> $ret:ty) => {
+        fd_hook!(@ #[no_mangle] $name = $name, $nr, ($($arg: $ty),*) -> $ret);
+    };
+    // A hook under another name, for an exported wrapper to call.
+    ($local:ident = $name:ident, $nr:expr, ($($arg:ident: $ty:ty),*) -> $ret:ty) => {
+        fd_hook!(@ $local = $name, $nr, ($($arg: $ty),*) -> $ret);
+    };
+    (@ $(#[$m:meta])? $local:ident = $name:ident, $nr:expr, ($($arg:ident: $ty:ty),*) -> $ret:ty) => {
         /// # Safety
         /// libc's contract for this call.
-        #[no_mangle]
-        pub unsafe extern "C" fn $name(fd: c_int, $($arg: $ty),*) -> $ret {
+        $(#[$m])?
+        pub unsafe extern "C" fn $local(fd: c_int, $($arg: $ty),*) -> $ret {
             if let Some(kfd) = fdtable::kernel_fd(fd) {
                 let mut args = [kfd as i64, 0, 0, 0, 0, 0];
                 let mut _i = 1;
@@ -133,8 +141,47 @@ fd_hook!(sendto, nr::SENDTO, (buf: *const c_void, len: usize, flags: c_int, addr
 fd_hook!(recvfrom, nr::RECVFROM, (buf: *mut c_void, len: usize, flags: c_int, addr: *mut libc::sockaddr, alen: *mut libc::socklen_t) -> isize);
 fd_hook!(sendmsg, nr::SENDMSG, (msg: *const libc::msghdr, flags: c_int) -> isize);
 fd_hook!(recvmsg, nr::RECVMSG, (msg: *mut libc::msghdr, flags: c_int) -> isize);
-fd_hook!(setsockopt, nr::SETSOCKOPT, (level: c_int, name: c_int, val: *const c_void, len: libc::socklen_t) -> c_int);
-fd_hook!(getsockopt, nr::GETSOCKOPT, (level: c_int, name: c_int, val: *mut c_void, len: *mut libc::socklen_t) -> c_int);
+fd_hook!(kernel_setsockopt = setsockopt, nr::SETSOCKOPT, (level: c_int, name: c_int, val: *const c_void, len: libc::socklen_t) -> c_int);
+fd_hook!(kernel_getsockopt = getsockopt, nr::GETSOCKOPT, (level: c_int, name: c_int, val: *mut c_void, len: *mut libc::socklen_t) -> c_int);
+
+/// # Safety
+/// libc's contract for `setsockopt`. Packet-socket rings are emulated
+/// (packet.rs).
+#[no_mangle]
+pub unsafe extern "C" fn setsockopt(
+    fd: c_int,
+    level: c_int,
+    name: c_int,
+    val: *const c_void,
+    len: libc::socklen_t,
+) -> c_int {
+    if level == crate::packet::SOL_PACKET && fdtable::kernel_fd(fd).is_some() {
+        if let Some(r) = crate::packet::setsockopt(fd, level, name, val, len) {
+            return r;
+        }
+    }
+    // SAFETY: same contract.
+    unsafe { kernel_setsockopt(fd, level, name, val, len) }
+}
+
+/// # Safety
+/// libc's contract for `getsockopt`. See `setsockopt`.
+#[no_mangle]
+pub unsafe extern "C" fn getsockopt(
+    fd: c_int,
+    level: c_int,
+    name: c_int,
+    val: *mut c_void,
+    len: *mut libc::socklen_t,
+) -> c_int {
+    if level == crate::packet::SOL_PACKET && fdtable::kernel_fd(fd).is_some() {
+        if let Some(r) = crate::packet::getsockopt(level, name, val) {
+            return r;
+        }
+    }
+    // SAFETY: same contract.
+    unsafe { kernel_getsockopt(fd, level, name, val, len) }
+}
 fd_hook!(getsockname, nr::GETSOCKNAME, (addr: *mut libc::sockaddr, len: *mut libc::socklen_t) -> c_int);
 fd_hook!(getpeername, nr::GETPEERNAME, (addr: *mut libc::sockaddr, len: *mut libc::socklen_t) -> c_int);
 fd_hook!(shutdown, nr::SHUTDOWN, (how: c_int) -> c_int);
@@ -332,9 +379,29 @@ pub unsafe extern "C" fn ioctl(fd: c_int, request: c_ulong, arg: c_ulong) -> c_i
 }
 
 /// # Safety
-/// libc's contract for `poll`.
+/// libc's contract for `poll`. Emulated packet rings among the
+/// descriptors are filled around the wait (packet.rs).
 #[no_mangle]
 pub unsafe extern "C" fn poll(fds: *mut libc::pollfd, nfds: libc::nfds_t, timeout: c_int) -> c_int {
+    if !crate::packet::any() || fds.is_null() || nfds == 0 {
+        // SAFETY: same contract.
+        return unsafe { poll_descriptors(fds, nfds, timeout) };
+    }
+    // SAFETY: the program passes `nfds` pollfds at `fds`.
+    let set = unsafe { std::slice::from_raw_parts_mut(fds, nfds as usize) };
+    let now = crate::packet::before_poll(set);
+    // SAFETY: same contract.
+    let r = unsafe { poll_descriptors(fds, nfds, if now { 0 } else { timeout }) };
+    if r < 0 {
+        return r;
+    }
+    // SAFETY: as above; poll_descriptors has returned.
+    let set = unsafe { std::slice::from_raw_parts_mut(fds, nfds as usize) };
+    r + crate::packet::after_poll(set)
+}
+
+/// `poll` over host and kernel descriptors.
+unsafe fn poll_descriptors(fds: *mut libc::pollfd, nfds: libc::nfds_t, timeout: c_int) -> c_int {
     // SAFETY: the program passes `nfds` pollfds at `fds`.
     let set = if fds.is_null() || nfds == 0 {
         &mut [][..]

@@ -1233,6 +1233,10 @@ macro_rules! mmap_hook {
             off: i64,
         ) -> *mut c_void {
             if flags & libc::MAP_ANONYMOUS == 0 && fdtable::kernel_fd(fd).is_some() {
+                // A packet socket's receive ring is ours to map.
+                if let Some(p) = crate::packet::map(fd, len, off) {
+                    return p;
+                }
                 set_errno(libc::ENODEV);
                 return libc::MAP_FAILED;
             }

@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# The hijack next to the host kernel, in the same run (figures, not a
+# test; numbers on a shared machine are noisy, so both sides run back to
+# back, several rounds, and the best round of each counts):
+#
+#   1. TCP throughput: iperf3 under the hijack (kernel in the process, tap
+#      backend, offloads 0x883) to an iperf3 server on the tap's host side,
+#      against iperf3 between two host namespaces over a veth pair; both
+#      directions. Target: hijack >= 0.5 x veth.
+#   2. TCP request/response latency: a C client doing 1-byte
+#      request/response round trips (TCP_NODELAY) under the hijack to a
+#      host server, against the same client over the veth pair.
+#      Target: hijack <= 1.5 x veth.
+#   3. The hook's cost on a host descriptor: bin/hook-cost.sh (callgrind
+#      instructions). Target: under 100.
+#
+#   bin/hijack-bench.sh [SECONDS] [ROUNDS]     (root; iperf3, cc, valgrind)
+#
+# LKL_BENCH_EXTRA adds top-level config keys, e.g. '"singlecpu":"1",'.
+#
+# Everything runs in namespaces this script creates and deletes; traffic
+# stays inside them.
+set -euo pipefail
+secs=${1:-3}
+rounds=${2:-3}
+here=$(cd "$(dirname "$0")/.." && pwd)
+hijack=$here/bin/lkl-hijack.sh
+lib=${LKL_HIJACK_LIB:-}
+if [ -z "$lib" ]; then
+	for c in "${CARGO_TARGET_DIR:-$here/target}/release/liblkl_hijack.so" "$here/target/release/liblkl_hijack.so"; do
+		if [ -f "$c" ]; then lib=$c; break; fi
+	done
+fi
+[ -n "$lib" ] && [ -f "$lib" ] || { echo "hijack-bench.sh: liblkl_hijack.so not found (cargo build --release --workspace, or set LKL_HIJACK_LIB)" >&2; exit 1; }
+export LKL_HIJACK_LIB=$lib
+for t in iperf3 cc ip; do
+	command -v $t >/dev/null || { echo "hijack-bench.sh: $t is not installed" >&2; exit 1; }
+done
+[ "$(id -u)" = 0 ] || { echo "hijack-bench.sh: needs root (namespaces, taps)" >&2; exit 1; }
+
+work=$(mktemp -d /tmp/hijack-bench.XXXXXX)
+tapns=lkl-$$-btap
+ns1=lkl-$$-bv1
+ns2=lkl-$$-bv2
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	for ns in $tapns $ns1 $ns2; do
+		ip netns del $ns 2>/dev/null || true
+		rm -rf /etc/netns/$ns
+	done
+	rm -rf "$work"
+}
+trap cleanup EXIT
+for ns in $tapns $ns1 $ns2; do
+	ip netns add $ns
+	mkdir -p /etc/netns/$ns
+	echo "nameserver 127.0.0.1" >/etc/netns/$ns/resolv.conf
+	ip -n $ns link set lo up
+done
+# The hijack's side: a tap, host 192.168.113.1, kernel .2.
+ip -n $tapns tuntap add dev tap0 mode tap
+ip -n $tapns addr add 192.168.113.1/24 dev tap0
+ip -n $tapns link set tap0 up
+cat >"$work/tap.json" <<E
+{${LKL_BENCH_EXTRA:-}"interfaces":[{"type":"tap","param":"tap0","ip":"192.168.113.2","masklen":"24","offload":"0x883"}]}
+E
+# The host's side: a veth pair between two namespaces.
+ip link add bveth1 netns $ns1 type veth peer name bveth2 netns $ns2
+ip -n $ns1 addr add 10.9.0.1/24 dev bveth1
+ip -n $ns2 addr add 10.9.0.2/24 dev bveth2
+ip -n $ns1 link set bveth1 up
+ip -n $ns2 link set bveth2 up
+
+# The request/response client and server (C: the least overhead of its own).
+cat >"$work/rr.c" <<'C'
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+static int nodelay(int fd) { int one = 1; return setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); }
+int main(int argc, char **argv)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(atoi(argv[3])) };
+	inet_pton(AF_INET, argv[2], &a.sin_addr);
+	int s = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+	char c = 'x';
+	if (s < 0) { perror("socket"); return 1; }
+	if (!strcmp(argv[1], "server")) {
+		setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+		if (bind(s, (void *)&a, sizeof a) || listen(s, 8)) { perror("bind/listen"); return 1; }
+		for (;;) {
+			int c2 = accept(s, 0, 0);
+			if (c2 < 0) continue;
+			nodelay(c2);
+			while (read(c2, &c, 1) == 1 && write(c2, &c, 1) == 1)
+				;
+			close(c2);
+		}
+	}
+	long n = atol(argv[4]);
+	if (connect(s, (void *)&a, sizeof a)) { perror("connect"); return 1; }
+	nodelay(s);
+	for (int i = 0; i < 1000; i++) /* warm up */
+		if (write(s, &c, 1) != 1 || read(s, &c, 1) != 1) return 1;
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (long i = 0; i < n; i++)
+		if (write(s, &c, 1) != 1 || read(s, &c, 1) != 1) { fprintf(stderr, "short round trip\n"); return 1; }
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	printf("%.2f\n", ((t1.tv_sec - t0.tv_sec) * 1e9 + (t1.tv_nsec - t0.tv_nsec)) / 1e3 / n);
+	return 0;
+}
+C
+cc -O2 -o "$work/rr" "$work/rr.c"
+
+ip netns exec $tapns iperf3 -s -p 5201 >/dev/null 2>&1 &
+pids+=($!)
+ip netns exec $ns1 iperf3 -s -p 5201 >/dev/null 2>&1 &
+pids+=($!)
+ip netns exec $tapns "$work/rr" server 192.168.113.1 5202 &
+pids+=($!)
+ip netns exec $ns1 "$work/rr" server 10.9.0.1 5202 &
+pids+=($!)
+# Until all four listen.
+for i in $(seq 100); do
+	n=$(ip netns exec $tapns ss -ltnH | wc -l)
+	m=$(ip netns exec $ns1 ss -ltnH | wc -l)
+	[ "$n" -ge 2 ] && [ "$m" -ge 2 ] && break
+	sleep 0.05
+done
+
+# gbps JSON-FILE: the receiver's rate in Gbit/s.
+gbps() {
+	/usr/bin/python3 -c '
+import json, sys
+j = json.load(open(sys.argv[1]))
+if "error" in j:
+    sys.exit("iperf3: " + j["error"])
+print("%.2f" % (j["end"]["sum_received"]["bits_per_second"] / 1e9))' "$1"
+}
+hijack_iperf() { ip netns exec $tapns "$hijack" --config "$work/tap.json" iperf3 -J -c 192.168.113.1 -p 5201 -t "$secs" "$@" >"$work/j" && gbps "$work/j"; }
+veth_iperf() { ip netns exec $ns2 iperf3 -J -c 10.9.0.1 -p 5201 -t "$secs" "$@" >"$work/j" && gbps "$work/j"; }
+rr_n=20000
+hijack_rr() { ip netns exec $tapns "$hijack" --config "$work/tap.json" "$work/rr" client 192.168.113.1 5202 $rr_n; }
+veth_rr() { ip netns exec $ns2 "$work/rr" client 10.9.0.1 5202 $rr_n; }
+best_max() { printf '%s\n' "$@" | sort -g | tail -n 1; }
+best_min() { printf '%s\n' "$@" | sort -g | head -n 1; }
+
+echo "hijack-bench: $rounds rounds, iperf3 ${secs}s each, $rr_n round trips; best round counts"
+declare -a hs hr vs vr hl vl
+for r in $(seq "$rounds"); do
+	hs+=("$(hijack_iperf)"); vs+=("$(veth_iperf)")
+	hr+=("$(hijack_iperf -R)"); vr+=("$(veth_iperf -R)")
+	hl+=("$(hijack_rr)"); vl+=("$(veth_rr)")
+	echo "  round $r: send ${hs[-1]}/${vs[-1]} Gbit/s, receive ${hr[-1]}/${vr[-1]} Gbit/s, rr ${hl[-1]}/${vl[-1]} us (hijack/veth)"
+done
+h_s=$(best_max "${hs[@]}") v_s=$(best_max "${vs[@]}")
+h_r=$(best_max "${hr[@]}") v_r=$(best_max "${vr[@]}")
+h_l=$(best_min "${hl[@]}") v_l=$(best_min "${vl[@]}")
+awk -v hs="$h_s" -v vs="$v_s" -v hr="$h_r" -v vr="$v_r" -v hl="$h_l" -v vl="$v_l" 'BEGIN {
+	printf "TCP throughput, program -> peer:  hijack (tap, 0x883) %6.2f Gbit/s   veth %6.2f Gbit/s   ratio %.2f (target >= 0.5)\n", hs, vs, hs / vs
+	printf "TCP throughput, peer -> program:  hijack (tap, 0x883) %6.2f Gbit/s   veth %6.2f Gbit/s   ratio %.2f (target >= 0.5)\n", hr, vr, hr / vr
+	printf "TCP 1-byte request/response:      hijack %6.2f us   veth %6.2f us   ratio %.2f (target <= 1.5)\n", hl, vl, hl / vl
+}'
+if command -v valgrind >/dev/null; then
+	# (LKL_HIJACK_LIB is the launcher's: the library refuses unknown
+	# LKL_HIJACK_* variables, so hook-cost.sh gets the target dir instead)
+	env -u LKL_HIJACK_LIB CARGO_TARGET_DIR="$(dirname "$(dirname "$lib")")" "$here/bin/hook-cost.sh"
+else
+	echo "hook cost: valgrind not installed (apt-get install valgrind), not measured"
+fi

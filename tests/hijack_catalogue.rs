@@ -1,0 +1,39 @@
+//! LKL's hijack-test.sh catalogue and our own additions
+//! (`tests/hijack/run.sh`, TAP output), run against the library built next
+//! to this test binary. Any "not ok" fails the test; every TAP line is
+//! shown.
+
+mod common;
+
+use std::process::Command;
+
+use common::hijack::library;
+
+#[test]
+fn hijack_catalogue() {
+    let runner = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/hijack/run.sh");
+    let out = Command::new("bash")
+        .arg(&runner)
+        .env("LKL_HIJACK_LIB", library())
+        .output()
+        .expect("run tests/hijack/run.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    print!("{stdout}");
+    let failed: Vec<&str> = stdout.lines().filter(|l| l.starts_with("not ok")).collect();
+    let plan = stdout.lines().any(|l| l.starts_with("1.."));
+    assert!(
+        failed.is_empty() && plan && out.status.success(),
+        "catalogue: {} failed ({}), plan line {}\n{}\n--- stderr\n{stderr}",
+        failed.len(),
+        out.status,
+        if plan {
+            "present"
+        } else {
+            "missing (the runner stopped early)"
+        },
+        failed.join("\n")
+    );
+    let skipped = stdout.lines().filter(|l| l.contains("# SKIP")).count();
+    println!("catalogue passed ({skipped} skipped)");
+}
