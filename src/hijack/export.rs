@@ -27,6 +27,9 @@ fn no_real() -> i64 {
 #[no_mangle]
 pub unsafe extern "C" fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
     // AF_UNIX stays on the host: local IPC (and the program's own) keeps working.
+    if !active() && domain != libc::AF_UNIX {
+        crate::init::park_if_exiting();
+    }
     if active() && domain != libc::AF_UNIX {
         if crate::init::forked() {
             crate::init::forked_socket_error();
