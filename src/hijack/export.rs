@@ -338,6 +338,10 @@ pub unsafe extern "C" fn ioctl(fd: c_int, request: c_ulong, arg: c_ulong) -> c_i
 /// libc's contract for `poll`.
 #[no_mangle]
 pub unsafe extern "C" fn poll(fds: *mut libc::pollfd, nfds: libc::nfds_t, timeout: c_int) -> c_int {
+    if crate::io::too_many_fds(nfds) {
+        set_errno(libc::EINVAL);
+        return -1;
+    }
     // SAFETY: the program passes `nfds` pollfds at `fds`.
     let set = if fds.is_null() || nfds == 0 {
         &mut [][..]
