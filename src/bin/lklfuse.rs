@@ -347,8 +347,10 @@ fn main() -> ExitCode {
             drop(parent_end);
             signals::setsid();
             let mut chan = Some(child_end);
+            let told = std::cell::Cell::new(false);
             let mut ready = |r: Result<(), String>| {
                 if let Some(mut c) = chan.take() {
+                    told.set(true);
                     let _ = match r {
                         Ok(()) => c.write_all(b"ok"),
                         Err(e) => c.write_all(e.as_bytes()),
@@ -358,8 +360,13 @@ fn main() -> ExitCode {
             match serve(&args, &mut ready) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    ready(Err(e.clone())); // no-op once told
-                    eprintln!("lklfuse: {e}");
+                    // Before mounting the parent prints it (once); after,
+                    // the parent is gone and this process says it.
+                    let told_before = told.get();
+                    ready(Err(e.clone()));
+                    if told_before {
+                        eprintln!("lklfuse: {e}");
+                    }
                     ExitCode::FAILURE
                 }
             }

@@ -91,12 +91,36 @@ pub fn finish(kernel: Kernel) {
     if paths::routing() {
         crate::files::leave_kernel_cwd();
         for fd in 0..(1 << 16) {
-            if let Some(k) = fdtable::remove(fd) {
+            if let Some(k) = fdtable::retire(fd) {
                 let _ = kcall(nr::CLOSE, [k.into(), 0, 0, 0, 0, 0]);
+            }
+        }
+        // Every other kernel file too: the library's own, and one a thread
+        // opened in a call that was in flight when the exit began (that
+        // thread stops as the call returns, holding the new descriptor).
+        close_all_kernel_fds();
+        for target in paths::mount_points() {
+            // A call still inside the kernel (waiting for the disk) holds
+            // its file until it returns: retry for a while.
+            for attempt in 0..100 {
+                match disk::unmount(&target) {
+                    Ok(()) => break,
+                    Err(_) if attempt < 99 => {
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                        close_all_kernel_fds();
+                    }
+                    // disk::halt tries again (and then detaches it).
+                    Err(_) => break,
+                }
             }
         }
     }
     if let Err(e) = disk::halt(kernel) {
         eprintln!("lkl-hijack: at exit: {e}");
     }
+}
+
+/// Closes every descriptor of the kernel's process.
+fn close_all_kernel_fds() {
+    let _ = kcall(nr::CLOSE_RANGE, [0, i64::from(u32::MAX), 0, 0, 0, 0]);
 }

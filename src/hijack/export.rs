@@ -27,6 +27,9 @@ fn no_real() -> i64 {
 #[no_mangle]
 pub unsafe extern "C" fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
     // AF_UNIX stays on the host: local IPC (and the program's own) keeps working.
+    if !active() && domain != libc::AF_UNIX {
+        crate::init::park_if_exiting();
+    }
     if active() && domain != libc::AF_UNIX {
         if crate::init::forked() {
             crate::init::forked_socket_error();
@@ -383,6 +386,10 @@ pub unsafe extern "C" fn ioctl(fd: c_int, request: c_ulong, arg: c_ulong) -> c_i
 /// descriptors are filled around the wait (packet.rs).
 #[no_mangle]
 pub unsafe extern "C" fn poll(fds: *mut libc::pollfd, nfds: libc::nfds_t, timeout: c_int) -> c_int {
+    if crate::io::too_many_fds(nfds) {
+        set_errno(libc::EINVAL);
+        return -1;
+    }
     if !crate::packet::any() || fds.is_null() || nfds == 0 {
         // SAFETY: same contract.
         return unsafe { poll_descriptors(fds, nfds, timeout) };

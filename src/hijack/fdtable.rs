@@ -186,3 +186,28 @@ pub fn remove(fd: c_int) -> Option<i32> {
         k => Some(k - 1),
     }
 }
+
+/// A kernel descriptor number no kernel file ever has (beyond fs.nr_open):
+/// calls on a retired descriptor get EBADF from the kernel.
+const RETIRED: i32 = i32::MAX - 1;
+
+/// At exit: returns the kernel descriptor behind `fd` for closing, but
+/// leaves `fd` marked as a kernel one (standing for no kernel file), so
+/// another thread's call on it still goes the kernel's way (and stops
+/// there, see `init::park_if_exiting`) instead of reaching the host
+/// placeholder.
+pub fn retire(fd: c_int) -> Option<i32> {
+    let idx = usize::try_from(fd).ok()?;
+    let notifier = NOTIFIER.get(idx)?.swap(0, Ordering::AcqRel);
+    if notifier != 0 {
+        let _ = lkl::syscall::notifier_del(notifier);
+    }
+    match MAP.get(idx)?.swap(RETIRED + 1, Ordering::AcqRel) {
+        0 => {
+            MAP[idx].store(0, Ordering::Release);
+            None
+        }
+        k if k == RETIRED + 1 => None,
+        k => Some(k - 1),
+    }
+}

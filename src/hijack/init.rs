@@ -6,7 +6,7 @@
 //! config's disks are attached before boot and mounted after it (disks.rs).
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use lkl::config::Config;
@@ -45,6 +45,37 @@ static FORKED: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn in_forked_child() {
     FORKED.store(true, Ordering::Release);
+}
+
+/// The thread running the exit path (0: the program is not exiting).
+static EXITING: AtomicI32 = AtomicI32::new(0);
+
+/// Called where a thread is about to use the kernel (or has just come back
+/// from it): while another thread runs the exit path, this thread stops
+/// here for good, as it would stay blocked in its call on the host until
+/// exit_group ends it. It must not see the kernel's descriptors closed,
+/// its disks unmounted or the kernel halted (a blocked call's ESHUTDOWN,
+/// a path that fell back to the host): the program would print errors, or
+/// open a file that keeps a disk from being unmounted. Holds no lock of
+/// ours; `pause` is the host's, so signals are still handled.
+#[inline]
+pub fn park_if_exiting() {
+    let t = EXITING.load(Ordering::Acquire);
+    if t != 0 {
+        park_unless(t);
+    }
+}
+
+#[cold]
+fn park_unless(exiting: i32) {
+    // SAFETY: gettid has no arguments.
+    if unsafe { libc::gettid() } == exiting {
+        return;
+    }
+    loop {
+        // SAFETY: waits for a signal; the process ends around us.
+        unsafe { libc::pause() };
+    }
 }
 
 /// True in a process forked from the one running the kernel.
@@ -234,6 +265,9 @@ extern "C" fn hijack_fini() {
         ACTIVE.store(false, Ordering::Release);
         return;
     }
+    // From here on other threads stop where they meet the kernel.
+    // SAFETY: gettid has no arguments.
+    EXITING.store(unsafe { libc::gettid() }, Ordering::Release);
     if let Some(s) = SETTINGS.get() {
         if active() {
             dump(&s.dump);

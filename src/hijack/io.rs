@@ -437,6 +437,25 @@ fn timeout_of(ts: *const libc::timespec) -> Result<Option<Duration>, i32> {
     Ok(Some(Duration::new(t.tv_sec as u64, t.tv_nsec as u32)))
 }
 
+/// The host's check on poll's `nfds` (more than RLIMIT_NOFILE: EINVAL),
+/// made before anything reads the array.
+pub(crate) fn too_many_fds(nfds: libc::nfds_t) -> bool {
+    nfds > 256 && nfds > host_nofile()
+}
+
+/// The host's RLIMIT_NOFILE (soft).
+fn host_nofile() -> libc::nfds_t {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
+        return libc::nfds_t::MAX;
+    }
+    r.rlim_cur as libc::nfds_t
+}
+
 /// # Safety
 /// libc's contract for `ppoll`.
 #[no_mangle]
@@ -446,6 +465,10 @@ pub unsafe extern "C" fn ppoll(
     ts: *const libc::timespec,
     sigmask: *const libc::sigset_t,
 ) -> c_int {
+    if too_many_fds(nfds) {
+        set_errno(libc::EINVAL);
+        return -1;
+    }
     let set = if fds.is_null() || nfds == 0 {
         &mut [][..]
     } else {

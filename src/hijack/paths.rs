@@ -50,6 +50,18 @@ pub fn set_mounts(points: Vec<String>) {
     let _ = MOUNTS.set(list);
 }
 
+/// The mount points, as given to `set_mounts` (normalised).
+pub fn mount_points() -> Vec<String> {
+    MOUNTS
+        .get()
+        .map(|m| {
+            m.iter()
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// True if some disk is mounted (path routing is on).
 pub fn routing() -> bool {
     MOUNTS.get().is_some_and(|m| !m.is_empty())
@@ -157,7 +169,13 @@ fn kernel(abs: Vec<u8>) -> Route {
 
 /// Where `path`, relative to `dirfd` as for the `*at` calls, goes.
 pub fn route(dirfd: c_int, path: *const c_char) -> Route {
-    if path.is_null() || !active() {
+    if path.is_null() {
+        return Route::Host;
+    }
+    if !active() {
+        // Not while another thread unmounts the disks: the path would
+        // fall back to the host.
+        crate::init::park_if_exiting();
         return Route::Host;
     }
     // SAFETY: the program passes a NUL-terminated path.

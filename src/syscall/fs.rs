@@ -251,7 +251,18 @@ pub fn mount(
     data: Option<&str>,
 ) -> Result<(), Errno> {
     let (s, t, f) = (cpath(source)?, cpath(target)?, cpath(fstype)?);
-    let d = data.map(cpath).transpose()?;
+    // The kernel copies a whole page of options (copy_mount_options, which
+    // on real hardware stops at a fault); here that copy is a plain
+    // memcpy, so the options live in a zero-padded page-sized buffer.
+    let d = data
+        .map(|d| {
+            cpath(d).map(|c| {
+                let mut page = c.into_bytes_with_nul();
+                page.resize(page.len().max(4096), 0);
+                page
+            })
+        })
+        .transpose()?;
     let dp = d.as_ref().map_or(0, |d| p(d.as_ptr()));
     // SAFETY: NUL-terminated strings alive for the call.
     unsafe {
