@@ -16,6 +16,10 @@
 //! to replay a run). The helper code that runs a hijacked program is a
 //! minimal copy of the one in tests/hijack*.rs.
 
+mod common;
+
+use common::hijack::{library, PYTHON};
+use common::images::Scratch;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -24,42 +28,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-const PYTHON: &str = "/usr/bin/python3";
 const CPFROMFS: &str = env!("CARGO_BIN_EXE_cpfromfs");
-
-/// The preload library built next to this test binary.
-fn library() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let lib = dir.join("liblkl_hijack.so");
-    assert!(
-        lib.exists(),
-        "{} missing: build the workspace first (cargo build --workspace)",
-        lib.display()
-    );
-    lib
-}
-
-/// A scratch directory, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Scratch {
-        let d = std::env::temp_dir().join(format!("lkl-dur-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        Scratch(d)
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A small deterministic generator (xorshift64*), so a failing run can be
 /// replayed from its printed seed.

@@ -11,6 +11,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::hijack::*;
+use common::images::Scratch;
 use common::netns::{in_netns, Setup};
 use sha2::{Digest, Sha256};
 
@@ -30,27 +31,6 @@ fn hijacked(config: &Path, args: &[&str]) -> Output {
     hijacked_cmd(config, args)
         .output()
         .expect("run the hijacked program")
-}
-
-/// A fresh directory for one test, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!("lkl-hf-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// An ext4 image of `mb` MiB, or None (printed) if mkfs.ext4 is missing.
@@ -204,7 +184,7 @@ print("files ok")
 
 #[test]
 fn python_files_on_a_disk() {
-    let t = TempDir::new("py");
+    let t = Scratch::new("py");
     let image = t.path("fs.img");
     if ext4_image(&image, 64).is_none() {
         return;
@@ -292,7 +272,7 @@ fn python_files_on_a_disk() {
 
 #[test]
 fn read_only_disk_refuses_writes() {
-    let t = TempDir::new("ro");
+    let t = Scratch::new("ro");
     let image = t.path("fs.img");
     if ext4_image(&image, 32).is_none() {
         return;
@@ -337,7 +317,7 @@ print("erofs ok")
 
 #[test]
 fn bad_disk_config_stops_before_main() {
-    let t = TempDir::new("bad");
+    let t = Scratch::new("bad");
     let image = t.path("fs.img");
     if ext4_image(&image, 32).is_none() {
         return;
@@ -403,7 +383,7 @@ fn http_server_serves_its_root_from_the_image() {
             Ok(())
         },
         || {
-            let t = TempDir::new("http");
+            let t = Scratch::new("http");
             let image = t.path("fs.img");
             if ext4_image(&image, 64).is_none() {
                 return;
