@@ -444,105 +444,9 @@ unsafe fn poll_descriptors(fds: *mut libc::pollfd, nfds: libc::nfds_t, timeout: 
         return r as c_int;
     }
     // Host and kernel descriptors together, without a thread or a polling
-    // loop: each kernel descriptor's placeholder eventfd is bumped by a
-    // kernel notifier, and we follow drain -> harvest -> block.
-    for p in set.iter() {
-        if let Err(e) = fdtable::ensure_notifier(p.fd) {
-            set_errno(e);
-            return -1;
-        }
-    }
-    let Some(real_poll) = real().poll else {
-        return no_real() as c_int;
-    };
-    let deadline = (timeout > 0)
-        .then(|| std::time::Instant::now() + std::time::Duration::from_millis(timeout as u64));
-    let mut kset: Vec<libc::pollfd> = Vec::with_capacity(kernel);
-    let mut hset: Vec<libc::pollfd> = set
-        .iter()
-        .map(|p| libc::pollfd {
-            fd: p.fd,
-            events: p.events,
-            revents: 0,
-        })
-        .collect();
-    loop {
-        // 1. drain the placeholders
-        for p in set.iter() {
-            if fdtable::kernel_fd(p.fd).is_some() {
-                fdtable::drain(p.fd);
-            }
-        }
-        // 2. harvest both sides without blocking
-        kset.clear();
-        kset.extend(set.iter().filter_map(|p| {
-            fdtable::kernel_fd(p.fd).map(|k| libc::pollfd {
-                fd: k,
-                events: p.events,
-                revents: 0,
-            })
-        }));
-        let zero = lkl::syscall::abi::Timespec::default();
-        let kr = kcall(
-            nr::PPOLL,
-            [
-                p!(kset.as_mut_ptr()),
-                kset.len() as i64,
-                p!(&zero as *const _),
-                0,
-                8,
-                0,
-            ],
-        );
-        if kr < 0 {
-            return -1;
-        }
-        let mut ready = 0;
-        let mut ki = 0;
-        for (p, h) in set.iter_mut().zip(hset.iter_mut()) {
-            if fdtable::kernel_fd(p.fd).is_some() {
-                p.revents = kset[ki].revents;
-                ki += 1;
-            } else {
-                let mut one = libc::pollfd {
-                    fd: p.fd,
-                    events: p.events,
-                    revents: 0,
-                };
-                // SAFETY: one pollfd on the stack, zero timeout.
-                unsafe { real_poll(&mut one, 1, 0) };
-                p.revents = one.revents;
-            }
-            if p.revents != 0 {
-                ready += 1;
-            }
-            // 3. what to block on: kernel entries wait on their placeholder.
-            h.events = if fdtable::kernel_fd(p.fd).is_some() {
-                libc::POLLIN
-            } else {
-                p.events
-            };
-            h.revents = 0;
-        }
-        if ready > 0 || timeout == 0 {
-            return ready;
-        }
-        let wait = match deadline {
-            None => -1,
-            Some(d) => {
-                let left = d.saturating_duration_since(std::time::Instant::now());
-                if left.is_zero() {
-                    return 0;
-                }
-                left.as_millis().min(i32::MAX as u128) as c_int
-            }
-        };
-        // SAFETY: our own pollfd array.
-        let r = unsafe { real_poll(hset.as_mut_ptr(), hset.len() as libc::nfds_t, wait) };
-        if r < 0 {
-            return -1;
-        }
-    }
+    // loop (io::wait: drain the placeholders, harvest both sides, block).
+    let t = (timeout >= 0).then(|| std::time::Duration::from_millis(timeout as u64));
+    crate::io::wait(set, t, std::ptr::null())
 }
 
 /// # Safety
@@ -556,29 +460,7 @@ pub unsafe extern "C" fn select(
     timeout: *mut libc::timeval,
 ) -> c_int {
     let nfds = nfds.clamp(0, libc::FD_SETSIZE as c_int);
-    // SAFETY: FD_ISSET on the program's sets, for numbers below nfds.
-    let member =
-        |set: *mut libc::fd_set, fd: c_int| !set.is_null() && unsafe { libc::FD_ISSET(fd, set) };
-    let mut list: Vec<libc::pollfd> = Vec::new();
-    for fd in 0..nfds {
-        let mut events = 0;
-        if member(readfds, fd) {
-            events |= libc::POLLIN;
-        }
-        if member(writefds, fd) {
-            events |= libc::POLLOUT;
-        }
-        if member(exceptfds, fd) {
-            events |= libc::POLLPRI;
-        }
-        if events != 0 {
-            list.push(libc::pollfd {
-                fd,
-                events,
-                revents: 0,
-            });
-        }
-    }
+    let mut list = crate::io::fdsets_to_pollfds(nfds, readfds, writefds, exceptfds);
     if !list.iter().any(|p| fdtable::kernel_fd(p.fd).is_some()) {
         return match real().select {
             // SAFETY: the real function with the program's arguments.
@@ -586,52 +468,25 @@ pub unsafe extern "C" fn select(
             None => no_real() as c_int,
         };
     }
-    let ms = if timeout.is_null() {
-        -1
+    let t = if timeout.is_null() {
+        None
     } else {
         // SAFETY: the program's timeval.
-        let tv = unsafe { &*timeout };
-        let us = tv
-            .tv_sec
-            .saturating_mul(1_000_000)
-            .saturating_add(tv.tv_usec)
-            .max(0);
-        (us.saturating_add(999) / 1000).min(i64::from(i32::MAX)) as c_int
+        let tv = unsafe { timeout.read() };
+        if tv.tv_sec < 0 || !(0..1_000_000).contains(&tv.tv_usec) {
+            set_errno(libc::EINVAL);
+            return -1;
+        }
+        Some(std::time::Duration::new(tv.tv_sec as u64, tv.tv_usec as u32 * 1000))
     };
     let start = std::time::Instant::now();
-    // SAFETY: our own pollfd array; poll is our hook, which sorts host from kernel.
-    let r = unsafe { poll(list.as_mut_ptr(), list.len() as libc::nfds_t, ms) };
-    if r < 0 {
+    if crate::io::wait(&mut list, t, std::ptr::null()) < 0 {
         return -1;
     }
-    for set in [readfds, writefds, exceptfds] {
-        if !set.is_null() {
-            // SAFETY: clears the program's set.
-            unsafe { libc::FD_ZERO(set) };
-        }
-    }
-    let mut count = 0;
-    for p in &list {
-        let marks = [
-            (
-                readfds,
-                libc::POLLIN | libc::POLLHUP | libc::POLLERR,
-                libc::POLLIN,
-            ),
-            (writefds, libc::POLLOUT | libc::POLLERR, libc::POLLOUT),
-            (exceptfds, libc::POLLPRI, libc::POLLPRI),
-        ];
-        for (set, ready, asked) in marks {
-            if !set.is_null() && p.events & asked != 0 && p.revents & ready != 0 {
-                // SAFETY: sets a number below nfds in the program's set.
-                unsafe { libc::FD_SET(p.fd, set) };
-                count += 1;
-            }
-        }
-    }
-    if !timeout.is_null() && ms >= 0 {
+    let count = crate::io::pollfds_to_fdsets(&list, readfds, writefds, exceptfds);
+    if let Some(t) = t {
         // Linux's select leaves the time not slept in *timeout.
-        let left = std::time::Duration::from_millis(ms as u64).saturating_sub(start.elapsed());
+        let left = t.saturating_sub(start.elapsed());
         // SAFETY: the program's timeval.
         unsafe {
             (*timeout).tv_sec = left.as_secs() as libc::time_t;

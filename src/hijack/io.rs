@@ -299,7 +299,7 @@ pub unsafe extern "C" fn splice(
 /// host entries are polled with a zero timeout, and only then does the
 /// host ppoll block, on the host entries and the placeholders, with
 /// `sigmask` in force for the blocking step alone.
-fn wait(
+pub(crate) fn wait(
     set: &mut [libc::pollfd],
     timeout: Option<Duration>,
     sigmask: *const libc::sigset_t,
@@ -529,28 +529,7 @@ pub unsafe extern "C" fn pselect(
         return -1;
     }
     let nfds = nfds.min(libc::FD_SETSIZE as c_int);
-    // SAFETY: FD_ISSET on the program's sets, below nfds.
-    let member = |s: *mut libc::fd_set, fd: c_int| !s.is_null() && unsafe { libc::FD_ISSET(fd, s) };
-    let mut list: Vec<libc::pollfd> = Vec::new();
-    for fd in 0..nfds {
-        let mut events = 0;
-        if member(readfds, fd) {
-            events |= libc::POLLIN;
-        }
-        if member(writefds, fd) {
-            events |= libc::POLLOUT;
-        }
-        if member(exceptfds, fd) {
-            events |= libc::POLLPRI;
-        }
-        if events != 0 {
-            list.push(libc::pollfd {
-                fd,
-                events,
-                revents: 0,
-            });
-        }
-    }
+    let mut list = fdsets_to_pollfds(nfds, readfds, writefds, exceptfds);
     if !list.iter().any(|p| fdtable::kernel_fd(p.fd).is_some()) {
         let copy = (!ts.is_null()).then(|| {
             // SAFETY: the program's timespec.
@@ -586,6 +565,53 @@ pub unsafe extern "C" fn pselect(
     if wait(&mut list, t, sigmask) < 0 {
         return -1;
     }
+    pollfds_to_fdsets(&list, readfds, writefds, exceptfds)
+}
+
+/// The pollfd list select and pselect wait on: one entry per descriptor
+/// below `nfds` in any of the program's sets.
+pub(crate) fn fdsets_to_pollfds(
+    nfds: c_int,
+    readfds: *mut libc::fd_set,
+    writefds: *mut libc::fd_set,
+    exceptfds: *mut libc::fd_set,
+) -> Vec<libc::pollfd> {
+    // SAFETY: FD_ISSET on the program's sets, for numbers below nfds
+    // (at most FD_SETSIZE, checked by the callers).
+    let member = |s: *mut libc::fd_set, fd: c_int| !s.is_null() && unsafe { libc::FD_ISSET(fd, s) };
+    (0..nfds)
+        .filter_map(|fd| {
+            let mut events = 0;
+            if member(readfds, fd) {
+                events |= libc::POLLIN;
+            }
+            if member(writefds, fd) {
+                events |= libc::POLLOUT;
+            }
+            if member(exceptfds, fd) {
+                events |= libc::POLLPRI;
+            }
+            (events != 0).then_some(libc::pollfd {
+                fd,
+                events,
+                revents: 0,
+            })
+        })
+        .collect()
+}
+
+/// Writes a finished wait back into the program's sets as select does and
+/// returns the number of bits set, or -1 (EBADF) for a closed descriptor.
+pub(crate) fn pollfds_to_fdsets(
+    list: &[libc::pollfd],
+    readfds: *mut libc::fd_set,
+    writefds: *mut libc::fd_set,
+    exceptfds: *mut libc::fd_set,
+) -> c_int {
+    if list.iter().any(|p| p.revents & libc::POLLNVAL != 0) {
+        set_errno(libc::EBADF);
+        return -1;
+    }
     for s in [readfds, writefds, exceptfds] {
         if !s.is_null() {
             // SAFETY: clears the program's set.
@@ -593,12 +619,7 @@ pub unsafe extern "C" fn pselect(
         }
     }
     let mut count = 0;
-    for p in &list {
-        let nval = p.revents & libc::POLLNVAL != 0;
-        if nval {
-            set_errno(libc::EBADF);
-            return -1;
-        }
+    for p in list {
         for (s, ready, asked) in [
             (
                 readfds,
