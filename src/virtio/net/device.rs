@@ -31,7 +31,7 @@
 
 use std::io::{IoSlice, IoSliceMut, Read, Write};
 use std::mem;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
 use serde::Serialize;
@@ -289,6 +289,7 @@ impl VirtioDevice for Net {
         let handler = NetHandler {
             core: core.clone(),
             interrupt: interrupt.clone(),
+            wanted: None,
         };
         match Worker::spawn("virtio-net", handler) {
             Ok(worker) => {
@@ -402,22 +403,37 @@ fn raise(interrupt: &Interrupt, irq: bool, reset: bool) {
     }
 }
 
+/// The fds a worker waits on (notifications, and the backend if wanted).
+#[derive(Clone, Copy)]
+struct Wanted {
+    fds: [(RawFd, u32, Interest); 3],
+    len: usize,
+}
+
 /// The worker thread's handler: the state is shared with
 /// [`transmit_inline`]; the interrupt is raised after the lock is let go
 /// (raising it may run the kernel on this thread, which may notify).
+///
+/// What to wait on is taken under the same lock as the work, so that the
+/// wait does not lock again: that contended with the transmit of the reply
+/// that the interrupt had just woken up. It cannot go stale: only the
+/// worker changes the receive side, and a transmit notification that
+/// leaves work (a frame waiting for `POLLOUT`) also writes the eventfd.
 struct NetHandler {
     core: Arc<Mutex<NetWorker>>,
     interrupt: Arc<Interrupt>,
+    wanted: Option<Wanted>,
 }
 
 impl NetHandler {
-    fn with<R>(&mut self, f: impl FnOnce(&mut NetWorker) -> R) -> R {
-        let mut w: MutexGuard<'_, NetWorker> = self.core.lock().unwrap_or_else(|e| e.into_inner());
-        let r = f(&mut w);
+    fn with(&mut self, f: impl FnOnce(&mut NetWorker)) {
+        let mut w: MutexGuard<'_, NetWorker> =
+            self.core.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut w);
+        self.wanted = Some(w.interest());
         let (irq, reset) = w.take_interrupts();
         drop(w);
         raise(&self.interrupt, irq, reset);
-        r
     }
 }
 
@@ -427,7 +443,14 @@ impl EventHandler for NetHandler {
     }
 
     fn interest(&mut self, set: &mut PollSet) {
-        self.with(|w| w.interest(set));
+        if self.wanted.is_none() {
+            self.with(|_| {});
+        }
+        if let Some(wanted) = self.wanted.take() {
+            for &(fd, token, interest) in &wanted.fds[..wanted.len] {
+                set.add(fd, token, interest);
+            }
+        }
     }
 
     fn ready(&mut self, token: u32, r: Readiness) {
@@ -904,18 +927,25 @@ impl NetWorker {
         self.process_rx();
     }
 
-    fn interest(&mut self, set: &mut PollSet) {
-        set.add(self.notify[RX_INDEX].as_raw_fd(), RX_NOTIFY, Interest::READ);
-        set.add(self.notify[TX_INDEX].as_raw_fd(), TX_NOTIFY, Interest::READ);
+    /// The fds to wait on next, with their tokens.
+    fn interest(&self) -> Wanted {
+        let mut wanted = Wanted {
+            fds: [(0, 0, Interest::default()); 3],
+            len: 2,
+        };
+        wanted.fds[0] = (self.notify[RX_INDEX].as_raw_fd(), RX_NOTIFY, Interest::READ);
+        wanted.fds[1] = (self.notify[TX_INDEX].as_raw_fd(), TX_NOTIFY, Interest::READ);
         if !self.backend_dead {
             let interest = Interest {
                 read: self.rx_frame.is_none() && !self.rx_starved && !self.rx.is_broken(),
                 write: self.tx_pending.is_some(),
             };
             if interest.read || interest.write {
-                set.add(self.backend.as_raw_fd(), BACKEND, interest);
+                wanted.fds[2] = (self.backend.as_raw_fd(), BACKEND, interest);
+                wanted.len = 3;
             }
         }
+        wanted
     }
 
     fn ready(&mut self, token: u32, r: Readiness) {
