@@ -427,8 +427,7 @@ struct NetHandler {
 
 impl NetHandler {
     fn with(&mut self, f: impl FnOnce(&mut NetWorker)) {
-        let mut w: MutexGuard<'_, NetWorker> =
-            self.core.lock().unwrap_or_else(|e| e.into_inner());
+        let mut w: MutexGuard<'_, NetWorker> = self.core.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut w);
         self.wanted = Some(w.interest());
         let (irq, reset) = w.take_interrupts();
