@@ -284,6 +284,7 @@ impl VirtioDevice for Net {
             broken_reported: false,
             irq_due: false,
             reset_due: false,
+            rx_resume: false,
         };
         let core = Arc::new(Mutex::new(worker));
         let handler = NetHandler {
@@ -362,6 +363,11 @@ impl VirtioDevice for Net {
         }
     }
 }
+
+/// Frames up to this long (header included) get their interrupt before the
+/// next read when they are the first of a wake-up: a stream's full-sized
+/// frames keep one interrupt per batch.
+const EARLY_IRQ_MAX_LEN: usize = 512;
 
 /// Frames sent from a transmit notification before the rest is left to the
 /// worker: a request/response exchange sends one or two, a stream more
@@ -453,7 +459,15 @@ impl EventHandler for NetHandler {
     }
 
     fn ready(&mut self, token: u32, r: Readiness) {
-        self.with(|w| w.ready(token, r));
+        let mut again = false;
+        self.with(|w| {
+            w.ready(token, r);
+            again = mem::take(&mut w.rx_resume);
+        });
+        if again {
+            // The interrupt for the first frame is out: read the rest.
+            self.with(|w| w.process_rx(false));
+        }
     }
 }
 
@@ -513,6 +527,8 @@ struct NetWorker {
     irq_due: bool,
     /// `DEVICE_NEEDS_RESET` to report once the lock is released.
     reset_due: bool,
+    /// `process_rx` stopped early to raise an interrupt: call it again.
+    rx_resume: bool,
 }
 
 impl NetWorker {
@@ -685,13 +701,19 @@ impl NetWorker {
     fn process_rx_queue_event(&mut self) {
         let _ = self.notify[RX_INDEX].drain();
         self.rx_starved = false;
-        self.process_rx();
+        self.process_rx(false);
     }
 
-    fn process_rx(&mut self) {
+    /// Delivers what the backend has. With `early_irq`, a first small
+    /// frame (a request, an ACK) that the driver wants an interrupt for
+    /// stops the loop with `rx_resume` set, so that the interrupt goes out
+    /// before the read that finds the backend empty (a syscall on every
+    /// request's path); the caller raises it and calls again without.
+    fn process_rx(&mut self, early_irq: bool) {
         if self.rx.is_broken() {
             return;
         }
+        let mut first = early_irq;
         // Notifications of new receive buffers matter only once we run out
         // (then `enable_notification` below re-arms them and re-checks).
         let _ = self.rx.disable_notification();
@@ -713,6 +735,14 @@ impl NetWorker {
                 }
             };
             match self.deliver(len) {
+                Delivery::Done if mem::take(&mut first) && len <= EARLY_IRQ_MAX_LEN => {
+                    self.rx_frame = None;
+                    self.signal_used(RX_INDEX);
+                    if self.irq_due {
+                        self.rx_resume = true;
+                        return;
+                    }
+                }
                 Delivery::Done | Delivery::Dropped => self.rx_frame = None,
                 Delivery::NoBuffers => match self.rx.enable_notification() {
                     Ok(true) => continue,
@@ -902,7 +932,7 @@ impl NetWorker {
 
     fn process_backend_event(&mut self, r: Readiness) {
         if r.readable {
-            self.process_rx();
+            self.process_rx(true);
         }
         if r.writable {
             self.process_tx(usize::MAX);
@@ -923,7 +953,7 @@ impl NetWorker {
     fn start(&mut self) {
         // Buffers queued before DRIVER_OK got no notification we acted on.
         self.process_tx(usize::MAX);
-        self.process_rx();
+        self.process_rx(false);
     }
 
     /// The fds to wait on next, with their tokens.
