@@ -373,6 +373,11 @@ const EARLY_IRQ_MAX_LEN: usize = 512;
 /// worker: a request/response exchange sends one or two, a stream more
 /// (whose copies and backend writes then stay off the kernel's CPU).
 const TX_INLINE_BUDGET: usize = 4;
+/// Longer chains (header included) are left to the worker: a segmentation
+/// offload frame of a stream costs the kernel's CPU a 64 KiB copy and the
+/// host's segmentation, which the worker does in parallel (inline, upload
+/// throughput fell from 41 to 33 Gbit/s).
+const TX_INLINE_MAX_LEN: usize = 2048;
 
 fn into_inner(m: Mutex<NetWorker>) -> NetWorker {
     // A panic while locked leaves the state as it was between two frames.
@@ -392,7 +397,7 @@ fn transmit_inline(core: &Mutex<NetWorker>, interrupt: &Interrupt) -> bool {
         Err(TryLockError::WouldBlock) => return false,
         Err(TryLockError::Poisoned(e)) => e.into_inner(),
     };
-    let done = w.process_tx(TX_INLINE_BUDGET);
+    let done = w.process_tx_upto(TX_INLINE_BUDGET, TX_INLINE_MAX_LEN);
     let tx_pending = w.tx_pending.is_some();
     let (irq, reset) = w.take_interrupts();
     drop(w);
@@ -568,6 +573,12 @@ impl NetWorker {
     /// queue was drained (notifications re-enabled), false if frames are
     /// left (notifications stay off: the caller hands them to the worker).
     fn process_tx(&mut self, budget: usize) -> bool {
+        self.process_tx_upto(budget, usize::MAX)
+    }
+
+    /// [`process_tx`](Self::process_tx), stopping (as for the budget)
+    /// before a chain longer than `max_len`.
+    fn process_tx_upto(&mut self, budget: usize, max_len: usize) -> bool {
         // Driver notifications are not needed while we drain the queue
         // (re-enabled, with a re-check, before we sleep).
         let _ = self.tx.disable_notification();
@@ -582,6 +593,11 @@ impl NetWorker {
             let frame = match self.tx_pending.take() {
                 Some(f) => f,
                 None => match self.tx.pop() {
+                    Some(chain) if chain.readable_len() as usize > max_len => {
+                        self.tx.undo_pop();
+                        drained = false;
+                        break;
+                    }
                     Some(chain) => match self.load_tx_frame(&chain) {
                         Some(f) => f,
                         None => {
@@ -1629,6 +1645,31 @@ mod tests {
         assert_eq!(h.txq.pop_used(), Some((u32::from(head), 0)));
         assert_eq!(h.take_interrupt() & INT_USED_RING, INT_USED_RING);
         assert_eq!(h.peer_recv(), f);
+    }
+
+    #[test]
+    fn long_transmit_is_left_to_the_worker() {
+        let mut h = harness(0, false, |f| f);
+        let small = frame(60, 1);
+        let long = frame(TX_INLINE_MAX_LEN, 2);
+        for f in [&small, &long, &small] {
+            let hd = h.alloc(12);
+            h.mem
+                .write(hd, &VirtioNetHdr::default().to_bytes())
+                .unwrap();
+            let d = h.alloc(f.len() as u32);
+            h.mem.write(d, f).unwrap();
+            h.txq
+                .add_chain(&[Buf::r(hd, 12), Buf::r(d, f.len() as u32)]);
+        }
+        write32(&mut h.t, regs::QUEUE_NOTIFY, 1);
+        // In order, the first inline, the rest by the worker.
+        for f in [&small, &long, &small] {
+            assert_eq!(&h.peer_recv(), f);
+        }
+        for _ in 0..3 {
+            h.wait_tx_used();
+        }
     }
 
     #[test]
