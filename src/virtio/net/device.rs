@@ -277,6 +277,7 @@ impl VirtioDevice for Net {
             rx_frame: None,
             rx_chains: Vec::new(),
             rx_room: 0,
+            rx_used: Vec::new(),
             rx_starved: false,
             tx_buf: vec![0; FRAME_BUF_LEN],
             tx_pending: None,
@@ -521,6 +522,8 @@ struct NetWorker {
     /// Mergeable buffers popped for `rx_frame`, and their room.
     rx_chains: Vec<DescriptorChain>,
     rx_room: usize,
+    /// The used elements of one mergeable frame (reused).
+    rx_used: Vec<(u16, u32)>,
     /// The driver had no buffer: stop reading the backend until it
     /// notifies the receive queue.
     rx_starved: bool,
@@ -924,23 +927,23 @@ impl NetWorker {
             self.rx_room += c.writable_len() as usize;
             self.rx_chains.push(c);
         }
-        let chains = mem::take(&mut self.rx_chains);
         self.rx_room = 0;
         // At most a queue's worth of chains (checked above): fits a u16.
-        hdr.num_buffers = chains.len() as u16;
+        hdr.num_buffers = self.rx_chains.len() as u16;
         self.rx_buf[..VNET_HDR_LEN].copy_from_slice(&hdr.to_bytes());
         let mut pos = 0;
-        let mut used = Vec::with_capacity(chains.len());
-        for c in &chains {
+        // Both vectors keep their allocation from frame to frame.
+        self.rx_used.clear();
+        for c in self.rx_chains.drain(..) {
             let mut w = c.writer(&self.mem);
             let n = w.write(&self.rx_buf[pos..len]).unwrap_or_else(|_| {
                 self.metrics.rx_fails.inc();
                 w.written()
             });
             pos += n;
-            used.push((c.head(), n as u32));
+            self.rx_used.push((c.head(), n as u32));
         }
-        if self.rx.add_used_batch(&used).is_err() {
+        if self.rx.add_used_batch(&self.rx_used).is_err() {
             self.metrics.event_fails.inc();
         }
         Delivery::Done
