@@ -1,7 +1,7 @@
 //! net-bench: the kernel's network path against the host kernel's, measured
 //! in the same run. Prints figures; asserts nothing.
 //!
-//! Usage: net-bench [--quick | --rr N]
+//! Usage: net-bench [--quick | --rr N | --idle]
 //!
 //! - **lkl over tap**: the kernel (through the Rust API) on a virtio-net
 //!   device whose backend is a tap, talking to a host socket on the tap's
@@ -23,6 +23,10 @@
 //! times, alternating a veth child and an lkl child (offload 0x883), and
 //! prints each pair's ratio and the medians and ranges: on a shared,
 //! noisy machine one pair of figures says little.
+//!
+//! `--idle` boots the kernel on the tap, configures it, exchanges a few
+//! round trips, then measures the CPU time the whole process uses over
+//! 5 s with no traffic: it must be about 0 (no busy polling anywhere).
 //!
 //! Needs root (it makes network namespaces); without it, it says it skips
 //! and exits 0. Every interface is in a namespace this program creates
@@ -59,7 +63,7 @@ const CHUNK: usize = 128 << 10;
 /// Batches of round trips in one latency figure.
 const RR_BATCHES: usize = 10;
 /// The command line.
-const USAGE: &str = "usage: net-bench [--quick | --rr N]";
+const USAGE: &str = "usage: net-bench [--quick | --rr N | --idle]";
 /// What a child prints when the kernel has no networking.
 const NO_NET: &str = "no-networking";
 
@@ -106,8 +110,9 @@ fn main() -> ExitCode {
             let one_cpu = arg(5) == "one-cpu";
             // `rr-all-cpus`: the round trip alone, on every CPU (--rr).
             let rr_only = one_cpu || arg(5) == "rr-all-cpus";
+            let idle = arg(5) == "idle";
             Some(if arg(1) == "--child-lkl" {
-                child_lkl(arg(2), arg(3), size, one_cpu, rr_only)
+                child_lkl(arg(2), arg(3), size, one_cpu, rr_only || idle, idle)
             } else {
                 child_veth(arg(2), arg(3), size, one_cpu, rr_only)
             })
@@ -136,6 +141,7 @@ fn main() -> ExitCode {
             }
         },
         ("--quick", "") if args.len() == 2 => run(true),
+        ("--idle", "") if args.len() == 2 => run_idle(),
         ("", "") => run(false),
         _ => {
             eprintln!("net-bench: bad arguments {:?}\n{USAGE}", &args[1..]);
@@ -496,6 +502,71 @@ fn run(quick: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// `--idle`: the CPU the process uses while nothing flows.
+fn run_idle() -> Result<(), String> {
+    if let Some(why) = missing_privilege() {
+        println!("net-bench: skipped ({why})");
+        return Ok(());
+    }
+    remove_stale_namespaces();
+    let tap_ns = Netns::create("tap")?;
+    tap_ns.ip(&["tuntap", "add", "dev", "tap0", "mode", "tap", "vnet_hdr"])?;
+    tap_ns.ip(&["addr", "add", &format!("{TAP_HOST}/24"), "dev", "tap0"])?;
+    tap_ns.ip(&["link", "set", "tap0", "up"])?;
+    let out = run_child(
+        &["--child-lkl", &tap_ns.name, "0x883", "quick", "idle"],
+        Duration::from_secs(60),
+    )?;
+    let ms = field(&out, "idle_cpu_ms ").ok_or_else(|| format!("the idle child said: {out}"))?;
+    println!(
+        "net-bench --idle: {ms:.1} ms of CPU in {IDLE_SECS} s with the kernel up on a tap \
+         and a connection open, no traffic ({:.2}% of one CPU)",
+        ms / (IDLE_SECS as f64 * 10.0)
+    );
+    Ok(())
+}
+
+/// How long `--idle` measures.
+const IDLE_SECS: u64 = 5;
+
+/// CPU time (user + system) of this process so far, in ms.
+fn process_cpu_ms() -> f64 {
+    let stat = fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which ends with the last ')').
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13
+    // after the name.
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|&i| f.get(i).and_then(|v| v.parse::<f64>().ok()))
+        .sum();
+    // SAFETY: sysconf only reads a configuration value.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    ticks * 1000.0 / hz
+}
+
+/// A few round trips (so every path ran), then [`IDLE_SECS`] of nothing
+/// with the connection open; prints `idle_cpu_ms`.
+fn measure_idle(listener: &TcpListener, dial: Dial) -> Result<(), String> {
+    let (mut d, mut l) = connect(listener, dial)?;
+    let mut b = [1u8; 1];
+    for _ in 0..100 {
+        d.write(&b)?;
+        l.read(&mut b)?;
+        l.write(&b)?;
+        d.read(&mut b)?;
+    }
+    // Let delayed work (ACK timers, the tick) settle first.
+    thread::sleep(Duration::from_millis(500));
+    let before = process_cpu_ms();
+    thread::sleep(Duration::from_secs(IDLE_SECS));
+    let used = process_cpu_ms() - before;
+    println!("idle_cpu_ms {used}");
+    drop((d, l));
+    Ok(())
+}
+
 /// `--rr N`: round trips only, veth and lkl alternating, N pairs.
 fn run_rr(n: usize) -> Result<(), String> {
     if let Some(why) = missing_privilege() {
@@ -830,6 +901,7 @@ fn child_lkl(
     size: Size,
     one_cpu: bool,
     rr_only: bool,
+    idle: bool,
 ) -> Result<(), String> {
     if one_cpu {
         pin_to_one_cpu()?;
@@ -870,6 +942,9 @@ fn child_lkl(
         let dial = || -> Result<Box<dyn Stream>, String> {
             Ok(Box::new(KernelStream::connect(TAP_HOST, port)?))
         };
+        if idle {
+            return measure_idle(&listener, &dial);
+        }
         measure(&listener, &dial, size, rr_only)
     })();
     let _ = kernel.halt();
