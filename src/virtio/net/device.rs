@@ -286,6 +286,7 @@ impl VirtioDevice for Net {
             irq_due: false,
             reset_due: false,
             rx_resume: false,
+            rx_streaming: false,
         };
         let core = Arc::new(Mutex::new(worker));
         let handler = NetHandler {
@@ -370,6 +371,10 @@ impl VirtioDevice for Net {
 /// frames keep one interrupt per batch.
 const EARLY_IRQ_MAX_LEN: usize = 512;
 
+/// A received frame longer than this (header included: a full-sized
+/// Ethernet frame or an offload segment) marks a stream being received.
+const RX_STREAM_MIN_LEN: usize = 1024;
+
 /// Frames sent from a transmit notification before the rest is left to the
 /// worker: a request/response exchange sends one or two, a stream more
 /// (whose copies and backend writes then stay off the kernel's CPU).
@@ -398,6 +403,11 @@ fn transmit_inline(core: &Mutex<NetWorker>, interrupt: &Interrupt) -> bool {
         Err(TryLockError::WouldBlock) => return false,
         Err(TryLockError::Poisoned(e)) => e.into_inner(),
     };
+    if w.rx_streaming {
+        // Receiving a stream: what we send are its ACKs, and the kernel's
+        // CPU is the bottleneck; the worker is awake anyway.
+        return false;
+    }
     let done = w.process_tx_upto(TX_INLINE_BUDGET, TX_INLINE_MAX_LEN);
     let tx_pending = w.tx_pending.is_some();
     let (irq, reset) = w.take_interrupts();
@@ -537,6 +547,10 @@ struct NetWorker {
     reset_due: bool,
     /// `process_rx` stopped early to raise an interrupt: call it again.
     rx_resume: bool,
+    /// The last frame received was long (a stream's): transmits are left
+    /// to the worker (sending a stream's ACKs inline took the kernel's CPU
+    /// from the receive path: download fell from ~13 to ~9 Gbit/s).
+    rx_streaming: bool,
 }
 
 impl NetWorker {
@@ -859,6 +873,7 @@ impl NetWorker {
             self.deliver_single(&mut hdr, len)
         };
         if let Delivery::Done = result {
+            self.rx_streaming = len > RX_STREAM_MIN_LEN;
             self.metrics.rx_bytes_count.add((len - VNET_HDR_LEN) as u64);
             self.metrics.rx_frames_count.inc();
         }
