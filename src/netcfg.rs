@@ -23,7 +23,10 @@ and parsed in [`wire`], and every reply is parsed as untrusted input.
    permanent neighbours, the root qdisc;
 4. `routes` (ours; before the default gateways, which may be reachable
    only through one of them);
-5. `gateway`, `gateway6`: default routes in the main table;
+5. `gateway`, `gateway6`: default routes in the main table, replacing one
+   already there with the same metric (IPv6 router advertisements install
+   one as soon as the link is up, and adding ours next to it failed with
+   `EEXIST`);
 6. `sysctl`, each written under `/proc/sys` (procfs is mounted if needed);
 7. `nameserver`: `/etc/resolv.conf`.
 
@@ -321,6 +324,9 @@ pub enum Action {
     AddRule(RuleSpec),
     /// Add a route.
     AddRoute(RouteSpec),
+    /// Add a route, or replace the one with the same destination, table
+    /// and metric (`ip route replace`).
+    ReplaceRoute(RouteSpec),
     /// Add a permanent neighbour.
     AddNeighbor(NeighborSpec),
     /// Set the root qdisc.
@@ -354,6 +360,7 @@ impl fmt::Display for Action {
             }
             Action::AddRule(r) => write!(f, "add {r}"),
             Action::AddRoute(r) => write!(f, "add {r}"),
+            Action::ReplaceRoute(r) => write!(f, "replace {r}"),
             Action::AddNeighbor(n) => write!(f, "add {n}"),
             Action::SetQdisc { link, kind } => {
                 write!(f, "set root qdisc {kind} on {}", link.name)
@@ -607,7 +614,7 @@ pub fn plan(
     if let Some(gw) = config.gateway {
         push(
             "gateway".into(),
-            Action::AddRoute(RouteSpec {
+            Action::ReplaceRoute(RouteSpec {
                 destination: IpNet::DEFAULT_V4,
                 gateway: Some(IpAddr::V4(gw)),
                 dev: None,
@@ -646,7 +653,7 @@ pub fn plan(
                 }
             }
         }
-        push("gateway6".into(), Action::AddRoute(route));
+        push("gateway6".into(), Action::ReplaceRoute(route));
     }
 
     for s in &config.sysctls {
@@ -682,6 +689,7 @@ pub fn run(rtnl: &mut Rtnl, action: &Action) -> Result<(), NetcfgError> {
         } => rtnl.wait_dad(link, *addr, *timeout).map(drop),
         Action::AddRule(r) => rtnl.add_rule(r),
         Action::AddRoute(r) => rtnl.add_route(r),
+        Action::ReplaceRoute(r) => rtnl.replace_route(r),
         Action::AddNeighbor(n) => rtnl.add_neighbor(n),
         Action::SetQdisc { link, kind } => rtnl.set_root_qdisc(link, kind),
         Action::Sysctl { path, value } => write_sysctl(path, value),

@@ -540,3 +540,89 @@ fn net_test_pings_over_a_socket_pair() {
     let (ok, out) = net_test(&["--backend", "socketpair-test"], Duration::from_secs(10));
     assert!(!ok && out.contains("--ip"), "{out}");
 }
+
+/// `gateway6` when a default route with the same metric is already there,
+/// as a router advertisement installs one as soon as the link is up: ours
+/// replaces it (a plain add fails with `EEXIST`).
+#[test]
+fn gateway6_replaces_an_existing_default_route() {
+    in_child(
+        "gateway6_replaces_an_existing_default_route",
+        Duration::from_secs(90),
+        || {
+            let (dev0, wire0) = attach([2, 0, 0, 0, 0, 1], drain);
+            let (kernel, console) = boot(64 << 20);
+            if !common::kernel_has_net() {
+                println!("skipped: this kernel config has no networking");
+                return;
+            }
+            let skip = ApplyOptions { dad: Dad::Skip };
+            let first = Config::parse_str(
+                r#"{"interfaces":[{"type":"tap","param":"tap0",
+                    "ipv6":"fc03::2","masklen6":64,"ip":"10.0.0.2","masklen":24}]}"#,
+            )
+            .unwrap();
+            netcfg::apply_with(&first, &[(0, "eth0".to_string())], &skip)
+                .unwrap_or_else(|e| panic!("apply: {e}\n{}", console.contents()));
+            let mut nl = Rtnl::open().unwrap();
+            // Another router's default routes, with the default metric.
+            for other in ["fc03::99", "10.0.0.99"] {
+                let route = |gw: &str| RouteSpec {
+                    destination: if gw.contains(':') {
+                        net("::/0")
+                    } else {
+                        net("0.0.0.0/0")
+                    },
+                    gateway: Some(ip(gw)),
+                    dev: None,
+                    table: TABLE_MAIN,
+                    metric: None,
+                };
+                nl.add_route(&route(other)).unwrap();
+                if other.contains(':') {
+                    // What LKL-style code does, and what failed before.
+                    let e = nl.add_route(&route("fc03::1")).unwrap_err();
+                    assert!(
+                        matches!(
+                            e,
+                            NetcfgError::Rejected {
+                                errno: Errno::EEXIST,
+                                ..
+                            }
+                        ),
+                        "{e}"
+                    );
+                }
+            }
+            // The interface again, for the gateways' reachability check, but
+            // not attached to a device: its addresses are not added twice.
+            let second = Config::parse_str(
+                r#"{"gateway6":"fc03::1","gateway":"10.0.0.1",
+                    "interfaces":[{"type":"tap","param":"tap0",
+                    "ipv6":"fc03::2","masklen6":64,"ip":"10.0.0.2","masklen":24}]}"#,
+            )
+            .unwrap();
+            netcfg::apply_with(&second, &[], &skip)
+                .unwrap_or_else(|e| panic!("apply gateway6: {e}\n{}", console.contents()));
+            let main6 = nl.routes(wire::AF_INET6, Some(TABLE_MAIN)).unwrap();
+            let defaults6: Vec<_> = main6
+                .iter()
+                .filter(|r| r.destination == net("::/0"))
+                .collect();
+            assert_eq!(defaults6.len(), 1, "{main6:#?}");
+            assert_eq!(defaults6[0].gateway, Some(ip("fc03::1")), "{main6:#?}");
+            let main4 = nl.routes(wire::AF_INET, Some(TABLE_MAIN)).unwrap();
+            let defaults4: Vec<_> = main4
+                .iter()
+                .filter(|r| r.destination == net("0.0.0.0/0"))
+                .collect();
+            assert_eq!(defaults4.len(), 1, "{main4:#?}");
+            assert_eq!(defaults4[0].gateway, Some(ip("10.0.0.1")), "{main4:#?}");
+            // Applying it again is no error either.
+            netcfg::apply_with(&second, &[], &skip).unwrap();
+            drop(nl);
+            kernel.halt().unwrap();
+            drop((wire0, dev0));
+        },
+    );
+}

@@ -1,7 +1,7 @@
 //! net-bench: the kernel's network path against the host kernel's, measured
 //! in the same run. Prints figures; asserts nothing.
 //!
-//! Usage: net-bench [--quick]
+//! Usage: net-bench [--quick | --rr N | --idle]
 //!
 //! - **lkl over tap**: the kernel (through the Rust API) on a virtio-net
 //!   device whose backend is a tap, talking to a host socket on the tap's
@@ -18,6 +18,15 @@
 //! The kernel (or namespace A) always dials, the host (or namespace B)
 //! listens. Ratios are lkl/veth; the targets are throughput at least 0.5x
 //! veth with offloads on and latency at most 1.5x.
+//!
+//! `--rr N` measures only the round trip (both ways of running it), N
+//! times, alternating a veth child and an lkl child (offload 0x883), and
+//! prints each pair's ratio and the medians and ranges: on a shared,
+//! noisy machine one pair of figures says little.
+//!
+//! `--idle` boots the kernel on the tap, configures it, exchanges a few
+//! round trips, then measures the CPU time the whole process uses over
+//! 5 s with no traffic: it must be about 0 (no busy polling anywhere).
 //!
 //! Needs root (it makes network namespaces); without it, it says it skips
 //! and exits 0. Every interface is in a namespace this program creates
@@ -53,6 +62,8 @@ const OFFLOADS: [&str; 3] = ["0", "0x883", "0x8803"];
 const CHUNK: usize = 128 << 10;
 /// Batches of round trips in one latency figure.
 const RR_BATCHES: usize = 10;
+/// The command line.
+const USAGE: &str = "usage: net-bench [--quick | --rr N | --idle]";
 /// What a child prints when the kernel has no networking.
 const NO_NET: &str = "no-networking";
 
@@ -97,10 +108,13 @@ fn main() -> ExitCode {
         "--child-lkl" | "--child-veth" => {
             let size = Size::new(arg(4) == "quick");
             let one_cpu = arg(5) == "one-cpu";
+            // `rr-all-cpus`: the round trip alone, on every CPU (--rr).
+            let rr_only = one_cpu || arg(5) == "rr-all-cpus";
+            let idle = arg(5) == "idle";
             Some(if arg(1) == "--child-lkl" {
-                child_lkl(arg(2), arg(3), size, one_cpu)
+                child_lkl(arg(2), arg(3), size, one_cpu, rr_only || idle, idle)
             } else {
-                child_veth(arg(2), arg(3), size, one_cpu)
+                child_veth(arg(2), arg(3), size, one_cpu, rr_only)
             })
         }
         _ => None,
@@ -115,15 +129,26 @@ fn main() -> ExitCode {
         };
     }
     if args.iter().skip(1).any(|a| a == "-h" || a == "--help") {
-        println!("usage: net-bench [--quick]");
+        println!("{USAGE}");
         return ExitCode::SUCCESS;
     }
-    let quick = args.iter().skip(1).any(|a| a == "--quick");
-    if let Some(bad) = args.iter().skip(1).find(|a| *a != "--quick") {
-        eprintln!("net-bench: unknown argument {bad:?}\nusage: net-bench [--quick]");
-        return ExitCode::from(2);
-    }
-    match run(quick) {
+    let result = match (arg(1), arg(2)) {
+        ("--rr", n) if args.len() == 3 => match n.parse::<usize>() {
+            Ok(n) if n > 0 => run_rr(n),
+            _ => {
+                eprintln!("net-bench: --rr wants a positive count, not {n:?}\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        },
+        ("--quick", "") if args.len() == 2 => run(true),
+        ("--idle", "") if args.len() == 2 => run_idle(),
+        ("", "") => run(false),
+        _ => {
+            eprintln!("net-bench: bad arguments {:?}\n{USAGE}", &args[1..]);
+            return ExitCode::from(2);
+        }
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("net-bench: {e}");
@@ -477,6 +502,141 @@ fn run(quick: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// `--idle`: the CPU the process uses while nothing flows.
+fn run_idle() -> Result<(), String> {
+    if let Some(why) = missing_privilege() {
+        println!("net-bench: skipped ({why})");
+        return Ok(());
+    }
+    remove_stale_namespaces();
+    let tap_ns = Netns::create("tap")?;
+    tap_ns.ip(&["tuntap", "add", "dev", "tap0", "mode", "tap", "vnet_hdr"])?;
+    tap_ns.ip(&["addr", "add", &format!("{TAP_HOST}/24"), "dev", "tap0"])?;
+    tap_ns.ip(&["link", "set", "tap0", "up"])?;
+    let out = run_child(
+        &["--child-lkl", &tap_ns.name, "0x883", "quick", "idle"],
+        Duration::from_secs(60),
+    )?;
+    let ms = field(&out, "idle_cpu_ms ").ok_or_else(|| format!("the idle child said: {out}"))?;
+    println!(
+        "net-bench --idle: {ms:.1} ms of CPU in {IDLE_SECS} s with the kernel up on a tap \
+         and a connection open, no traffic ({:.2}% of one CPU)",
+        ms / (IDLE_SECS as f64 * 10.0)
+    );
+    Ok(())
+}
+
+/// How long `--idle` measures.
+const IDLE_SECS: u64 = 5;
+
+/// CPU time (user + system) of this process so far, in ms.
+fn process_cpu_ms() -> f64 {
+    let stat = fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which ends with the last ')').
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13
+    // after the name.
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|&i| f.get(i).and_then(|v| v.parse::<f64>().ok()))
+        .sum();
+    // SAFETY: sysconf only reads a configuration value.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    ticks * 1000.0 / hz
+}
+
+/// A few round trips (so every path ran), then [`IDLE_SECS`] of nothing
+/// with the connection open; prints `idle_cpu_ms`.
+fn measure_idle(listener: &TcpListener, dial: Dial) -> Result<(), String> {
+    let (mut d, mut l) = connect(listener, dial)?;
+    let mut b = [1u8; 1];
+    for _ in 0..100 {
+        d.write(&b)?;
+        l.read(&mut b)?;
+        l.write(&b)?;
+        d.read(&mut b)?;
+    }
+    // Let delayed work (ACK timers, the tick) settle first.
+    thread::sleep(Duration::from_millis(500));
+    let before = process_cpu_ms();
+    thread::sleep(Duration::from_secs(IDLE_SECS));
+    let used = process_cpu_ms() - before;
+    println!("idle_cpu_ms {used}");
+    drop((d, l));
+    Ok(())
+}
+
+/// `--rr N`: round trips only, veth and lkl alternating, N pairs.
+fn run_rr(n: usize) -> Result<(), String> {
+    if let Some(why) = missing_privilege() {
+        println!("net-bench: skipped ({why})");
+        return Ok(());
+    }
+    let size = Size::new(true);
+    let limit = size.stall + Duration::from_secs(20);
+    remove_stale_namespaces();
+    let tap_ns = Netns::create("tap")?;
+    let ns_a = Netns::create("va")?;
+    let ns_b = Netns::create("vb")?;
+    ns_a.ip(&[
+        "link", "add", "va0", "type", "veth", "peer", "name", "vb0", "netns", &ns_b.name,
+    ])?;
+    ns_a.ip(&["addr", "add", &format!("{VETH_A}/24"), "dev", "va0"])?;
+    ns_b.ip(&["addr", "add", &format!("{VETH_B}/24"), "dev", "vb0"])?;
+    ns_a.ip(&["link", "set", "va0", "up"])?;
+    ns_b.ip(&["link", "set", "vb0", "up"])?;
+    tap_ns.ip(&["tuntap", "add", "dev", "tap0", "mode", "tap", "vnet_hdr"])?;
+    tap_ns.ip(&["addr", "add", &format!("{TAP_HOST}/24"), "dev", "tap0"])?;
+    tap_ns.ip(&["link", "set", "tap0", "up"])?;
+    println!(
+        "net-bench --rr: {} round trips per figure, veth and lkl (offload 0x883) alternating",
+        size.round_trips
+    );
+    println!(
+        "{:>4} {:>9} {:>9} {:>6} {:>10} {:>10} {:>6}",
+        "", "veth", "lkl", "ratio", "veth 1cpu", "lkl 1cpu", "ratio"
+    );
+    let rr = |args: &[&str], cpus: &str| -> Result<f64, String> {
+        let all = [args, &["quick", cpus]].concat();
+        let out = run_child(&all, limit)?;
+        field(&out, "rr_us ").ok_or_else(|| format!("{} said: {out}", args.join(" ")))
+    };
+    let veth_args = ["--child-veth", ns_a.name.as_str(), ns_b.name.as_str()];
+    let lkl_args = ["--child-lkl", tap_ns.name.as_str(), "0x883"];
+    let mut rows = Vec::new();
+    for i in 1..=n {
+        let v = rr(&veth_args, "rr-all-cpus")?;
+        let l = rr(&lkl_args, "rr-all-cpus")?;
+        let v1 = rr(&veth_args, "one-cpu")?;
+        let l1 = rr(&lkl_args, "one-cpu")?;
+        println!(
+            "{i:>4} {v:>6.1} us {l:>6.1} us {:>5.2}x {v1:>7.1} us {l1:>7.1} us {:>5.2}x",
+            l / v,
+            l1 / v1
+        );
+        rows.push([v, l, l / v, v1, l1, l1 / v1]);
+    }
+    let col = |k: usize| -> (f64, f64, f64) {
+        let v: Vec<f64> = rows.iter().map(|r| r[k]).collect();
+        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (median(v), lo, hi)
+    };
+    for (k, name) in [
+        (0, "veth"),
+        (1, "lkl"),
+        (2, "ratio lkl/veth"),
+        (3, "veth, one CPU"),
+        (4, "lkl, one CPU"),
+        (5, "ratio, one CPU"),
+    ] {
+        let (m, lo, hi) = col(k);
+        println!("{name:<16} median {m:>7.2}  range {lo:.2} .. {hi:.2}");
+    }
+    Ok(())
+}
+
 // ---- streams ------------------------------------------------------------------
 
 /// One end of a TCP connection: a host socket or a kernel one.
@@ -710,7 +870,13 @@ fn watchdog(after: Duration, details: impl Fn() -> String + Send + 'static) {
 }
 
 /// The host kernel on both ends: listen in namespace B, dial from A.
-fn child_veth(ns_a: &str, ns_b: &str, size: Size, one_cpu: bool) -> Result<(), String> {
+fn child_veth(
+    ns_a: &str,
+    ns_b: &str,
+    size: Size,
+    one_cpu: bool,
+    rr_only: bool,
+) -> Result<(), String> {
     if one_cpu {
         pin_to_one_cpu()?;
     }
@@ -724,12 +890,19 @@ fn child_veth(ns_a: &str, ns_b: &str, size: Size, one_cpu: bool) -> Result<(), S
         let s = TcpStream::connect((VETH_B, port)).map_err(|e| format!("connect from A: {e}"))?;
         Ok(Box::new(s))
     };
-    measure(&listener, &dial, size, one_cpu)
+    measure(&listener, &dial, size, rr_only)
 }
 
 /// The kernel on the namespace's tap with LKL `offload` `offload`; the
 /// host listens on the tap's address.
-fn child_lkl(ns: &str, offload: &str, size: Size, one_cpu: bool) -> Result<(), String> {
+fn child_lkl(
+    ns: &str,
+    offload: &str,
+    size: Size,
+    one_cpu: bool,
+    rr_only: bool,
+    idle: bool,
+) -> Result<(), String> {
     if one_cpu {
         pin_to_one_cpu()?;
     }
@@ -769,7 +942,10 @@ fn child_lkl(ns: &str, offload: &str, size: Size, one_cpu: bool) -> Result<(), S
         let dial = || -> Result<Box<dyn Stream>, String> {
             Ok(Box::new(KernelStream::connect(TAP_HOST, port)?))
         };
-        measure(&listener, &dial, size, one_cpu)
+        if idle {
+            return measure_idle(&listener, &dial);
+        }
+        measure(&listener, &dial, size, rr_only)
     })();
     let _ = kernel.halt();
     drop(device);

@@ -328,6 +328,28 @@ fn strtol_base_zero_for_debug_and_offload() {
 }
 
 #[test]
+fn slirp_param_is_qemus_netdev_user_syntax() {
+    let cfg = parse(
+        r#"{"interfaces": [{"type": "slirp", "param": "net=10.0.3.0/24,ipv6=off"},
+        {"type": "slirp", "param": " "}]}"#,
+    );
+    // An empty param is an error, as for every backend.
+    assert!(cfg.is_err());
+    let cfg = parse(r#"{"interfaces": [{"type": "slirp", "param": "net=10.0.3.0/24,ipv6=off"}]}"#)
+        .unwrap();
+    assert_eq!(
+        cfg.interfaces[0].backend,
+        Backend::Slirp {
+            param: Some("net=10.0.3.0/24,ipv6=off".into())
+        }
+    );
+    assert_eq!(
+        cfg.interfaces[0].backend.param().as_deref(),
+        Some("net=10.0.3.0/24,ipv6=off")
+    );
+}
+
+#[test]
 fn other_backends() {
     let cfg = parse(
         r#"{"interfaces": [{"type": "fd", "param": 3}, {"type": "slirp"},
@@ -335,7 +357,7 @@ fn other_backends() {
     )
     .unwrap();
     assert_eq!(cfg.interfaces[0].backend, Backend::Fd { fd: 3 });
-    assert_eq!(cfg.interfaces[1].backend, Backend::Slirp);
+    assert_eq!(cfg.interfaces[1].backend, Backend::Slirp { param: None });
     assert_eq!(
         cfg.interfaces[2].backend,
         Backend::Raw {
@@ -818,6 +840,9 @@ fn bad_backend_type_and_param() {
     let e = err(r#"{"interfaces": [{"type": "fd", "param": "stdin"}]}"#);
     assert!(matches!(&e, ConfigError::BadValue { .. }), "{e:?}");
     let e = err(r#"{"interfaces": [{"type": "slirp", "param": "x"}]}"#);
+    assert!(matches!(&e, ConfigError::BadValue { .. }), "{e:?}");
+    assert!(e.to_string().contains("-netdev user"), "{e}");
+    let e = err(r#"{"interfaces": [{"type": "slirp", "param": "net=10.0.3.0/24,host=10.0.4.2"}]}"#);
     assert!(matches!(&e, ConfigError::BadValue { .. }), "{e:?}");
     let e = err(r#"{"interfaces": [{"type": "pipe", "param": "onlyone"}]}"#);
     assert!(matches!(&e, ConfigError::BadValue { .. }), "{e:?}");

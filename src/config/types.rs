@@ -233,7 +233,8 @@ pub enum BackendKind {
     Vde,
     /// An inherited file descriptor, `param` = its number.
     Fd,
-    /// User-mode networking (libslirp); no `param`.
+    /// User-mode networking (libslirp); `param` optional, in QEMU's
+    /// `-netdev user` syntax.
     Slirp,
     /// DPDK: parsed, then refused ([`ConfigError::Unsupported`](super::ConfigError::Unsupported)).
     Dpdk,
@@ -323,8 +324,15 @@ pub enum Backend {
         /// The descriptor.
         fd: i32,
     },
-    /// User-mode networking.
-    Slirp,
+    /// User-mode networking (libslirp).
+    Slirp {
+        /// The virtual network in QEMU's `-netdev user` syntax
+        /// (`net=10.0.3.0/24,host=10.0.3.2,ipv6=off`; parsed by
+        /// [`SlirpNetwork`](crate::virtio::net::backends::SlirpNetwork),
+        /// checked when the config is read); `None` for QEMU's default
+        /// network (10.0.2.0/24).
+        param: Option<String>,
+    },
 }
 
 impl Backend {
@@ -337,11 +345,12 @@ impl Backend {
             Backend::Pipe { .. } => BackendKind::Pipe,
             Backend::Vde { .. } => BackendKind::Vde,
             Backend::Fd { .. } => BackendKind::Fd,
-            Backend::Slirp => BackendKind::Slirp,
+            Backend::Slirp { .. } => BackendKind::Slirp,
         }
     }
 
-    /// The parameter in LKL's `param` syntax (None for slirp).
+    /// The parameter in LKL's `param` syntax (for slirp, QEMU's; None if
+    /// it had none).
     pub fn param(&self) -> Option<String> {
         match self {
             Backend::Tap { ifname } | Backend::Raw { ifname } => Some(ifname.clone()),
@@ -350,7 +359,7 @@ impl Backend {
             }
             Backend::Pipe { rx, tx } => Some(format!("{}|{}", rx.display(), tx.display())),
             Backend::Fd { fd } => Some(fd.to_string()),
-            Backend::Slirp => None,
+            Backend::Slirp { param } => param.clone(),
         }
     }
 }

@@ -19,6 +19,7 @@ use super::error::{ConfigError, JsonPath, Location, Suggestion};
 use super::node::{Member, Node, Number, Origin};
 use super::suggest;
 use super::types::*;
+use crate::virtio::net::backends::SlirpNetwork;
 
 /// The keys of one kind of object, and the hints for near misses.
 struct Schema {
@@ -982,14 +983,7 @@ impl Validator<'_> {
         parent: &Ctx,
     ) -> Result<Backend, ConfigError> {
         let (node, ctx) = match (kind, param) {
-            (BackendKind::Slirp, None) => return Ok(Backend::Slirp),
-            (BackendKind::Slirp, Some((node, ctx))) => {
-                return Err(ConfigError::BadValue {
-                    at: self.at(&ctx),
-                    value: self.scalar(node, &ctx, true, "a string")?.text(),
-                    why: "is given, but the slirp backend takes no param".into(),
-                })
-            }
+            (BackendKind::Slirp, None) => return Ok(Backend::Slirp { param: None }),
             (_, Some(p)) => p,
             (_, None) => {
                 return Err(ConfigError::MissingKey {
@@ -1073,8 +1067,17 @@ impl Validator<'_> {
                     })?;
                 Backend::Fd { fd }
             }
-            // Both returned above; listed so a new kind must be handled.
-            BackendKind::Slirp => Backend::Slirp,
+            BackendKind::Slirp => {
+                text.parse::<SlirpNetwork>().map_err(|why| {
+                    bad(format!(
+                        "{why}; the slirp backend takes {}",
+                        param_help(kind)
+                    ))
+                })?;
+                Backend::Slirp {
+                    param: Some(text.into()),
+                }
+            }
             BackendKind::Dpdk => {
                 return Err(bad("dpdk is not supported".into()));
             }
@@ -1101,7 +1104,7 @@ impl Validator<'_> {
                     format!("FIFO {}", canonical(tx).display()),
                 ],
                 Backend::Fd { fd } => vec![format!("file descriptor {fd}")],
-                Backend::Vde { .. } | Backend::Slirp => vec![],
+                Backend::Vde { .. } | Backend::Slirp { .. } => vec![],
             };
             for claim in claims {
                 if let Some((_, first)) = seen.iter().find(|(c, _)| *c == claim) {
@@ -1782,7 +1785,12 @@ fn param_help(kind: BackendKind) -> &'static str {
         BackendKind::Pipe => "\"rx_path|tx_path\" (two FIFOs)",
         BackendKind::Vde => "the path of a VDE switch",
         BackendKind::Fd => "a file descriptor number",
-        BackendKind::Slirp | BackendKind::Dpdk => "no param",
+        BackendKind::Slirp => {
+            "QEMU's -netdev user options (net=ADDR/LEN,host=,dns=,dhcpstart=,\
+             ipv6=on|off,ipv6-net=PREFIX/LEN,ipv6-host=,ipv6-dns=,restrict=on|off), \
+             or no param for 10.0.2.0/24"
+        }
+        BackendKind::Dpdk => "no param",
     }
 }
 

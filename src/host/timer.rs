@@ -2,6 +2,13 @@
 //! thread per expiry): it sleeps until the earliest deadline and runs that
 //! timer's function, which raises the kernel's timer IRQ and may run kernel
 //! code, so the thread has a kernel-sized stack and blocks every signal.
+//!
+//! Arming a timer wakes the thread only if the new deadline is earlier than
+//! the one it sleeps toward: the kernel reprograms its clockevent at every
+//! idle entry and exit (NO_HZ), mostly to later deadlines, and a wake-up
+//! per reprogramming cost two futex round trips and lock contention on the
+//! CPU's thread at each network round trip. A thread that sleeps past a
+//! deadline that moved later wakes once at the old one and sleeps again.
 
 use std::ffi::{c_int, c_ulonglong, c_void};
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -49,6 +56,9 @@ struct Wheel {
     stop: bool,
     thread: Option<JoinHandle<()>>,
     thread_id: Option<ThreadId>,
+    /// The deadline the thread sleeps toward (`DISARMED`: none), or `None`
+    /// while it is awake (it looks at the entries before it sleeps again).
+    sleeping_until: Option<u64>,
 }
 
 // SAFETY: `arg` is an opaque kernel pointer that is only handed back to the
@@ -62,6 +72,7 @@ static WHEEL: Mutex<Wheel> = Mutex::new(Wheel {
     stop: false,
     thread: None,
     thread_id: None,
+    sleeping_until: None,
 });
 static CHANGED: Condvar = Condvar::new();
 
@@ -79,7 +90,11 @@ fn run() {
             .filter(|e| e.deadline != DISARMED)
             .min_by_key(|e| e.deadline);
         match next {
-            None => w = CHANGED.wait(w).unwrap_or_else(|e| e.into_inner()),
+            None => {
+                w.sleeping_until = Some(DISARMED);
+                w = CHANGED.wait(w).unwrap_or_else(|e| e.into_inner());
+                w.sleeping_until = None;
+            }
             Some(e) if e.deadline <= now => {
                 e.deadline = DISARMED;
                 let (id, f, arg) = (e.id, e.f, e.arg);
@@ -94,10 +109,12 @@ fn run() {
             }
             Some(e) => {
                 let wait = Duration::from_nanos(e.deadline - now);
+                w.sleeping_until = Some(e.deadline);
                 w = CHANGED
                     .wait_timeout(w, wait)
                     .unwrap_or_else(|e| e.into_inner())
                     .0;
+                w.sleeping_until = None;
             }
         }
     }
@@ -159,12 +176,17 @@ pub(super) unsafe extern "C" fn timer_set_oneshot(t: *mut Timer, delta_ns: c_ulo
     let Some(e) = w.entries.iter_mut().find(|e| e.id == id) else {
         return -libc::EINVAL;
     };
-    e.deadline = if delta_ns == DISARMED {
+    let deadline = if delta_ns == DISARMED {
         DISARMED
     } else {
         monotonic_ns().saturating_add(delta_ns).min(DISARMED - 1)
     };
-    CHANGED.notify_all();
+    e.deadline = deadline;
+    // An awake thread looks at every entry before it sleeps (under this
+    // lock); a sleeping one needs waking only to wake up earlier.
+    if w.sleeping_until.is_some_and(|until| deadline < until) {
+        CHANGED.notify_all();
+    }
     0
 }
 

@@ -671,7 +671,17 @@ impl Rtnl {
 
     /// Adds a route (`ip route add`, failing if it exists).
     pub fn add_route(&mut self, spec: &RouteSpec) -> Result<(), NetcfgError> {
-        let what = format!("add {spec}");
+        self.new_route(spec, false)
+    }
+
+    /// Adds a route or replaces the one with the same destination, table
+    /// (and, for IPv6, metric) (`ip route replace`).
+    pub fn replace_route(&mut self, spec: &RouteSpec) -> Result<(), NetcfgError> {
+        self.new_route(spec, true)
+    }
+
+    fn new_route(&mut self, spec: &RouteSpec, replace: bool) -> Result<(), NetcfgError> {
+        let what = format!("{} {spec}", if replace { "replace" } else { "add" });
         let dst = spec.destination;
         let family = wire::family_of(&dst.addr());
         if let Some(gw) = spec.gateway {
@@ -693,7 +703,12 @@ impl Rtnl {
             ty: rta::RTN_UNICAST,
             ..Default::default()
         };
-        let mut req = Request::new(rtm::NEWROUTE, wire::flags::CREATE | wire::flags::EXCL, &hdr);
+        let how = if replace {
+            wire::flags::REPLACE
+        } else {
+            wire::flags::EXCL
+        };
+        let mut req = Request::new(rtm::NEWROUTE, wire::flags::CREATE | how, &hdr);
         if dst.prefix() > 0 {
             req.attr_ip(rta::DST, &dst.addr());
         }

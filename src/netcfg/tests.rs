@@ -78,8 +78,8 @@ fn plan_follows_lkl_order() {
             "interfaces[1]: set eth1 up",
             "interfaces[1].ip: add address 10.1.0.2/16 on eth1",
             "routes[0]: add route 10.9.0.0/16 via 10.1.0.1 dev eth1 table main metric 5",
-            "gateway: add route default via 10.0.0.1 table main",
-            "gateway6: add route default via fc03::1 table main",
+            "gateway: replace route default via 10.0.0.1 table main",
+            "gateway6: replace route default via fc03::1 table main",
             "sysctl.net.ipv4.ip_forward: write \"1\" to /proc/sys/net/ipv4/ip_forward",
             "nameserver: write /etc/resolv.conf (1 nameservers)",
         ]
@@ -158,7 +158,7 @@ fn link_local_gateway6_needs_one_interface() {
     let steps = plan(&cfg, &one, &lo(), &ApplyOptions::default()).unwrap();
     assert_eq!(
         summary(&steps).last().unwrap(),
-        "gateway6: add route default via fe80::1 dev eth0 table main"
+        "gateway6: replace route default via fe80::1 dev eth0 table main"
     );
     let two = [(0, info(2, "eth0", [0; 6])), (1, info(3, "eth1", [0; 6]))];
     let e = plan(&cfg, &two, &lo(), &ApplyOptions::default()).unwrap_err();

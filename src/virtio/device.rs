@@ -232,8 +232,9 @@ pub trait VirtioDevice: Send {
     /// True between a successful `activate` and `reset`.
     fn is_activated(&self) -> bool;
 
-    /// The driver notified queue `index` (`QueueNotify`). Must only wake the
-    /// worker; `index` may be out of range.
+    /// The driver notified queue `index` (`QueueNotify`). Must not block or
+    /// call into the kernel (it may wake the worker, or do a little
+    /// non-blocking work itself); `index` may be out of range.
     fn queue_notify(&self, index: u32);
 }
 

@@ -153,6 +153,8 @@ impl<H: EventHandler> Drop for Worker<H> {
 fn run<H: EventHandler>(mut handler: H, stop: &EventFd) -> H {
     handler.start();
     let mut set = PollSet::new();
+    // Reused: no allocation per wake-up.
+    let mut ready: Vec<(u32, Readiness)> = Vec::new();
     loop {
         set.clear();
         set.add(stop.as_raw_fd(), STOP_TOKEN, Interest::READ);
@@ -164,11 +166,12 @@ fn run<H: EventHandler>(mut handler: H, stop: &EventFd) -> H {
             thread::sleep(Duration::from_millis(10));
             continue;
         }
-        let ready: Vec<(u32, Readiness)> = set.ready().collect();
+        ready.clear();
+        ready.extend(set.ready());
         if ready.iter().any(|(t, _)| *t == STOP_TOKEN) {
             return handler;
         }
-        for (token, r) in ready {
+        for &(token, r) in &ready {
             handler.ready(token, r);
         }
     }

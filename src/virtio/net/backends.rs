@@ -91,7 +91,13 @@ pub fn open_backend(
         Backend::Pipe { rx, tx } => Box::new(Pipe::open(rx, tx)?),
         Backend::Vde { path } => Box::new(Vde::open(path)?),
         Backend::Fd { fd } => Box::new(InheritedFd::open(*fd, offload_wanted)?),
-        Backend::Slirp => Box::new(Slirp::open()?),
+        Backend::Slirp { param: None } => Box::new(Slirp::open()?),
+        Backend::Slirp { param: Some(p) } => {
+            let network = p.parse::<SlirpNetwork>().map_err(|why| {
+                BackendError::new(crate::config::BackendKind::Slirp, p, Cause::BadParam(why))
+            })?;
+            Box::new(Slirp::open_with(&network)?)
+        }
     })
 }
 
@@ -189,9 +195,20 @@ mod tests {
     #[test]
     fn open_backend_maps_each_kind_and_names_it_in_errors() {
         // Opens where libslirp is installed; says so where it is not.
-        if let Err(e) = open_backend(&Backend::Slirp, false) {
+        if let Err(e) = open_backend(&Backend::Slirp { param: None }, false) {
             assert!(e.to_string().starts_with("slirp: libslirp.so.0: "), "{e}");
         }
+        let custom = Backend::Slirp {
+            param: Some("net=10.0.3.0/24,ipv6=off".into()),
+        };
+        if let Err(e) = open_backend(&custom, false) {
+            assert!(e.to_string().starts_with("slirp: libslirp.so.0: "), "{e}");
+        }
+        // The config checks the param; one made by hand is checked here.
+        let bad = Backend::Slirp {
+            param: Some("net=10.0.3.0/24,host=10.9.9.9".into()),
+        };
+        assert!(open_err(&bad, false).to_string().contains("host"));
         let e = open_err(
             &Backend::Raw {
                 ifname: "lklbk-none0".into(),

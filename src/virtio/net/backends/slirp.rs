@@ -26,9 +26,12 @@
 //! [`BackendError`] that says what to install. The FFI is in
 //! `slirp_sys.rs`, the only slirp file with `unsafe` code.
 //!
-//! The config's `slirp` type takes no `param`; [`Slirp::open_with`] takes a
-//! [`SlirpNetwork`], which can be parsed from QEMU's option syntax
-//! (`net=10.0.3.0/24,host=10.0.3.2,ipv6=off`).
+//! **`param`.** LKL's hijack config has no slirp type (LKL has a slirp
+//! backend in its library only, configured in C), so there is no LKL
+//! syntax to follow; the config's `param` for `slirp` is QEMU's `-netdev
+//! user` option syntax (`net=10.0.3.0/24,host=10.0.3.2,ipv6=off`), parsed
+//! into a [`SlirpNetwork`] for [`Slirp::open_with`]; without it the
+//! network is QEMU's default, 10.0.2.0/24.
 
 // `deny`, not `forbid`: the FFI child module must be able to allow it.
 #![deny(unsafe_code)]
