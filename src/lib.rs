@@ -24,6 +24,7 @@ pub mod fusefs;
 pub mod host;
 pub mod kernel;
 pub mod netcfg;
+pub mod netstat;
 pub mod sys;
 pub mod syscall;
 pub mod virtio;

@@ -6,6 +6,7 @@ mod common;
 use std::process::Command;
 
 use common::hijack::*;
+use common::images::Scratch;
 use common::netns::{in_netns, Setup};
 
 #[test]
@@ -183,4 +184,63 @@ assert c.recv(64) == b"via stdout\n"
 print("dup ok")
 "#;
     run_python(script, "dup ok");
+}
+
+#[test]
+fn data_written_before_exit_reaches_the_peer() {
+    // The program's kernel goes with it at exit: the library must let it
+    // send what was queued (and the FIN) first, as the host would after
+    // the process is gone. 5 MB written, no close, exit.
+    in_netns(
+        "data_written_before_exit_reaches_the_peer",
+        "hjlinger",
+        tap_setup,
+        || {
+            let dir = Scratch::new("hjlinger");
+            let config = dir.path("tap.json");
+            std::fs::write(&config, tap_config(Some("0x883"))).unwrap();
+            let server = r#"
+import hashlib, socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("192.168.113.1", 7777)); s.listen(1); print("ready", flush=True)
+c, _ = s.accept(); c.settimeout(10); h = hashlib.sha256(); n = 0
+try:
+    while True:
+        d = c.recv(1 << 16)
+        if not d: break
+        h.update(d); n += len(d)
+    print("eof", n, h.hexdigest())
+except OSError as e:
+    print("error", e, n)
+"#;
+            let mut host = std::process::Command::new(PYTHON)
+                .args(["-c", server])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut line = String::new();
+            std::io::BufRead::read_line(
+                &mut std::io::BufReader::new(host.stdout.as_mut().unwrap()),
+                &mut line,
+            )
+            .unwrap();
+            assert_eq!(line.trim(), "ready");
+            let client = r#"
+import socket
+c = socket.create_connection(("192.168.113.1", 7777))
+c.sendall(bytes(range(256)) * 20000)
+print("sent")
+"#;
+            let out = hijacked(
+                &[PYTHON, "-c", client],
+                &[("LKL_HIJACK_CONFIG_FILE", config.to_str().unwrap())],
+            );
+            assert!(out.status.success(), "{}", show(&out));
+            let rest = drain(&mut host);
+            let want = sha256(&(0..=255u8).collect::<Vec<_>>().repeat(20000));
+            let hex: String = want.iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(rest.trim(), format!("eof 5120000 {hex}"), "{}", show(&out));
+            println!("all 5120000 bytes and the FIN arrived after the program exited");
+        },
+    );
 }

@@ -90,15 +90,22 @@ pub fn finish(kernel: Kernel) {
     unsafe { libc::fflush(std::ptr::null_mut()) };
     if paths::routing() {
         crate::files::leave_kernel_cwd();
-        for fd in 0..(1 << 16) {
-            if let Some(k) = fdtable::retire(fd) {
-                let _ = kcall(nr::CLOSE, [k.into(), 0, 0, 0, 0, 0]);
-            }
+    }
+    // Close what the program left open, as the host does at exit: sockets
+    // send their FIN, files drop their references.
+    for fd in 0..(1 << 16) {
+        if let Some(k) = fdtable::retire(fd) {
+            let _ = kcall(nr::CLOSE, [k.into(), 0, 0, 0, 0, 0]);
         }
-        // Every other kernel file too: the library's own, and one a thread
-        // opened in a call that was in flight when the exit began (that
-        // thread stops as the call returns, holding the new descriptor).
-        close_all_kernel_fds();
+    }
+    // Every other kernel file too: the library's own, and one a thread
+    // opened in a call that was in flight when the exit began (that
+    // thread stops as the call returns, holding the new descriptor).
+    close_all_kernel_fds();
+    // The host kernel would go on sending after the process is gone; ours
+    // goes with it, so let it finish first.
+    linger();
+    if paths::routing() {
         for target in paths::mount_points() {
             // A call still inside the kernel (waiting for the disk) holds
             // its file until it returns: retry for a while.
@@ -117,6 +124,28 @@ pub fn finish(kernel: Kernel) {
     }
     if let Err(e) = disk::halt(kernel) {
         eprintln!("lkl-hijack: at exit: {e}");
+    }
+}
+
+/// Waits until the kernel's TCP sockets have sent what the program queued
+/// and their FINs are acknowledged: while data keeps moving, for up to
+/// 10 s; a peer that takes nothing for 1 s (gone, unreachable) is given
+/// up on, as the program would not wait for it either.
+fn linger() {
+    use std::time::{Duration, Instant};
+    let start = Instant::now();
+    let mut last = lkl::netstat::unsent();
+    let mut moved = Instant::now();
+    while !last.is_empty() && start.elapsed() < Duration::from_secs(10) {
+        if moved.elapsed() > Duration::from_secs(1) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+        let now = lkl::netstat::unsent();
+        if now != last {
+            moved = Instant::now();
+        }
+        last = now;
     }
 }
 

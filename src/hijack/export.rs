@@ -477,7 +477,10 @@ pub unsafe extern "C" fn select(
             set_errno(libc::EINVAL);
             return -1;
         }
-        Some(std::time::Duration::new(tv.tv_sec as u64, tv.tv_usec as u32 * 1000))
+        Some(std::time::Duration::new(
+            tv.tv_sec as u64,
+            tv.tv_usec as u32 * 1000,
+        ))
     };
     let start = std::time::Instant::now();
     if crate::io::wait(&mut list, t, std::ptr::null()) < 0 {
