@@ -634,24 +634,29 @@ pub unsafe extern "C" fn remove(path: *const c_char) -> c_int {
     }
 }
 
-/// Two paths in one call: both kernel, both host, or EXDEV.
-enum Pair {
-    Kernel(i32, std::ffi::CString, i32, std::ffi::CString),
-    Host(Route, Route),
-    Cross,
-}
-
-fn pair(od: c_int, old: *const c_char, nd: c_int, new: *const c_char) -> Pair {
+/// Two paths in one call (rename, link): both in the kernel, `nr` with
+/// `flags` there; both on the host, `host` with the paths as the host
+/// should see them; one in each world, EXDEV.
+fn two_paths(
+    od: c_int,
+    old: *const c_char,
+    nd: c_int,
+    new: *const c_char,
+    nr: i64,
+    flags: i64,
+    host: impl FnOnce(*const c_char, *const c_char) -> c_int,
+) -> c_int {
     match (route(od, old), route(nd, new)) {
-        (Route::Kernel(a, x), Route::Kernel(b, y)) => Pair::Kernel(a, x, b, y),
-        (Route::Kernel(..), _) | (_, Route::Kernel(..)) => Pair::Cross,
-        (a, b) => Pair::Host(a, b),
+        (Route::Kernel(a, x), Route::Kernel(b, y)) => kcall(
+            nr,
+            [a.into(), p!(x.as_ptr()), b.into(), p!(y.as_ptr()), flags, 0],
+        ) as c_int,
+        (Route::Kernel(..), _) | (_, Route::Kernel(..)) => {
+            set_errno(libc::EXDEV);
+            -1
+        }
+        (a, b) => host(hp(&a, old), hp(&b, new)),
     }
-}
-
-fn exdev() -> c_int {
-    set_errno(libc::EXDEV);
-    -1
 }
 
 /// # Safety
@@ -664,24 +669,15 @@ pub unsafe extern "C" fn renameat2(
     new: *const c_char,
     flags: c_uint,
 ) -> c_int {
-    match pair(od, old, nd, new) {
-        Pair::Kernel(a, x, b, y) => kcall(
-            nr::RENAMEAT2,
-            [
-                a.into(),
-                p!(x.as_ptr()),
-                b.into(),
-                p!(y.as_ptr()),
-                flags.into(),
-                0,
-            ],
-        ) as c_int,
-        Pair::Cross => exdev(),
-        Pair::Host(a, b) => {
-            host!("renameat2", fn(c_int, *const c_char, c_int, *const c_char, c_uint) -> c_int;
-            od, hp(&a, old), nd, hp(&b, new), flags)
-        }
-    }
+    two_paths(
+        od,
+        old,
+        nd,
+        new,
+        nr::RENAMEAT2,
+        flags.into(),
+        |o, n| host!("renameat2", fn(c_int, *const c_char, c_int, *const c_char, c_uint) -> c_int; od, o, nd, n, flags),
+    )
 }
 
 /// # Safety
@@ -693,33 +689,30 @@ pub unsafe extern "C" fn renameat(
     nd: c_int,
     new: *const c_char,
 ) -> c_int {
-    match pair(od, old, nd, new) {
-        Pair::Kernel(a, x, b, y) => kcall(
-            nr::RENAMEAT2,
-            [a.into(), p!(x.as_ptr()), b.into(), p!(y.as_ptr()), 0, 0],
-        ) as c_int,
-        Pair::Cross => exdev(),
-        Pair::Host(a, b) => {
-            host!("renameat", fn(c_int, *const c_char, c_int, *const c_char) -> c_int;
-            od, hp(&a, old), nd, hp(&b, new))
-        }
-    }
+    two_paths(
+        od,
+        old,
+        nd,
+        new,
+        nr::RENAMEAT2,
+        0,
+        |o, n| host!("renameat", fn(c_int, *const c_char, c_int, *const c_char) -> c_int; od, o, nd, n),
+    )
 }
 
 /// # Safety
 /// libc's contract for `rename`.
 #[no_mangle]
 pub unsafe extern "C" fn rename(old: *const c_char, new: *const c_char) -> c_int {
-    match pair(AT_FDCWD, old, AT_FDCWD, new) {
-        Pair::Kernel(a, x, b, y) => kcall(
-            nr::RENAMEAT2,
-            [a.into(), p!(x.as_ptr()), b.into(), p!(y.as_ptr()), 0, 0],
-        ) as c_int,
-        Pair::Cross => exdev(),
-        Pair::Host(a, b) => {
-            host!("rename", fn(*const c_char, *const c_char) -> c_int; hp(&a, old), hp(&b, new))
-        }
-    }
+    two_paths(
+        AT_FDCWD,
+        old,
+        AT_FDCWD,
+        new,
+        nr::RENAMEAT2,
+        0,
+        |o, n| host!("rename", fn(*const c_char, *const c_char) -> c_int; o, n),
+    )
 }
 
 /// # Safety
@@ -732,40 +725,30 @@ pub unsafe extern "C" fn linkat(
     new: *const c_char,
     flags: c_int,
 ) -> c_int {
-    match pair(od, old, nd, new) {
-        Pair::Kernel(a, x, b, y) => kcall(
-            nr::LINKAT,
-            [
-                a.into(),
-                p!(x.as_ptr()),
-                b.into(),
-                p!(y.as_ptr()),
-                flags.into(),
-                0,
-            ],
-        ) as c_int,
-        Pair::Cross => exdev(),
-        Pair::Host(a, b) => {
-            host!("linkat", fn(c_int, *const c_char, c_int, *const c_char, c_int) -> c_int;
-            od, hp(&a, old), nd, hp(&b, new), flags)
-        }
-    }
+    two_paths(
+        od,
+        old,
+        nd,
+        new,
+        nr::LINKAT,
+        flags.into(),
+        |o, n| host!("linkat", fn(c_int, *const c_char, c_int, *const c_char, c_int) -> c_int; od, o, nd, n, flags),
+    )
 }
 
 /// # Safety
 /// libc's contract for `link`.
 #[no_mangle]
 pub unsafe extern "C" fn link(old: *const c_char, new: *const c_char) -> c_int {
-    match pair(AT_FDCWD, old, AT_FDCWD, new) {
-        Pair::Kernel(a, x, b, y) => kcall(
-            nr::LINKAT,
-            [a.into(), p!(x.as_ptr()), b.into(), p!(y.as_ptr()), 0, 0],
-        ) as c_int,
-        Pair::Cross => exdev(),
-        Pair::Host(a, b) => {
-            host!("link", fn(*const c_char, *const c_char) -> c_int; hp(&a, old), hp(&b, new))
-        }
-    }
+    two_paths(
+        AT_FDCWD,
+        old,
+        AT_FDCWD,
+        new,
+        nr::LINKAT,
+        0,
+        |o, n| host!("link", fn(*const c_char, *const c_char) -> c_int; o, n),
+    )
 }
 
 /// # Safety
