@@ -234,29 +234,37 @@ impl fmt::Debug for Tap {
     }
 }
 
-impl AsRawFd for Tap {
-    fn as_raw_fd(&self) -> RawFd {
-        self.tap.as_raw_fd()
-    }
+/// `Tap` and `Macvtap` are both a tap descriptor (`self.tap`) with a name:
+/// the backend calls go to the descriptor.
+macro_rules! tap_backend {
+    ($ty:ty) => {
+        impl AsRawFd for $ty {
+            fn as_raw_fd(&self) -> RawFd {
+                self.tap.as_raw_fd()
+            }
+        }
+
+        impl NetBackend for $ty {
+            fn send(&mut self, frame: &[IoSlice<'_>]) -> io::Result<usize> {
+                self.tap.send(frame)
+            }
+
+            fn recv(&mut self, frame: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+                self.tap.recv(frame)
+            }
+
+            fn has_vnet_hdr(&self) -> bool {
+                self.tap.has_vnet_hdr()
+            }
+
+            fn set_offload(&mut self, acked_features: u64) -> io::Result<()> {
+                self.tap.set_offload(acked_features)
+            }
+        }
+    };
 }
 
-impl NetBackend for Tap {
-    fn send(&mut self, frame: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.tap.send(frame)
-    }
-
-    fn recv(&mut self, frame: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        self.tap.recv(frame)
-    }
-
-    fn has_vnet_hdr(&self) -> bool {
-        self.tap.has_vnet_hdr()
-    }
-
-    fn set_offload(&mut self, acked_features: u64) -> io::Result<()> {
-        self.tap.set_offload(acked_features)
-    }
-}
+tap_backend!(Tap);
 
 /// A macvtap link's character device (`/dev/tapN`, N its ifindex): frames
 /// go out through the lower device and come in for the macvtap's MAC.
@@ -338,29 +346,7 @@ impl fmt::Debug for Macvtap {
     }
 }
 
-impl AsRawFd for Macvtap {
-    fn as_raw_fd(&self) -> RawFd {
-        self.tap.as_raw_fd()
-    }
-}
-
-impl NetBackend for Macvtap {
-    fn send(&mut self, frame: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.tap.send(frame)
-    }
-
-    fn recv(&mut self, frame: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        self.tap.recv(frame)
-    }
-
-    fn has_vnet_hdr(&self) -> bool {
-        self.tap.has_vnet_hdr()
-    }
-
-    fn set_offload(&mut self, acked_features: u64) -> io::Result<()> {
-        self.tap.set_offload(acked_features)
-    }
-}
+tap_backend!(Macvtap);
 
 #[cfg(test)]
 mod tests {
