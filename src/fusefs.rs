@@ -22,7 +22,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -110,7 +110,12 @@ pub struct KernelFs {
     /// close() returns, so at unmount some may still be open; they are
     /// closed when the file system is dropped, before the kernel unmounts.
     files: Mutex<HashSet<i32>>,
+    /// Run once, at the first LOOKUP (see [`KernelFs::on_first_lookup`]).
+    first_lookup: Mutex<Option<FirstLookup>>,
+    first_lookup_pending: AtomicBool,
 }
+
+type FirstLookup = Box<dyn FnOnce() + Send>;
 
 impl Drop for KernelFs {
     fn drop(&mut self) {
@@ -237,7 +242,18 @@ impl KernelFs {
             dirs: Mutex::new(HashMap::new()),
             next_dir: AtomicU64::new(DIR_HANDLE_BASE),
             files: Mutex::new(HashSet::new()),
+            first_lookup: Mutex::new(None),
+            first_lookup_pending: AtomicBool::new(false),
         })
+    }
+
+    /// Runs `f` once, in the first LOOKUP request, before it is answered:
+    /// the host has then finished INIT, and no file below the root can have
+    /// been opened yet (opening one needs that answer). lklfuse tunes the
+    /// mount's host read-ahead there.
+    pub fn on_first_lookup(&mut self, f: impl FnOnce() + Send + 'static) {
+        *lock(&self.first_lookup) = Some(Box::new(f));
+        self.first_lookup_pending.store(true, Ordering::Release);
     }
 
     /// The FUSE inode number of a kernel inode on the root's device.
@@ -476,6 +492,15 @@ impl Filesystem for KernelFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        if self.first_lookup_pending.load(Ordering::Acquire) {
+            // Taken under the lock: every concurrent first lookup waits
+            // until it has run.
+            let mut hook = lock(&self.first_lookup);
+            if let Some(f) = hook.take() {
+                f();
+            }
+            self.first_lookup_pending.store(false, Ordering::Release);
+        }
         if parent == INodeNo::ROOT && name == ".." {
             return reply_entry(self.getattr_ino(INodeNo::ROOT), reply);
         }
@@ -697,18 +722,30 @@ impl Filesystem for KernelFs {
         _lock_owner: Option<fuser::LockOwner>,
         reply: ReplyData,
     ) {
-        let mut buf = vec![0u8; size as usize];
-        let mut done = 0;
-        while done < buf.len() {
-            match sys::pread(fh.0 as i32, &mut buf[done..], (offset as i64) + done as i64) {
-                Ok(0) => break,
-                Ok(n) => done += n,
-                Err(Errno::EINTR) => continue,
-                Err(e) if done == 0 => return reply.error(ferr(e)),
-                Err(_) => break,
-            }
+        thread_local! {
+            // One buffer per request thread, kept between requests (reads
+            // are up to max_readahead, 1 MiB: no allocation and zeroing
+            // on every one).
+            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
-        reply.data(&buf[..done])
+        BUF.with_borrow_mut(|buf| {
+            let want = size as usize;
+            if buf.len() < want {
+                buf.resize(want, 0);
+            }
+            let buf = &mut buf[..want];
+            let mut done = 0;
+            while done < buf.len() {
+                match sys::pread(fh.0 as i32, &mut buf[done..], (offset as i64) + done as i64) {
+                    Ok(0) => break,
+                    Ok(n) => done += n,
+                    Err(Errno::EINTR) => continue,
+                    Err(e) if done == 0 => return reply.error(ferr(e)),
+                    Err(_) => break,
+                }
+            }
+            reply.data(&buf[..done])
+        })
     }
 
     fn write(
@@ -744,7 +781,10 @@ impl Filesystem for KernelFs {
         _lock_owner: fuser::LockOwner,
         reply: ReplyEmpty,
     ) {
-        reply.ok()
+        // Nothing to do at close (data reaches the kernel with WRITE, and
+        // durability is fsync's job). ENOSYS makes the host stop sending
+        // FLUSH at all: one request less for every close.
+        reply.error(ferr(Errno::ENOSYS))
     }
 
     fn release(
