@@ -18,12 +18,16 @@
 //!
 //! Requests come from several host threads at once (the kernel takes
 //! concurrent calls from any thread); the node table is one mutex held only
-//! for map updates, never across a system call.
+//! for map updates, never across a system call. A gate keeps requests that
+//! do not block on one thread (see [`Gate`]): in our one-CPU kernel every
+//! change of calling thread costs a task switch. Requests that may block
+//! (reads, large writes, fsync, directory reads, truncation) step aside and
+//! run alongside the others.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
@@ -98,6 +102,92 @@ struct DirHandle {
     entries: Vec<sys::DirEntry>,
 }
 
+/// Keeps requests on one host thread while they do not block.
+///
+/// The host's FUSE layer hands each request to the thread that has waited
+/// longest, so with several request threads consecutive requests land on
+/// different threads; in our one-CPU kernel every such change is a task
+/// switch (scheduler, idle exit, timer reprogramming, host wake-ups). So
+/// only one thread, the one holding the gate, goes back to reading
+/// requests after serving one; the others wait here. A request that may
+/// block for long (data I/O, fsync, directory reads, truncation) steps
+/// aside first, letting another thread read meanwhile: that is where
+/// several threads serve requests at once.
+///
+/// Waiting threads give up after a quiet spell with no requests served
+/// (the session may be ending: the holder's read fails and it leaves
+/// without passing the gate on), and go back to reading.
+struct Gate {
+    held: Mutex<bool>,
+    freed: Condvar,
+    served: AtomicU64,
+    /// How long a waiting thread stays parked with no request served.
+    quiet: Duration,
+}
+
+thread_local! {
+    /// This thread holds the gate.
+    static HOLDS_GATE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+impl Gate {
+    fn new(quiet: Duration) -> Self {
+        Gate {
+            held: Mutex::new(false),
+            freed: Condvar::new(),
+            served: AtomicU64::new(0),
+            quiet,
+        }
+    }
+
+    /// At the start of a request that may block: let another thread read.
+    fn step_aside(&self) {
+        if HOLDS_GATE.get() {
+            HOLDS_GATE.set(false);
+            *lock(&self.held) = false;
+            self.freed.notify_one();
+        }
+    }
+
+    /// At the end of every request, before the thread reads the next one.
+    fn rejoin(&self) {
+        self.served.fetch_add(1, Ordering::Relaxed);
+        if HOLDS_GATE.get() {
+            return;
+        }
+        let mut held = lock(&self.held);
+        loop {
+            if !*held {
+                *held = true;
+                HOLDS_GATE.set(true);
+                return;
+            }
+            let seen = self.served.load(Ordering::Relaxed);
+            let (g, t) = self
+                .freed
+                .wait_timeout(held, self.quiet)
+                .unwrap_or_else(|e| e.into_inner());
+            held = g;
+            if t.timed_out() && self.served.load(Ordering::Relaxed) == seen {
+                return; // quiet: read anyway
+            }
+        }
+    }
+}
+
+/// Passes through the gate for one request: [`Gate::rejoin`] on drop.
+struct GatePass<'a>(&'a Gate);
+
+impl Drop for GatePass<'_> {
+    fn drop(&mut self) {
+        self.0.rejoin();
+    }
+}
+
+/// Writes up to this size are served without stepping aside (they only
+/// copy into the kernel's page cache); larger ones may wait for writeback.
+const INLINE_WRITE: usize = 128 << 10;
+
 /// The FUSE file system over a kernel directory.
 pub struct KernelFs {
     opts: FsOptions,
@@ -113,6 +203,7 @@ pub struct KernelFs {
     /// Run once, at the first LOOKUP (see [`KernelFs::on_first_lookup`]).
     first_lookup: Mutex<Option<FirstLookup>>,
     first_lookup_pending: AtomicBool,
+    gate: Gate,
 }
 
 type FirstLookup = Box<dyn FnOnce() + Send>;
@@ -244,7 +335,20 @@ impl KernelFs {
             files: Mutex::new(HashSet::new()),
             first_lookup: Mutex::new(None),
             first_lookup_pending: AtomicBool::new(false),
+            // Short enough not to hold up an unmount noticeably.
+            gate: Gate::new(Duration::from_millis(100)),
         })
+    }
+
+    /// The gate pass of a request that does not block for long.
+    fn pass(&self) -> GatePass<'_> {
+        GatePass(&self.gate)
+    }
+
+    /// The gate pass of a request that may block: steps aside first.
+    fn pass_aside(&self) -> GatePass<'_> {
+        self.gate.step_aside();
+        GatePass(&self.gate)
     }
 
     /// Runs `f` once, in the first LOOKUP request, before it is answered:
@@ -492,6 +596,7 @@ impl Filesystem for KernelFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let _pass = self.pass();
         if self.first_lookup_pending.load(Ordering::Acquire) {
             // Taken under the lock: every concurrent first lookup waits
             // until it has run.
@@ -508,10 +613,12 @@ impl Filesystem for KernelFs {
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        let _pass = self.pass();
         self.forget_one(ino.0, nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let _pass = self.pass();
         match self.getattr_ino(ino) {
             Ok(attr) => reply.attr(&TTL, &attr),
             Err(e) => reply.error(ferr(e)),
@@ -536,6 +643,11 @@ impl Filesystem for KernelFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        let _pass = if size.is_some() {
+            self.pass_aside()
+        } else {
+            self.pass()
+        };
         match self.do_setattr(ino, mode, uid, gid, size, atime, mtime, fh) {
             Ok(attr) => reply.attr(&TTL, &attr),
             Err(e) => reply.error(ferr(e)),
@@ -543,6 +655,7 @@ impl Filesystem for KernelFs {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let _pass = self.pass();
         let r = self.node(ino).and_then(|fd| sys::readlinkat(fd.0, ""));
         match r {
             Ok(target) => reply.data(target.as_os_str().as_encoded_bytes()),
@@ -560,6 +673,7 @@ impl Filesystem for KernelFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
+        let _pass = self.pass();
         let r = self.writable().and_then(|()| {
             let p = self.node(parent)?;
             sys::mknodat(p.0, name, mode, u64::from(rdev))?;
@@ -579,6 +693,7 @@ impl Filesystem for KernelFs {
         _umask: u32,
         reply: ReplyEntry,
     ) {
+        let _pass = self.pass();
         let r = self.writable().and_then(|()| {
             let p = self.node(parent)?;
             sys::mkdirat(p.0, name, mode)?;
@@ -590,6 +705,7 @@ impl Filesystem for KernelFs {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _pass = self.pass();
         let r = self
             .writable()
             .and_then(|()| sys::unlinkat(self.node(parent)?.0, name, 0));
@@ -597,6 +713,7 @@ impl Filesystem for KernelFs {
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _pass = self.pass();
         let r = self
             .writable()
             .and_then(|()| sys::unlinkat(self.node(parent)?.0, name, abi::AT_REMOVEDIR));
@@ -611,6 +728,7 @@ impl Filesystem for KernelFs {
         target: &std::path::Path,
         reply: ReplyEntry,
     ) {
+        let _pass = self.pass();
         let r = self.writable().and_then(|()| {
             let p = self.node(parent)?;
             sys::symlinkat(target, p.0, link_name)?;
@@ -631,6 +749,7 @@ impl Filesystem for KernelFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        let _pass = self.pass();
         let r = self.writable().and_then(|()| {
             let (a, b) = (self.node(parent)?, self.node(newparent)?);
             sys::renameat2(a.0, name, b.0, newname, flags.bits())
@@ -646,6 +765,7 @@ impl Filesystem for KernelFs {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
+        let _pass = self.pass();
         let r = self.writable().and_then(|()| {
             let (f, p) = (self.node(ino)?, self.node(newparent)?);
             sys::linkat(f.0, "", p.0, newname, abi::AT_EMPTY_PATH)?;
@@ -656,6 +776,7 @@ impl Filesystem for KernelFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let _pass = self.pass();
         let r = self.node(ino).and_then(|fd| {
             if self.opts.read_only && flags.0 & 3 != abi::O_RDONLY {
                 return Err(Errno::EROFS);
@@ -681,6 +802,7 @@ impl Filesystem for KernelFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        let _pass = self.pass();
         let r = self.writable().and_then(|()| {
             let p = self.node(parent)?;
             let f = self.open_flags(flags) | abi::O_CREAT | (flags & abi::O_EXCL);
@@ -722,6 +844,7 @@ impl Filesystem for KernelFs {
         _lock_owner: Option<fuser::LockOwner>,
         reply: ReplyData,
     ) {
+        let _pass = self.pass_aside();
         thread_local! {
             // One buffer per request thread, kept between requests (reads
             // are up to max_readahead, 1 MiB: no allocation and zeroing
@@ -760,6 +883,11 @@ impl Filesystem for KernelFs {
         _lock_owner: Option<fuser::LockOwner>,
         reply: ReplyWrite,
     ) {
+        let _pass = if data.len() > INLINE_WRITE {
+            self.pass_aside()
+        } else {
+            self.pass()
+        };
         let mut done = 0;
         while done < data.len() {
             match sys::pwrite(fh.0 as i32, &data[done..], (offset as i64) + done as i64) {
@@ -781,6 +909,7 @@ impl Filesystem for KernelFs {
         _lock_owner: fuser::LockOwner,
         reply: ReplyEmpty,
     ) {
+        let _pass = self.pass();
         // Nothing to do at close (data reaches the kernel with WRITE, and
         // durability is fsync's job). ENOSYS makes the host stop sending
         // FLUSH at all: one request less for every close.
@@ -797,6 +926,7 @@ impl Filesystem for KernelFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        let _pass = self.pass();
         let fd = fh.0 as i32;
         if lock(&self.files).remove(&fd) {
             reply_empty(sys::close(fd), reply)
@@ -813,6 +943,7 @@ impl Filesystem for KernelFs {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
+        let _pass = self.pass_aside();
         let fd = fh.0 as i32;
         reply_empty(
             if datasync {
@@ -825,6 +956,7 @@ impl Filesystem for KernelFs {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let _pass = self.pass_aside();
         let r = self.node(ino).and_then(|fd| {
             let d = sys::open(
                 &proc_path(fd.0),
@@ -851,6 +983,7 @@ impl Filesystem for KernelFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
+        let _pass = self.pass_aside();
         let d = match self.dir(fh) {
             Ok(d) => d,
             Err(e) => return reply.error(ferr(e)),
@@ -876,6 +1009,7 @@ impl Filesystem for KernelFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
+        let _pass = self.pass_aside();
         let (d, dirfd) = match self.dir(fh).and_then(|d| Ok((d, self.node(ino)?))) {
             Ok(x) => x,
             Err(e) => return reply.error(ferr(e)),
@@ -914,6 +1048,7 @@ impl Filesystem for KernelFs {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
+        let _pass = self.pass();
         lock(&self.dirs).remove(&fh.0);
         reply.ok()
     }
@@ -926,6 +1061,7 @@ impl Filesystem for KernelFs {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
+        let _pass = self.pass_aside();
         let r = self.dir(fh).and_then(|d| {
             if datasync {
                 sys::fdatasync(d.fd.0)
@@ -937,6 +1073,7 @@ impl Filesystem for KernelFs {
     }
 
     fn statfs(&self, _req: &Request, ino: INodeNo, reply: ReplyStatfs) {
+        let _pass = self.pass();
         match self.node(ino).and_then(|fd| sys::fstatfs(fd.0)) {
             Ok(s) => reply.statfs(
                 s.f_blocks,
@@ -962,6 +1099,7 @@ impl Filesystem for KernelFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        let _pass = self.pass();
         let r = self
             .writable()
             .and_then(|()| sys::setxattr(proc_path(self.node(ino)?.0), name, value, flags));
@@ -969,6 +1107,7 @@ impl Filesystem for KernelFs {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let _pass = self.pass();
         let mut buf = vec![0u8; size as usize];
         let r = self
             .node(ino)
@@ -977,6 +1116,7 @@ impl Filesystem for KernelFs {
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let _pass = self.pass();
         let mut buf = vec![0u8; size as usize];
         let r = self
             .node(ino)
@@ -985,6 +1125,7 @@ impl Filesystem for KernelFs {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _pass = self.pass();
         let r = self
             .writable()
             .and_then(|()| sys::removexattr(proc_path(self.node(ino)?.0), name));
@@ -992,6 +1133,7 @@ impl Filesystem for KernelFs {
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, mask: fuser::AccessFlags, reply: ReplyEmpty) {
+        let _pass = self.pass();
         let r = self.node(ino).and_then(|fd| {
             sys::faccessat(fd.0, "", mask.bits(), abi::AT_EMPTY_PATH | abi::AT_EACCESS)
         });
@@ -1008,6 +1150,7 @@ impl Filesystem for KernelFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
+        let _pass = self.pass_aside();
         let r = self
             .writable()
             .and_then(|()| sys::fallocate(fh.0 as i32, mode, offset as i64, length as i64));
@@ -1023,9 +1166,63 @@ impl Filesystem for KernelFs {
         whence: i32,
         reply: ReplyLseek,
     ) {
+        let _pass = self.pass_aside();
         match sys::lseek(fh.0 as i32, offset, whence) {
             Ok(off) => reply.offset(off),
             Err(e) => reply.error(ferr(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Instant;
+
+    #[test]
+    fn gate_keeps_one_reader_and_lets_blocking_requests_step_aside() {
+        // Waiters never give up here: the test does not depend on timing.
+        let gate = Arc::new(Gate::new(Duration::from_secs(3600)));
+        // This thread serves a request and takes the gate.
+        gate.rejoin();
+        assert!(HOLDS_GATE.get());
+        // Another thread finishing a request waits while we hold it and
+        // requests keep being served...
+        let (tx, rx) = mpsc::channel();
+        let g = gate.clone();
+        let other = std::thread::spawn(move || {
+            g.rejoin();
+            tx.send(HOLDS_GATE.get()).unwrap();
+        });
+        for _ in 0..3 {
+            std::thread::sleep(Duration::from_millis(20));
+            gate.rejoin(); // we serve requests meanwhile: it keeps waiting
+        }
+        assert!(rx.try_recv().is_err(), "a second reader got through");
+        // ...until a request of ours may block: then it takes over.
+        gate.step_aside();
+        assert!(!HOLDS_GATE.get());
+        assert!(rx.recv_timeout(Duration::from_secs(5)).unwrap());
+        other.join().unwrap();
+    }
+
+    #[test]
+    fn gate_waiters_leave_when_nothing_is_served() {
+        let quiet = Duration::from_millis(50);
+        let gate = Arc::new(Gate::new(quiet));
+        gate.rejoin();
+        // The holder leaves without passing the gate on (the session
+        // ended): a waiter goes back to reading after a quiet spell.
+        let g = gate.clone();
+        let t = Instant::now();
+        let held = std::thread::spawn(move || {
+            g.rejoin();
+            HOLDS_GATE.get()
+        })
+        .join()
+        .unwrap();
+        assert!(!held);
+        assert!(t.elapsed() >= quiet);
     }
 }
