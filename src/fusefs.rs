@@ -19,7 +19,7 @@
 //! Requests come from several host threads at once (the kernel takes
 //! concurrent calls from any thread); the node table is one mutex held only
 //! for map updates, never across a system call. A gate keeps requests that
-//! do not block on one thread (see [`Gate`]): in our one-CPU kernel every
+//! do not block on one thread (see `Gate`): in our one-CPU kernel every
 //! change of calling thread costs a task switch. Requests that may block
 //! (reads, large writes, fsync, directory reads, truncation) step aside and
 //! run alongside the others.
