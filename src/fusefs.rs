@@ -204,12 +204,18 @@ pub struct KernelFs {
     first_lookup: Mutex<Option<FirstLookup>>,
     first_lookup_pending: AtomicBool,
     gate: Gate,
+    /// `O_DIRECT` twins of open files (by kernel descriptor), for large
+    /// reads.
+    direct: Mutex<HashMap<i32, Twin>>,
 }
 
 type FirstLookup = Box<dyn FnOnce() + Send>;
 
 impl Drop for KernelFs {
     fn drop(&mut self) {
+        for (_, twin) in lock(&self.direct).drain() {
+            twin.close();
+        }
         for fd in lock(&self.files).drain() {
             let _ = sys::close(fd);
         }
@@ -337,6 +343,7 @@ impl KernelFs {
             first_lookup_pending: AtomicBool::new(false),
             // Short enough not to hold up an unmount noticeably.
             gate: Gate::new(Duration::from_millis(100)),
+            direct: Mutex::new(HashMap::new()),
         })
     }
 
@@ -553,6 +560,155 @@ impl KernelFs {
             Ok(n) => reply.data(&buf[..n.min(buf.len())]),
             Err(e) => reply.error(ferr(e)),
         }
+    }
+}
+
+/// Reads at least this large go around the kernel's page cache.
+const DIRECT_MIN: u32 = 64 << 10;
+/// Size of each request thread's direct-read buffer (the largest READ the
+/// host sends is max_pages, 1 MiB).
+const DIRECT_BUF: usize = 1 << 20;
+
+/// A buffer in the kernel's memory, mapped by the kernel's `mmap` for one
+/// request thread: `O_DIRECT` reads land there straight from the disk.
+struct KernelBuf {
+    addr: usize,
+}
+
+impl KernelBuf {
+    fn map() -> Result<KernelBuf, Errno> {
+        const PROT_RW: i64 = 3; // PROT_READ | PROT_WRITE
+        const MAP_PRIVATE_ANON: i64 = 0x22;
+        // SAFETY: an anonymous mapping; no pointer argument.
+        let addr = unsafe {
+            sys::raw(
+                sys::nr::MMAP,
+                [0, DIRECT_BUF as i64, PROT_RW, MAP_PRIVATE_ANON, -1, 0],
+            )
+        }?;
+        Ok(KernelBuf {
+            addr: addr as usize,
+        })
+    }
+}
+
+impl Drop for KernelBuf {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping, unmapped once; no slice of it outlives
+        // the thread that owns it.
+        let _ = unsafe {
+            sys::raw(
+                sys::nr::MUNMAP,
+                [self.addr as i64, DIRECT_BUF as i64, 0, 0, 0, 0],
+            )
+        };
+    }
+}
+
+thread_local! {
+    /// This request thread's direct-read buffer: None until first used,
+    /// Some(None) if the kernel would not map one.
+    static DIRECT_READ_BUF: std::cell::RefCell<Option<Option<KernelBuf>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The `O_DIRECT` twin of an open file.
+#[derive(Clone, Copy)]
+enum Twin {
+    /// Opened: direct reads go there.
+    Direct(i32),
+    /// Opened, but a direct read failed: it stays open (another thread may
+    /// still be reading through it) and unused until the file is released.
+    Refused(i32),
+    /// The file system would not open one.
+    None,
+}
+
+impl Twin {
+    fn close(self) {
+        if let Twin::Direct(fd) | Twin::Refused(fd) = self {
+            let _ = sys::close(fd);
+        }
+    }
+}
+
+impl KernelFs {
+    /// The `O_DIRECT` twin of open file `fd`, opened on first use; None if
+    /// the file system will not do direct I/O on it.
+    fn direct_twin(&self, fd: i32) -> Option<i32> {
+        let mut m = lock(&self.direct);
+        if let Some(t) = m.get(&fd) {
+            return match *t {
+                Twin::Direct(t) => Some(t),
+                _ => None,
+            };
+        }
+        if !lock(&self.files).contains(&fd) {
+            return None;
+        }
+        let twin = match sys::open(
+            &proc_path(fd),
+            abi::O_RDONLY | abi::O_DIRECT | abi::O_CLOEXEC | abi::O_LARGEFILE,
+            0,
+        ) {
+            Ok(t) => Twin::Direct(t),
+            Err(_) => Twin::None,
+        };
+        m.insert(fd, twin);
+        match twin {
+            Twin::Direct(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Serves a READ of `size` bytes at `offset` of open file `fd` with
+    /// `O_DIRECT` into this thread's kernel buffer: the disk's data goes
+    /// straight there (our virtio-blk device reads the image into it), with
+    /// no copy into the kernel's page cache and none of its page allocation
+    /// and reclaim (the host's page cache already holds the image). Direct
+    /// reads see every write made through the file's buffered descriptor
+    /// (the kernel writes the range back first). Gives `reply` back if a
+    /// direct read is not possible here: read buffered instead.
+    fn read_direct(&self, fd: i32, offset: u64, size: u32, reply: ReplyData) -> Option<ReplyData> {
+        let want = size as usize;
+        if want > DIRECT_BUF {
+            return Some(reply);
+        }
+        let Some(twin) = self.direct_twin(fd) else {
+            return Some(reply);
+        };
+        let addr = DIRECT_READ_BUF.with_borrow_mut(|b| {
+            b.get_or_insert_with(|| KernelBuf::map().ok())
+                .as_ref()
+                .map(|k| k.addr)
+        });
+        let Some(addr) = addr else {
+            return Some(reply);
+        };
+        // SAFETY: `addr..addr + DIRECT_BUF` is this thread's own kernel
+        // mapping (alive until the thread exits) and `want <= DIRECT_BUF`.
+        // Nothing else writes it: the kernel fills it only inside our pread
+        // below, which returns after the disk's data has landed. The slice
+        // ends with this call.
+        let buf = unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, want) };
+        let mut done = 0;
+        while done < want {
+            match sys::pread(twin, &mut buf[done..], offset as i64 + done as i64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(Errno::EINTR) => continue,
+                // Not for this file after all (e.g. EINVAL): buffered.
+                Err(_) if done == 0 => {
+                    if let Some(t) = lock(&self.direct).get_mut(&fd) {
+                        *t = Twin::Refused(twin);
+                    }
+                    return Some(reply);
+                }
+                Err(_) => break,
+            }
+        }
+        reply.data(&buf[..done]);
+        None
     }
 }
 
@@ -845,6 +1001,15 @@ impl Filesystem for KernelFs {
         reply: ReplyData,
     ) {
         let _pass = self.pass_aside();
+        let reply = if size >= DIRECT_MIN && offset.is_multiple_of(4096) && size.is_multiple_of(512)
+        {
+            match self.read_direct(fh.0 as i32, offset, size, reply) {
+                Some(reply) => reply,
+                None => return,
+            }
+        } else {
+            reply
+        };
         thread_local! {
             // One buffer per request thread, kept between requests (reads
             // are up to max_readahead, 1 MiB: no allocation and zeroing
@@ -928,6 +1093,9 @@ impl Filesystem for KernelFs {
     ) {
         let _pass = self.pass();
         let fd = fh.0 as i32;
+        if let Some(twin) = lock(&self.direct).remove(&fd) {
+            twin.close();
+        }
         if lock(&self.files).remove(&fd) {
             reply_empty(sys::close(fd), reply)
         } else {
