@@ -23,6 +23,11 @@
 //! change of calling thread costs a task switch. Requests that may block
 //! (reads, large writes, fsync, directory reads, truncation) step aside and
 //! run alongside the others.
+//!
+//! Large reads (64 KiB and more) use an `O_DIRECT` twin of the open file
+//! and land in a per-thread buffer in the kernel's memory: the image's data
+//! reaches the host in one copy fewer and never fills the kernel's page
+//! cache (the host's page cache already holds the image).
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
