@@ -18,12 +18,23 @@
 //!
 //! Requests come from several host threads at once (the kernel takes
 //! concurrent calls from any thread); the node table is one mutex held only
-//! for map updates, never across a system call.
+//! for map updates, never across a system call. A gate keeps requests that
+//! do not block on one thread (see `Gate`): in our one-CPU kernel every
+//! change of calling thread costs a task switch. Requests that may block
+//! (reads, large writes, fsync, directory reads, truncation) step aside and
+//! run alongside the others.
+//!
+//! Large reads and writes (64 KiB and more, aligned; writes only with the
+//! host's writeback cache) use an `O_DIRECT` twin of the open file and a
+//! per-thread buffer in the kernel's memory: the image's data reaches the
+//! host in one copy fewer, and neither fills the kernel's page cache (the
+//! host's page cache already holds the image) nor waits for its throttled
+//! writeback.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
@@ -98,6 +109,92 @@ struct DirHandle {
     entries: Vec<sys::DirEntry>,
 }
 
+/// Keeps requests on one host thread while they do not block.
+///
+/// The host's FUSE layer hands each request to the thread that has waited
+/// longest, so with several request threads consecutive requests land on
+/// different threads; in our one-CPU kernel every such change is a task
+/// switch (scheduler, idle exit, timer reprogramming, host wake-ups). So
+/// only one thread, the one holding the gate, goes back to reading
+/// requests after serving one; the others wait here. A request that may
+/// block for long (data I/O, fsync, directory reads, truncation) steps
+/// aside first, letting another thread read meanwhile: that is where
+/// several threads serve requests at once.
+///
+/// Waiting threads give up after a quiet spell with no requests served
+/// (the session may be ending: the holder's read fails and it leaves
+/// without passing the gate on), and go back to reading.
+struct Gate {
+    held: Mutex<bool>,
+    freed: Condvar,
+    served: AtomicU64,
+    /// How long a waiting thread stays parked with no request served.
+    quiet: Duration,
+}
+
+thread_local! {
+    /// This thread holds the gate.
+    static HOLDS_GATE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+impl Gate {
+    fn new(quiet: Duration) -> Self {
+        Gate {
+            held: Mutex::new(false),
+            freed: Condvar::new(),
+            served: AtomicU64::new(0),
+            quiet,
+        }
+    }
+
+    /// At the start of a request that may block: let another thread read.
+    fn step_aside(&self) {
+        if HOLDS_GATE.get() {
+            HOLDS_GATE.set(false);
+            *lock(&self.held) = false;
+            self.freed.notify_one();
+        }
+    }
+
+    /// At the end of every request, before the thread reads the next one.
+    fn rejoin(&self) {
+        self.served.fetch_add(1, Ordering::Relaxed);
+        if HOLDS_GATE.get() {
+            return;
+        }
+        let mut held = lock(&self.held);
+        loop {
+            if !*held {
+                *held = true;
+                HOLDS_GATE.set(true);
+                return;
+            }
+            let seen = self.served.load(Ordering::Relaxed);
+            let (g, t) = self
+                .freed
+                .wait_timeout(held, self.quiet)
+                .unwrap_or_else(|e| e.into_inner());
+            held = g;
+            if t.timed_out() && self.served.load(Ordering::Relaxed) == seen {
+                return; // quiet: read anyway
+            }
+        }
+    }
+}
+
+/// Passes through the gate for one request: [`Gate::rejoin`] on drop.
+struct GatePass<'a>(&'a Gate);
+
+impl Drop for GatePass<'_> {
+    fn drop(&mut self) {
+        self.0.rejoin();
+    }
+}
+
+/// Writes up to this size are served without stepping aside (they only
+/// copy into the kernel's page cache); larger ones may wait for writeback.
+const INLINE_WRITE: usize = 128 << 10;
+
 /// The FUSE file system over a kernel directory.
 pub struct KernelFs {
     opts: FsOptions,
@@ -110,10 +207,22 @@ pub struct KernelFs {
     /// close() returns, so at unmount some may still be open; they are
     /// closed when the file system is dropped, before the kernel unmounts.
     files: Mutex<HashSet<i32>>,
+    /// Run once, at the first LOOKUP (see [`KernelFs::on_first_lookup`]).
+    first_lookup: Mutex<Option<FirstLookup>>,
+    first_lookup_pending: AtomicBool,
+    gate: Gate,
+    /// `O_DIRECT` twins of open files (by kernel descriptor), for large
+    /// reads.
+    direct: Mutex<HashMap<i32, Twin>>,
 }
+
+type FirstLookup = Box<dyn FnOnce() + Send>;
 
 impl Drop for KernelFs {
     fn drop(&mut self) {
+        for (_, twin) in lock(&self.direct).drain() {
+            twin.close();
+        }
         for fd in lock(&self.files).drain() {
             let _ = sys::close(fd);
         }
@@ -237,7 +346,32 @@ impl KernelFs {
             dirs: Mutex::new(HashMap::new()),
             next_dir: AtomicU64::new(DIR_HANDLE_BASE),
             files: Mutex::new(HashSet::new()),
+            first_lookup: Mutex::new(None),
+            first_lookup_pending: AtomicBool::new(false),
+            // Short enough not to hold up an unmount noticeably.
+            gate: Gate::new(Duration::from_millis(100)),
+            direct: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The gate pass of a request that does not block for long.
+    fn pass(&self) -> GatePass<'_> {
+        GatePass(&self.gate)
+    }
+
+    /// The gate pass of a request that may block: steps aside first.
+    fn pass_aside(&self) -> GatePass<'_> {
+        self.gate.step_aside();
+        GatePass(&self.gate)
+    }
+
+    /// Runs `f` once, in the first LOOKUP request, before it is answered:
+    /// the host has then finished INIT, and no file below the root can have
+    /// been opened yet (opening one needs that answer). lklfuse tunes the
+    /// mount's host read-ahead there.
+    pub fn on_first_lookup(&mut self, f: impl FnOnce() + Send + 'static) {
+        *lock(&self.first_lookup) = Some(Box::new(f));
+        self.first_lookup_pending.store(true, Ordering::Release);
     }
 
     /// The FUSE inode number of a kernel inode on the root's device.
@@ -436,6 +570,229 @@ impl KernelFs {
     }
 }
 
+/// Reads and writes at least this large go around the kernel's page cache.
+const DIRECT_MIN: u32 = 64 << 10;
+/// Size of each request thread's direct-I/O buffer (the largest READ or
+/// WRITE the host sends is max_pages, 1 MiB).
+const DIRECT_BUF: usize = 1 << 20;
+
+/// A buffer in the kernel's memory, mapped by the kernel's `mmap` for one
+/// request thread: `O_DIRECT` reads land there straight from the disk, and
+/// `O_DIRECT` writes go to the disk straight from there.
+struct KernelBuf {
+    addr: usize,
+}
+
+impl KernelBuf {
+    fn map() -> Result<KernelBuf, Errno> {
+        const PROT_RW: i64 = 3; // PROT_READ | PROT_WRITE
+        const MAP_PRIVATE_ANON: i64 = 0x22;
+        // SAFETY: an anonymous mapping; no pointer argument.
+        let addr = unsafe {
+            sys::raw(
+                sys::nr::MMAP,
+                [0, DIRECT_BUF as i64, PROT_RW, MAP_PRIVATE_ANON, -1, 0],
+            )
+        }?;
+        Ok(KernelBuf {
+            addr: addr as usize,
+        })
+    }
+}
+
+impl Drop for KernelBuf {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping, unmapped once; no slice of it outlives
+        // the thread that owns it.
+        let _ = unsafe {
+            sys::raw(
+                sys::nr::MUNMAP,
+                [self.addr as i64, DIRECT_BUF as i64, 0, 0, 0, 0],
+            )
+        };
+    }
+}
+
+thread_local! {
+    /// This request thread's direct-I/O buffer: None until first used,
+    /// Some(None) if the kernel would not map one.
+    static DIRECT_IO_BUF: std::cell::RefCell<Option<Option<KernelBuf>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The `O_DIRECT` twin of an open file.
+#[derive(Clone, Copy)]
+enum Twin {
+    /// Opened: direct reads go there.
+    Direct(i32),
+    /// Opened, but a direct read failed: it stays open (another thread may
+    /// still be reading through it) and unused until the file is released.
+    Refused(i32),
+    /// The file system would not open one.
+    None,
+}
+
+impl Twin {
+    fn close(self) {
+        if let Twin::Direct(fd) | Twin::Refused(fd) = self {
+            let _ = sys::close(fd);
+        }
+    }
+}
+
+impl KernelFs {
+    /// The `O_DIRECT` twin of open file `fd`, opened on first use; None if
+    /// the file system will not do direct I/O on it.
+    fn direct_twin(&self, fd: i32) -> Option<i32> {
+        let mut m = lock(&self.direct);
+        if let Some(t) = m.get(&fd) {
+            return match *t {
+                Twin::Direct(t) => Some(t),
+                _ => None,
+            };
+        }
+        if !lock(&self.files).contains(&fd) {
+            return None;
+        }
+        let open = |mode| {
+            sys::open(
+                &proc_path(fd),
+                mode | abi::O_DIRECT | abi::O_CLOEXEC | abi::O_LARGEFILE,
+                0,
+            )
+        };
+        // Read-write where the file system allows it (direct writes need
+        // it; a read-only mount refuses), else read-only.
+        let rw = !self.opts.read_only && self.opts.writeback_cache;
+        let first = if rw {
+            open(abi::O_RDWR)
+        } else {
+            Err(Errno::EROFS)
+        };
+        let twin = match first {
+            Ok(t) => Twin::Direct(t),
+            Err(_) => match open(abi::O_RDONLY) {
+                Ok(t) => Twin::Direct(t),
+                Err(_) => Twin::None,
+            },
+        };
+        m.insert(fd, twin);
+        match twin {
+            Twin::Direct(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Serves a READ of `size` bytes at `offset` of open file `fd` with
+    /// `O_DIRECT` into this thread's kernel buffer: the disk's data goes
+    /// straight there (our virtio-blk device reads the image into it), with
+    /// no copy into the kernel's page cache and none of its page allocation
+    /// and reclaim (the host's page cache already holds the image). Direct
+    /// reads see every write made through the file's buffered descriptor
+    /// (the kernel writes the range back first). Gives `reply` back if a
+    /// direct read is not possible here: read buffered instead.
+    fn read_direct(&self, fd: i32, offset: u64, size: u32, reply: ReplyData) -> Option<ReplyData> {
+        let want = size as usize;
+        if want > DIRECT_BUF {
+            return Some(reply);
+        }
+        let Some(twin) = self.direct_twin(fd) else {
+            return Some(reply);
+        };
+        let addr = DIRECT_IO_BUF.with_borrow_mut(|b| {
+            b.get_or_insert_with(|| KernelBuf::map().ok())
+                .as_ref()
+                .map(|k| k.addr)
+        });
+        let Some(addr) = addr else {
+            return Some(reply);
+        };
+        // SAFETY: `addr..addr + DIRECT_BUF` is this thread's own kernel
+        // mapping (alive until the thread exits) and `want <= DIRECT_BUF`.
+        // Nothing else writes it: the kernel fills it only inside our pread
+        // below, which returns after the disk's data has landed. The slice
+        // ends with this call.
+        let buf = unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, want) };
+        let mut done = 0;
+        while done < want {
+            match sys::pread(twin, &mut buf[done..], offset as i64 + done as i64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(Errno::EINTR) => continue,
+                // Not for this file after all (e.g. EINVAL): buffered.
+                Err(_) if done == 0 => {
+                    if let Some(t) = lock(&self.direct).get_mut(&fd) {
+                        *t = Twin::Refused(twin);
+                    }
+                    return Some(reply);
+                }
+                Err(_) => break,
+            }
+        }
+        reply.data(&buf[..done]);
+        None
+    }
+
+    /// Serves a WRITE through the `O_DIRECT` twin: the data is copied once
+    /// into this thread's kernel buffer and our virtio-blk device writes it
+    /// to the image from there, instead of a copy into the kernel's page
+    /// cache that its writeback (throttled, one CPU) writes later. Only
+    /// with the host's writeback cache (which places every write and
+    /// strips O_APPEND) and whole, aligned 4 KiB blocks; the kernel keeps
+    /// direct and buffered I/O on the file coherent. Gives `reply` back if
+    /// a direct write is not possible here.
+    fn write_direct(
+        &self,
+        fd: i32,
+        offset: u64,
+        data: &[u8],
+        reply: ReplyWrite,
+    ) -> Option<ReplyWrite> {
+        if !self.opts.writeback_cache
+            || data.len() < DIRECT_MIN as usize
+            || data.len() > DIRECT_BUF
+            || !offset.is_multiple_of(4096)
+            || !data.len().is_multiple_of(4096)
+        {
+            return Some(reply);
+        }
+        let Some(twin) = self.direct_twin(fd) else {
+            return Some(reply);
+        };
+        let addr = DIRECT_IO_BUF.with_borrow_mut(|b| {
+            b.get_or_insert_with(|| KernelBuf::map().ok())
+                .as_ref()
+                .map(|k| k.addr)
+        });
+        let Some(addr) = addr else {
+            return Some(reply);
+        };
+        // SAFETY: as in `read_direct`: this thread's own kernel mapping,
+        // `data.len() <= DIRECT_BUF`; the kernel only reads it, inside our
+        // pwrite below. The slice ends with this call.
+        let buf = unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, data.len()) };
+        buf.copy_from_slice(data);
+        let mut done = 0;
+        while done < buf.len() {
+            match sys::pwrite(twin, &buf[done..], offset as i64 + done as i64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(Errno::EINTR) => continue,
+                // A read-only twin (EBADF) or no direct I/O here after all
+                // (EINVAL): buffered.
+                Err(Errno::EBADF | Errno::EINVAL) if done == 0 => return Some(reply),
+                Err(e) if done == 0 => {
+                    reply.error(ferr(e));
+                    return None;
+                }
+                Err(_) => break,
+            }
+        }
+        reply.written(done as u32);
+        None
+    }
+}
+
 fn reply_entry(r: Result<FileAttr, Errno>, reply: ReplyEntry) {
     match r {
         Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
@@ -476,6 +833,16 @@ impl Filesystem for KernelFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let _pass = self.pass();
+        if self.first_lookup_pending.load(Ordering::Acquire) {
+            // Taken under the lock: every concurrent first lookup waits
+            // until it has run.
+            let mut hook = lock(&self.first_lookup);
+            if let Some(f) = hook.take() {
+                f();
+            }
+            self.first_lookup_pending.store(false, Ordering::Release);
+        }
         if parent == INodeNo::ROOT && name == ".." {
             return reply_entry(self.getattr_ino(INodeNo::ROOT), reply);
         }
@@ -483,10 +850,12 @@ impl Filesystem for KernelFs {
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        let _pass = self.pass();
         self.forget_one(ino.0, nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let _pass = self.pass();
         match self.getattr_ino(ino) {
             Ok(attr) => reply.attr(&TTL, &attr),
             Err(e) => reply.error(ferr(e)),
@@ -511,6 +880,11 @@ impl Filesystem for KernelFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        let _pass = if size.is_some() {
+            self.pass_aside()
+        } else {
+            self.pass()
+        };
         match self.do_setattr(ino, mode, uid, gid, size, atime, mtime, fh) {
             Ok(attr) => reply.attr(&TTL, &attr),
             Err(e) => reply.error(ferr(e)),
@@ -518,6 +892,7 @@ impl Filesystem for KernelFs {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let _pass = self.pass();
         let r = self.node(ino).and_then(|fd| sys::readlinkat(fd.0, ""));
         match r {
             Ok(target) => reply.data(target.as_os_str().as_encoded_bytes()),
@@ -535,6 +910,7 @@ impl Filesystem for KernelFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
+        let _pass = self.pass();
         let r = self.writable().and_then(|()| {
             let p = self.node(parent)?;
             sys::mknodat(p.0, name, mode, u64::from(rdev))?;
@@ -554,6 +930,7 @@ impl Filesystem for KernelFs {
         _umask: u32,
         reply: ReplyEntry,
     ) {
+        let _pass = self.pass();
         let r = self.writable().and_then(|()| {
             let p = self.node(parent)?;
             sys::mkdirat(p.0, name, mode)?;
@@ -565,6 +942,7 @@ impl Filesystem for KernelFs {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _pass = self.pass();
         let r = self
             .writable()
             .and_then(|()| sys::unlinkat(self.node(parent)?.0, name, 0));
@@ -572,6 +950,7 @@ impl Filesystem for KernelFs {
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _pass = self.pass();
         let r = self
             .writable()
             .and_then(|()| sys::unlinkat(self.node(parent)?.0, name, abi::AT_REMOVEDIR));
@@ -586,6 +965,7 @@ impl Filesystem for KernelFs {
         target: &std::path::Path,
         reply: ReplyEntry,
     ) {
+        let _pass = self.pass();
         let r = self.writable().and_then(|()| {
             let p = self.node(parent)?;
             sys::symlinkat(target, p.0, link_name)?;
@@ -606,6 +986,7 @@ impl Filesystem for KernelFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        let _pass = self.pass();
         let r = self.writable().and_then(|()| {
             let (a, b) = (self.node(parent)?, self.node(newparent)?);
             sys::renameat2(a.0, name, b.0, newname, flags.bits())
@@ -621,6 +1002,7 @@ impl Filesystem for KernelFs {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
+        let _pass = self.pass();
         let r = self.writable().and_then(|()| {
             let (f, p) = (self.node(ino)?, self.node(newparent)?);
             sys::linkat(f.0, "", p.0, newname, abi::AT_EMPTY_PATH)?;
@@ -631,6 +1013,7 @@ impl Filesystem for KernelFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let _pass = self.pass();
         let r = self.node(ino).and_then(|fd| {
             if self.opts.read_only && flags.0 & 3 != abi::O_RDONLY {
                 return Err(Errno::EROFS);
@@ -656,6 +1039,7 @@ impl Filesystem for KernelFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        let _pass = self.pass();
         let r = self.writable().and_then(|()| {
             let p = self.node(parent)?;
             let f = self.open_flags(flags) | abi::O_CREAT | (flags & abi::O_EXCL);
@@ -697,18 +1081,40 @@ impl Filesystem for KernelFs {
         _lock_owner: Option<fuser::LockOwner>,
         reply: ReplyData,
     ) {
-        let mut buf = vec![0u8; size as usize];
-        let mut done = 0;
-        while done < buf.len() {
-            match sys::pread(fh.0 as i32, &mut buf[done..], (offset as i64) + done as i64) {
-                Ok(0) => break,
-                Ok(n) => done += n,
-                Err(Errno::EINTR) => continue,
-                Err(e) if done == 0 => return reply.error(ferr(e)),
-                Err(_) => break,
+        let _pass = self.pass_aside();
+        let reply = if size >= DIRECT_MIN && offset.is_multiple_of(4096) && size.is_multiple_of(512)
+        {
+            match self.read_direct(fh.0 as i32, offset, size, reply) {
+                Some(reply) => reply,
+                None => return,
             }
+        } else {
+            reply
+        };
+        thread_local! {
+            // One buffer per request thread, kept between requests (reads
+            // are up to max_readahead, 1 MiB: no allocation and zeroing
+            // on every one).
+            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
-        reply.data(&buf[..done])
+        BUF.with_borrow_mut(|buf| {
+            let want = size as usize;
+            if buf.len() < want {
+                buf.resize(want, 0);
+            }
+            let buf = &mut buf[..want];
+            let mut done = 0;
+            while done < buf.len() {
+                match sys::pread(fh.0 as i32, &mut buf[done..], (offset as i64) + done as i64) {
+                    Ok(0) => break,
+                    Ok(n) => done += n,
+                    Err(Errno::EINTR) => continue,
+                    Err(e) if done == 0 => return reply.error(ferr(e)),
+                    Err(_) => break,
+                }
+            }
+            reply.data(&buf[..done])
+        })
     }
 
     fn write(
@@ -723,6 +1129,15 @@ impl Filesystem for KernelFs {
         _lock_owner: Option<fuser::LockOwner>,
         reply: ReplyWrite,
     ) {
+        let _pass = if data.len() > INLINE_WRITE {
+            self.pass_aside()
+        } else {
+            self.pass()
+        };
+        let reply = match self.write_direct(fh.0 as i32, offset, data, reply) {
+            Some(reply) => reply,
+            None => return,
+        };
         let mut done = 0;
         while done < data.len() {
             match sys::pwrite(fh.0 as i32, &data[done..], (offset as i64) + done as i64) {
@@ -744,7 +1159,11 @@ impl Filesystem for KernelFs {
         _lock_owner: fuser::LockOwner,
         reply: ReplyEmpty,
     ) {
-        reply.ok()
+        let _pass = self.pass();
+        // Nothing to do at close (data reaches the kernel with WRITE, and
+        // durability is fsync's job). ENOSYS makes the host stop sending
+        // FLUSH at all: one request less for every close.
+        reply.error(ferr(Errno::ENOSYS))
     }
 
     fn release(
@@ -757,7 +1176,11 @@ impl Filesystem for KernelFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        let _pass = self.pass();
         let fd = fh.0 as i32;
+        if let Some(twin) = lock(&self.direct).remove(&fd) {
+            twin.close();
+        }
         if lock(&self.files).remove(&fd) {
             reply_empty(sys::close(fd), reply)
         } else {
@@ -773,6 +1196,7 @@ impl Filesystem for KernelFs {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
+        let _pass = self.pass_aside();
         let fd = fh.0 as i32;
         reply_empty(
             if datasync {
@@ -785,6 +1209,7 @@ impl Filesystem for KernelFs {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let _pass = self.pass_aside();
         let r = self.node(ino).and_then(|fd| {
             let d = sys::open(
                 &proc_path(fd.0),
@@ -811,6 +1236,7 @@ impl Filesystem for KernelFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
+        let _pass = self.pass_aside();
         let d = match self.dir(fh) {
             Ok(d) => d,
             Err(e) => return reply.error(ferr(e)),
@@ -836,6 +1262,7 @@ impl Filesystem for KernelFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
+        let _pass = self.pass_aside();
         let (d, dirfd) = match self.dir(fh).and_then(|d| Ok((d, self.node(ino)?))) {
             Ok(x) => x,
             Err(e) => return reply.error(ferr(e)),
@@ -874,6 +1301,7 @@ impl Filesystem for KernelFs {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
+        let _pass = self.pass();
         lock(&self.dirs).remove(&fh.0);
         reply.ok()
     }
@@ -886,6 +1314,7 @@ impl Filesystem for KernelFs {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
+        let _pass = self.pass_aside();
         let r = self.dir(fh).and_then(|d| {
             if datasync {
                 sys::fdatasync(d.fd.0)
@@ -897,6 +1326,7 @@ impl Filesystem for KernelFs {
     }
 
     fn statfs(&self, _req: &Request, ino: INodeNo, reply: ReplyStatfs) {
+        let _pass = self.pass();
         match self.node(ino).and_then(|fd| sys::fstatfs(fd.0)) {
             Ok(s) => reply.statfs(
                 s.f_blocks,
@@ -922,6 +1352,7 @@ impl Filesystem for KernelFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        let _pass = self.pass();
         let r = self
             .writable()
             .and_then(|()| sys::setxattr(proc_path(self.node(ino)?.0), name, value, flags));
@@ -929,6 +1360,7 @@ impl Filesystem for KernelFs {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let _pass = self.pass();
         let mut buf = vec![0u8; size as usize];
         let r = self
             .node(ino)
@@ -937,6 +1369,7 @@ impl Filesystem for KernelFs {
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let _pass = self.pass();
         let mut buf = vec![0u8; size as usize];
         let r = self
             .node(ino)
@@ -945,6 +1378,7 @@ impl Filesystem for KernelFs {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _pass = self.pass();
         let r = self
             .writable()
             .and_then(|()| sys::removexattr(proc_path(self.node(ino)?.0), name));
@@ -952,6 +1386,7 @@ impl Filesystem for KernelFs {
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, mask: fuser::AccessFlags, reply: ReplyEmpty) {
+        let _pass = self.pass();
         let r = self.node(ino).and_then(|fd| {
             sys::faccessat(fd.0, "", mask.bits(), abi::AT_EMPTY_PATH | abi::AT_EACCESS)
         });
@@ -968,6 +1403,7 @@ impl Filesystem for KernelFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
+        let _pass = self.pass_aside();
         let r = self
             .writable()
             .and_then(|()| sys::fallocate(fh.0 as i32, mode, offset as i64, length as i64));
@@ -983,9 +1419,63 @@ impl Filesystem for KernelFs {
         whence: i32,
         reply: ReplyLseek,
     ) {
+        let _pass = self.pass_aside();
         match sys::lseek(fh.0 as i32, offset, whence) {
             Ok(off) => reply.offset(off),
             Err(e) => reply.error(ferr(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Instant;
+
+    #[test]
+    fn gate_keeps_one_reader_and_lets_blocking_requests_step_aside() {
+        // Waiters never give up here: the test does not depend on timing.
+        let gate = Arc::new(Gate::new(Duration::from_secs(3600)));
+        // This thread serves a request and takes the gate.
+        gate.rejoin();
+        assert!(HOLDS_GATE.get());
+        // Another thread finishing a request waits while we hold it and
+        // requests keep being served...
+        let (tx, rx) = mpsc::channel();
+        let g = gate.clone();
+        let other = std::thread::spawn(move || {
+            g.rejoin();
+            tx.send(HOLDS_GATE.get()).unwrap();
+        });
+        for _ in 0..3 {
+            std::thread::sleep(Duration::from_millis(20));
+            gate.rejoin(); // we serve requests meanwhile: it keeps waiting
+        }
+        assert!(rx.try_recv().is_err(), "a second reader got through");
+        // ...until a request of ours may block: then it takes over.
+        gate.step_aside();
+        assert!(!HOLDS_GATE.get());
+        assert!(rx.recv_timeout(Duration::from_secs(5)).unwrap());
+        other.join().unwrap();
+    }
+
+    #[test]
+    fn gate_waiters_leave_when_nothing_is_served() {
+        let quiet = Duration::from_millis(50);
+        let gate = Arc::new(Gate::new(quiet));
+        gate.rejoin();
+        // The holder leaves without passing the gate on (the session
+        // ended): a waiter goes back to reading after a quiet spell.
+        let g = gate.clone();
+        let t = Instant::now();
+        let held = std::thread::spawn(move || {
+            g.rejoin();
+            HOLDS_GATE.get()
+        })
+        .join()
+        .unwrap();
+        assert!(!held);
+        assert!(t.elapsed() >= quiet);
     }
 }

@@ -2,18 +2,27 @@
 //! the same run. Prints figures (sequential write and read MB/s, small-file
 //! creates per second) and the ratios; it is not a pass/fail test.
 //!
-//! usage: fuse-bench [--mb N] [--files N] [--dir DIR]
-//!   --mb N     size of the sequential file (default 200)
-//!   --files N  small files to create (default 2000, 4 KiB each)
-//!   --dir DIR  scratch directory (default /tmp)
+//! usage: fuse-bench [--mb N] [--files N] [--runs N] [--only TOOL] [--cold] [--dir DIR]
+//!   --mb N       size of the sequential file (default 200)
+//!   --files N    small files to create (default 2000, 4 KiB each)
+//!   --runs N     rounds (default 5); each round measures both tools, in
+//!                alternating order, so machine load hits both alike
+//!   --only TOOL  measure only lklfuse or fuse2fs (for profiling)
+//!   --cold       drop the image's pages from the host page cache
+//!                (posix_fadvise DONTNEED) before the read
+//!   --lklfuse-opts OPTS  extra `-o` options for lklfuse (experiments)
+//!   --dir DIR    scratch directory (default /tmp)
 //!
-//! Each figure is taken on a fresh mount: write (ending with fsync), then
+//! Each figure is taken on a fresh mount of a fresh image (same size, same
+//! mkfs.ext4 defaults for both tools): write (ending with fsync), then
 //! unmount and mount again so the read starts with cold FUSE and kernel
-//! caches (the image file itself may be in the host's page cache, for
-//! both alike).
+//! caches (the image file itself is in the host's page cache unless
+//! --cold, for both alike). Prints every round, then the median and range
+//! of each figure and the ratio of the medians.
 
 use std::fs;
 use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -21,6 +30,11 @@ use std::time::{Duration, Instant};
 struct Opts {
     mb: usize,
     files: usize,
+    runs: usize,
+    only: Option<&'static str>,
+    cold: bool,
+    /// Extra lklfuse -o options (experiments).
+    lkl_opts: Option<String>,
     dir: PathBuf,
 }
 
@@ -56,7 +70,7 @@ impl Tool {
         }
     }
 
-    fn mount(self, image: &Path, mnt: &Path) -> Result<Child, String> {
+    fn mount(self, image: &Path, mnt: &Path, o: &Opts) -> Result<Child, String> {
         let mut cmd = match self {
             Tool::Lklfuse => {
                 let exe = std::env::current_exe()
@@ -64,6 +78,9 @@ impl Tool {
                     .with_file_name("lklfuse");
                 let mut c = Command::new(exe);
                 c.arg(image).arg(mnt).args(["-f", "-o", "type=ext4"]);
+                if let Some(extra) = &o.lkl_opts {
+                    c.args(["-o", extra]);
+                }
                 c
             }
             Tool::Fuse2fs => {
@@ -102,6 +119,22 @@ fn unmount(mnt: &Path, mut child: Child) -> Result<(), String> {
     }
 }
 
+/// Drops the image's (clean) pages from the host page cache.
+fn drop_host_cache(image: &Path) -> Result<(), String> {
+    let f = fs::File::open(image).map_err(|e| e.to_string())?;
+    f.sync_all().map_err(|e| e.to_string())?;
+    // SAFETY: a valid descriptor; the call only reads its arguments.
+    let r = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    if r != 0 {
+        return Err(format!(
+            "posix_fadvise: {}",
+            std::io::Error::from_raw_os_error(r)
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy)]
 struct Figures {
     write_mbs: f64,
     read_mbs: f64,
@@ -125,7 +158,7 @@ fn measure(tool: Tool, o: &Opts) -> Result<Figures, String> {
         let chunk: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
 
         // Sequential write, ending with fsync.
-        let child = tool.mount(&image, &mnt)?;
+        let child = tool.mount(&image, &mnt, o)?;
         let t = Instant::now();
         let mut f = fs::File::create(mnt.join("seq")).map_err(|e| e.to_string())?;
         for _ in 0..o.mb {
@@ -137,7 +170,10 @@ fn measure(tool: Tool, o: &Opts) -> Result<Figures, String> {
         unmount(&mnt, child)?;
 
         // Sequential read on a fresh mount.
-        let child = tool.mount(&image, &mnt)?;
+        if o.cold {
+            drop_host_cache(&image)?;
+        }
+        let child = tool.mount(&image, &mnt, o)?;
         let t = Instant::now();
         let mut f = fs::File::open(mnt.join("seq")).map_err(|e| e.to_string())?;
         let mut buf = vec![0u8; 1 << 20];
@@ -181,10 +217,29 @@ fn measure(tool: Tool, o: &Opts) -> Result<Figures, String> {
     result
 }
 
+const USAGE: &str =
+    "usage: fuse-bench [--mb N] [--files N] [--runs N] [--only lklfuse|fuse2fs] [--cold] [--lklfuse-opts OPTS] [--dir DIR]";
+
+/// (median, min, max) of `v` (not empty).
+fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    let med = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    (med, v[0], v[n - 1])
+}
+
 fn main() {
     let mut o = Opts {
         mb: 200,
         files: 2000,
+        runs: 5,
+        only: None,
+        cold: false,
+        lkl_opts: None,
         dir: std::env::temp_dir(),
     };
     let mut args = std::env::args().skip(1);
@@ -195,48 +250,108 @@ fn main() {
                 std::process::exit(2)
             })
         };
+        let num = |what: &str, v: String| -> usize {
+            v.parse().unwrap_or_else(|_| {
+                eprintln!("fuse-bench: {what} needs a number, got {v:?}");
+                std::process::exit(2)
+            })
+        };
         match a.as_str() {
-            "--mb" => o.mb = val("--mb").parse().unwrap_or(200),
-            "--files" => o.files = val("--files").parse().unwrap_or(2000),
+            "--mb" => o.mb = num("--mb", val("--mb")).max(1),
+            "--files" => o.files = num("--files", val("--files")).max(1),
+            "--runs" => o.runs = num("--runs", val("--runs")).max(1),
+            "--only" => {
+                o.only = match val("--only").as_str() {
+                    "lklfuse" => Some("lklfuse"),
+                    "fuse2fs" => Some("fuse2fs"),
+                    other => {
+                        eprintln!("fuse-bench: --only takes lklfuse or fuse2fs, not {other:?}");
+                        std::process::exit(2)
+                    }
+                }
+            }
+            "--cold" => o.cold = true,
+            "--lklfuse-opts" => o.lkl_opts = Some(val("--lklfuse-opts")),
             "--dir" => o.dir = PathBuf::from(val("--dir")),
             "-h" | "--help" => {
-                println!("usage: fuse-bench [--mb N] [--files N] [--dir DIR]");
+                println!("{USAGE}");
                 return;
             }
             other => {
-                eprintln!("fuse-bench: unknown argument {other}");
+                eprintln!("fuse-bench: unknown argument {other}\n{USAGE}");
                 std::process::exit(2);
             }
         }
     }
     println!(
-        "ext4 image, {} MB sequential file (1 MiB writes, fsync), {} files of 4 KiB",
-        o.mb, o.files
+        "ext4 image, {} MB sequential file (1 MiB writes, fsync), {} files of 4 KiB, {} rounds{}",
+        o.mb,
+        o.files,
+        o.runs,
+        if o.cold {
+            ", cold host cache for reads"
+        } else {
+            ""
+        }
     );
-    let mut rows = Vec::new();
-    for tool in [Tool::Lklfuse, Tool::Fuse2fs] {
-        match measure(tool, &o) {
-            Ok(f) => {
-                println!(
-                    "{:8}  write {:8.1} MB/s  read {:8.1} MB/s  create {:8.0} files/s",
-                    tool.name(),
-                    f.write_mbs,
-                    f.read_mbs,
-                    f.creates
-                );
-                rows.push(f);
-            }
-            Err(e) => {
-                eprintln!("fuse-bench: {}: {e}", tool.name());
-                std::process::exit(1);
+    let tools: Vec<Tool> = [Tool::Lklfuse, Tool::Fuse2fs]
+        .into_iter()
+        .filter(|t| o.only.is_none_or(|n| n == t.name()))
+        .collect();
+    let mut rows: Vec<Vec<Figures>> = vec![Vec::new(); tools.len()];
+    for round in 0..o.runs {
+        // Alternate which tool goes first.
+        let mut order: Vec<usize> = (0..tools.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for i in order {
+            let tool = tools[i];
+            match measure(tool, &o) {
+                Ok(f) => {
+                    println!(
+                        "round {:2} {:8}  write {:8.1} MB/s  read {:8.1} MB/s  create {:8.0} files/s",
+                        round + 1,
+                        tool.name(),
+                        f.write_mbs,
+                        f.read_mbs,
+                        f.creates
+                    );
+                    rows[i].push(f);
+                }
+                Err(e) => {
+                    eprintln!("fuse-bench: {}: {e}", tool.name());
+                    std::process::exit(1);
+                }
             }
         }
     }
-    let (l, f) = (&rows[0], &rows[1]);
-    println!(
-        "lklfuse / fuse2fs: write {:.2}x  read {:.2}x  create {:.2}x  (target >= 1.5x)",
-        l.write_mbs / f.write_mbs,
-        l.read_mbs / f.read_mbs,
-        l.creates / f.creates
-    );
+    let mut medians = Vec::new();
+    for (tool, r) in tools.iter().zip(&rows) {
+        let w = stats(r.iter().map(|f| f.write_mbs).collect());
+        let rd = stats(r.iter().map(|f| f.read_mbs).collect());
+        let c = stats(r.iter().map(|f| f.creates).collect());
+        println!(
+            "median {:8}  write {:7.1} MB/s ({:.0}-{:.0})  read {:7.1} MB/s ({:.0}-{:.0})  create {:6.0}/s ({:.0}-{:.0})",
+            tool.name(),
+            w.0,
+            w.1,
+            w.2,
+            rd.0,
+            rd.1,
+            rd.2,
+            c.0,
+            c.1,
+            c.2
+        );
+        medians.push((w.0, rd.0, c.0));
+    }
+    if let [l, f] = medians[..] {
+        println!(
+            "lklfuse / fuse2fs (medians): write {:.2}x  read {:.2}x  create {:.2}x  (target >= 1.5x)",
+            l.0 / f.0,
+            l.1 / f.1,
+            l.2 / f.2
+        );
+    }
 }

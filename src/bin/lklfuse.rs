@@ -4,7 +4,7 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use fuser::{Config, MountOption, Session, SessionACL};
@@ -27,6 +27,8 @@ options (-o, comma-separated, repeatable):
   mb=N            kernel memory in MiB (default 256)
   opts=A:B:...    kernel mount options, colon-separated (e.g. opts=noatime:data=ordered)
   threads=N       FUSE request threads (default 4)
+  readahead=KB    host read-ahead window of the mount in KiB (default 4096;
+                  set through sysfs, so only as root; 0 keeps the host's)
   allow_other     let other users reach the mount
   nowriteback     no host write-back cache (every write goes to lklfuse)
   debug           show the kernel console on stderr
@@ -43,6 +45,7 @@ struct Args {
     mem_mb: u64,
     kernel_opts: Vec<String>,
     threads: usize,
+    readahead_kb: u64,
     allow_other: bool,
     writeback: bool,
     debug: bool,
@@ -75,6 +78,7 @@ fn parse_args(argv: &[String]) -> Result<Option<Args>, String> {
         mem_mb: 256,
         kernel_opts: Vec::new(),
         threads: 4,
+        readahead_kb: DEFAULT_READAHEAD_KB,
         allow_other: false,
         writeback: true,
         debug: false,
@@ -100,6 +104,7 @@ fn parse_args(argv: &[String]) -> Result<Option<Args>, String> {
             "part" => args.partition = Some(num("part")? as u32),
             "mb" => args.mem_mb = num("mb")?,
             "threads" => args.threads = num("threads")?.clamp(1, 64) as usize,
+            "readahead" => args.readahead_kb = num("readahead")?.min(1 << 20),
             "opts" => args.kernel_opts.extend(
                 val.unwrap_or("")
                     .split(':')
@@ -176,13 +181,19 @@ fn serve(args: &Args, ready: &mut dyn FnMut(Result<(), String>)) -> Result<(), S
             ..Default::default()
         },
     );
-    let fs = match fs {
+    let mut fs = match fs {
         Ok(fs) => fs,
         Err(e) => {
             let _ = disk::halt(kernel);
             return Err(format!("cannot serve the mount: {e}"));
         }
     };
+    if args.readahead_kb > 0 {
+        // The mount point as the host's mountinfo shows it.
+        let mnt = std::fs::canonicalize(&args.mountpoint).unwrap_or(args.mountpoint.clone());
+        let kb = args.readahead_kb;
+        fs.on_first_lookup(move || raise_host_readahead(&mnt, kb));
+    }
     let mut mount_options = vec![
         MountOption::FSName(args.image.display().to_string()),
         MountOption::Subtype("lklfuse".into()),
@@ -222,6 +233,62 @@ fn serve(args: &Args, ready: &mut dyn FnMut(Result<(), String>)) -> Result<(), S
     let halted = disk::halt(kernel);
     served.map_err(|e| format!("FUSE session failed: {e}"))?;
     halted.map_err(|e| format!("cannot shut the disk down cleanly: {e}"))
+}
+
+/// Host read-ahead for the mount, KiB: the host's FUSE layer starts every
+/// mount at 128 KiB (and INIT cannot raise it), so a sequential reader
+/// sees 128 KiB READ requests; a larger window keeps several 1 MiB
+/// requests in flight.
+const DEFAULT_READAHEAD_KB: u64 = 4096;
+
+/// Sets the FUSE mount's read-ahead window (`/sys/class/bdi/MAJ:MIN/
+/// read_ahead_kb`, the numbers from our entry in mountinfo, looked up
+/// without touching the mount). Called in the first LOOKUP: after INIT
+/// (which would cap it at the 128 KiB the host offers) and before any file
+/// is opened (a file takes the window at open). Needs root: without it, or
+/// on any error, the host's default stays.
+fn raise_host_readahead(mountpoint: &Path, kb: u64) {
+    let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let want = mountpoint.as_os_str().to_string_lossy();
+    // Fields: id parent MAJ:MIN root mountpoint ... - fstype source ...;
+    // mountinfo escapes space, tab, newline and backslash as octal.
+    let dev = mountinfo.lines().rev().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        let fstype = f.iter().skip_while(|x| **x != "-").nth(1)?;
+        (f.get(4).map(|m| unescape_mountinfo(m)).as_deref() == Some(&*want)
+            && fstype.starts_with("fuse"))
+        .then(|| f[2].to_owned())
+    });
+    if let Some(dev) = dev {
+        let _ = std::fs::write(
+            format!("/sys/class/bdi/{dev}/read_ahead_kb"),
+            kb.to_string(),
+        );
+    }
+}
+
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let oct = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (b[i], oct) {
+            (b'\\', Some(d)) => {
+                out.push((d[0] - b'0') << 6 | (d[1] - b'0') << 3 | (d[2] - b'0'));
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 mod signals {

@@ -22,6 +22,9 @@
 //! devices do not know whether it is the kernel's arena or a test buffer.
 
 use std::fmt;
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
@@ -29,6 +32,39 @@ use std::sync::Arc;
 /// Guest-physical address of the first byte of the kernel's RAM
 /// (`LKL_PHYS_BASE` in the arch port).
 pub const RAM_PHYS_BASE: u64 = 0x10_0000;
+
+/// Most iovecs per `preadv`/`pwritev` call (`IOV_MAX` on Linux).
+const MAX_IOV: usize = 1024;
+
+#[derive(Clone, Copy)]
+enum Direction {
+    FromFile,
+    ToFile,
+}
+
+/// Why [`GuestMemory::read_file_at`] or [`GuestMemory::write_file_at`]
+/// failed.
+#[derive(Debug)]
+pub enum FileIoError {
+    /// A range is not inside guest memory (nothing was transferred).
+    Memory(MemError),
+    /// The ranges or the file range are too long to address.
+    TooLong,
+    /// The host call failed (part may have been transferred).
+    Io(io::Error),
+}
+
+impl fmt::Display for FileIoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FileIoError::Memory(e) => write!(f, "{e}"),
+            FileIoError::TooLong => f.write_str("file range too long"),
+            FileIoError::Io(e) => write!(f, "file I/O: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for FileIoError {}
 
 /// Alignment required of the host region: enough for the atomic ring
 /// indices (and the kernel's RAM is page aligned anyway).
@@ -312,6 +348,111 @@ impl GuestMemory {
         Ok(())
     }
 
+    /// Reads `file` from byte `offset` straight into the guest ranges
+    /// `ranges` (address, length), in order, as `preadv` does: no bounce
+    /// copy. Every range is bounds-checked before any I/O. Returns the bytes
+    /// read: less than the ranges hold only at the end of the file.
+    pub fn read_file_at(
+        &self,
+        file: &File,
+        offset: u64,
+        ranges: &[(GuestAddress, u64)],
+    ) -> Result<usize, FileIoError> {
+        self.file_io(file, offset, ranges, Direction::FromFile)
+    }
+
+    /// Writes the guest ranges `ranges`, in order, to `file` from byte
+    /// `offset`, as `pwritev` does (all of them, or an error).
+    pub fn write_file_at(
+        &self,
+        file: &File,
+        offset: u64,
+        ranges: &[(GuestAddress, u64)],
+    ) -> Result<usize, FileIoError> {
+        self.file_io(file, offset, ranges, Direction::ToFile)
+    }
+
+    fn file_io(
+        &self,
+        file: &File,
+        offset: u64,
+        ranges: &[(GuestAddress, u64)],
+        dir: Direction,
+    ) -> Result<usize, FileIoError> {
+        // Host pointers of every range, checked before the first call.
+        let mut iov = Vec::with_capacity(ranges.len());
+        let mut total = 0u64;
+        for &(addr, len) in ranges {
+            let off = self.offset(addr, len).map_err(FileIoError::Memory)?;
+            total = total.checked_add(len).ok_or(FileIoError::TooLong)?;
+            if len > 0 {
+                iov.push(libc::iovec {
+                    // SAFETY: `off + len <= region.len` (checked by
+                    // `offset`), so the pointer stays inside the region.
+                    iov_base: unsafe { self.region.host.as_ptr().add(off) }.cast(),
+                    iov_len: len as usize, // <= region.len: fits
+                });
+            }
+        }
+        if i64::try_from(offset)
+            .ok()
+            .and_then(|o| o.checked_add(i64::try_from(total).ok()?))
+            .is_none()
+        {
+            return Err(FileIoError::TooLong);
+        }
+        let fd = file.as_raw_fd();
+        let mut done = 0usize;
+        let mut first = 0usize;
+        while first < iov.len() {
+            let batch = &iov[first..iov.len().min(first + MAX_IOV)];
+            let pos = (offset + done as u64) as libc::off_t; // checked above
+                                                             // SAFETY: every iovec points into the region (checked above),
+                                                             // which is valid for reads and writes while `self` exists
+                                                             // (constructor contract). The host kernel copies bytes in or out
+                                                             // as `ptr::copy` would: no Rust reference into the region exists,
+                                                             // and the kernel touching it concurrently only makes the data
+                                                             // stale, never unsound. `batch` outlives the call.
+            let n = unsafe {
+                match dir {
+                    Direction::FromFile => {
+                        libc::preadv(fd, batch.as_ptr(), batch.len() as i32, pos)
+                    }
+                    Direction::ToFile => libc::pwritev(fd, batch.as_ptr(), batch.len() as i32, pos),
+                }
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(FileIoError::Io(e));
+            }
+            if n == 0 {
+                return match dir {
+                    Direction::FromFile => Ok(done),
+                    Direction::ToFile => Err(FileIoError::Io(io::ErrorKind::WriteZero.into())),
+                };
+            }
+            let mut n = n as usize;
+            done += n;
+            // Drop the iovecs done, shorten a partly done one.
+            while n > 0 && first < iov.len() {
+                let v = &mut iov[first];
+                if n >= v.iov_len {
+                    n -= v.iov_len;
+                    first += 1;
+                } else {
+                    // SAFETY: `n < iov_len`: still inside the same range.
+                    v.iov_base = unsafe { v.iov_base.cast::<u8>().add(n) }.cast();
+                    v.iov_len -= n;
+                    n = 0;
+                }
+            }
+        }
+        Ok(done)
+    }
+
     /// Reads a little-endian `u16`.
     pub fn read_u16(&self, addr: GuestAddress) -> Result<u16, MemError> {
         let mut b = [0; 2];
@@ -454,6 +595,66 @@ mod tests {
     use super::*;
 
     const BASE: GuestAddress = GuestAddress(RAM_PHYS_BASE);
+
+    fn scratch_file(content: &[u8]) -> (std::path::PathBuf, File) {
+        use std::io::Write as _;
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "lkl-mem-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&p)
+            .unwrap();
+        f.write_all(content).unwrap();
+        (p, f)
+    }
+
+    #[test]
+    fn file_io_straight_to_and_from_guest_ranges() {
+        let m = GuestMemory::new_owned(1 << 20, BASE).unwrap();
+        let content: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
+        let (path, f) = scratch_file(&content);
+        // 1500 ranges of 100 bytes, every other 100 bytes: more than one
+        // preadv batch (IOV_MAX), out of order in guest memory.
+        let ranges: Vec<(GuestAddress, u64)> = (0..1500u64)
+            .map(|i| (GuestAddress(RAM_PHYS_BASE + (1499 - i) * 200), 100))
+            .collect();
+        assert_eq!(m.read_file_at(&f, 1000, &ranges).unwrap(), 150_000);
+        for (i, &(a, _)) in ranges.iter().enumerate() {
+            let mut b = [0u8; 100];
+            m.read(a, &mut b).unwrap();
+            assert_eq!(b[..], content[1000 + i * 100..1000 + i * 100 + 100]);
+        }
+        // Back out to another place in the file.
+        assert_eq!(m.write_file_at(&f, 300_000, &ranges).unwrap(), 150_000);
+        let now = std::fs::read(&path).unwrap();
+        assert_eq!(now[300_000..450_000], content[1000..151_000]);
+        // At the end of the file: a short count, not an error.
+        let tail = [(BASE, 4096u64)];
+        assert_eq!(m.read_file_at(&f, 600_000 - 10, &tail).unwrap(), 10);
+        // A range outside guest memory: refused before any I/O.
+        let bad = [
+            (BASE, 10u64),
+            (GuestAddress(RAM_PHYS_BASE + (1 << 20) - 4), 8),
+        ];
+        assert!(matches!(
+            m.write_file_at(&f, 0, &bad),
+            Err(FileIoError::Memory(_))
+        ));
+        assert_eq!(std::fs::read(&path).unwrap()[..10], content[..10]);
+        // Offsets past i64: refused.
+        assert!(matches!(
+            m.read_file_at(&f, u64::MAX - 5, &tail),
+            Err(FileIoError::TooLong)
+        ));
+        let _ = std::fs::remove_file(path);
+    }
 
     #[test]
     fn bounds_are_checked() {

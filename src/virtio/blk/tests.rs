@@ -402,3 +402,31 @@ fn random_requests_match_a_model() {
     }
     assert_eq!(img.read(), model);
 }
+
+#[test]
+fn header_data_and_status_may_share_descriptors() {
+    let orig = pattern(64 * 1024, 9);
+    let img = Image::new(&orig);
+    let mut h = harness(&img, false);
+    // A write whose header and data are one readable descriptor: the
+    // header, then the data straight after it.
+    let data = pattern(1024, 10);
+    let hd = h.header(req::OUT, 4);
+    let _room = h.alloc(1024); // keep later buffers clear of the data
+    h.mem.write(GuestAddress(hd.0 + 16), &data).unwrap();
+    let s = h.alloc(1);
+    let (_, st) = h.submit(&[Buf::r(hd, 16 + 1024), Buf::w(s, 1)], s);
+    assert_eq!(st, status::OK);
+    let mut want = orig.clone();
+    want[4 * 512..4 * 512 + 1024].copy_from_slice(&data);
+    assert_eq!(img.read(), want);
+    // A read whose data and status byte are one writable descriptor.
+    let hd = h.header(req::IN, 4);
+    let d = h.alloc(1024 + 1);
+    let status_at = GuestAddress(d.0 + 1024);
+    let (used, st) = h.submit(&[Buf::r(hd, 16), Buf::w(d, 1024 + 1)], status_at);
+    assert_eq!((used, st), (1024 + 1, status::OK));
+    let mut got = vec![0u8; 1024];
+    h.mem.read(d, &mut got).unwrap();
+    assert_eq!(got, data);
+}
