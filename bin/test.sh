@@ -20,3 +20,6 @@ bin/fuzz.sh 20
 echo "== benchmarks (quick)"
 cargo run --release --locked --quiet --bin lkl-bench -- --quick
 cargo run --release --locked --quiet --bin net-bench -- --quick || echo "net-bench: FAILED (figures above; benchmarks report, they do not gate)"
+cargo run --release --locked --quiet --bin disk-bench -- --mb 100 --rounds 2 || echo "disk-bench: FAILED (benchmarks report, they do not gate)"
+cargo run --release --locked --quiet --bin fuse-bench -- --runs 3 || echo "fuse-bench: FAILED (benchmarks report, they do not gate)"
+bin/hijack-bench.sh 2 2 || echo "hijack-bench: FAILED (benchmarks report, they do not gate)"
