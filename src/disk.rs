@@ -67,6 +67,15 @@ pub enum DiskError {
     },
     /// The kernel has no such file-system type.
     UnknownFsType(String),
+    /// The file system is there, but refused these mount options.
+    BadMountOptions {
+        /// The type asked for.
+        fstype: String,
+        /// What was mounted (image, partition).
+        what: String,
+        /// The options it refused.
+        options: String,
+    },
     /// The device does not hold a file system of that type (or it is
     /// corrupt): the kernel refused to mount it.
     WrongFsType {
@@ -118,6 +127,14 @@ impl fmt::Display for DiskError {
                 }
             }
             DiskError::UnknownFsType(t) => write!(f, "unknown file-system type {t}"),
+            DiskError::BadMountOptions {
+                fstype,
+                what,
+                options,
+            } => write!(
+                f,
+                "the {fstype} file system in {what} refused the mount options '{options}'"
+            ),
             DiskError::WrongFsType { fstype, what, .. } => {
                 write!(f, "{what} is not a {fstype} file system (or it is corrupt)")
             }
@@ -324,6 +341,19 @@ impl Disk {
         };
         syscall::mount(&node, target, fstype, flags, data).map_err(|errno| match errno {
             Errno::ENODEV => DiskError::UnknownFsType(fstype.to_owned()),
+            // EINVAL also means options the file system does not know: if
+            // it mounts without them (read-only, to change nothing), say so.
+            Errno::EINVAL
+                if data.is_some()
+                    && syscall::mount(&node, target, fstype, flags | MS_RDONLY, None).is_ok() =>
+            {
+                let _ = syscall::umount(target, 0);
+                DiskError::BadMountOptions {
+                    fstype: fstype.to_owned(),
+                    what: what.clone(),
+                    options: options.to_owned(),
+                }
+            }
             // EINVAL: no such superblock; EUCLEAN (117): corrupt; EIO: a
             // read failed (e.g. past the end of a truncated image).
             Errno::EINVAL | Errno(117) | Errno::EIO => DiskError::WrongFsType {

@@ -329,6 +329,11 @@ fn tools_reject_bad_arguments() {
         ),
         (
             "cpfromfs",
+            vec!["-t", "ext4", "-i", g, "-o", "bogusopt=1", "/", o],
+            "refused the mount options",
+        ),
+        (
+            "cpfromfs",
             vec!["-t", "ext4", "-i", g, "-P", "3", "/", o],
             "no partition 3",
         ),
