@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::device::{ActivateContext, ActivateError, Interrupt, VirtioDevice};
+use super::device::{read_config_bytes, ActivateContext, ActivateError, Interrupt, VirtioDevice};
 use super::device_id;
 use super::mem::{FileIoError, GuestAddress, GuestMemory};
 use super::metrics::Counter;
@@ -272,14 +272,7 @@ impl VirtioDevice for Blk {
     }
 
     fn read_config(&self, offset: u64, data: &mut [u8]) {
-        for (i, b) in data.iter_mut().enumerate() {
-            *b = usize::try_from(offset)
-                .ok()
-                .and_then(|o| o.checked_add(i))
-                .and_then(|o| self.config.get(o))
-                .copied()
-                .unwrap_or(0);
-        }
+        read_config_bytes(&self.config, offset, data);
     }
 
     fn write_config(&mut self, _offset: u64, _data: &[u8]) {

@@ -238,6 +238,19 @@ pub trait VirtioDevice: Send {
     fn queue_notify(&self, index: u32);
 }
 
+/// A device's config space kept as bytes: what a driver read at `offset`
+/// sees (zero past the end, as 4.2.2 lets a device answer).
+pub fn read_config_bytes(config: &[u8], offset: u64, data: &mut [u8]) {
+    for (i, b) in data.iter_mut().enumerate() {
+        *b = usize::try_from(offset)
+            .ok()
+            .and_then(|o| o.checked_add(i))
+            .and_then(|o| config.get(o))
+            .copied()
+            .unwrap_or(0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

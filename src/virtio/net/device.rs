@@ -43,7 +43,9 @@ use super::{
     VIRTIO_NET_HDR_GSO_NONE, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6,
     VIRTIO_NET_HDR_GSO_UDP, VIRTIO_NET_S_LINK_UP, VNET_HDR_LEN,
 };
-use crate::virtio::device::{ActivateContext, ActivateError, Interrupt, VirtioDevice};
+use crate::virtio::device::{
+    read_config_bytes, ActivateContext, ActivateError, Interrupt, VirtioDevice,
+};
 use crate::virtio::device_id;
 use crate::virtio::mem::GuestMemory;
 use crate::virtio::metrics::Counter;
@@ -204,14 +206,7 @@ impl VirtioDevice for Net {
     }
 
     fn read_config(&self, offset: u64, data: &mut [u8]) {
-        for (i, b) in data.iter_mut().enumerate() {
-            *b = usize::try_from(offset)
-                .ok()
-                .and_then(|o| o.checked_add(i))
-                .and_then(|o| self.config.get(o))
-                .copied()
-                .unwrap_or(0);
-        }
+        read_config_bytes(&self.config, offset, data);
     }
 
     fn write_config(&mut self, _offset: u64, _data: &[u8]) {
