@@ -121,7 +121,7 @@ threads drd
 echo "== AddressSanitizer"
 asan_dir=${CARGO_TARGET_DIR}-asan
 if RUSTC_BOOTSTRAP=1 RUSTFLAGS=-Zsanitizer=address CARGO_TARGET_DIR=$asan_dir \
-	cargo build --release --quiet --target x86_64-unknown-linux-gnu --bin cptofs --bin lkl-boot \
+	cargo build --release --quiet --target x86_64-unknown-linux-gnu -p lkl-tools --bin cptofs --bin lkl-boot \
 	>"$work/asan-build.log" 2>&1; then
 	a=$asan_dir/x86_64-unknown-linux-gnu/release
 	for run in "cptofs -t ext4 -i $work/fs.img $work/in.bin /asan.bin" "lkl-boot"; do

@@ -42,7 +42,7 @@ cargo build --release --locked --workspace --bins --lib
 
 if [ "${1:-}" != "--no-run" ]; then
 	echo "setup: booting Linux inside a process" >&2
-	cargo run --release --locked --quiet --bin lkl-boot
+	cargo run --release --locked --quiet -p lkl-tools --bin lkl-boot
 	echo "setup: ping, with its sockets in the kernel inside it (its loopback)" >&2
 	bin/lkl-hijack.sh ping -c 3 -i 0.2 127.0.0.1
 fi

@@ -18,8 +18,8 @@ cargo test --release --locked --workspace --all-targets
 echo "== fuzzing (short: 20 s per target; long runs: bin/fuzz.sh 3600)"
 bin/fuzz.sh 20
 echo "== benchmarks (quick)"
-cargo run --release --locked --quiet --bin lkl-bench -- --quick
-cargo run --release --locked --quiet --bin net-bench -- --quick || echo "net-bench: FAILED (figures above; benchmarks report, they do not gate)"
-cargo run --release --locked --quiet --bin disk-bench -- --mb 100 --rounds 2 || echo "disk-bench: FAILED (benchmarks report, they do not gate)"
-cargo run --release --locked --quiet --bin fuse-bench -- --runs 3 || echo "fuse-bench: FAILED (benchmarks report, they do not gate)"
+cargo run --release --locked --quiet -p lkl-bench --bin lkl-bench -- --quick
+cargo run --release --locked --quiet -p lkl-bench --bin net-bench -- --quick || echo "net-bench: FAILED (figures above; benchmarks report, they do not gate)"
+cargo run --release --locked --quiet -p lkl-bench --bin disk-bench -- --mb 100 --rounds 2 || echo "disk-bench: FAILED (benchmarks report, they do not gate)"
+cargo run --release --locked --quiet -p lkl-bench --bin fuse-bench -- --runs 3 || echo "fuse-bench: FAILED (benchmarks report, they do not gate)"
 bin/hijack-bench.sh 2 2 || echo "hijack-bench: FAILED (benchmarks report, they do not gate)"

@@ -20,7 +20,6 @@ pub mod config;
 pub mod devices;
 pub mod disk;
 pub mod dns;
-pub mod fusefs;
 pub mod host;
 pub mod kernel;
 pub mod netcfg;

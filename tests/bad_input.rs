@@ -1,48 +1,22 @@
 //! Bad input, each with its clear error and no crash, hang or leak:
 //! hostile configs (the hijacked program must stop before main with one
-//! line naming what is wrong, status 1), tool arguments (cptofs, cpfromfs,
-//! fs2tar, lklfuse), and hostile socket arguments through the hijack,
+//! line naming what is wrong, status 1) and hostile socket arguments
+//! through the hijack (bad tool arguments: tools/tests/bad_args.rs),
 //! whose errno must be the host kernel's for the same call (the same
 //! Python run without the hijack). Every run has a time limit (a hang
 //! fails) and is checked for a crash signal or a Rust panic.
-//!
-//! The helper code that runs a hijacked program is a minimal copy of the
-//! one in tests/hijack*.rs.
 
-mod common;
-
-use common::hijack::{library, PYTHON};
-use common::images::Scratch;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
+use testkit::hijack::{library, PYTHON};
+use testkit::images::{mkfs_ext4, Scratch};
+use testkit::{no_crash, run_limited};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
 fn here(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
-}
-
-/// Runs `cmd` with a time limit; None if it had to be killed.
-fn run_limited(mut cmd: Command) -> Option<Output> {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let t0 = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return Some(child.wait_with_output().unwrap());
-        }
-        if t0.elapsed() > LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 fn hijacked(config: &Path, args: &[&str]) -> Command {
@@ -52,30 +26,6 @@ fn hijacked(config: &Path, args: &[&str]) -> Command {
         .env("LKL_HIJACK_CONFIG_FILE", config)
         .current_dir(std::env::temp_dir());
     cmd
-}
-
-/// No crash signal, no panic.
-fn no_crash(what: &str, out: &Output) {
-    use std::os::unix::process::ExitStatusExt;
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.signal().is_none(),
-        "{what}: killed by signal {:?}\n{err}",
-        out.status.signal()
-    );
-    assert!(!err.contains("panicked"), "{what}: panic\n{err}");
-}
-
-fn mkfs_ext4(path: &Path, mb: u64) -> bool {
-    let f = std::fs::File::create(path).unwrap();
-    f.set_len(mb << 20).unwrap();
-    drop(f);
-    Command::new("mkfs.ext4")
-        .args(["-q", "-F"])
-        .arg(path)
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
 }
 
 /// Images for the disk cases: a good ext4, a file of zeros, random bytes,
@@ -260,8 +210,11 @@ fn hostile_configs_stop_before_main_with_one_line() {
     for (json, want) in &cases {
         std::fs::write(&config, json).unwrap();
         let show = if json.len() > 80 { &json[..80] } else { json };
-        let out = run_limited(hijacked(&config, &[PYTHON, "-c", "print('main ran')"]))
-            .unwrap_or_else(|| panic!("{show}: hang"));
+        let out = run_limited(
+            hijacked(&config, &[PYTHON, "-c", "print('main ran')"]),
+            LIMIT,
+        )
+        .unwrap_or_else(|| panic!("{show}: hang"));
         no_crash(show, &out);
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -283,118 +236,6 @@ fn hostile_configs_stop_before_main_with_one_line() {
     assert!(n >= 30 || im.is_none(), "only {n} cases");
 }
 
-#[test]
-fn tools_reject_bad_arguments() {
-    let t = Scratch::new("tools");
-    let good = t.path("good.img");
-    if !mkfs_ext4(&good, 16) {
-        println!("skipped: mkfs.ext4 cannot run (bin/setup.sh)");
-        return;
-    }
-    let g = good.to_str().unwrap();
-    let missing = t.path("none.img");
-    let m = missing.to_str().unwrap();
-    let out_dir = t.path("out");
-    let o = out_dir.to_str().unwrap();
-    let mnt = t.path("mnt");
-    std::fs::create_dir_all(&mnt).unwrap();
-    let mp = mnt.to_str().unwrap();
-    let tar = t.path("o.tar");
-    let tr = tar.to_str().unwrap();
-    let cases: Vec<(&str, Vec<&str>, &str)> = vec![
-        (
-            "cptofs",
-            vec!["-t", "ext4", "-i", m, "/etc/hostname", "/"],
-            "cannot open image",
-        ),
-        (
-            "cptofs",
-            vec!["-t", "nosuchfs", "-i", g, "/etc/hostname", "/"],
-            "unknown file-system type",
-        ),
-        (
-            "cptofs",
-            vec!["-t", "xfs", "-i", g, "/etc/hostname", "/"],
-            "not a xfs file system",
-        ),
-        (
-            "cptofs",
-            vec!["-t", "ext4", "/etc/hostname", "/"],
-            "missing -i",
-        ),
-        (
-            "cpfromfs",
-            vec!["-t", "ext4", "-i", g, "-P", "x", "/", o],
-            "bad partition number",
-        ),
-        (
-            "cpfromfs",
-            vec!["-t", "ext4", "-i", g, "-o", "bogusopt=1", "/", o],
-            "refused the mount options",
-        ),
-        (
-            "cpfromfs",
-            vec!["-t", "ext4", "-i", g, "-P", "3", "/", o],
-            "no partition 3",
-        ),
-        (
-            "cpfromfs",
-            vec!["-t", "ext4", "-i", g, "/nosuchpath", o],
-            "No such file",
-        ),
-        ("fs2tar", vec!["-t", "ext4", m, tr], "no such file"),
-        (
-            "fs2tar",
-            vec!["-t", "vfat", g, tr],
-            "not a vfat file system",
-        ),
-        (
-            "fs2tar",
-            vec!["-t", "ext4", "-P", "99999999999", g, tr],
-            "partition number",
-        ),
-        ("fs2tar", vec!["--bogus"], "unknown flag"),
-        (
-            "lklfuse",
-            vec![g, mp, "-o", "type=nosuchfs"],
-            "unknown file-system type",
-        ),
-        (
-            "lklfuse",
-            vec![g, mp, "-o", "type=ext4,part=x"],
-            "part needs a number",
-        ),
-        (
-            "lklfuse",
-            vec![g, "/nonexistent/mnt", "-o", "type=ext4"],
-            "mount point",
-        ),
-    ];
-    let n = cases.len();
-    for (tool, args, want) in cases {
-        let exe = match tool {
-            "cptofs" => env!("CARGO_BIN_EXE_cptofs"),
-            "cpfromfs" => env!("CARGO_BIN_EXE_cpfromfs"),
-            "fs2tar" => env!("CARGO_BIN_EXE_fs2tar"),
-            _ => env!("CARGO_BIN_EXE_lklfuse"),
-        };
-        let mut cmd = Command::new(exe);
-        cmd.args(&args);
-        let what = format!("{tool} {}", args.join(" "));
-        let out = run_limited(cmd).unwrap_or_else(|| panic!("{what}: hang"));
-        no_crash(&what, &out);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{what}: succeeded");
-        let lines: Vec<&str> = stderr.lines().filter(|l| !l.starts_with("(try ")).collect();
-        assert!(
-            stderr.contains(want) && lines.len() == 1 && lines[0].starts_with(&format!("{tool}: ")),
-            "{what}: want one line with {want:?}, got:\n{stderr}"
-        );
-        println!("{what:<70} -> {} ({})", lines[0], out.status);
-    }
-    println!("{n} bad tool invocations, each with its one-line error");
-}
-
 /// Runs a Python file on the host and under the hijack (no network
 /// config: loopback only).
 fn both(t: &Scratch, script: &Path, args: &[&str]) -> (Output, Output) {
@@ -402,10 +243,11 @@ fn both(t: &Scratch, script: &Path, args: &[&str]) -> (Output, Output) {
     std::fs::write(&config, "{}").unwrap();
     let mut host = Command::new(PYTHON);
     host.arg(script).args(args);
-    let host = run_limited(host).expect("host run hung");
+    let host = run_limited(host, LIMIT).expect("host run hung");
     let mut a = vec![PYTHON, script.to_str().unwrap()];
     a.extend_from_slice(args);
-    let ours = run_limited(hijacked(&config, &a)).unwrap_or_else(|| panic!("{args:?}: hang"));
+    let ours =
+        run_limited(hijacked(&config, &a), LIMIT).unwrap_or_else(|| panic!("{args:?}: hang"));
     (host, ours)
 }
 

@@ -1,17 +1,15 @@
 //! The boot test list (after LKL's boot test, written anew): the host
 //! primitives, then one booted kernel per test process.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{boot, host_threads, in_child, kernel_has_net};
 use lkl::host::{spawn_kernel_thread, Semaphore};
 use lkl::syscall::{self as sys, abi};
 use lkl::{BootError, BootOptions, Errno, Kernel};
+use testkit::{boot, host_threads, in_child, kernel_has_net};
 
 const LIMIT: Duration = Duration::from_secs(120);
 

@@ -1,16 +1,14 @@
 //! The disk API: images made by the host's mkfs, attached before and after
 //! boot, found, mounted, written, unmounted; the host's fsck agrees.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{boot, in_child};
 use lkl::disk::{self, Disk, DiskError};
 use lkl::syscall::{self as sys, abi};
 use lkl::Errno;
+use testkit::{boot, in_child};
 
 fn tmpdir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("lkl-disk-api-{name}-{}", std::process::id()));

@@ -16,19 +16,15 @@
 //! to replay a run). The helper code that runs a hijacked program is a
 //! minimal copy of the one in tests/hijack*.rs.
 
-mod common;
-
-use common::hijack::{library, PYTHON};
-use common::images::Scratch;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use testkit::hijack::{library, PYTHON};
+use testkit::images::Scratch;
 
 use sha2::{Digest, Sha256};
-
-const CPFROMFS: &str = env!("CARGO_BIN_EXE_cpfromfs");
 
 /// A small deterministic generator (xorshift64*), so a failing run can be
 /// replayed from its printed seed.
@@ -308,7 +304,7 @@ fn run_trials(trials: u32) -> Tally {
         }
         let out_dir = t.path("out");
         let _ = std::fs::remove_dir_all(&out_dir);
-        let o = Command::new(CPFROMFS)
+        let o = Command::new(testkit::workspace_bin("cpfromfs"))
             .args(["-t", "ext4", "-i"])
             .arg(&copy)
             .arg("/")

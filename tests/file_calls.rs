@@ -1,16 +1,14 @@
 //! The file-call wrappers (src/syscall/file.rs) against a booted kernel,
 //! on its ramfs root.
 
-mod common;
-
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{boot, in_child};
 use lkl::syscall::{self as sys, abi, abi::Timespec};
 use lkl::Errno;
+use testkit::{boot, in_child};
 
 const LIMIT: Duration = Duration::from_secs(120);
 

@@ -1,13 +1,11 @@
 //! Unmodified programs on the in-process kernel through LD_PRELOAD
 //! (`bin/lkl-hijack.sh`): their sockets live in the kernel, not the host.
 
-mod common;
-
 use std::process::Command;
 
-use common::hijack::*;
-use common::images::Scratch;
-use common::netns::{in_netns, Setup};
+use testkit::hijack::*;
+use testkit::images::Scratch;
+use testkit::netns::{in_netns, Setup};
 
 #[test]
 fn python_sockets_live_in_the_kernel() {

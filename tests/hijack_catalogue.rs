@@ -3,11 +3,9 @@
 //! to this test binary. Any "not ok" fails the test; every TAP line is
 //! shown.
 
-mod common;
-
 use std::process::Command;
 
-use common::hijack::library;
+use testkit::hijack::library;
 
 #[test]
 fn hijack_catalogue() {

@@ -2,10 +2,8 @@
 //! data/file calls on kernel descriptors (ppoll, pselect, sendfile, ...),
 //! with hijacked Python programs.
 
-mod common;
-
-use common::hijack::*;
-use common::netns::{in_netns, Setup};
+use testkit::hijack::*;
+use testkit::netns::{in_netns, Setup};
 
 #[test]
 fn epoll_level_edge_oneshot_and_maxevents() {

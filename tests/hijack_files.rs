@@ -4,19 +4,14 @@
 //! mkfs.ext4; what the program wrote is checked afterwards with the host's
 //! e2fsck and with cpfromfs.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::hijack::*;
-use common::images::Scratch;
-use common::netns::{in_netns, Setup};
 use sha2::{Digest, Sha256};
-
-const CPTOFS: &str = env!("CARGO_BIN_EXE_cptofs");
-const CPFROMFS: &str = env!("CARGO_BIN_EXE_cpfromfs");
+use testkit::hijack::*;
+use testkit::images::Scratch;
+use testkit::netns::{in_netns, Setup};
 
 fn hijacked_cmd(config: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bin/lkl-hijack.sh"));
@@ -236,7 +231,7 @@ fn python_files_on_a_disk() {
     )
     .unwrap();
     let copy = t.path("copy");
-    let o = Command::new(CPFROMFS)
+    let o = Command::new(testkit::workspace_bin("cpfromfs"))
         .args(["-t", "ext4", "-i"])
         .arg(&image)
         .arg("/")
@@ -279,7 +274,7 @@ fn read_only_disk_refuses_writes() {
     }
     let src = t.path("in.txt");
     std::fs::write(&src, "from the host\n").unwrap();
-    let o = Command::new(CPTOFS)
+    let o = Command::new(testkit::workspace_bin("cptofs"))
         .args(["-t", "ext4", "-i"])
         .arg(&image)
         .arg(&src)
@@ -388,11 +383,11 @@ fn http_server_serves_its_root_from_the_image() {
             if ext4_image(&image, 64).is_none() {
                 return;
             }
-            let payload = common::wire::pattern(5 << 20, 0x5eed);
+            let payload = testkit::wire::pattern(5 << 20, 0x5eed);
             let want = sha256_hex(&payload);
             let src = t.path("payload.bin");
             std::fs::write(&src, &payload).unwrap();
-            let o = Command::new(CPTOFS)
+            let o = Command::new(testkit::workspace_bin("cptofs"))
                 .args(["-t", "ext4", "-i"])
                 .arg(&image)
                 .arg(&src)

@@ -1,16 +1,14 @@
 //! The hijack library's system-facing parts: names resolved through the
 //! kernel, signals interrupting kernel calls, fork and exec, exit.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::hijack::*;
-use common::images::Scratch;
-use common::netns::in_netns;
+use testkit::hijack::*;
+use testkit::images::Scratch;
+use testkit::netns::in_netns;
 
 #[test]
 fn hijack_resolves_names_through_the_kernel() {

@@ -1,15 +1,13 @@
 //! Device registers reach host code: a fake virtio-mmio device added after
 //! boot (lkl's hot-add call) sees the kernel probe its registers.
 
-mod common;
-
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{boot, in_child};
 use lkl::host::iomem::{self, MmioDevice};
 use lkl::syscall as sys;
+use testkit::{boot, in_child};
 
 /// Answers like a virtio-mmio v2 device with device id 0 ("no device"),
 /// which the driver probes and then declines.

@@ -26,12 +26,10 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-mod common;
-
-use common::netns::{in_netns, run, Netns, Setup, INNER_ENV};
 use lkl::config::Backend;
 use lkl::virtio::net::backends::{open_backend, Cause, InheritedFd, Macvtap, RawSocket, Tap, Vde};
 use lkl::virtio::net::{features, NetBackend, FRAME_BUF_LEN, VNET_HDR_LEN};
+use testkit::netns::{in_netns, run, Netns, Setup, INNER_ENV};
 
 /// Our EtherType.
 const ETHERTYPE: u16 = 0x88b5;

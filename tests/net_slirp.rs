@@ -12,20 +12,18 @@
 //!
 //! Skipped (with the reason printed) where libslirp0 is not installed.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, TcpListener, UdpSocket};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::in_child;
-use common::wire::pattern;
 use lkl::config::Config;
 use lkl::syscall::{self as sys, abi};
 use lkl::virtio::net::backends::{open_backend, slirp};
 use lkl::virtio::Net;
 use lkl::{BootOptions, Kernel};
+use testkit::in_child;
+use testkit::wire::pattern;
 
 /// The gateway, which slirp maps to the host's 127.0.0.1.
 const HOST4: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);

@@ -3,19 +3,17 @@
 //! 10 ms intervals, over IPv4 and IPv6; the config (LKL's JSON keys) is
 //! applied over rtnetlink.
 
-mod common;
-
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::netns::{in_netns, Setup};
-use common::wire::{checksum, pattern};
 use lkl::config::Config;
 use lkl::syscall::{self as sys, abi};
 use lkl::virtio::net::backends::open_backend;
 use lkl::virtio::Net;
 use lkl::{BootOptions, Kernel};
+use testkit::netns::{in_netns, Setup};
+use testkit::wire::{checksum, pattern};
 
 const HOST4: Ipv4Addr = Ipv4Addr::new(192, 168, 113, 1);
 const LKL4: Ipv4Addr = Ipv4Addr::new(192, 168, 113, 2);
@@ -246,7 +244,7 @@ fn tcp_both_ways(offload: &str) {
     drop(device);
 }
 
-fn tap_setup(ns: &common::netns::Netns) -> Result<(), Setup> {
+fn tap_setup(ns: &testkit::netns::Netns) -> Result<(), Setup> {
     if !std::path::Path::new("/dev/net/tun").exists() {
         return Err(Setup::Skip("no /dev/net/tun".into()));
     }

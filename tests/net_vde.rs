@@ -4,20 +4,18 @@
 //! (the tap's address) and the host pings the kernel. The switch is
 //! stopped at the end, passed or failed.
 
-mod common;
-
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::netns::{in_netns, Setup};
-use common::wire::checksum;
 use lkl::config::Config;
 use lkl::syscall::{self as sys, abi};
 use lkl::virtio::net::backends::open_backend;
 use lkl::virtio::Net;
 use lkl::{BootOptions, Kernel};
+use testkit::netns::{in_netns, Setup};
+use testkit::wire::checksum;
 
 const HOST4: Ipv4Addr = Ipv4Addr::new(192, 168, 114, 1);
 const LKL4: Ipv4Addr = Ipv4Addr::new(192, 168, 114, 2);
@@ -170,7 +168,7 @@ fn vde_body() {
         ..Default::default()
     })
     .expect("boot");
-    if !common::kernel_has_net() {
+    if !testkit::kernel_has_net() {
         println!("skipped: this kernel config has no networking");
         let _ = kernel.halt();
         return;

@@ -4,8 +4,6 @@
 //! error paths, IPv6 duplicate address detection failing against a peer
 //! that defends the address, and `net-test` pinging over a socket pair.
 
-mod common;
-
 use std::net::{IpAddr, Ipv6Addr};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::process::{Command, Stdio};
@@ -14,13 +12,13 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{boot, in_child};
 use lkl::config::{Config, IpNet, TABLE_MAIN};
 use lkl::devices::{self, AttachedDevice};
 use lkl::netcfg::{self, wire, ApplyOptions, Dad, Link, NetcfgError, RouteSpec, Rtnl};
 use lkl::syscall::Errno;
 use lkl::virtio::sys::{recv_vectored, send_vectored, Interest, PollSet};
 use lkl::virtio::{Net, SocketPairBackend};
+use testkit::{boot, in_child};
 
 const PEER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xfe];
 
@@ -130,7 +128,7 @@ fn applies_a_full_config_and_reads_it_back() {
             let (dev0, wire0) = attach([2, 0, 0, 0, 0, 0xaa], drain);
             let (dev1, wire1) = attach([2, 0, 0, 0, 0, 2], drain);
             let (kernel, console) = boot(64 << 20);
-            if !common::kernel_has_net() {
+            if !testkit::kernel_has_net() {
                 println!("skipped: this kernel config has no networking");
                 return;
             }
@@ -341,7 +339,7 @@ fn errors_name_the_key_the_interface_and_the_errno() {
         || {
             let (dev0, wire0) = attach([2, 0, 0, 0, 0, 1], defend_ipv6);
             let (kernel, _console) = boot(64 << 20);
-            if !common::kernel_has_net() {
+            if !testkit::kernel_has_net() {
                 println!("skipped: this kernel config has no networking");
                 return;
             }
@@ -476,7 +474,7 @@ fn errors_name_the_key_the_interface_and_the_errno() {
 
 /// Runs `net-test` and returns (success, stdout + stderr).
 fn net_test(args: &[&str], limit: Duration) -> (bool, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_net-test"))
+    let mut child = Command::new(testkit::workspace_bin("net-test"))
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -552,7 +550,7 @@ fn gateway6_replaces_an_existing_default_route() {
         || {
             let (dev0, wire0) = attach([2, 0, 0, 0, 0, 1], drain);
             let (kernel, console) = boot(64 << 20);
-            if !common::kernel_has_net() {
+            if !testkit::kernel_has_net() {
                 println!("skipped: this kernel config has no networking");
                 return;
             }

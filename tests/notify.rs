@@ -2,15 +2,13 @@
 //! on kernel readiness (through a kernel epoll) at once, with the
 //! drain -> harvest -> block protocol; nothing is lost under a race.
 
-mod common;
-
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use common::{boot, in_child};
 use lkl::syscall::{self as sys, abi, EventfdNotifier};
+use testkit::{boot, in_child};
 
 fn host_poll(fds: &[i32], timeout_ms: i32) -> usize {
     let mut pfds: Vec<libc::pollfd> = fds

@@ -13,14 +13,12 @@
 //! The helper code that runs a hijacked program is a minimal copy of the
 //! one in tests/hijack*.rs.
 
-mod common;
-
-use common::hijack::{library, PYTHON};
-use common::images::Scratch;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+use testkit::hijack::{library, PYTHON};
+use testkit::images::Scratch;
 
 const LIMIT: Duration = Duration::from_secs(1);
 

@@ -2,15 +2,13 @@
 //! kernel's eth interfaces and a socket pair the test holds, both for a
 //! device given at boot and for one hot-added later.
 
-mod common;
-
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use common::{boot, in_child};
 use lkl::syscall::{self as sys, abi};
 use lkl::virtio::{Net, SocketPairBackend};
+use testkit::{boot, in_child};
 
 const MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x01];
 const PEER_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0xfe];
@@ -107,7 +105,7 @@ fn frames_cross_boot_time_and_hot_added_devices() {
             let dev0 = lkl::devices::attach(Box::new(net)).unwrap();
 
             let (kernel, console) = boot(64 << 20);
-            if !common::kernel_has_net() {
+            if !testkit::kernel_has_net() {
                 println!("skipped: this kernel config has no networking");
                 return;
             }

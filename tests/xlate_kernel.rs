@@ -4,12 +4,10 @@
 //! `include/uapi/linux/eventpoll.h` packs `struct epoll_event` (12 bytes),
 //! while `struct stat` is asm-generic's (128 bytes, not x86_64's 144).
 
-mod common;
-
 use std::time::Duration;
 
-use common::{boot, in_child};
 use lkl::syscall::{self as sys, abi, nr, raw};
+use testkit::{boot, in_child};
 
 #[test]
 fn kernel_epoll_event_is_packed_like_x86_64() {

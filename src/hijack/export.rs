@@ -409,10 +409,10 @@ pub unsafe extern "C" fn poll(fds: *mut libc::pollfd, nfds: libc::nfds_t, timeou
 
 /// `poll` over host and kernel descriptors.
 unsafe fn poll_descriptors(fds: *mut libc::pollfd, nfds: libc::nfds_t, timeout: c_int) -> c_int {
-    // SAFETY: the program passes `nfds` pollfds at `fds`.
     let set = if fds.is_null() || nfds == 0 {
         &mut [][..]
     } else {
+        // SAFETY: the program passes `nfds` pollfds at `fds` (not null).
         unsafe { std::slice::from_raw_parts_mut(fds, nfds as usize) }
     };
     let kernel = set

@@ -1,8 +1,6 @@
 //! lklfuse: images made with the host's mkfs, mounted through FUSE, a
 //! file-operation suite on the host side, unmount, then the host's fsck.
 
-mod common;
-
 use std::ffi::CString;
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -11,7 +9,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::images::{fsck_clean, is_mounted, make_image, run, FuseMount, Scratch, LKLFUSE};
+use testkit::images::{fsck_clean, is_mounted, make_image, run, FuseMount, Scratch};
+
+const LKLFUSE: &str = env!("CARGO_BIN_EXE_lklfuse");
 
 /// Deterministic content for writer `w`, block `i`.
 fn pattern(w: u8, i: usize, len: usize) -> Vec<u8> {

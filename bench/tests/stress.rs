@@ -7,12 +7,10 @@
 //! warm-up on any growth of host descriptors or threads, or of resident
 //! memory by more than 10%.
 
-mod common;
-
 use std::process::{Command, Output, Stdio};
 
-use common::hijack::{command, show, tap_config, tap_setup, wait_for_tcp, Helper};
-use common::netns::in_netns;
+use testkit::hijack::{command, show, tap_config, tap_setup, wait_for_tcp, Helper};
+use testkit::netns::in_netns;
 
 const STRESS: &str = env!("CARGO_BIN_EXE_hijack-stress");
 

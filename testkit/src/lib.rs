@@ -1,4 +1,4 @@
-//! Shared test helpers. The kernel boots once per process, so every test
+//! The helpers the tests of every member share. The kernel boots once per process, so every test
 //! that boots runs its body in a child process of the test binary (the
 //! same binary, filtered to that one test). This works the same under
 //! `cargo test` and `cargo nextest`.
@@ -6,13 +6,35 @@
 #![allow(dead_code)]
 
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use lkl::host::{Console, ConsoleBuffer};
 use lkl::{BootOptions, Kernel};
 
 const CHILD_ENV: &str = "LKL_TEST_CHILD";
+
+/// The repository's top folder (scripts, `bin/`, `tests/hijack/`).
+pub fn repo() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.parent().unwrap_or(here).to_path_buf()
+}
+
+/// A program of the workspace (`cptofs`, `lklfuse`, `hijack-stress`, ...),
+/// built into the same target folder as the running test binary; a test
+/// in the package that defines it uses `CARGO_BIN_EXE_*` instead.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let bin = dir.join(name);
+    assert!(
+        bin.exists(),
+        "{} missing: build the workspace first (cargo build --workspace)",
+        bin.display()
+    );
+    bin
+}
 
 /// Runs `body` in a fresh child process; fails if it fails, crashes or
 /// takes longer than `limit`.
@@ -90,6 +112,40 @@ pub fn kernel_has_net() -> bool {
         })
         .is_ok()
 }
+/// Runs `cmd` (stdin empty, output captured) with a time limit; None if it had to be killed.
+pub fn run_limited(mut cmd: Command, limit: Duration) -> Option<Output> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let t0 = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return Some(child.wait_with_output().unwrap());
+        }
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// No crash signal, no panic.
+pub fn no_crash(what: &str, out: &Output) {
+    use std::os::unix::process::ExitStatusExt;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.signal().is_none(),
+        "{what}: killed by signal {:?}\n{err}",
+        out.status.signal()
+    );
+    assert!(!err.contains("panicked"), "{what}: panic\n{err}");
+}
+
 pub mod hijack;
 pub mod images;
 pub mod netns;

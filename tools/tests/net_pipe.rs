@@ -3,15 +3,13 @@
 //! answered. No root, no tap and no namespace: the FIFOs are in a temporary
 //! directory, and the two processes are runs of `net-test`.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use common::in_child;
+use testkit::in_child;
 
 const NET_TEST: &str = env!("CARGO_BIN_EXE_net-test");
 /// Echo requests each side sends.

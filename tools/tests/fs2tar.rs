@@ -2,13 +2,11 @@
 //! kernel's drivers; the archive's listing must equal GNU tar's listing of
 //! the same tree, and what it extracts must equal the tree.
 
-mod common;
-
 use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use common::images::{make_image, run, FuseMount, Scratch};
+use testkit::images::{make_image, run, FuseMount, Scratch};
 
 const FS2TAR: &str = env!("CARGO_BIN_EXE_fs2tar");
 

@@ -9,8 +9,8 @@ use std::process::ExitCode;
 
 use fuser::{Config, MountOption, Session, SessionACL};
 use lkl::disk::{self, Disk};
-use lkl::fusefs::{FsOptions, KernelFs};
 use lkl::{BootOptions, Kernel};
+use lkl_tools::fuse::{FsOptions, KernelFs};
 
 const USAGE: &str = "\
 usage: lklfuse IMAGE MOUNTPOINT -o type=FSTYPE[,OPTION...] [-f]

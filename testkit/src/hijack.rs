@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::netns::{Netns, Setup};
+use crate::netns::{Netns, Setup};
 
 /// The system's Python (the pyenv shim would spawn many processes).
 pub const PYTHON: &str = "/usr/bin/python3";
@@ -30,7 +30,7 @@ pub fn library() -> PathBuf {
 
 /// The launcher.
 pub fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bin/lkl-hijack.sh")
+    crate::repo().join("bin/lkl-hijack.sh")
 }
 
 /// `args` under the hijack, with no config from whoever runs the tests

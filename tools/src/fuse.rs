@@ -44,7 +44,7 @@ use fuser::{
     ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use crate::syscall::{self as sys, abi, abi::Stat, abi::Timespec, Errno};
+use lkl::syscall::{self as sys, abi, abi::Stat, abi::Timespec, Errno};
 
 /// How long the host may cache names and attributes: nothing else changes
 /// the file system while it is mounted here.

@@ -78,7 +78,10 @@ pub fn is_mounted(dir: &Path) -> bool {
     mounts.lines().any(|l| l.split(' ').nth(4) == Some(want))
 }
 
-pub const LKLFUSE: &str = env!("CARGO_BIN_EXE_lklfuse");
+/// `lklfuse`, built beside the test binary.
+pub fn lklfuse() -> PathBuf {
+    crate::workspace_bin("lklfuse")
+}
 
 /// A foreground lklfuse process and its mount.
 pub struct FuseMount {
@@ -91,7 +94,7 @@ impl FuseMount {
     pub fn start(image: &Path, dir: &Path, opts: &str) -> FuseMount {
         std::fs::create_dir_all(dir).expect("mount dir");
         let dir = dir.canonicalize().expect("mount dir path");
-        let mut child = Command::new(LKLFUSE)
+        let mut child = Command::new(lklfuse())
             .arg(image)
             .arg(&dir)
             .args(["-f", "-o", opts])
@@ -162,4 +165,17 @@ impl Drop for FuseMount {
             let _ = self.child.wait();
         }
     }
+}
+
+/// A fresh ext4 image of `mb` MiB; false if mkfs.ext4 cannot run.
+pub fn mkfs_ext4(path: &Path, mb: u64) -> bool {
+    let f = std::fs::File::create(path).unwrap();
+    f.set_len(mb << 20).unwrap();
+    drop(f);
+    Command::new("mkfs.ext4")
+        .args(["-q", "-F"])
+        .arg(path)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
 }
