@@ -26,41 +26,16 @@
 //! with ENETDOWN and a one-line message; an exec boots a kernel of its own.
 //! Not yet: res_* (glibc's resolver API keeps using the host).
 
-#![deny(unsafe_op_in_unsafe_fn)]
-
-// The crate root lives at src/hijack.rs (the design card's name); its
-// modules sit beside it in src/hijack/.
-#[path = "hijack/call.rs"]
-mod call;
-#[path = "hijack/dirs.rs"]
-mod dirs;
-#[path = "hijack/disks.rs"]
-mod disks;
-#[path = "hijack/epoll.rs"]
-mod epoll;
-#[path = "hijack/export.rs"]
-mod export;
-#[path = "hijack/fdtable.rs"]
-mod fdtable;
-#[path = "hijack/files.rs"]
-mod files;
-#[path = "hijack/hostfs.rs"]
-mod hostfs;
-#[path = "hijack/ifaddrs.rs"]
-mod ifaddrs;
-#[path = "hijack/init.rs"]
-mod init;
-#[path = "hijack/io.rs"]
-mod io;
-#[path = "hijack/packet.rs"]
-mod packet;
-#[path = "hijack/paths.rs"]
-mod paths;
-#[path = "hijack/real.rs"]
-mod real;
-#[path = "hijack/resolve.rs"]
-mod resolve;
-#[path = "hijack/signals.rs"]
-mod signals;
-#[path = "hijack/stdio.rs"]
-mod stdio;
+// The module tree sits in src/hijack/ under an inline `hijack` module (the
+// compiler's own lookup: no #[path]).
+mod hijack {
+    pub mod call;
+    pub mod fd;
+    pub mod fdtable;
+    pub mod fs;
+    pub mod host;
+    pub mod init;
+    pub mod net;
+    pub mod real;
+    pub mod signals;
+}

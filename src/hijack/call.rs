@@ -7,7 +7,7 @@ use std::ffi::c_int;
 
 use lkl::syscall::{nr, raw, Errno};
 
-use crate::fdtable;
+use crate::hijack::fdtable;
 
 /// This thread's errno.
 pub fn errno() -> i32 {
@@ -39,7 +39,7 @@ pub fn kcall(nr: i64, args: [i64; 6]) -> i64 {
     if impossible_pointer(nr, &args) {
         return ret(Err(Errno::EFAULT));
     }
-    ret(crate::signals::call(nr, args).map_err(crate::init::after_fork))
+    ret(crate::hijack::signals::call(nr, args).map_err(crate::hijack::init::after_fork))
 }
 
 /// True for an address no mapping can have: below the host's lowest

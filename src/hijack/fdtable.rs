@@ -7,7 +7,7 @@
 use std::ffi::c_int;
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use crate::real::real;
+use crate::hijack::real::real;
 
 /// Host descriptor numbers the table covers.
 const MAX_FDS: usize = 1 << 16;

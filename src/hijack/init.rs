@@ -22,7 +22,7 @@ static ACTIVE: AtomicBool = AtomicBool::new(false);
 struct Running {
     kernel: Kernel,
     _devices: Vec<AttachedDevice>,
-    _disks: crate::disks::Attached,
+    _disks: crate::hijack::fs::disks::Attached,
 }
 
 static RUNNING: Mutex<Option<Running>> = Mutex::new(None);
@@ -148,7 +148,7 @@ fn start() -> Result<Running, String> {
         // The kernel names the devices in attach order.
         names.push((i, format!("eth{}", names.len())));
     }
-    let disks = crate::disks::attach(&config)?;
+    let disks = crate::hijack::fs::disks::attach(&config)?;
     let opts = BootOptions {
         memory: 64 << 20,
         cmdline: config.boot_cmdline.clone(),
@@ -164,7 +164,7 @@ fn start() -> Result<Running, String> {
     // host's RLIMIT_NOFILE is the one that counts: lift the kernel's own
     // (1024 by default) to its ceiling, fs.nr_open.
     let _ = lkl::syscall::setrlimit(libc::RLIMIT_NOFILE, 1 << 20, 1 << 20);
-    crate::disks::mount(&config, &disks.disks)?;
+    crate::hijack::fs::disks::mount(&config, &disks.disks)?;
     lkl::netcfg::apply(&config, &names).map_err(|e| e.to_string())?;
     let _ = SETTINGS.set(Settings {
         nameservers: config.nameservers.clone(),
@@ -276,7 +276,7 @@ extern "C" fn hijack_fini() {
     ACTIVE.store(false, Ordering::Release);
     let running = RUNNING.lock().unwrap_or_else(|e| e.into_inner()).take();
     if let Some(r) = running {
-        crate::disks::finish(r.kernel);
+        crate::hijack::fs::disks::finish(r.kernel);
     }
 }
 

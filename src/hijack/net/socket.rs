@@ -12,10 +12,10 @@ use std::ffi::{c_int, c_ulong, c_void};
 
 use lkl::syscall::{nr, raw};
 
-use crate::call::{kcall, kcall_newfd, p, ret, set_errno};
-use crate::fdtable;
-use crate::init::active;
-use crate::real::real;
+use crate::hijack::call::{kcall, kcall_newfd, p, ret, set_errno};
+use crate::hijack::fdtable;
+use crate::hijack::init::active;
+use crate::hijack::real::real;
 
 fn no_real() -> i64 {
     set_errno(libc::ENOSYS);
@@ -28,11 +28,11 @@ fn no_real() -> i64 {
 pub unsafe extern "C" fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
     // AF_UNIX stays on the host: local IPC (and the program's own) keeps working.
     if !active() && domain != libc::AF_UNIX {
-        crate::init::park_if_exiting();
+        crate::hijack::init::park_if_exiting();
     }
     if active() && domain != libc::AF_UNIX {
-        if crate::init::forked() {
-            crate::init::forked_socket_error();
+        if crate::hijack::init::forked() {
+            crate::hijack::init::forked_socket_error();
             set_errno(libc::ENETDOWN);
             return -1;
         }
@@ -53,15 +53,15 @@ pub unsafe extern "C" fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_
 #[no_mangle]
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
     if fdtable::kernel_fd(fd).is_some() {
-        crate::packet::forget(fd);
+        crate::hijack::net::packet::forget(fd);
         // Out of every epoll first: a member's notifier holds the file.
-        crate::epoll::forget_member(fd);
+        crate::hijack::fd::epoll::forget_member(fd);
     }
-    crate::epoll::forget_epoll(fd);
+    crate::hijack::fd::epoll::forget_epoll(fd);
     if let Some(kfd) = fdtable::remove(fd) {
         // In a forked child the kernel descriptor is the parent's: only
         // the placeholder goes.
-        let r = if crate::init::forked() {
+        let r = if crate::hijack::init::forked() {
             0
         } else {
             kcall(nr::CLOSE, [kfd.into(), 0, 0, 0, 0, 0])
@@ -158,8 +158,8 @@ pub unsafe extern "C" fn setsockopt(
     val: *const c_void,
     len: libc::socklen_t,
 ) -> c_int {
-    if level == crate::packet::SOL_PACKET && fdtable::kernel_fd(fd).is_some() {
-        if let Some(r) = crate::packet::setsockopt(fd, level, name, val, len) {
+    if level == crate::hijack::net::packet::SOL_PACKET && fdtable::kernel_fd(fd).is_some() {
+        if let Some(r) = crate::hijack::net::packet::setsockopt(fd, level, name, val, len) {
             return r;
         }
     }
@@ -177,8 +177,8 @@ pub unsafe extern "C" fn getsockopt(
     val: *mut c_void,
     len: *mut libc::socklen_t,
 ) -> c_int {
-    if level == crate::packet::SOL_PACKET && fdtable::kernel_fd(fd).is_some() {
-        if let Some(r) = crate::packet::getsockopt(level, name, val) {
+    if level == crate::hijack::net::packet::SOL_PACKET && fdtable::kernel_fd(fd).is_some() {
+        if let Some(r) = crate::hijack::net::packet::getsockopt(level, name, val) {
             return r;
         }
     }
@@ -280,9 +280,9 @@ fn kernel_dup(kfd: i32, place: impl FnOnce(i32) -> Result<c_int, i32>) -> c_int 
 /// Drops the kernel side of host number `fd` if it was a kernel one
 /// (before something else is put on that number).
 fn forget_kernel(fd: c_int) {
-    crate::epoll::forget_epoll(fd);
+    crate::hijack::fd::epoll::forget_epoll(fd);
     if fdtable::kernel_fd(fd).is_some() {
-        crate::epoll::forget_member(fd);
+        crate::hijack::fd::epoll::forget_member(fd);
     }
     if let Some(k) = fdtable::remove(fd) {
         // SAFETY: closes a kernel descriptor nothing refers to any more.
@@ -386,17 +386,17 @@ pub unsafe extern "C" fn ioctl(fd: c_int, request: c_ulong, arg: c_ulong) -> c_i
 /// descriptors are filled around the wait (packet.rs).
 #[no_mangle]
 pub unsafe extern "C" fn poll(fds: *mut libc::pollfd, nfds: libc::nfds_t, timeout: c_int) -> c_int {
-    if crate::io::too_many_fds(nfds) {
+    if crate::hijack::fd::poll::too_many_fds(nfds) {
         set_errno(libc::EINVAL);
         return -1;
     }
-    if !crate::packet::any() || fds.is_null() || nfds == 0 {
+    if !crate::hijack::net::packet::any() || fds.is_null() || nfds == 0 {
         // SAFETY: same contract.
         return unsafe { poll_descriptors(fds, nfds, timeout) };
     }
     // SAFETY: the program passes `nfds` pollfds at `fds`.
     let set = unsafe { std::slice::from_raw_parts_mut(fds, nfds as usize) };
-    let now = crate::packet::before_poll(set);
+    let now = crate::hijack::net::packet::before_poll(set);
     // SAFETY: same contract.
     let r = unsafe { poll_descriptors(fds, nfds, if now { 0 } else { timeout }) };
     if r < 0 {
@@ -404,7 +404,7 @@ pub unsafe extern "C" fn poll(fds: *mut libc::pollfd, nfds: libc::nfds_t, timeou
     }
     // SAFETY: as above; poll_descriptors has returned.
     let set = unsafe { std::slice::from_raw_parts_mut(fds, nfds as usize) };
-    r + crate::packet::after_poll(set)
+    r + crate::hijack::net::packet::after_poll(set)
 }
 
 /// `poll` over host and kernel descriptors.
@@ -446,7 +446,7 @@ unsafe fn poll_descriptors(fds: *mut libc::pollfd, nfds: libc::nfds_t, timeout: 
     // Host and kernel descriptors together, without a thread or a polling
     // loop (io::wait: drain the placeholders, harvest both sides, block).
     let t = (timeout >= 0).then(|| std::time::Duration::from_millis(timeout as u64));
-    crate::io::wait(set, t, std::ptr::null())
+    crate::hijack::fd::poll::wait(set, t, std::ptr::null())
 }
 
 /// # Safety
@@ -460,7 +460,7 @@ pub unsafe extern "C" fn select(
     timeout: *mut libc::timeval,
 ) -> c_int {
     let nfds = nfds.clamp(0, libc::FD_SETSIZE as c_int);
-    let mut list = crate::io::fdsets_to_pollfds(nfds, readfds, writefds, exceptfds);
+    let mut list = crate::hijack::fd::poll::fdsets_to_pollfds(nfds, readfds, writefds, exceptfds);
     if !list.iter().any(|p| fdtable::kernel_fd(p.fd).is_some()) {
         return match real().select {
             // SAFETY: the real function with the program's arguments.
@@ -483,10 +483,10 @@ pub unsafe extern "C" fn select(
         ))
     };
     let start = std::time::Instant::now();
-    if crate::io::wait(&mut list, t, std::ptr::null()) < 0 {
+    if crate::hijack::fd::poll::wait(&mut list, t, std::ptr::null()) < 0 {
         return -1;
     }
-    let count = crate::io::pollfds_to_fdsets(&list, readfds, writefds, exceptfds);
+    let count = crate::hijack::fd::poll::pollfds_to_fdsets(&list, readfds, writefds, exceptfds);
     if let Some(t) = t {
         // Linux's select leaves the time not slept in *timeout.
         let left = t.saturating_sub(start.elapsed());

@@ -128,8 +128,8 @@ pub fn index_to_name(index: u32) -> Result<Vec<u8>, Errno> {
 
 use std::ffi::{c_char, c_uint};
 
-use crate::call::set_errno;
-use crate::init::active;
+use crate::hijack::call::set_errno;
+use crate::hijack::init::active;
 
 macro_rules! next_fn {
     ($name:literal, $ty:ty) => {{
@@ -562,7 +562,7 @@ pub unsafe extern "C" fn getifaddrs(ifap: *mut *mut libc::ifaddrs) -> std::ffi::
         set_errno(libc::EFAULT);
         return -1;
     }
-    if crate::init::forked() {
+    if crate::hijack::init::forked() {
         // The kernel stayed with the parent.
         set_errno(libc::ENETDOWN);
         return -1;

@@ -16,10 +16,10 @@ use std::sync::Mutex;
 
 use lkl::syscall::{abi, nr};
 
-use crate::fdtable;
-use crate::files::{kcall, kernel_open, set_errno};
-use crate::hostfs::{host, real};
-use crate::paths::{route, Route};
+use crate::hijack::fdtable;
+use crate::hijack::fs::files::{kcall, kernel_open, set_errno};
+use crate::hijack::host::{host, real};
+use crate::hijack::fs::paths::{route, Route};
 
 /// A kernel directory stream.
 struct KDir {

@@ -20,7 +20,7 @@ use lkl::dns::files;
 use lkl::dns::wire::{self, TYPE_A, TYPE_AAAA};
 use lkl::dns::{Client, LookupError};
 
-use crate::init;
+use crate::hijack::init;
 
 /// The next definition of `name` (glibc's), found once per call site.
 macro_rules! next_fn {
@@ -112,7 +112,7 @@ extern "C" {
 /// global address (a UDP connect sends nothing).
 fn configured(family: c_int) -> bool {
     if family == libc::AF_INET {
-        return crate::ifaddrs::has_ipv4().unwrap_or(true);
+        return crate::hijack::net::ifaddrs::has_ipv4().unwrap_or(true);
     }
     let Ok(fd) = lkl::syscall::socket(libc::AF_INET6, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0)
     else {
@@ -175,7 +175,7 @@ fn resolve(client: &Client, name: &str, family: c_int, flags: c_int) -> Result<F
             }
             Err(LookupError::BadName) => return Err(Fail::NoName),
             Err(LookupError::Failed(why)) => {
-                crate::init::diag(&format!("resolving {name}: {why}"));
+                crate::hijack::init::diag(&format!("resolving {name}: {why}"));
                 fail = Fail::Again;
             }
         }

@@ -51,9 +51,9 @@ use std::time::{Duration, Instant};
 
 use lkl::syscall::{nr, raw};
 
-use crate::call::{errno, set_errno};
-use crate::fdtable;
-use crate::real::real;
+use crate::hijack::call::{errno, set_errno};
+use crate::hijack::fdtable;
+use crate::hijack::real::real;
 
 /// Token of E itself in `inner`.
 const HOST: u64 = u64::MAX;

@@ -17,8 +17,8 @@
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::sync::{OnceLock, RwLock};
 
-use crate::fdtable;
-use crate::init::active;
+use crate::hijack::fdtable;
+use crate::hijack::init::active;
 
 /// Where a call goes.
 #[derive(Debug, PartialEq, Eq)]
@@ -175,7 +175,7 @@ pub fn route(dirfd: c_int, path: *const c_char) -> Route {
     if !active() {
         // Not while another thread unmounts the disks: the path would
         // fall back to the host.
-        crate::init::park_if_exiting();
+        crate::hijack::init::park_if_exiting();
         return Route::Host;
     }
     // SAFETY: the program passes a NUL-terminated path.

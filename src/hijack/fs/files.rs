@@ -20,11 +20,11 @@ use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
 
 use lkl::syscall::{abi, nr, raw, Errno};
 
-use crate::call::p;
-pub use crate::call::{kcall, ret as kret, set_errno};
-use crate::fdtable;
-use crate::hostfs::host;
-use crate::paths::{self, route, Route};
+use crate::hijack::call::p;
+pub use crate::hijack::call::{kcall, ret as kret, set_errno};
+use crate::hijack::fdtable;
+use crate::hijack::host::host;
+use crate::hijack::fs::paths::{self, route, Route};
 
 const AT_FDCWD: c_int = libc::AT_FDCWD;
 
@@ -1189,7 +1189,7 @@ macro_rules! posix_fallocate_hook {
                     Err(e) => e.0,
                 };
             }
-            match crate::hostfs::real!($real, fn(c_int, i64, i64) -> c_int) {
+            match crate::hijack::host::real!($real, fn(c_int, i64, i64) -> c_int) {
                 // SAFETY: the real function with the program's arguments.
                 Some(f) => unsafe { f(fd, off, len) },
                 None => libc::ENOSYS,
@@ -1217,13 +1217,13 @@ macro_rules! mmap_hook {
         ) -> *mut c_void {
             if flags & libc::MAP_ANONYMOUS == 0 && fdtable::kernel_fd(fd).is_some() {
                 // A packet socket's receive ring is ours to map.
-                if let Some(p) = crate::packet::map(fd, len, off) {
+                if let Some(p) = crate::hijack::net::packet::map(fd, len, off) {
                     return p;
                 }
                 set_errno(libc::ENODEV);
                 return libc::MAP_FAILED;
             }
-            match crate::hostfs::real!(
+            match crate::hijack::host::real!(
                 $real,
                 fn(*mut c_void, usize, c_int, c_int, c_int, i64) -> *mut c_void
             ) {
@@ -1358,7 +1358,7 @@ pub unsafe extern "C" fn getcwd(buf: *mut c_char, size: usize) -> *mut c_char {
     if let Some(cwd) = paths::kernel_cwd() {
         return copy_cwd(&cwd, buf, size);
     }
-    match crate::hostfs::real!("getcwd", fn(*mut c_char, usize) -> *mut c_char) {
+    match crate::hijack::host::real!("getcwd", fn(*mut c_char, usize) -> *mut c_char) {
         // SAFETY: the real function with the program's arguments.
         Some(f) => unsafe { f(buf, size) },
         None => {
@@ -1384,7 +1384,7 @@ pub unsafe extern "C" fn get_current_dir_name() -> *mut c_char {
     if let Some(cwd) = paths::kernel_cwd() {
         return copy_cwd(&cwd, std::ptr::null_mut(), 0);
     }
-    match crate::hostfs::real!("get_current_dir_name", fn() -> *mut c_char) {
+    match crate::hijack::host::real!("get_current_dir_name", fn() -> *mut c_char) {
         // SAFETY: the real function.
         Some(f) => unsafe { f() },
         None => {

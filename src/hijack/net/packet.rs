@@ -26,7 +26,7 @@ use std::sync::Mutex;
 
 use lkl::syscall::{nr, raw};
 
-use crate::fdtable;
+use crate::hijack::fdtable;
 
 /// `SOL_PACKET`.
 pub const SOL_PACKET: c_int = 263;
@@ -265,7 +265,7 @@ pub fn getsockopt(level: c_int, name: c_int, val: *mut c_void) -> Option<c_int> 
     // SAFETY: PACKET_HDRLEN takes the version in an int the caller gives.
     let version = unsafe { *(val as *const c_int) };
     (version == TPACKET_V3).then(|| {
-        crate::call::set_errno(libc::EINVAL);
+        crate::hijack::call::set_errno(libc::EINVAL);
         -1
     })
 }
@@ -356,7 +356,7 @@ pub fn setsockopt(
 }
 
 fn fail(e: i32) -> c_int {
-    crate::call::set_errno(e);
+    crate::hijack::call::set_errno(e);
     -1
 }
 
@@ -375,7 +375,7 @@ pub fn map(fd: c_int, len: usize, off: i64) -> Option<*mut c_void> {
     let mut all = rings();
     let ring = all.iter_mut().find(|r| r.fd == fd)?;
     if off != 0 || len < ring.len() || ring.base != 0 {
-        crate::call::set_errno(libc::EINVAL);
+        crate::hijack::call::set_errno(libc::EINVAL);
         return Some(libc::MAP_FAILED);
     }
     // SAFETY: a fresh anonymous mapping (zeroed: every frame

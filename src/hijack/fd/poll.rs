@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use lkl::syscall::{abi, nr};
 use lkl::xlate;
 
-use crate::call::{errno, kcall, p, set_errno};
-use crate::fdtable;
+use crate::hijack::call::{errno, kcall, p, set_errno};
+use crate::hijack::fdtable;
 
 // The hooks pass these values through unchanged: that is right only while
 // the tables say both ABIs agree.

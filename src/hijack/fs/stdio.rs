@@ -11,10 +11,10 @@ use std::ffi::{c_char, c_int, c_void, CStr};
 
 use lkl::syscall::nr;
 
-use crate::fdtable;
-use crate::files::{kcall, kernel_open, set_errno};
-use crate::hostfs::{host, real};
-use crate::paths::{route, Route};
+use crate::hijack::fdtable;
+use crate::hijack::fs::files::{kcall, kernel_open, set_errno};
+use crate::hijack::host::{host, real};
+use crate::hijack::fs::paths::{route, Route};
 
 type ReadFn = unsafe extern "C" fn(*mut c_void, *mut c_char, usize) -> isize;
 type WriteFn = unsafe extern "C" fn(*mut c_void, *const c_char, usize) -> isize;

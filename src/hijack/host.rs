@@ -26,7 +26,7 @@ macro_rules! real {
         static ADDR: AtomicUsize = AtomicUsize::new(0);
         let mut a = ADDR.load(Ordering::Relaxed);
         if a == 0 {
-            a = $crate::hostfs::lookup(concat!($name, "\0"));
+            a = $crate::hijack::host::lookup(concat!($name, "\0"));
             ADDR.store(a, Ordering::Relaxed);
         }
         if a == 1 {
@@ -44,12 +44,12 @@ pub(crate) use real;
 /// these arguments; -1 and ENOSYS if libc has none (integer results only).
 macro_rules! host {
     ($name:literal, fn($($t:ty),*) -> $r:ty; $($a:expr),*) => {
-        match $crate::hostfs::real!($name, fn($($t),*) -> $r) {
+        match $crate::hijack::host::real!($name, fn($($t),*) -> $r) {
             // SAFETY: the real libc function, with the program's arguments
             // (or a path we resolved, NUL-terminated and alive for the call).
             Some(f) => unsafe { f($($a),*) },
             None => {
-                $crate::files::set_errno(libc::ENOSYS);
+                $crate::hijack::fs::files::set_errno(libc::ENOSYS);
                 -1 as $r
             }
         }

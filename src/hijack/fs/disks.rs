@@ -6,9 +6,9 @@ use lkl::disk::{self, Disk, DiskError};
 use lkl::syscall::nr;
 use lkl::Kernel;
 
-use crate::fdtable;
-use crate::files::kcall;
-use crate::paths;
+use crate::hijack::fdtable;
+use crate::hijack::fs::files::kcall;
+use crate::hijack::fs::paths;
 
 /// The config's place for `disks[i].key`, as config errors name it.
 fn place(config: &Config, i: usize, key: &str) -> String {
@@ -89,7 +89,7 @@ pub fn finish(kernel: Kernel) {
     // after the program's atexit handlers, before stdio's own cleanup.
     unsafe { libc::fflush(std::ptr::null_mut()) };
     if paths::routing() {
-        crate::files::leave_kernel_cwd();
+        crate::hijack::fs::files::leave_kernel_cwd();
     }
     // Close what the program left open, as the host does at exit: sockets
     // send their FIN, files drop their references.

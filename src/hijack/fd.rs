@@ -1,0 +1,4 @@
+//! Calls on any descriptor.
+
+pub mod epoll;
+pub mod poll;

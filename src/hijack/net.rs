@@ -1,0 +1,6 @@
+//! Sockets and the network's names.
+
+pub mod ifaddrs;
+pub mod packet;
+pub mod resolve;
+pub mod socket;
