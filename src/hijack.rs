@@ -36,6 +36,5 @@ mod hijack {
     pub mod host;
     pub mod init;
     pub mod net;
-    pub mod real;
     pub mod signals;
 }

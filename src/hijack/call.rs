@@ -1,29 +1,40 @@
 //! How every hook calls the kernel and reports a result: one kernel call
 //! (interruptible by the program's signal handlers, EPIPE raising SIGPIPE,
 //! see signals.rs; EBADF for inherited descriptors in a forked child),
-//! errno set as libc would set it, and the pointer-to-argument cast.
+//! errno set as libc would set it, a new kernel descriptor given a host
+//! number, the argument cast (`arg!`), and `fd_hook!` for the many hooks
+//! that are one descriptor plus arguments passed through.
 
 use std::ffi::c_int;
 
 use lkl::syscall::{nr, raw, Errno};
+use lkl::xlate;
 
 use crate::hijack::fdtable;
+use crate::hijack::host::set_errno;
 
-/// This thread's errno.
-pub fn errno() -> i32 {
-    // SAFETY: this thread's errno.
-    unsafe { *libc::__errno_location() }
-}
+// The hooks pass these values through unchanged: that is right only while
+// the tables say both ABIs agree.
+const _: () = assert!(
+    xlate::ERRNO_IDENTITY
+        && xlate::SOCKOPT_IDENTITY
+        && xlate::IOCTL_IDENTITY
+        && xlate::FCNTL_IDENTITY
+        && xlate::OFLAGS_IDENTITY
+        && xlate::SOCKFLAGS_IDENTITY
+        && xlate::MSGFLAGS_IDENTITY
+        && xlate::EVENTS_IDENTITY
+        && xlate::KERNEL_EPOLL_EVENT_SIZE == xlate::HOST_EPOLL_EVENT_SIZE
+        && xlate::KERNEL_SIGSET_SIZE == xlate::HOST_SIGSET_SIZE
+);
 
-/// Sets this thread's errno.
-pub fn set_errno(e: i32) {
-    // SAFETY: this thread's errno.
-    unsafe { *libc::__errno_location() = e };
-}
+/// The size of a signal set as the `*_pwait`/`ppoll`/`pselect6` system
+/// calls take it, the same in both ABIs (asserted above): 64 signals.
+pub const SIGSET_SIZE: i64 = xlate::KERNEL_SIGSET_SIZE as i64;
 
 /// The kernel's result as libc's: -1 and errno (in the host's numbering)
 /// on failure. Setting errno is the last thing a hook does.
-pub fn ret(r: Result<i64, Errno>) -> i64 {
+pub fn libc_result(r: Result<i64, Errno>) -> i64 {
     match r {
         Ok(v) => v,
         Err(e) => {
@@ -37,9 +48,9 @@ pub fn ret(r: Result<i64, Errno>) -> i64 {
 /// same call with the same layouts, or our own buffers).
 pub fn kcall(nr: i64, args: [i64; 6]) -> i64 {
     if impossible_pointer(nr, &args) {
-        return ret(Err(Errno::EFAULT));
+        return libc_result(Err(Errno::EFAULT));
     }
-    ret(crate::hijack::signals::call(nr, args).map_err(crate::hijack::init::after_fork))
+    libc_result(crate::hijack::signals::call(nr, args).map_err(crate::hijack::init::after_fork))
 }
 
 /// True for an address no mapping can have: below the host's lowest
@@ -105,9 +116,9 @@ fn impossible_pointer(nr: i64, a: &[i64; 6]) -> bool {
     }
 }
 
-/// A kernel call that returns a new kernel descriptor: give it a host number.
-pub fn kcall_newfd(nr: i64, args: [i64; 6]) -> c_int {
-    let kfd = kcall(nr, args);
+/// Gives kernel descriptor `kfd` (a kernel call's result: -1 passes
+/// through) a host number, closing it if none is left.
+pub fn new_fd(kfd: i64) -> c_int {
     if kfd < 0 {
         return -1;
     }
@@ -122,10 +133,69 @@ pub fn kcall_newfd(nr: i64, args: [i64; 6]) -> c_int {
     }
 }
 
-/// A pointer or integer argument as a raw syscall argument.
-macro_rules! p {
+/// A kernel call that returns a new kernel descriptor: give it a host number.
+pub fn kcall_newfd(nr: i64, args: [i64; 6]) -> c_int {
+    new_fd(kcall(nr, args))
+}
+
+/// Takes host number `hfd` of a kernel descriptor away: closes the kernel
+/// file and the placeholder. The kernel close's result.
+pub fn close_kernel_fd(hfd: c_int) -> c_int {
+    let r = match fdtable::remove(hfd) {
+        Some(k) => kcall(nr::CLOSE, [k.into(), 0, 0, 0, 0, 0]) as c_int,
+        None => 0,
+    };
+    let _ = crate::hijack::host::close(hfd);
+    r
+}
+
+/// glibc's fortified wrappers (`_FORTIFY_SOURCE`: `__read_chk` and the
+/// like) end in the same calls; a request longer than the buffer aborts,
+/// as glibc's own check does.
+pub fn fortify(len: usize, buflen: usize) {
+    if len > buflen {
+        // SAFETY: abort has no preconditions; this is glibc's behaviour.
+        unsafe { libc::abort() };
+    }
+}
+
+/// A pointer or integer argument as a raw system call argument.
+macro_rules! arg {
     ($e:expr) => {
         $e as usize as i64
     };
 }
-pub(crate) use p;
+pub(crate) use arg;
+
+/// Defines a hook whose first argument is a descriptor and whose other
+/// arguments pass through unchanged: on a kernel descriptor the kernel call
+/// `nr` with the same arguments, on any other libc's function of the same
+/// name.
+///
+/// `fd_hook!(name, nr, (a: A, b: B) -> R)` exports it as `name`;
+/// `fd_hook!(local = name, nr, (a: A, b: B) -> R)` defines it as `local`,
+/// not exported, for a hook of that name that does more first.
+macro_rules! fd_hook {
+    ($name:ident, $nr:expr, ($($arg:ident: $ty:ty),*) -> $ret:ty) => {
+        $crate::hijack::call::fd_hook!(@ #[no_mangle] $name = $name, $nr, ($($arg: $ty),*) -> $ret);
+    };
+    ($local:ident = $name:ident, $nr:expr, ($($arg:ident: $ty:ty),*) -> $ret:ty) => {
+        $crate::hijack::call::fd_hook!(@ $local = $name, $nr, ($($arg: $ty),*) -> $ret);
+    };
+    (@ $(#[$m:meta])? $local:ident = $name:ident, $nr:expr, ($($arg:ident: $ty:ty),*) -> $ret:ty) => {
+        /// # Safety
+        /// libc's contract for this call.
+        $(#[$m])?
+        pub unsafe extern "C" fn $local(fd: std::ffi::c_int, $($arg: $ty),*) -> $ret {
+            if let Some(kfd) = $crate::hijack::fdtable::kernel_fd(fd) {
+                #[allow(unused_mut)]
+                let mut args = [i64::from(kfd), 0, 0, 0, 0, 0];
+                let mut _i = 1;
+                $(args[_i] = $crate::hijack::call::arg!($arg); _i += 1;)*
+                return $crate::hijack::call::kcall($nr, args) as $ret;
+            }
+            $crate::hijack::host::libc_fn!($name, fn(std::ffi::c_int $(, $ty)*) -> $ret; fd $(, $arg)*)
+        }
+    };
+}
+pub(crate) use fd_hook;

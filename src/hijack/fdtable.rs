@@ -7,10 +7,10 @@
 use std::ffi::c_int;
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use crate::hijack::real::real;
+use crate::hijack::host::{self, errno, libc_fn};
 
 /// Host descriptor numbers the table covers.
-const MAX_FDS: usize = 1 << 16;
+pub const MAX_FDS: usize = 1 << 16;
 
 /// `MAP[host] = kernel + 1`, 0 for a host descriptor.
 static MAP: [AtomicI32; MAX_FDS] = [const { AtomicI32::new(0) }; MAX_FDS];
@@ -94,18 +94,17 @@ pub fn insert_at(kfd: i32, target: c_int, cloexec: bool) -> Result<c_int, i32> {
     if hfd == target {
         return Ok(hfd);
     }
-    let (Some(dup3), Some(close)) = (real().dup3, real().close) else {
+    let Some(dup3) = libc_fn!(dup3, fn(c_int, c_int, c_int) -> c_int) else {
         return Err(libc::ENOSYS);
     };
     remove(hfd);
     // SAFETY: duplicates our own placeholder onto the number the program
-    // chose, then closes the original.
+    // chose.
     let r = unsafe { dup3(hfd, target, if cloexec { libc::O_CLOEXEC } else { 0 }) };
-    // SAFETY: as above.
-    unsafe { close(hfd) };
+    let e = errno();
+    host::close(hfd);
     if r < 0 {
-        // SAFETY: this thread's errno.
-        return Err(unsafe { *libc::__errno_location() });
+        return Err(e);
     }
     match MAP.get(target as usize) {
         Some(slot) => {
@@ -130,13 +129,10 @@ pub fn insert_min(kfd: i32, min: c_int, cloexec: bool) -> Result<c_int, i32> {
     };
     // SAFETY: duplicates our own placeholder to a number >= min.
     let r = unsafe { libc::syscall(libc::SYS_fcntl, hfd, cmd, min) } as c_int;
-    if let Some(close) = real().close {
-        // SAFETY: closes the original placeholder.
-        unsafe { close(hfd) };
-    }
+    let e = errno();
+    host::close(hfd);
     if r < 0 {
-        // SAFETY: this thread's errno.
-        return Err(unsafe { *libc::__errno_location() });
+        return Err(e);
     }
     match MAP.get(r as usize) {
         Some(slot) => {
@@ -149,25 +145,14 @@ pub fn insert_min(kfd: i32, min: c_int, cloexec: bool) -> Result<c_int, i32> {
 
 /// Gives kernel descriptor `kfd` a host number; Err(errno) if none is left.
 pub fn insert(kfd: i32) -> Result<c_int, i32> {
-    let Some(eventfd) = real().eventfd else {
-        return Err(libc::ENOSYS);
-    };
-    // SAFETY: eventfd has no pointer arguments.
-    let hfd = unsafe { eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-    if hfd < 0 {
-        // SAFETY: reads this thread's errno.
-        return Err(unsafe { *libc::__errno_location() });
-    }
+    let hfd = host::new_eventfd()?;
     match MAP.get(hfd as usize) {
         Some(slot) => {
             slot.store(kfd + 1, Ordering::Release);
             Ok(hfd)
         }
         None => {
-            if let Some(close) = real().close {
-                // SAFETY: closes the placeholder just made.
-                unsafe { close(hfd) };
-            }
+            host::close(hfd);
             Err(libc::EMFILE)
         }
     }

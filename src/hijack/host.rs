@@ -1,58 +1,148 @@
-//! The real libc file functions, each found with `dlsym(RTLD_NEXT)` the
-//! first time its hook needs it and kept in a static of that call site (so
-//! the file hooks do not grow the shared list in real.rs). A symbol that is
-//! not there makes the hook fail with ENOSYS, never panic.
+//! The one way to the host's libc: its functions found by name, and errno.
+//!
+//! This library defines functions under libc's names (`read`, `open`, ...),
+//! so calling one of them by name from here (`libc::read`) would call our
+//! own hook again. The real one is libc's next definition after ours,
+//! `dlsym(RTLD_NEXT, name)`: `libc_fn!` looks it up the first time its call
+//! site runs and keeps the address in a static of that site, so every later
+//! call costs one relaxed load. A name libc does not have makes the hook fail
+//! with ENOSYS, never panic (redhook would panic: we do not use it for that
+//! reason). The lookup is `LibcFn`'s, the only `dlsym` and the only cast of
+//! an address to a function in the crate.
+//!
+//! The other ways to the host are not hooks of ours, so they are called
+//! directly: raw system calls (`libc::syscall`, where a hook wants the host
+//! kernel's call itself, with no libc wrapper or hook in between), and the
+//! libc functions this library does not define (`malloc`, `abort`,
+//! `gettid`, ...) through the `libc` crate.
 
-use std::ffi::c_char;
+use std::ffi::{c_char, c_int};
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// This thread's errno.
+#[inline]
+pub fn errno() -> c_int {
+    // SAFETY: __errno_location returns this thread's errno, always valid.
+    unsafe { *libc::__errno_location() }
+}
+
+/// Sets this thread's errno.
+#[inline]
+pub fn set_errno(e: c_int) {
+    // SAFETY: as in `errno`.
+    unsafe { *libc::__errno_location() = e };
+}
+
+/// A libc call's failure: errno set to `e`, -1 returned.
+#[inline]
+pub fn fail<T: From<i8>>(e: c_int) -> T {
+    set_errno(e);
+    T::from(-1)
+}
+
+/// `LibcFn::addr` before the lookup.
+const NOT_LOOKED_UP: usize = 0;
+/// `LibcFn::addr` when libc has no such function.
+const ABSENT: usize = 1;
+
+/// Libc's function `name`, of C signature `F`, found the first time it is
+/// asked for.
+pub struct LibcFn<F> {
+    /// The name, NUL-terminated.
+    name: &'static str,
+    /// Its address, `NOT_LOOKED_UP` or `ABSENT`.
+    addr: AtomicUsize,
+    signature: PhantomData<F>,
+}
+
+impl<F: Copy> LibcFn<F> {
+    /// # Safety
+    /// `F` is an `unsafe extern "C" fn` type with the C signature of libc's
+    /// function `name`, and `name` ends with a NUL.
+    pub const unsafe fn new(name: &'static str) -> Self {
+        LibcFn {
+            name,
+            addr: AtomicUsize::new(NOT_LOOKED_UP),
+            signature: PhantomData,
+        }
+    }
+
+    /// The function, or None if libc has none of that name.
+    #[inline]
+    pub fn get(&self) -> Option<F> {
+        const { assert!(std::mem::size_of::<F>() == std::mem::size_of::<usize>()) };
+        let mut a = self.addr.load(Ordering::Relaxed);
+        if a == NOT_LOOKED_UP {
+            a = next_definition(self.name);
+            self.addr.store(a, Ordering::Relaxed);
+        }
+        if a == ABSENT {
+            return None;
+        }
+        // SAFETY: `a` is the address dlsym gave for `name`, a function of
+        // C signature F (new's contract); F is a function pointer, of the
+        // size of the address (asserted above).
+        Some(unsafe { std::mem::transmute_copy::<usize, F>(&a) })
+    }
+}
 
 /// The address of the next definition of `name` (NUL-terminated) after
-/// this library, or 1 if there is none (0 means "not looked up yet").
-pub fn lookup(name: &'static str) -> usize {
-    // SAFETY: `name` is NUL-terminated (the macro appends it); RTLD_NEXT
-    // finds the definition after ours, i.e. libc's.
+/// this library, i.e. libc's, or `ABSENT`.
+#[cold]
+fn next_definition(name: &'static str) -> usize {
+    debug_assert!(name.ends_with('\0'));
+    // SAFETY: `name` is NUL-terminated (LibcFn::new's contract); RTLD_NEXT
+    // searches the objects loaded after this one.
     let p = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr().cast::<c_char>()) };
     if p.is_null() {
-        1
+        ABSENT
     } else {
         p as usize
     }
 }
 
-/// `real!("name", fn(A, B) -> R)`: the real function as an
-/// `Option<unsafe extern "C" fn(A, B) -> R>`.
-macro_rules! real {
-    ($name:literal, fn($($t:ty),*) -> $r:ty) => {{
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static ADDR: AtomicUsize = AtomicUsize::new(0);
-        let mut a = ADDR.load(Ordering::Relaxed);
-        if a == 0 {
-            a = $crate::hijack::host::lookup(concat!($name, "\0"));
-            ADDR.store(a, Ordering::Relaxed);
-        }
-        if a == 1 {
-            None
-        } else {
-            // SAFETY: `a` is the address dlsym gave for the libc function
-            // of that name, whose C signature this is.
-            Some(unsafe { std::mem::transmute::<usize, unsafe extern "C" fn($($t),*) -> $r>(a) })
-        }
+/// `libc_fn!(name, fn(A, B) -> R)`: libc's function `name` as an
+/// `Option<unsafe extern "C" fn(A, B) -> R>`, looked up once per call site.
+///
+/// `libc_fn!(name, fn(A, B) -> R; a, b)`: calls it with `a, b`; without it,
+/// -1 and ENOSYS (integer results only).
+///
+/// The signature written at the call site must be the C one of libc's
+/// `name` (its man page's).
+macro_rules! libc_fn {
+    ($name:ident, fn($($t:ty),* $(,)?) -> $r:ty) => {{
+        static F: $crate::hijack::host::LibcFn<unsafe extern "C" fn($($t),*) -> $r> =
+            // SAFETY: the call site writes libc's signature for `name` (see
+            // the macro's doc); concat! appends the NUL.
+            unsafe { $crate::hijack::host::LibcFn::new(concat!(stringify!($name), "\0")) };
+        F.get()
     }};
-}
-pub(crate) use real;
-
-/// `host!("name", fn(A, B) -> R; a, b)`: calls the real function with
-/// these arguments; -1 and ENOSYS if libc has none (integer results only).
-macro_rules! host {
-    ($name:literal, fn($($t:ty),*) -> $r:ty; $($a:expr),*) => {
-        match $crate::hijack::host::real!($name, fn($($t),*) -> $r) {
-            // SAFETY: the real libc function, with the program's arguments
-            // (or a path we resolved, NUL-terminated and alive for the call).
+    ($name:ident, fn($($t:ty),* $(,)?) -> $r:ty; $($a:expr),* $(,)?) => {
+        match $crate::hijack::host::libc_fn!($name, fn($($t),*) -> $r) {
+            // SAFETY: libc's function, with the caller's arguments for it:
+            // the program's own, or a path we resolved (NUL-terminated and
+            // alive for the call), or a descriptor of ours.
             Some(f) => unsafe { f($($a),*) },
-            None => {
-                $crate::hijack::fs::files::set_errno(libc::ENOSYS);
-                -1 as $r
-            }
+            None => $crate::hijack::host::fail(libc::ENOSYS),
         }
     };
 }
-pub(crate) use host;
+pub(crate) use libc_fn;
+
+/// Closes host descriptor `fd`, one of ours (a placeholder, an eventfd),
+/// with libc's `close`.
+pub fn close(fd: c_int) -> c_int {
+    libc_fn!(close, fn(c_int) -> c_int; fd)
+}
+
+/// A new non-blocking, close-on-exec eventfd of ours (libc's `eventfd`),
+/// or Err(errno).
+pub fn new_eventfd() -> Result<c_int, c_int> {
+    let fd = libc_fn!(eventfd, fn(u32, c_int) -> c_int; 0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK);
+    if fd < 0 {
+        Err(errno())
+    } else {
+        Ok(fd)
+    }
+}

@@ -13,14 +13,15 @@
 //! MSG_NOSIGNAL.
 //!
 //! The handler allocates nothing and calls only async-signal-safe code:
-//! thread-local atomics, `lkl::interrupt`, and the real `sigaction` to
+//! thread-local atomics, `lkl::interrupt`, and libc's `sigaction` to
 //! read the current flags.
 
 use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
-use std::sync::OnceLock;
 
 use lkl::syscall::{nr, raw, Errno};
+
+use crate::hijack::host::{errno, fail, libc_fn, set_errno};
 
 const NSIG: usize = 65;
 
@@ -43,15 +44,14 @@ thread_local! {
 type SigactionFn =
     unsafe extern "C" fn(c_int, *const libc::sigaction, *mut libc::sigaction) -> c_int;
 
-/// glibc's sigaction, found before any handler can run.
-fn real_sigaction() -> Option<SigactionFn> {
-    static F: OnceLock<usize> = OnceLock::new();
-    let p = *F.get_or_init(|| {
-        // SAFETY: a NUL-terminated name; RTLD_NEXT finds libc's.
-        unsafe { libc::dlsym(libc::RTLD_NEXT, c"sigaction".as_ptr()) as usize }
-    });
-    // SAFETY: sigaction has this signature.
-    (p != 0).then(|| unsafe { std::mem::transmute::<usize, SigactionFn>(p) })
+/// glibc's sigaction, found before any handler can run: the `sigaction`
+/// hook asks for it before it installs our handler, and this one call site
+/// keeps the address for all (the handler must not call dlsym).
+fn libc_sigaction() -> Option<SigactionFn> {
+    libc_fn!(
+        sigaction,
+        fn(c_int, *const libc::sigaction, *mut libc::sigaction) -> c_int
+    )
 }
 
 /// Our handler: interrupt this thread's kernel call, then run the
@@ -60,11 +60,11 @@ extern "C" fn wrapper(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) 
     let Some(idx) = usize::try_from(sig).ok().filter(|&i| i < NSIG) else {
         return;
     };
-    // SAFETY: this thread's errno, saved and restored around our part.
-    let saved = unsafe { *libc::__errno_location() };
+    // This thread's errno, saved and restored around our part.
+    let saved = errno();
     if IN_CALL.with(|c| c.load(Ordering::Acquire)) {
-        let mut cur: libc::sigaction = unsafe_zeroed();
-        let restart = match real_sigaction() {
+        let mut cur: libc::sigaction = zeroed_sigaction();
+        let restart = match libc_sigaction() {
             // SAFETY: reads the current action (async-signal-safe); the
             // flags may have been changed by glibc's siginterrupt, which
             // calls its internal sigaction, so ask now.
@@ -80,8 +80,7 @@ extern "C" fn wrapper(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) 
             let _ = lkl::interrupt(tid);
         }
     }
-    // SAFETY: restores errno for the program's handler.
-    unsafe { *libc::__errno_location() = saved };
+    set_errno(saved);
     let h = HANDLERS[idx].load(Ordering::Acquire);
     let flags = FLAGS[idx].load(Ordering::Acquire);
     if flags & libc::SA_RESETHAND as c_int != 0 {
@@ -102,7 +101,7 @@ extern "C" fn wrapper(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) 
     }
 }
 
-fn unsafe_zeroed() -> libc::sigaction {
+fn zeroed_sigaction() -> libc::sigaction {
     // SAFETY: struct sigaction is plain data; all-zero is valid.
     unsafe { std::mem::zeroed() }
 }
@@ -204,18 +203,16 @@ pub unsafe extern "C" fn sigaction(
     act: *const libc::sigaction,
     old: *mut libc::sigaction,
 ) -> c_int {
-    let Some(real) = real_sigaction() else {
-        // SAFETY: this thread's errno.
-        unsafe { *libc::__errno_location() = libc::ENOSYS };
-        return -1;
+    let Some(f) = libc_sigaction() else {
+        return fail(libc::ENOSYS);
     };
     let Some(idx) = usize::try_from(sig).ok().filter(|&i| i > 0 && i < NSIG) else {
-        // SAFETY: the real function reports the bad signal number.
-        return unsafe { real(sig, act, old) };
+        // SAFETY: libc's sigaction reports the bad signal number.
+        return unsafe { f(sig, act, old) };
     };
     let prev_h = HANDLERS[idx].load(Ordering::Acquire);
     let prev_f = FLAGS[idx].load(Ordering::Acquire);
-    let mut mine = unsafe_zeroed();
+    let mut mine = zeroed_sigaction();
     let act_to_pass = if act.is_null() {
         act
     } else {
@@ -230,9 +227,9 @@ pub unsafe extern "C" fn sigaction(
             act
         }
     };
-    // SAFETY: the real sigaction with a valid (or null) action and the
+    // SAFETY: libc's sigaction with a valid (or null) action and the
     // program's old-action pointer.
-    let r = unsafe { real(sig, act_to_pass, old) };
+    let r = unsafe { f(sig, act_to_pass, old) };
     if r != 0 {
         return r;
     }
@@ -247,7 +244,7 @@ pub unsafe extern "C" fn sigaction(
         }
     }
     if !old.is_null() {
-        // SAFETY: the old action the real function just wrote.
+        // SAFETY: the old action libc's sigaction just wrote.
         let o = unsafe { &mut *old };
         if o.sa_sigaction == wrapper as *const () as usize {
             // Show the program its own handler, not ours.
@@ -260,12 +257,12 @@ pub unsafe extern "C" fn sigaction(
 
 /// `signal` with the given flags (BSD semantics: SA_RESTART).
 fn set_handler(sig: c_int, handler: usize, flags: c_int) -> usize {
-    let mut act = unsafe_zeroed();
+    let mut act = zeroed_sigaction();
     act.sa_sigaction = handler;
     act.sa_flags = flags;
     // SAFETY: an empty mask in our own struct.
     unsafe { libc::sigemptyset(&mut act.sa_mask) };
-    let mut old = unsafe_zeroed();
+    let mut old = zeroed_sigaction();
     // SAFETY: our own structs.
     if unsafe { sigaction(sig, &act, &mut old) } != 0 {
         return libc::SIG_ERR;

@@ -51,14 +51,12 @@ use std::time::{Duration, Instant};
 
 use lkl::syscall::{nr, raw};
 
-use crate::hijack::call::{errno, set_errno};
-use crate::hijack::fdtable;
-use crate::hijack::real::real;
+use crate::hijack::call::SIGSET_SIZE;
+use crate::hijack::fdtable::{self, MAX_FDS};
+use crate::hijack::host::{self, errno, fail};
 
 /// Token of E itself in `inner`.
 const HOST: u64 = u64::MAX;
-/// Host descriptor numbers covered by the fast-path flags.
-const MAX_FDS: usize = 1 << 16;
 /// Bits of an epoll mask that are poll events (the rest are flags).
 const POLL_BITS: u32 = 0xffff;
 /// Flags that are not events.
@@ -67,26 +65,12 @@ const EPOLLONESHOT: u32 = libc::EPOLLONESHOT as u32;
 const EPOLLEXCLUSIVE: u32 = libc::EPOLLEXCLUSIVE as u32;
 /// Always reported, asked for or not.
 const ALWAYS: u32 = (libc::EPOLLERR | libc::EPOLLHUP) as u32;
-/// The kernel's sigset size (both ABIs: 64 signals).
-const SIGSET: i64 = 8;
 
 /// `HAS_SET[E]`: E has a set (some kernel member was added once). One
 /// atomic load keeps a host-only epoll on the direct path.
 static HAS_SET: [AtomicBool; MAX_FDS] = [const { AtomicBool::new(false) }; MAX_FDS];
 
 static SETS: Mutex<Option<HashMap<c_int, Arc<Set>>>> = Mutex::new(None);
-
-fn fail<T: From<i8>>(e: i32) -> T {
-    set_errno(e);
-    T::from(-1)
-}
-
-fn real_close(fd: c_int) {
-    if let Some(close) = real().close {
-        // SAFETY: closes a descriptor of ours.
-        unsafe { close(fd) };
-    }
-}
 
 fn sets() -> MutexGuard<'static, Option<HashMap<c_int, Arc<Set>>>> {
     SETS.lock().unwrap_or_else(|e| e.into_inner())
@@ -108,12 +92,7 @@ struct Wake {
 
 impl Wake {
     fn new(kfd: i32, events: u32) -> Result<Wake, i32> {
-        let eventfd = real().eventfd.ok_or(libc::ENOSYS)?;
-        // SAFETY: no pointer arguments.
-        let efd = unsafe { eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-        if efd < 0 {
-            return Err(errno());
-        }
+        let efd = host::new_eventfd()?;
         // SAFETY: `bump` neither blocks nor calls into the kernel; the
         // eventfd outlives the notifier (Drop deletes the notifier first).
         match unsafe {
@@ -121,7 +100,7 @@ impl Wake {
         } {
             Ok(id) => Ok(Wake { efd, id }),
             Err(e) => {
-                real_close(efd);
+                host::close(efd);
                 Err(e.0)
             }
         }
@@ -137,7 +116,7 @@ impl Wake {
 impl Drop for Wake {
     fn drop(&mut self) {
         let _ = lkl::syscall::notifier_del(self.id);
-        real_close(self.efd);
+        host::close(self.efd);
     }
 }
 
@@ -187,7 +166,7 @@ impl Drop for Set {
     fn drop(&mut self) {
         // Members' Drop deletes their notifiers and eventfds.
         self.state().members.clear();
-        real_close(self.inner);
+        host::close(self.inner);
     }
 }
 
@@ -218,7 +197,7 @@ fn set_for(epfd: c_int) -> Result<Arc<Set>, i32> {
         || errno() != libc::ENOENT
     {
         let e = errno();
-        real_close(inner);
+        host::close(inner);
         return Err(if e == libc::ENOENT { libc::EINVAL } else { e });
     }
     let mut ev = libc::epoll_event {
@@ -227,7 +206,7 @@ fn set_for(epfd: c_int) -> Result<Arc<Set>, i32> {
     };
     if host_ctl(inner, libc::EPOLL_CTL_ADD, epfd, &mut ev) < 0 {
         let e = errno();
-        real_close(inner);
+        host::close(inner);
         return Err(e);
     }
     let set = Arc::new(Set {
@@ -381,7 +360,7 @@ fn ctl_kernel(epfd: c_int, op: c_int, fd: c_int, kfd: i32, ev: *mut libc::epoll_
 }
 
 /// Writes one event into the program's array.
-fn put(out: *mut libc::epoll_event, i: usize, events: u32, data: u64) {
+fn put_event(out: *mut libc::epoll_event, i: usize, events: u32, data: u64) {
     // SAFETY: i < maxevents, the array's length the program gave; the
     // x86_64 epoll_event is packed, hence the unaligned write.
     unsafe { std::ptr::write_unaligned(out.add(i), libc::epoll_event { events, u64: data }) };
@@ -404,7 +383,7 @@ fn harvest_kernel(
             fired.len() as c_int,
             0,
             std::ptr::null::<c_void>(),
-            SIGSET,
+            SIGSET_SIZE,
         )
     };
     if n < 0 {
@@ -458,7 +437,7 @@ fn harvest_kernel(
                 pfds.len() as i64,
                 &zero as *const _ as usize as i64,
                 0,
-                SIGSET,
+                SIGSET_SIZE,
                 0,
             ],
         )
@@ -488,7 +467,7 @@ fn harvest_kernel(
             st.pending.push_back(fd);
             continue;
         }
-        put(out, written, ready, m.data);
+        put_event(out, written, ready, m.data);
         written += 1;
         if m.events & EPOLLONESHOT != 0 {
             m.armed = false;
@@ -518,7 +497,7 @@ fn harvest_host(set: &Set, out: *mut libc::epoll_event, room: usize) -> Result<u
             room as c_int,
             0,
             std::ptr::null::<c_void>(),
-            SIGSET,
+            SIGSET_SIZE,
         )
     };
     if n < 0 {
@@ -594,7 +573,7 @@ fn wait_mixed(
                 1,
                 ms,
                 sigmask,
-                SIGSET,
+                SIGSET_SIZE,
             )
         };
         if r < 0 {
@@ -631,7 +610,7 @@ fn pwait(
                 maxevents,
                 ms,
                 sigmask,
-                SIGSET,
+                SIGSET_SIZE,
             )
         } as c_int;
     };
@@ -755,7 +734,7 @@ pub unsafe extern "C" fn epoll_pwait2(
                 maxevents,
                 timeout,
                 sigmask,
-                SIGSET,
+                SIGSET_SIZE,
             )
         } as c_int;
     }

@@ -13,37 +13,13 @@ use std::ffi::{c_int, c_void};
 use std::time::{Duration, Instant};
 
 use lkl::syscall::{abi, nr};
-use lkl::xlate;
 
-use crate::hijack::call::{errno, kcall, p, set_errno};
+use crate::hijack::call::{arg, kcall, SIGSET_SIZE};
 use crate::hijack::fdtable;
+use crate::hijack::host::{errno, fail, set_errno};
 
-// The hooks pass these values through unchanged: that is right only while
-// the tables say both ABIs agree.
-const _: () = assert!(
-    xlate::ERRNO_IDENTITY
-        && xlate::SOCKOPT_IDENTITY
-        && xlate::IOCTL_IDENTITY
-        && xlate::FCNTL_IDENTITY
-        && xlate::OFLAGS_IDENTITY
-        && xlate::SOCKFLAGS_IDENTITY
-        && xlate::MSGFLAGS_IDENTITY
-        && xlate::EVENTS_IDENTITY
-        && xlate::KERNEL_EPOLL_EVENT_SIZE == xlate::HOST_EPOLL_EVENT_SIZE
-        && xlate::KERNEL_SIGSET_SIZE == xlate::HOST_SIGSET_SIZE
-);
-
-const SIGSET: i64 = xlate::KERNEL_SIGSET_SIZE as i64;
 /// Copy-loop buffer.
 const CHUNK: usize = 64 << 10;
-
-/// A host call through the raw syscall (never our own hooks).
-macro_rules! host {
-    ($nr:expr $(, $a:expr)*) => {
-        // SAFETY: the program's arguments to the same host call.
-        unsafe { libc::syscall($nr $(, $a)*) }
-    };
-}
 
 // fstat, lseek and positioned I/O on kernel descriptors live in files.rs.
 
@@ -61,10 +37,18 @@ pub unsafe extern "C" fn recvmmsg(
     if let Some(kfd) = fdtable::kernel_fd(fd) {
         return kcall(
             nr::RECVMMSG,
-            [kfd.into(), p!(msgs), n.into(), flags.into(), p!(timeout), 0],
+            [
+                kfd.into(),
+                arg!(msgs),
+                n.into(),
+                flags.into(),
+                arg!(timeout),
+                0,
+            ],
         ) as c_int;
     }
-    host!(libc::SYS_recvmmsg, fd, msgs, n, flags, timeout) as c_int
+    // SAFETY: the program's arguments to the same host call.
+    unsafe { libc::syscall(libc::SYS_recvmmsg, fd, msgs, n, flags, timeout) as c_int }
 }
 
 /// # Safety
@@ -79,10 +63,11 @@ pub unsafe extern "C" fn sendmmsg(
     if let Some(kfd) = fdtable::kernel_fd(fd) {
         return kcall(
             nr::SENDMMSG,
-            [kfd.into(), p!(msgs), n.into(), flags.into(), 0, 0],
+            [kfd.into(), arg!(msgs), n.into(), flags.into(), 0, 0],
         ) as c_int;
     }
-    host!(libc::SYS_sendmmsg, fd, msgs, n, flags) as c_int
+    // SAFETY: the program's arguments to the same host call.
+    unsafe { libc::syscall(libc::SYS_sendmmsg, fd, msgs, n, flags) as c_int }
 }
 
 /// One end of a copy.
@@ -104,13 +89,19 @@ impl End {
     fn read(self, buf: &mut [u8], off: Option<i64>) -> isize {
         let (ptr, len) = (buf.as_mut_ptr(), buf.len());
         match (self, off) {
-            (End::Host(fd), None) => host!(libc::SYS_read, fd, ptr, len) as isize,
-            (End::Host(fd), Some(o)) => host!(libc::SYS_pread64, fd, ptr, len, o) as isize,
+            // SAFETY: at most `len` bytes into our buffer.
+            (End::Host(fd), None) => unsafe {
+                libc::syscall(libc::SYS_read, fd, ptr, len) as isize
+            },
+            // SAFETY: as above.
+            (End::Host(fd), Some(o)) => unsafe {
+                libc::syscall(libc::SYS_pread64, fd, ptr, len, o) as isize
+            },
             (End::Kernel(k), None) => {
-                kcall(nr::READ, [k.into(), p!(ptr), len as i64, 0, 0, 0]) as isize
+                kcall(nr::READ, [k.into(), arg!(ptr), len as i64, 0, 0, 0]) as isize
             }
             (End::Kernel(k), Some(o)) => {
-                kcall(nr::PREAD64, [k.into(), p!(ptr), len as i64, o, 0, 0]) as isize
+                kcall(nr::PREAD64, [k.into(), arg!(ptr), len as i64, o, 0, 0]) as isize
             }
         }
     }
@@ -118,13 +109,19 @@ impl End {
     fn write(self, buf: &[u8], off: Option<i64>) -> isize {
         let (ptr, len) = (buf.as_ptr(), buf.len());
         match (self, off) {
-            (End::Host(fd), None) => host!(libc::SYS_write, fd, ptr, len) as isize,
-            (End::Host(fd), Some(o)) => host!(libc::SYS_pwrite64, fd, ptr, len, o) as isize,
+            // SAFETY: `len` bytes from our buffer.
+            (End::Host(fd), None) => unsafe {
+                libc::syscall(libc::SYS_write, fd, ptr, len) as isize
+            },
+            // SAFETY: as above.
+            (End::Host(fd), Some(o)) => unsafe {
+                libc::syscall(libc::SYS_pwrite64, fd, ptr, len, o) as isize
+            },
             (End::Kernel(k), None) => {
-                kcall(nr::WRITE, [k.into(), p!(ptr), len as i64, 0, 0, 0]) as isize
+                kcall(nr::WRITE, [k.into(), arg!(ptr), len as i64, 0, 0, 0]) as isize
             }
             (End::Kernel(k), Some(o)) => {
-                kcall(nr::PWRITE64, [k.into(), p!(ptr), len as i64, o, 0, 0]) as isize
+                kcall(nr::PWRITE64, [k.into(), arg!(ptr), len as i64, o, 0, 0]) as isize
             }
         }
     }
@@ -133,7 +130,8 @@ impl End {
     fn unread(self, n: usize) -> bool {
         let n = -(n as i64);
         match self {
-            End::Host(fd) => host!(libc::SYS_lseek, fd, n, libc::SEEK_CUR) >= 0,
+            // SAFETY: no pointer arguments.
+            End::Host(fd) => unsafe { libc::syscall(libc::SYS_lseek, fd, n, libc::SEEK_CUR) >= 0 },
             End::Kernel(k) => kcall(nr::LSEEK, [k.into(), n, libc::SEEK_CUR.into(), 0, 0, 0]) >= 0,
         }
     }
@@ -146,7 +144,8 @@ impl End {
                 events: libc::POLLOUT,
                 revents: 0,
             };
-            host!(libc::SYS_poll, &mut p as *mut libc::pollfd, 1, -1);
+            // SAFETY: one pollfd of ours.
+            unsafe { libc::syscall(libc::SYS_poll, &mut p as *mut libc::pollfd, 1, -1) };
         }
     }
 }
@@ -218,8 +217,7 @@ fn copy(
         if put < got {
             // The output would block: return what went, or EAGAIN.
             if done == 0 {
-                set_errno(libc::EAGAIN);
-                return -1;
+                return fail(libc::EAGAIN);
             }
             break;
         }
@@ -240,10 +238,13 @@ pub unsafe extern "C" fn sendfile(
     count: usize,
 ) -> isize {
     match (End::of(out_fd), End::of(in_fd)) {
-        (End::Host(o), End::Host(i)) => host!(libc::SYS_sendfile, o, i, offset, count) as isize,
+        // SAFETY: the program's arguments to the same host call.
+        (End::Host(o), End::Host(i)) => unsafe {
+            libc::syscall(libc::SYS_sendfile, o, i, offset, count) as isize
+        },
         (End::Kernel(o), End::Kernel(i)) => kcall(
             nr::SENDFILE,
-            [o.into(), i.into(), p!(offset), count as i64, 0, 0],
+            [o.into(), i.into(), arg!(offset), count as i64, 0, 0],
         ) as isize,
         (dst, src) => copy(src, dst, offset, std::ptr::null_mut(), count, false),
     }
@@ -277,15 +278,16 @@ pub unsafe extern "C" fn splice(
 ) -> isize {
     match (End::of(fd_in), End::of(fd_out)) {
         (End::Host(i), End::Host(o)) => {
-            host!(libc::SYS_splice, i, off_in, o, off_out, len, flags) as isize
+            // SAFETY: the program's arguments to the same host call.
+            unsafe { libc::syscall(libc::SYS_splice, i, off_in, o, off_out, len, flags) as isize }
         }
         (End::Kernel(i), End::Kernel(o)) => kcall(
             nr::SPLICE,
             [
                 i.into(),
-                p!(off_in),
+                arg!(off_in),
                 o.into(),
-                p!(off_out),
+                arg!(off_out),
                 len as i64,
                 flags.into(),
             ],
@@ -306,8 +308,7 @@ pub(crate) fn wait(
 ) -> c_int {
     for p in set.iter() {
         if let Err(e) = fdtable::ensure_notifier(p.fd) {
-            set_errno(e);
-            return -1;
+            return fail(e);
         }
     }
     let deadline = timeout.map(|t| Instant::now() + t);
@@ -340,29 +341,34 @@ pub(crate) fn wait(
             && kcall(
                 nr::PPOLL,
                 [
-                    p!(kset.as_mut_ptr()),
+                    arg!(kset.as_mut_ptr()),
                     kset.len() as i64,
-                    p!(&zero as *const abi::Timespec),
+                    arg!(&zero as *const abi::Timespec),
                     0,
-                    SIGSET,
+                    SIGSET_SIZE,
                     0,
                 ],
             ) < 0
         {
             return -1;
         }
+        let host_zero = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
         if !hset.is_empty()
-            && host!(
-                libc::SYS_ppoll,
-                hset.as_mut_ptr(),
-                hset.len(),
-                &libc::timespec {
-                    tv_sec: 0,
-                    tv_nsec: 0
-                } as *const libc::timespec,
-                std::ptr::null::<c_void>(),
-                SIGSET
-            ) < 0
+            // SAFETY: our pollfd array of hset.len() entries and a zero
+            // timespec, no mask.
+            && unsafe {
+                libc::syscall(
+                    libc::SYS_ppoll,
+                    hset.as_mut_ptr(),
+                    hset.len(),
+                    &host_zero as *const libc::timespec,
+                    std::ptr::null::<c_void>(),
+                    SIGSET_SIZE,
+                )
+            } < 0
         {
             return -1;
         }
@@ -411,14 +417,18 @@ pub(crate) fn wait(
         let tsp = ts
             .as_ref()
             .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-        if host!(
-            libc::SYS_ppoll,
-            hset.as_mut_ptr(),
-            hset.len(),
-            tsp,
-            sigmask,
-            SIGSET
-        ) < 0
+        // SAFETY: our pollfd array of hset.len() entries, our timespec or
+        // null, the program's signal mask or null.
+        if unsafe {
+            libc::syscall(
+                libc::SYS_ppoll,
+                hset.as_mut_ptr(),
+                hset.len(),
+                tsp,
+                sigmask,
+                SIGSET_SIZE,
+            )
+        } < 0
         {
             return -1;
         }
@@ -466,8 +476,7 @@ pub unsafe extern "C" fn ppoll(
     sigmask: *const libc::sigset_t,
 ) -> c_int {
     if too_many_fds(nfds) {
-        set_errno(libc::EINVAL);
-        return -1;
+        return fail(libc::EINVAL);
     }
     let set = if fds.is_null() || nfds == 0 {
         &mut [][..]
@@ -484,14 +493,14 @@ pub unsafe extern "C" fn ppoll(
         let tsp = copy
             .as_ref()
             .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-        return host!(libc::SYS_ppoll, fds, nfds, tsp, sigmask, SIGSET) as c_int;
+        // SAFETY: the program's arguments to the same host call, with our
+        // copy of its timeout.
+        return unsafe { libc::syscall(libc::SYS_ppoll, fds, nfds, tsp, sigmask, SIGSET_SIZE) }
+            as c_int;
     }
     match timeout_of(ts) {
         Ok(t) => wait(set, t, sigmask),
-        Err(e) => {
-            set_errno(e);
-            -1
-        }
+        Err(e) => fail(e),
     }
 }
 
@@ -505,10 +514,10 @@ pub unsafe extern "C" fn __ppoll_chk(
     sigmask: *const libc::sigset_t,
     fdslen: usize,
 ) -> c_int {
-    if (nfds as usize).saturating_mul(std::mem::size_of::<libc::pollfd>()) > fdslen {
-        // SAFETY: glibc's own behaviour on an overflowing request.
-        unsafe { libc::abort() };
-    }
+    crate::hijack::call::fortify(
+        (nfds as usize).saturating_mul(std::mem::size_of::<libc::pollfd>()),
+        fdslen,
+    );
     // SAFETY: same contract once the length is checked.
     unsafe { ppoll(fds, nfds, ts, sigmask) }
 }
@@ -525,8 +534,7 @@ pub unsafe extern "C" fn pselect(
     sigmask: *const libc::sigset_t,
 ) -> c_int {
     if nfds < 0 {
-        set_errno(libc::EINVAL);
-        return -1;
+        return fail(libc::EINVAL);
     }
     let nfds = nfds.min(libc::FD_SETSIZE as c_int);
     let mut list = fdsets_to_pollfds(nfds, readfds, writefds, exceptfds);
@@ -539,27 +547,30 @@ pub unsafe extern "C" fn pselect(
             .as_ref()
             .map_or(std::ptr::null(), |t| t as *const libc::timespec);
         // The kernel's pselect6 takes {sigmask, size} by reference.
-        let mask = [sigmask as usize, SIGSET as usize];
+        let mask = [sigmask as usize, SIGSET_SIZE as usize];
         let maskp = if sigmask.is_null() {
             std::ptr::null()
         } else {
             mask.as_ptr()
         };
-        return host!(
-            libc::SYS_pselect6,
-            nfds,
-            readfds,
-            writefds,
-            exceptfds,
-            tsp,
-            maskp
-        ) as c_int;
+        // SAFETY: the program's sets, our copy of its timeout and our
+        // {mask, size} pair (or null).
+        return unsafe {
+            libc::syscall(
+                libc::SYS_pselect6,
+                nfds,
+                readfds,
+                writefds,
+                exceptfds,
+                tsp,
+                maskp,
+            )
+        } as c_int;
     }
     let t = match timeout_of(ts) {
         Ok(t) => t,
         Err(e) => {
-            set_errno(e);
-            return -1;
+            return fail(e);
         }
     };
     if wait(&mut list, t, sigmask) < 0 {
@@ -609,8 +620,7 @@ pub(crate) fn pollfds_to_fdsets(
     exceptfds: *mut libc::fd_set,
 ) -> c_int {
     if list.iter().any(|p| p.revents & libc::POLLNVAL != 0) {
-        set_errno(libc::EBADF);
-        return -1;
+        return fail(libc::EBADF);
     }
     for s in [readfds, writefds, exceptfds] {
         if !s.is_null() {

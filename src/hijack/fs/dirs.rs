@@ -16,10 +16,11 @@ use std::sync::Mutex;
 
 use lkl::syscall::{abi, nr};
 
+use crate::hijack::call::{arg, close_kernel_fd, kcall};
 use crate::hijack::fdtable;
-use crate::hijack::fs::files::{kcall, kernel_open, set_errno};
-use crate::hijack::host::{host, real};
+use crate::hijack::fs::files::kernel_open;
 use crate::hijack::fs::paths::{route, Route};
+use crate::hijack::host::{errno, fail, libc_fn, set_errno};
 
 /// A kernel directory stream.
 struct KDir {
@@ -67,16 +68,6 @@ fn new_stream(hfd: c_int) -> *mut libc::DIR {
     ptr.cast::<libc::DIR>()
 }
 
-/// Closes host number `hfd` of a kernel descriptor.
-fn close_kernel(hfd: c_int) -> c_int {
-    let r = match fdtable::remove(hfd) {
-        Some(k) => kcall(nr::CLOSE, [k.into(), 0, 0, 0, 0, 0]) as c_int,
-        None => 0,
-    };
-    let _ = host!("close", fn(c_int) -> c_int; hfd);
-    r
-}
-
 /// The next entry of a kernel stream, or None at the end (errno set and
 /// None on error).
 fn next(d: &mut KDir) -> Option<*mut libc::dirent64> {
@@ -90,7 +81,7 @@ fn next(d: &mut KDir) -> Option<*mut libc::dirent64> {
             nr::GETDENTS64,
             [
                 k.into(),
-                d.buf.as_mut_ptr() as usize as i64,
+                arg!(d.buf.as_mut_ptr()),
                 d.buf.len() as i64,
                 0,
                 0,
@@ -153,12 +144,9 @@ pub unsafe extern "C" fn opendir(path: *const c_char) -> *mut libc::DIR {
     match route(libc::AT_FDCWD, path) {
         Route::Kernel(d, k) => kernel_opendir(d, &k),
         r => {
-            let p = match &r {
-                Route::HostPath(c) => c.as_ptr(),
-                _ => path,
-            };
-            match real!("opendir", fn(*const c_char) -> *mut libc::DIR) {
-                // SAFETY: the real function with the program's path.
+            let p = r.host_path(path);
+            match libc_fn!(opendir, fn(*const c_char) -> *mut libc::DIR) {
+                // SAFETY: libc's function with the program's path.
                 Some(f) => unsafe { f(p) },
                 None => {
                     set_errno(libc::ENOSYS);
@@ -177,14 +165,7 @@ pub unsafe extern "C" fn fdopendir(fd: c_int) -> *mut libc::DIR {
         let mut st = abi::Stat::default();
         let r = kcall(
             nr::FSTAT,
-            [
-                k.into(),
-                &mut st as *mut abi::Stat as usize as i64,
-                0,
-                0,
-                0,
-                0,
-            ],
+            [k.into(), arg!(&mut st as *mut abi::Stat), 0, 0, 0, 0],
         );
         if r < 0 {
             return std::ptr::null_mut();
@@ -195,8 +176,8 @@ pub unsafe extern "C" fn fdopendir(fd: c_int) -> *mut libc::DIR {
         }
         return new_stream(fd);
     }
-    match real!("fdopendir", fn(c_int) -> *mut libc::DIR) {
-        // SAFETY: the real function with the program's descriptor.
+    match libc_fn!(fdopendir, fn(c_int) -> *mut libc::DIR) {
+        // SAFETY: libc's function with the program's descriptor.
         Some(f) => unsafe { f(fd) },
         None => {
             set_errno(libc::ENOSYS);
@@ -206,28 +187,24 @@ pub unsafe extern "C" fn fdopendir(fd: c_int) -> *mut libc::DIR {
 }
 
 macro_rules! readdir_hook {
-    ($name:ident = $real:literal) => {
+    ($name:ident) => {
         /// # Safety
         /// libc's contract for this call.
         #[no_mangle]
         pub unsafe extern "C" fn $name(dirp: *mut libc::DIR) -> *mut libc::dirent64 {
             if let Some(d) = ours(dirp) {
                 // readdir reports the end with NULL and errno untouched.
-                // SAFETY: `errno_location` is this thread's.
-                let saved = unsafe { *libc::__errno_location() };
+                let saved = errno();
                 set_errno(0);
                 // SAFETY: a stream of ours, alive until closedir.
                 let r = next(unsafe { &mut *d });
-                // SAFETY: as above.
-                if r.is_none() && unsafe { *libc::__errno_location() } == 0 {
-                    set_errno(saved);
-                } else if r.is_some() {
+                if r.is_some() || errno() == 0 {
                     set_errno(saved);
                 }
                 return r.unwrap_or(std::ptr::null_mut());
             }
-            match real!($real, fn(*mut libc::DIR) -> *mut libc::dirent64) {
-                // SAFETY: the real function with the program's stream.
+            match libc_fn!($name, fn(*mut libc::DIR) -> *mut libc::dirent64) {
+                // SAFETY: libc's function with the program's stream.
                 Some(f) => unsafe { f(dirp) },
                 None => {
                     set_errno(libc::ENOSYS);
@@ -237,11 +214,11 @@ macro_rules! readdir_hook {
         }
     };
 }
-readdir_hook!(readdir = "readdir");
-readdir_hook!(readdir64 = "readdir64");
+readdir_hook!(readdir);
+readdir_hook!(readdir64);
 
 macro_rules! readdir_r_hook {
-    ($name:ident = $real:literal) => {
+    ($name:ident) => {
         /// # Safety
         /// libc's contract for this call.
         #[no_mangle]
@@ -254,8 +231,7 @@ macro_rules! readdir_r_hook {
                 set_errno(0);
                 // SAFETY: a stream of ours, alive until closedir.
                 let r = next(unsafe { &mut *d });
-                // SAFETY: this thread's errno.
-                let e = unsafe { *libc::__errno_location() };
+                let e = errno();
                 match r {
                     Some(ent) => {
                         // SAFETY: the program's entry buffer and result slot.
@@ -272,19 +248,19 @@ macro_rules! readdir_r_hook {
                     }
                 }
             }
-            match real!(
-                $real,
+            match libc_fn!(
+                $name,
                 fn(*mut libc::DIR, *mut libc::dirent64, *mut *mut libc::dirent64) -> c_int
             ) {
-                // SAFETY: the real function with the program's arguments.
+                // SAFETY: libc's function with the program's arguments.
                 Some(f) => unsafe { f(dirp, entry, result) },
                 None => libc::ENOSYS,
             }
         }
     };
 }
-readdir_r_hook!(readdir_r = "readdir_r");
-readdir_r_hook!(readdir64_r = "readdir64_r");
+readdir_r_hook!(readdir_r);
+readdir_r_hook!(readdir64_r);
 
 /// # Safety
 /// libc's contract for `closedir`.
@@ -297,9 +273,9 @@ pub unsafe extern "C" fn closedir(dirp: *mut libc::DIR) -> c_int {
         drop(list);
         // SAFETY: a stream of ours, made by Box::into_raw, now forgotten.
         let d = unsafe { Box::from_raw(dirp.cast::<KDir>()) };
-        return close_kernel(d.hfd);
+        return close_kernel_fd(d.hfd);
     }
-    host!("closedir", fn(*mut libc::DIR) -> c_int; dirp)
+    libc_fn!(closedir, fn(*mut libc::DIR) -> c_int; dirp)
 }
 
 /// # Safety
@@ -310,7 +286,7 @@ pub unsafe extern "C" fn dirfd(dirp: *mut libc::DIR) -> c_int {
         // SAFETY: a stream of ours.
         return unsafe { (*d).hfd };
     }
-    host!("dirfd", fn(*mut libc::DIR) -> c_int; dirp)
+    libc_fn!(dirfd, fn(*mut libc::DIR) -> c_int; dirp)
 }
 
 fn kseek(d: &mut KDir, pos: i64) {
@@ -330,8 +306,8 @@ pub unsafe extern "C" fn rewinddir(dirp: *mut libc::DIR) {
         // SAFETY: a stream of ours.
         return kseek(unsafe { &mut *d }, 0);
     }
-    if let Some(f) = real!("rewinddir", fn(*mut libc::DIR) -> ()) {
-        // SAFETY: the real function with the program's stream.
+    if let Some(f) = libc_fn!(rewinddir, fn(*mut libc::DIR) -> ()) {
+        // SAFETY: libc's function with the program's stream.
         unsafe { f(dirp) }
     }
 }
@@ -344,8 +320,8 @@ pub unsafe extern "C" fn seekdir(dirp: *mut libc::DIR, pos: libc::c_long) {
         // SAFETY: a stream of ours.
         return kseek(unsafe { &mut *d }, pos);
     }
-    if let Some(f) = real!("seekdir", fn(*mut libc::DIR, libc::c_long) -> ()) {
-        // SAFETY: the real function with the program's arguments.
+    if let Some(f) = libc_fn!(seekdir, fn(*mut libc::DIR, libc::c_long) -> ()) {
+        // SAFETY: libc's function with the program's arguments.
         unsafe { f(dirp, pos) }
     }
 }
@@ -358,7 +334,7 @@ pub unsafe extern "C" fn telldir(dirp: *mut libc::DIR) -> libc::c_long {
         // SAFETY: a stream of ours.
         return unsafe { (*d).off };
     }
-    host!("telldir", fn(*mut libc::DIR) -> libc::c_long; dirp)
+    libc_fn!(telldir, fn(*mut libc::DIR) -> libc::c_long; dirp)
 }
 
 type Filter = Option<unsafe extern "C" fn(*const libc::dirent64) -> c_int>;
@@ -398,19 +374,16 @@ fn kernel_scandir(
             unsafe { libc::malloc(std::mem::size_of::<libc::dirent64>()) }.cast::<libc::dirent64>();
         if copy.is_null() {
             free_all(&list);
-            set_errno(libc::ENOMEM);
-            return -1;
+            return fail(libc::ENOMEM);
         }
         // SAFETY: both point to whole dirent64s.
         unsafe { copy.write(ent.read()) };
         list.push(copy);
     }
-    // SAFETY: this thread's errno.
-    let e = unsafe { *libc::__errno_location() };
+    let e = errno();
     if e != 0 {
         free_all(&list);
-        set_errno(e);
-        return -1;
+        return fail(e);
     }
     let n = list.len();
     // SAFETY: malloc of the pointer array (at least one slot).
@@ -418,8 +391,7 @@ fn kernel_scandir(
         .cast::<*mut libc::dirent64>();
     if arr.is_null() {
         free_all(&list);
-        set_errno(libc::ENOMEM);
-        return -1;
+        return fail(libc::ENOMEM);
     }
     // SAFETY: `arr` holds n pointers.
     unsafe { std::ptr::copy_nonoverlapping(list.as_ptr(), arr, n) };
@@ -458,8 +430,8 @@ fn scan_kernel(
         return -1;
     }
     let n = kernel_scandir(dirp, namelist, filter, compar);
-    // SAFETY: this thread's errno, kept across the close.
-    let e = unsafe { *libc::__errno_location() };
+    // This thread's errno, kept across the close.
+    let e = errno();
     // SAFETY: our own stream.
     unsafe { closedir(dirp) };
     set_errno(e);
@@ -467,7 +439,7 @@ fn scan_kernel(
 }
 
 macro_rules! scandir_hook {
-    ($name:ident = $real:literal) => {
+    ($name:ident) => {
         /// # Safety
         /// libc's contract for this call.
         #[no_mangle]
@@ -480,22 +452,19 @@ macro_rules! scandir_hook {
             match route(libc::AT_FDCWD, path) {
                 Route::Kernel(d, k) => scan_kernel(d, &k, namelist, filter, compar),
                 r => {
-                    let p = match &r {
-                        Route::HostPath(c) => c.as_ptr(),
-                        _ => path,
-                    };
-                    host!($real, fn(*const c_char, *mut *mut *mut libc::dirent64, Filter, Compar) -> c_int;
+                    let p = r.host_path(path);
+                    libc_fn!($name, fn(*const c_char, *mut *mut *mut libc::dirent64, Filter, Compar) -> c_int;
                         p, namelist, filter, compar)
                 }
             }
         }
     };
 }
-scandir_hook!(scandir = "scandir");
-scandir_hook!(scandir64 = "scandir64");
+scandir_hook!(scandir);
+scandir_hook!(scandir64);
 
 macro_rules! scandirat_hook {
-    ($name:ident = $real:literal) => {
+    ($name:ident) => {
         /// # Safety
         /// libc's contract for this call.
         #[no_mangle]
@@ -509,16 +478,13 @@ macro_rules! scandirat_hook {
             match route(dirfd, path) {
                 Route::Kernel(d, k) => scan_kernel(d, &k, namelist, filter, compar),
                 r => {
-                    let p = match &r {
-                        Route::HostPath(c) => c.as_ptr(),
-                        _ => path,
-                    };
-                    host!($real, fn(c_int, *const c_char, *mut *mut *mut libc::dirent64, Filter, Compar) -> c_int;
+                    let p = r.host_path(path);
+                    libc_fn!($name, fn(c_int, *const c_char, *mut *mut *mut libc::dirent64, Filter, Compar) -> c_int;
                         dirfd, p, namelist, filter, compar)
                 }
             }
         }
     };
 }
-scandirat_hook!(scandirat = "scandirat");
-scandirat_hook!(scandirat64 = "scandirat64");
+scandirat_hook!(scandirat);
+scandirat_hook!(scandirat64);

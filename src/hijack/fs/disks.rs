@@ -5,9 +5,10 @@ use lkl::config::Config;
 use lkl::disk::{self, Disk, DiskError};
 use lkl::syscall::nr;
 use lkl::Kernel;
+use std::ffi::c_int;
 
+use crate::hijack::call::kcall;
 use crate::hijack::fdtable;
-use crate::hijack::fs::files::kcall;
 use crate::hijack::fs::paths;
 
 /// The config's place for `disks[i].key`, as config errors name it.
@@ -93,7 +94,7 @@ pub fn finish(kernel: Kernel) {
     }
     // Close what the program left open, as the host does at exit: sockets
     // send their FIN, files drop their references.
-    for fd in 0..(1 << 16) {
+    for fd in 0..fdtable::MAX_FDS as c_int {
         if let Some(k) = fdtable::retire(fd) {
             let _ = kcall(nr::CLOSE, [k.into(), 0, 0, 0, 0, 0]);
         }

@@ -1,6 +1,6 @@
 //! The interposed file calls: a call on a path under a disk's mount point
 //! (paths.rs decides) or on a kernel descriptor goes to the kernel, every
-//! other one to the real libc function. Descriptors the kernel opens join
+//! other one to libc's function. Descriptors the kernel opens join
 //! the descriptor table, so the socket hooks' read/write/close/dup serve
 //! them too.
 //!
@@ -20,13 +20,11 @@ use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
 
 use lkl::syscall::{abi, nr, raw, Errno};
 
-use crate::hijack::call::p;
-pub use crate::hijack::call::{kcall, ret as kret, set_errno};
+use crate::hijack::call::{arg, fd_hook, fortify, kcall, libc_result, new_fd};
 use crate::hijack::fdtable;
-use crate::hijack::host::host;
 use crate::hijack::fs::paths::{self, route, Route};
-
-const AT_FDCWD: c_int = libc::AT_FDCWD;
+use crate::hijack::host::{fail, libc_fn, set_errno};
+use libc::AT_FDCWD;
 
 // The open flags mean the same to both kernels (see the module doc).
 const _: () = {
@@ -48,37 +46,13 @@ const _: () = {
     assert!(std::mem::size_of::<libc::timespec>() == std::mem::size_of::<abi::Timespec>());
 };
 
-/// The path the host gets: the program's, or the one routing rewrote.
-fn hp(r: &Route, orig: *const c_char) -> *const c_char {
-    match r {
-        Route::HostPath(c) => c.as_ptr(),
-        _ => orig,
-    }
-}
-
-/// Gives kernel descriptor `kfd` a host number (closing it on failure).
-pub fn adopt(kfd: i64) -> c_int {
-    if kfd < 0 {
-        return -1;
-    }
-    match fdtable::insert(kfd as i32) {
-        Ok(h) => h,
-        Err(e) => {
-            // SAFETY: closes the descriptor the kernel just made.
-            let _ = unsafe { raw(nr::CLOSE, [kfd, 0, 0, 0, 0, 0]) };
-            set_errno(e);
-            -1
-        }
-    }
-}
-
 /// Opens a kernel path and gives the descriptor a host number.
 pub fn kernel_open(kdir: i32, path: &CStr, flags: c_int, mode: c_uint) -> c_int {
-    adopt(kcall(
+    new_fd(kcall(
         nr::OPENAT,
         [
             kdir.into(),
-            p!(path.as_ptr()),
+            arg!(path.as_ptr()),
             flags.into(),
             mode.into(),
             0,
@@ -94,7 +68,7 @@ fn needs_mode(flags: c_int) -> bool {
 // ---- open ----------------------------------------------------------------
 
 macro_rules! open_hook {
-    ($name:ident, $real:literal) => {
+    ($name:ident) => {
         /// # Safety
         /// libc's contract for this call (mode read only with O_CREAT/O_TMPFILE).
         #[no_mangle]
@@ -102,16 +76,16 @@ macro_rules! open_hook {
             let mode = if needs_mode(flags) { mode } else { 0 };
             match route(AT_FDCWD, path) {
                 Route::Kernel(d, k) => kernel_open(d, &k, flags, mode),
-                r => host!($real, fn(*const c_char, c_int, c_uint) -> c_int; hp(&r, path), flags, mode),
+                r => libc_fn!($name, fn(*const c_char, c_int, c_uint) -> c_int; r.host_path(path), flags, mode),
             }
         }
     };
 }
-open_hook!(open, "open");
-open_hook!(open64, "open64");
+open_hook!(open);
+open_hook!(open64);
 
 macro_rules! openat_hook {
-    ($name:ident, $real:literal) => {
+    ($name:ident) => {
         /// # Safety
         /// libc's contract for this call (mode read only with O_CREAT/O_TMPFILE).
         #[no_mangle]
@@ -124,13 +98,13 @@ macro_rules! openat_hook {
             let mode = if needs_mode(flags) { mode } else { 0 };
             match route(dirfd, path) {
                 Route::Kernel(d, k) => kernel_open(d, &k, flags, mode),
-                r => host!($real, fn(c_int, *const c_char, c_int, c_uint) -> c_int; dirfd, hp(&r, path), flags, mode),
+                r => libc_fn!($name, fn(c_int, *const c_char, c_int, c_uint) -> c_int; dirfd, r.host_path(path), flags, mode),
             }
         }
     };
 }
-openat_hook!(openat, "openat");
-openat_hook!(openat64, "openat64");
+openat_hook!(openat);
+openat_hook!(openat64);
 
 /// # Safety
 /// libc's contract for `creat`.
@@ -205,16 +179,15 @@ fn host_stat(k: &abi::Stat, out: *mut libc::stat) {
 /// `fstatat` in the kernel, into the program's host-layout buffer.
 fn kstat(kdir: i32, path: *const c_char, flags: c_int, out: *mut libc::stat) -> c_int {
     if out.is_null() {
-        set_errno(libc::EFAULT);
-        return -1;
+        return fail(libc::EFAULT);
     }
     let mut st = abi::Stat::default();
     let r = kcall(
         nr::NEWFSTATAT,
         [
             kdir.into(),
-            p!(path),
-            p!(&mut st as *mut abi::Stat),
+            arg!(path),
+            arg!(&mut st as *mut abi::Stat),
             flags.into(),
             0,
             0,
@@ -236,7 +209,7 @@ fn host_fstatat(dirfd: c_int, path: *const c_char, out: *mut libc::stat, flags: 
 fn stat_at(dirfd: c_int, path: *const c_char, out: *mut libc::stat, flags: c_int) -> c_int {
     match route(dirfd, path) {
         Route::Kernel(d, k) => kstat(d, k.as_ptr(), flags, out),
-        r => host_fstatat(dirfd, hp(&r, path), out, flags),
+        r => host_fstatat(dirfd, r.host_path(path), out, flags),
     }
 }
 
@@ -375,16 +348,16 @@ pub unsafe extern "C" fn statx(
             nr::STATX,
             [
                 d.into(),
-                p!(k.as_ptr()),
+                arg!(k.as_ptr()),
                 flags.into(),
                 mask.into(),
-                p!(out),
+                arg!(out),
                 0,
             ],
         ) as c_int,
         // SAFETY: the program's arguments.
         r => unsafe {
-            libc::syscall(libc::SYS_statx, dirfd, hp(&r, path), flags, mask, out) as c_int
+            libc::syscall(libc::SYS_statx, dirfd, r.host_path(path), flags, mask, out) as c_int
         },
     }
 }
@@ -395,7 +368,7 @@ fn access_at(dirfd: c_int, path: *const c_char, mode: c_int, flags: c_int) -> Op
     match route(dirfd, path) {
         Route::Kernel(d, k) => Some(kcall(
             nr::FACCESSAT2,
-            [d.into(), p!(k.as_ptr()), mode.into(), flags.into(), 0, 0],
+            [d.into(), arg!(k.as_ptr()), mode.into(), flags.into(), 0, 0],
         ) as c_int),
         _ => None,
     }
@@ -409,10 +382,10 @@ pub unsafe extern "C" fn access(path: *const c_char, mode: c_int) -> c_int {
     if let Route::Kernel(d, k) = &r {
         return kcall(
             nr::FACCESSAT2,
-            [(*d).into(), p!(k.as_ptr()), mode.into(), 0, 0, 0],
+            [(*d).into(), arg!(k.as_ptr()), mode.into(), 0, 0, 0],
         ) as c_int;
     }
-    host!("access", fn(*const c_char, c_int) -> c_int; hp(&r, path), mode)
+    libc_fn!(access, fn(*const c_char, c_int) -> c_int; r.host_path(path), mode)
 }
 
 /// # Safety
@@ -428,7 +401,7 @@ pub unsafe extern "C" fn faccessat(
         return r;
     }
     let r = route(dirfd, path);
-    host!("faccessat", fn(c_int, *const c_char, c_int, c_int) -> c_int; dirfd, hp(&r, path), mode, flags)
+    libc_fn!(faccessat, fn(c_int, *const c_char, c_int, c_int) -> c_int; dirfd, r.host_path(path), mode, flags)
 }
 
 /// # Safety
@@ -439,7 +412,7 @@ pub unsafe extern "C" fn euidaccess(path: *const c_char, mode: c_int) -> c_int {
         return r;
     }
     let r = route(AT_FDCWD, path);
-    host!("euidaccess", fn(*const c_char, c_int) -> c_int; hp(&r, path), mode)
+    libc_fn!(euidaccess, fn(*const c_char, c_int) -> c_int; r.host_path(path), mode)
 }
 
 /// # Safety
@@ -462,10 +435,10 @@ pub unsafe extern "C" fn readlinkat(
     match route(dirfd, path) {
         Route::Kernel(d, k) => kcall(
             nr::READLINKAT,
-            [d.into(), p!(k.as_ptr()), p!(buf), len as i64, 0, 0],
+            [d.into(), arg!(k.as_ptr()), arg!(buf), len as i64, 0, 0],
         ) as isize,
         r => {
-            host!("readlinkat", fn(c_int, *const c_char, *mut c_char, usize) -> isize; dirfd, hp(&r, path), buf, len)
+            libc_fn!(readlinkat, fn(c_int, *const c_char, *mut c_char, usize) -> isize; dirfd, r.host_path(path), buf, len)
         }
     }
 }
@@ -476,13 +449,6 @@ pub unsafe extern "C" fn readlinkat(
 pub unsafe extern "C" fn readlink(path: *const c_char, buf: *mut c_char, len: usize) -> isize {
     // SAFETY: same contract.
     unsafe { readlinkat(AT_FDCWD, path, buf, len) }
-}
-
-fn fortify(len: usize, buflen: usize) {
-    if len > buflen {
-        // SAFETY: abort has no preconditions; glibc's behaviour.
-        unsafe { libc::abort() };
-    }
 }
 
 /// # Safety
@@ -523,10 +489,10 @@ pub unsafe extern "C" fn mkdirat(dirfd: c_int, path: *const c_char, mode: libc::
     match route(dirfd, path) {
         Route::Kernel(d, k) => kcall(
             nr::MKDIRAT,
-            [d.into(), p!(k.as_ptr()), mode.into(), 0, 0, 0],
+            [d.into(), arg!(k.as_ptr()), mode.into(), 0, 0, 0],
         ) as c_int,
         r => {
-            host!("mkdirat", fn(c_int, *const c_char, libc::mode_t) -> c_int; dirfd, hp(&r, path), mode)
+            libc_fn!(mkdirat, fn(c_int, *const c_char, libc::mode_t) -> c_int; dirfd, r.host_path(path), mode)
         }
     }
 }
@@ -538,9 +504,9 @@ pub unsafe extern "C" fn mkdir(path: *const c_char, mode: libc::mode_t) -> c_int
     match route(AT_FDCWD, path) {
         Route::Kernel(d, k) => kcall(
             nr::MKDIRAT,
-            [d.into(), p!(k.as_ptr()), mode.into(), 0, 0, 0],
+            [d.into(), arg!(k.as_ptr()), mode.into(), 0, 0, 0],
         ) as c_int,
-        r => host!("mkdir", fn(*const c_char, libc::mode_t) -> c_int; hp(&r, path), mode),
+        r => libc_fn!(mkdir, fn(*const c_char, libc::mode_t) -> c_int; r.host_path(path), mode),
     }
 }
 
@@ -558,10 +524,10 @@ pub unsafe extern "C" fn mknodat(
         // is the same encoding for the numbers a file system can hold.
         Route::Kernel(d, k) => kcall(
             nr::MKNODAT,
-            [d.into(), p!(k.as_ptr()), mode.into(), dev as i64, 0, 0],
+            [d.into(), arg!(k.as_ptr()), mode.into(), dev as i64, 0, 0],
         ) as c_int,
         r => {
-            host!("mknodat", fn(c_int, *const c_char, libc::mode_t, libc::dev_t) -> c_int; dirfd, hp(&r, path), mode, dev)
+            libc_fn!(mknodat, fn(c_int, *const c_char, libc::mode_t, libc::dev_t) -> c_int; dirfd, r.host_path(path), mode, dev)
         }
     }
 }
@@ -589,10 +555,10 @@ pub unsafe extern "C" fn unlinkat(dirfd: c_int, path: *const c_char, flags: c_in
     match route(dirfd, path) {
         Route::Kernel(d, k) => kcall(
             nr::UNLINKAT,
-            [d.into(), p!(k.as_ptr()), flags.into(), 0, 0, 0],
+            [d.into(), arg!(k.as_ptr()), flags.into(), 0, 0, 0],
         ) as c_int,
         r => {
-            host!("unlinkat", fn(c_int, *const c_char, c_int) -> c_int; dirfd, hp(&r, path), flags)
+            libc_fn!(unlinkat, fn(c_int, *const c_char, c_int) -> c_int; dirfd, r.host_path(path), flags)
         }
     }
 }
@@ -620,17 +586,24 @@ pub unsafe extern "C" fn rmdir(path: *const c_char) -> c_int {
 pub unsafe extern "C" fn remove(path: *const c_char) -> c_int {
     match route(AT_FDCWD, path) {
         Route::Kernel(d, k) => {
-            let args = [d.into(), p!(k.as_ptr()), 0, 0, 0, 0];
+            let args = [d.into(), arg!(k.as_ptr()), 0, 0, 0, 0];
             // SAFETY: a NUL-terminated path we own.
             match unsafe { raw(nr::UNLINKAT, args) } {
                 Err(Errno::EISDIR) => kcall(
                     nr::UNLINKAT,
-                    [d.into(), p!(k.as_ptr()), libc::AT_REMOVEDIR.into(), 0, 0, 0],
+                    [
+                        d.into(),
+                        arg!(k.as_ptr()),
+                        libc::AT_REMOVEDIR.into(),
+                        0,
+                        0,
+                        0,
+                    ],
                 ) as c_int,
-                r => kret(r) as c_int,
+                r => libc_result(r) as c_int,
             }
         }
-        r => host!("remove", fn(*const c_char) -> c_int; hp(&r, path)),
+        r => libc_fn!(remove, fn(*const c_char) -> c_int; r.host_path(path)),
     }
 }
 
@@ -649,13 +622,17 @@ fn two_paths(
     match (route(od, old), route(nd, new)) {
         (Route::Kernel(a, x), Route::Kernel(b, y)) => kcall(
             nr,
-            [a.into(), p!(x.as_ptr()), b.into(), p!(y.as_ptr()), flags, 0],
+            [
+                a.into(),
+                arg!(x.as_ptr()),
+                b.into(),
+                arg!(y.as_ptr()),
+                flags,
+                0,
+            ],
         ) as c_int,
-        (Route::Kernel(..), _) | (_, Route::Kernel(..)) => {
-            set_errno(libc::EXDEV);
-            -1
-        }
-        (a, b) => host(hp(&a, old), hp(&b, new)),
+        (Route::Kernel(..), _) | (_, Route::Kernel(..)) => fail(libc::EXDEV),
+        (a, b) => host(a.host_path(old), b.host_path(new)),
     }
 }
 
@@ -676,7 +653,7 @@ pub unsafe extern "C" fn renameat2(
         new,
         nr::RENAMEAT2,
         flags.into(),
-        |o, n| host!("renameat2", fn(c_int, *const c_char, c_int, *const c_char, c_uint) -> c_int; od, o, nd, n, flags),
+        |o, n| libc_fn!(renameat2, fn(c_int, *const c_char, c_int, *const c_char, c_uint) -> c_int; od, o, nd, n, flags),
     )
 }
 
@@ -696,7 +673,7 @@ pub unsafe extern "C" fn renameat(
         new,
         nr::RENAMEAT2,
         0,
-        |o, n| host!("renameat", fn(c_int, *const c_char, c_int, *const c_char) -> c_int; od, o, nd, n),
+        |o, n| libc_fn!(renameat, fn(c_int, *const c_char, c_int, *const c_char) -> c_int; od, o, nd, n),
     )
 }
 
@@ -711,7 +688,7 @@ pub unsafe extern "C" fn rename(old: *const c_char, new: *const c_char) -> c_int
         new,
         nr::RENAMEAT2,
         0,
-        |o, n| host!("rename", fn(*const c_char, *const c_char) -> c_int; o, n),
+        |o, n| libc_fn!(rename, fn(*const c_char, *const c_char) -> c_int; o, n),
     )
 }
 
@@ -732,7 +709,7 @@ pub unsafe extern "C" fn linkat(
         new,
         nr::LINKAT,
         flags.into(),
-        |o, n| host!("linkat", fn(c_int, *const c_char, c_int, *const c_char, c_int) -> c_int; od, o, nd, n, flags),
+        |o, n| libc_fn!(linkat, fn(c_int, *const c_char, c_int, *const c_char, c_int) -> c_int; od, o, nd, n, flags),
     )
 }
 
@@ -747,7 +724,7 @@ pub unsafe extern "C" fn link(old: *const c_char, new: *const c_char) -> c_int {
         new,
         nr::LINKAT,
         0,
-        |o, n| host!("link", fn(*const c_char, *const c_char) -> c_int; o, n),
+        |o, n| libc_fn!(link, fn(*const c_char, *const c_char) -> c_int; o, n),
     )
 }
 
@@ -763,10 +740,10 @@ pub unsafe extern "C" fn symlinkat(
     match route(dirfd, path) {
         Route::Kernel(d, k) => kcall(
             nr::SYMLINKAT,
-            [p!(target), d.into(), p!(k.as_ptr()), 0, 0, 0],
+            [arg!(target), d.into(), arg!(k.as_ptr()), 0, 0, 0],
         ) as c_int,
         r => {
-            host!("symlinkat", fn(*const c_char, c_int, *const c_char) -> c_int; target, dirfd, hp(&r, path))
+            libc_fn!(symlinkat, fn(*const c_char, c_int, *const c_char) -> c_int; target, dirfd, r.host_path(path))
         }
     }
 }
@@ -797,10 +774,10 @@ pub unsafe extern "C" fn fchmodat(
             } else {
                 (nr::FCHMODAT2, flags.into())
             };
-            kcall(n, [d.into(), p!(k.as_ptr()), mode.into(), f, 0, 0]) as c_int
+            kcall(n, [d.into(), arg!(k.as_ptr()), mode.into(), f, 0, 0]) as c_int
         }
         r => {
-            host!("fchmodat", fn(c_int, *const c_char, libc::mode_t, c_int) -> c_int; dirfd, hp(&r, path), mode, flags)
+            libc_fn!(fchmodat, fn(c_int, *const c_char, libc::mode_t, c_int) -> c_int; dirfd, r.host_path(path), mode, flags)
         }
     }
 }
@@ -812,9 +789,9 @@ pub unsafe extern "C" fn chmod(path: *const c_char, mode: libc::mode_t) -> c_int
     match route(AT_FDCWD, path) {
         Route::Kernel(d, k) => kcall(
             nr::FCHMODAT,
-            [d.into(), p!(k.as_ptr()), mode.into(), 0, 0, 0],
+            [d.into(), arg!(k.as_ptr()), mode.into(), 0, 0, 0],
         ) as c_int,
-        r => host!("chmod", fn(*const c_char, libc::mode_t) -> c_int; hp(&r, path), mode),
+        r => libc_fn!(chmod, fn(*const c_char, libc::mode_t) -> c_int; r.host_path(path), mode),
     }
 }
 
@@ -833,15 +810,15 @@ pub unsafe extern "C" fn fchownat(
             nr::FCHOWNAT,
             [
                 d.into(),
-                p!(k.as_ptr()),
+                arg!(k.as_ptr()),
                 uid.into(),
                 gid.into(),
                 flags.into(),
                 0,
             ],
         ) as c_int,
-        r => host!("fchownat", fn(c_int, *const c_char, libc::uid_t, libc::gid_t, c_int) -> c_int;
-            dirfd, hp(&r, path), uid, gid, flags),
+        r => libc_fn!(fchownat, fn(c_int, *const c_char, libc::uid_t, libc::gid_t, c_int) -> c_int;
+            dirfd, r.host_path(path), uid, gid, flags),
     }
 }
 
@@ -852,10 +829,10 @@ pub unsafe extern "C" fn chown(path: *const c_char, uid: libc::uid_t, gid: libc:
     match route(AT_FDCWD, path) {
         Route::Kernel(d, k) => kcall(
             nr::FCHOWNAT,
-            [d.into(), p!(k.as_ptr()), uid.into(), gid.into(), 0, 0],
+            [d.into(), arg!(k.as_ptr()), uid.into(), gid.into(), 0, 0],
         ) as c_int,
         r => {
-            host!("chown", fn(*const c_char, libc::uid_t, libc::gid_t) -> c_int; hp(&r, path), uid, gid)
+            libc_fn!(chown, fn(*const c_char, libc::uid_t, libc::gid_t) -> c_int; r.host_path(path), uid, gid)
         }
     }
 }
@@ -869,7 +846,7 @@ pub unsafe extern "C" fn lchown(path: *const c_char, uid: libc::uid_t, gid: libc
             nr::FCHOWNAT,
             [
                 d.into(),
-                p!(k.as_ptr()),
+                arg!(k.as_ptr()),
                 uid.into(),
                 gid.into(),
                 libc::AT_SYMLINK_NOFOLLOW.into(),
@@ -877,7 +854,7 @@ pub unsafe extern "C" fn lchown(path: *const c_char, uid: libc::uid_t, gid: libc
             ],
         ) as c_int,
         r => {
-            host!("lchown", fn(*const c_char, libc::uid_t, libc::gid_t) -> c_int; hp(&r, path), uid, gid)
+            libc_fn!(lchown, fn(*const c_char, libc::uid_t, libc::gid_t) -> c_int; r.host_path(path), uid, gid)
         }
     }
 }
@@ -886,7 +863,7 @@ pub unsafe extern "C" fn lchown(path: *const c_char, uid: libc::uid_t, gid: libc
 fn k_utimens(d: i32, path: *const c_char, times: *const libc::timespec, flags: c_int) -> c_int {
     kcall(
         nr::UTIMENSAT,
-        [d.into(), p!(path), p!(times), flags.into(), 0, 0],
+        [d.into(), arg!(path), arg!(times), flags.into(), 0, 0],
     ) as c_int
 }
 
@@ -907,8 +884,8 @@ pub unsafe extern "C" fn utimensat(
     }
     match route(dirfd, path) {
         Route::Kernel(d, k) => k_utimens(d, k.as_ptr(), times, flags),
-        r => host!("utimensat", fn(c_int, *const c_char, *const libc::timespec, c_int) -> c_int;
-            dirfd, hp(&r, path), times, flags),
+        r => libc_fn!(utimensat, fn(c_int, *const c_char, *const libc::timespec, c_int) -> c_int;
+            dirfd, r.host_path(path), times, flags),
     }
 }
 
@@ -919,7 +896,7 @@ pub unsafe extern "C" fn futimens(fd: c_int, times: *const libc::timespec) -> c_
     if let Some(k) = fdtable::kernel_fd(fd) {
         return k_utimens(k, std::ptr::null(), times, 0);
     }
-    host!("futimens", fn(c_int, *const libc::timespec) -> c_int; fd, times)
+    libc_fn!(futimens, fn(c_int, *const libc::timespec) -> c_int; fd, times)
 }
 
 /// Two timevals as two timespecs (null stays null: now).
@@ -948,7 +925,9 @@ pub unsafe extern "C" fn utimes(path: *const c_char, tv: *const libc::timeval) -
             let ts = tv_to_ts(tv);
             k_utimens(d, k.as_ptr(), ts_ptr(&ts), 0)
         }
-        r => host!("utimes", fn(*const c_char, *const libc::timeval) -> c_int; hp(&r, path), tv),
+        r => {
+            libc_fn!(utimes, fn(*const c_char, *const libc::timeval) -> c_int; r.host_path(path), tv)
+        }
     }
 }
 
@@ -961,7 +940,9 @@ pub unsafe extern "C" fn lutimes(path: *const c_char, tv: *const libc::timeval) 
             let ts = tv_to_ts(tv);
             k_utimens(d, k.as_ptr(), ts_ptr(&ts), libc::AT_SYMLINK_NOFOLLOW)
         }
-        r => host!("lutimes", fn(*const c_char, *const libc::timeval) -> c_int; hp(&r, path), tv),
+        r => {
+            libc_fn!(lutimes, fn(*const c_char, *const libc::timeval) -> c_int; r.host_path(path), tv)
+        }
     }
 }
 
@@ -973,7 +954,7 @@ pub unsafe extern "C" fn futimes(fd: c_int, tv: *const libc::timeval) -> c_int {
         let ts = tv_to_ts(tv);
         return k_utimens(k, std::ptr::null(), ts_ptr(&ts), 0);
     }
-    host!("futimes", fn(c_int, *const libc::timeval) -> c_int; fd, tv)
+    libc_fn!(futimes, fn(c_int, *const libc::timeval) -> c_int; fd, tv)
 }
 
 /// # Safety
@@ -992,53 +973,54 @@ pub unsafe extern "C" fn utime(path: *const c_char, times: *const libc::utimbuf)
             });
             k_utimens(d, k.as_ptr(), ts_ptr(&ts), 0)
         }
-        r => host!("utime", fn(*const c_char, *const libc::utimbuf) -> c_int; hp(&r, path), times),
+        r => {
+            libc_fn!(utime, fn(*const c_char, *const libc::utimbuf) -> c_int; r.host_path(path), times)
+        }
     }
 }
 
 macro_rules! truncate_hook {
-    ($name:ident, $real:literal) => {
+    ($name:ident) => {
         /// # Safety
         /// libc's contract for this call.
         #[no_mangle]
         pub unsafe extern "C" fn $name(path: *const c_char, len: i64) -> c_int {
             match route(AT_FDCWD, path) {
                 Route::Kernel(_, k) => {
-                    kcall(nr::TRUNCATE, [p!(k.as_ptr()), len, 0, 0, 0, 0]) as c_int
+                    kcall(nr::TRUNCATE, [arg!(k.as_ptr()), len, 0, 0, 0, 0]) as c_int
                 }
-                r => host!($real, fn(*const c_char, i64) -> c_int; hp(&r, path), len),
+                r => libc_fn!($name, fn(*const c_char, i64) -> c_int; r.host_path(path), len),
             }
         }
     };
 }
-truncate_hook!(truncate, "truncate");
-truncate_hook!(truncate64, "truncate64");
+truncate_hook!(truncate);
+truncate_hook!(truncate64);
 
 // ---- file systems ----------------------------------------------------------
 
 macro_rules! statfs_hook {
-    ($name:ident, $real:literal) => {
+    ($name:ident) => {
         /// # Safety
         /// libc's contract for this call (struct statfs has one layout).
         #[no_mangle]
         pub unsafe extern "C" fn $name(path: *const c_char, out: *mut libc::statfs) -> c_int {
             match route(AT_FDCWD, path) {
                 Route::Kernel(_, k) => {
-                    kcall(nr::STATFS, [p!(k.as_ptr()), p!(out), 0, 0, 0, 0]) as c_int
+                    kcall(nr::STATFS, [arg!(k.as_ptr()), arg!(out), 0, 0, 0, 0]) as c_int
                 }
-                r => host!($real, fn(*const c_char, *mut libc::statfs) -> c_int; hp(&r, path), out),
+                r => libc_fn!($name, fn(*const c_char, *mut libc::statfs) -> c_int; r.host_path(path), out),
             }
         }
     };
 }
-statfs_hook!(statfs, "statfs");
-statfs_hook!(statfs64, "statfs64");
+statfs_hook!(statfs);
+statfs_hook!(statfs64);
 
 /// glibc's statvfs from the kernel's statfs.
 fn to_statvfs(s: &abi::StatFs, out: *mut libc::statvfs) -> c_int {
     if out.is_null() {
-        set_errno(libc::EFAULT);
-        return -1;
+        return fail(libc::EFAULT);
     }
     const ST_VALID: i64 = 0x20;
     // SAFETY: all-zero is a valid struct statvfs (integers only).
@@ -1069,30 +1051,30 @@ fn to_statvfs(s: &abi::StatFs, out: *mut libc::statvfs) -> c_int {
 
 fn kstatvfs(nr: i64, arg: i64, out: *mut libc::statvfs) -> c_int {
     let mut s = abi::StatFs::default();
-    if kcall(nr, [arg, p!(&mut s as *mut abi::StatFs), 0, 0, 0, 0]) < 0 {
+    if kcall(nr, [arg, arg!(&mut s as *mut abi::StatFs), 0, 0, 0, 0]) < 0 {
         return -1;
     }
     to_statvfs(&s, out)
 }
 
 macro_rules! statvfs_hook {
-    ($name:ident, $real:literal) => {
+    ($name:ident) => {
         /// # Safety
         /// libc's contract for this call.
         #[no_mangle]
         pub unsafe extern "C" fn $name(path: *const c_char, out: *mut libc::statvfs) -> c_int {
             match route(AT_FDCWD, path) {
-                Route::Kernel(_, k) => kstatvfs(nr::STATFS, p!(k.as_ptr()), out),
-                r => host!($real, fn(*const c_char, *mut libc::statvfs) -> c_int; hp(&r, path), out),
+                Route::Kernel(_, k) => kstatvfs(nr::STATFS, arg!(k.as_ptr()), out),
+                r => libc_fn!($name, fn(*const c_char, *mut libc::statvfs) -> c_int; r.host_path(path), out),
             }
         }
     };
 }
-statvfs_hook!(statvfs, "statvfs");
-statvfs_hook!(statvfs64, "statvfs64");
+statvfs_hook!(statvfs);
+statvfs_hook!(statvfs64);
 
 macro_rules! fstatvfs_hook {
-    ($name:ident, $real:literal) => {
+    ($name:ident) => {
         /// # Safety
         /// libc's contract for this call.
         #[no_mangle]
@@ -1100,83 +1082,59 @@ macro_rules! fstatvfs_hook {
             if let Some(k) = fdtable::kernel_fd(fd) {
                 return kstatvfs(nr::FSTATFS, k.into(), out);
             }
-            host!($real, fn(c_int, *mut libc::statvfs) -> c_int; fd, out)
+            libc_fn!($name, fn(c_int, *mut libc::statvfs) -> c_int; fd, out)
         }
     };
 }
-fstatvfs_hook!(fstatvfs, "fstatvfs");
-fstatvfs_hook!(fstatvfs64, "fstatvfs64");
+fstatvfs_hook!(fstatvfs);
+fstatvfs_hook!(fstatvfs64);
 
 // ---- calls on kernel descriptors -------------------------------------------
 
-/// A hook whose first argument is a descriptor and whose other arguments
-/// pass through unchanged to the kernel call of the same meaning.
-macro_rules! fd_hook {
-    ($name:ident = $real:literal, $nr:expr, ($($arg:ident: $ty:ty),*) -> $ret:ty) => {
-        /// # Safety
-        /// libc's contract for this call.
-        #[no_mangle]
-        pub unsafe extern "C" fn $name(fd: c_int, $($arg: $ty),*) -> $ret {
-            if let Some(k) = fdtable::kernel_fd(fd) {
-                #[allow(unused_mut)]
-                let mut args = [i64::from(k), 0, 0, 0, 0, 0];
-                let mut _i = 1;
-                $(args[_i] = p!($arg); _i += 1;)*
-                return kcall($nr, args) as $ret;
-            }
-            host!($real, fn(c_int $(, $ty)*) -> $ret; fd $(, $arg)*)
-        }
-    };
-}
-
-fd_hook!(fsync = "fsync", nr::FSYNC, () -> c_int);
-fd_hook!(fdatasync = "fdatasync", nr::FDATASYNC, () -> c_int);
-fd_hook!(syncfs = "syncfs", nr::SYNCFS, () -> c_int);
-fd_hook!(lseek = "lseek", nr::LSEEK, (off: i64, whence: c_int) -> i64);
-fd_hook!(lseek64 = "lseek64", nr::LSEEK, (off: i64, whence: c_int) -> i64);
-fd_hook!(pread = "pread", nr::PREAD64, (buf: *mut c_void, n: usize, off: i64) -> isize);
-fd_hook!(pread64 = "pread64", nr::PREAD64, (buf: *mut c_void, n: usize, off: i64) -> isize);
-fd_hook!(pwrite = "pwrite", nr::PWRITE64, (buf: *const c_void, n: usize, off: i64) -> isize);
-fd_hook!(pwrite64 = "pwrite64", nr::PWRITE64, (buf: *const c_void, n: usize, off: i64) -> isize);
+fd_hook!(fsync, nr::FSYNC, () -> c_int);
+fd_hook!(fdatasync, nr::FDATASYNC, () -> c_int);
+fd_hook!(syncfs, nr::SYNCFS, () -> c_int);
+fd_hook!(lseek, nr::LSEEK, (off: i64, whence: c_int) -> i64);
+fd_hook!(lseek64, nr::LSEEK, (off: i64, whence: c_int) -> i64);
+fd_hook!(pread, nr::PREAD64, (buf: *mut c_void, n: usize, off: i64) -> isize);
+fd_hook!(pread64, nr::PREAD64, (buf: *mut c_void, n: usize, off: i64) -> isize);
+fd_hook!(pwrite, nr::PWRITE64, (buf: *const c_void, n: usize, off: i64) -> isize);
+fd_hook!(pwrite64, nr::PWRITE64, (buf: *const c_void, n: usize, off: i64) -> isize);
 // preadv's position travels as (low, high) words; high is 0 on 64-bit.
-fd_hook!(preadv = "preadv", nr::PREADV, (iov: *const libc::iovec, cnt: c_int, off: i64) -> isize);
-fd_hook!(preadv64 = "preadv64", nr::PREADV, (iov: *const libc::iovec, cnt: c_int, off: i64) -> isize);
-fd_hook!(pwritev = "pwritev", nr::PWRITEV, (iov: *const libc::iovec, cnt: c_int, off: i64) -> isize);
-fd_hook!(pwritev64 = "pwritev64", nr::PWRITEV, (iov: *const libc::iovec, cnt: c_int, off: i64) -> isize);
-fd_hook!(ftruncate = "ftruncate", nr::FTRUNCATE, (len: i64) -> c_int);
-fd_hook!(ftruncate64 = "ftruncate64", nr::FTRUNCATE, (len: i64) -> c_int);
-fd_hook!(fchmod = "fchmod", nr::FCHMOD, (mode: libc::mode_t) -> c_int);
-fd_hook!(fchown = "fchown", nr::FCHOWN, (uid: libc::uid_t, gid: libc::gid_t) -> c_int);
-fd_hook!(fstatfs = "fstatfs", nr::FSTATFS, (out: *mut libc::statfs) -> c_int);
-fd_hook!(fstatfs64 = "fstatfs64", nr::FSTATFS, (out: *mut libc::statfs) -> c_int);
-fd_hook!(fallocate = "fallocate", nr::FALLOCATE, (mode: c_int, off: i64, len: i64) -> c_int);
-fd_hook!(fallocate64 = "fallocate64", nr::FALLOCATE, (mode: c_int, off: i64, len: i64) -> c_int);
-fd_hook!(flock = "flock", nr::FLOCK, (op: c_int) -> c_int);
+fd_hook!(preadv, nr::PREADV, (iov: *const libc::iovec, cnt: c_int, off: i64) -> isize);
+fd_hook!(preadv64, nr::PREADV, (iov: *const libc::iovec, cnt: c_int, off: i64) -> isize);
+fd_hook!(pwritev, nr::PWRITEV, (iov: *const libc::iovec, cnt: c_int, off: i64) -> isize);
+fd_hook!(pwritev64, nr::PWRITEV, (iov: *const libc::iovec, cnt: c_int, off: i64) -> isize);
+fd_hook!(ftruncate, nr::FTRUNCATE, (len: i64) -> c_int);
+fd_hook!(ftruncate64, nr::FTRUNCATE, (len: i64) -> c_int);
+fd_hook!(fchmod, nr::FCHMOD, (mode: libc::mode_t) -> c_int);
+fd_hook!(fchown, nr::FCHOWN, (uid: libc::uid_t, gid: libc::gid_t) -> c_int);
+fd_hook!(fstatfs, nr::FSTATFS, (out: *mut libc::statfs) -> c_int);
+fd_hook!(fstatfs64, nr::FSTATFS, (out: *mut libc::statfs) -> c_int);
+fd_hook!(fallocate, nr::FALLOCATE, (mode: c_int, off: i64, len: i64) -> c_int);
+fd_hook!(fallocate64, nr::FALLOCATE, (mode: c_int, off: i64, len: i64) -> c_int);
+fd_hook!(flock, nr::FLOCK, (op: c_int) -> c_int);
 
 macro_rules! preadv2_hook {
-    ($name:ident = $real:literal, $nr:expr, $iov:ty) => {
+    ($name:ident, $nr:expr, $iov:ty) => {
         /// # Safety
         /// libc's contract for this call.
         #[no_mangle]
         pub unsafe extern "C" fn $name(fd: c_int, iov: $iov, cnt: c_int, off: i64, flags: c_int) -> isize {
             if let Some(k) = fdtable::kernel_fd(fd) {
-                return kcall($nr, [k.into(), p!(iov), cnt.into(), off, 0, flags.into()]) as isize;
+                return kcall($nr, [k.into(), arg!(iov), cnt.into(), off, 0, flags.into()]) as isize;
             }
-            host!($real, fn(c_int, $iov, c_int, i64, c_int) -> isize; fd, iov, cnt, off, flags)
+            libc_fn!($name, fn(c_int, $iov, c_int, i64, c_int) -> isize; fd, iov, cnt, off, flags)
         }
     };
 }
-preadv2_hook!(preadv2 = "preadv2", nr::PREADV2, *const libc::iovec);
-preadv2_hook!(preadv64v2 = "preadv64v2", nr::PREADV2, *const libc::iovec);
-preadv2_hook!(pwritev2 = "pwritev2", nr::PWRITEV2, *const libc::iovec);
-preadv2_hook!(
-    pwritev64v2 = "pwritev64v2",
-    nr::PWRITEV2,
-    *const libc::iovec
-);
+preadv2_hook!(preadv2, nr::PREADV2, *const libc::iovec);
+preadv2_hook!(preadv64v2, nr::PREADV2, *const libc::iovec);
+preadv2_hook!(pwritev2, nr::PWRITEV2, *const libc::iovec);
+preadv2_hook!(pwritev64v2, nr::PWRITEV2, *const libc::iovec);
 
 macro_rules! posix_fallocate_hook {
-    ($name:ident = $real:literal) => {
+    ($name:ident) => {
         /// # Safety
         /// libc's contract for this call (returns the error number).
         #[no_mangle]
@@ -1189,19 +1147,19 @@ macro_rules! posix_fallocate_hook {
                     Err(e) => e.0,
                 };
             }
-            match crate::hijack::host::real!($real, fn(c_int, i64, i64) -> c_int) {
-                // SAFETY: the real function with the program's arguments.
+            match libc_fn!($name, fn(c_int, i64, i64) -> c_int) {
+                // SAFETY: libc's function with the program's arguments.
                 Some(f) => unsafe { f(fd, off, len) },
                 None => libc::ENOSYS,
             }
         }
     };
 }
-posix_fallocate_hook!(posix_fallocate = "posix_fallocate");
-posix_fallocate_hook!(posix_fallocate64 = "posix_fallocate64");
+posix_fallocate_hook!(posix_fallocate);
+posix_fallocate_hook!(posix_fallocate64);
 
 macro_rules! mmap_hook {
-    ($name:ident = $real:literal) => {
+    ($name:ident) => {
         /// # Safety
         /// libc's contract for this call. A kernel file cannot be mapped
         /// (its pages live in the kernel's memory, not in files the host
@@ -1223,11 +1181,11 @@ macro_rules! mmap_hook {
                 set_errno(libc::ENODEV);
                 return libc::MAP_FAILED;
             }
-            match crate::hijack::host::real!(
-                $real,
+            match libc_fn!(
+                $name,
                 fn(*mut c_void, usize, c_int, c_int, c_int, i64) -> *mut c_void
             ) {
-                // SAFETY: the real function with the program's arguments.
+                // SAFETY: libc's function with the program's arguments.
                 Some(f) => unsafe { f(addr, len, prot, flags, fd, off) },
                 None => {
                     set_errno(libc::ENOSYS);
@@ -1237,8 +1195,8 @@ macro_rules! mmap_hook {
         }
     };
 }
-mmap_hook!(mmap = "mmap");
-mmap_hook!(mmap64 = "mmap64");
+mmap_hook!(mmap);
+mmap_hook!(mmap64);
 
 // sendfile and splice across the worlds live in io.rs.
 
@@ -1249,7 +1207,7 @@ fn kernel_getcwd() -> Option<Vec<u8>> {
     let mut buf = vec![0u8; libc::PATH_MAX as usize];
     let n = kcall(
         nr::GETCWD,
-        [p!(buf.as_mut_ptr()), buf.len() as i64, 0, 0, 0, 0],
+        [arg!(buf.as_mut_ptr()), buf.len() as i64, 0, 0, 0, 0],
     );
     if n <= 0 {
         return None;
@@ -1265,7 +1223,7 @@ fn kernel_getcwd() -> Option<Vec<u8>> {
 pub unsafe extern "C" fn chdir(path: *const c_char) -> c_int {
     match route(AT_FDCWD, path) {
         Route::Kernel(_, k) => {
-            if kcall(nr::CHDIR, [p!(k.as_ptr()), 0, 0, 0, 0, 0]) < 0 {
+            if kcall(nr::CHDIR, [arg!(k.as_ptr()), 0, 0, 0, 0, 0]) < 0 {
                 return -1;
             }
             let cwd = kernel_getcwd().unwrap_or_else(|| k.to_bytes().to_vec());
@@ -1273,7 +1231,7 @@ pub unsafe extern "C" fn chdir(path: *const c_char) -> c_int {
             0
         }
         r => {
-            let res = host!("chdir", fn(*const c_char) -> c_int; hp(&r, path));
+            let res = libc_fn!(chdir, fn(*const c_char) -> c_int; r.host_path(path));
             if res == 0 {
                 leave_kernel_cwd();
             }
@@ -1287,7 +1245,7 @@ pub unsafe extern "C" fn chdir(path: *const c_char) -> c_int {
 pub fn leave_kernel_cwd() {
     if paths::kernel_cwd().is_some() {
         paths::set_kernel_cwd(None);
-        let _ = kcall(nr::CHDIR, [p!(c"/".as_ptr()), 0, 0, 0, 0, 0]);
+        let _ = kcall(nr::CHDIR, [arg!(c"/".as_ptr()), 0, 0, 0, 0, 0]);
     }
 }
 
@@ -1302,13 +1260,12 @@ pub unsafe extern "C" fn fchdir(fd: c_int) -> c_int {
         match kernel_getcwd() {
             Some(cwd) => paths::set_kernel_cwd(Some(cwd)),
             None => {
-                set_errno(libc::ENOENT);
-                return -1;
+                return fail(libc::ENOENT);
             }
         }
         return 0;
     }
-    let res = host!("fchdir", fn(c_int) -> c_int; fd);
+    let res = libc_fn!(fchdir, fn(c_int) -> c_int; fd);
     if res == 0 {
         leave_kernel_cwd();
     }
@@ -1358,8 +1315,8 @@ pub unsafe extern "C" fn getcwd(buf: *mut c_char, size: usize) -> *mut c_char {
     if let Some(cwd) = paths::kernel_cwd() {
         return copy_cwd(&cwd, buf, size);
     }
-    match crate::hijack::host::real!("getcwd", fn(*mut c_char, usize) -> *mut c_char) {
-        // SAFETY: the real function with the program's arguments.
+    match libc_fn!(getcwd, fn(*mut c_char, usize) -> *mut c_char) {
+        // SAFETY: libc's function with the program's arguments.
         Some(f) => unsafe { f(buf, size) },
         None => {
             set_errno(libc::ENOSYS);
@@ -1384,8 +1341,8 @@ pub unsafe extern "C" fn get_current_dir_name() -> *mut c_char {
     if let Some(cwd) = paths::kernel_cwd() {
         return copy_cwd(&cwd, std::ptr::null_mut(), 0);
     }
-    match crate::hijack::host::real!("get_current_dir_name", fn() -> *mut c_char) {
-        // SAFETY: the real function.
+    match libc_fn!(get_current_dir_name, fn() -> *mut c_char) {
+        // SAFETY: libc's function.
         Some(f) => unsafe { f() },
         None => {
             set_errno(libc::ENOSYS);

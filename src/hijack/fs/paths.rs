@@ -32,6 +32,17 @@ pub enum Route {
     Kernel(i32, CString),
 }
 
+impl Route {
+    /// The path the host gets: the program's `orig`, or the one routing
+    /// rewrote.
+    pub fn host_path(&self, orig: *const c_char) -> *const c_char {
+        match self {
+            Route::HostPath(c) => c.as_ptr(),
+            _ => orig,
+        }
+    }
+}
+
 /// The mount points of the configured disks (normalised, absolute).
 static MOUNTS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
 

@@ -11,10 +11,11 @@ use std::ffi::{c_char, c_int, c_void, CStr};
 
 use lkl::syscall::nr;
 
+use crate::hijack::call::{arg, close_kernel_fd, kcall};
 use crate::hijack::fdtable;
-use crate::hijack::fs::files::{kcall, kernel_open, set_errno};
-use crate::hijack::host::{host, real};
+use crate::hijack::fs::files::kernel_open;
 use crate::hijack::fs::paths::{route, Route};
+use crate::hijack::host::{errno, fail, libc_fn, set_errno};
 
 type ReadFn = unsafe extern "C" fn(*mut c_void, *mut c_char, usize) -> isize;
 type WriteFn = unsafe extern "C" fn(*mut c_void, *const c_char, usize) -> isize;
@@ -43,10 +44,9 @@ fn cookie_fd(cookie: *mut c_void) -> Option<i32> {
 
 unsafe extern "C" fn c_read(cookie: *mut c_void, buf: *mut c_char, n: usize) -> isize {
     let Some(k) = cookie_fd(cookie) else {
-        set_errno(libc::EBADF);
-        return -1;
+        return fail(libc::EBADF);
     };
-    kcall(nr::READ, [k.into(), buf as usize as i64, n as i64, 0, 0, 0]) as isize
+    kcall(nr::READ, [k.into(), arg!(buf), n as i64, 0, 0, 0]) as isize
 }
 
 unsafe extern "C" fn c_write(cookie: *mut c_void, buf: *const c_char, n: usize) -> isize {
@@ -55,17 +55,12 @@ unsafe extern "C" fn c_write(cookie: *mut c_void, buf: *const c_char, n: usize) 
         return 0;
     };
     // A cookie write reports an error as 0 bytes (errno set).
-    kcall(
-        nr::WRITE,
-        [k.into(), buf as usize as i64, n as i64, 0, 0, 0],
-    )
-    .max(0) as isize
+    kcall(nr::WRITE, [k.into(), arg!(buf), n as i64, 0, 0, 0]).max(0) as isize
 }
 
 unsafe extern "C" fn c_seek(cookie: *mut c_void, off: *mut i64, whence: c_int) -> c_int {
     let Some(k) = cookie_fd(cookie) else {
-        set_errno(libc::EBADF);
-        return -1;
+        return fail(libc::EBADF);
     };
     // SAFETY: glibc passes a valid offset.
     let at = unsafe { *off };
@@ -81,12 +76,7 @@ unsafe extern "C" fn c_seek(cookie: *mut c_void, off: *mut i64, whence: c_int) -
 unsafe extern "C" fn c_close(cookie: *mut c_void) -> c_int {
     // SAFETY: the Box<c_int> made in `cookie_stream`, closed once.
     let hfd = *unsafe { Box::from_raw(cookie.cast::<c_int>()) };
-    let r = match fdtable::remove(hfd) {
-        Some(k) => kcall(nr::CLOSE, [k.into(), 0, 0, 0, 0, 0]) as c_int,
-        None => 0,
-    };
-    let _ = host!("close", fn(c_int) -> c_int; hfd);
-    r
+    close_kernel_fd(hfd)
 }
 
 /// A stream over host number `hfd` of a kernel descriptor (owned by the
@@ -146,19 +136,16 @@ fn kernel_fopen(kdir: i32, path: &CStr, mode: *const c_char) -> *mut libc::FILE 
     }
     let f = cookie_stream(hfd, mode);
     if f.is_null() {
-        // SAFETY: this thread's errno, kept across the close.
-        let e = unsafe { *libc::__errno_location() };
-        if let Some(k) = fdtable::remove(hfd) {
-            let _ = kcall(nr::CLOSE, [k.into(), 0, 0, 0, 0, 0]);
-        }
-        let _ = host!("close", fn(c_int) -> c_int; hfd);
+        // This thread's errno, kept across the close.
+        let e = errno();
+        close_kernel_fd(hfd);
         set_errno(e);
     }
     f
 }
 
 macro_rules! fopen_hook {
-    ($name:ident = $real:literal) => {
+    ($name:ident) => {
         /// # Safety
         /// libc's contract for this call.
         #[no_mangle]
@@ -169,12 +156,9 @@ macro_rules! fopen_hook {
             match route(libc::AT_FDCWD, path) {
                 Route::Kernel(d, k) => kernel_fopen(d, &k, mode),
                 r => {
-                    let p = match &r {
-                        Route::HostPath(c) => c.as_ptr(),
-                        _ => path,
-                    };
-                    match real!($real, fn(*const c_char, *const c_char) -> *mut libc::FILE) {
-                        // SAFETY: the real function with the program's arguments.
+                    let p = r.host_path(path);
+                    match libc_fn!($name, fn(*const c_char, *const c_char) -> *mut libc::FILE) {
+                        // SAFETY: libc's function with the program's arguments.
                         Some(f) => unsafe { f(p, mode) },
                         None => {
                             set_errno(libc::ENOSYS);
@@ -186,8 +170,8 @@ macro_rules! fopen_hook {
         }
     };
 }
-fopen_hook!(fopen = "fopen");
-fopen_hook!(fopen64 = "fopen64");
+fopen_hook!(fopen);
+fopen_hook!(fopen64);
 
 /// # Safety
 /// libc's contract for `fdopen`.
@@ -196,8 +180,8 @@ pub unsafe extern "C" fn fdopen(fd: c_int, mode: *const c_char) -> *mut libc::FI
     if fdtable::kernel_fd(fd).is_some() {
         return cookie_stream(fd, mode);
     }
-    match real!("fdopen", fn(c_int, *const c_char) -> *mut libc::FILE) {
-        // SAFETY: the real function with the program's arguments.
+    match libc_fn!(fdopen, fn(c_int, *const c_char) -> *mut libc::FILE) {
+        // SAFETY: libc's function with the program's arguments.
         Some(f) => unsafe { f(fd, mode) },
         None => {
             set_errno(libc::ENOSYS);
@@ -207,7 +191,7 @@ pub unsafe extern "C" fn fdopen(fd: c_int, mode: *const c_char) -> *mut libc::FI
 }
 
 macro_rules! freopen_hook {
-    ($name:ident = $real:literal) => {
+    ($name:ident) => {
         /// # Safety
         /// libc's contract for this call.
         #[no_mangle]
@@ -221,15 +205,12 @@ macro_rules! freopen_hook {
                 set_errno(libc::ENOTSUP);
                 return std::ptr::null_mut();
             }
-            let p = match &r {
-                Route::HostPath(c) => c.as_ptr(),
-                _ => path,
-            };
-            match real!(
-                $real,
+            let p = r.host_path(path);
+            match libc_fn!(
+                $name,
                 fn(*const c_char, *const c_char, *mut libc::FILE) -> *mut libc::FILE
             ) {
-                // SAFETY: the real function with the program's arguments.
+                // SAFETY: libc's function with the program's arguments.
                 Some(f) => unsafe { f(p, mode, stream) },
                 None => {
                     set_errno(libc::ENOSYS);
@@ -239,5 +220,5 @@ macro_rules! freopen_hook {
         }
     };
 }
-freopen_hook!(freopen = "freopen");
-freopen_hook!(freopen64 = "freopen64");
+freopen_hook!(freopen);
+freopen_hook!(freopen64);

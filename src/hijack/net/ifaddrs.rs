@@ -128,28 +128,15 @@ pub fn index_to_name(index: u32) -> Result<Vec<u8>, Errno> {
 
 use std::ffi::{c_char, c_uint};
 
-use crate::hijack::call::set_errno;
+use crate::hijack::host::{fail, libc_fn, set_errno};
 use crate::hijack::init::active;
-
-macro_rules! next_fn {
-    ($name:literal, $ty:ty) => {{
-        static F: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-        let p = *F.get_or_init(|| {
-            // SAFETY: a NUL-terminated name; RTLD_NEXT finds libc's.
-            unsafe { libc::dlsym(libc::RTLD_NEXT, concat!($name, "\0").as_ptr().cast()) as usize }
-        });
-        // SAFETY: the symbol of that name has this C signature.
-        (p != 0).then(|| unsafe { std::mem::transmute::<usize, $ty>(p) })
-    }};
-}
 
 /// # Safety
 /// libc's contract for `if_nametoindex`.
 #[no_mangle]
 pub unsafe extern "C" fn if_nametoindex(name: *const c_char) -> c_uint {
     if !active() {
-        type F = unsafe extern "C" fn(*const c_char) -> c_uint;
-        return match next_fn!("if_nametoindex", F) {
+        return match libc_fn!(if_nametoindex, fn(*const c_char) -> c_uint) {
             // SAFETY: glibc's function with the program's argument.
             Some(f) => unsafe { f(name) },
             None => 0,
@@ -175,8 +162,7 @@ pub unsafe extern "C" fn if_nametoindex(name: *const c_char) -> c_uint {
 #[no_mangle]
 pub unsafe extern "C" fn if_indextoname(index: c_uint, buf: *mut c_char) -> *mut c_char {
     if !active() {
-        type F = unsafe extern "C" fn(c_uint, *mut c_char) -> *mut c_char;
-        return match next_fn!("if_indextoname", F) {
+        return match libc_fn!(if_indextoname, fn(c_uint, *mut c_char) -> *mut c_char) {
             // SAFETY: glibc's function with the program's arguments.
             Some(f) => unsafe { f(index, buf) },
             None => std::ptr::null_mut(),
@@ -208,8 +194,7 @@ pub unsafe extern "C" fn if_indextoname(index: c_uint, buf: *mut c_char) -> *mut
 #[no_mangle]
 pub unsafe extern "C" fn if_nameindex() -> *mut libc::if_nameindex {
     if !active() {
-        type F = unsafe extern "C" fn() -> *mut libc::if_nameindex;
-        return match next_fn!("if_nameindex", F) {
+        return match libc_fn!(if_nameindex, fn() -> *mut libc::if_nameindex) {
             // SAFETY: glibc's function.
             Some(f) => unsafe { f() },
             None => std::ptr::null_mut(),
@@ -548,36 +533,28 @@ fn layout(specs: &[Spec]) -> *mut libc::ifaddrs {
 #[no_mangle]
 pub unsafe extern "C" fn getifaddrs(ifap: *mut *mut libc::ifaddrs) -> std::ffi::c_int {
     if !active() {
-        type F = unsafe extern "C" fn(*mut *mut libc::ifaddrs) -> std::ffi::c_int;
-        return match next_fn!("getifaddrs", F) {
+        return match libc_fn!(getifaddrs, fn(*mut *mut libc::ifaddrs) -> std::ffi::c_int) {
             // SAFETY: glibc's function with the program's argument.
             Some(f) => unsafe { f(ifap) },
-            None => {
-                set_errno(libc::ENOSYS);
-                -1
-            }
+            None => fail(libc::ENOSYS),
         };
     }
     if ifap.is_null() {
-        set_errno(libc::EFAULT);
-        return -1;
+        return fail(libc::EFAULT);
     }
     if crate::hijack::init::forked() {
         // The kernel stayed with the parent.
-        set_errno(libc::ENETDOWN);
-        return -1;
+        return fail(libc::ENETDOWN);
     }
     let specs = match specs() {
         Ok(s) => s,
         Err(e) => {
-            set_errno(e);
-            return -1;
+            return fail(e);
         }
     };
     let list = layout(&specs);
     if list.is_null() && !specs.is_empty() {
-        set_errno(libc::ENOMEM);
-        return -1;
+        return fail(libc::ENOMEM);
     }
     // SAFETY: the program's result pointer, checked above.
     unsafe { *ifap = list };

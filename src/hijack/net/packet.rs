@@ -27,6 +27,7 @@ use std::sync::Mutex;
 use lkl::syscall::{nr, raw};
 
 use crate::hijack::fdtable;
+use crate::hijack::host::{fail, set_errno};
 
 /// `SOL_PACKET`.
 pub const SOL_PACKET: c_int = 263;
@@ -264,10 +265,7 @@ pub fn getsockopt(level: c_int, name: c_int, val: *mut c_void) -> Option<c_int> 
     }
     // SAFETY: PACKET_HDRLEN takes the version in an int the caller gives.
     let version = unsafe { *(val as *const c_int) };
-    (version == TPACKET_V3).then(|| {
-        crate::hijack::call::set_errno(libc::EINVAL);
-        -1
-    })
+    (version == TPACKET_V3).then(|| fail(libc::EINVAL))
 }
 
 /// `setsockopt` on a kernel socket: Some(result) when this module answers.
@@ -355,11 +353,6 @@ pub fn setsockopt(
     Some(0)
 }
 
-fn fail(e: i32) -> c_int {
-    crate::hijack::call::set_errno(e);
-    -1
-}
-
 /// Whether any ring exists (one atomic load).
 #[inline]
 pub fn any() -> bool {
@@ -375,7 +368,7 @@ pub fn map(fd: c_int, len: usize, off: i64) -> Option<*mut c_void> {
     let mut all = rings();
     let ring = all.iter_mut().find(|r| r.fd == fd)?;
     if off != 0 || len < ring.len() || ring.base != 0 {
-        crate::hijack::call::set_errno(libc::EINVAL);
+        set_errno(libc::EINVAL);
         return Some(libc::MAP_FAILED);
     }
     // SAFETY: a fresh anonymous mapping (zeroed: every frame

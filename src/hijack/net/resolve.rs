@@ -14,26 +14,14 @@
 
 use std::ffi::{c_char, c_int, CStr};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 use lkl::dns::files;
 use lkl::dns::wire::{self, TYPE_A, TYPE_AAAA};
 use lkl::dns::{Client, LookupError};
 
+use crate::hijack::host::libc_fn;
 use crate::hijack::init;
-
-/// The next definition of `name` (glibc's), found once per call site.
-macro_rules! next_fn {
-    ($name:literal, $ty:ty) => {{
-        static F: OnceLock<usize> = OnceLock::new();
-        let p = *F.get_or_init(|| {
-            // SAFETY: a NUL-terminated name; RTLD_NEXT finds libc's.
-            unsafe { libc::dlsym(libc::RTLD_NEXT, concat!($name, "\0").as_ptr().cast()) as usize }
-        });
-        // SAFETY: the symbol of that name has this C signature.
-        (p != 0).then(|| unsafe { std::mem::transmute::<usize, $ty>(p) })
-    }};
-}
 
 /// glibc's value (not in the libc crate).
 const EAI_ADDRFAMILY: c_int = -9;
@@ -443,14 +431,16 @@ pub unsafe extern "C" fn getaddrinfo(
     hints: *const libc::addrinfo,
     res: *mut *mut libc::addrinfo,
 ) -> c_int {
-    type F = unsafe extern "C" fn(
-        *const c_char,
-        *const c_char,
-        *const libc::addrinfo,
-        *mut *mut libc::addrinfo,
-    ) -> c_int;
     let Some(client) = ours() else {
-        return match next_fn!("getaddrinfo", F) {
+        return match libc_fn!(
+            getaddrinfo,
+            fn(
+                *const c_char,
+                *const c_char,
+                *const libc::addrinfo,
+                *mut *mut libc::addrinfo,
+            ) -> c_int
+        ) {
             // SAFETY: glibc's function with the program's arguments.
             Some(f) => unsafe { f(node, service, hints, res) },
             None => libc::EAI_SYSTEM,
@@ -595,17 +585,19 @@ pub unsafe extern "C" fn getnameinfo(
     servlen: libc::socklen_t,
     flags: c_int,
 ) -> c_int {
-    type F = unsafe extern "C" fn(
-        *const libc::sockaddr,
-        libc::socklen_t,
-        *mut c_char,
-        libc::socklen_t,
-        *mut c_char,
-        libc::socklen_t,
-        c_int,
-    ) -> c_int;
     let Some(client) = ours() else {
-        return match next_fn!("getnameinfo", F) {
+        return match libc_fn!(
+            getnameinfo,
+            fn(
+                *const libc::sockaddr,
+                libc::socklen_t,
+                *mut c_char,
+                libc::socklen_t,
+                *mut c_char,
+                libc::socklen_t,
+                c_int,
+            ) -> c_int
+        ) {
             // SAFETY: glibc's function with the program's arguments.
             Some(f) => unsafe { f(sa, salen, host, hostlen, serv, servlen, flags) },
             None => libc::EAI_SYSTEM,
@@ -713,17 +705,19 @@ pub unsafe extern "C" fn gethostbyname2_r(
     result: *mut *mut libc::hostent,
     h_errnop: *mut c_int,
 ) -> c_int {
-    type F = unsafe extern "C" fn(
-        *const c_char,
-        c_int,
-        *mut libc::hostent,
-        *mut c_char,
-        usize,
-        *mut *mut libc::hostent,
-        *mut c_int,
-    ) -> c_int;
     let Some(client) = ours() else {
-        return match next_fn!("gethostbyname2_r", F) {
+        return match libc_fn!(
+            gethostbyname2_r,
+            fn(
+                *const c_char,
+                c_int,
+                *mut libc::hostent,
+                *mut c_char,
+                usize,
+                *mut *mut libc::hostent,
+                *mut c_int,
+            ) -> c_int
+        ) {
             // SAFETY: glibc's function with the program's arguments.
             Some(f) => unsafe { f(name, af, ret, buf, buflen, result, h_errnop) },
             None => libc::ENOSYS,
@@ -787,16 +781,18 @@ pub unsafe extern "C" fn gethostbyname_r(
     result: *mut *mut libc::hostent,
     h_errnop: *mut c_int,
 ) -> c_int {
-    type F = unsafe extern "C" fn(
-        *const c_char,
-        *mut libc::hostent,
-        *mut c_char,
-        usize,
-        *mut *mut libc::hostent,
-        *mut c_int,
-    ) -> c_int;
     if ours().is_none() {
-        return match next_fn!("gethostbyname_r", F) {
+        return match libc_fn!(
+            gethostbyname_r,
+            fn(
+                *const c_char,
+                *mut libc::hostent,
+                *mut c_char,
+                usize,
+                *mut *mut libc::hostent,
+                *mut c_int,
+            ) -> c_int
+        ) {
             // SAFETY: glibc's function with the program's arguments.
             Some(f) => unsafe { f(name, ret, buf, buflen, result, h_errnop) },
             None => libc::ENOSYS,
@@ -832,9 +828,11 @@ static STATIC: Mutex<Static> = Mutex::new(Static {
 /// libc's contract for `gethostbyname2`.
 #[no_mangle]
 pub unsafe extern "C" fn gethostbyname2(name: *const c_char, af: c_int) -> *mut libc::hostent {
-    type F = unsafe extern "C" fn(*const c_char, c_int) -> *mut libc::hostent;
     if ours().is_none() {
-        return match next_fn!("gethostbyname2", F) {
+        return match libc_fn!(
+            gethostbyname2,
+            fn(*const c_char, c_int) -> *mut libc::hostent
+        ) {
             // SAFETY: glibc's function with the program's arguments.
             Some(f) => unsafe { f(name, af) },
             None => std::ptr::null_mut(),
@@ -865,9 +863,8 @@ pub unsafe extern "C" fn gethostbyname2(name: *const c_char, af: c_int) -> *mut 
 /// libc's contract for `gethostbyname`.
 #[no_mangle]
 pub unsafe extern "C" fn gethostbyname(name: *const c_char) -> *mut libc::hostent {
-    type F = unsafe extern "C" fn(*const c_char) -> *mut libc::hostent;
     if ours().is_none() {
-        return match next_fn!("gethostbyname", F) {
+        return match libc_fn!(gethostbyname, fn(*const c_char) -> *mut libc::hostent) {
             // SAFETY: glibc's function with the program's argument.
             Some(f) => unsafe { f(name) },
             None => std::ptr::null_mut(),

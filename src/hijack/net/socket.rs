@@ -1,5 +1,5 @@
 //! The interposed libc functions. Each one sends a call on a kernel
-//! descriptor to the kernel and every other call to the real function.
+//! descriptor to the kernel and every other call to libc's function.
 //! Structures passed through (sockaddr, msghdr, pollfd, timeval) have the
 //! same layout in the host's x86_64 ABI and the kernel's generic one, and
 //! so do the flag and errno values these calls use.
@@ -12,15 +12,10 @@ use std::ffi::{c_int, c_ulong, c_void};
 
 use lkl::syscall::{nr, raw};
 
-use crate::hijack::call::{kcall, kcall_newfd, p, ret, set_errno};
+use crate::hijack::call::{arg, fd_hook, fortify, kcall, kcall_newfd};
 use crate::hijack::fdtable;
+use crate::hijack::host::{fail, libc_fn, set_errno};
 use crate::hijack::init::active;
-use crate::hijack::real::real;
-
-fn no_real() -> i64 {
-    set_errno(libc::ENOSYS);
-    -1
-}
 
 /// # Safety
 /// libc's contract for `socket`.
@@ -33,19 +28,14 @@ pub unsafe extern "C" fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_
     if active() && domain != libc::AF_UNIX {
         if crate::hijack::init::forked() {
             crate::hijack::init::forked_socket_error();
-            set_errno(libc::ENETDOWN);
-            return -1;
+            return fail(libc::ENETDOWN);
         }
         return kcall_newfd(
             nr::SOCKET,
             [domain.into(), ty.into(), protocol.into(), 0, 0, 0],
         );
     }
-    match real().socket {
-        // SAFETY: the real function with the program's arguments.
-        Some(f) => unsafe { f(domain, ty, protocol) },
-        None => no_real() as c_int,
-    }
+    libc_fn!(socket, fn(c_int, c_int, c_int) -> c_int; domain, ty, protocol)
 }
 
 /// # Safety
@@ -66,17 +56,11 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
         } else {
             kcall(nr::CLOSE, [kfd.into(), 0, 0, 0, 0, 0])
         };
-        if let Some(f) = real().close {
-            // SAFETY: closes the placeholder that stood for the kernel fd.
-            unsafe { f(fd) };
-        }
+        // The placeholder that stood for the kernel descriptor.
+        crate::hijack::host::close(fd);
         return r as c_int;
     }
-    match real().close {
-        // SAFETY: the real function with the program's argument.
-        Some(f) => unsafe { f(fd) },
-        None => no_real() as c_int,
-    }
+    libc_fn!(close, fn(c_int) -> c_int; fd)
 }
 
 /// # Safety
@@ -84,13 +68,9 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
 #[no_mangle]
 pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, count: usize) -> isize {
     if let Some(kfd) = fdtable::kernel_fd(fd) {
-        return kcall(nr::READ, [kfd.into(), p!(buf), count as i64, 0, 0, 0]) as isize;
+        return kcall(nr::READ, [kfd.into(), arg!(buf), count as i64, 0, 0, 0]) as isize;
     }
-    match real().read {
-        // SAFETY: the real function with the program's arguments.
-        Some(f) => unsafe { f(fd, buf, count) },
-        None => no_real() as isize,
-    }
+    libc_fn!(read, fn(c_int, *mut c_void, usize) -> isize; fd, buf, count)
 }
 
 /// # Safety
@@ -98,43 +78,9 @@ pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, count: usize) -> isiz
 #[no_mangle]
 pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, count: usize) -> isize {
     if let Some(kfd) = fdtable::kernel_fd(fd) {
-        return kcall(nr::WRITE, [kfd.into(), p!(buf), count as i64, 0, 0, 0]) as isize;
+        return kcall(nr::WRITE, [kfd.into(), arg!(buf), count as i64, 0, 0, 0]) as isize;
     }
-    match real().write {
-        // SAFETY: the real function with the program's arguments.
-        Some(f) => unsafe { f(fd, buf, count) },
-        None => no_real() as isize,
-    }
-}
-
-/// Defines a hook whose first argument is a descriptor and whose other
-/// arguments pass through unchanged.
-macro_rules! fd_hook {
-    ($name:ident, $nr:expr, ($($arg:ident: $ty:ty),*) -> $ret:ty) => {
-        fd_hook!(@ #[no_mangle] $name = $name, $nr, ($($arg: $ty),*) -> $ret);
-    };
-    // A hook under another name, for an exported wrapper to call.
-    ($local:ident = $name:ident, $nr:expr, ($($arg:ident: $ty:ty),*) -> $ret:ty) => {
-        fd_hook!(@ $local = $name, $nr, ($($arg: $ty),*) -> $ret);
-    };
-    (@ $(#[$m:meta])? $local:ident = $name:ident, $nr:expr, ($($arg:ident: $ty:ty),*) -> $ret:ty) => {
-        /// # Safety
-        /// libc's contract for this call.
-        $(#[$m])?
-        pub unsafe extern "C" fn $local(fd: c_int, $($arg: $ty),*) -> $ret {
-            if let Some(kfd) = fdtable::kernel_fd(fd) {
-                let mut args = [kfd as i64, 0, 0, 0, 0, 0];
-                let mut _i = 1;
-                $(args[_i] = p!($arg); _i += 1;)*
-                return kcall($nr, args) as $ret;
-            }
-            match real().$name {
-                // SAFETY: the real function with the program's arguments.
-                Some(f) => unsafe { f(fd, $($arg),*) },
-                None => no_real() as $ret,
-            }
-        }
-    };
+    libc_fn!(write, fn(c_int, *const c_void, usize) -> isize; fd, buf, count)
 }
 
 fd_hook!(bind, nr::BIND, (addr: *const libc::sockaddr, len: libc::socklen_t) -> c_int);
@@ -196,14 +142,10 @@ pub unsafe extern "C" fn send(fd: c_int, buf: *const c_void, len: usize, flags: 
     if let Some(kfd) = fdtable::kernel_fd(fd) {
         return kcall(
             nr::SENDTO,
-            [kfd.into(), p!(buf), len as i64, flags.into(), 0, 0],
+            [kfd.into(), arg!(buf), len as i64, flags.into(), 0, 0],
         ) as isize;
     }
-    match real().send {
-        // SAFETY: the real function with the program's arguments.
-        Some(f) => unsafe { f(fd, buf, len, flags) },
-        None => no_real() as isize,
-    }
+    libc_fn!(send, fn(c_int, *const c_void, usize, c_int) -> isize; fd, buf, len, flags)
 }
 
 /// # Safety
@@ -213,14 +155,10 @@ pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, len: usize, flags: c_
     if let Some(kfd) = fdtable::kernel_fd(fd) {
         return kcall(
             nr::RECVFROM,
-            [kfd.into(), p!(buf), len as i64, flags.into(), 0, 0],
+            [kfd.into(), arg!(buf), len as i64, flags.into(), 0, 0],
         ) as isize;
     }
-    match real().recv {
-        // SAFETY: the real function with the program's arguments.
-        Some(f) => unsafe { f(fd, buf, len, flags) },
-        None => no_real() as isize,
-    }
+    libc_fn!(recv, fn(c_int, *mut c_void, usize, c_int) -> isize; fd, buf, len, flags)
 }
 
 /// # Safety
@@ -247,14 +185,10 @@ pub unsafe extern "C" fn accept4(
     if let Some(kfd) = fdtable::kernel_fd(fd) {
         return kcall_newfd(
             nr::ACCEPT4,
-            [kfd.into(), p!(addr), p!(len), flags.into(), 0, 0],
+            [kfd.into(), arg!(addr), arg!(len), flags.into(), 0, 0],
         );
     }
-    match real().accept4 {
-        // SAFETY: the real function with the program's arguments.
-        Some(f) => unsafe { f(fd, addr, len, flags) },
-        None => no_real() as c_int,
-    }
+    libc_fn!(accept4, fn(c_int, *mut libc::sockaddr, *mut libc::socklen_t, c_int) -> c_int; fd, addr, len, flags)
 }
 
 /// A kernel duplicate of `kfd`, placed by `place`.
@@ -297,11 +231,7 @@ pub unsafe extern "C" fn dup(fd: c_int) -> c_int {
     if let Some(kfd) = fdtable::kernel_fd(fd) {
         return kernel_dup(kfd, fdtable::insert);
     }
-    match real().dup {
-        // SAFETY: the real function with the program's argument.
-        Some(f) => unsafe { f(fd) },
-        None => no_real() as c_int,
-    }
+    libc_fn!(dup, fn(c_int) -> c_int; fd)
 }
 
 /// # Safety
@@ -309,8 +239,7 @@ pub unsafe extern "C" fn dup(fd: c_int) -> c_int {
 #[no_mangle]
 pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
     if old == new {
-        set_errno(libc::EINVAL);
-        return -1;
+        return fail(libc::EINVAL);
     }
     if let Some(kfd) = fdtable::kernel_fd(old) {
         forget_kernel(new);
@@ -319,11 +248,7 @@ pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
         });
     }
     forget_kernel(new);
-    match real().dup3 {
-        // SAFETY: the real function with the program's arguments.
-        Some(f) => unsafe { f(old, new, flags) },
-        None => no_real() as c_int,
-    }
+    libc_fn!(dup3, fn(c_int, c_int, c_int) -> c_int; old, new, flags)
 }
 
 /// # Safety
@@ -335,11 +260,7 @@ pub unsafe extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
         if fdtable::kernel_fd(old).is_some() {
             return new;
         }
-        return match real().dup2 {
-            // SAFETY: the real function with the program's arguments.
-            Some(f) => unsafe { f(old, new) },
-            None => no_real() as c_int,
-        };
+        return libc_fn!(dup2, fn(c_int, c_int) -> c_int; old, new);
     }
     // SAFETY: same contract, no flags.
     unsafe { dup3(old, new, 0) }
@@ -359,12 +280,12 @@ pub unsafe extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int {
         // Close-on-exec is the placeholder's business (exec drops the
         // kernel with the process anyway): answer for the host number.
         if cmd == libc::F_GETFD || cmd == libc::F_SETFD {
-            // SAFETY: the real fcntl on our placeholder.
+            // SAFETY: the host's fcntl on our placeholder.
             return unsafe { libc::syscall(libc::SYS_fcntl, fd, cmd, arg) } as c_int;
         }
         return kcall(nr::FCNTL, [kfd.into(), cmd.into(), arg as i64, 0, 0, 0]) as c_int;
     }
-    // SAFETY: the real, variadic fcntl called with the same three words.
+    // SAFETY: the host's fcntl with the program's three words.
     unsafe { libc::syscall(libc::SYS_fcntl, fd, cmd, arg) as c_int }
 }
 
@@ -375,10 +296,8 @@ pub unsafe extern "C" fn ioctl(fd: c_int, request: c_ulong, arg: c_ulong) -> c_i
     if let Some(kfd) = fdtable::kernel_fd(fd) {
         return kcall(nr::IOCTL, [kfd.into(), request as i64, arg as i64, 0, 0, 0]) as c_int;
     }
-    // SAFETY: the real ioctl with the same three words.
-    ret(Ok(unsafe {
-        libc::syscall(libc::SYS_ioctl, fd, request, arg)
-    })) as c_int
+    // SAFETY: the host's ioctl with the program's three words.
+    unsafe { libc::syscall(libc::SYS_ioctl, fd, request, arg) as c_int }
 }
 
 /// # Safety
@@ -387,8 +306,7 @@ pub unsafe extern "C" fn ioctl(fd: c_int, request: c_ulong, arg: c_ulong) -> c_i
 #[no_mangle]
 pub unsafe extern "C" fn poll(fds: *mut libc::pollfd, nfds: libc::nfds_t, timeout: c_int) -> c_int {
     if crate::hijack::fd::poll::too_many_fds(nfds) {
-        set_errno(libc::EINVAL);
-        return -1;
+        return fail(libc::EINVAL);
     }
     if !crate::hijack::net::packet::any() || fds.is_null() || nfds == 0 {
         // SAFETY: same contract.
@@ -420,11 +338,7 @@ unsafe fn poll_descriptors(fds: *mut libc::pollfd, nfds: libc::nfds_t, timeout: 
         .filter(|p| fdtable::kernel_fd(p.fd).is_some())
         .count();
     if kernel == 0 {
-        return match real().poll {
-            // SAFETY: the real function with the program's arguments.
-            Some(f) => unsafe { f(fds, nfds, timeout) },
-            None => no_real() as c_int,
-        };
+        return libc_fn!(poll, fn(*mut libc::pollfd, libc::nfds_t, c_int) -> c_int; fds, nfds, timeout);
     }
     if kernel == set.len() {
         // All kernel descriptors: one ppoll in the kernel, on kernel numbers.
@@ -436,8 +350,8 @@ unsafe fn poll_descriptors(fds: *mut libc::pollfd, nfds: libc::nfds_t, timeout: 
             tv_sec: i64::from(timeout / 1000),
             tv_nsec: i64::from(timeout % 1000) * 1_000_000,
         });
-        let tsp = ts.as_ref().map_or(0, |t| p!(t as *const _));
-        let r = kcall(nr::PPOLL, [p!(fds), nfds as i64, tsp, 0, 8, 0]);
+        let tsp = ts.as_ref().map_or(0, |t| arg!(t as *const _));
+        let r = kcall(nr::PPOLL, [arg!(fds), nfds as i64, tsp, 0, 8, 0]);
         for (p, h) in set.iter_mut().zip(host) {
             p.fd = h;
         }
@@ -462,11 +376,7 @@ pub unsafe extern "C" fn select(
     let nfds = nfds.clamp(0, libc::FD_SETSIZE as c_int);
     let mut list = crate::hijack::fd::poll::fdsets_to_pollfds(nfds, readfds, writefds, exceptfds);
     if !list.iter().any(|p| fdtable::kernel_fd(p.fd).is_some()) {
-        return match real().select {
-            // SAFETY: the real function with the program's arguments.
-            Some(f) => unsafe { f(nfds, readfds, writefds, exceptfds, timeout) },
-            None => no_real() as c_int,
-        };
+        return libc_fn!(select, fn(c_int, *mut libc::fd_set, *mut libc::fd_set, *mut libc::fd_set, *mut libc::timeval) -> c_int; nfds, readfds, writefds, exceptfds, timeout);
     }
     let t = if timeout.is_null() {
         None
@@ -474,8 +384,7 @@ pub unsafe extern "C" fn select(
         // SAFETY: the program's timeval.
         let tv = unsafe { timeout.read() };
         if tv.tv_sec < 0 || !(0..1_000_000).contains(&tv.tv_usec) {
-            set_errno(libc::EINVAL);
-            return -1;
+            return fail(libc::EINVAL);
         }
         Some(std::time::Duration::new(
             tv.tv_sec as u64,
@@ -510,15 +419,6 @@ pub unsafe extern "C" fn fcntl64(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int {
 
 fd_hook!(readv, nr::READV, (iov: *const libc::iovec, n: c_int) -> isize);
 fd_hook!(writev, nr::WRITEV, (iov: *const libc::iovec, n: c_int) -> isize);
-
-/// glibc's fortified wrappers (`_FORTIFY_SOURCE`) end in the same calls;
-/// an overflowing request aborts as glibc's own check does.
-fn fortify(len: usize, buflen: usize) {
-    if len > buflen {
-        // SAFETY: abort has no preconditions; this is glibc's behaviour.
-        unsafe { libc::abort() };
-    }
-}
 
 /// # Safety
 /// glibc's contract for `__read_chk`.
