@@ -35,6 +35,7 @@ mod hijack {
     pub mod fs;
     pub mod host;
     pub mod init;
+    pub mod lifecycle;
     pub mod net;
     pub mod signals;
 }

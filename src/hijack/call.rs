@@ -50,7 +50,9 @@ pub fn kcall(nr: i64, args: [i64; 6]) -> i64 {
     if impossible_pointer(nr, &args) {
         return libc_result(Err(Errno::EFAULT));
     }
-    libc_result(crate::hijack::signals::call(nr, args).map_err(crate::hijack::init::after_fork))
+    libc_result(
+        crate::hijack::signals::call(nr, args).map_err(crate::hijack::lifecycle::after_fork),
+    )
 }
 
 /// True for an address no mapping can have: below the host's lowest

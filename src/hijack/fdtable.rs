@@ -179,7 +179,7 @@ const RETIRED: i32 = i32::MAX - 1;
 /// At exit: returns the kernel descriptor behind `fd` for closing, but
 /// leaves `fd` marked as a kernel one (standing for no kernel file), so
 /// another thread's call on it still goes the kernel's way (and stops
-/// there, see `init::park_if_exiting`) instead of reaching the host
+/// there, see `lifecycle::park_if_exiting`) instead of reaching the host
 /// placeholder.
 pub fn retire(fd: c_int) -> Option<i32> {
     let idx = usize::try_from(fd).ok()?;

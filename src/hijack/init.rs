@@ -5,8 +5,6 @@
 //! status 1: nothing silently falls back to the host's network. The
 //! config's disks are attached before boot and mounted after it (disks.rs).
 
-use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use lkl::config::Config;
@@ -16,8 +14,7 @@ use lkl::virtio::net::backends::open_backend;
 use lkl::virtio::Net;
 use lkl::{BootOptions, Kernel};
 
-/// True while calls on kernel descriptors can be served.
-static ACTIVE: AtomicBool = AtomicBool::new(false);
+use crate::hijack::lifecycle::{self, active, diag, forked, set_active};
 
 struct Running {
     kernel: Kernel,
@@ -27,91 +24,15 @@ struct Running {
 
 static RUNNING: Mutex<Option<Running>> = Mutex::new(None);
 
-/// The settings the hooks consult after boot.
+/// The settings the exit path consults.
 struct Settings {
-    nameservers: Vec<IpAddr>,
     dump: Vec<String>,
 }
 
 static SETTINGS: OnceLock<Settings> = OnceLock::new();
 
-/// The config's `nameserver` list (empty: glibc resolves).
-pub fn nameservers() -> &'static [IpAddr] {
-    SETTINGS.get().map_or(&[], |s| &s.nameservers)
-}
-
-/// Set in the child of a fork: the kernel stayed in the parent.
-static FORKED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn in_forked_child() {
-    FORKED.store(true, Ordering::Release);
-}
-
-/// The thread running the exit path (0: the program is not exiting).
-static EXITING: AtomicI32 = AtomicI32::new(0);
-
-/// Called where a thread is about to use the kernel (or has just come back
-/// from it): while another thread runs the exit path, this thread stops
-/// here for good, as it would stay blocked in its call on the host until
-/// exit_group ends it. It must not see the kernel's descriptors closed,
-/// its disks unmounted or the kernel halted (a blocked call's ESHUTDOWN,
-/// a path that fell back to the host): the program would print errors, or
-/// open a file that keeps a disk from being unmounted. Holds no lock of
-/// ours; `pause` is the host's, so signals are still handled.
-#[inline]
-pub fn park_if_exiting() {
-    let t = EXITING.load(Ordering::Acquire);
-    if t != 0 {
-        park_unless(t);
-    }
-}
-
-#[cold]
-fn park_unless(exiting: i32) {
-    // SAFETY: gettid has no arguments.
-    if unsafe { libc::gettid() } == exiting {
-        return;
-    }
-    loop {
-        // SAFETY: waits for a signal; the process ends around us.
-        unsafe { libc::pause() };
-    }
-}
-
-/// True in a process forked from the one running the kernel.
-pub fn forked() -> bool {
-    FORKED.load(Ordering::Acquire)
-}
-
-/// A kernel call's error as the program should see it: in a forked child
-/// the inherited kernel descriptors are gone (EBADF), not ESHUTDOWN.
-pub fn after_fork(e: lkl::Errno) -> lkl::Errno {
-    if e == lkl::Errno::ESHUTDOWN && forked() {
-        lkl::Errno::EBADF
-    } else {
-        e
-    }
-}
-
-/// Says once why a forked child gets no kernel sockets.
-pub fn forked_socket_error() {
-    static SAID: AtomicBool = AtomicBool::new(false);
-    if !SAID.swap(true, Ordering::AcqRel) {
-        diag("socket(): this process is a fork of the one that runs the kernel, which stayed there: no kernel sockets here (exec a program to boot its own)");
-    }
-}
-
-/// A one-line diagnostic on stderr.
-pub fn diag(msg: &str) {
-    eprintln!("lkl-hijack: {msg}");
-}
-
-#[inline]
-pub fn active() -> bool {
-    ACTIVE.load(Ordering::Acquire)
-}
-
-fn fail(msg: &str) -> ! {
+/// Stops the program before `main`: its config cannot be served.
+fn refuse_to_start(msg: &str) -> ! {
     eprintln!("lkl-hijack: {msg}");
     // SAFETY: ends the process before main, without running its atexit
     // handlers (nothing of the program has run yet).
@@ -166,8 +87,8 @@ fn start() -> Result<Running, String> {
     let _ = lkl::syscall::setrlimit(libc::RLIMIT_NOFILE, 1 << 20, 1 << 20);
     crate::hijack::fs::disks::mount(&config, &disks.disks)?;
     lkl::netcfg::apply(&config, &names).map_err(|e| e.to_string())?;
+    crate::hijack::net::resolve::set_nameservers(config.nameservers.clone());
     let _ = SETTINGS.set(Settings {
-        nameservers: config.nameservers.clone(),
         dump: config.dump.clone(),
     });
     Ok(Running {
@@ -194,11 +115,17 @@ fn open_fds() -> Vec<i32> {
 fn close_on_exec_since(before: &[i32]) {
     for fd in open_fds() {
         if !before.contains(&fd) {
-            // SAFETY: sets a flag on a descriptor of this process.
+            // SAFETY: the host's fcntl reads and sets a flag on a descriptor
+            // of this process (no pointer arguments).
             unsafe {
-                let f = libc::fcntl(fd, libc::F_GETFD);
-                if f >= 0 && f & libc::FD_CLOEXEC == 0 {
-                    libc::fcntl(fd, libc::F_SETFD, f | libc::FD_CLOEXEC);
+                let f = libc::syscall(libc::SYS_fcntl, fd, libc::F_GETFD);
+                if f >= 0 && f & i64::from(libc::FD_CLOEXEC) == 0 {
+                    libc::syscall(
+                        libc::SYS_fcntl,
+                        fd,
+                        libc::F_SETFD,
+                        f | i64::from(libc::FD_CLOEXEC),
+                    );
                 }
             }
         }
@@ -212,11 +139,11 @@ extern "C" fn hijack_init() {
     match started {
         Ok(running) => {
             // SAFETY: registers a handler that only stores to an atomic.
-            unsafe { libc::pthread_atfork(None, None, Some(in_forked_child)) };
+            unsafe { libc::pthread_atfork(None, None, Some(lifecycle::mark_forked)) };
             *RUNNING.lock().unwrap_or_else(|e| e.into_inner()) = Some(running);
-            ACTIVE.store(true, Ordering::Release);
+            set_active(true);
         }
-        Err(e) => fail(&e),
+        Err(e) => refuse_to_start(&e),
     }
 }
 
@@ -262,18 +189,17 @@ fn dump(paths: &[String]) {
 extern "C" fn hijack_fini() {
     if forked() {
         // The kernel is the parent's; there is nothing here to halt.
-        ACTIVE.store(false, Ordering::Release);
+        set_active(false);
         return;
     }
     // From here on other threads stop where they meet the kernel.
-    // SAFETY: gettid has no arguments.
-    EXITING.store(unsafe { libc::gettid() }, Ordering::Release);
+    lifecycle::begin_exit();
     if let Some(s) = SETTINGS.get() {
         if active() {
             dump(&s.dump);
         }
     }
-    ACTIVE.store(false, Ordering::Release);
+    set_active(false);
     let running = RUNNING.lock().unwrap_or_else(|e| e.into_inner()).take();
     if let Some(r) = running {
         crate::hijack::fs::disks::finish(r.kernel);

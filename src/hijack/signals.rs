@@ -157,7 +157,7 @@ fn ktid() -> i32 {
 /// One kernel call, interruptible by the program's signal handlers, and
 /// raising SIGPIPE as the host would.
 pub fn call(nr: i64, args: [i64; 6]) -> Result<i64, Errno> {
-    crate::hijack::init::park_if_exiting();
+    crate::hijack::lifecycle::park_if_exiting();
     ktid();
     loop {
         INTERRUPTED.with(|i| i.store(false, Ordering::Release));
@@ -167,7 +167,7 @@ pub fn call(nr: i64, args: [i64; 6]) -> Result<i64, Errno> {
         IN_CALL.with(|c| c.store(false, Ordering::Release));
         // A call ended by the exit path (its descriptor closed, the kernel
         // halted) does not return to the program.
-        crate::hijack::init::park_if_exiting();
+        crate::hijack::lifecycle::park_if_exiting();
         if r == Err(Errno::EINTR)
             && INTERRUPTED.with(|i| i.load(Ordering::Acquire))
             && RESTART.with(|r| r.load(Ordering::Acquire))

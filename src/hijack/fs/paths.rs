@@ -18,7 +18,7 @@ use std::ffi::{c_char, c_int, CStr, CString};
 use std::sync::{OnceLock, RwLock};
 
 use crate::hijack::fdtable;
-use crate::hijack::init::active;
+use crate::hijack::lifecycle::active;
 
 /// Where a call goes.
 #[derive(Debug, PartialEq, Eq)]
@@ -186,7 +186,7 @@ pub fn route(dirfd: c_int, path: *const c_char) -> Route {
     if !active() {
         // Not while another thread unmounts the disks: the path would
         // fall back to the host.
-        crate::hijack::init::park_if_exiting();
+        crate::hijack::lifecycle::park_if_exiting();
         return Route::Host;
     }
     // SAFETY: the program passes a NUL-terminated path.

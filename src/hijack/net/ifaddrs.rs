@@ -129,7 +129,7 @@ pub fn index_to_name(index: u32) -> Result<Vec<u8>, Errno> {
 use std::ffi::{c_char, c_uint};
 
 use crate::hijack::host::{fail, libc_fn, set_errno};
-use crate::hijack::init::active;
+use crate::hijack::lifecycle::active;
 
 /// # Safety
 /// libc's contract for `if_nametoindex`.
@@ -542,7 +542,7 @@ pub unsafe extern "C" fn getifaddrs(ifap: *mut *mut libc::ifaddrs) -> std::ffi::
     if ifap.is_null() {
         return fail(libc::EFAULT);
     }
-    if crate::hijack::init::forked() {
+    if crate::hijack::lifecycle::forked() {
         // The kernel stayed with the parent.
         return fail(libc::ENETDOWN);
     }

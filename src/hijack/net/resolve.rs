@@ -14,22 +14,30 @@
 
 use std::ffi::{c_char, c_int, CStr};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use lkl::dns::files;
 use lkl::dns::wire::{self, TYPE_A, TYPE_AAAA};
 use lkl::dns::{Client, LookupError};
 
 use crate::hijack::host::libc_fn;
-use crate::hijack::init;
+use crate::hijack::lifecycle::{active, diag};
 
 /// glibc's value (not in the libc crate).
 const EAI_ADDRFAMILY: c_int = -9;
 
-/// The config's nameservers, if resolution is ours.
-fn ours() -> Option<Client> {
-    let servers = init::nameservers();
-    (init::active() && !servers.is_empty()).then(|| Client::new(servers.to_vec()))
+/// The config's `nameserver` list (empty: glibc resolves).
+static NAMESERVERS: OnceLock<Vec<IpAddr>> = OnceLock::new();
+
+/// Records the config's `nameserver` list (once, from init).
+pub fn set_nameservers(servers: Vec<IpAddr>) {
+    let _ = NAMESERVERS.set(servers);
+}
+
+/// A client for the config's nameservers, if resolution is ours.
+fn client() -> Option<Client> {
+    let servers = NAMESERVERS.get().map_or(&[][..], |s| &s[..]);
+    (active() && !servers.is_empty()).then(|| Client::new(servers.to_vec()))
 }
 
 fn read_host_file(path: &str) -> String {
@@ -163,7 +171,7 @@ fn resolve(client: &Client, name: &str, family: c_int, flags: c_int) -> Result<F
             }
             Err(LookupError::BadName) => return Err(Fail::NoName),
             Err(LookupError::Failed(why)) => {
-                crate::hijack::init::diag(&format!("resolving {name}: {why}"));
+                diag(&format!("resolving {name}: {why}"));
                 fail = Fail::Again;
             }
         }
@@ -431,7 +439,7 @@ pub unsafe extern "C" fn getaddrinfo(
     hints: *const libc::addrinfo,
     res: *mut *mut libc::addrinfo,
 ) -> c_int {
-    let Some(client) = ours() else {
+    let Some(client) = client() else {
         return match libc_fn!(
             getaddrinfo,
             fn(
@@ -585,7 +593,7 @@ pub unsafe extern "C" fn getnameinfo(
     servlen: libc::socklen_t,
     flags: c_int,
 ) -> c_int {
-    let Some(client) = ours() else {
+    let Some(client) = client() else {
         return match libc_fn!(
             getnameinfo,
             fn(
@@ -705,7 +713,7 @@ pub unsafe extern "C" fn gethostbyname2_r(
     result: *mut *mut libc::hostent,
     h_errnop: *mut c_int,
 ) -> c_int {
-    let Some(client) = ours() else {
+    let Some(client) = client() else {
         return match libc_fn!(
             gethostbyname2_r,
             fn(
@@ -781,7 +789,7 @@ pub unsafe extern "C" fn gethostbyname_r(
     result: *mut *mut libc::hostent,
     h_errnop: *mut c_int,
 ) -> c_int {
-    if ours().is_none() {
+    if client().is_none() {
         return match libc_fn!(
             gethostbyname_r,
             fn(
@@ -828,7 +836,7 @@ static STATIC: Mutex<Static> = Mutex::new(Static {
 /// libc's contract for `gethostbyname2`.
 #[no_mangle]
 pub unsafe extern "C" fn gethostbyname2(name: *const c_char, af: c_int) -> *mut libc::hostent {
-    if ours().is_none() {
+    if client().is_none() {
         return match libc_fn!(
             gethostbyname2,
             fn(*const c_char, c_int) -> *mut libc::hostent
@@ -863,7 +871,7 @@ pub unsafe extern "C" fn gethostbyname2(name: *const c_char, af: c_int) -> *mut 
 /// libc's contract for `gethostbyname`.
 #[no_mangle]
 pub unsafe extern "C" fn gethostbyname(name: *const c_char) -> *mut libc::hostent {
-    if ours().is_none() {
+    if client().is_none() {
         return match libc_fn!(gethostbyname, fn(*const c_char) -> *mut libc::hostent) {
             // SAFETY: glibc's function with the program's argument.
             Some(f) => unsafe { f(name) },

@@ -15,7 +15,7 @@ use lkl::syscall::{nr, raw};
 use crate::hijack::call::{arg, fd_hook, fortify, kcall, kcall_newfd};
 use crate::hijack::fdtable;
 use crate::hijack::host::{fail, libc_fn, set_errno};
-use crate::hijack::init::active;
+use crate::hijack::lifecycle::active;
 
 /// # Safety
 /// libc's contract for `socket`.
@@ -23,11 +23,11 @@ use crate::hijack::init::active;
 pub unsafe extern "C" fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
     // AF_UNIX stays on the host: local IPC (and the program's own) keeps working.
     if !active() && domain != libc::AF_UNIX {
-        crate::hijack::init::park_if_exiting();
+        crate::hijack::lifecycle::park_if_exiting();
     }
     if active() && domain != libc::AF_UNIX {
-        if crate::hijack::init::forked() {
-            crate::hijack::init::forked_socket_error();
+        if crate::hijack::lifecycle::forked() {
+            crate::hijack::lifecycle::forked_socket_error();
             return fail(libc::ENETDOWN);
         }
         return kcall_newfd(
@@ -51,7 +51,7 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
     if let Some(kfd) = fdtable::remove(fd) {
         // In a forked child the kernel descriptor is the parent's: only
         // the placeholder goes.
-        let r = if crate::hijack::init::forked() {
+        let r = if crate::hijack::lifecycle::forked() {
             0
         } else {
             kcall(nr::CLOSE, [kfd.into(), 0, 0, 0, 0, 0])
