@@ -90,7 +90,7 @@ pub fn finish(kernel: Kernel) {
     // after the program's atexit handlers, before stdio's own cleanup.
     unsafe { libc::fflush(std::ptr::null_mut()) };
     if paths::routing() {
-        crate::hijack::fs::files::leave_kernel_cwd();
+        crate::hijack::fs::cwd::leave_kernel_cwd();
     }
     // Close what the program left open, as the host does at exit: sockets
     // send their FIN, files drop their references.

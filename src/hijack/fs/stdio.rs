@@ -13,7 +13,7 @@ use lkl::syscall::nr;
 
 use crate::hijack::call::{arg, close_kernel_fd, kcall};
 use crate::hijack::fdtable;
-use crate::hijack::fs::files::kernel_open;
+use crate::hijack::fs::open::kernel_open;
 use crate::hijack::fs::paths::{route, Route};
 use crate::hijack::host::{errno, fail, libc_fn, set_errno};
 
