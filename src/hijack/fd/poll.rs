@@ -1,299 +1,143 @@
-//! Data and file calls on kernel descriptors beyond read/write: fstat,
-//! lseek, pread/pwrite(v), recvmmsg/sendmmsg, sendfile and splice (in the
-//! kernel when both ends are kernel descriptors, by a bounded copy loop
-//! through a 64 KiB buffer when one end is the host's), and ppoll/pselect
-//! over host and kernel descriptors with the caller's signal mask applied
-//! atomically around the blocking step (drain -> harvest -> block, as poll).
-//!
-//! Values that cross here are the same in both ABIs (the identities are
-//! asserted at compile time from lkl::xlate's checked tables) except
-//! `struct stat`, which xlate converts.
+//! poll, select, ppoll and pselect over host and kernel descriptors
+//! together. Only host descriptors: libc's call (or the host's system call,
+//! with a copy of the timeout as glibc makes). Only kernel ones: one ppoll
+//! in the kernel. Both: the mixed wait (`wait`), drain -> harvest -> block
+//! with no thread and no polling loop, the caller's signal mask applied
+//! atomically around the blocking step. Emulated packet rings among the
+//! descriptors are filled around poll's wait (net/packet.rs).
 
 use std::ffi::{c_int, c_void};
 use std::time::{Duration, Instant};
 
 use lkl::syscall::{abi, nr};
 
-use crate::hijack::call::{arg, kcall, SIGSET_SIZE};
+use crate::hijack::call::{arg, fortify, kcall, SIGSET_SIZE};
 use crate::hijack::fdtable;
-use crate::hijack::host::{errno, fail, set_errno};
-
-/// Copy-loop buffer.
-const CHUNK: usize = 64 << 10;
-
-// fstat, lseek and positioned I/O on kernel descriptors live in files.rs.
+use crate::hijack::host::{fail, libc_fn};
 
 /// # Safety
-/// libc's contract for `recvmmsg` (struct mmsghdr and timespec have one
-/// layout in both ABIs).
+/// libc's contract for `poll`. Emulated packet rings among the
+/// descriptors are filled around the wait (packet.rs).
 #[no_mangle]
-pub unsafe extern "C" fn recvmmsg(
-    fd: c_int,
-    msgs: *mut libc::mmsghdr,
-    n: u32,
-    flags: c_int,
-    timeout: *mut libc::timespec,
-) -> c_int {
-    if let Some(kfd) = fdtable::kernel_fd(fd) {
-        return kcall(
-            nr::RECVMMSG,
-            [
-                kfd.into(),
-                arg!(msgs),
-                n.into(),
-                flags.into(),
-                arg!(timeout),
-                0,
-            ],
-        ) as c_int;
+pub unsafe extern "C" fn poll(fds: *mut libc::pollfd, nfds: libc::nfds_t, timeout: c_int) -> c_int {
+    if too_many_fds(nfds) {
+        return fail(libc::EINVAL);
     }
-    // SAFETY: the program's arguments to the same host call.
-    unsafe { libc::syscall(libc::SYS_recvmmsg, fd, msgs, n, flags, timeout) as c_int }
-}
-
-/// # Safety
-/// libc's contract for `sendmmsg`.
-#[no_mangle]
-pub unsafe extern "C" fn sendmmsg(
-    fd: c_int,
-    msgs: *mut libc::mmsghdr,
-    n: u32,
-    flags: c_int,
-) -> c_int {
-    if let Some(kfd) = fdtable::kernel_fd(fd) {
-        return kcall(
-            nr::SENDMMSG,
-            [kfd.into(), arg!(msgs), n.into(), flags.into(), 0, 0],
-        ) as c_int;
+    if !crate::hijack::net::packet::any() || fds.is_null() || nfds == 0 {
+        // SAFETY: same contract.
+        return unsafe { poll_descriptors(fds, nfds, timeout) };
     }
-    // SAFETY: the program's arguments to the same host call.
-    unsafe { libc::syscall(libc::SYS_sendmmsg, fd, msgs, n, flags) as c_int }
-}
-
-/// One end of a copy.
-#[derive(Clone, Copy)]
-enum End {
-    Host(c_int),
-    Kernel(i32),
-}
-
-impl End {
-    fn of(fd: c_int) -> End {
-        match fdtable::kernel_fd(fd) {
-            Some(k) => End::Kernel(k),
-            None => End::Host(fd),
-        }
-    }
-
-    /// Reads at `off` (or the file position): bytes read, or -1 and errno.
-    fn read(self, buf: &mut [u8], off: Option<i64>) -> isize {
-        let (ptr, len) = (buf.as_mut_ptr(), buf.len());
-        match (self, off) {
-            // SAFETY: at most `len` bytes into our buffer.
-            (End::Host(fd), None) => unsafe {
-                libc::syscall(libc::SYS_read, fd, ptr, len) as isize
-            },
-            // SAFETY: as above.
-            (End::Host(fd), Some(o)) => unsafe {
-                libc::syscall(libc::SYS_pread64, fd, ptr, len, o) as isize
-            },
-            (End::Kernel(k), None) => {
-                kcall(nr::READ, [k.into(), arg!(ptr), len as i64, 0, 0, 0]) as isize
-            }
-            (End::Kernel(k), Some(o)) => {
-                kcall(nr::PREAD64, [k.into(), arg!(ptr), len as i64, o, 0, 0]) as isize
-            }
-        }
-    }
-
-    fn write(self, buf: &[u8], off: Option<i64>) -> isize {
-        let (ptr, len) = (buf.as_ptr(), buf.len());
-        match (self, off) {
-            // SAFETY: `len` bytes from our buffer.
-            (End::Host(fd), None) => unsafe {
-                libc::syscall(libc::SYS_write, fd, ptr, len) as isize
-            },
-            // SAFETY: as above.
-            (End::Host(fd), Some(o)) => unsafe {
-                libc::syscall(libc::SYS_pwrite64, fd, ptr, len, o) as isize
-            },
-            (End::Kernel(k), None) => {
-                kcall(nr::WRITE, [k.into(), arg!(ptr), len as i64, 0, 0, 0]) as isize
-            }
-            (End::Kernel(k), Some(o)) => {
-                kcall(nr::PWRITE64, [k.into(), arg!(ptr), len as i64, o, 0, 0]) as isize
-            }
-        }
-    }
-
-    /// Moves the file position back by `n` (bytes read but not written).
-    fn unread(self, n: usize) -> bool {
-        let n = -(n as i64);
-        match self {
-            // SAFETY: no pointer arguments.
-            End::Host(fd) => unsafe { libc::syscall(libc::SYS_lseek, fd, n, libc::SEEK_CUR) >= 0 },
-            End::Kernel(k) => kcall(nr::LSEEK, [k.into(), n, libc::SEEK_CUR.into(), 0, 0, 0]) >= 0,
-        }
-    }
-
-    /// Waits until a host descriptor takes more data.
-    fn wait_writable(self) {
-        if let End::Host(fd) = self {
-            let mut p = libc::pollfd {
-                fd,
-                events: libc::POLLOUT,
-                revents: 0,
-            };
-            // SAFETY: one pollfd of ours.
-            unsafe { libc::syscall(libc::SYS_poll, &mut p as *mut libc::pollfd, 1, -1) };
-        }
-    }
-}
-
-/// Copies up to `count` bytes from `src` to `dst` through a buffer:
-/// `in_off` (the program's offset pointer, updated) or the file position;
-/// `out_off` likewise for the output. Stops at end of input, or when the
-/// output would block after some progress. Bytes read but not written go
-/// back to a seekable input; for an unseekable one (a socket) the rest is
-/// written out, waiting for a host output to drain, rather than lost.
-fn copy(
-    src: End,
-    dst: End,
-    in_off: *mut i64,
-    out_off: *mut i64,
-    count: usize,
-    once: bool,
-) -> isize {
-    let mut buf = vec![0u8; CHUNK.min(count.max(1))];
-    let mut done = 0usize;
-    while done < count {
-        let want = buf.len().min(count - done);
-        // SAFETY: the program's offset, if given.
-        let ioff = (!in_off.is_null()).then(|| unsafe { *in_off });
-        let got = src.read(&mut buf[..want], ioff);
-        if got < 0 {
-            return if done > 0 { done as isize } else { -1 };
-        }
-        if got == 0 {
-            break;
-        }
-        let got = got as usize;
-        let mut put = 0usize;
-        while put < got {
-            // SAFETY: as above.
-            let ooff = (!out_off.is_null()).then(|| unsafe { *out_off });
-            let w = dst.write(&buf[put..got], ooff);
-            if w > 0 {
-                put += w as usize;
-                if !out_off.is_null() {
-                    // SAFETY: as above.
-                    unsafe { *out_off += w as i64 };
-                }
-                continue;
-            }
-            let e = errno();
-            if !in_off.is_null() || src.unread(got - put) {
-                // The input gives the unwritten bytes back.
-                break;
-            }
-            if e == libc::EAGAIN {
-                dst.wait_writable();
-                continue;
-            }
-            // Output failed for good: what was read is lost (as a failed
-            // write after a read would lose it).
-            set_errno(e);
-            return if done + put > 0 {
-                (done + put) as isize
-            } else {
-                -1
-            };
-        }
-        if !in_off.is_null() {
-            // SAFETY: as above.
-            unsafe { *in_off += put as i64 };
-        }
-        done += put;
-        if put < got {
-            // The output would block: return what went, or EAGAIN.
-            if done == 0 {
-                return fail(libc::EAGAIN);
-            }
-            break;
-        }
-        if once {
-            break;
-        }
-    }
-    done as isize
-}
-
-/// # Safety
-/// libc's contract for `sendfile`.
-#[no_mangle]
-pub unsafe extern "C" fn sendfile(
-    out_fd: c_int,
-    in_fd: c_int,
-    offset: *mut i64,
-    count: usize,
-) -> isize {
-    match (End::of(out_fd), End::of(in_fd)) {
-        // SAFETY: the program's arguments to the same host call.
-        (End::Host(o), End::Host(i)) => unsafe {
-            libc::syscall(libc::SYS_sendfile, o, i, offset, count) as isize
-        },
-        (End::Kernel(o), End::Kernel(i)) => kcall(
-            nr::SENDFILE,
-            [o.into(), i.into(), arg!(offset), count as i64, 0, 0],
-        ) as isize,
-        (dst, src) => copy(src, dst, offset, std::ptr::null_mut(), count, false),
-    }
-}
-
-/// # Safety
-/// libc's contract for `sendfile64`.
-#[no_mangle]
-pub unsafe extern "C" fn sendfile64(
-    out_fd: c_int,
-    in_fd: c_int,
-    offset: *mut i64,
-    count: usize,
-) -> isize {
+    // SAFETY: the program passes `nfds` pollfds at `fds`.
+    let set = unsafe { std::slice::from_raw_parts_mut(fds, nfds as usize) };
+    let now = crate::hijack::net::packet::before_poll(set);
     // SAFETY: same contract.
-    unsafe { sendfile(out_fd, in_fd, offset, count) }
+    let r = unsafe { poll_descriptors(fds, nfds, if now { 0 } else { timeout }) };
+    if r < 0 {
+        return r;
+    }
+    // SAFETY: as above; poll_descriptors has returned.
+    let set = unsafe { std::slice::from_raw_parts_mut(fds, nfds as usize) };
+    r + crate::hijack::net::packet::after_poll(set)
+}
+
+/// `poll` over host and kernel descriptors.
+unsafe fn poll_descriptors(fds: *mut libc::pollfd, nfds: libc::nfds_t, timeout: c_int) -> c_int {
+    let set = if fds.is_null() || nfds == 0 {
+        &mut [][..]
+    } else {
+        // SAFETY: the program passes `nfds` pollfds at `fds` (not null).
+        unsafe { std::slice::from_raw_parts_mut(fds, nfds as usize) }
+    };
+    let kernel = set
+        .iter()
+        .filter(|p| fdtable::kernel_fd(p.fd).is_some())
+        .count();
+    if kernel == 0 {
+        return libc_fn!(poll, fn(*mut libc::pollfd, libc::nfds_t, c_int) -> c_int; fds, nfds, timeout);
+    }
+    if kernel == set.len() {
+        // All kernel descriptors: one ppoll in the kernel, on kernel numbers.
+        let host: Vec<c_int> = set.iter().map(|p| p.fd).collect();
+        for p in set.iter_mut() {
+            p.fd = fdtable::kernel_fd(p.fd).unwrap_or(-1);
+        }
+        let ts = (timeout >= 0).then(|| lkl::syscall::abi::Timespec {
+            tv_sec: i64::from(timeout / 1000),
+            tv_nsec: i64::from(timeout % 1000) * 1_000_000,
+        });
+        let tsp = ts.as_ref().map_or(0, |t| arg!(t as *const _));
+        let r = kcall(nr::PPOLL, [arg!(fds), nfds as i64, tsp, 0, 8, 0]);
+        for (p, h) in set.iter_mut().zip(host) {
+            p.fd = h;
+        }
+        return r as c_int;
+    }
+    // Host and kernel descriptors together, without a thread or a polling
+    // loop (`wait`: drain the placeholders, harvest both sides, block).
+    let t = (timeout >= 0).then(|| std::time::Duration::from_millis(timeout as u64));
+    wait(set, t, std::ptr::null())
 }
 
 /// # Safety
-/// libc's contract for `splice`. With one end on each side there is no
-/// pipe to splice through: one buffered copy of up to 64 KiB (flags other
-/// than SPLICE_F_NONBLOCK have no meaning for a copy).
+/// libc's contract for `select`.
 #[no_mangle]
-pub unsafe extern "C" fn splice(
-    fd_in: c_int,
-    off_in: *mut i64,
-    fd_out: c_int,
-    off_out: *mut i64,
-    len: usize,
-    flags: u32,
-) -> isize {
-    match (End::of(fd_in), End::of(fd_out)) {
-        (End::Host(i), End::Host(o)) => {
-            // SAFETY: the program's arguments to the same host call.
-            unsafe { libc::syscall(libc::SYS_splice, i, off_in, o, off_out, len, flags) as isize }
-        }
-        (End::Kernel(i), End::Kernel(o)) => kcall(
-            nr::SPLICE,
-            [
-                i.into(),
-                arg!(off_in),
-                o.into(),
-                arg!(off_out),
-                len as i64,
-                flags.into(),
-            ],
-        ) as isize,
-        (src, dst) => copy(src, dst, off_in, off_out, len, true),
+pub unsafe extern "C" fn select(
+    nfds: c_int,
+    readfds: *mut libc::fd_set,
+    writefds: *mut libc::fd_set,
+    exceptfds: *mut libc::fd_set,
+    timeout: *mut libc::timeval,
+) -> c_int {
+    let nfds = nfds.clamp(0, libc::FD_SETSIZE as c_int);
+    let mut list = fdsets_to_pollfds(nfds, readfds, writefds, exceptfds);
+    if !list.iter().any(|p| fdtable::kernel_fd(p.fd).is_some()) {
+        return libc_fn!(select, fn(c_int, *mut libc::fd_set, *mut libc::fd_set, *mut libc::fd_set, *mut libc::timeval) -> c_int; nfds, readfds, writefds, exceptfds, timeout);
     }
+    let t = if timeout.is_null() {
+        None
+    } else {
+        // SAFETY: the program's timeval.
+        let tv = unsafe { timeout.read() };
+        if tv.tv_sec < 0 || !(0..1_000_000).contains(&tv.tv_usec) {
+            return fail(libc::EINVAL);
+        }
+        Some(std::time::Duration::new(
+            tv.tv_sec as u64,
+            tv.tv_usec as u32 * 1000,
+        ))
+    };
+    let start = std::time::Instant::now();
+    if wait(&mut list, t, std::ptr::null()) < 0 {
+        return -1;
+    }
+    let count = pollfds_to_fdsets(&list, readfds, writefds, exceptfds);
+    if let Some(t) = t {
+        // Linux's select leaves the time not slept in *timeout.
+        let left = t.saturating_sub(start.elapsed());
+        // SAFETY: the program's timeval.
+        unsafe {
+            (*timeout).tv_sec = left.as_secs() as libc::time_t;
+            (*timeout).tv_usec = left.subsec_micros() as libc::suseconds_t;
+        }
+    }
+    count
+}
+
+/// # Safety
+/// glibc's contract for `__poll_chk`.
+#[no_mangle]
+pub unsafe extern "C" fn __poll_chk(
+    fds: *mut libc::pollfd,
+    nfds: libc::nfds_t,
+    timeout: c_int,
+    fdslen: usize,
+) -> c_int {
+    fortify(
+        (nfds as usize).saturating_mul(std::mem::size_of::<libc::pollfd>()),
+        fdslen,
+    );
+    // SAFETY: same contract as poll once the length is checked.
+    unsafe { poll(fds, nfds, timeout) }
 }
 
 /// The mixed wait behind ppoll and pselect: kernel entries are confirmed
@@ -301,7 +145,7 @@ pub unsafe extern "C" fn splice(
 /// host entries are polled with a zero timeout, and only then does the
 /// host ppoll block, on the host entries and the placeholders, with
 /// `sigmask` in force for the blocking step alone.
-pub(crate) fn wait(
+fn wait(
     set: &mut [libc::pollfd],
     timeout: Option<Duration>,
     sigmask: *const libc::sigset_t,
@@ -449,7 +293,7 @@ fn timeout_of(ts: *const libc::timespec) -> Result<Option<Duration>, i32> {
 
 /// The host's check on poll's `nfds` (more than RLIMIT_NOFILE: EINVAL),
 /// made before anything reads the array.
-pub(crate) fn too_many_fds(nfds: libc::nfds_t) -> bool {
+fn too_many_fds(nfds: libc::nfds_t) -> bool {
     nfds > 256 && nfds > host_nofile()
 }
 
@@ -581,7 +425,7 @@ pub unsafe extern "C" fn pselect(
 
 /// The pollfd list select and pselect wait on: one entry per descriptor
 /// below `nfds` in any of the program's sets.
-pub(crate) fn fdsets_to_pollfds(
+fn fdsets_to_pollfds(
     nfds: c_int,
     readfds: *mut libc::fd_set,
     writefds: *mut libc::fd_set,
@@ -613,7 +457,7 @@ pub(crate) fn fdsets_to_pollfds(
 
 /// Writes a finished wait back into the program's sets as select does and
 /// returns the number of bits set, or -1 (EBADF) for a closed descriptor.
-pub(crate) fn pollfds_to_fdsets(
+fn pollfds_to_fdsets(
     list: &[libc::pollfd],
     readfds: *mut libc::fd_set,
     writefds: *mut libc::fd_set,

@@ -1,0 +1,160 @@
+//! The calls that manage descriptors, kernel and host ones alike: close
+//! (a kernel descriptor leaves its epoll sets and its packet ring first),
+//! dup, dup2, dup3 and fcntl's F_DUPFD (a kernel duplicate gets a host
+//! number of its own, the one asked for where there is one), fcntl and
+//! ioctl.
+//!
+//! `fcntl` and `ioctl` are variadic in C; on x86_64 the third argument of
+//! a variadic call travels in the same register as a fixed one, so they
+//! are defined here with a fixed pointer-sized third argument.
+
+use std::ffi::{c_int, c_ulong};
+
+use lkl::syscall::{nr, raw};
+
+use crate::hijack::call::kcall;
+use crate::hijack::fdtable;
+use crate::hijack::host::{fail, libc_fn, set_errno};
+
+/// # Safety
+/// libc's contract for `close`.
+#[no_mangle]
+pub unsafe extern "C" fn close(fd: c_int) -> c_int {
+    if fdtable::kernel_fd(fd).is_some() {
+        crate::hijack::net::packet::forget(fd);
+        // Out of every epoll first: a member's notifier holds the file.
+        crate::hijack::fd::epoll::forget_member(fd);
+    }
+    crate::hijack::fd::epoll::forget_epoll(fd);
+    if let Some(kfd) = fdtable::remove(fd) {
+        // In a forked child the kernel descriptor is the parent's: only
+        // the placeholder goes.
+        let r = if crate::hijack::lifecycle::forked() {
+            0
+        } else {
+            kcall(nr::CLOSE, [kfd.into(), 0, 0, 0, 0, 0])
+        };
+        // The placeholder that stood for the kernel descriptor.
+        crate::hijack::host::close(fd);
+        return r as c_int;
+    }
+    libc_fn!(close, fn(c_int) -> c_int; fd)
+}
+
+/// A kernel duplicate of `kfd`, placed by `place`.
+fn kernel_dup(kfd: i32, place: impl FnOnce(i32) -> Result<c_int, i32>) -> c_int {
+    let knew = kcall(
+        nr::FCNTL,
+        [kfd.into(), libc::F_DUPFD_CLOEXEC.into(), 0, 0, 0, 0],
+    );
+    if knew < 0 {
+        return -1;
+    }
+    match place(knew as i32) {
+        Ok(h) => h,
+        Err(e) => {
+            // SAFETY: closes the duplicate the kernel just made.
+            let _ = unsafe { raw(nr::CLOSE, [knew, 0, 0, 0, 0, 0]) };
+            set_errno(e);
+            -1
+        }
+    }
+}
+
+/// Drops the kernel side of host number `fd` if it was a kernel one
+/// (before something else is put on that number).
+fn forget_kernel(fd: c_int) {
+    crate::hijack::fd::epoll::forget_epoll(fd);
+    if fdtable::kernel_fd(fd).is_some() {
+        crate::hijack::fd::epoll::forget_member(fd);
+    }
+    if let Some(k) = fdtable::remove(fd) {
+        // SAFETY: closes a kernel descriptor nothing refers to any more.
+        let _ = unsafe { raw(nr::CLOSE, [k.into(), 0, 0, 0, 0, 0]) };
+    }
+}
+
+/// # Safety
+/// libc's contract for `dup`.
+#[no_mangle]
+pub unsafe extern "C" fn dup(fd: c_int) -> c_int {
+    if let Some(kfd) = fdtable::kernel_fd(fd) {
+        return kernel_dup(kfd, fdtable::insert);
+    }
+    libc_fn!(dup, fn(c_int) -> c_int; fd)
+}
+
+/// # Safety
+/// libc's contract for `dup3`.
+#[no_mangle]
+pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
+    if old == new {
+        return fail(libc::EINVAL);
+    }
+    if let Some(kfd) = fdtable::kernel_fd(old) {
+        forget_kernel(new);
+        return kernel_dup(kfd, |k| {
+            fdtable::insert_at(k, new, flags & libc::O_CLOEXEC != 0)
+        });
+    }
+    forget_kernel(new);
+    libc_fn!(dup3, fn(c_int, c_int, c_int) -> c_int; old, new, flags)
+}
+
+/// # Safety
+/// libc's contract for `dup2`.
+#[no_mangle]
+pub unsafe extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
+    if old == new {
+        // dup2 onto itself only checks that the descriptor is open.
+        if fdtable::kernel_fd(old).is_some() {
+            return new;
+        }
+        return libc_fn!(dup2, fn(c_int, c_int) -> c_int; old, new);
+    }
+    // SAFETY: same contract, no flags.
+    unsafe { dup3(old, new, 0) }
+}
+
+/// # Safety
+/// libc's contract for `fcntl` (integer or pointer third argument).
+#[no_mangle]
+pub unsafe extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int {
+    if let Some(kfd) = fdtable::kernel_fd(fd) {
+        if cmd == libc::F_DUPFD || cmd == libc::F_DUPFD_CLOEXEC {
+            let min = arg as c_int;
+            return kernel_dup(kfd, |k| {
+                fdtable::insert_min(k, min, cmd == libc::F_DUPFD_CLOEXEC)
+            });
+        }
+        // Close-on-exec is the placeholder's business (exec drops the
+        // kernel with the process anyway): answer for the host number.
+        if cmd == libc::F_GETFD || cmd == libc::F_SETFD {
+            // SAFETY: the host's fcntl on our placeholder.
+            return unsafe { libc::syscall(libc::SYS_fcntl, fd, cmd, arg) } as c_int;
+        }
+        return kcall(nr::FCNTL, [kfd.into(), cmd.into(), arg as i64, 0, 0, 0]) as c_int;
+    }
+    // SAFETY: the host's fcntl with the program's three words.
+    unsafe { libc::syscall(libc::SYS_fcntl, fd, cmd, arg) as c_int }
+}
+
+/// # Safety
+/// libc's contract for `ioctl` (pointer third argument).
+#[no_mangle]
+pub unsafe extern "C" fn ioctl(fd: c_int, request: c_ulong, arg: c_ulong) -> c_int {
+    if let Some(kfd) = fdtable::kernel_fd(fd) {
+        return kcall(nr::IOCTL, [kfd.into(), request as i64, arg as i64, 0, 0, 0]) as c_int;
+    }
+    // SAFETY: the host's ioctl with the program's three words.
+    unsafe { libc::syscall(libc::SYS_ioctl, fd, request, arg) as c_int }
+}
+
+/// # Safety
+/// libc's contract for `fcntl64` (what programs built with 64-bit file
+/// offsets, and glibc's own callers, reach instead of `fcntl`).
+#[no_mangle]
+pub unsafe extern "C" fn fcntl64(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int {
+    // SAFETY: same contract.
+    unsafe { fcntl(fd, cmd, arg) }
+}
