@@ -1,6 +1,7 @@
 //! Sockets and the network's names.
 
 pub mod ifaddrs;
+pub mod ifreq;
 pub mod packet;
 pub mod resolve;
 pub mod socket;
