@@ -97,22 +97,12 @@ pub fn insert_at(kfd: i32, target: c_int, cloexec: bool) -> Result<c_int, i32> {
     let Some(dup3) = libc_fn!(dup3, fn(c_int, c_int, c_int) -> c_int) else {
         return Err(libc::ENOSYS);
     };
-    remove(hfd);
-    // SAFETY: duplicates our own placeholder onto the number the program
-    // chose.
-    let r = unsafe { dup3(hfd, target, if cloexec { libc::O_CLOEXEC } else { 0 }) };
-    let e = errno();
-    host::close(hfd);
-    if r < 0 {
-        return Err(e);
-    }
-    match MAP.get(target as usize) {
-        Some(slot) => {
-            slot.store(kfd + 1, Ordering::Release);
-            Ok(target)
-        }
-        None => Err(libc::EBADF),
-    }
+    let flags = if cloexec { libc::O_CLOEXEC } else { 0 };
+    move_placeholder(kfd, hfd, libc::EBADF, || {
+        // SAFETY: duplicates our own placeholder onto the number the
+        // program chose.
+        unsafe { dup3(hfd, target, flags) }
+    })
 }
 
 /// Gives kernel descriptor `kfd` a host number at least `min` (F_DUPFD).
@@ -121,14 +111,28 @@ pub fn insert_min(kfd: i32, min: c_int, cloexec: bool) -> Result<c_int, i32> {
     if hfd >= min {
         return Ok(hfd);
     }
-    remove(hfd);
     let cmd = if cloexec {
         libc::F_DUPFD_CLOEXEC
     } else {
         libc::F_DUPFD
     };
-    // SAFETY: duplicates our own placeholder to a number >= min.
-    let r = unsafe { libc::syscall(libc::SYS_fcntl, hfd, cmd, min) } as c_int;
+    move_placeholder(kfd, hfd, libc::EMFILE, || {
+        // SAFETY: duplicates our own placeholder to a number >= min.
+        unsafe { libc::syscall(libc::SYS_fcntl, hfd, cmd, min) as c_int }
+    })
+}
+
+/// Moves kernel descriptor `kfd` from its fresh placeholder `hfd` to the
+/// duplicate of it that `dup` makes; `hfd` is closed. `beyond`: the error
+/// for a duplicate numbered beyond the table.
+fn move_placeholder(
+    kfd: i32,
+    hfd: c_int,
+    beyond: i32,
+    dup: impl FnOnce() -> c_int,
+) -> Result<c_int, i32> {
+    remove(hfd);
+    let r = dup();
     let e = errno();
     host::close(hfd);
     if r < 0 {
@@ -139,7 +143,7 @@ pub fn insert_min(kfd: i32, min: c_int, cloexec: bool) -> Result<c_int, i32> {
             slot.store(kfd + 1, Ordering::Release);
             Ok(r)
         }
-        None => Err(libc::EMFILE),
+        None => Err(beyond),
     }
 }
 

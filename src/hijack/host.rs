@@ -108,6 +108,9 @@ fn next_definition(name: &'static str) -> usize {
 /// `libc_fn!(name, fn(A, B) -> R; a, b)`: calls it with `a, b`; without it,
 /// -1 and ENOSYS (integer results only).
 ///
+/// `libc_fn!(name, fn(A, B) -> R; a, b; or x)`: the same, with `x` as the
+/// result (and ENOSYS) without it (a null pointer, MAP_FAILED).
+///
 /// The signature written at the call site must be the C one of libc's
 /// `name` (its man page's).
 macro_rules! libc_fn {
@@ -118,6 +121,16 @@ macro_rules! libc_fn {
             unsafe { $crate::hijack::host::LibcFn::new(concat!(stringify!($name), "\0")) };
         F.get()
     }};
+    ($name:ident, fn($($t:ty),* $(,)?) -> $r:ty; $($a:expr),*; or $fail:expr) => {
+        match $crate::hijack::host::libc_fn!($name, fn($($t),*) -> $r) {
+            // SAFETY: as in the arm below.
+            Some(f) => unsafe { f($($a),*) },
+            None => {
+                $crate::hijack::host::set_errno(libc::ENOSYS);
+                $fail
+            }
+        }
+    };
     ($name:ident, fn($($t:ty),* $(,)?) -> $r:ty; $($a:expr),* $(,)?) => {
         match $crate::hijack::host::libc_fn!($name, fn($($t),*) -> $r) {
             // SAFETY: libc's function, with the caller's arguments for it:

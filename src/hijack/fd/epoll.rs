@@ -160,6 +160,30 @@ impl Set {
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// A wake-up for member `fd` (kernel descriptor `kfd`) on `events`,
+    /// its eventfd in `inner` under the member's token.
+    fn new_wake(&self, fd: c_int, kfd: i32, events: u32) -> Result<Wake, i32> {
+        let wake = Wake::new(kfd, poll_mask(events))?;
+        let mut iev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: fd as u64,
+        };
+        if host_ctl(self.inner, libc::EPOLL_CTL_ADD, wake.efd, &mut iev) < 0 {
+            return Err(errno());
+        }
+        Ok(wake)
+    }
+
+    /// Takes a member's wake-up out of `inner`.
+    fn remove_wake(&self, wake: &Wake) {
+        host_ctl(
+            self.inner,
+            libc::EPOLL_CTL_DEL,
+            wake.efd,
+            std::ptr::null_mut(),
+        );
+    }
 }
 
 impl Drop for Set {
@@ -245,12 +269,7 @@ pub fn forget_member(fd: c_int) {
     for set in all {
         let member = set.state().members.remove(&fd);
         if let Some(m) = member {
-            host_ctl(
-                set.inner,
-                libc::EPOLL_CTL_DEL,
-                m.wake.efd,
-                std::ptr::null_mut(),
-            );
+            set.remove_wake(&m.wake);
         }
     }
 }
@@ -281,17 +300,10 @@ fn ctl_kernel(epfd: c_int, op: c_int, fd: c_int, kfd: i32, ev: *mut libc::epoll_
             if st.members.contains_key(&fd) {
                 return fail(libc::EEXIST);
             }
-            let wake = match Wake::new(kfd, poll_mask(events)) {
+            let wake = match set.new_wake(fd, kfd, events) {
                 Ok(w) => w,
                 Err(e) => return fail(e),
             };
-            let mut iev = libc::epoll_event {
-                events: libc::EPOLLIN as u32,
-                u64: fd as u64,
-            };
-            if host_ctl(set.inner, libc::EPOLL_CTL_ADD, wake.efd, &mut iev) < 0 {
-                return fail(errno());
-            }
             st.members.insert(
                 fd,
                 Member {
@@ -318,23 +330,11 @@ fn ctl_kernel(epfd: c_int, op: c_int, fd: c_int, kfd: i32, ev: *mut libc::epoll_
             }
             if poll_mask(m.events) != poll_mask(events) {
                 // The notifier filters by mask: make one for the new mask.
-                let wake = match Wake::new(kfd, poll_mask(events)) {
+                let wake = match set.new_wake(fd, kfd, events) {
                     Ok(w) => w,
                     Err(e) => return fail(e),
                 };
-                let mut iev = libc::epoll_event {
-                    events: libc::EPOLLIN as u32,
-                    u64: fd as u64,
-                };
-                if host_ctl(set.inner, libc::EPOLL_CTL_ADD, wake.efd, &mut iev) < 0 {
-                    return fail(errno());
-                }
-                host_ctl(
-                    set.inner,
-                    libc::EPOLL_CTL_DEL,
-                    m.wake.efd,
-                    std::ptr::null_mut(),
-                );
+                set.remove_wake(&m.wake);
                 m.wake = wake;
             }
             m.events = events;
@@ -345,12 +345,7 @@ fn ctl_kernel(epfd: c_int, op: c_int, fd: c_int, kfd: i32, ev: *mut libc::epoll_
         }
         (libc::EPOLL_CTL_DEL, None) => match st.members.remove(&fd) {
             Some(m) => {
-                host_ctl(
-                    set.inner,
-                    libc::EPOLL_CTL_DEL,
-                    m.wake.efd,
-                    std::ptr::null_mut(),
-                );
+                set.remove_wake(&m.wake);
                 0
             }
             None => fail(libc::ENOENT),

@@ -291,6 +291,13 @@ fn timeout_of(ts: *const libc::timespec) -> Result<Option<Duration>, i32> {
     Ok(Some(Duration::new(t.tv_sec as u64, t.tv_nsec as u32)))
 }
 
+/// glibc's ppoll and pselect hand the kernel a copy of the timeout (which
+/// the kernel would write the time left into): so do we.
+fn timeout_copy(ts: *const libc::timespec) -> Option<libc::timespec> {
+    // SAFETY: the program's timespec, if any.
+    (!ts.is_null()).then(|| unsafe { ts.read() })
+}
+
 /// The host's check on poll's `nfds` (more than RLIMIT_NOFILE: EINVAL),
 /// made before anything reads the array.
 fn too_many_fds(nfds: libc::nfds_t) -> bool {
@@ -329,11 +336,7 @@ pub unsafe extern "C" fn ppoll(
         unsafe { std::slice::from_raw_parts_mut(fds, nfds as usize) }
     };
     if !set.iter().any(|p| fdtable::kernel_fd(p.fd).is_some()) {
-        // glibc's ppoll hands the kernel a copy of the timeout: so do we.
-        let copy = (!ts.is_null()).then(|| {
-            // SAFETY: the program's timespec.
-            unsafe { ts.read() }
-        });
+        let copy = timeout_copy(ts);
         let tsp = copy
             .as_ref()
             .map_or(std::ptr::null(), |t| t as *const libc::timespec);
@@ -383,10 +386,7 @@ pub unsafe extern "C" fn pselect(
     let nfds = nfds.min(libc::FD_SETSIZE as c_int);
     let mut list = fdsets_to_pollfds(nfds, readfds, writefds, exceptfds);
     if !list.iter().any(|p| fdtable::kernel_fd(p.fd).is_some()) {
-        let copy = (!ts.is_null()).then(|| {
-            // SAFETY: the program's timespec.
-            unsafe { ts.read() }
-        });
+        let copy = timeout_copy(ts);
         let tsp = copy
             .as_ref()
             .map_or(std::ptr::null(), |t| t as *const libc::timespec);

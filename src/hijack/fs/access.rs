@@ -7,16 +7,15 @@ use std::ffi::{c_char, c_int};
 use libc::AT_FDCWD;
 use lkl::syscall::nr;
 
-use crate::hijack::call::{arg, fortify, kcall};
-use crate::hijack::fs::paths::{route, Route};
+use crate::hijack::call::{arg, fortify};
+use crate::hijack::fs::paths::{kcall_path, route, Route};
 use crate::hijack::host::libc_fn;
 
 fn access_at(dirfd: c_int, path: *const c_char, mode: c_int, flags: c_int) -> Option<c_int> {
     match route(dirfd, path) {
-        Route::Kernel(d, k) => Some(kcall(
-            nr::FACCESSAT2,
-            [d.into(), arg!(k.as_ptr()), mode.into(), flags.into(), 0, 0],
-        ) as c_int),
+        Route::Kernel(d, k) => {
+            Some(kcall_path(nr::FACCESSAT2, d, &k, [mode.into(), flags.into(), 0, 0]) as c_int)
+        }
         _ => None,
     }
 }
@@ -27,10 +26,7 @@ fn access_at(dirfd: c_int, path: *const c_char, mode: c_int, flags: c_int) -> Op
 pub unsafe extern "C" fn access(path: *const c_char, mode: c_int) -> c_int {
     let r = route(AT_FDCWD, path);
     if let Route::Kernel(d, k) = &r {
-        return kcall(
-            nr::FACCESSAT2,
-            [(*d).into(), arg!(k.as_ptr()), mode.into(), 0, 0, 0],
-        ) as c_int;
+        return kcall_path(nr::FACCESSAT2, *d, k, [mode.into(), 0, 0, 0]) as c_int;
     }
     libc_fn!(access, fn(*const c_char, c_int) -> c_int; r.host_path(path), mode)
 }
@@ -80,10 +76,9 @@ pub unsafe extern "C" fn readlinkat(
     len: usize,
 ) -> isize {
     match route(dirfd, path) {
-        Route::Kernel(d, k) => kcall(
-            nr::READLINKAT,
-            [d.into(), arg!(k.as_ptr()), arg!(buf), len as i64, 0, 0],
-        ) as isize,
+        Route::Kernel(d, k) => {
+            kcall_path(nr::READLINKAT, d, &k, [arg!(buf), len as i64, 0, 0]) as isize
+        }
         r => {
             libc_fn!(readlinkat, fn(c_int, *const c_char, *mut c_char, usize) -> isize; dirfd, r.host_path(path), buf, len)
         }
@@ -107,9 +102,8 @@ pub unsafe extern "C" fn __readlink_chk(
     len: usize,
     buflen: usize,
 ) -> isize {
-    fortify(len, buflen);
-    // SAFETY: same contract once the length is checked.
-    unsafe { readlinkat(AT_FDCWD, path, buf, len) }
+    // SAFETY: same contract, relative to the working directory.
+    unsafe { __readlinkat_chk(AT_FDCWD, path, buf, len, buflen) }
 }
 
 /// # Safety

@@ -9,7 +9,7 @@ use lkl::syscall::nr;
 
 use crate::hijack::call::{arg, kcall};
 use crate::hijack::fdtable;
-use crate::hijack::fs::paths::{route, Route};
+use crate::hijack::fs::paths::{kcall_path, route, Route};
 use crate::hijack::host::libc_fn;
 
 /// # Safety
@@ -28,7 +28,7 @@ pub unsafe extern "C" fn fchmodat(
             } else {
                 (nr::FCHMODAT2, flags.into())
             };
-            kcall(n, [d.into(), arg!(k.as_ptr()), mode.into(), f, 0, 0]) as c_int
+            kcall_path(n, d, &k, [mode.into(), f, 0, 0]) as c_int
         }
         r => {
             libc_fn!(fchmodat, fn(c_int, *const c_char, libc::mode_t, c_int) -> c_int; dirfd, r.host_path(path), mode, flags)
@@ -41,10 +41,7 @@ pub unsafe extern "C" fn fchmodat(
 #[no_mangle]
 pub unsafe extern "C" fn chmod(path: *const c_char, mode: libc::mode_t) -> c_int {
     match route(AT_FDCWD, path) {
-        Route::Kernel(d, k) => kcall(
-            nr::FCHMODAT,
-            [d.into(), arg!(k.as_ptr()), mode.into(), 0, 0, 0],
-        ) as c_int,
+        Route::Kernel(d, k) => kcall_path(nr::FCHMODAT, d, &k, [mode.into(), 0, 0, 0]) as c_int,
         r => libc_fn!(chmod, fn(*const c_char, libc::mode_t) -> c_int; r.host_path(path), mode),
     }
 }
@@ -60,16 +57,11 @@ pub unsafe extern "C" fn fchownat(
     flags: c_int,
 ) -> c_int {
     match route(dirfd, path) {
-        Route::Kernel(d, k) => kcall(
+        Route::Kernel(d, k) => kcall_path(
             nr::FCHOWNAT,
-            [
-                d.into(),
-                arg!(k.as_ptr()),
-                uid.into(),
-                gid.into(),
-                flags.into(),
-                0,
-            ],
+            d,
+            &k,
+            [uid.into(), gid.into(), flags.into(), 0],
         ) as c_int,
         r => libc_fn!(fchownat, fn(c_int, *const c_char, libc::uid_t, libc::gid_t, c_int) -> c_int;
             dirfd, r.host_path(path), uid, gid, flags),
@@ -81,10 +73,9 @@ pub unsafe extern "C" fn fchownat(
 #[no_mangle]
 pub unsafe extern "C" fn chown(path: *const c_char, uid: libc::uid_t, gid: libc::gid_t) -> c_int {
     match route(AT_FDCWD, path) {
-        Route::Kernel(d, k) => kcall(
-            nr::FCHOWNAT,
-            [d.into(), arg!(k.as_ptr()), uid.into(), gid.into(), 0, 0],
-        ) as c_int,
+        Route::Kernel(d, k) => {
+            kcall_path(nr::FCHOWNAT, d, &k, [uid.into(), gid.into(), 0, 0]) as c_int
+        }
         r => {
             libc_fn!(chown, fn(*const c_char, libc::uid_t, libc::gid_t) -> c_int; r.host_path(path), uid, gid)
         }
@@ -96,16 +87,11 @@ pub unsafe extern "C" fn chown(path: *const c_char, uid: libc::uid_t, gid: libc:
 #[no_mangle]
 pub unsafe extern "C" fn lchown(path: *const c_char, uid: libc::uid_t, gid: libc::gid_t) -> c_int {
     match route(AT_FDCWD, path) {
-        Route::Kernel(d, k) => kcall(
+        Route::Kernel(d, k) => kcall_path(
             nr::FCHOWNAT,
-            [
-                d.into(),
-                arg!(k.as_ptr()),
-                uid.into(),
-                gid.into(),
-                libc::AT_SYMLINK_NOFOLLOW.into(),
-                0,
-            ],
+            d,
+            &k,
+            [uid.into(), gid.into(), libc::AT_SYMLINK_NOFOLLOW.into(), 0],
         ) as c_int,
         r => {
             libc_fn!(lchown, fn(*const c_char, libc::uid_t, libc::gid_t) -> c_int; r.host_path(path), uid, gid)

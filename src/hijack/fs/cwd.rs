@@ -126,14 +126,7 @@ pub unsafe extern "C" fn getcwd(buf: *mut c_char, size: usize) -> *mut c_char {
     if let Some(cwd) = paths::kernel_cwd() {
         return copy_cwd(&cwd, buf, size);
     }
-    match libc_fn!(getcwd, fn(*mut c_char, usize) -> *mut c_char) {
-        // SAFETY: libc's function with the program's arguments.
-        Some(f) => unsafe { f(buf, size) },
-        None => {
-            set_errno(libc::ENOSYS);
-            std::ptr::null_mut()
-        }
-    }
+    libc_fn!(getcwd, fn(*mut c_char, usize) -> *mut c_char; buf, size; or std::ptr::null_mut())
 }
 
 /// # Safety
@@ -152,12 +145,5 @@ pub unsafe extern "C" fn get_current_dir_name() -> *mut c_char {
     if let Some(cwd) = paths::kernel_cwd() {
         return copy_cwd(&cwd, std::ptr::null_mut(), 0);
     }
-    match libc_fn!(get_current_dir_name, fn() -> *mut c_char) {
-        // SAFETY: libc's function.
-        Some(f) => unsafe { f() },
-        None => {
-            set_errno(libc::ENOSYS);
-            std::ptr::null_mut()
-        }
-    }
+    libc_fn!(get_current_dir_name, fn() -> *mut c_char; ; or std::ptr::null_mut())
 }

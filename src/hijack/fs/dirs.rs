@@ -145,14 +145,7 @@ pub unsafe extern "C" fn opendir(path: *const c_char) -> *mut libc::DIR {
         Route::Kernel(d, k) => kernel_opendir(d, &k),
         r => {
             let p = r.host_path(path);
-            match libc_fn!(opendir, fn(*const c_char) -> *mut libc::DIR) {
-                // SAFETY: libc's function with the program's path.
-                Some(f) => unsafe { f(p) },
-                None => {
-                    set_errno(libc::ENOSYS);
-                    std::ptr::null_mut()
-                }
-            }
+            libc_fn!(opendir, fn(*const c_char) -> *mut libc::DIR; p; or std::ptr::null_mut())
         }
     }
 }
@@ -176,14 +169,7 @@ pub unsafe extern "C" fn fdopendir(fd: c_int) -> *mut libc::DIR {
         }
         return new_stream(fd);
     }
-    match libc_fn!(fdopendir, fn(c_int) -> *mut libc::DIR) {
-        // SAFETY: libc's function with the program's descriptor.
-        Some(f) => unsafe { f(fd) },
-        None => {
-            set_errno(libc::ENOSYS);
-            std::ptr::null_mut()
-        }
-    }
+    libc_fn!(fdopendir, fn(c_int) -> *mut libc::DIR; fd; or std::ptr::null_mut())
 }
 
 macro_rules! readdir_hook {
@@ -203,14 +189,7 @@ macro_rules! readdir_hook {
                 }
                 return r.unwrap_or(std::ptr::null_mut());
             }
-            match libc_fn!($name, fn(*mut libc::DIR) -> *mut libc::dirent64) {
-                // SAFETY: libc's function with the program's stream.
-                Some(f) => unsafe { f(dirp) },
-                None => {
-                    set_errno(libc::ENOSYS);
-                    std::ptr::null_mut()
-                }
-            }
+            libc_fn!($name, fn(*mut libc::DIR) -> *mut libc::dirent64; dirp; or std::ptr::null_mut())
         }
     };
 }

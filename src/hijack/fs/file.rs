@@ -105,17 +105,8 @@ macro_rules! mmap_hook {
                 set_errno(libc::ENODEV);
                 return libc::MAP_FAILED;
             }
-            match libc_fn!(
-                $name,
-                fn(*mut c_void, usize, c_int, c_int, c_int, i64) -> *mut c_void
-            ) {
-                // SAFETY: libc's function with the program's arguments.
-                Some(f) => unsafe { f(addr, len, prot, flags, fd, off) },
-                None => {
-                    set_errno(libc::ENOSYS);
-                    libc::MAP_FAILED
-                }
-            }
+            libc_fn!($name, fn(*mut c_void, usize, c_int, c_int, c_int, i64) -> *mut c_void;
+                addr, len, prot, flags, fd, off; or libc::MAP_FAILED)
         }
     };
 }

@@ -9,7 +9,7 @@ use libc::AT_FDCWD;
 use lkl::syscall::{nr, raw, Errno};
 
 use crate::hijack::call::{arg, kcall, libc_result};
-use crate::hijack::fs::paths::{route, Route};
+use crate::hijack::fs::paths::{kcall_path, route, Route};
 use crate::hijack::host::{fail, libc_fn};
 
 /// # Safety
@@ -17,10 +17,7 @@ use crate::hijack::host::{fail, libc_fn};
 #[no_mangle]
 pub unsafe extern "C" fn mkdirat(dirfd: c_int, path: *const c_char, mode: libc::mode_t) -> c_int {
     match route(dirfd, path) {
-        Route::Kernel(d, k) => kcall(
-            nr::MKDIRAT,
-            [d.into(), arg!(k.as_ptr()), mode.into(), 0, 0, 0],
-        ) as c_int,
+        Route::Kernel(d, k) => kcall_path(nr::MKDIRAT, d, &k, [mode.into(), 0, 0, 0]) as c_int,
         r => {
             libc_fn!(mkdirat, fn(c_int, *const c_char, libc::mode_t) -> c_int; dirfd, r.host_path(path), mode)
         }
@@ -32,10 +29,7 @@ pub unsafe extern "C" fn mkdirat(dirfd: c_int, path: *const c_char, mode: libc::
 #[no_mangle]
 pub unsafe extern "C" fn mkdir(path: *const c_char, mode: libc::mode_t) -> c_int {
     match route(AT_FDCWD, path) {
-        Route::Kernel(d, k) => kcall(
-            nr::MKDIRAT,
-            [d.into(), arg!(k.as_ptr()), mode.into(), 0, 0, 0],
-        ) as c_int,
+        Route::Kernel(d, k) => kcall_path(nr::MKDIRAT, d, &k, [mode.into(), 0, 0, 0]) as c_int,
         r => libc_fn!(mkdir, fn(*const c_char, libc::mode_t) -> c_int; r.host_path(path), mode),
     }
 }
@@ -52,10 +46,9 @@ pub unsafe extern "C" fn mknodat(
     match route(dirfd, path) {
         // The kernel's mknod takes the new_encode_dev form; glibc's dev_t
         // is the same encoding for the numbers a file system can hold.
-        Route::Kernel(d, k) => kcall(
-            nr::MKNODAT,
-            [d.into(), arg!(k.as_ptr()), mode.into(), dev as i64, 0, 0],
-        ) as c_int,
+        Route::Kernel(d, k) => {
+            kcall_path(nr::MKNODAT, d, &k, [mode.into(), dev as i64, 0, 0]) as c_int
+        }
         r => {
             libc_fn!(mknodat, fn(c_int, *const c_char, libc::mode_t, libc::dev_t) -> c_int; dirfd, r.host_path(path), mode, dev)
         }
@@ -83,10 +76,7 @@ pub unsafe extern "C" fn mkfifo(path: *const c_char, mode: libc::mode_t) -> c_in
 #[no_mangle]
 pub unsafe extern "C" fn unlinkat(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int {
     match route(dirfd, path) {
-        Route::Kernel(d, k) => kcall(
-            nr::UNLINKAT,
-            [d.into(), arg!(k.as_ptr()), flags.into(), 0, 0, 0],
-        ) as c_int,
+        Route::Kernel(d, k) => kcall_path(nr::UNLINKAT, d, &k, [flags.into(), 0, 0, 0]) as c_int,
         r => {
             libc_fn!(unlinkat, fn(c_int, *const c_char, c_int) -> c_int; dirfd, r.host_path(path), flags)
         }
@@ -119,17 +109,9 @@ pub unsafe extern "C" fn remove(path: *const c_char) -> c_int {
             let args = [d.into(), arg!(k.as_ptr()), 0, 0, 0, 0];
             // SAFETY: a NUL-terminated path we own.
             match unsafe { raw(nr::UNLINKAT, args) } {
-                Err(Errno::EISDIR) => kcall(
-                    nr::UNLINKAT,
-                    [
-                        d.into(),
-                        arg!(k.as_ptr()),
-                        libc::AT_REMOVEDIR.into(),
-                        0,
-                        0,
-                        0,
-                    ],
-                ) as c_int,
+                Err(Errno::EISDIR) => {
+                    kcall_path(nr::UNLINKAT, d, &k, [libc::AT_REMOVEDIR.into(), 0, 0, 0]) as c_int
+                }
                 r => libc_result(r) as c_int,
             }
         }
@@ -141,12 +123,9 @@ pub unsafe extern "C" fn remove(path: *const c_char) -> c_int {
 /// `flags` there; both on the host, `host` with the paths as the host
 /// should see them; one in each world, EXDEV.
 fn two_paths(
-    od: c_int,
-    old: *const c_char,
-    nd: c_int,
-    new: *const c_char,
-    nr: i64,
-    flags: i64,
+    (od, old): (c_int, *const c_char),
+    (nd, new): (c_int, *const c_char),
+    (nr, flags): (i64, i64),
     host: impl FnOnce(*const c_char, *const c_char) -> c_int,
 ) -> c_int {
     match (route(od, old), route(nd, new)) {
@@ -177,12 +156,9 @@ pub unsafe extern "C" fn renameat2(
     flags: c_uint,
 ) -> c_int {
     two_paths(
-        od,
-        old,
-        nd,
-        new,
-        nr::RENAMEAT2,
-        flags.into(),
+        (od, old),
+        (nd, new),
+        (nr::RENAMEAT2, flags.into()),
         |o, n| libc_fn!(renameat2, fn(c_int, *const c_char, c_int, *const c_char, c_uint) -> c_int; od, o, nd, n, flags),
     )
 }
@@ -197,12 +173,9 @@ pub unsafe extern "C" fn renameat(
     new: *const c_char,
 ) -> c_int {
     two_paths(
-        od,
-        old,
-        nd,
-        new,
-        nr::RENAMEAT2,
-        0,
+        (od, old),
+        (nd, new),
+        (nr::RENAMEAT2, 0),
         |o, n| libc_fn!(renameat, fn(c_int, *const c_char, c_int, *const c_char) -> c_int; od, o, nd, n),
     )
 }
@@ -212,12 +185,9 @@ pub unsafe extern "C" fn renameat(
 #[no_mangle]
 pub unsafe extern "C" fn rename(old: *const c_char, new: *const c_char) -> c_int {
     two_paths(
-        AT_FDCWD,
-        old,
-        AT_FDCWD,
-        new,
-        nr::RENAMEAT2,
-        0,
+        (AT_FDCWD, old),
+        (AT_FDCWD, new),
+        (nr::RENAMEAT2, 0),
         |o, n| libc_fn!(rename, fn(*const c_char, *const c_char) -> c_int; o, n),
     )
 }
@@ -233,12 +203,9 @@ pub unsafe extern "C" fn linkat(
     flags: c_int,
 ) -> c_int {
     two_paths(
-        od,
-        old,
-        nd,
-        new,
-        nr::LINKAT,
-        flags.into(),
+        (od, old),
+        (nd, new),
+        (nr::LINKAT, flags.into()),
         |o, n| libc_fn!(linkat, fn(c_int, *const c_char, c_int, *const c_char, c_int) -> c_int; od, o, nd, n, flags),
     )
 }
@@ -248,12 +215,9 @@ pub unsafe extern "C" fn linkat(
 #[no_mangle]
 pub unsafe extern "C" fn link(old: *const c_char, new: *const c_char) -> c_int {
     two_paths(
-        AT_FDCWD,
-        old,
-        AT_FDCWD,
-        new,
-        nr::LINKAT,
-        0,
+        (AT_FDCWD, old),
+        (AT_FDCWD, new),
+        (nr::LINKAT, 0),
         |o, n| libc_fn!(link, fn(*const c_char, *const c_char) -> c_int; o, n),
     )
 }

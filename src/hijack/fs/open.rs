@@ -13,8 +13,8 @@ use std::ffi::{c_char, c_int, c_uint, CStr};
 use libc::AT_FDCWD;
 use lkl::syscall::{abi, nr};
 
-use crate::hijack::call::{arg, kcall, new_fd};
-use crate::hijack::fs::paths::{route, Route};
+use crate::hijack::call::new_fd;
+use crate::hijack::fs::paths::{kcall_path, route, Route};
 use crate::hijack::host::libc_fn;
 
 // The open flags mean the same to both kernels.
@@ -36,16 +36,11 @@ const _: () = {
 
 /// Opens a kernel path and gives the descriptor a host number.
 pub fn kernel_open(kdir: i32, path: &CStr, flags: c_int, mode: c_uint) -> c_int {
-    new_fd(kcall(
+    new_fd(kcall_path(
         nr::OPENAT,
-        [
-            kdir.into(),
-            arg!(path.as_ptr()),
-            flags.into(),
-            mode.into(),
-            0,
-            0,
-        ],
+        kdir,
+        path,
+        [flags.into(), mode.into(), 0, 0],
     ))
 }
 

@@ -17,6 +17,9 @@
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::sync::{OnceLock, RwLock};
 
+use libc::AT_FDCWD;
+
+use crate::hijack::call::{arg, kcall};
 use crate::hijack::fdtable;
 use crate::hijack::lifecycle::active;
 
@@ -48,8 +51,6 @@ static MOUNTS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
 
 /// The program's working directory when it is on a disk.
 static KCWD: RwLock<Option<Vec<u8>>> = RwLock::new(None);
-
-const AT_FDCWD: c_int = libc::AT_FDCWD;
 
 /// Records the mount points (once, from init).
 pub fn set_mounts(points: Vec<String>) {
@@ -171,11 +172,29 @@ fn cstring(v: Vec<u8>) -> Option<CString> {
     CString::new(v).ok()
 }
 
-fn kernel(abs: Vec<u8>) -> Route {
+fn kernel_route(abs: Vec<u8>) -> Route {
     match cstring(abs) {
-        Some(c) => Route::Kernel(libc::AT_FDCWD, c),
+        Some(c) => Route::Kernel(AT_FDCWD, c),
         None => Route::Host,
     }
+}
+
+/// `path` made absolute against host directory `dir`: to the kernel if it
+/// lands on a disk, else to the host unchanged.
+fn from_host_dir(dir: &[u8], path: &[u8]) -> Route {
+    let abs = normalise(dir, path);
+    if under_mount(&abs) {
+        kernel_route(abs)
+    } else {
+        Route::Host
+    }
+}
+
+/// The kernel call `nr` on a kernel path (a `Route::Kernel`'s directory
+/// and path), with the call's other arguments after them.
+pub fn kcall_path(nr: i64, dir: i32, path: &CStr, rest: [i64; 4]) -> i64 {
+    let [a, b, c, d] = rest;
+    kcall(nr, [dir.into(), arg!(path.as_ptr()), a, b, c, d])
 }
 
 /// Where `path`, relative to `dirfd` as for the `*at` calls, goes.
@@ -205,46 +224,21 @@ pub fn route(dirfd: c_int, path: *const c_char) -> Route {
         return Route::Host;
     }
     if bytes[0] == b'/' {
-        let abs = normalise(b"/", bytes);
-        return if under_mount(&abs) {
-            kernel(abs)
-        } else {
-            Route::Host
-        };
+        return from_host_dir(b"/", bytes);
     }
     if dirfd == AT_FDCWD {
         if let Some(kcwd) = kernel_cwd() {
             let abs = normalise(&kcwd, bytes);
             if under_mount(&abs) {
-                return kernel(abs);
+                return kernel_route(abs);
             }
             return match cstring(abs) {
                 Some(c) => Route::HostPath(c),
                 None => Route::Host,
             };
         }
-        return match host_cwd() {
-            Some(cwd) => {
-                let abs = normalise(&cwd, bytes);
-                if under_mount(&abs) {
-                    kernel(abs)
-                } else {
-                    Route::Host
-                }
-            }
-            None => Route::Host,
-        };
+        return host_cwd().map_or(Route::Host, |cwd| from_host_dir(&cwd, bytes));
     }
     // A host directory descriptor: it may be a parent of a mount point.
-    match host_fd_path(dirfd) {
-        Some(dir) => {
-            let abs = normalise(&dir, bytes);
-            if under_mount(&abs) {
-                kernel(abs)
-            } else {
-                Route::Host
-            }
-        }
-        None => Route::Host,
-    }
+    host_fd_path(dirfd).map_or(Route::Host, |dir| from_host_dir(&dir, bytes))
 }

@@ -11,7 +11,7 @@ use lkl::syscall::{abi, nr};
 
 use crate::hijack::call::{arg, kcall};
 use crate::hijack::fdtable;
-use crate::hijack::fs::paths::{route, Route};
+use crate::hijack::fs::paths::{kcall_path, route, Route};
 use crate::hijack::host::fail;
 
 // Passed through unchanged.
@@ -72,117 +72,40 @@ fn fstat_fd(fd: c_int, out: *mut libc::stat) -> c_int {
     unsafe { libc::syscall(libc::SYS_fstat, fd, out) as c_int }
 }
 
-macro_rules! stat_hook {
-    ($name:ident, $flags:expr) => {
+/// Defines hooks, one per name, of one C signature, each `$body`: the
+/// `64` twins (the same calls on x86_64) and glibc's pre-2.33 `__xstat`
+/// family, whose version argument says which `struct stat` (always the
+/// x86_64 kernel's here) and is ignored.
+macro_rules! stat_hooks {
+    ([$($name:ident),+] $args:tt => $body:expr) => {
+        $(stat_hooks!(@one $name $args => $body);)+
+    };
+    (@one $name:ident ($($arg:ident: $ty:ty),*) => $body:expr) => {
         /// # Safety
         /// libc's contract for this call.
         #[no_mangle]
-        pub unsafe extern "C" fn $name(path: *const c_char, out: *mut libc::stat) -> c_int {
-            stat_at(AT_FDCWD, path, out, $flags)
+        pub unsafe extern "C" fn $name($($arg: $ty),*) -> c_int {
+            $body
         }
     };
 }
-stat_hook!(stat, 0);
-stat_hook!(stat64, 0);
-stat_hook!(lstat, libc::AT_SYMLINK_NOFOLLOW);
-stat_hook!(lstat64, libc::AT_SYMLINK_NOFOLLOW);
 
-macro_rules! xstat_hook {
-    ($name:ident, $flags:expr) => {
-        /// # Safety
-        /// glibc's (pre-2.33) contract for this call.
-        #[no_mangle]
-        pub unsafe extern "C" fn $name(
-            _ver: c_int,
-            path: *const c_char,
-            out: *mut libc::stat,
-        ) -> c_int {
-            stat_at(AT_FDCWD, path, out, $flags)
-        }
-    };
-}
-xstat_hook!(__xstat, 0);
-xstat_hook!(__xstat64, 0);
-xstat_hook!(__lxstat, libc::AT_SYMLINK_NOFOLLOW);
-xstat_hook!(__lxstat64, libc::AT_SYMLINK_NOFOLLOW);
+type Path = *const c_char;
+type StatBuf = *mut libc::stat;
+const NOFOLLOW: c_int = libc::AT_SYMLINK_NOFOLLOW;
 
-/// # Safety
-/// libc's contract for `fstat`.
-#[no_mangle]
-pub unsafe extern "C" fn fstat(fd: c_int, out: *mut libc::stat) -> c_int {
-    fstat_fd(fd, out)
-}
-
-/// # Safety
-/// libc's contract for `fstat64`.
-#[no_mangle]
-pub unsafe extern "C" fn fstat64(fd: c_int, out: *mut libc::stat) -> c_int {
-    fstat_fd(fd, out)
-}
-
-/// # Safety
-/// glibc's contract for `__fxstat`.
-#[no_mangle]
-pub unsafe extern "C" fn __fxstat(_ver: c_int, fd: c_int, out: *mut libc::stat) -> c_int {
-    fstat_fd(fd, out)
-}
-
-/// # Safety
-/// glibc's contract for `__fxstat64`.
-#[no_mangle]
-pub unsafe extern "C" fn __fxstat64(_ver: c_int, fd: c_int, out: *mut libc::stat) -> c_int {
-    fstat_fd(fd, out)
-}
-
-/// # Safety
-/// libc's contract for `fstatat`.
-#[no_mangle]
-pub unsafe extern "C" fn fstatat(
-    dirfd: c_int,
-    path: *const c_char,
-    out: *mut libc::stat,
-    flags: c_int,
-) -> c_int {
-    stat_at(dirfd, path, out, flags)
-}
-
-/// # Safety
-/// libc's contract for `fstatat64`.
-#[no_mangle]
-pub unsafe extern "C" fn fstatat64(
-    dirfd: c_int,
-    path: *const c_char,
-    out: *mut libc::stat,
-    flags: c_int,
-) -> c_int {
-    stat_at(dirfd, path, out, flags)
-}
-
-/// # Safety
-/// glibc's contract for `__fxstatat`.
-#[no_mangle]
-pub unsafe extern "C" fn __fxstatat(
-    _ver: c_int,
-    dirfd: c_int,
-    path: *const c_char,
-    out: *mut libc::stat,
-    flags: c_int,
-) -> c_int {
-    stat_at(dirfd, path, out, flags)
-}
-
-/// # Safety
-/// glibc's contract for `__fxstatat64`.
-#[no_mangle]
-pub unsafe extern "C" fn __fxstatat64(
-    _ver: c_int,
-    dirfd: c_int,
-    path: *const c_char,
-    out: *mut libc::stat,
-    flags: c_int,
-) -> c_int {
-    stat_at(dirfd, path, out, flags)
-}
+stat_hooks!([stat, stat64] (path: Path, out: StatBuf) => stat_at(AT_FDCWD, path, out, 0));
+stat_hooks!([lstat, lstat64] (path: Path, out: StatBuf) => stat_at(AT_FDCWD, path, out, NOFOLLOW));
+stat_hooks!([fstat, fstat64] (fd: c_int, out: StatBuf) => fstat_fd(fd, out));
+stat_hooks!([fstatat, fstatat64] (dirfd: c_int, path: Path, out: StatBuf, flags: c_int)
+    => stat_at(dirfd, path, out, flags));
+stat_hooks!([__xstat, __xstat64] (_ver: c_int, path: Path, out: StatBuf)
+    => stat_at(AT_FDCWD, path, out, 0));
+stat_hooks!([__lxstat, __lxstat64] (_ver: c_int, path: Path, out: StatBuf)
+    => stat_at(AT_FDCWD, path, out, NOFOLLOW));
+stat_hooks!([__fxstat, __fxstat64] (_ver: c_int, fd: c_int, out: StatBuf) => fstat_fd(fd, out));
+stat_hooks!([__fxstatat, __fxstatat64] (_ver: c_int, dirfd: c_int, path: Path, out: StatBuf, flags: c_int)
+    => stat_at(dirfd, path, out, flags));
 
 /// # Safety
 /// libc's contract for `statx` (the structure is the same everywhere).
@@ -195,17 +118,9 @@ pub unsafe extern "C" fn statx(
     out: *mut libc::statx,
 ) -> c_int {
     match route(dirfd, path) {
-        Route::Kernel(d, k) => kcall(
-            nr::STATX,
-            [
-                d.into(),
-                arg!(k.as_ptr()),
-                flags.into(),
-                mask.into(),
-                arg!(out),
-                0,
-            ],
-        ) as c_int,
+        Route::Kernel(d, k) => {
+            kcall_path(nr::STATX, d, &k, [flags.into(), mask.into(), arg!(out), 0]) as c_int
+        }
         // SAFETY: the program's arguments.
         r => unsafe {
             libc::syscall(libc::SYS_statx, dirfd, r.host_path(path), flags, mask, out) as c_int

@@ -157,14 +157,7 @@ macro_rules! fopen_hook {
                 Route::Kernel(d, k) => kernel_fopen(d, &k, mode),
                 r => {
                     let p = r.host_path(path);
-                    match libc_fn!($name, fn(*const c_char, *const c_char) -> *mut libc::FILE) {
-                        // SAFETY: libc's function with the program's arguments.
-                        Some(f) => unsafe { f(p, mode) },
-                        None => {
-                            set_errno(libc::ENOSYS);
-                            std::ptr::null_mut()
-                        }
-                    }
+                    libc_fn!($name, fn(*const c_char, *const c_char) -> *mut libc::FILE; p, mode; or std::ptr::null_mut())
                 }
             }
         }
@@ -180,14 +173,7 @@ pub unsafe extern "C" fn fdopen(fd: c_int, mode: *const c_char) -> *mut libc::FI
     if fdtable::kernel_fd(fd).is_some() {
         return cookie_stream(fd, mode);
     }
-    match libc_fn!(fdopen, fn(c_int, *const c_char) -> *mut libc::FILE) {
-        // SAFETY: libc's function with the program's arguments.
-        Some(f) => unsafe { f(fd, mode) },
-        None => {
-            set_errno(libc::ENOSYS);
-            std::ptr::null_mut()
-        }
-    }
+    libc_fn!(fdopen, fn(c_int, *const c_char) -> *mut libc::FILE; fd, mode; or std::ptr::null_mut())
 }
 
 macro_rules! freopen_hook {
@@ -206,17 +192,7 @@ macro_rules! freopen_hook {
                 return std::ptr::null_mut();
             }
             let p = r.host_path(path);
-            match libc_fn!(
-                $name,
-                fn(*const c_char, *const c_char, *mut libc::FILE) -> *mut libc::FILE
-            ) {
-                // SAFETY: libc's function with the program's arguments.
-                Some(f) => unsafe { f(p, mode, stream) },
-                None => {
-                    set_errno(libc::ENOSYS);
-                    std::ptr::null_mut()
-                }
-            }
+            libc_fn!($name, fn(*const c_char, *const c_char, *mut libc::FILE) -> *mut libc::FILE; p, mode, stream; or std::ptr::null_mut())
         }
     };
 }
