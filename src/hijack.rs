@@ -1,41 +1,85 @@
 //! `liblkl_hijack.so`: run an unmodified program on the in-process kernel.
 //!
 //! Loaded with `LD_PRELOAD` (see `bin/lkl-hijack.sh`), the library boots
-//! the kernel from the JSON config before `main` (init), and interposes the
-//! libc socket and descriptor calls (export): a call on a kernel descriptor
-//! goes to the kernel, every other one to the real libc function (real).
-//! Which descriptor is whose is kept in a table, not by a number threshold:
-//! a kernel descriptor is shown to the program under the number of a host
-//! placeholder descriptor, so the two can never collide (fdtable).
+//! the kernel from the JSON config before `main` (`init`), and interposes
+//! libc's socket, descriptor, file and name calls: a call on a kernel
+//! descriptor (or a path on one of the config's disks) goes to the kernel,
+//! every other one to libc's own function (`host`). Which descriptor is
+//! whose is kept in a table, not by a number threshold: a kernel descriptor
+//! is shown to the program under the number of a host placeholder
+//! descriptor, so the two can never collide (`fdtable`).
 //!
-//! No panic may cross into the program: every export returns -1 and sets
-//! errno on failure, and nothing on a hook path unwraps. Every hook calls
-//! the kernel the same way (call).
+//! No panic may cross into the program: every hook returns libc's failure
+//! (-1 and errno, or a null pointer) and nothing on a hook path unwraps.
+//! Every hook calls the kernel the same way (`call`). On a host descriptor
+//! a hook costs one table load and one load of libc's function's address
+//! before libc's function runs (`bin/hook-cost.sh` counts it).
 //!
-//! Modules by job: socket and descriptor calls (export, io), mixed
-//! host/kernel readiness for epoll (epoll; poll/select in export,
-//! ppoll/pselect in io), the config's disks (disks) and the file calls
-//! routed by path to them (paths decides, files/dirs/stdio serve; hostfs
-//! finds the real libc file functions).
+//! Names resolve through the kernel when the config has a `nameserver`;
+//! host signals interrupt kernel calls, and a write to a gone peer raises
+//! SIGPIPE; interface queries answer for the kernel's interfaces. In a
+//! forked child the kernel stays with the parent: inherited kernel
+//! descriptors are EBADF, new sockets fail with ENETDOWN and a one-line
+//! message; an exec boots a kernel of its own. Not yet: res_* (glibc's
+//! resolver API keeps using the host).
 //!
-//! Names resolve through the kernel when the config has a `nameserver`
-//! (resolve); host signals interrupt kernel calls and a write to a gone
-//! peer raises SIGPIPE (signals); interface queries answer for the
-//! kernel's interfaces (ifaddrs). In a forked child the kernel stays with
-//! the parent: inherited kernel descriptors are EBADF, new sockets fail
-//! with ENETDOWN and a one-line message; an exec boots a kernel of its own.
-//! Not yet: res_* (glibc's resolver API keeps using the host).
+//! # Modules, bottom-up
+//!
+//! Each uses only modules listed before it:
+//!
+//! - `host`: the one way to libc's functions (`libc_fn!`: found by name
+//!   once per call site, the crate's only `dlsym`) and errno (`errno`,
+//!   `set_errno`, `fail`).
+//! - `lifecycle`: where the process is in its life: the kernel running, a
+//!   forked child, the exit path running (`park_if_exiting`); `diag`.
+//! - `fdtable`: which host descriptor stands for which kernel one, and the
+//!   kernel notifiers that wake a placeholder.
+//! - `signals`: the kernel call that the program's signal handlers can
+//!   interrupt (and restart), SIGPIPE, the `sigaction`/`signal` hooks.
+//! - `call`: how a hook calls the kernel: `kcall`, `new_fd`, errno as libc
+//!   sets it, the argument cast `arg!`, `fd_hook!`.
+//! - `net`: sockets and the network's names: `packet` (emulated packet
+//!   rings) ← `socket` (the socket calls); `ifreq` (interfaces by name and
+//!   index) ← `resolve` (getaddrinfo and the rest, through the kernel);
+//!   `ifaddrs` (getifaddrs).
+//! - `fd`: calls on any descriptor: `epoll` ← `control` (close, dup, fcntl,
+//!   ioctl); `rw` (read, write); `copy` (sendfile, splice); `poll` (poll,
+//!   select, ppoll, pselect).
+//! - `fs`: files on the config's disks: `paths` (which world a path is in)
+//!   ← all the rest; the hooks `open` ← `dirs`, `stdio`; `stat`, `access`,
+//!   `names`, `attrs`, `statfs`, `file`, `cwd` ← `disks`.
+//! - `init`: boot before `main`, halt at exit.
+//!
+//! So the imports point one way:
+//! `host ← lifecycle ← fdtable ← signals ← call ← net ← fd ← fs ← init`
+//! (`x ← y`: y may use x, never the reverse). docs/hijack.md draws it and
+//! follows one call through it.
+//!
+//! # Where the modules are
+//!
+//! The crate root's path, src/hijack.rs, is fixed by the project's
+//! top-level design. A crate root looks for `mod x;` in src/x.rs, among the
+//! kernel library's own files; so the modules sit in the inline module
+//! `hijack` below, whose children the compiler finds in src/hijack/ by its
+//! own rules, with no `#[path]` to keep in step with the tree. The price is
+//! the `crate::hijack::` prefix in paths.
 
-// The module tree sits in src/hijack/ under an inline `hijack` module (the
-// compiler's own lookup: no #[path]).
 mod hijack {
-    pub mod call;
-    pub mod fd;
-    pub mod fdtable;
-    pub mod fs;
     pub mod host;
-    pub mod init;
+
     pub mod lifecycle;
-    pub mod net;
+
+    pub mod fdtable;
+
     pub mod signals;
+
+    pub mod call;
+
+    pub mod net;
+
+    pub mod fd;
+
+    pub mod fs;
+
+    pub mod init;
 }

@@ -1,6 +1,8 @@
 //! Calls on any descriptor, kernel or host, whatever it is (a socket, a
-//! file on a disk): reading and writing, managing descriptors, copying
-//! between two, and waiting for readiness.
+//! file on a disk): reading and writing (`rw`), managing descriptors
+//! (`control`, which takes a closed one out of the epoll sets in `epoll`),
+//! copying between two (`copy`) and waiting for readiness (`poll`,
+//! `epoll`).
 
 pub mod epoll;
 

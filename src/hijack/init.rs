@@ -3,7 +3,7 @@
 //! variables), attaches the interfaces, boots and applies the config. A bad
 //! config stops the program before `main` with the error on stderr and
 //! status 1: nothing silently falls back to the host's network. The
-//! config's disks are attached before boot and mounted after it (disks.rs).
+//! config's disks are attached before boot and mounted after it (fs/disks.rs).
 
 use std::sync::{Mutex, OnceLock};
 

@@ -17,7 +17,7 @@ use crate::hijack::host::{fail, libc_fn};
 
 /// # Safety
 /// libc's contract for `poll`. Emulated packet rings among the
-/// descriptors are filled around the wait (packet.rs).
+/// descriptors are filled around the wait (net/packet.rs).
 #[no_mangle]
 pub unsafe extern "C" fn poll(fds: *mut libc::pollfd, nfds: libc::nfds_t, timeout: c_int) -> c_int {
     if too_many_fds(nfds) {

@@ -40,7 +40,8 @@ struct KDir {
 static DIRS: Mutex<Vec<usize>> = Mutex::new(Vec::new());
 static COUNT: AtomicUsize = AtomicUsize::new(0);
 
-fn ours(dirp: *mut libc::DIR) -> Option<*mut KDir> {
+/// `dirp` as a kernel directory stream of ours, if it is one.
+fn kernel_stream(dirp: *mut libc::DIR) -> Option<*mut KDir> {
     if COUNT.load(Ordering::Acquire) == 0 || dirp.is_null() {
         return None;
     }
@@ -178,7 +179,7 @@ macro_rules! readdir_hook {
         /// libc's contract for this call.
         #[no_mangle]
         pub unsafe extern "C" fn $name(dirp: *mut libc::DIR) -> *mut libc::dirent64 {
-            if let Some(d) = ours(dirp) {
+            if let Some(d) = kernel_stream(dirp) {
                 // readdir reports the end with NULL and errno untouched.
                 let saved = errno();
                 set_errno(0);
@@ -206,7 +207,7 @@ macro_rules! readdir_r_hook {
             entry: *mut libc::dirent64,
             result: *mut *mut libc::dirent64,
         ) -> c_int {
-            if let Some(d) = ours(dirp) {
+            if let Some(d) = kernel_stream(dirp) {
                 set_errno(0);
                 // SAFETY: a stream of ours, alive until closedir.
                 let r = next(unsafe { &mut *d });
@@ -245,7 +246,7 @@ readdir_r_hook!(readdir64_r);
 /// libc's contract for `closedir`.
 #[no_mangle]
 pub unsafe extern "C" fn closedir(dirp: *mut libc::DIR) -> c_int {
-    if ours(dirp).is_some() {
+    if kernel_stream(dirp).is_some() {
         let mut list = DIRS.lock().unwrap_or_else(|e| e.into_inner());
         list.retain(|&p| p != dirp as usize);
         COUNT.fetch_sub(1, Ordering::AcqRel);
@@ -261,7 +262,7 @@ pub unsafe extern "C" fn closedir(dirp: *mut libc::DIR) -> c_int {
 /// libc's contract for `dirfd`.
 #[no_mangle]
 pub unsafe extern "C" fn dirfd(dirp: *mut libc::DIR) -> c_int {
-    if let Some(d) = ours(dirp) {
+    if let Some(d) = kernel_stream(dirp) {
         // SAFETY: a stream of ours.
         return unsafe { (*d).hfd };
     }
@@ -281,7 +282,7 @@ fn kseek(d: &mut KDir, pos: i64) {
 /// libc's contract for `rewinddir`.
 #[no_mangle]
 pub unsafe extern "C" fn rewinddir(dirp: *mut libc::DIR) {
-    if let Some(d) = ours(dirp) {
+    if let Some(d) = kernel_stream(dirp) {
         // SAFETY: a stream of ours.
         return kseek(unsafe { &mut *d }, 0);
     }
@@ -295,7 +296,7 @@ pub unsafe extern "C" fn rewinddir(dirp: *mut libc::DIR) {
 /// libc's contract for `seekdir`.
 #[no_mangle]
 pub unsafe extern "C" fn seekdir(dirp: *mut libc::DIR, pos: libc::c_long) {
-    if let Some(d) = ours(dirp) {
+    if let Some(d) = kernel_stream(dirp) {
         // SAFETY: a stream of ours.
         return kseek(unsafe { &mut *d }, pos);
     }
@@ -309,7 +310,7 @@ pub unsafe extern "C" fn seekdir(dirp: *mut libc::DIR, pos: libc::c_long) {
 /// libc's contract for `telldir`.
 #[no_mangle]
 pub unsafe extern "C" fn telldir(dirp: *mut libc::DIR) -> libc::c_long {
-    if let Some(d) = ours(dirp) {
+    if let Some(d) = kernel_stream(dirp) {
         // SAFETY: a stream of ours.
         return unsafe { (*d).off };
     }
@@ -329,7 +330,7 @@ fn kernel_scandir(
     filter: Filter,
     compar: Compar,
 ) -> c_int {
-    let Some(d) = ours(dirp) else {
+    let Some(d) = kernel_stream(dirp) else {
         return -1;
     };
     let mut list: Vec<*mut libc::dirent64> = Vec::new();

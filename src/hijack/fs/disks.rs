@@ -12,7 +12,7 @@ use crate::hijack::fdtable;
 use crate::hijack::fs::paths;
 
 /// The config's place for `disks[i].key`, as config errors name it.
-fn place(config: &Config, i: usize, key: &str) -> String {
+fn config_place(config: &Config, i: usize, key: &str) -> String {
     match &config.file {
         Some(f) => format!("{}: disks[{i}].{key}", f.display()),
         None => format!("disks[{i}].{key}"),
@@ -49,7 +49,7 @@ pub fn attach(config: &Config) -> Result<Attached, String> {
     let mut disks = Vec::new();
     let mut locks = Vec::new();
     for (i, d) in config.disks.iter().enumerate() {
-        let at = || place(config, i, "image");
+        let at = || config_place(config, i, "image");
         locks.push(lock(&d.image, d.readonly).map_err(|e| format!("{}: {e}", at()))?);
         disks.push(Disk::attach(&d.image, d.readonly).map_err(|e| format!("{}: {e}", at()))?);
     }
@@ -74,7 +74,7 @@ pub fn mount(config: &Config, disks: &[Disk]) -> Result<(), String> {
                 DiskError::Image { .. } | DiskError::NotFound { .. } => "image",
                 _ => "mount",
             };
-            format!("{}: {e}", place(config, i, key))
+            format!("{}: {e}", config_place(config, i, key))
         })?;
         points.push(target.clone());
     }

@@ -204,7 +204,7 @@ struct Entry {
 }
 
 /// Writes `sa` into `out` and returns it as a sockaddr pointer.
-fn place(sa: &Sa, out: &mut libc::sockaddr_storage) -> *mut libc::sockaddr {
+fn write_sockaddr(sa: &Sa, out: &mut libc::sockaddr_storage) -> *mut libc::sockaddr {
     let p = out as *mut libc::sockaddr_storage;
     match sa {
         Sa::Packet {
@@ -260,13 +260,13 @@ fn layout(specs: &[Spec]) -> *mut libc::ifaddrs {
         e.ifa.ifa_name = e.name.as_mut_ptr().cast();
         e.ifa.ifa_flags = s.flags;
         if let Some(a) = &s.addr {
-            e.ifa.ifa_addr = place(a, &mut e.addr);
+            e.ifa.ifa_addr = write_sockaddr(a, &mut e.addr);
         }
         if let Some(m) = &s.netmask {
-            e.ifa.ifa_netmask = place(m, &mut e.netmask);
+            e.ifa.ifa_netmask = write_sockaddr(m, &mut e.netmask);
         }
         if let Some(o) = &s.other {
-            e.ifa.ifa_ifu = place(o, &mut e.other);
+            e.ifa.ifa_ifu = write_sockaddr(o, &mut e.other);
         }
         if let Some(st) = &s.stats {
             e.stats = *st;

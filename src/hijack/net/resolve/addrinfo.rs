@@ -65,7 +65,7 @@ fn node(
     flags: c_int,
 ) -> Option<*mut libc::addrinfo> {
     let size = std::mem::size_of::<libc::addrinfo>() + std::mem::size_of::<libc::sockaddr_in6>();
-    // SAFETY: a fresh block of `size` bytes, zeroed below.
+    // SAFETY: calloc has no preconditions; the block comes zeroed.
     let block = unsafe { libc::calloc(1, size) } as *mut libc::addrinfo;
     if block.is_null() {
         return None;
