@@ -50,7 +50,7 @@ fn_ir() { # callgrind output, function pattern -> inclusive Ir
 		awk -v pat="$2" '$0 ~ pat && !done { gsub(",", "", $1); print $1; done = 1 }'
 }
 plain=$(main_ir "$work/plain.out")
-hook=$(fn_ir "$work/hijack.out" "hijack/export.rs:read \\[")
+hook=$(fn_ir "$work/hijack.out" "hijack/fd/rw.rs:read( \\[|$)")
 libc_read=$(fn_ir "$work/hijack.out" "read.c:read \\[")
 hijack=$(main_ir "$work/hijack.out")
 awk -v p="$plain" -v h="$hijack" -v k="${hook:-0}" -v l="${libc_read:-0}" -v n="$n" 'BEGIN {

@@ -68,28 +68,35 @@ impl<F: Copy> LibcFn<F> {
         }
     }
 
-    /// The function, or None if libc has none of that name.
+    /// The function, or None if libc has none of that name. Once looked
+    /// up: one load and one comparison.
     #[inline]
     pub fn get(&self) -> Option<F> {
         const { assert!(std::mem::size_of::<F>() == std::mem::size_of::<usize>()) };
         let mut a = self.addr.load(Ordering::Relaxed);
-        if a == NOT_LOOKED_UP {
-            a = next_definition(self.name);
-            self.addr.store(a, Ordering::Relaxed);
-        }
-        if a == ABSENT {
-            return None;
+        if a <= ABSENT {
+            a = self.look_up()?;
         }
         // SAFETY: `a` is the address dlsym gave for `name`, a function of
         // C signature F (new's contract); F is a function pointer, of the
         // size of the address (asserted above).
         Some(unsafe { std::mem::transmute_copy::<usize, F>(&a) })
     }
+
+    /// The address, looked up now if it was not yet; None if absent.
+    #[cold]
+    fn look_up(&self) -> Option<usize> {
+        let mut a = self.addr.load(Ordering::Relaxed);
+        if a == NOT_LOOKED_UP {
+            a = next_definition(self.name);
+            self.addr.store(a, Ordering::Relaxed);
+        }
+        (a != ABSENT).then_some(a)
+    }
 }
 
 /// The address of the next definition of `name` (NUL-terminated) after
 /// this library, i.e. libc's, or `ABSENT`.
-#[cold]
 fn next_definition(name: &'static str) -> usize {
     debug_assert!(name.ends_with('\0'));
     // SAFETY: `name` is NUL-terminated (LibcFn::new's contract); RTLD_NEXT

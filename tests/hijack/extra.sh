@@ -57,7 +57,7 @@ wait_tcp_quiet() {
 # tcpdump under the hijack sees the kernel's own traffic on eth0: the host
 # pings the kernel, the kernel answers, tcpdump (same process) captures
 # both. libpcap needs a mapped TPACKET ring; the hijack emulates one
-# (src/hijack/packet.rs).
+# (src/hijack/net/packet.rs).
 x3() {
 	need_tap
 	need tcpdump
