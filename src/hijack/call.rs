@@ -11,7 +11,9 @@ use lkl::syscall::{nr, raw, Errno};
 use lkl::xlate;
 
 use crate::hijack::fdtable;
-use crate::hijack::host::set_errno;
+use crate::hijack::host::{self, set_errno};
+use crate::hijack::lifecycle::after_fork;
+use crate::hijack::signals;
 
 // The hooks pass these values through unchanged: that is right only while
 // the tables say both ABIs agree.
@@ -50,9 +52,7 @@ pub fn kcall(nr: i64, args: [i64; 6]) -> i64 {
     if impossible_pointer(nr, &args) {
         return libc_result(Err(Errno::EFAULT));
     }
-    libc_result(
-        crate::hijack::signals::call(nr, args).map_err(crate::hijack::lifecycle::after_fork),
-    )
+    libc_result(signals::call(nr, args).map_err(after_fork))
 }
 
 /// True for an address no mapping can have: below the host's lowest
@@ -147,7 +147,7 @@ pub fn close_kernel_fd(hfd: c_int) -> c_int {
         Some(k) => kcall(nr::CLOSE, [k.into(), 0, 0, 0, 0, 0]) as c_int,
         None => 0,
     };
-    let _ = crate::hijack::host::close(hfd);
+    let _ = host::close(hfd);
     r
 }
 

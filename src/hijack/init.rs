@@ -14,12 +14,14 @@ use lkl::virtio::net::backends::open_backend;
 use lkl::virtio::Net;
 use lkl::{BootOptions, Kernel};
 
+use crate::hijack::fs::disks;
 use crate::hijack::lifecycle::{self, active, diag, forked, set_active};
+use crate::hijack::net::resolve;
 
 struct Running {
     kernel: Kernel,
     _devices: Vec<AttachedDevice>,
-    _disks: crate::hijack::fs::disks::Attached,
+    _disks: disks::Attached,
 }
 
 static RUNNING: Mutex<Option<Running>> = Mutex::new(None);
@@ -69,7 +71,7 @@ fn start() -> Result<Running, String> {
         // The kernel names the devices in attach order.
         names.push((i, format!("eth{}", names.len())));
     }
-    let disks = crate::hijack::fs::disks::attach(&config)?;
+    let disks = disks::attach(&config)?;
     let opts = BootOptions {
         memory: 64 << 20,
         cmdline: config.boot_cmdline.clone(),
@@ -85,9 +87,9 @@ fn start() -> Result<Running, String> {
     // host's RLIMIT_NOFILE is the one that counts: lift the kernel's own
     // (1024 by default) to its ceiling, fs.nr_open.
     let _ = lkl::syscall::setrlimit(libc::RLIMIT_NOFILE, 1 << 20, 1 << 20);
-    crate::hijack::fs::disks::mount(&config, &disks.disks)?;
+    disks::mount(&config, &disks.disks)?;
     lkl::netcfg::apply(&config, &names).map_err(|e| e.to_string())?;
-    crate::hijack::net::resolve::set_nameservers(config.nameservers.clone());
+    resolve::set_nameservers(config.nameservers.clone());
     let _ = SETTINGS.set(Settings {
         dump: config.dump.clone(),
     });
@@ -202,7 +204,7 @@ extern "C" fn hijack_fini() {
     set_active(false);
     let running = RUNNING.lock().unwrap_or_else(|e| e.into_inner()).take();
     if let Some(r) = running {
-        crate::hijack::fs::disks::finish(r.kernel);
+        disks::finish(r.kernel);
     }
 }
 

@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use lkl::syscall::{nr, raw, Errno};
 
 use crate::hijack::host::{errno, fail, libc_fn, set_errno};
+use crate::hijack::lifecycle::park_if_exiting;
 
 const NSIG: usize = 65;
 
@@ -157,7 +158,7 @@ fn ktid() -> i32 {
 /// One kernel call, interruptible by the program's signal handlers, and
 /// raising SIGPIPE as the host would.
 pub fn call(nr: i64, args: [i64; 6]) -> Result<i64, Errno> {
-    crate::hijack::lifecycle::park_if_exiting();
+    park_if_exiting();
     ktid();
     loop {
         INTERRUPTED.with(|i| i.store(false, Ordering::Release));
@@ -167,7 +168,7 @@ pub fn call(nr: i64, args: [i64; 6]) -> Result<i64, Errno> {
         IN_CALL.with(|c| c.store(false, Ordering::Release));
         // A call ended by the exit path (its descriptor closed, the kernel
         // halted) does not return to the program.
-        crate::hijack::lifecycle::park_if_exiting();
+        park_if_exiting();
         if r == Err(Errno::EINTR)
             && INTERRUPTED.with(|i| i.load(Ordering::Acquire))
             && RESTART.with(|r| r.load(Ordering::Acquire))

@@ -13,29 +13,32 @@ use std::ffi::{c_int, c_ulong};
 use lkl::syscall::{nr, raw};
 
 use crate::hijack::call::kcall;
+use crate::hijack::fd::epoll;
 use crate::hijack::fdtable;
-use crate::hijack::host::{fail, libc_fn, set_errno};
+use crate::hijack::host::{self, fail, libc_fn, set_errno};
+use crate::hijack::lifecycle::forked;
+use crate::hijack::net::packet;
 
 /// # Safety
 /// libc's contract for `close`.
 #[no_mangle]
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
     if fdtable::kernel_fd(fd).is_some() {
-        crate::hijack::net::packet::forget(fd);
+        packet::forget(fd);
         // Out of every epoll first: a member's notifier holds the file.
-        crate::hijack::fd::epoll::forget_member(fd);
+        epoll::forget_member(fd);
     }
-    crate::hijack::fd::epoll::forget_epoll(fd);
+    epoll::forget_epoll(fd);
     if let Some(kfd) = fdtable::remove(fd) {
         // In a forked child the kernel descriptor is the parent's: only
         // the placeholder goes.
-        let r = if crate::hijack::lifecycle::forked() {
+        let r = if forked() {
             0
         } else {
             kcall(nr::CLOSE, [kfd.into(), 0, 0, 0, 0, 0])
         };
         // The placeholder that stood for the kernel descriptor.
-        crate::hijack::host::close(fd);
+        host::close(fd);
         return r as c_int;
     }
     libc_fn!(close, fn(c_int) -> c_int; fd)
@@ -64,9 +67,9 @@ fn kernel_dup(kfd: i32, place: impl FnOnce(i32) -> Result<c_int, i32>) -> c_int 
 /// Drops the kernel side of host number `fd` if it was a kernel one
 /// (before something else is put on that number).
 fn forget_kernel(fd: c_int) {
-    crate::hijack::fd::epoll::forget_epoll(fd);
+    epoll::forget_epoll(fd);
     if fdtable::kernel_fd(fd).is_some() {
-        crate::hijack::fd::epoll::forget_member(fd);
+        epoll::forget_member(fd);
     }
     if let Some(k) = fdtable::remove(fd) {
         // SAFETY: closes a kernel descriptor nothing refers to any more.

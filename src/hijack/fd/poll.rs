@@ -14,6 +14,7 @@ use lkl::syscall::{abi, nr};
 use crate::hijack::call::{arg, fortify, kcall, SIGSET_SIZE};
 use crate::hijack::fdtable;
 use crate::hijack::host::{fail, libc_fn};
+use crate::hijack::net::packet;
 
 /// # Safety
 /// libc's contract for `poll`. Emulated packet rings among the
@@ -23,13 +24,13 @@ pub unsafe extern "C" fn poll(fds: *mut libc::pollfd, nfds: libc::nfds_t, timeou
     if too_many_fds(nfds) {
         return fail(libc::EINVAL);
     }
-    if !crate::hijack::net::packet::any() || fds.is_null() || nfds == 0 {
+    if !packet::any() || fds.is_null() || nfds == 0 {
         // SAFETY: same contract.
         return unsafe { poll_descriptors(fds, nfds, timeout) };
     }
     // SAFETY: the program passes `nfds` pollfds at `fds`.
     let set = unsafe { std::slice::from_raw_parts_mut(fds, nfds as usize) };
-    let now = crate::hijack::net::packet::before_poll(set);
+    let now = packet::before_poll(set);
     // SAFETY: same contract.
     let r = unsafe { poll_descriptors(fds, nfds, if now { 0 } else { timeout }) };
     if r < 0 {
@@ -37,7 +38,7 @@ pub unsafe extern "C" fn poll(fds: *mut libc::pollfd, nfds: libc::nfds_t, timeou
     }
     // SAFETY: as above; poll_descriptors has returned.
     let set = unsafe { std::slice::from_raw_parts_mut(fds, nfds as usize) };
-    r + crate::hijack::net::packet::after_poll(set)
+    r + packet::after_poll(set)
 }
 
 /// `poll` over host and kernel descriptors.
@@ -361,7 +362,7 @@ pub unsafe extern "C" fn __ppoll_chk(
     sigmask: *const libc::sigset_t,
     fdslen: usize,
 ) -> c_int {
-    crate::hijack::call::fortify(
+    fortify(
         (nfds as usize).saturating_mul(std::mem::size_of::<libc::pollfd>()),
         fdslen,
     );

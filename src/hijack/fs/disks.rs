@@ -9,6 +9,7 @@ use std::ffi::c_int;
 
 use crate::hijack::call::kcall;
 use crate::hijack::fdtable;
+use crate::hijack::fs::cwd;
 use crate::hijack::fs::paths;
 
 /// The config's place for `disks[i].key`, as config errors name it.
@@ -90,7 +91,7 @@ pub fn finish(kernel: Kernel) {
     // after the program's atexit handlers, before stdio's own cleanup.
     unsafe { libc::fflush(std::ptr::null_mut()) };
     if paths::routing() {
-        crate::hijack::fs::cwd::leave_kernel_cwd();
+        cwd::leave_kernel_cwd();
     }
     // Close what the program left open, as the host does at exit: sockets
     // send their FIN, files drop their references.

@@ -14,6 +14,7 @@ use lkl::syscall::{nr, raw};
 use crate::hijack::call::{arg, fd_hook, kcall};
 use crate::hijack::fdtable;
 use crate::hijack::host::{libc_fn, set_errno};
+use crate::hijack::net::packet;
 
 fd_hook!(fsync, nr::FSYNC, () -> c_int);
 fd_hook!(fdatasync, nr::FDATASYNC, () -> c_int);
@@ -99,7 +100,7 @@ macro_rules! mmap_hook {
         ) -> *mut c_void {
             if flags & libc::MAP_ANONYMOUS == 0 && fdtable::kernel_fd(fd).is_some() {
                 // A packet socket's receive ring is ours to map.
-                if let Some(p) = crate::hijack::net::packet::map(fd, len, off) {
+                if let Some(p) = packet::map(fd, len, off) {
                     return p;
                 }
                 set_errno(libc::ENODEV);

@@ -21,7 +21,7 @@ use libc::AT_FDCWD;
 
 use crate::hijack::call::{arg, kcall};
 use crate::hijack::fdtable;
-use crate::hijack::lifecycle::active;
+use crate::hijack::lifecycle::{active, park_if_exiting};
 
 /// Where a call goes.
 #[derive(Debug, PartialEq, Eq)]
@@ -205,7 +205,7 @@ pub fn route(dirfd: c_int, path: *const c_char) -> Route {
     if !active() {
         // Not while another thread unmounts the disks: the path would
         // fall back to the host.
-        crate::hijack::lifecycle::park_if_exiting();
+        park_if_exiting();
         return Route::Host;
     }
     // SAFETY: the program passes a NUL-terminated path.

@@ -19,6 +19,7 @@ use lkl::dns::wire::{self, TYPE_A, TYPE_AAAA};
 use lkl::dns::{Client, LookupError};
 
 use crate::hijack::lifecycle::{active, diag};
+use crate::hijack::net::ifreq;
 
 mod addrinfo;
 mod hostent;
@@ -108,7 +109,7 @@ extern "C" {
 /// global address (a UDP connect sends nothing).
 fn configured(family: c_int) -> bool {
     if family == libc::AF_INET {
-        return crate::hijack::net::ifreq::has_ipv4().unwrap_or(true);
+        return ifreq::has_ipv4().unwrap_or(true);
     }
     let Ok(fd) = lkl::syscall::socket(libc::AF_INET6, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0)
     else {

@@ -15,7 +15,8 @@ use lkl::syscall::nr;
 use crate::hijack::call::{arg, fd_hook, fortify, kcall, kcall_newfd};
 use crate::hijack::fdtable;
 use crate::hijack::host::{fail, libc_fn};
-use crate::hijack::lifecycle::active;
+use crate::hijack::lifecycle::{active, forked, forked_socket_error, park_if_exiting};
+use crate::hijack::net::packet;
 
 /// # Safety
 /// libc's contract for `socket`.
@@ -23,11 +24,11 @@ use crate::hijack::lifecycle::active;
 pub unsafe extern "C" fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
     // AF_UNIX stays on the host: local IPC (and the program's own) keeps working.
     if !active() && domain != libc::AF_UNIX {
-        crate::hijack::lifecycle::park_if_exiting();
+        park_if_exiting();
     }
     if active() && domain != libc::AF_UNIX {
-        if crate::hijack::lifecycle::forked() {
-            crate::hijack::lifecycle::forked_socket_error();
+        if forked() {
+            forked_socket_error();
             return fail(libc::ENETDOWN);
         }
         return kcall_newfd(
@@ -59,8 +60,8 @@ pub unsafe extern "C" fn setsockopt(
     val: *const c_void,
     len: libc::socklen_t,
 ) -> c_int {
-    if level == crate::hijack::net::packet::SOL_PACKET && fdtable::kernel_fd(fd).is_some() {
-        if let Some(r) = crate::hijack::net::packet::setsockopt(fd, level, name, val, len) {
+    if level == packet::SOL_PACKET && fdtable::kernel_fd(fd).is_some() {
+        if let Some(r) = packet::setsockopt(fd, level, name, val, len) {
             return r;
         }
     }
@@ -78,8 +79,8 @@ pub unsafe extern "C" fn getsockopt(
     val: *mut c_void,
     len: *mut libc::socklen_t,
 ) -> c_int {
-    if level == crate::hijack::net::packet::SOL_PACKET && fdtable::kernel_fd(fd).is_some() {
-        if let Some(r) = crate::hijack::net::packet::getsockopt(level, name, val) {
+    if level == packet::SOL_PACKET && fdtable::kernel_fd(fd).is_some() {
+        if let Some(r) = packet::getsockopt(level, name, val) {
             return r;
         }
     }
