@@ -2,13 +2,15 @@
 //!
 //! This library defines functions under libc's names (`read`, `open`, ...),
 //! so calling one of them by name from here (`libc::read`) would call our
-//! own hook again. The real one is libc's next definition after ours,
-//! `dlsym(RTLD_NEXT, name)`: `libc_fn!` looks it up the first time its call
-//! site runs and keeps the address in a static of that site, so every later
-//! call costs one relaxed load. A name libc does not have makes the hook fail
-//! with ENOSYS, never panic (redhook would panic: we do not use it for that
-//! reason). The lookup is `LibcFn`'s, the only `dlsym` and the only cast of
-//! an address to a function in the crate.
+//! own hook again. Libc's own is the next definition after ours,
+//! `dlsym(RTLD_NEXT, name)`. `libc_fn!` keeps its address in a static of
+//! the call site, and lists that static in a linker section, so the
+//! constructor looks every one up before `main` (`look_up_all`): after
+//! that, a call costs one relaxed load and one comparison, and no lookup
+//! happens in a signal handler or a forked child. A name libc does not
+//! have makes the hook fail with ENOSYS, never panic (redhook would panic:
+//! we do not use it for that reason). `LibcFn` holds the only `dlsym` and
+//! the only cast of an address to a function in the crate.
 //!
 //! The other ways to the host are not hooks of ours, so they are called
 //! directly: raw system calls (`libc::syscall`, where a hook wants the host
@@ -41,48 +43,20 @@ pub fn fail<T: From<i8>>(e: c_int) -> T {
     T::from(-1)
 }
 
-/// `LibcFn::addr` before the lookup.
+/// `LibcSlot::addr` before the lookup.
 const NOT_LOOKED_UP: usize = 0;
-/// `LibcFn::addr` when libc has no such function.
+/// `LibcSlot::addr` when libc has no such function.
 const ABSENT: usize = 1;
 
-/// Libc's function `name`, of C signature `F`, found the first time it is
-/// asked for.
-pub struct LibcFn<F> {
+/// A libc function's name and, once looked up, its address.
+pub struct LibcSlot {
     /// The name, NUL-terminated.
     name: &'static str,
     /// Its address, `NOT_LOOKED_UP` or `ABSENT`.
     addr: AtomicUsize,
-    signature: PhantomData<F>,
 }
 
-impl<F: Copy> LibcFn<F> {
-    /// # Safety
-    /// `F` is an `unsafe extern "C" fn` type with the C signature of libc's
-    /// function `name`, and `name` ends with a NUL.
-    pub const unsafe fn new(name: &'static str) -> Self {
-        LibcFn {
-            name,
-            addr: AtomicUsize::new(NOT_LOOKED_UP),
-            signature: PhantomData,
-        }
-    }
-
-    /// The function, or None if libc has none of that name. Once looked
-    /// up: one load and one comparison.
-    #[inline]
-    pub fn get(&self) -> Option<F> {
-        const { assert!(std::mem::size_of::<F>() == std::mem::size_of::<usize>()) };
-        let mut a = self.addr.load(Ordering::Relaxed);
-        if a <= ABSENT {
-            a = self.look_up()?;
-        }
-        // SAFETY: `a` is the address dlsym gave for `name`, a function of
-        // C signature F (new's contract); F is a function pointer, of the
-        // size of the address (asserted above).
-        Some(unsafe { std::mem::transmute_copy::<usize, F>(&a) })
-    }
-
+impl LibcSlot {
     /// The address, looked up now if it was not yet; None if absent.
     #[cold]
     fn look_up(&self) -> Option<usize> {
@@ -92,6 +66,47 @@ impl<F: Copy> LibcFn<F> {
             self.addr.store(a, Ordering::Relaxed);
         }
         (a != ABSENT).then_some(a)
+    }
+}
+
+/// Libc's function `name`, of C signature `F`.
+pub struct LibcFn<F> {
+    slot: LibcSlot,
+    signature: PhantomData<F>,
+}
+
+impl<F: Copy> LibcFn<F> {
+    /// # Safety
+    /// `F` is an `unsafe extern "C" fn` type with the C signature of libc's
+    /// function `name`, and `name` ends with a NUL.
+    pub const unsafe fn new(name: &'static str) -> Self {
+        LibcFn {
+            slot: LibcSlot {
+                name,
+                addr: AtomicUsize::new(NOT_LOOKED_UP),
+            },
+            signature: PhantomData,
+        }
+    }
+
+    /// Its slot, for `look_up_all`'s list.
+    pub const fn slot(&self) -> &LibcSlot {
+        &self.slot
+    }
+
+    /// The function, or None if libc has none of that name. Once looked
+    /// up: one load and one comparison.
+    #[inline]
+    pub fn get(&self) -> Option<F> {
+        const { assert!(std::mem::size_of::<F>() == std::mem::size_of::<usize>()) };
+        let mut a = self.slot.addr.load(Ordering::Relaxed);
+        if a <= ABSENT {
+            a = self.slot.look_up()?;
+        }
+        // SAFETY: `a` is the address dlsym gave for `name`, a function of
+        // C signature F (new's contract); F is a function pointer, of the
+        // size of the address (asserted above).
+        Some(unsafe { std::mem::transmute_copy::<usize, F>(&a) })
     }
 }
 
@@ -109,8 +124,33 @@ fn next_definition(name: &'static str) -> usize {
     }
 }
 
+extern "C" {
+    // The bounds of the linker section every `libc_fn!` site puts a
+    // `&'static LibcSlot` in: the linker defines `__start_X` and `__stop_X`
+    // for a section whose name X is a C identifier. Only their addresses
+    // are used.
+    static __start_lkl_hijack_libc_fns: u8;
+    static __stop_lkl_hijack_libc_fns: u8;
+}
+
+/// Looks up every libc function a `libc_fn!` site names, so that none is
+/// looked up for the first time later: in a signal handler (dlsym takes the
+/// loader's lock, which the interrupted code may hold) or in a forked
+/// child. The constructor calls it first.
+pub fn look_up_all() {
+    let start = std::ptr::addr_of!(__start_lkl_hijack_libc_fns).cast::<&'static LibcSlot>();
+    let stop = std::ptr::addr_of!(__stop_lkl_hijack_libc_fns).cast::<&'static LibcSlot>();
+    // SAFETY: the section holds only the `&'static LibcSlot`s that
+    // `libc_fn!` places there, one after another, between its bounds.
+    let slots = unsafe { std::slice::from_raw_parts(start, stop.offset_from(start) as usize) };
+    for slot in slots {
+        slot.look_up();
+    }
+}
+
 /// `libc_fn!(name, fn(A, B) -> R)`: libc's function `name` as an
-/// `Option<unsafe extern "C" fn(A, B) -> R>`, looked up once per call site.
+/// `Option<unsafe extern "C" fn(A, B) -> R>`, kept in a static of the call
+/// site (looked up by `look_up_all`, or at the site's first call).
 ///
 /// `libc_fn!(name, fn(A, B) -> R; a, b)`: calls it with `a, b`; without it,
 /// -1 and ENOSYS (integer results only).
@@ -126,6 +166,10 @@ macro_rules! libc_fn {
             // SAFETY: the call site writes libc's signature for `name` (see
             // the macro's doc); concat! appends the NUL.
             unsafe { $crate::hijack::host::LibcFn::new(concat!(stringify!($name), "\0")) };
+        // On `look_up_all`'s list.
+        #[used]
+        #[link_section = "lkl_hijack_libc_fns"]
+        static LISTED: &$crate::hijack::host::LibcSlot = F.slot();
         F.get()
     }};
     ($name:ident, fn($($t:ty),* $(,)?) -> $r:ty; $($a:expr),*; or $fail:expr) => {

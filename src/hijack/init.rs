@@ -135,6 +135,8 @@ fn close_on_exec_since(before: &[i32]) {
 }
 
 extern "C" fn hijack_init() {
+    // Libc's functions, before anything can need one in a signal handler.
+    crate::hijack::host::look_up_all();
     let before = open_fds();
     let started = start();
     close_on_exec_since(&before);

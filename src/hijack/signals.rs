@@ -45,9 +45,10 @@ thread_local! {
 type SigactionFn =
     unsafe extern "C" fn(c_int, *const libc::sigaction, *mut libc::sigaction) -> c_int;
 
-/// glibc's sigaction, found before any handler can run: the `sigaction`
-/// hook asks for it before it installs our handler, and this one call site
-/// keeps the address for all (the handler must not call dlsym).
+/// glibc's sigaction, found before any handler can run: the constructor
+/// looks it up (`host::look_up_all`), and the `sigaction` hook asks for it
+/// before it installs our handler; this one call site keeps the address
+/// for all (the handler must not call dlsym).
 fn libc_sigaction() -> Option<SigactionFn> {
     libc_fn!(
         sigaction,
