@@ -61,6 +61,7 @@ fn read_file(path: &str) -> Vec<u8> {
     out
 }
 
+#[testkit::needs(mkfs_ext4, mkfs_vfat)]
 #[test]
 fn ext4_before_and_after_boot_ro_and_rw() {
     in_child(

@@ -1,12 +1,11 @@
 //! Unmodified programs on the in-process kernel through LD_PRELOAD
 //! (`bin/lkl-hijack.sh`): their sockets live in the kernel, not the host.
 
-use std::process::Command;
-
 use testkit::hijack::*;
 use testkit::images::Scratch;
-use testkit::netns::{in_netns, Setup};
+use testkit::netns::in_netns;
 
+#[testkit::needs(python3)]
 #[test]
 fn python_sockets_live_in_the_kernel() {
     // A listener in the hijacked program, on the kernel's loopback; a client
@@ -39,6 +38,7 @@ print("kernel-echo", got, "host-client", host)
     );
 }
 
+#[testkit::needs(python3)]
 #[test]
 fn bad_config_stops_the_program_before_main() {
     let dir = std::env::temp_dir().join(format!("lkl-hijack-bad-{}", std::process::id()));
@@ -64,20 +64,13 @@ fn bad_config_stops_the_program_before_main() {
     );
 }
 
+#[testkit::needs(root, tun, ping)]
 #[test]
 fn hijacked_ping_over_tap() {
     in_netns(
         "hijacked_ping_over_tap",
         "hjping",
         |ns| {
-            if !std::path::Path::new("/dev/net/tun").exists() {
-                return Err(Setup::Skip("no /dev/net/tun".into()));
-            }
-            if Command::new("ping").arg("-V").output().is_err() {
-                return Err(Setup::Skip(
-                    "ping is not installed (apt-get install iputils-ping)".into(),
-                ));
-            }
             ns.ip(&["link", "set", "lo", "up"])?;
             ns.ip(&["tuntap", "add", "dev", "tap0", "mode", "tap"])?;
             ns.ip(&["addr", "add", "192.168.113.1/24", "dev", "tap0"])?;
@@ -125,6 +118,7 @@ fn hijacked_ping_over_tap() {
     );
 }
 
+#[testkit::needs(python3)]
 #[test]
 fn poll_waits_on_host_and_kernel_descriptors_together() {
     let script = r#"
@@ -144,6 +138,7 @@ print("mixed poll ok")
     run_python(script, "mixed poll ok");
 }
 
+#[testkit::needs(python3)]
 #[test]
 fn select_waits_on_host_and_kernel_descriptors_together() {
     let script = r#"
@@ -163,6 +158,7 @@ print("mixed select ok")
     run_python(script, "mixed select ok");
 }
 
+#[testkit::needs(python3)]
 #[test]
 fn dup_family_keeps_the_table_right() {
     let script = r#"
@@ -184,6 +180,7 @@ print("dup ok")
     run_python(script, "dup ok");
 }
 
+#[testkit::needs(root, tun, python3)]
 #[test]
 fn data_written_before_exit_reaches_the_peer() {
     // The program's kernel goes with it at exit: the library must let it

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use testkit::hijack::*;
-use testkit::images::Scratch;
-use testkit::netns::{in_netns, Setup};
+use testkit::images::{make_image, Scratch};
+use testkit::netns::in_netns;
 
 fn hijacked_cmd(config: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bin/lkl-hijack.sh"));
@@ -26,24 +26,6 @@ fn hijacked(config: &Path, args: &[&str]) -> Output {
     hijacked_cmd(config, args)
         .output()
         .expect("run the hijacked program")
-}
-
-/// An ext4 image of `mb` MiB, or None (printed) if mkfs.ext4 is missing.
-fn ext4_image(path: &Path, mb: u64) -> Option<()> {
-    let f = std::fs::File::create(path).unwrap();
-    f.set_len(mb << 20).unwrap();
-    match Command::new("mkfs.ext4")
-        .args(["-q", "-F"])
-        .arg(path)
-        .status()
-    {
-        Ok(s) if s.success() => Some(()),
-        Ok(s) => panic!("mkfs.ext4 failed: {s}"),
-        Err(e) => {
-            println!("skipped: mkfs.ext4 cannot run ({e}); run bin/setup.sh");
-            None
-        }
-    }
 }
 
 fn write_config(path: &Path, json: &str) {
@@ -177,13 +159,12 @@ print("MANIFEST " + json.dumps(man, sort_keys=True))
 print("files ok")
 "#;
 
+#[testkit::needs(python3, mkfs_ext4)]
 #[test]
 fn python_files_on_a_disk() {
     let t = Scratch::new("py");
     let image = t.path("fs.img");
-    if ext4_image(&image, 64).is_none() {
-        return;
-    }
+    make_image(&image, "ext4", 64);
     let host = t.path("host");
     std::fs::create_dir_all(&host).unwrap();
     // The mount point is a kernel path: nothing of it exists on the host.
@@ -265,13 +246,12 @@ fn python_files_on_a_disk() {
     );
 }
 
+#[testkit::needs(python3, mkfs_ext4)]
 #[test]
 fn read_only_disk_refuses_writes() {
     let t = Scratch::new("ro");
     let image = t.path("fs.img");
-    if ext4_image(&image, 32).is_none() {
-        return;
-    }
+    make_image(&image, "ext4", 32);
     let src = t.path("in.txt");
     std::fs::write(&src, "from the host\n").unwrap();
     let o = Command::new(testkit::workspace_bin("cptofs"))
@@ -310,13 +290,12 @@ print("erofs ok")
     );
 }
 
+#[testkit::needs(python3, mkfs_ext4)]
 #[test]
 fn bad_disk_config_stops_before_main() {
     let t = Scratch::new("bad");
     let image = t.path("fs.img");
-    if ext4_image(&image, 32).is_none() {
-        return;
-    }
+    make_image(&image, "ext4", 32);
     let cases = [
         (
             format!(
@@ -359,18 +338,13 @@ fn bad_disk_config_stops_before_main() {
     }
 }
 
+#[testkit::needs(root, tun, python3, mkfs_ext4, curl)]
 #[test]
 fn http_server_serves_its_root_from_the_image() {
     in_netns(
         "http_server_serves_its_root_from_the_image",
         "hfhttp",
         |ns| {
-            if !Path::new("/dev/net/tun").exists() {
-                return Err(Setup::Skip("no /dev/net/tun".into()));
-            }
-            if Command::new("curl").arg("-V").output().is_err() {
-                return Err(Setup::Skip("curl is not installed (bin/setup.sh)".into()));
-            }
             ns.ip(&["link", "set", "lo", "up"])?;
             ns.ip(&["tuntap", "add", "dev", "tap0", "mode", "tap"])?;
             ns.ip(&["addr", "add", "192.168.115.1/24", "dev", "tap0"])?;
@@ -380,9 +354,7 @@ fn http_server_serves_its_root_from_the_image() {
         || {
             let t = Scratch::new("http");
             let image = t.path("fs.img");
-            if ext4_image(&image, 64).is_none() {
-                return;
-            }
+            make_image(&image, "ext4", 64);
             let payload = testkit::wire::pattern(5 << 20, 0x5eed);
             let want = sha256_hex(&payload);
             let src = t.path("payload.bin");

@@ -12,7 +12,7 @@ use lkl::syscall::{self as sys, abi};
 use lkl::virtio::net::backends::open_backend;
 use lkl::virtio::Net;
 use lkl::{BootOptions, Kernel};
-use testkit::netns::{in_netns, Setup};
+use testkit::netns::in_netns;
 use testkit::wire::{checksum, pattern};
 
 const HOST4: Ipv4Addr = Ipv4Addr::new(192, 168, 113, 1);
@@ -84,15 +84,13 @@ fn host_ping(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+#[testkit::needs(root, tun, kernel_net, ping)]
 #[test]
 fn tap_ping_both_ways_v4_and_v6() {
     in_netns(
         "tap_ping_both_ways_v4_and_v6",
         "tapping",
         |ns| {
-            if !std::path::Path::new("/dev/net/tun").exists() {
-                return Err(Setup::Skip("no /dev/net/tun".into()));
-            }
             ns.ip(&["link", "set", "lo", "up"])?;
             ns.ip(&["tuntap", "add", "dev", "tap0", "mode", "tap"])?;
             ns.ip(&["addr", "add", "192.168.113.1/24", "dev", "tap0"])?;
@@ -244,16 +242,14 @@ fn tcp_both_ways(offload: &str) {
     drop(device);
 }
 
-fn tap_setup(ns: &testkit::netns::Netns) -> Result<(), Setup> {
-    if !std::path::Path::new("/dev/net/tun").exists() {
-        return Err(Setup::Skip("no /dev/net/tun".into()));
-    }
+fn tap_setup(ns: &testkit::netns::Netns) -> Result<(), String> {
     ns.ip(&["tuntap", "add", "dev", "tap0", "mode", "tap", "vnet_hdr"])?;
     ns.ip(&["addr", "add", "192.168.113.1/24", "dev", "tap0"])?;
     ns.ip(&["link", "set", "tap0", "up"])?;
     Ok(())
 }
 
+#[testkit::needs(root, tun, kernel_net)]
 #[test]
 fn tap_tcp_100mb_each_way_no_offload() {
     in_netns(
@@ -264,6 +260,7 @@ fn tap_tcp_100mb_each_way_no_offload() {
     );
 }
 
+#[testkit::needs(root, tun, kernel_net)]
 #[test]
 fn tap_tcp_100mb_each_way_offload_0x883() {
     in_netns(
@@ -274,6 +271,7 @@ fn tap_tcp_100mb_each_way_offload_0x883() {
     );
 }
 
+#[testkit::needs(root, tun, kernel_net)]
 #[test]
 fn tap_tcp_100mb_each_way_offload_0x8803() {
     in_netns(

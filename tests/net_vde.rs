@@ -14,7 +14,7 @@ use lkl::syscall::{self as sys, abi};
 use lkl::virtio::net::backends::open_backend;
 use lkl::virtio::Net;
 use lkl::{BootOptions, Kernel};
-use testkit::netns::{in_netns, Setup};
+use testkit::netns::in_netns;
 use testkit::wire::checksum;
 
 const HOST4: Ipv4Addr = Ipv4Addr::new(192, 168, 114, 1);
@@ -138,16 +138,6 @@ impl Drop for Switch {
     }
 }
 
-fn has_vde_switch() -> bool {
-    Command::new("vde_switch")
-        .arg("-v")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .stdin(Stdio::null())
-        .status()
-        .is_ok()
-}
-
 fn vde_body() {
     let dir = std::env::temp_dir().join(format!("lkl-vde-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -168,11 +158,7 @@ fn vde_body() {
         ..Default::default()
     })
     .expect("boot");
-    if !testkit::kernel_has_net() {
-        println!("skipped: this kernel config has no networking");
-        let _ = kernel.halt();
-        return;
-    }
+    assert!(testkit::kernel_has_net(), "the kernel has no networking");
     lkl::netcfg::apply(&config, &[(0, "eth0".to_string())]).expect("apply config");
 
     // Kernel -> host, through the switch and the tap.
@@ -211,20 +197,13 @@ fn vde_body() {
     drop(switch);
 }
 
+#[testkit::needs(root, tun, kernel_net, ping, vde_switch)]
 #[test]
 fn vde_switch_pings_host() {
     in_netns(
         "vde_switch_pings_host",
         "vde",
         |ns| {
-            if !has_vde_switch() {
-                return Err(Setup::Skip(
-                    "vde_switch is not installed (apt-get install vde2)".into(),
-                ));
-            }
-            if !Path::new("/dev/net/tun").exists() {
-                return Err(Setup::Skip("no /dev/net/tun".into()));
-            }
             ns.ip(&["link", "set", "lo", "up"])?;
             ns.ip(&["tuntap", "add", "dev", "tap0", "mode", "tap"])?;
             ns.ip(&["addr", "add", "192.168.114.1/24", "dev", "tap0"])?;

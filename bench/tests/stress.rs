@@ -58,6 +58,7 @@ fn churn_held_and_soak_on_the_kernel_loopback() {
     print!("host kernel loopback:\n{}", figures(&host));
 }
 
+#[testkit::needs(root, tun)]
 #[test]
 fn churn_and_held_over_tap() {
     in_netns("churn_and_held_over_tap", "stress", tap_setup, || {

@@ -6,11 +6,11 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::netns::{Netns, Setup};
+use crate::netns::Netns;
 
 /// The system's Python (the pyenv shim would spawn many processes).
 pub const PYTHON: &str = "/usr/bin/python3";
@@ -135,11 +135,9 @@ impl Drop for Helper {
 }
 
 /// Namespace setup: tap0 = 192.168.113.1/24 on the host side (the kernel
-/// takes 192.168.113.2 through a config naming tap0).
-pub fn tap_setup(ns: &Netns) -> Result<(), Setup> {
-    if !Path::new("/dev/net/tun").exists() {
-        return Err(Setup::Skip("no /dev/net/tun".into()));
-    }
+/// takes 192.168.113.2 through a config naming tap0). The test needs
+/// `root, tun`.
+pub fn tap_setup(ns: &Netns) -> Result<(), String> {
     ns.ip(&["link", "set", "lo", "up"])?;
     ns.ip(&["tuntap", "add", "dev", "tap0", "mode", "tap"])?;
     ns.ip(&["addr", "add", "192.168.113.1/24", "dev", "tap0"])?;

@@ -166,16 +166,3 @@ impl Drop for FuseMount {
         }
     }
 }
-
-/// A fresh ext4 image of `mb` MiB; false if mkfs.ext4 cannot run.
-pub fn mkfs_ext4(path: &Path, mb: u64) -> bool {
-    let f = std::fs::File::create(path).unwrap();
-    f.set_len(mb << 20).unwrap();
-    drop(f);
-    Command::new("mkfs.ext4")
-        .args(["-q", "-F"])
-        .arg(path)
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}

@@ -2,6 +2,11 @@
 //! that boots runs its body in a child process of the test binary (the
 //! same binary, filtered to that one test). This works the same under
 //! `cargo test` and `cargo nextest`.
+//!
+//! A test that needs something of the machine says so with
+//! `#[testkit::needs(...)]` above its `#[test]`: where it is missing the
+//! test is ignored (listed with the reason, counted in "N ignored"), and
+//! under `CI=true` it fails. docs/testing.md has the list and the rules.
 
 #![allow(dead_code)]
 
@@ -13,7 +18,34 @@ use std::time::{Duration, Instant};
 use lkl::host::{Console, ConsoleBuffer};
 use lkl::{BootOptions, Kernel};
 
+pub use testkit_needs::needs;
+pub use testkit_probe as probe;
+
 const CHILD_ENV: &str = "LKL_TEST_CHILD";
+
+/// Fails the test if a prerequisite in `names` is missing here (the
+/// `needs` attribute puts this call first in the test). Only the test's
+/// own process checks: the children it starts (a boot in a child, the
+/// half inside a namespace) were started because it passed.
+pub fn require(names: &[&str]) {
+    if std::env::var_os(CHILD_ENV).is_some() || std::env::var_os(netns::INNER_ENV).is_some() {
+        return;
+    }
+    let missing: Vec<String> = names
+        .iter()
+        .filter_map(|n| probe::missing(n).map(|why| format!("{n}: {why}")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "missing prerequisite: {} (bin/setup.sh installs tools). {}",
+        missing.join("; "),
+        if probe::ci() {
+            "CI is set: a missing prerequisite fails the test."
+        } else {
+            "The build found it (or the test runs with --ignored): rebuild to have it ignored."
+        }
+    );
+}
 
 /// The repository's top folder (scripts, `bin/`, `tests/hijack/`).
 pub fn repo() -> PathBuf {

@@ -183,6 +183,7 @@ fn round_trip(name: &str, fstype: &str, mb: u64, mkfs: &[&str], fsck: &[&str]) {
     fs::remove_dir_all(&dir).unwrap();
 }
 
+#[testkit::needs(mkfs_ext4)]
 #[test]
 fn round_trip_ext4() {
     round_trip(
@@ -194,11 +195,13 @@ fn round_trip_ext4() {
     );
 }
 
+#[testkit::needs(mkfs_vfat)]
 #[test]
 fn round_trip_vfat() {
     round_trip("vfat", "vfat", 96, &["mkfs.vfat"], &["fsck.vfat", "-n"]);
 }
 
+#[testkit::needs(mkfs_xfs)]
 #[test]
 fn round_trip_xfs() {
     round_trip(
@@ -210,6 +213,7 @@ fn round_trip_xfs() {
     );
 }
 
+#[testkit::needs(mkfs_btrfs)]
 #[test]
 fn round_trip_btrfs() {
     round_trip(
@@ -394,11 +398,13 @@ fn partitioned(gpt: bool) {
     fs::remove_dir_all(&dir).unwrap();
 }
 
+#[testkit::needs(mkfs_ext4, mkfs_vfat)]
 #[test]
 fn mbr_partitions() {
     partitioned(false);
 }
 
+#[testkit::needs(mkfs_ext4, mkfs_vfat)]
 #[test]
 fn gpt_partitions() {
     partitioned(true);
@@ -414,6 +420,7 @@ fn fails_with(args: &[&str], want: &str) {
     assert_eq!(t.trim().lines().count(), 1, "one line: {t}");
 }
 
+#[testkit::needs(mkfs_ext4)]
 #[test]
 fn errors_are_one_line_and_nonzero() {
     let dir = tmpdir("errors");
@@ -478,6 +485,7 @@ fn errors_are_one_line_and_nonzero() {
     fs::remove_dir_all(&dir).unwrap();
 }
 
+#[testkit::needs(mkfs_ext4)]
 #[test]
 fn glob_in_last_component() {
     let dir = tmpdir("glob");
@@ -546,6 +554,7 @@ fn no_foreign_data(img_dir: &Path, src_dir: &Path) -> (usize, usize) {
     (full, partial)
 }
 
+#[testkit::needs(mkfs_ext4)]
 #[test]
 fn sigkill_mid_copy_is_repaired_by_the_journal() {
     let dir = tmpdir("kill");
