@@ -10,13 +10,13 @@ use super::{ferr, lock, proc_path, KernelFs};
 pub(super) const DIRECT_MIN: u32 = 64 << 10;
 /// Size of each request thread's direct-I/O buffer (the largest READ or
 /// WRITE the host sends is max_pages, 1 MiB).
-pub(super) const DIRECT_BUF: usize = 1 << 20;
+const DIRECT_BUF: usize = 1 << 20;
 
 /// A buffer in the kernel's memory, mapped by the kernel's `mmap` for one
 /// request thread: `O_DIRECT` reads land there straight from the disk, and
 /// `O_DIRECT` writes go to the disk straight from there.
-pub(super) struct KernelBuf {
-    pub(super) addr: usize,
+struct KernelBuf {
+    addr: usize,
 }
 
 impl KernelBuf {
@@ -89,7 +89,7 @@ impl Twin {
 impl KernelFs {
     /// The `O_DIRECT` twin of open file `fd`, opened on first use; None if
     /// the file system will not do direct I/O on it.
-    pub(super) fn direct_twin(&self, fd: i32) -> Option<i32> {
+    fn direct_twin(&self, fd: i32) -> Option<i32> {
         let mut m = lock(&self.direct);
         if let Some(t) = m.get(&fd) {
             return match *t {

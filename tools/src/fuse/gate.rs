@@ -46,7 +46,7 @@ impl Gate {
     }
 
     /// At the start of a request that may block: let another thread read.
-    pub(super) fn step_aside(&self) {
+    fn step_aside(&self) {
         if HOLDS_GATE.get() {
             HOLDS_GATE.set(false);
             *lock(&self.held) = false;
@@ -55,7 +55,7 @@ impl Gate {
     }
 
     /// At the end of every request, before the thread reads the next one.
-    pub(super) fn rejoin(&self) {
+    fn rejoin(&self) {
         self.served.fetch_add(1, Ordering::Relaxed);
         if HOLDS_GATE.get() {
             return;

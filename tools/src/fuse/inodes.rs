@@ -39,7 +39,7 @@ pub(super) struct Table {
     pub(super) next_foreign: u64,
 }
 
-pub(super) fn to_time(sec: i64, nsec: u64) -> SystemTime {
+fn to_time(sec: i64, nsec: u64) -> SystemTime {
     if sec >= 0 {
         UNIX_EPOCH + Duration::new(sec as u64, nsec as u32)
     } else {
