@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
-use testkit::hijack::{library, PYTHON};
+use testkit::hijack::{with_config, PYTHON};
 use testkit::images::{make_image, run, Scratch};
 use testkit::wire::pattern;
 use testkit::{no_crash, run_limited};
@@ -18,15 +18,6 @@ const LIMIT: Duration = Duration::from_secs(20);
 
 fn here(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
-}
-
-fn hijacked(config: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(here("bin/lkl-hijack.sh"));
-    cmd.args(args)
-        .env("LKL_HIJACK_LIB", library())
-        .env("LKL_HIJACK_CONFIG_FILE", config)
-        .current_dir(std::env::temp_dir());
-    cmd
 }
 
 /// Images for the disk cases: a good ext4, a file of zeros, random bytes,
@@ -178,7 +169,7 @@ fn stops_before_main(config: &Path, json: &str, want: &str) {
     std::fs::write(config, json).unwrap();
     let show = if json.len() > 80 { &json[..80] } else { json };
     let out = run_limited(
-        hijacked(config, &[PYTHON, "-c", "print('main ran')"]),
+        with_config(config, &[PYTHON, "-c", "print('main ran')"]),
         LIMIT,
     )
     .unwrap_or_else(|| panic!("{show}: hang"));
@@ -240,7 +231,7 @@ fn both(t: &Scratch, script: &Path, args: &[&str]) -> (Output, Output) {
     let mut a = vec![PYTHON, script.to_str().unwrap()];
     a.extend_from_slice(args);
     let ours =
-        run_limited(hijacked(&config, &a), LIMIT).unwrap_or_else(|| panic!("{args:?}: hang"));
+        run_limited(with_config(&config, &a), LIMIT).unwrap_or_else(|| panic!("{args:?}: hang"));
     (host, ours)
 }
 

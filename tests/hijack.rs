@@ -67,55 +67,44 @@ fn bad_config_stops_the_program_before_main() {
 #[testkit::needs(root, tun, ping)]
 #[test]
 fn hijacked_ping_over_tap() {
-    in_netns(
-        "hijacked_ping_over_tap",
-        "hjping",
-        |ns| {
-            ns.ip(&["link", "set", "lo", "up"])?;
-            ns.ip(&["tuntap", "add", "dev", "tap0", "mode", "tap"])?;
-            ns.ip(&["addr", "add", "192.168.113.1/24", "dev", "tap0"])?;
-            ns.ip(&["link", "set", "tap0", "up"])?;
-            Ok(())
-        },
-        || {
-            let dir = std::env::temp_dir().join(format!("lkl-hijack-ping-{}", std::process::id()));
-            std::fs::create_dir_all(&dir).unwrap();
-            let file = dir.join("tap.json");
-            std::fs::write(&file, r#"{"interfaces":[{"type":"tap","param":"tap0","ip":"192.168.113.2","masklen":"24"}]}"#).unwrap();
-            let rx_before =
-                std::fs::read_to_string("/sys/class/net/tap0/statistics/rx_packets").unwrap();
-            let out = hijacked(
-                &["ping", "-c", "3", "-i", "0.2", "192.168.113.1"],
-                &[("LKL_HIJACK_CONFIG_FILE", file.to_str().unwrap())],
-            );
-            let rx_after =
-                std::fs::read_to_string("/sys/class/net/tap0/statistics/rx_packets").unwrap();
-            let _ = std::fs::remove_dir_all(&dir);
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            assert!(
-                out.status.success(),
-                "{stdout}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            assert!(
-                stdout.contains("3 packets transmitted, 3 received"),
-                "{stdout}"
-            );
-            let (before, after): (u64, u64) = (
-                rx_before.trim().parse().unwrap(),
-                rx_after.trim().parse().unwrap(),
-            );
-            // The echo requests came in through the tap: the kernel in ping sent them.
-            assert!(after >= before + 3, "tap rx {before} -> {after}");
-            println!(
-                "{}",
-                stdout
-                    .lines()
-                    .find(|l| l.contains("packets transmitted"))
-                    .unwrap_or("")
-            );
-        },
-    );
+    in_netns("hijacked_ping_over_tap", "hjping", tap_setup, || {
+        let dir = std::env::temp_dir().join(format!("lkl-hijack-ping-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("tap.json");
+        std::fs::write(&file, tap_config(None)).unwrap();
+        let rx_before =
+            std::fs::read_to_string("/sys/class/net/tap0/statistics/rx_packets").unwrap();
+        let out = hijacked(
+            &["ping", "-c", "3", "-i", "0.2", "192.168.113.1"],
+            &[("LKL_HIJACK_CONFIG_FILE", file.to_str().unwrap())],
+        );
+        let rx_after =
+            std::fs::read_to_string("/sys/class/net/tap0/statistics/rx_packets").unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains("3 packets transmitted, 3 received"),
+            "{stdout}"
+        );
+        let (before, after): (u64, u64) = (
+            rx_before.trim().parse().unwrap(),
+            rx_after.trim().parse().unwrap(),
+        );
+        // The echo requests came in through the tap: the kernel in ping sent them.
+        assert!(after >= before + 3, "tap rx {before} -> {after}");
+        println!(
+            "{}",
+            stdout
+                .lines()
+                .find(|l| l.contains("packets transmitted"))
+                .unwrap_or("")
+        );
+    });
 }
 
 #[testkit::needs(python3)]

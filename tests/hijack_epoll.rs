@@ -130,22 +130,12 @@ fn asyncio_echo_server_answers_a_host_client_over_tap() {
     in_netns(
         "asyncio_echo_server_answers_a_host_client_over_tap",
         "hjaio",
-        |ns| {
-            ns.ip(&["link", "set", "lo", "up"])?;
-            ns.ip(&["tuntap", "add", "dev", "tap0", "mode", "tap"])?;
-            ns.ip(&["addr", "add", "192.168.113.1/24", "dev", "tap0"])?;
-            ns.ip(&["link", "set", "tap0", "up"])?;
-            Ok(())
-        },
+        tap_setup,
         || {
             let dir = std::env::temp_dir().join(format!("lkl-hijack-aio-{}", std::process::id()));
             std::fs::create_dir_all(&dir).unwrap();
             let file = dir.join("tap.json");
-            std::fs::write(
-                &file,
-                r#"{"interfaces":[{"type":"tap","param":"tap0","ip":"192.168.113.2","masklen":"24"}]}"#,
-            )
-            .unwrap();
+            std::fs::write(&file, tap_config(None)).unwrap();
             // The server is hijacked (its sockets are the kernel's, its loop
             // asyncio's epoll); the client is a plain host process started
             // from a thread, so the loop keeps serving meanwhile.

@@ -4,48 +4,35 @@
 //! mkfs.ext4; what the program wrote is checked afterwards with the host's
 //! e2fsck and with cpfromfs.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use testkit::hijack::*;
-use testkit::images::{make_image, Scratch};
+use testkit::images::{fsck_clean, make_image, Scratch};
 use testkit::netns::in_netns;
 
-fn hijacked_cmd(config: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bin/lkl-hijack.sh"));
-    cmd.args(args)
-        .env("LKL_HIJACK_LIB", library())
-        .env("LKL_HIJACK_CONFIG_FILE", config)
-        .current_dir(std::env::temp_dir());
-    cmd
-}
-
 fn hijacked(config: &Path, args: &[&str]) -> Output {
-    hijacked_cmd(config, args)
+    with_config(config, args)
         .output()
         .expect("run the hijacked program")
 }
 
-fn write_config(path: &Path, json: &str) {
-    std::fs::write(path, json).unwrap();
+/// Copies `src` into the root of the ext4 `image` with cptofs.
+fn cptofs(image: &Path, src: &Path) {
+    let o = Command::new(testkit::workspace_bin("cptofs"))
+        .args(["-t", "ext4", "-i"])
+        .arg(image)
+        .arg(src)
+        .arg("/")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
-fn fsck_clean(image: &Path) {
-    let out = Command::new("e2fsck")
-        .args(["-fn"])
-        .arg(image)
-        .output()
-        .expect("run e2fsck");
-    assert!(
-        out.status.success(),
-        "e2fsck -fn {}: {}\n{}{}",
-        image.display(),
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+fn write_config(path: &Path, json: &str) {
+    std::fs::write(path, json).unwrap();
 }
 
 fn sha256_hex(data: &[u8]) -> String {
@@ -201,7 +188,7 @@ fn python_files_on_a_disk() {
     host_files.sort();
     assert_eq!(host_files, ["copy.bin", "host.txt"]);
 
-    fsck_clean(&image);
+    fsck_clean(&image, "ext4");
 
     // cpfromfs sees what the program wrote.
     let manifest: serde_json::Map<String, serde_json::Value> = serde_json::from_str(
@@ -254,14 +241,7 @@ fn read_only_disk_refuses_writes() {
     make_image(&image, "ext4", 32);
     let src = t.path("in.txt");
     std::fs::write(&src, "from the host\n").unwrap();
-    let o = Command::new(testkit::workspace_bin("cptofs"))
-        .args(["-t", "ext4", "-i"])
-        .arg(&image)
-        .arg(&src)
-        .arg("/")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    cptofs(&image, &src);
     let before = sha256_hex(&std::fs::read(&image).unwrap());
     let config = t.path("cfg.json");
     write_config(
@@ -345,11 +325,8 @@ fn http_server_serves_its_root_from_the_image() {
         "http_server_serves_its_root_from_the_image",
         "hfhttp",
         |ns| {
-            ns.ip(&["link", "set", "lo", "up"])?;
-            ns.ip(&["tuntap", "add", "dev", "tap0", "mode", "tap"])?;
-            ns.ip(&["addr", "add", "192.168.115.1/24", "dev", "tap0"])?;
-            ns.ip(&["link", "set", "tap0", "up"])?;
-            Ok(())
+            ns.lo_up()?;
+            ns.add_tap("tap0", false, &["192.168.115.1/24"])
         },
         || {
             let t = Scratch::new("http");
@@ -359,14 +336,7 @@ fn http_server_serves_its_root_from_the_image() {
             let want = sha256_hex(&payload);
             let src = t.path("payload.bin");
             std::fs::write(&src, &payload).unwrap();
-            let o = Command::new(testkit::workspace_bin("cptofs"))
-                .args(["-t", "ext4", "-i"])
-                .arg(&image)
-                .arg(&src)
-                .arg("/")
-                .output()
-                .unwrap();
-            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            cptofs(&image, &src);
             let config = t.path("cfg.json");
             write_config(
                 &config,
@@ -376,7 +346,7 @@ fn http_server_serves_its_root_from_the_image() {
                     image.display()
                 ),
             );
-            let server = hijacked_cmd(
+            let server = with_config(
                 &config,
                 &[
                     PYTHON,
@@ -429,7 +399,7 @@ fn http_server_serves_its_root_from_the_image() {
                 "directory listing: {}",
                 String::from_utf8_lossy(&listing.stdout)
             );
-            fsck_clean(&image);
+            fsck_clean(&image, "ext4");
             println!("served {} bytes from the image, SHA-256 {want}", data.len());
         },
     );

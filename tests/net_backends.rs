@@ -249,11 +249,7 @@ fn tap_attaches_and_exchanges_frames() {
     in_netns(
         "tap_attaches_and_exchanges_frames",
         "tap",
-        |ns| {
-            ns.ip(&["tuntap", "add", "dev", "lkt0", "mode", "tap"])?;
-            ns.ip(&["link", "set", "lkt0", "up"])?;
-            Ok(())
-        },
+        |ns| ns.add_tap("lkt0", false, &[]),
         || {
             let far = PacketSock::open("lkt0");
             let host_mac = mac_of("lkt0");
@@ -511,11 +507,7 @@ fn fd_backend_takes_an_open_tap() {
     in_netns(
         "fd_backend_takes_an_open_tap",
         "fdtap",
-        |ns| {
-            ns.ip(&["tuntap", "add", "dev", "lkt2", "mode", "tap", "vnet_hdr"])?;
-            ns.ip(&["link", "set", "lkt2", "up"])?;
-            Ok(())
-        },
+        |ns| ns.add_tap("lkt2", true, &[]),
         || {
             // A program that opened the tap itself and hands us the number.
             let tap = Tap::open("lkt2", true).unwrap();

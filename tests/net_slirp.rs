@@ -19,11 +19,9 @@ use std::time::{Duration, Instant};
 
 use lkl::config::Config;
 use lkl::syscall::{self as sys, abi};
-use lkl::virtio::net::backends::{open_backend, slirp};
-use lkl::virtio::Net;
-use lkl::{BootOptions, Kernel};
-use testkit::in_child;
+use lkl::virtio::net::backends::slirp;
 use testkit::wire::pattern;
+use testkit::{boot_with_net, in_child};
 
 /// The gateway, which slirp maps to the host's 127.0.0.1.
 const HOST4: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
@@ -280,18 +278,8 @@ fn slirp_reaches_host_loopback_tcp_udp_ipv6() {
         Duration::from_secs(180),
         || {
             let config = Config::parse_str(CONFIG).expect("config");
-            let iface = &config.interfaces[0];
-            let backend = open_backend(&iface.backend, false).expect("slirp backend");
+            let (kernel, device) = boot_with_net(&config, 128 << 20, None);
             assert_eq!(slirp_threads(), 1, "the slirp thread runs");
-            let mac = iface.mac.map(|m| m.0);
-            let net = Net::new(backend, 0, mac).expect("net device");
-            let device = lkl::devices::attach(Box::new(net)).expect("attach");
-            let kernel = Kernel::boot(BootOptions {
-                memory: 128 << 20,
-                ..Default::default()
-            })
-            .expect("boot");
-            lkl::netcfg::apply(&config, &[(0, "eth0".to_string())]).expect("apply config");
 
             tcp(HOST4);
             udp(HOST4);

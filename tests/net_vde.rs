@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 
 use lkl::config::Config;
 use lkl::syscall::{self as sys, abi};
-use lkl::virtio::net::backends::open_backend;
-use lkl::virtio::Net;
-use lkl::{BootOptions, Kernel};
+use testkit::boot_with_net;
 use testkit::netns::in_netns;
 use testkit::wire::checksum;
 
@@ -149,17 +147,7 @@ fn vde_body() {
         dir.display()
     );
     let config = Config::parse_str(&json).expect("config");
-    let iface = &config.interfaces[0];
-    let backend = open_backend(&iface.backend, false).expect("vde backend");
-    let net = Net::new(backend, 0, iface.mac.map(|m| m.0)).expect("net device");
-    let device = lkl::devices::attach(Box::new(net)).expect("attach");
-    let kernel = Kernel::boot(BootOptions {
-        memory: 64 << 20,
-        ..Default::default()
-    })
-    .expect("boot");
-    assert!(testkit::kernel_has_net(), "the kernel has no networking");
-    lkl::netcfg::apply(&config, &[(0, "eth0".to_string())]).expect("apply config");
+    let (kernel, device) = boot_with_net(&config, 64 << 20, None);
 
     // Kernel -> host, through the switch and the tap.
     let t0 = Instant::now();
@@ -204,11 +192,8 @@ fn vde_switch_pings_host() {
         "vde_switch_pings_host",
         "vde",
         |ns| {
-            ns.ip(&["link", "set", "lo", "up"])?;
-            ns.ip(&["tuntap", "add", "dev", "tap0", "mode", "tap"])?;
-            ns.ip(&["addr", "add", "192.168.114.1/24", "dev", "tap0"])?;
-            ns.ip(&["link", "set", "tap0", "up"])?;
-            Ok(())
+            ns.lo_up()?;
+            ns.add_tap("tap0", false, &["192.168.114.1/24"])
         },
         vde_body,
     );

@@ -6,7 +6,7 @@
 
 use std::net::{IpAddr, Ipv6Addr};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -470,30 +470,16 @@ fn errors_name_the_key_the_interface_and_the_errno() {
 
 /// Runs `net-test` and returns (success, stdout + stderr).
 fn net_test(args: &[&str], limit: Duration) -> (bool, String) {
-    let mut child = Command::new(testkit::workspace_bin("net-test"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn net-test");
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            panic!("net-test {args:?}: no result after {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let out = child.wait_with_output().unwrap();
+    let mut cmd = Command::new(testkit::workspace_bin("net-test"));
+    cmd.args(args);
+    let out = testkit::run_limited(cmd, limit)
+        .unwrap_or_else(|| panic!("net-test {args:?}: no result after {limit:?}"));
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    (status.success(), text)
+    (out.status.success(), text)
 }
 
 #[testkit::needs(kernel_net)]

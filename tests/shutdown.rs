@@ -14,10 +14,10 @@
 //! one in tests/hijack*.rs.
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
-use testkit::hijack::{library, PYTHON};
+use testkit::hijack::{with_config, PYTHON};
 use testkit::images::{make_image, Scratch};
 
 const LIMIT: Duration = Duration::from_secs(1);
@@ -26,14 +26,7 @@ const LIMIT: Duration = Duration::from_secs(1);
 fn python(config: Option<&Path>, script: &str, args: &[&str]) -> Child {
     let mut cmd = match config {
         None => Command::new(PYTHON),
-        Some(c) => {
-            let mut cmd =
-                Command::new(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bin/lkl-hijack.sh"));
-            cmd.arg(PYTHON)
-                .env("LKL_HIJACK_LIB", library())
-                .env("LKL_HIJACK_CONFIG_FILE", c);
-            cmd
-        }
+        Some(c) => with_config(c, &[PYTHON]),
     };
     cmd.arg("-c")
         .arg(script)
@@ -64,17 +57,7 @@ fn wait_line(child: &mut Child, tag: &str) -> Result<String, String> {
 /// Waits at most `limit` (then kills and reports None).
 fn wait_within(child: &mut Child, limit: Duration) -> (Option<ExitStatus>, Duration, String) {
     let t0 = Instant::now();
-    let st = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break Some(st);
-        }
-        if t0.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    };
+    let st = testkit::wait_limited(child, limit);
     let took = t0.elapsed();
     let mut err = String::new();
     let _ = child.stderr.take().unwrap().read_to_string(&mut err);

@@ -46,6 +46,13 @@ pub fn command(args: &[&str], envs: &[(&str, &str)]) -> Command {
     cmd
 }
 
+/// `args` under the hijack with the config file `config`.
+pub fn with_config(config: &std::path::Path, args: &[&str]) -> Command {
+    let mut cmd = command(args, &[]);
+    cmd.env("LKL_HIJACK_CONFIG_FILE", config);
+    cmd
+}
+
 /// Runs `args` under the hijack to the end.
 pub fn hijacked(args: &[&str], envs: &[(&str, &str)]) -> Output {
     command(args, envs)
@@ -99,15 +106,9 @@ pub fn start_python(script: &str, envs: &[(&str, &str)]) -> (Child, String) {
 /// Waits for `child` at most `limit`; kills it and fails after that.
 pub fn wait_within(child: &mut Child, limit: Duration) -> (ExitStatus, Duration) {
     let t0 = Instant::now();
-    loop {
-        if let Some(st) = child.try_wait().expect("try_wait") {
-            return (st, t0.elapsed());
-        }
-        if t0.elapsed() > limit {
-            let _ = child.kill();
-            panic!("still running after {limit:?}: {}", drain(child));
-        }
-        std::thread::sleep(Duration::from_millis(5));
+    match crate::wait_limited(child, limit) {
+        Some(st) => (st, t0.elapsed()),
+        None => panic!("still running after {limit:?}: {}", drain(child)),
     }
 }
 
@@ -138,11 +139,8 @@ impl Drop for Helper {
 /// takes 192.168.113.2 through a config naming tap0). The test needs
 /// `root, tun`.
 pub fn tap_setup(ns: &Netns) -> Result<(), String> {
-    ns.ip(&["link", "set", "lo", "up"])?;
-    ns.ip(&["tuntap", "add", "dev", "tap0", "mode", "tap"])?;
-    ns.ip(&["addr", "add", "192.168.113.1/24", "dev", "tap0"])?;
-    ns.ip(&["link", "set", "tap0", "up"])?;
-    Ok(())
+    ns.lo_up()?;
+    ns.add_tap("tap0", false, &["192.168.113.1/24"])
 }
 
 /// The config for [`tap_setup`]'s tap (offloads as given, e.g. "0x883").

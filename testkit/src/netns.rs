@@ -58,6 +58,29 @@ impl Netns {
     pub fn ip(&self, args: &[&str]) -> Result<String, String> {
         run(Command::new("ip").arg("-n").arg(&self.name).args(args))
     }
+
+    /// Brings the namespace's loopback up.
+    pub fn lo_up(&self) -> Result<(), String> {
+        self.ip(&["link", "set", "lo", "up"]).map(drop)
+    }
+
+    /// A tap `name` (with `vnet_hdr` if asked), host addresses `addrs`
+    /// ("192.168.113.1/24"; IPv6 ones without duplicate detection), up.
+    pub fn add_tap(&self, name: &str, vnet_hdr: bool, addrs: &[&str]) -> Result<(), String> {
+        let mut add = vec!["tuntap", "add", "dev", name, "mode", "tap"];
+        if vnet_hdr {
+            add.push("vnet_hdr");
+        }
+        self.ip(&add)?;
+        for a in addrs {
+            if a.contains(':') {
+                self.ip(&["-6", "addr", "add", a, "dev", name, "nodad"])?;
+            } else {
+                self.ip(&["addr", "add", a, "dev", name])?;
+            }
+        }
+        self.ip(&["link", "set", name, "up"]).map(drop)
+    }
 }
 
 impl Drop for Netns {

@@ -258,11 +258,7 @@ fn vfat_filled_through_lklfuse() {
 }
 
 fn fails(args: &[&str], want: &str) {
-    let out = Command::new(FS2TAR).args(args).output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{args:?} succeeded");
-    assert!(err.contains(want), "{args:?}: {err}");
-    assert!(err.trim().lines().count() <= 2, "{args:?}: {err}");
+    testkit::refuses(FS2TAR, args, want);
 }
 
 #[testkit::needs(mkfs_vfat)]

@@ -416,11 +416,7 @@ fn image_in_use(path: &str) -> bool {
 }
 
 fn lklfuse_fails(args: &[&str], want: &str) {
-    let out = Command::new(LKLFUSE).args(args).output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{args:?} succeeded");
-    assert!(err.contains(want), "{args:?}: {err}");
-    assert!(err.trim().lines().count() <= 2, "{args:?}: {err}");
+    testkit::refuses(LKLFUSE, args, want);
 }
 
 #[testkit::needs(mkfs_vfat)]

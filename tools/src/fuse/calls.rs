@@ -71,6 +71,23 @@ impl KernelFs {
         f | abi::O_CLOEXEC | abi::O_LARGEFILE
     }
 
+    /// Makes a node `name` in `parent` with `make` (given the parent's
+    /// descriptor), gives it to the caller and looks it up.
+    pub(super) fn make_node(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        make: impl FnOnce(i32) -> Result<(), Errno>,
+    ) -> Result<FileAttr, Errno> {
+        self.writable()?;
+        let p = self.node(parent)?;
+        make(p.0)?;
+        self.own(req, &p, name)?;
+        let (ino, st) = self.lookup_child(&p, name)?;
+        Ok(self.attr(ino, &st))
+    }
+
     /// Gives the new node to the caller (the kernel created it as root).
     pub(super) fn own(&self, req: &Request, parent: &KernelFd, name: &OsStr) -> Result<(), Errno> {
         if req.uid() != 0 || req.gid() != 0 {

@@ -124,12 +124,8 @@ impl Filesystem for KernelFs {
         reply: ReplyEntry,
     ) {
         let _pass = self.pass();
-        let r = self.writable().and_then(|()| {
-            let p = self.node(parent)?;
-            sys::mknodat(p.0, name, mode, u64::from(rdev))?;
-            self.own(req, &p, name)?;
-            let (ino, st) = self.lookup_child(&p, name)?;
-            Ok(self.attr(ino, &st))
+        let r = self.make_node(req, parent, name, |p| {
+            sys::mknodat(p, name, mode, u64::from(rdev))
         });
         reply_entry(r, reply)
     }
@@ -144,13 +140,7 @@ impl Filesystem for KernelFs {
         reply: ReplyEntry,
     ) {
         let _pass = self.pass();
-        let r = self.writable().and_then(|()| {
-            let p = self.node(parent)?;
-            sys::mkdirat(p.0, name, mode)?;
-            self.own(req, &p, name)?;
-            let (ino, st) = self.lookup_child(&p, name)?;
-            Ok(self.attr(ino, &st))
-        });
+        let r = self.make_node(req, parent, name, |p| sys::mkdirat(p, name, mode));
         reply_entry(r, reply)
     }
 
@@ -179,12 +169,8 @@ impl Filesystem for KernelFs {
         reply: ReplyEntry,
     ) {
         let _pass = self.pass();
-        let r = self.writable().and_then(|()| {
-            let p = self.node(parent)?;
-            sys::symlinkat(target, p.0, link_name)?;
-            self.own(req, &p, link_name)?;
-            let (ino, st) = self.lookup_child(&p, link_name)?;
-            Ok(self.attr(ino, &st))
+        let r = self.make_node(req, parent, link_name, |p| {
+            sys::symlinkat(target, p, link_name)
         });
         reply_entry(r, reply)
     }
