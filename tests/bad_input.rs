@@ -9,8 +9,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
-use testkit::hijack::{library, PYTHON};
-use testkit::images::{mkfs_ext4, Scratch};
+use testkit::hijack::{with_config, PYTHON};
+use testkit::images::{make_image, run, Scratch};
+use testkit::wire::pattern;
 use testkit::{no_crash, run_limited};
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -19,74 +20,47 @@ fn here(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
-fn hijacked(config: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(here("bin/lkl-hijack.sh"));
-    cmd.args(args)
-        .env("LKL_HIJACK_LIB", library())
-        .env("LKL_HIJACK_CONFIG_FILE", config)
-        .current_dir(std::env::temp_dir());
-    cmd
-}
-
 /// Images for the disk cases: a good ext4, a file of zeros, random bytes,
-/// an ext4 with its superblock wiped, and an immutable one (cannot be
-/// opened for writing even by root) if the file system supports it.
+/// an ext4 with its superblock wiped.
 struct Images {
     good: PathBuf,
     zeros: PathBuf,
     random: PathBuf,
     no_sb: PathBuf,
-    immutable: Option<PathBuf>,
 }
 
-fn images(t: &Scratch) -> Option<Images> {
+fn images(t: &Scratch) -> Images {
     let good = t.path("good.img");
-    if !mkfs_ext4(&good, 16) {
-        println!("skipped the disk cases: mkfs.ext4 cannot run (bin/setup.sh)");
-        return None;
-    }
+    make_image(&good, "ext4", 16);
     let zeros = t.path("zeros.img");
     std::fs::File::create(&zeros)
         .unwrap()
         .set_len(8 << 20)
         .unwrap();
     let random = t.path("random.img");
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let bytes: Vec<u8> = (0..(8 << 20))
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
-    std::fs::write(&random, bytes).unwrap();
+    std::fs::write(&random, pattern(8 << 20, 0x9e37_79b9_7f4a_7c15)).unwrap();
     let no_sb = t.path("nosb.img");
     let mut img = std::fs::read(&good).unwrap();
     img[1024..3072].fill(0);
     std::fs::write(&no_sb, img).unwrap();
-    let imm = t.path("immutable.img");
-    std::fs::copy(&good, &imm).unwrap();
-    let immutable = Command::new("chattr")
-        .arg("+i")
-        .arg(&imm)
-        .status()
-        .is_ok_and(|s| s.success())
-        .then_some(imm);
-    if immutable.is_none() {
-        println!("no immutable-image case: chattr +i does not work here");
-    }
-    Some(Images {
+    Images {
         good,
         zeros,
         random,
         no_sb,
-        immutable,
-    })
+    }
+}
+
+/// A config with one disk, `image`, plus `extra` keys.
+fn disk(image: &Path, extra: &str) -> String {
+    format!(
+        r#"{{"disks":[{{"image":"{}","fstype":"ext4","mount":"/d"{extra}}}]}}"#,
+        image.display()
+    )
 }
 
 /// (config text, what stderr must say).
-fn config_cases(t: &Scratch, im: Option<&Images>) -> Vec<(String, String)> {
+fn config_cases(t: &Scratch, im: &Images) -> Vec<(String, String)> {
     let deep = format!("{}1{}", r#"{"a":"#.repeat(300), "}".repeat(300));
     let tap = |extra: &str| format!(r#"{{"interfaces":[{{"type":"tap","param":"tap0"{extra}}}]}}"#);
     let mut v: Vec<(String, &str)> = vec![
@@ -167,73 +141,83 @@ fn config_cases(t: &Scratch, im: Option<&Images>) -> Vec<(String, String)> {
     ]
     .into_iter()
     .collect();
-    let disk = |image: &Path, extra: &str| {
-        format!(
-            r#"{{"disks":[{{"image":"{}","fstype":"ext4","mount":"/d"{extra}}}]}}"#,
-            image.display()
-        )
-    };
     let mut owned: Vec<(String, String)> = v.drain(..).map(|(c, w)| (c, w.to_owned())).collect();
     owned.push((disk(&t.path("missing.img"), ""), "disks[0].image".into()));
     owned.push((disk(&t.0, ""), "is a directory".into()));
-    if let Some(im) = im {
-        owned.push((disk(&im.zeros, ""), "disks[0].fstype".into()));
-        owned.push((disk(&im.random, ""), "not a ext4 file system".into()));
-        owned.push((disk(&im.no_sb, ""), "not a ext4 file system".into()));
-        owned.push((disk(&im.good, r#","partition":1"#), "no partition 1".into()));
-        owned.push((
-            disk(&im.good, r#","readonly":"maybe""#),
-            "disks[0].readonly".into(),
-        ));
-        owned.push((
-            disk(&im.good, r#","mount":"relative""#).replace(r#""mount":"/d","#, ""),
-            "not an absolute path".into(),
-        ));
-        owned.push((
-            disk(&im.good, "").replace("ext4", "nosuchfs"),
-            "unknown file-system type".into(),
-        ));
-        if let Some(imm) = &im.immutable {
-            owned.push((disk(imm, ""), "cannot be opened read-write".into()));
-        }
-    }
+    owned.push((disk(&im.zeros, ""), "disks[0].fstype".into()));
+    owned.push((disk(&im.random, ""), "not a ext4 file system".into()));
+    owned.push((disk(&im.no_sb, ""), "not a ext4 file system".into()));
+    owned.push((disk(&im.good, r#","partition":1"#), "no partition 1".into()));
+    owned.push((
+        disk(&im.good, r#","readonly":"maybe""#),
+        "disks[0].readonly".into(),
+    ));
+    owned.push((
+        disk(&im.good, r#","mount":"relative""#).replace(r#""mount":"/d","#, ""),
+        "not an absolute path".into(),
+    ));
+    owned.push((
+        disk(&im.good, "").replace("ext4", "nosuchfs"),
+        "unknown file-system type".into(),
+    ));
     owned
 }
 
+/// Runs the hijacked program with `json` as its config: it must stop
+/// before main with status 1 and one line saying `want`, no crash, no hang.
+fn stops_before_main(config: &Path, json: &str, want: &str) {
+    std::fs::write(config, json).unwrap();
+    let show = if json.len() > 80 { &json[..80] } else { json };
+    let out = run_limited(
+        with_config(config, &[PYTHON, "-c", "print('main ran')"]),
+        LIMIT,
+    )
+    .unwrap_or_else(|| panic!("{show}: hang"));
+    no_crash(show, &out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{show}: {stdout}{stderr}");
+    assert!(!stdout.contains("main ran"), "{show}: main ran");
+    assert!(
+        stderr.contains(want)
+            && stderr.starts_with("lkl-hijack: ")
+            && stderr.trim_end().lines().count() == 1,
+        "{show}: want one line with {want:?}, got:\n{stderr}"
+    );
+    println!("{show:<60} -> {}", stderr.trim());
+}
+
+#[testkit::needs(python3, mkfs_ext4)]
 #[test]
 fn hostile_configs_stop_before_main_with_one_line() {
     let t = Scratch::new("cfg");
     let im = images(&t);
-    let cases = config_cases(&t, im.as_ref());
+    let cases = config_cases(&t, &im);
     let config = t.path("c.json");
-    let mut n = 0;
     for (json, want) in &cases {
-        std::fs::write(&config, json).unwrap();
-        let show = if json.len() > 80 { &json[..80] } else { json };
-        let out = run_limited(
-            hijacked(&config, &[PYTHON, "-c", "print('main ran')"]),
-            LIMIT,
-        )
-        .unwrap_or_else(|| panic!("{show}: hang"));
-        no_crash(show, &out);
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{show}: {stdout}{stderr}");
-        assert!(!stdout.contains("main ran"), "{show}: main ran");
-        assert!(
-            stderr.contains(want.as_str())
-                && stderr.starts_with("lkl-hijack: ")
-                && stderr.trim_end().lines().count() == 1,
-            "{show}: want one line with {want:?}, got:\n{stderr}"
-        );
-        println!("{show:<60} -> {}", stderr.trim());
-        n += 1;
+        stops_before_main(&config, json, want);
     }
-    if let Some(imm) = im.as_ref().and_then(|i| i.immutable.as_ref()) {
-        let _ = Command::new("chattr").arg("-i").arg(imm).status();
-    }
+    let n = cases.len();
     println!("{n} bad configs, each stopped before main with its one-line error");
-    assert!(n >= 30 || im.is_none(), "only {n} cases");
+    assert!(n >= 30, "only {n} cases");
+}
+
+/// An image that cannot be opened for writing, even by root.
+#[testkit::needs(python3, mkfs_ext4, immutable)]
+#[test]
+fn immutable_image_stops_before_main() {
+    let t = Scratch::new("imm");
+    let imm = t.path("immutable.img");
+    make_image(&imm, "ext4", 16);
+    run("chattr", &["+i", imm.to_str().unwrap()]);
+    let config = t.path("c.json");
+    let result = std::panic::catch_unwind(|| {
+        stops_before_main(&config, &disk(&imm, ""), "cannot be opened read-write")
+    });
+    run("chattr", &["-i", imm.to_str().unwrap()]);
+    if let Err(p) = result {
+        std::panic::resume_unwind(p);
+    }
 }
 
 /// Runs a Python file on the host and under the hijack (no network
@@ -247,10 +231,11 @@ fn both(t: &Scratch, script: &Path, args: &[&str]) -> (Output, Output) {
     let mut a = vec![PYTHON, script.to_str().unwrap()];
     a.extend_from_slice(args);
     let ours =
-        run_limited(hijacked(&config, &a), LIMIT).unwrap_or_else(|| panic!("{args:?}: hang"));
+        run_limited(with_config(&config, &a), LIMIT).unwrap_or_else(|| panic!("{args:?}: hang"));
     (host, ours)
 }
 
+#[testkit::needs(python3)]
 #[test]
 fn hostile_socket_arguments_fail_as_on_the_host() {
     let t = Scratch::new("sock");
@@ -293,6 +278,7 @@ fn hostile_socket_arguments_fail_as_on_the_host() {
 /// kernel/arch/lkl.
 const KNOWN: &[&str] = &["send into an unmapped hole"];
 
+#[testkit::needs(python3)]
 #[test]
 fn bad_pointers_get_efault_as_on_the_host() {
     let t = Scratch::new("ptr");

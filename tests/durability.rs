@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use testkit::hijack::{library, PYTHON};
-use testkit::images::Scratch;
+use testkit::images::{make_image, Scratch};
 
 use sha2::{Digest, Sha256};
 
@@ -174,21 +174,7 @@ fn run_trials(trials: u32) -> Tally {
     let mut rng = Rng(seed);
     let t = Scratch::new("run");
     let image = t.path("fs.img");
-    let f = std::fs::File::create(&image).unwrap();
-    f.set_len(128 << 20).unwrap();
-    drop(f);
-    match Command::new("mkfs.ext4")
-        .args(["-q", "-F"])
-        .arg(&image)
-        .status()
-    {
-        Ok(s) if s.success() => {}
-        Ok(s) => panic!("mkfs.ext4 failed: {s}"),
-        Err(e) => {
-            println!("skipped: mkfs.ext4 cannot run ({e}); run bin/setup.sh");
-            return Tally::default();
-        }
-    }
+    make_image(&image, "ext4", 128);
     let mount = "/data";
     let config = t.path("cfg.json");
     std::fs::write(
@@ -365,6 +351,7 @@ fn report(tally: &Tally) {
     assert!(tally.failures.is_empty(), "{}", tally.failures.join("\n"));
 }
 
+#[testkit::needs(python3, mkfs_ext4)]
 #[test]
 fn sigkill_during_fsync_writes_loses_nothing_fsynced() {
     let n = std::env::var("LKL_DURABILITY_TRIALS")
@@ -376,6 +363,7 @@ fn sigkill_during_fsync_writes_loses_nothing_fsynced() {
 }
 
 /// The long run (100 trials): `cargo test --release --test durability -- --ignored`.
+#[testkit::needs(python3, mkfs_ext4)]
 #[test]
 #[ignore]
 fn sigkill_durability_long() {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use lkl::syscall::{self as sys, abi, abi::Timespec};
 use lkl::Errno;
-use testkit::{boot, in_child};
+use testkit::{boot, in_child, read_kernel_file as read_file};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -16,21 +16,6 @@ fn write_file(path: &str, data: &[u8]) {
     let fd = sys::open(path, abi::O_CREAT | abi::O_WRONLY | abi::O_TRUNC, 0o644).unwrap();
     assert_eq!(sys::write(fd, data).unwrap(), data.len());
     sys::close(fd).unwrap();
-}
-
-fn read_file(path: &str) -> Vec<u8> {
-    let fd = sys::open(path, abi::O_RDONLY, 0).unwrap();
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = sys::read(fd, &mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        out.extend_from_slice(&buf[..n]);
-    }
-    sys::close(fd).unwrap();
-    out
 }
 
 #[test]

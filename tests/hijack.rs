@@ -1,12 +1,11 @@
 //! Unmodified programs on the in-process kernel through LD_PRELOAD
 //! (`bin/lkl-hijack.sh`): their sockets live in the kernel, not the host.
 
-use std::process::Command;
-
 use testkit::hijack::*;
 use testkit::images::Scratch;
-use testkit::netns::{in_netns, Setup};
+use testkit::netns::in_netns;
 
+#[testkit::needs(python3)]
 #[test]
 fn python_sockets_live_in_the_kernel() {
     // A listener in the hijacked program, on the kernel's loopback; a client
@@ -39,6 +38,7 @@ print("kernel-echo", got, "host-client", host)
     );
 }
 
+#[testkit::needs(python3)]
 #[test]
 fn bad_config_stops_the_program_before_main() {
     let dir = std::env::temp_dir().join(format!("lkl-hijack-bad-{}", std::process::id()));
@@ -64,67 +64,50 @@ fn bad_config_stops_the_program_before_main() {
     );
 }
 
+#[testkit::needs(root, tun, ping)]
 #[test]
 fn hijacked_ping_over_tap() {
-    in_netns(
-        "hijacked_ping_over_tap",
-        "hjping",
-        |ns| {
-            if !std::path::Path::new("/dev/net/tun").exists() {
-                return Err(Setup::Skip("no /dev/net/tun".into()));
-            }
-            if Command::new("ping").arg("-V").output().is_err() {
-                return Err(Setup::Skip(
-                    "ping is not installed (apt-get install iputils-ping)".into(),
-                ));
-            }
-            ns.ip(&["link", "set", "lo", "up"])?;
-            ns.ip(&["tuntap", "add", "dev", "tap0", "mode", "tap"])?;
-            ns.ip(&["addr", "add", "192.168.113.1/24", "dev", "tap0"])?;
-            ns.ip(&["link", "set", "tap0", "up"])?;
-            Ok(())
-        },
-        || {
-            let dir = std::env::temp_dir().join(format!("lkl-hijack-ping-{}", std::process::id()));
-            std::fs::create_dir_all(&dir).unwrap();
-            let file = dir.join("tap.json");
-            std::fs::write(&file, r#"{"interfaces":[{"type":"tap","param":"tap0","ip":"192.168.113.2","masklen":"24"}]}"#).unwrap();
-            let rx_before =
-                std::fs::read_to_string("/sys/class/net/tap0/statistics/rx_packets").unwrap();
-            let out = hijacked(
-                &["ping", "-c", "3", "-i", "0.2", "192.168.113.1"],
-                &[("LKL_HIJACK_CONFIG_FILE", file.to_str().unwrap())],
-            );
-            let rx_after =
-                std::fs::read_to_string("/sys/class/net/tap0/statistics/rx_packets").unwrap();
-            let _ = std::fs::remove_dir_all(&dir);
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            assert!(
-                out.status.success(),
-                "{stdout}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            assert!(
-                stdout.contains("3 packets transmitted, 3 received"),
-                "{stdout}"
-            );
-            let (before, after): (u64, u64) = (
-                rx_before.trim().parse().unwrap(),
-                rx_after.trim().parse().unwrap(),
-            );
-            // The echo requests came in through the tap: the kernel in ping sent them.
-            assert!(after >= before + 3, "tap rx {before} -> {after}");
-            println!(
-                "{}",
-                stdout
-                    .lines()
-                    .find(|l| l.contains("packets transmitted"))
-                    .unwrap_or("")
-            );
-        },
-    );
+    in_netns("hijacked_ping_over_tap", "hjping", tap_setup, || {
+        let dir = std::env::temp_dir().join(format!("lkl-hijack-ping-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("tap.json");
+        std::fs::write(&file, tap_config(None)).unwrap();
+        let rx_before =
+            std::fs::read_to_string("/sys/class/net/tap0/statistics/rx_packets").unwrap();
+        let out = hijacked(
+            &["ping", "-c", "3", "-i", "0.2", "192.168.113.1"],
+            &[("LKL_HIJACK_CONFIG_FILE", file.to_str().unwrap())],
+        );
+        let rx_after =
+            std::fs::read_to_string("/sys/class/net/tap0/statistics/rx_packets").unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains("3 packets transmitted, 3 received"),
+            "{stdout}"
+        );
+        let (before, after): (u64, u64) = (
+            rx_before.trim().parse().unwrap(),
+            rx_after.trim().parse().unwrap(),
+        );
+        // The echo requests came in through the tap: the kernel in ping sent them.
+        assert!(after >= before + 3, "tap rx {before} -> {after}");
+        println!(
+            "{}",
+            stdout
+                .lines()
+                .find(|l| l.contains("packets transmitted"))
+                .unwrap_or("")
+        );
+    });
 }
 
+#[testkit::needs(python3)]
 #[test]
 fn poll_waits_on_host_and_kernel_descriptors_together() {
     let script = r#"
@@ -144,6 +127,7 @@ print("mixed poll ok")
     run_python(script, "mixed poll ok");
 }
 
+#[testkit::needs(python3)]
 #[test]
 fn select_waits_on_host_and_kernel_descriptors_together() {
     let script = r#"
@@ -163,6 +147,7 @@ print("mixed select ok")
     run_python(script, "mixed select ok");
 }
 
+#[testkit::needs(python3)]
 #[test]
 fn dup_family_keeps_the_table_right() {
     let script = r#"
@@ -184,6 +169,7 @@ print("dup ok")
     run_python(script, "dup ok");
 }
 
+#[testkit::needs(root, tun, python3)]
 #[test]
 fn data_written_before_exit_reaches_the_peer() {
     // The program's kernel goes with it at exit: the library must let it

@@ -3,8 +3,9 @@
 //! with hijacked Python programs.
 
 use testkit::hijack::*;
-use testkit::netns::{in_netns, Setup};
+use testkit::netns::in_netns;
 
+#[testkit::needs(python3)]
 #[test]
 fn epoll_level_edge_oneshot_and_maxevents() {
     let script = r#"
@@ -60,6 +61,7 @@ print("epoll semantics ok")
     run_python(script, "epoll semantics ok");
 }
 
+#[testkit::needs(python3)]
 #[test]
 fn epoll_returns_pointer_data_as_stored() {
     // epoll_data as a 64-bit pointer (what C event loops store), through
@@ -95,6 +97,7 @@ print("pointer data ok")
     run_python(script, "pointer data ok");
 }
 
+#[testkit::needs(python3)]
 #[test]
 fn program_with_600_host_descriptors_uses_kernel_sockets() {
     let script = r#"
@@ -121,30 +124,18 @@ print("600 host fds ok")
     run_python(script, "600 host fds ok");
 }
 
+#[testkit::needs(root, tun, python3)]
 #[test]
 fn asyncio_echo_server_answers_a_host_client_over_tap() {
     in_netns(
         "asyncio_echo_server_answers_a_host_client_over_tap",
         "hjaio",
-        |ns| {
-            if !std::path::Path::new("/dev/net/tun").exists() {
-                return Err(Setup::Skip("no /dev/net/tun".into()));
-            }
-            ns.ip(&["link", "set", "lo", "up"])?;
-            ns.ip(&["tuntap", "add", "dev", "tap0", "mode", "tap"])?;
-            ns.ip(&["addr", "add", "192.168.113.1/24", "dev", "tap0"])?;
-            ns.ip(&["link", "set", "tap0", "up"])?;
-            Ok(())
-        },
+        tap_setup,
         || {
             let dir = std::env::temp_dir().join(format!("lkl-hijack-aio-{}", std::process::id()));
             std::fs::create_dir_all(&dir).unwrap();
             let file = dir.join("tap.json");
-            std::fs::write(
-                &file,
-                r#"{"interfaces":[{"type":"tap","param":"tap0","ip":"192.168.113.2","masklen":"24"}]}"#,
-            )
-            .unwrap();
+            std::fs::write(&file, tap_config(None)).unwrap();
             // The server is hijacked (its sockets are the kernel's, its loop
             // asyncio's epoll); the client is a plain host process started
             // from a thread, so the loop keeps serving meanwhile.
@@ -193,6 +184,7 @@ asyncio.run(main())
     );
 }
 
+#[testkit::needs(python3)]
 #[test]
 fn sendfile_host_file_to_kernel_socket_and_back() {
     let script = r#"
@@ -234,6 +226,7 @@ print("sendfile sha256", hashlib.sha256(got).hexdigest()[:16], "ok")
     run_python(script, "ok");
 }
 
+#[testkit::needs(python3)]
 #[test]
 fn ppoll_and_pselect_over_host_and_kernel_descriptors_with_a_sigmask() {
     let script = r#"

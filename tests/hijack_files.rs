@@ -4,66 +4,35 @@
 //! mkfs.ext4; what the program wrote is checked afterwards with the host's
 //! e2fsck and with cpfromfs.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use testkit::hijack::*;
-use testkit::images::Scratch;
-use testkit::netns::{in_netns, Setup};
-
-fn hijacked_cmd(config: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bin/lkl-hijack.sh"));
-    cmd.args(args)
-        .env("LKL_HIJACK_LIB", library())
-        .env("LKL_HIJACK_CONFIG_FILE", config)
-        .current_dir(std::env::temp_dir());
-    cmd
-}
+use testkit::images::{fsck_clean, make_image, Scratch};
+use testkit::netns::in_netns;
 
 fn hijacked(config: &Path, args: &[&str]) -> Output {
-    hijacked_cmd(config, args)
+    with_config(config, args)
         .output()
         .expect("run the hijacked program")
 }
 
-/// An ext4 image of `mb` MiB, or None (printed) if mkfs.ext4 is missing.
-fn ext4_image(path: &Path, mb: u64) -> Option<()> {
-    let f = std::fs::File::create(path).unwrap();
-    f.set_len(mb << 20).unwrap();
-    match Command::new("mkfs.ext4")
-        .args(["-q", "-F"])
-        .arg(path)
-        .status()
-    {
-        Ok(s) if s.success() => Some(()),
-        Ok(s) => panic!("mkfs.ext4 failed: {s}"),
-        Err(e) => {
-            println!("skipped: mkfs.ext4 cannot run ({e}); run bin/setup.sh");
-            None
-        }
-    }
+/// Copies `src` into the root of the ext4 `image` with cptofs.
+fn cptofs(image: &Path, src: &Path) {
+    let o = Command::new(testkit::workspace_bin("cptofs"))
+        .args(["-t", "ext4", "-i"])
+        .arg(image)
+        .arg(src)
+        .arg("/")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
 fn write_config(path: &Path, json: &str) {
     std::fs::write(path, json).unwrap();
-}
-
-fn fsck_clean(image: &Path) {
-    let out = Command::new("e2fsck")
-        .args(["-fn"])
-        .arg(image)
-        .output()
-        .expect("run e2fsck");
-    assert!(
-        out.status.success(),
-        "e2fsck -fn {}: {}\n{}{}",
-        image.display(),
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn sha256_hex(data: &[u8]) -> String {
@@ -177,13 +146,12 @@ print("MANIFEST " + json.dumps(man, sort_keys=True))
 print("files ok")
 "#;
 
+#[testkit::needs(python3, mkfs_ext4)]
 #[test]
 fn python_files_on_a_disk() {
     let t = Scratch::new("py");
     let image = t.path("fs.img");
-    if ext4_image(&image, 64).is_none() {
-        return;
-    }
+    make_image(&image, "ext4", 64);
     let host = t.path("host");
     std::fs::create_dir_all(&host).unwrap();
     // The mount point is a kernel path: nothing of it exists on the host.
@@ -220,7 +188,7 @@ fn python_files_on_a_disk() {
     host_files.sort();
     assert_eq!(host_files, ["copy.bin", "host.txt"]);
 
-    fsck_clean(&image);
+    fsck_clean(&image, "ext4");
 
     // cpfromfs sees what the program wrote.
     let manifest: serde_json::Map<String, serde_json::Value> = serde_json::from_str(
@@ -265,23 +233,15 @@ fn python_files_on_a_disk() {
     );
 }
 
+#[testkit::needs(python3, mkfs_ext4)]
 #[test]
 fn read_only_disk_refuses_writes() {
     let t = Scratch::new("ro");
     let image = t.path("fs.img");
-    if ext4_image(&image, 32).is_none() {
-        return;
-    }
+    make_image(&image, "ext4", 32);
     let src = t.path("in.txt");
     std::fs::write(&src, "from the host\n").unwrap();
-    let o = Command::new(testkit::workspace_bin("cptofs"))
-        .args(["-t", "ext4", "-i"])
-        .arg(&image)
-        .arg(&src)
-        .arg("/")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    cptofs(&image, &src);
     let before = sha256_hex(&std::fs::read(&image).unwrap());
     let config = t.path("cfg.json");
     write_config(
@@ -310,13 +270,12 @@ print("erofs ok")
     );
 }
 
+#[testkit::needs(python3, mkfs_ext4)]
 #[test]
 fn bad_disk_config_stops_before_main() {
     let t = Scratch::new("bad");
     let image = t.path("fs.img");
-    if ext4_image(&image, 32).is_none() {
-        return;
-    }
+    make_image(&image, "ext4", 32);
     let cases = [
         (
             format!(
@@ -359,42 +318,25 @@ fn bad_disk_config_stops_before_main() {
     }
 }
 
+#[testkit::needs(root, tun, python3, mkfs_ext4, curl)]
 #[test]
 fn http_server_serves_its_root_from_the_image() {
     in_netns(
         "http_server_serves_its_root_from_the_image",
         "hfhttp",
         |ns| {
-            if !Path::new("/dev/net/tun").exists() {
-                return Err(Setup::Skip("no /dev/net/tun".into()));
-            }
-            if Command::new("curl").arg("-V").output().is_err() {
-                return Err(Setup::Skip("curl is not installed (bin/setup.sh)".into()));
-            }
-            ns.ip(&["link", "set", "lo", "up"])?;
-            ns.ip(&["tuntap", "add", "dev", "tap0", "mode", "tap"])?;
-            ns.ip(&["addr", "add", "192.168.115.1/24", "dev", "tap0"])?;
-            ns.ip(&["link", "set", "tap0", "up"])?;
-            Ok(())
+            ns.lo_up()?;
+            ns.add_tap("tap0", false, &["192.168.115.1/24"])
         },
         || {
             let t = Scratch::new("http");
             let image = t.path("fs.img");
-            if ext4_image(&image, 64).is_none() {
-                return;
-            }
+            make_image(&image, "ext4", 64);
             let payload = testkit::wire::pattern(5 << 20, 0x5eed);
             let want = sha256_hex(&payload);
             let src = t.path("payload.bin");
             std::fs::write(&src, &payload).unwrap();
-            let o = Command::new(testkit::workspace_bin("cptofs"))
-                .args(["-t", "ext4", "-i"])
-                .arg(&image)
-                .arg(&src)
-                .arg("/")
-                .output()
-                .unwrap();
-            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            cptofs(&image, &src);
             let config = t.path("cfg.json");
             write_config(
                 &config,
@@ -404,7 +346,7 @@ fn http_server_serves_its_root_from_the_image() {
                     image.display()
                 ),
             );
-            let server = hijacked_cmd(
+            let server = with_config(
                 &config,
                 &[
                     PYTHON,
@@ -457,7 +399,7 @@ fn http_server_serves_its_root_from_the_image() {
                 "directory listing: {}",
                 String::from_utf8_lossy(&listing.stdout)
             );
-            fsck_clean(&image);
+            fsck_clean(&image, "ext4");
             println!("served {} bytes from the image, SHA-256 {want}", data.len());
         },
     );

@@ -10,6 +10,7 @@ use testkit::hijack::*;
 use testkit::images::Scratch;
 use testkit::netns::in_netns;
 
+#[testkit::needs(root, tun, python3, curl)]
 #[test]
 fn hijack_resolves_names_through_the_kernel() {
     in_netns(
@@ -123,6 +124,7 @@ print("resolved ok")
     );
 }
 
+#[testkit::needs(python3)]
 #[test]
 fn sigint_ends_a_server_blocked_in_accept() {
     let script = r#"
@@ -146,6 +148,7 @@ print("accept returned", flush=True); sys.exit(2)
     println!("SIGINT to exit: {took:?}");
 }
 
+#[testkit::needs(python3)]
 #[test]
 fn sa_restart_decides_between_eintr_and_restart() {
     // The Python-level handler runs while recv is blocked if the call
@@ -171,6 +174,7 @@ print(trial(True), trial(False))
     run_python(script, "eintr restart");
 }
 
+#[testkit::needs(python3)]
 #[test]
 fn write_to_a_closed_peer_raises_sigpipe() {
     let script = r#"
@@ -193,6 +197,7 @@ print("survived", flush=True)
     assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{}", show(&out));
 }
 
+#[testkit::needs(python3)]
 #[test]
 fn fork_child_gets_ebadf_and_exec_boots_its_own_kernel() {
     let script = r#"
@@ -237,6 +242,7 @@ print("fork ok")
     );
 }
 
+#[testkit::needs(python3)]
 #[test]
 fn main_returns_with_a_thread_blocked_in_the_kernel() {
     let script = r#"
@@ -254,6 +260,7 @@ print("main returns", flush=True)
     println!("exit with a blocked thread: {took:?}");
 }
 
+#[testkit::needs(python3)]
 #[test]
 fn exit_from_another_thread_while_main_is_blocked() {
     let script = r#"
@@ -271,6 +278,7 @@ s.accept()
     println!("exit() from a thread: {took:?}");
 }
 
+#[testkit::needs(python3)]
 #[test]
 fn dump_paths_are_printed_at_exit() {
     let dir = Scratch::new("dump");
@@ -298,6 +306,7 @@ fn dump_paths_are_printed_at_exit() {
     );
 }
 
+#[testkit::needs(python3)]
 #[test]
 fn interface_queries_answer_for_the_kernel() {
     // The kernel has only lo (no config): the host's interfaces do not show.
@@ -320,6 +329,7 @@ print("ifaces ok")
     run_python(script, "ifaces ok");
 }
 
+#[testkit::needs(python3)]
 #[test]
 fn launcher_help_and_config_option() {
     let out = Command::new(script()).arg("--help").output().unwrap();

@@ -10,7 +10,7 @@
 //! - UDP: datagrams from 1 byte to 16000 (IP fragments both ways) echoed;
 //! - IPv6: a TCP echo over fec0::/64 to the host's ::1.
 //!
-//! Skipped (with the reason printed) where libslirp0 is not installed.
+//! Needs libslirp0 and ::1 on the host (`#[testkit::needs]`).
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, TcpListener, UdpSocket};
@@ -19,11 +19,9 @@ use std::time::{Duration, Instant};
 
 use lkl::config::Config;
 use lkl::syscall::{self as sys, abi};
-use lkl::virtio::net::backends::{open_backend, slirp};
-use lkl::virtio::Net;
-use lkl::{BootOptions, Kernel};
-use testkit::in_child;
+use lkl::virtio::net::backends::slirp;
 use testkit::wire::pattern;
+use testkit::{boot_with_net, in_child};
 
 /// The gateway, which slirp maps to the host's 127.0.0.1.
 const HOST4: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
@@ -40,20 +38,6 @@ const CONFIG: &str = r#"{
                     "ipv6": "fec0::15", "masklen6": "64",
                     "mac": "52:54:00:12:34:56"}]
 }"#;
-
-/// True if libslirp can be loaded; prints why not otherwise.
-fn have_libslirp() -> bool {
-    match slirp::probe() {
-        Ok(v) => {
-            println!("libslirp {v}");
-            true
-        }
-        Err(e) => {
-            println!("skipped: {e}");
-            false
-        }
-    }
-}
 
 /// A host TCP server that echoes its first connection; returns the peer
 /// address it saw and the byte count.
@@ -261,10 +245,7 @@ fn udp(kernel_dst: Ipv4Addr) {
 }
 
 fn tcp6() {
-    let listener = match TcpListener::bind((Ipv6Addr::LOCALHOST, 0)) {
-        Ok(l) => l,
-        Err(e) => return println!("tcp6: skipped, no ::1 on the host ({e})"),
-    };
+    let listener = TcpListener::bind((Ipv6Addr::LOCALHOST, 0)).expect("listen on [::1]");
     let port = listener.local_addr().unwrap().port();
     let server = host_echo(listener);
     let fd = sys::socket(abi::AF_INET6, abi::SOCK_STREAM, 0).expect("kernel socket");
@@ -287,28 +268,18 @@ fn slirp_threads() -> usize {
         .count()
 }
 
+#[testkit::needs(kernel_net, libslirp, ipv6_loopback)]
 #[test]
 fn slirp_reaches_host_loopback_tcp_udp_ipv6() {
-    if !have_libslirp() {
-        return;
-    }
+    let version = slirp::probe().unwrap_or_else(|e| panic!("{e}"));
+    println!("libslirp {version}");
     in_child(
         "slirp_reaches_host_loopback_tcp_udp_ipv6",
         Duration::from_secs(180),
         || {
             let config = Config::parse_str(CONFIG).expect("config");
-            let iface = &config.interfaces[0];
-            let backend = open_backend(&iface.backend, false).expect("slirp backend");
+            let (kernel, device) = boot_with_net(&config, 128 << 20, None);
             assert_eq!(slirp_threads(), 1, "the slirp thread runs");
-            let mac = iface.mac.map(|m| m.0);
-            let net = Net::new(backend, 0, mac).expect("net device");
-            let device = lkl::devices::attach(Box::new(net)).expect("attach");
-            let kernel = Kernel::boot(BootOptions {
-                memory: 128 << 20,
-                ..Default::default()
-            })
-            .expect("boot");
-            lkl::netcfg::apply(&config, &[(0, "eth0".to_string())]).expect("apply config");
 
             tcp(HOST4);
             udp(HOST4);

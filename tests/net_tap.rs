@@ -9,10 +9,9 @@ use std::time::{Duration, Instant};
 
 use lkl::config::Config;
 use lkl::syscall::{self as sys, abi};
-use lkl::virtio::net::backends::open_backend;
-use lkl::virtio::Net;
-use lkl::{BootOptions, Kernel};
-use testkit::netns::{in_netns, Setup};
+use testkit::boot_with_net;
+use testkit::hijack::sha256;
+use testkit::netns::in_netns;
 use testkit::wire::{checksum, pattern};
 
 const HOST4: Ipv4Addr = Ipv4Addr::new(192, 168, 113, 1);
@@ -84,29 +83,15 @@ fn host_ping(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+#[testkit::needs(root, tun, kernel_net, ping)]
 #[test]
 fn tap_ping_both_ways_v4_and_v6() {
     in_netns(
         "tap_ping_both_ways_v4_and_v6",
         "tapping",
         |ns| {
-            if !std::path::Path::new("/dev/net/tun").exists() {
-                return Err(Setup::Skip("no /dev/net/tun".into()));
-            }
-            ns.ip(&["link", "set", "lo", "up"])?;
-            ns.ip(&["tuntap", "add", "dev", "tap0", "mode", "tap"])?;
-            ns.ip(&["addr", "add", "192.168.113.1/24", "dev", "tap0"])?;
-            ns.ip(&[
-                "-6",
-                "addr",
-                "add",
-                "fc00:113::1/64",
-                "dev",
-                "tap0",
-                "nodad",
-            ])?;
-            ns.ip(&["link", "set", "tap0", "up"])?;
-            Ok(())
+            ns.lo_up()?;
+            ns.add_tap("tap0", false, &["192.168.113.1/24", "fc00:113::1/64"])
         },
         || {
             let config = Config::parse_str(
@@ -114,21 +99,7 @@ fn tap_ping_both_ways_v4_and_v6() {
                     "ipv6":"fc00:113::2","masklen6":"64","mac":"02:00:00:00:01:13"}]}"#,
             )
             .expect("config");
-            let iface = &config.interfaces[0];
-            let backend = open_backend(&iface.backend, false).expect("tap backend");
-            let net = Net::new(
-                backend,
-                0,
-                Some(iface.mac.map(|m| m.0).unwrap_or([2, 0, 0, 0, 1, 0x13])),
-            )
-            .expect("net device");
-            let device = lkl::devices::attach(Box::new(net)).expect("attach");
-            let kernel = Kernel::boot(BootOptions {
-                memory: 64 << 20,
-                ..Default::default()
-            })
-            .expect("boot");
-            lkl::netcfg::apply(&config, &[(0, "eth0".to_string())]).expect("apply config");
+            let (kernel, device) = boot_with_net(&config, 64 << 20, Some([2, 0, 0, 0, 1, 0x13]));
 
             // Host -> kernel.
             let v4 = host_ping(&["-c", "65", "-i", "0.01", "-W", "1", &LKL4.to_string()]);
@@ -161,11 +132,6 @@ fn tap_ping_both_ways_v4_and_v6() {
     );
 }
 
-fn sha256(data: &[u8]) -> Vec<u8> {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(data).to_vec()
-}
-
 const TRANSFER: usize = 100 << 20;
 
 /// 100 MB each way between the kernel (over tap, with LKL's `offload`
@@ -177,17 +143,7 @@ fn tcp_both_ways(offload: &str) {
         r#"{{"interfaces":[{{"type":"tap","param":"tap0","ip":"192.168.113.2","masklen":"24","offload":"{offload}"}}]}}"#
     );
     let config = Config::parse_str(&json).expect("config");
-    let iface = &config.interfaces[0];
-    let features = u64::from(iface.offload.bits());
-    let backend = open_backend(&iface.backend, features != 0).expect("tap backend");
-    let net = Net::new(backend, features, Some([2, 0, 0, 0, 1, 0x13])).expect("net device");
-    let device = lkl::devices::attach(Box::new(net)).expect("attach");
-    let kernel = Kernel::boot(BootOptions {
-        memory: 128 << 20,
-        ..Default::default()
-    })
-    .expect("boot");
-    lkl::netcfg::apply(&config, &[(0, "eth0".to_string())]).expect("apply config");
+    let (kernel, device) = boot_with_net(&config, 128 << 20, Some([2, 0, 0, 0, 1, 0x13]));
 
     let listener = std::net::TcpListener::bind((HOST4, 0)).expect("host listener");
     let port = listener.local_addr().unwrap().port();
@@ -244,16 +200,11 @@ fn tcp_both_ways(offload: &str) {
     drop(device);
 }
 
-fn tap_setup(ns: &testkit::netns::Netns) -> Result<(), Setup> {
-    if !std::path::Path::new("/dev/net/tun").exists() {
-        return Err(Setup::Skip("no /dev/net/tun".into()));
-    }
-    ns.ip(&["tuntap", "add", "dev", "tap0", "mode", "tap", "vnet_hdr"])?;
-    ns.ip(&["addr", "add", "192.168.113.1/24", "dev", "tap0"])?;
-    ns.ip(&["link", "set", "tap0", "up"])?;
-    Ok(())
+fn tap_setup(ns: &testkit::netns::Netns) -> Result<(), String> {
+    ns.add_tap("tap0", true, &["192.168.113.1/24"])
 }
 
+#[testkit::needs(root, tun, kernel_net)]
 #[test]
 fn tap_tcp_100mb_each_way_no_offload() {
     in_netns(
@@ -264,6 +215,7 @@ fn tap_tcp_100mb_each_way_no_offload() {
     );
 }
 
+#[testkit::needs(root, tun, kernel_net)]
 #[test]
 fn tap_tcp_100mb_each_way_offload_0x883() {
     in_netns(
@@ -274,6 +226,7 @@ fn tap_tcp_100mb_each_way_offload_0x883() {
     );
 }
 
+#[testkit::needs(root, tun, kernel_net)]
 #[test]
 fn tap_tcp_100mb_each_way_offload_0x8803() {
     in_netns(

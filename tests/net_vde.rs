@@ -11,10 +11,8 @@ use std::time::{Duration, Instant};
 
 use lkl::config::Config;
 use lkl::syscall::{self as sys, abi};
-use lkl::virtio::net::backends::open_backend;
-use lkl::virtio::Net;
-use lkl::{BootOptions, Kernel};
-use testkit::netns::{in_netns, Setup};
+use testkit::boot_with_net;
+use testkit::netns::in_netns;
 use testkit::wire::checksum;
 
 const HOST4: Ipv4Addr = Ipv4Addr::new(192, 168, 114, 1);
@@ -138,16 +136,6 @@ impl Drop for Switch {
     }
 }
 
-fn has_vde_switch() -> bool {
-    Command::new("vde_switch")
-        .arg("-v")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .stdin(Stdio::null())
-        .status()
-        .is_ok()
-}
-
 fn vde_body() {
     let dir = std::env::temp_dir().join(format!("lkl-vde-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -159,21 +147,7 @@ fn vde_body() {
         dir.display()
     );
     let config = Config::parse_str(&json).expect("config");
-    let iface = &config.interfaces[0];
-    let backend = open_backend(&iface.backend, false).expect("vde backend");
-    let net = Net::new(backend, 0, iface.mac.map(|m| m.0)).expect("net device");
-    let device = lkl::devices::attach(Box::new(net)).expect("attach");
-    let kernel = Kernel::boot(BootOptions {
-        memory: 64 << 20,
-        ..Default::default()
-    })
-    .expect("boot");
-    if !testkit::kernel_has_net() {
-        println!("skipped: this kernel config has no networking");
-        let _ = kernel.halt();
-        return;
-    }
-    lkl::netcfg::apply(&config, &[(0, "eth0".to_string())]).expect("apply config");
+    let (kernel, device) = boot_with_net(&config, 64 << 20, None);
 
     // Kernel -> host, through the switch and the tap.
     let t0 = Instant::now();
@@ -211,25 +185,15 @@ fn vde_body() {
     drop(switch);
 }
 
+#[testkit::needs(root, tun, kernel_net, ping, vde_switch)]
 #[test]
 fn vde_switch_pings_host() {
     in_netns(
         "vde_switch_pings_host",
         "vde",
         |ns| {
-            if !has_vde_switch() {
-                return Err(Setup::Skip(
-                    "vde_switch is not installed (apt-get install vde2)".into(),
-                ));
-            }
-            if !Path::new("/dev/net/tun").exists() {
-                return Err(Setup::Skip("no /dev/net/tun".into()));
-            }
-            ns.ip(&["link", "set", "lo", "up"])?;
-            ns.ip(&["tuntap", "add", "dev", "tap0", "mode", "tap"])?;
-            ns.ip(&["addr", "add", "192.168.114.1/24", "dev", "tap0"])?;
-            ns.ip(&["link", "set", "tap0", "up"])?;
-            Ok(())
+            ns.lo_up()?;
+            ns.add_tap("tap0", false, &["192.168.114.1/24"])
         },
         vde_body,
     );

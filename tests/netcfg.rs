@@ -6,7 +6,7 @@
 
 use std::net::{IpAddr, Ipv6Addr};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -118,6 +118,7 @@ const FULL: &str = r#"{
   ]
 }"#;
 
+#[testkit::needs(kernel_net)]
 #[test]
 fn applies_a_full_config_and_reads_it_back() {
     in_child(
@@ -128,10 +129,7 @@ fn applies_a_full_config_and_reads_it_back() {
             let (dev0, wire0) = attach([2, 0, 0, 0, 0, 0xaa], drain);
             let (dev1, wire1) = attach([2, 0, 0, 0, 0, 2], drain);
             let (kernel, console) = boot(64 << 20);
-            if !testkit::kernel_has_net() {
-                println!("skipped: this kernel config has no networking");
-                return;
-            }
+            assert!(testkit::kernel_has_net(), "the kernel has no networking");
             let cfg = Config::parse_str(FULL).unwrap();
             let ifaces = [(0, "eth0".to_string()), (1, "eth1".to_string())];
             let t0 = Instant::now();
@@ -331,6 +329,7 @@ fn defend_ipv6(frame: &[u8]) -> Option<Vec<u8>> {
     Some(f)
 }
 
+#[testkit::needs(kernel_net)]
 #[test]
 fn errors_name_the_key_the_interface_and_the_errno() {
     in_child(
@@ -339,10 +338,7 @@ fn errors_name_the_key_the_interface_and_the_errno() {
         || {
             let (dev0, wire0) = attach([2, 0, 0, 0, 0, 1], defend_ipv6);
             let (kernel, _console) = boot(64 << 20);
-            if !testkit::kernel_has_net() {
-                println!("skipped: this kernel config has no networking");
-                return;
-            }
+            assert!(testkit::kernel_has_net(), "the kernel has no networking");
             let eth = |j: &str| Config::parse_str(j).unwrap_or_else(|e| panic!("{e}"));
 
             // An interface the kernel does not have.
@@ -474,32 +470,19 @@ fn errors_name_the_key_the_interface_and_the_errno() {
 
 /// Runs `net-test` and returns (success, stdout + stderr).
 fn net_test(args: &[&str], limit: Duration) -> (bool, String) {
-    let mut child = Command::new(testkit::workspace_bin("net-test"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn net-test");
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            panic!("net-test {args:?}: no result after {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let out = child.wait_with_output().unwrap();
+    let mut cmd = Command::new(testkit::workspace_bin("net-test"));
+    cmd.args(args);
+    let out = testkit::run_limited(cmd, limit)
+        .unwrap_or_else(|| panic!("net-test {args:?}: no result after {limit:?}"));
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    (status.success(), text)
+    (out.status.success(), text)
 }
 
+#[testkit::needs(kernel_net)]
 #[test]
 fn net_test_pings_over_a_socket_pair() {
     let common = [
@@ -520,9 +503,10 @@ fn net_test_pings_over_a_socket_pair() {
         args.extend(["--dst", dst]);
         let (ok, out) = net_test(&args, Duration::from_secs(60));
         print!("{out}");
-        if out.contains("no networking") {
-            return;
-        }
+        assert!(
+            !out.contains("no networking"),
+            "the kernel has no networking"
+        );
         assert!(ok, "net-test failed:\n{out}");
         assert!(out.contains(&format!("from {dst}: icmp_seq=1")), "{out}");
         assert!(out.contains("3 packets transmitted, 3 received"), "{out}");
@@ -542,6 +526,7 @@ fn net_test_pings_over_a_socket_pair() {
 /// `gateway6` when a default route with the same metric is already there,
 /// as a router advertisement installs one as soon as the link is up: ours
 /// replaces it (a plain add fails with `EEXIST`).
+#[testkit::needs(kernel_net)]
 #[test]
 fn gateway6_replaces_an_existing_default_route() {
     in_child(
@@ -550,10 +535,7 @@ fn gateway6_replaces_an_existing_default_route() {
         || {
             let (dev0, wire0) = attach([2, 0, 0, 0, 0, 1], drain);
             let (kernel, console) = boot(64 << 20);
-            if !testkit::kernel_has_net() {
-                println!("skipped: this kernel config has no networking");
-                return;
-            }
+            assert!(testkit::kernel_has_net(), "the kernel has no networking");
             let skip = ApplyOptions { dad: Dad::Skip };
             let first = Config::parse_str(
                 r#"{"interfaces":[{"type":"tap","param":"tap0",

@@ -14,11 +14,11 @@
 //! one in tests/hijack*.rs.
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
-use testkit::hijack::{library, PYTHON};
-use testkit::images::Scratch;
+use testkit::hijack::{with_config, PYTHON};
+use testkit::images::{make_image, Scratch};
 
 const LIMIT: Duration = Duration::from_secs(1);
 
@@ -26,14 +26,7 @@ const LIMIT: Duration = Duration::from_secs(1);
 fn python(config: Option<&Path>, script: &str, args: &[&str]) -> Child {
     let mut cmd = match config {
         None => Command::new(PYTHON),
-        Some(c) => {
-            let mut cmd =
-                Command::new(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bin/lkl-hijack.sh"));
-            cmd.arg(PYTHON)
-                .env("LKL_HIJACK_LIB", library())
-                .env("LKL_HIJACK_CONFIG_FILE", c);
-            cmd
-        }
+        Some(c) => with_config(c, &[PYTHON]),
     };
     cmd.arg("-c")
         .arg(script)
@@ -64,17 +57,7 @@ fn wait_line(child: &mut Child, tag: &str) -> Result<String, String> {
 /// Waits at most `limit` (then kills and reports None).
 fn wait_within(child: &mut Child, limit: Duration) -> (Option<ExitStatus>, Duration, String) {
     let t0 = Instant::now();
-    let st = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break Some(st);
-        }
-        if t0.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    };
+    let st = testkit::wait_limited(child, limit);
     let took = t0.elapsed();
     let mut err = String::new();
     let _ = child.stderr.take().unwrap().read_to_string(&mut err);
@@ -132,52 +115,30 @@ elif how == "sys-exit":
     print("exiting", flush=True); sys.exit(9)
 "#;
 
-fn ext4_image(path: &Path) -> bool {
-    let f = std::fs::File::create(path).unwrap();
-    f.set_len(64 << 20).unwrap();
-    drop(f);
-    match Command::new("mkfs.ext4")
-        .args(["-q", "-F"])
-        .arg(path)
-        .status()
-    {
-        Ok(s) if s.success() => true,
-        Ok(s) => panic!("mkfs.ext4: {s}"),
-        Err(e) => {
-            println!("no disk in this run: mkfs.ext4 cannot run ({e})");
-            false
-        }
-    }
-}
-
 /// Runs one exit case on the host and under the hijack.
 fn exit_case(how: &str, want: i32) {
     let t = Scratch::new(how);
     let image = t.path("fs.img");
-    let with_disk = ext4_image(&image);
+    make_image(&image, "ext4", 64);
     let config = t.path("cfg.json");
-    if with_disk {
-        std::fs::write(
-            &config,
-            format!(
-                r#"{{"disks":[{{"image":"{}","fstype":"ext4","mount":"/d"}}]}}"#,
-                image.display()
-            ),
-        )
-        .unwrap();
-    } else {
-        std::fs::write(&config, "{}").unwrap();
-    }
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"disks":[{{"image":"{}","fstype":"ext4","mount":"/d"}}]}}"#,
+            image.display()
+        ),
+    )
+    .unwrap();
     let host_dir = t.path("hostdisk");
     std::fs::create_dir_all(&host_dir).unwrap();
     let mut times = Vec::new();
     for hijacked in [false, true] {
-        let disk = match (hijacked, with_disk) {
-            (false, _) => host_dir.to_str().unwrap().to_owned(),
-            (true, true) => "/d".to_owned(),
-            (true, false) => "-".to_owned(),
+        let disk = if hijacked {
+            "/d"
+        } else {
+            host_dir.to_str().unwrap()
         };
-        let mut child = python(hijacked.then_some(&*config), BLOCKERS, &[how, &disk]);
+        let mut child = python(hijacked.then_some(&*config), BLOCKERS, &[how, disk]);
         let who = if hijacked { "hijacked" } else { "host" };
         if let Err(e) = wait_line(&mut child, "exiting") {
             let (_, _, err) = wait_within(&mut child, LIMIT);
@@ -190,36 +151,35 @@ fn exit_case(how: &str, want: i32) {
         assert!(err.trim().is_empty(), "{how} ({who}): stderr: {err}");
         times.push(took);
     }
-    if with_disk {
-        let out = Command::new("e2fsck")
-            .arg("-fn")
-            .arg(&image)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{how}: the disk is not clean after exit: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-    }
+    let out = Command::new("e2fsck")
+        .arg("-fn")
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{how}: the disk is not clean after exit: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     println!(
-        "{how}: 8 threads blocked{}: exit {want} in {:?} (host {:?})",
-        if with_disk { " + a disk writer" } else { "" },
-        times[1],
-        times[0]
+        "{how}: 8 threads blocked + a disk writer: exit {want} in {:?} (host {:?})",
+        times[1], times[0]
     );
 }
 
+#[testkit::needs(python3, mkfs_ext4)]
 #[test]
 fn exit_from_main_with_eight_threads_blocked() {
     exit_case("exit-main", 7);
 }
 
+#[testkit::needs(python3, mkfs_ext4)]
 #[test]
 fn exit_from_a_thread_with_eight_threads_blocked() {
     exit_case("exit-thread", 8);
 }
 
+#[testkit::needs(python3, mkfs_ext4)]
 #[test]
 fn sys_exit_with_eight_threads_blocked() {
     exit_case("sys-exit", 9);
@@ -296,12 +256,14 @@ fn signal_case(kind: &str, sig: i32) {
     );
 }
 
+#[testkit::needs(python3)]
 #[test]
 fn sigint_and_sigterm_end_a_socketserver() {
     signal_case("socketserver", libc::SIGINT);
     signal_case("socketserver", libc::SIGTERM);
 }
 
+#[testkit::needs(python3)]
 #[test]
 fn sigint_and_sigterm_end_an_http_server() {
     signal_case("http", libc::SIGINT);

@@ -13,6 +13,8 @@ use testkit::hijack::{command, show, tap_config, tap_setup, wait_for_tcp, Helper
 use testkit::netns::in_netns;
 
 const STRESS: &str = env!("CARGO_BIN_EXE_hijack-stress");
+/// 64 threads x 1000 connections, 1000 held at once.
+const LOAD: [&str; 6] = ["--threads", "64", "--conns", "1000", "--held", "1000"];
 
 fn figures(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout)
@@ -31,20 +33,8 @@ fn run_ok(mut cmd: Command) -> Output {
 fn churn_held_and_soak_on_the_kernel_loopback() {
     // 64 threads x 1000 connections, 1000 held at once, 20 s of mixed
     // traffic; server and clients in one hijacked process.
-    let mut hijacked = command(
-        &[
-            STRESS,
-            "--threads",
-            "64",
-            "--conns",
-            "1000",
-            "--held",
-            "1000",
-            "--soak",
-            "20",
-        ],
-        &[],
-    );
+    let args = [&[STRESS][..], &LOAD, &["--soak", "20"]].concat();
+    let mut hijacked = command(&args, &[]);
     let out = run_ok({
         hijacked.stdout(Stdio::piped()).stderr(Stdio::piped());
         hijacked
@@ -52,12 +42,13 @@ fn churn_held_and_soak_on_the_kernel_loopback() {
     print!("hijacked (kernel loopback):\n{}", figures(&out));
     // The host kernel doing the same, for scale (not asserted).
     let host = Command::new(STRESS)
-        .args(["--threads", "64", "--conns", "1000", "--held", "1000"])
+        .args(LOAD)
         .output()
         .expect("run hijack-stress on the host");
     print!("host kernel loopback:\n{}", figures(&host));
 }
 
+#[testkit::needs(root, tun)]
 #[test]
 fn churn_and_held_over_tap() {
     in_netns("churn_and_held_over_tap", "stress", tap_setup, || {
@@ -74,18 +65,9 @@ fn churn_and_held_over_tap() {
                 .expect("start the host server"),
         );
         wait_for_tcp("192.168.113.1:5201");
+        let args = [&[STRESS, "--connect", "192.168.113.1:5201"][..], &LOAD].concat();
         let mut client = command(
-            &[
-                STRESS,
-                "--connect",
-                "192.168.113.1:5201",
-                "--threads",
-                "64",
-                "--conns",
-                "1000",
-                "--held",
-                "1000",
-            ],
+            &args,
             &[("LKL_HIJACK_CONFIG_FILE", config.to_str().unwrap())],
         );
         client.stdout(Stdio::piped()).stderr(Stdio::piped());

@@ -6,11 +6,11 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::netns::{Netns, Setup};
+use crate::netns::Netns;
 
 /// The system's Python (the pyenv shim would spawn many processes).
 pub const PYTHON: &str = "/usr/bin/python3";
@@ -43,6 +43,13 @@ pub fn command(args: &[&str], envs: &[(&str, &str)]) -> Command {
         cmd.env(k, v);
     }
     cmd.current_dir(std::env::temp_dir());
+    cmd
+}
+
+/// `args` under the hijack with the config file `config`.
+pub fn with_config(config: &std::path::Path, args: &[&str]) -> Command {
+    let mut cmd = command(args, &[]);
+    cmd.env("LKL_HIJACK_CONFIG_FILE", config);
     cmd
 }
 
@@ -99,15 +106,9 @@ pub fn start_python(script: &str, envs: &[(&str, &str)]) -> (Child, String) {
 /// Waits for `child` at most `limit`; kills it and fails after that.
 pub fn wait_within(child: &mut Child, limit: Duration) -> (ExitStatus, Duration) {
     let t0 = Instant::now();
-    loop {
-        if let Some(st) = child.try_wait().expect("try_wait") {
-            return (st, t0.elapsed());
-        }
-        if t0.elapsed() > limit {
-            let _ = child.kill();
-            panic!("still running after {limit:?}: {}", drain(child));
-        }
-        std::thread::sleep(Duration::from_millis(5));
+    match crate::wait_limited(child, limit) {
+        Some(st) => (st, t0.elapsed()),
+        None => panic!("still running after {limit:?}: {}", drain(child)),
     }
 }
 
@@ -135,16 +136,11 @@ impl Drop for Helper {
 }
 
 /// Namespace setup: tap0 = 192.168.113.1/24 on the host side (the kernel
-/// takes 192.168.113.2 through a config naming tap0).
-pub fn tap_setup(ns: &Netns) -> Result<(), Setup> {
-    if !Path::new("/dev/net/tun").exists() {
-        return Err(Setup::Skip("no /dev/net/tun".into()));
-    }
-    ns.ip(&["link", "set", "lo", "up"])?;
-    ns.ip(&["tuntap", "add", "dev", "tap0", "mode", "tap"])?;
-    ns.ip(&["addr", "add", "192.168.113.1/24", "dev", "tap0"])?;
-    ns.ip(&["link", "set", "tap0", "up"])?;
-    Ok(())
+/// takes 192.168.113.2 through a config naming tap0). The test needs
+/// `root, tun`.
+pub fn tap_setup(ns: &Netns) -> Result<(), String> {
+    ns.lo_up()?;
+    ns.add_tap("tap0", false, &["192.168.113.1/24"])
 }
 
 /// The config for [`tap_setup`]'s tap (offloads as given, e.g. "0x883").

@@ -23,6 +23,13 @@ impl Scratch {
     }
 }
 
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
@@ -165,17 +172,4 @@ impl Drop for FuseMount {
             let _ = self.child.wait();
         }
     }
-}
-
-/// A fresh ext4 image of `mb` MiB; false if mkfs.ext4 cannot run.
-pub fn mkfs_ext4(path: &Path, mb: u64) -> bool {
-    let f = std::fs::File::create(path).unwrap();
-    f.set_len(mb << 20).unwrap();
-    drop(f);
-    Command::new("mkfs.ext4")
-        .args(["-q", "-F"])
-        .arg(path)
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
 }

@@ -4,49 +4,18 @@
 //! lookups fail at once), creates its devices there, runs its body there by
 //! re-running this test binary, filtered to the one test, under
 //! `ip netns exec`, and deletes the namespace at the end, passed or failed.
-//! Traffic stays inside. Without the privileges a test prints why it skips.
+//! Traffic stays inside. A test that uses this says
+//! `#[testkit::needs(root)]`: without the privileges it is ignored (under
+//! `CI=true`, it fails).
 
 #![allow(dead_code)]
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// The variable that tells a re-run binary it is the inner half.
 pub const INNER_ENV: &str = "LKL_TEST_NETNS";
-
-/// Why a test cannot run here, or `None`.
-pub fn missing_privilege() -> Option<String> {
-    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(|v| v.trim().to_string())
-    };
-    let caps = field("CapEff:")
-        .and_then(|v| u64::from_str_radix(&v, 16).ok())
-        .unwrap_or(0);
-    for (bit, name) in [
-        (12, "CAP_NET_ADMIN"),
-        (13, "CAP_NET_RAW"),
-        (21, "CAP_SYS_ADMIN"),
-    ] {
-        if caps & (1 << bit) == 0 {
-            return Some(format!("needs {name} (run as root)"));
-        }
-    }
-    if Command::new("ip")
-        .arg("-V")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_err()
-    {
-        return Some("iproute2's `ip` is not installed".into());
-    }
-    None
-}
 
 pub fn run(cmd: &mut Command) -> Result<String, String> {
     let out = cmd
@@ -89,6 +58,29 @@ impl Netns {
     pub fn ip(&self, args: &[&str]) -> Result<String, String> {
         run(Command::new("ip").arg("-n").arg(&self.name).args(args))
     }
+
+    /// Brings the namespace's loopback up.
+    pub fn lo_up(&self) -> Result<(), String> {
+        self.ip(&["link", "set", "lo", "up"]).map(drop)
+    }
+
+    /// A tap `name` (with `vnet_hdr` if asked), host addresses `addrs`
+    /// ("192.168.113.1/24"; IPv6 ones without duplicate detection), up.
+    pub fn add_tap(&self, name: &str, vnet_hdr: bool, addrs: &[&str]) -> Result<(), String> {
+        let mut add = vec!["tuntap", "add", "dev", name, "mode", "tap"];
+        if vnet_hdr {
+            add.push("vnet_hdr");
+        }
+        self.ip(&add)?;
+        for a in addrs {
+            if a.contains(':') {
+                self.ip(&["-6", "addr", "add", a, "dev", name, "nodad"])?;
+            } else {
+                self.ip(&["addr", "add", a, "dev", name])?;
+            }
+        }
+        self.ip(&["link", "set", name, "up"]).map(drop)
+    }
 }
 
 impl Drop for Netns {
@@ -98,43 +90,24 @@ impl Drop for Netns {
     }
 }
 
-/// What a namespace's setup can say.
-pub enum Setup {
-    /// This host cannot do it (a kernel without macvtap...): skip.
-    Skip(String),
-    /// Something that should have worked did not.
-    Fail(String),
-}
-
-impl From<String> for Setup {
-    fn from(s: String) -> Self {
-        Setup::Fail(s)
-    }
-}
-
 /// Runs `body` inside a fresh namespace prepared by `setup`. `test` must be
-/// the test function's name (the re-run's filter).
+/// the test function's name (the re-run's filter); the test must say
+/// `#[testkit::needs(root)]` (and whatever its setup needs: `tun`, ...).
 pub fn in_netns(
     test: &str,
     tag: &str,
-    setup: impl FnOnce(&Netns) -> Result<(), Setup>,
+    setup: impl FnOnce(&Netns) -> Result<(), String>,
     body: impl FnOnce(),
 ) {
     if std::env::var(INNER_ENV).as_deref() == Ok(tag) {
         return body();
     }
-    if let Some(why) = missing_privilege() {
-        println!("skipped {test}: {why}");
-        return;
+    if let Some(why) = testkit_probe::missing_privilege() {
+        panic!("{test}: network namespaces: {why} (a test that uses them says #[testkit::needs(root)])");
     }
     let ns = Netns::create(tag).unwrap_or_else(|e| panic!("creating the namespace: {e}"));
-    match setup(&ns) {
-        Ok(()) => {}
-        Err(Setup::Skip(why)) => {
-            println!("skipped {test}: {why}");
-            return;
-        }
-        Err(Setup::Fail(e)) => panic!("setting up {}: {e}", ns.name),
+    if let Err(e) = setup(&ns) {
+        panic!("setting up {}: {e}", ns.name);
     }
     let exe = std::env::current_exe().unwrap();
     let out = Command::new("ip")
@@ -153,7 +126,7 @@ pub fn in_netns(
         "inside the namespace: {}\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
         out.status
     );
-    // What the body printed (skips, messages), without libtest's lines.
+    // What the body printed, without libtest's lines.
     for line in stdout.lines() {
         // libtest's "test NAME ... " prefix shares a line with the body's
         // first output under --nocapture.

@@ -4,19 +4,17 @@
 use std::process::Command;
 use std::time::Duration;
 
-use testkit::images::{mkfs_ext4, Scratch};
+use testkit::images::{make_image, Scratch};
 use testkit::{no_crash, run_limited};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
+#[testkit::needs(mkfs_ext4)]
 #[test]
 fn tools_reject_bad_arguments() {
     let t = Scratch::new("tools");
     let good = t.path("good.img");
-    if !mkfs_ext4(&good, 16) {
-        println!("skipped: mkfs.ext4 cannot run (bin/setup.sh)");
-        return;
-    }
+    make_image(&good, "ext4", 16);
     let g = good.to_str().unwrap();
     let missing = t.path("none.img");
     let m = missing.to_str().unwrap();

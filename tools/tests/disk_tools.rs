@@ -6,18 +6,14 @@
 
 use std::fs;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
+
+use testkit::images::{fsck_clean, make_image, Scratch};
+use testkit::wire::pattern;
 
 const CPTOFS: &str = env!("CARGO_BIN_EXE_cptofs");
 const CPFROMFS: &str = env!("CARGO_BIN_EXE_cpfromfs");
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("lkl-disk-tools-{name}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&d);
-    fs::create_dir_all(&d).unwrap();
-    d
-}
 
 fn run(cmd: &str, args: &[&str]) -> Output {
     Command::new(cmd)
@@ -44,26 +40,6 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// A sparse file of `mb` MiB with a file system made by `mkfs`.
-fn mkimage(path: &Path, mb: u64, mkfs: &[&str]) {
-    fs::File::create(path).unwrap().set_len(mb << 20).unwrap();
-    let mut args: Vec<&str> = mkfs[1..].to_vec();
-    args.push(s(path));
-    ok(mkfs[0], &args);
-}
-
-fn pattern(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2_654_435_761).max(1);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
-
 /// A tree of files from 0 bytes to 20 MB, nested directories, odd names,
 /// modes; symlinks unless `fat`.
 fn make_tree(root: &Path, fat: bool) {
@@ -83,7 +59,7 @@ fn make_tree(root: &Path, fat: bool) {
         ("-dash", 12),
     ];
     for (i, (f, len)) in files.iter().enumerate() {
-        fs::write(root.join(f), pattern(*len, i as u32 + 1)).unwrap();
+        fs::write(root.join(f), pattern(*len, i as u64 + 1)).unwrap();
     }
     if !fat {
         for (f, m) in [("one", 0o600), ("a/page", 0o755), ("-dash", 0o640)] {
@@ -158,17 +134,15 @@ fn compare(a: &Path, b: &Path, fat: bool) {
 
 /// Copies a tree into `image` with cptofs and out with cpfromfs, compares,
 /// runs the host's fsck.
-fn round_trip(name: &str, fstype: &str, mb: u64, mkfs: &[&str], fsck: &[&str]) {
-    let dir = tmpdir(name);
+fn round_trip(fstype: &str, mb: u64) {
+    let dir = Scratch::new(&format!("disk-tools-{fstype}"));
     let img = dir.join("fs.img");
-    mkimage(&img, mb, mkfs);
+    make_image(&img, fstype, mb);
     let tree = dir.join("tree");
     let fat = fstype == "vfat";
     make_tree(&tree, fat);
     ok(CPTOFS, &["-t", fstype, "-i", s(&img), s(&tree), "/"]);
-    let mut fsck_args: Vec<&str> = fsck[1..].to_vec();
-    fsck_args.push(s(&img));
-    ok(fsck[0], &fsck_args);
+    fsck_clean(&img, fstype);
     let out = dir.join("out");
     fs::create_dir(&out).unwrap();
     ok(CPFROMFS, &["-t", fstype, "-i", s(&img), "/tree", s(&out)]);
@@ -179,46 +153,31 @@ fn round_trip(name: &str, fstype: &str, mb: u64, mkfs: &[&str], fsck: &[&str]) {
     );
     assert!(diff.status.success(), "diff -r:\n{}", text(&diff));
     // Reading did not change the image.
-    ok(fsck[0], &fsck_args);
-    fs::remove_dir_all(&dir).unwrap();
+    fsck_clean(&img, fstype);
 }
 
+#[testkit::needs(mkfs_ext4)]
 #[test]
 fn round_trip_ext4() {
-    round_trip(
-        "ext4",
-        "ext4",
-        96,
-        &["mkfs.ext4", "-qF"],
-        &["e2fsck", "-fn"],
-    );
+    round_trip("ext4", 96);
 }
 
+#[testkit::needs(mkfs_vfat)]
 #[test]
 fn round_trip_vfat() {
-    round_trip("vfat", "vfat", 96, &["mkfs.vfat"], &["fsck.vfat", "-n"]);
+    round_trip("vfat", 96);
 }
 
+#[testkit::needs(mkfs_xfs)]
 #[test]
 fn round_trip_xfs() {
-    round_trip(
-        "xfs",
-        "xfs",
-        320,
-        &["mkfs.xfs", "-q"],
-        &["xfs_repair", "-n"],
-    );
+    round_trip("xfs", 320);
 }
 
+#[testkit::needs(mkfs_btrfs)]
 #[test]
 fn round_trip_btrfs() {
-    round_trip(
-        "btrfs",
-        "btrfs",
-        256,
-        &["mkfs.btrfs", "-q"],
-        &["btrfs", "check"],
-    );
+    round_trip("btrfs", 256);
 }
 
 // ---- partition tables, written by hand (no sfdisk/sgdisk needed) ----
@@ -322,13 +281,17 @@ fn write_gpt(disk: &Path, parts: &[(u64, u64)]) {
 }
 
 fn partitioned(gpt: bool) {
-    let dir = tmpdir(if gpt { "gpt" } else { "mbr" });
+    let dir = Scratch::new(if gpt {
+        "disk-tools-gpt"
+    } else {
+        "disk-tools-mbr"
+    });
     let disk = dir.join("disk.img");
     fs::File::create(&disk).unwrap().set_len(80 << 20).unwrap();
     let p1 = dir.join("p1.img");
     let p2 = dir.join("p2.img");
-    mkimage(&p1, 16, &["mkfs.vfat"]);
-    mkimage(&p2, 32, &["mkfs.ext4", "-qF"]);
+    make_image(&p1, "vfat", 16);
+    make_image(&p2, "ext4", 32);
     let (s1, s2) = (2048u64, 2048 + (16 << 11) + 2048);
     if gpt {
         write_gpt(
@@ -391,14 +354,15 @@ fn partitioned(gpt: bool) {
         "{}",
         text(&o)
     );
-    fs::remove_dir_all(&dir).unwrap();
 }
 
+#[testkit::needs(mkfs_ext4, mkfs_vfat)]
 #[test]
 fn mbr_partitions() {
     partitioned(false);
 }
 
+#[testkit::needs(mkfs_ext4, mkfs_vfat)]
 #[test]
 fn gpt_partitions() {
     partitioned(true);
@@ -414,11 +378,12 @@ fn fails_with(args: &[&str], want: &str) {
     assert_eq!(t.trim().lines().count(), 1, "one line: {t}");
 }
 
+#[testkit::needs(mkfs_ext4)]
 #[test]
 fn errors_are_one_line_and_nonzero() {
-    let dir = tmpdir("errors");
+    let dir = Scratch::new("disk-tools-errors");
     let img = dir.join("e.img");
-    mkimage(&img, 16, &["mkfs.ext4", "-qF"]);
+    make_image(&img, "ext4", 16);
     let src = dir.join("src");
     fs::create_dir(&src).unwrap();
     for n in ["a", "b", "c"] {
@@ -475,14 +440,14 @@ fn errors_are_one_line_and_nonzero() {
     let o = run(CPFROMFS, &["--help"]);
     assert!(o.status.success());
     assert!(String::from_utf8_lossy(&o.stdout).starts_with("Usage: cpfromfs"));
-    fs::remove_dir_all(&dir).unwrap();
 }
 
+#[testkit::needs(mkfs_ext4)]
 #[test]
 fn glob_in_last_component() {
-    let dir = tmpdir("glob");
+    let dir = Scratch::new("disk-tools-glob");
     let img = dir.join("g.img");
-    mkimage(&img, 16, &["mkfs.ext4", "-qF"]);
+    make_image(&img, "ext4", 16);
     let src = dir.join("src");
     fs::create_dir(&src).unwrap();
     for n in ["x1.txt", "x2.txt", "y.bin", ".hidden.txt"] {
@@ -508,7 +473,6 @@ fn glob_in_last_component() {
         .collect();
     names.sort();
     assert_eq!(names, ["x1.txt", "x2.txt"]);
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Checks every regular file under `img_dir` (a cpfromfs copy) against its
@@ -546,11 +510,12 @@ fn no_foreign_data(img_dir: &Path, src_dir: &Path) -> (usize, usize) {
     (full, partial)
 }
 
+#[testkit::needs(mkfs_ext4)]
 #[test]
 fn sigkill_mid_copy_is_repaired_by_the_journal() {
-    let dir = tmpdir("kill");
+    let dir = Scratch::new("disk-tools-kill");
     let img = dir.join("k.img");
-    mkimage(&img, 1000, &["mkfs.ext4", "-qF"]);
+    make_image(&img, "ext4", 1000);
     // A first copy that completes.
     let before = dir.join("before");
     make_tree(&before, false);
@@ -560,7 +525,7 @@ fn sigkill_mid_copy_is_repaired_by_the_journal() {
     for i in 0..600 {
         let sub = second.join(format!("d{}", i % 10));
         fs::create_dir_all(&sub).unwrap();
-        fs::write(sub.join(format!("f{i}")), pattern(1 << 20, 50 + i)).unwrap();
+        fs::write(sub.join(format!("f{i}")), pattern(1 << 20, 50 + i as u64)).unwrap();
     }
     let mut child = Command::new(CPTOFS)
         .args([
@@ -601,5 +566,4 @@ fn sigkill_mid_copy_is_repaired_by_the_journal() {
     } else {
         println!("nothing of the killed copy was committed: {}", text(&o));
     }
-    fs::remove_dir_all(&dir).unwrap();
 }

@@ -330,26 +330,31 @@ fn suite_for(fstype: &str, mb: u64, posix: bool) {
     fsck_clean(&img, fstype);
 }
 
+#[testkit::needs(mkfs_ext4, fuse)]
 #[test]
 fn ext4_suite_then_fsck() {
     suite_for("ext4", 256, true);
 }
 
+#[testkit::needs(mkfs_vfat, fuse)]
 #[test]
 fn vfat_suite_then_fsck() {
     suite_for("vfat", 128, false);
 }
 
+#[testkit::needs(mkfs_xfs, fuse)]
 #[test]
 fn xfs_suite_then_fsck() {
     suite_for("xfs", 320, true);
 }
 
+#[testkit::needs(mkfs_btrfs, fuse)]
 #[test]
 fn btrfs_suite_then_fsck() {
     suite_for("btrfs", 256, true);
 }
 
+#[testkit::needs(mkfs_ext4, fuse)]
 #[test]
 fn sigterm_unmounts_and_flushes() {
     let s = Scratch::new("lklfuse-sigterm");
@@ -365,6 +370,7 @@ fn sigterm_unmounts_and_flushes() {
     assert!(out.contains("written before SIGTERM"), "{out}");
 }
 
+#[testkit::needs(mkfs_ext4, fuse)]
 #[test]
 fn background_mode_returns_once_mounted() {
     let s = Scratch::new("lklfuse-bg");
@@ -410,13 +416,10 @@ fn image_in_use(path: &str) -> bool {
 }
 
 fn lklfuse_fails(args: &[&str], want: &str) {
-    let out = Command::new(LKLFUSE).args(args).output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{args:?} succeeded");
-    assert!(err.contains(want), "{args:?}: {err}");
-    assert!(err.trim().lines().count() <= 2, "{args:?}: {err}");
+    testkit::refuses(LKLFUSE, args, want);
 }
 
+#[testkit::needs(mkfs_vfat)]
 #[test]
 fn errors_are_one_line() {
     let s = Scratch::new("lklfuse-errors");

@@ -4,11 +4,11 @@
 //! directory, and the two processes are runs of `net-test`.
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+use testkit::images::Scratch;
 use testkit::in_child;
 
 const NET_TEST: &str = env!("CARGO_BIN_EXE_net-test");
@@ -20,37 +20,20 @@ const SERVE_SECS: &str = "30";
 /// What net-test says when the kernel was built without networking.
 const NO_NET: &str = "skipped: this kernel config has no networking";
 
-/// A directory under the temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let path = std::env::temp_dir().join(format!("lkl-pipe-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        TempDir(path)
-    }
-
-    fn fifo(&self, name: &str) -> String {
-        let path = self.0.join(name);
-        let out = Command::new("mkfifo")
-            .arg(&path)
-            .output()
-            .expect("mkfifo (coreutils)");
-        assert!(
-            out.status.success(),
-            "mkfifo {}: {}",
-            path.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        path.to_str().expect("temp dir path is UTF-8").to_string()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A FIFO `name` in `dir`; its path.
+fn fifo(dir: &Scratch, name: &str) -> String {
+    let path = dir.path(name);
+    let out = Command::new("mkfifo")
+        .arg(&path)
+        .output()
+        .expect("mkfifo (coreutils)");
+    assert!(
+        out.status.success(),
+        "mkfifo {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    path.to_str().expect("temp dir path is UTF-8").to_string()
 }
 
 /// One running net-test, its output lines arriving on a channel; killed
@@ -157,9 +140,9 @@ fn net_test_args(rx: &str, tx: &str, ip: &str, dst: &str, mac: &str, sleep: &str
 }
 
 fn pipe_pair_body() {
-    let dir = TempDir::new();
-    let a2b = dir.fifo("a2b");
-    let b2a = dir.fifo("b2a");
+    let dir = Scratch::new("pipe");
+    let a2b = fifo(&dir, "a2b");
+    let b2a = fifo(&dir, "b2a");
     let deadline = Instant::now() + Duration::from_secs(40);
 
     // B comes up first and says so ("eth0: ..."); it pings A only after
@@ -178,10 +161,7 @@ fn pipe_pair_body() {
     );
     let ready = b.wait_for("eth0: ", deadline);
     match ready.as_deref() {
-        Some(l) if l.contains(NO_NET) => {
-            println!("skipped: this kernel config has no networking");
-            return;
-        }
+        Some(l) if l.contains(NO_NET) => panic!("the kernel has no networking: {l}"),
         Some(_) => {}
         None => panic!("B did not come up\n{}", b.output()),
     }
@@ -231,6 +211,7 @@ fn pipe_pair_body() {
     drop(b);
 }
 
+#[testkit::needs(kernel_net)]
 #[test]
 fn pipe_pair_ping_each_other() {
     in_child(

@@ -1,0 +1,166 @@
+//! What the requests share: directory snapshots, open flags, the checks
+//! and calls of SETATTR, extended-attribute and common replies.
+
+use std::ffi::OsStr;
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use fuser::{
+    FileAttr, FileHandle, Generation, INodeNo, ReplyEmpty, ReplyEntry, ReplyXattr, Request,
+    TimeOrNow,
+};
+use lkl::syscall::{self as sys, abi, abi::Timespec, Errno};
+
+use super::inodes::{stat_fd, KernelFd};
+use super::{ferr, lock, proc_path, KernelFs, TTL};
+
+/// Directory handles are numbered from here, file handles are kernel
+/// descriptors (far below).
+pub(super) const DIR_HANDLE_BASE: u64 = 1 << 40;
+
+/// A snapshot of a directory's entries, taken at opendir.
+pub(super) struct DirHandle {
+    pub(super) fd: Arc<KernelFd>,
+    pub(super) entries: Vec<sys::DirEntry>,
+}
+
+fn to_timespec(t: Option<TimeOrNow>) -> Timespec {
+    match t {
+        None => Timespec::OMIT,
+        Some(TimeOrNow::Now) => Timespec::NOW,
+        Some(TimeOrNow::SpecificTime(t)) => match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => Timespec {
+                tv_sec: d.as_secs() as i64,
+                tv_nsec: i64::from(d.subsec_nanos()),
+            },
+            Err(e) => {
+                let d = e.duration();
+                let mut ts = Timespec {
+                    tv_sec: -(d.as_secs() as i64),
+                    tv_nsec: -i64::from(d.subsec_nanos()),
+                };
+                if ts.tv_nsec < 0 {
+                    ts.tv_sec -= 1;
+                    ts.tv_nsec += 1_000_000_000;
+                }
+                ts
+            }
+        },
+    }
+}
+
+impl KernelFs {
+    pub(super) fn writable(&self) -> Result<(), Errno> {
+        if self.opts.read_only {
+            Err(Errno::EROFS)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Open flags for the kernel: with the writeback cache the host reads
+    /// pages of write-only files and places appends itself.
+    pub(super) fn open_flags(&self, flags: i32) -> i32 {
+        let mut f = flags & !(abi::O_CREAT | abi::O_EXCL | abi::O_NOCTTY);
+        if self.opts.writeback_cache {
+            if f & 3 == abi::O_WRONLY {
+                f = (f & !3) | abi::O_RDWR;
+            }
+            f &= !abi::O_APPEND;
+        }
+        f | abi::O_CLOEXEC | abi::O_LARGEFILE
+    }
+
+    /// Makes a node `name` in `parent` with `make` (given the parent's
+    /// descriptor), gives it to the caller and looks it up.
+    pub(super) fn make_node(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        make: impl FnOnce(i32) -> Result<(), Errno>,
+    ) -> Result<FileAttr, Errno> {
+        self.writable()?;
+        let p = self.node(parent)?;
+        make(p.0)?;
+        self.own(req, &p, name)?;
+        let (ino, st) = self.lookup_child(&p, name)?;
+        Ok(self.attr(ino, &st))
+    }
+
+    /// Gives the new node to the caller (the kernel created it as root).
+    pub(super) fn own(&self, req: &Request, parent: &KernelFd, name: &OsStr) -> Result<(), Errno> {
+        if req.uid() != 0 || req.gid() != 0 {
+            sys::fchownat(
+                parent.0,
+                name,
+                Some(req.uid()),
+                Some(req.gid()),
+                abi::AT_SYMLINK_NOFOLLOW,
+            )?;
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn do_setattr(
+        &self,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        fh: Option<FileHandle>,
+    ) -> Result<FileAttr, Errno> {
+        self.writable()?;
+        let fd = self.node(ino)?;
+        if let Some(mode) = mode {
+            sys::fchmodat(fd.0, "", mode & 0o7777, abi::AT_EMPTY_PATH)?;
+        }
+        if uid.is_some() || gid.is_some() {
+            sys::fchownat(fd.0, "", uid, gid, abi::AT_EMPTY_PATH)?;
+        }
+        if let Some(size) = size {
+            match fh {
+                Some(FileHandle(h)) if h < DIR_HANDLE_BASE => {
+                    sys::ftruncate(h as i32, size as i64)?
+                }
+                _ => sys::truncate(proc_path(fd.0), size as i64)?,
+            }
+        }
+        if atime.is_some() || mtime.is_some() {
+            let times = [to_timespec(atime), to_timespec(mtime)];
+            sys::utimensat(fd.0, "", Some(times), abi::AT_EMPTY_PATH)?;
+        }
+        let st = stat_fd(fd.0)?;
+        Ok(self.attr(ino.0, &st))
+    }
+
+    pub(super) fn dir(&self, fh: FileHandle) -> Result<Arc<DirHandle>, Errno> {
+        lock(&self.dirs).get(&fh.0).cloned().ok_or(Errno::EBADF)
+    }
+
+    pub(super) fn xattr_reply(r: Result<usize, Errno>, size: u32, buf: &[u8], reply: ReplyXattr) {
+        match r {
+            Ok(n) if size == 0 => reply.size(n as u32),
+            Ok(n) => reply.data(&buf[..n.min(buf.len())]),
+            Err(e) => reply.error(ferr(e)),
+        }
+    }
+}
+
+pub(super) fn reply_entry(r: Result<FileAttr, Errno>, reply: ReplyEntry) {
+    match r {
+        Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
+        Err(e) => reply.error(ferr(e)),
+    }
+}
+
+pub(super) fn reply_empty(r: Result<(), Errno>, reply: ReplyEmpty) {
+    match r {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(ferr(e)),
+    }
+}
