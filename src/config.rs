@@ -91,11 +91,13 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
+/// What describes a network backend belongs to the backends
+/// (`virtio/net/backends/spec.rs`); the config re-exports it.
+pub use crate::virtio::net::backends::{Backend, BackendKind, SlirpNetwork, SlirpNetwork6};
 pub use error::{ConfigError, ConfigWarning, JsonPath, Location, Suggestion};
 pub use types::{
-    Backend, BackendKind, Config, DebugFlags, Disk, Interface, IpNet, Ipv4Net, Ipv6Net, LogTarget,
-    MacAddr, Neighbor, Offload, Qdisc, Route, SingleCpu, Sysctl, TABLE_DEFAULT, TABLE_LOCAL,
-    TABLE_MAIN,
+    Config, DebugFlags, Disk, Interface, IpNet, Ipv4Net, Ipv6Net, LogTarget, MacAddr, Neighbor,
+    Offload, Qdisc, Route, SingleCpu, Sysctl, TABLE_DEFAULT, TABLE_LOCAL, TABLE_MAIN,
 };
 
 use node::{Node, SyntaxError};
