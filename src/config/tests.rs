@@ -4,6 +4,7 @@
 //! files), [`env`] variables and precedence, [`pieces`]); the helpers they
 //! share are here.
 
+mod at_once;
 mod document;
 mod env;
 mod full;
@@ -67,15 +68,32 @@ impl Drop for TempDir {
 }
 
 /// Parses with relative paths against a directory where nothing exists.
-fn parse(json: &str) -> Result<Config, ConfigError> {
+fn parse(json: &str) -> Result<Config, ConfigErrors> {
     Config::parse_str_in(json, Path::new("/nonexistent-lkl-config-test"))
 }
 
-fn err(json: &str) -> ConfigError {
+/// Every error in `json`.
+fn errs(json: &str) -> Vec<ConfigError> {
     match parse(json) {
         Ok(cfg) => panic!("accepted: {json}\n{cfg:#?}"),
-        Err(e) => e,
+        Err(e) => e.into_vec(),
     }
+}
+
+/// The one error in `json` (a config with one mistake has one error: no
+/// error follows from another).
+fn err(json: &str) -> ConfigError {
+    one(errs(json), json)
+}
+
+/// The one error of a config that has one mistake.
+fn only(e: ConfigErrors) -> ConfigError {
+    one(e.into_vec(), "")
+}
+
+fn one(mut errors: Vec<ConfigError>, what: &str) -> ConfigError {
+    assert_eq!(errors.len(), 1, "{what}: {errors:#?}");
+    errors.remove(0)
 }
 
 fn path_of(e: &ConfigError) -> &str {

@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::virtio::net::backends::Backend;
+use crate::virtio::net::backends::{Backend, BackendKind};
 
 /// An Ethernet address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -300,6 +300,24 @@ impl Offload {
             .map_or("?", |(_, n)| n)
     }
 
+    /// What an interface of this backend gets with no `offload` key (see
+    /// [`BackendKind::default_offload`]).
+    pub fn default_for(kind: BackendKind) -> Offload {
+        u32::try_from(kind.default_offload())
+            .ok()
+            .and_then(|bits| Offload::new(bits).ok())
+            .unwrap_or_default()
+    }
+
+    /// The names of the bits set (`CSUM`, `GUEST_CSUM`...).
+    pub fn names(self) -> Vec<&'static str> {
+        Offload::BITS
+            .iter()
+            .filter(|(b, _)| self.0 & b != 0)
+            .map(|(_, n)| *n)
+            .collect()
+    }
+
     /// The bitmask.
     pub fn bits(self) -> u32 {
         self.0
@@ -356,8 +374,14 @@ pub struct Interface {
     pub neighbors: Vec<Neighbor>,
     /// `qdisc`: root qdiscs (at most one).
     pub qdiscs: Vec<Qdisc>,
-    /// `offload`: virtio-net features; empty unless the backend supports them.
+    /// `offload`: the virtio-net features offered to the kernel's driver;
+    /// without the key, [`Offload::default_for`] the backend. Empty unless
+    /// the backend supports them.
     pub offload: Offload,
+    /// `dad`: add `ipv6` for duplicate address detection and wait for it
+    /// to end before `main` (ours). Off by default: the address is added
+    /// with `IFA_F_NODAD`, usable at once.
+    pub dad: bool,
 }
 
 /// The `main` routing table.

@@ -1,7 +1,7 @@
 //! From the merged JSON tree to a [`Config`]: every key checked against the
 //! schema, every value parsed into its type, cross-field rules enforced,
-//! host files looked at. The first problem found is returned; nothing is
-//! skipped or defaulted in its place.
+//! host files looked at. Every problem found is returned, each with its
+//! JSON path or variable; nothing is skipped or defaulted in its place.
 //!
 //! Values may be written as LKL writes them (strings: `"1500"`, `"0x883"`)
 //! or as JSON numbers and booleans. Numbers in strings follow LKL's base:
@@ -25,15 +25,16 @@ mod routes;
 mod schema;
 mod values;
 
+use std::cell::RefCell;
 use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use super::env;
-use super::error::{ConfigError, JsonPath, Location};
+use super::error::{ConfigError, ConfigErrors, JsonPath, Location};
 use super::node::{Member, Node, Origin};
-use super::types::{Config, DebugFlags};
-use schema::TOP;
+use super::types::{Config, Disk, Route};
+use schema::{Fields, TOP};
 use values::Radix;
 
 pub(crate) use paths::io_why;
@@ -74,15 +75,40 @@ impl Ctx {
     }
 }
 
-/// Turns the merged tree into a [`Config`].
+/// Turns the merged tree into a [`Config`], or into every problem found.
 pub(crate) struct Validator<'a> {
     /// The config file, for error locations.
     pub file: Option<&'a Path>,
     /// Relative host paths are resolved against this directory.
     pub base: &'a Path,
+    /// What was found wrong so far, in the order checked.
+    errors: RefCell<Vec<ConfigError>>,
 }
 
-impl Validator<'_> {
+impl<'a> Validator<'a> {
+    pub(crate) fn new(file: Option<&'a Path>, base: &'a Path) -> Validator<'a> {
+        Validator {
+            file,
+            base,
+            errors: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Records an error; validation goes on with the next setting.
+    fn report(&self, e: ConfigError) {
+        self.errors.borrow_mut().push(e);
+    }
+
+    /// The value, or `None` with its error recorded.
+    fn ok<T>(&self, r: Result<T, ConfigError>) -> Option<T> {
+        r.map_err(|e| self.report(e)).ok()
+    }
+
+    /// How many errors were recorded so far.
+    fn error_count(&self) -> usize {
+        self.errors.borrow().len()
+    }
+
     fn at(&self, ctx: &Ctx) -> Location {
         match ctx.origin {
             Origin::Env(var) => Location::Env(var),
@@ -126,109 +152,151 @@ impl Validator<'_> {
         }
     }
 
-    pub(crate) fn config(&self, root: &Node) -> Result<Config, ConfigError> {
+    /// Validates the whole document: every error found, or the config.
+    pub(crate) fn config(&self, root: &Node) -> Result<Config, ConfigErrors> {
+        let cfg = self.document(root);
+        match ConfigErrors::new(self.errors.take()) {
+            Some(errors) => Err(errors),
+            None => Ok(cfg),
+        }
+    }
+
+    /// Each top-level setting is checked on its own, so one bad value
+    /// does not hide the next. A check across settings (two interfaces on
+    /// one tap, a gateway on a link) runs over the ones that are valid;
+    /// one that needs every interface and route (on-link) runs only when
+    /// they all are, so a typo in an address is not reported twice.
+    fn document(&self, root: &Node) -> Config {
         let top = Ctx {
             path: JsonPath::root(),
             origin: Origin::Json,
         };
-        let f = self.object(root, &top, &TOP)?;
         let mut cfg = Config::default();
+        let Some(f) = self.ok(self.object(root, &top, &TOP)) else {
+            return cfg;
+        };
+        let mut all_valid = true;
 
+        // Every element of "interfaces" is eth<i>, valid or not: routes
+        // name them so.
+        let mut iface_names = Vec::new();
         if let Some((node, ctx)) = f.get("interfaces") {
-            let items = self.array(node, &ctx, "an array of objects")?;
-            for (i, item) in items.iter().enumerate() {
-                cfg.interfaces.push(self.interface(item, &ctx.index(i), i)?);
+            let before = self.error_count();
+            if let Some(items) = self.ok(self.array(node, &ctx, "an array of objects")) {
+                let mut valid = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    iface_names.push(format!("eth{i}"));
+                    if let Some(iface) = self.interface(item, &ctx.index(i), i) {
+                        valid.push((i, iface));
+                    }
+                }
+                self.distinct_backends(items, &ctx, &valid);
+                cfg.interfaces = valid.into_iter().map(|(_, iface)| iface).collect();
             }
-            self.distinct_backends(items, &ctx, &cfg.interfaces)?;
+            all_valid &= self.error_count() == before;
         }
         if let Some((node, ctx)) = f.get("gateway") {
-            let gw = self.ipv4(node, &ctx)?;
-            self.unicast(IpAddr::V4(gw), &ctx)?;
-            cfg.gateway = Some(gw);
+            cfg.gateway = self.ok(self.ipv4(node, &ctx).and_then(|gw| {
+                self.unicast(IpAddr::V4(gw), &ctx)?;
+                Ok(gw)
+            }));
         }
         if let Some((node, ctx)) = f.get("gateway6") {
-            let gw = self.ipv6(node, &ctx)?;
-            self.unicast(IpAddr::V6(gw), &ctx)?;
-            cfg.gateway6 = Some(gw);
+            cfg.gateway6 = self.ok(self.ipv6(node, &ctx).and_then(|gw| {
+                self.unicast(IpAddr::V6(gw), &ctx)?;
+                Ok(gw)
+            }));
         }
         if let Some((node, ctx)) = f.get("nameserver") {
-            cfg.nameservers = self.nameservers(node, &ctx)?;
+            cfg.nameservers = self.nameservers(node, &ctx);
         }
         if let Some((node, ctx)) = f.get("debug") {
-            let value = self.scalar(node, &ctx, true, "a number, a string or a boolean")?;
-            let n = Validator::unsigned(value, Radix::Auto)
-                .and_then(|n| u32::try_from(n).map_err(|_| "is larger than 32 bits".into()))
-                .map_err(|why| ConfigError::BadNumber {
-                    at: self.at(&ctx),
-                    value: value.text(),
-                    why,
-                })?;
-            cfg.debug = DebugFlags(n);
+            cfg.debug = self.ok(self.debug(node, &ctx)).unwrap_or_default();
         }
         if let Some((node, ctx)) = f.get("mount") {
-            cfg.mounts = self.mounts(node, &ctx)?;
+            cfg.mounts = self.mounts(node, &ctx);
         }
         if let Some((node, ctx)) = f.get("singlecpu") {
-            cfg.single_cpu = self.single_cpu(node, &ctx)?;
+            cfg.single_cpu = self.ok(self.single_cpu(node, &ctx)).unwrap_or_default();
         }
         if let Some((node, ctx)) = f.get("sysctl") {
-            cfg.sysctls = self.sysctls(node, &ctx)?;
+            cfg.sysctls = self.sysctls(node, &ctx);
         }
         if let Some((node, ctx)) = f.get("boot_cmdline") {
-            cfg.boot_cmdline = self.string(node, &ctx)?.to_string();
+            match self.ok(self.string(node, &ctx)) {
+                Some(s) => cfg.boot_cmdline = s.to_string(),
+                None => all_valid = false,
+            }
         }
         if let Some((node, ctx)) = f.get("dump") {
-            for (item, c) in self.list(node, &ctx, &[','])? {
-                cfg.dump.push(self.kernel_path(item, &c)?);
-            }
+            cfg.dump = self.dump(node, &ctx);
         }
         if let Some((node, ctx)) = f.get("delay_main") {
-            let us = self.number(node, &ctx, Radix::Decimal, u64::MAX)?;
-            cfg.delay_main = Some(Duration::from_micros(us));
+            cfg.delay_main = self
+                .ok(self.number(node, &ctx, Radix::Decimal, u64::MAX))
+                .map(Duration::from_micros);
         }
         if let Some((node, ctx)) = f.get("log") {
-            cfg.log = self.log(node, &ctx)?;
+            cfg.log = self.ok(self.log(node, &ctx)).unwrap_or_default();
         }
         if let Some((node, ctx)) = f.get("disks") {
-            let items = self.array(node, &ctx, "an array of objects")?;
-            for (i, item) in items.iter().enumerate() {
-                cfg.disks.push(self.disk(item, &ctx.index(i))?);
+            if let Some(items) = self.ok(self.array(node, &ctx, "an array of objects")) {
+                let disks: Vec<(usize, Disk)> = items
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, item)| Some((i, self.disk(item, &ctx.index(i))?)))
+                    .collect();
+                self.disks_apart(&disks, &cfg.mounts, &ctx);
+                cfg.disks = disks.into_iter().map(|(_, d)| d).collect();
             }
-            self.disks_apart(&cfg, &ctx)?;
         }
+        let mut routes_at = None;
         if let Some((node, ctx)) = f.get("routes") {
-            let items = self.array(node, &ctx, "an array of objects")?;
-            for (i, item) in items.iter().enumerate() {
-                let route = self.route(item, &ctx.index(i), &cfg.interfaces)?;
-                cfg.routes.push(route);
+            let before = self.error_count();
+            if let Some(items) = self.ok(self.array(node, &ctx, "an array of objects")) {
+                let routes: Vec<(usize, Route)> = items
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, item)| {
+                        Some((i, self.route(item, &ctx.index(i), &iface_names)?))
+                    })
+                    .collect();
+                self.routes_distinct(&routes, &ctx);
+                cfg.routes = routes.into_iter().map(|(_, r)| r).collect();
             }
-            self.routes_distinct(&cfg.routes, &ctx)?;
+            all_valid &= self.error_count() == before;
+            routes_at = Some(ctx);
+        }
+        if all_valid {
+            self.next_hops_on_link(&cfg, &f, routes_at.as_ref());
+        }
+        cfg
+    }
+
+    /// Every next hop (a route's gateway, then the default gateways, which
+    /// may be on link through a route) must be on a link. With `ip=` on
+    /// the command line the kernel configures addresses itself (DHCP), so
+    /// the subnets of the default gateways are not known here.
+    fn next_hops_on_link(&self, cfg: &Config, f: &Fields<'_>, routes: Option<&Ctx>) {
+        if let Some(ctx) = routes {
             for (i, route) in cfg.routes.iter().enumerate() {
                 if let Some(gw) = route.gateway {
-                    self.on_link(
-                        &cfg,
-                        gw,
-                        route.device.as_deref(),
-                        &ctx.index(i).path_key("gateway"),
-                    )?;
+                    let at = ctx.index(i).path_key("gateway");
+                    self.ok(self.on_link(cfg, gw, route.device.as_deref(), &at));
                 }
             }
         }
-        // The default gateways last: they may be on link through a route.
-        // With ip= on the command line the kernel configures addresses
-        // itself (DHCP), so the subnets are not known here.
         let kernel_ip = cfg
             .boot_cmdline
             .split_whitespace()
             .any(|p| p.starts_with("ip="));
         if !kernel_ip {
             if let (Some(gw), Some((_, ctx))) = (cfg.gateway, f.get("gateway")) {
-                self.on_link(&cfg, IpAddr::V4(gw), None, &ctx)?;
+                self.ok(self.on_link(cfg, IpAddr::V4(gw), None, &ctx));
             }
             if let (Some(gw), Some((_, ctx))) = (cfg.gateway6, f.get("gateway6")) {
-                self.on_link(&cfg, IpAddr::V6(gw), None, &ctx)?;
+                self.ok(self.on_link(cfg, IpAddr::V6(gw), None, &ctx));
             }
         }
-        Ok(cfg)
     }
 }

@@ -119,14 +119,26 @@ fn unknown_key_names_path_and_nearest_key() {
             ..
         }
     ));
-    let e = err(r#"{"routes": [{"via": "10.0.0.1"}]}"#);
+    // Two mistakes, two errors: "via" stands for the gateway, so only the
+    // destination is missing.
+    let e = errs(r#"{"routes": [{"via": "10.0.0.1"}]}"#);
     assert!(matches!(
-        &e,
+        &e[0],
         ConfigError::UnknownKey {
             suggestion: Some(Suggestion::Name("gateway")),
             ..
         }
     ));
+    assert!(
+        matches!(
+            &e[1..],
+            [ConfigError::MissingKey {
+                key: "destination",
+                ..
+            }]
+        ),
+        "{e:#?}"
+    );
 }
 
 #[test]

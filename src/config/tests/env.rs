@@ -90,6 +90,7 @@ fn env_errors_name_the_variable() {
         ("LKL_HIJACK_NET_IP", "10.0.0.300"),
         ("LKL_HIJACK_NET_NETMASK_LEN", "24"),
     ])
+    .map_err(only)
     .unwrap_err();
     assert_eq!(e.location(), Some(&Location::Env("LKL_HIJACK_NET_IP")));
     assert_eq!(
@@ -102,6 +103,7 @@ fn env_errors_name_the_variable() {
         ("LKL_HIJACK_NET_IP", "10.0.0.2"),
         ("LKL_HIJACK_NET_NETMASK_LEN", "24"),
     ])
+    .map_err(only)
     .unwrap_err();
     assert!(
         matches!(&e, ConfigError::MissingKey { key: "type", .. }),
@@ -114,7 +116,9 @@ fn env_errors_name_the_variable() {
         "{e}"
     );
 
-    let e = load(&[("LKL_HIJACK_NET_IFTYPE", "tap")]).unwrap_err();
+    let e = load(&[("LKL_HIJACK_NET_IFTYPE", "tap")])
+        .map_err(only)
+        .unwrap_err();
     assert_eq!(
         e.location(),
         Some(&Location::Env("LKL_HIJACK_NET_IFPARAMS"))
@@ -125,13 +129,16 @@ fn env_errors_name_the_variable() {
         ("LKL_HIJACK_NET_IFPARAMS", "tap0"),
         ("LKL_HIJACK_NET_IP", "10.0.0.2"),
     ])
+    .map_err(only)
     .unwrap_err();
     assert_eq!(
         e.to_string(),
         "LKL_HIJACK_NET_IP: LKL_HIJACK_NET_IP is set but LKL_HIJACK_NET_NETMASK_LEN (its prefix length) is not"
     );
 
-    let e = load(&[("LKL_HIJACK_NET_NETMASK", "24")]).unwrap_err();
+    let e = load(&[("LKL_HIJACK_NET_NETMASK", "24")])
+        .map_err(only)
+        .unwrap_err();
     assert_eq!(
         e,
         ConfigError::UnknownEnv {
@@ -139,16 +146,24 @@ fn env_errors_name_the_variable() {
             suggestion: Some(Suggestion::Name("LKL_HIJACK_NET_NETMASK_LEN")),
         }
     );
-    let e = load(&[("LKL_HIJACK_MEMSIZE", "64M")]).unwrap_err();
+    let e = load(&[("LKL_HIJACK_MEMSIZE", "64M")])
+        .map_err(only)
+        .unwrap_err();
     assert!(
         matches!(&e, ConfigError::Unsupported { why, .. } if why.contains("mem=")),
         "{e:?}"
     );
-    let e = load(&[("LKL_HIJACK_ZPOLINE", "1")]).unwrap_err();
+    let e = load(&[("LKL_HIJACK_ZPOLINE", "1")])
+        .map_err(only)
+        .unwrap_err();
     assert!(matches!(&e, ConfigError::Unsupported { .. }), "{e:?}");
-    let e = load(&[("LKL_HIJACK_CONFIG_FILE", "")]).unwrap_err();
+    let e = load(&[("LKL_HIJACK_CONFIG_FILE", "")])
+        .map_err(only)
+        .unwrap_err();
     assert!(matches!(&e, ConfigError::BadValue { .. }), "{e:?}");
-    let e = load(&[("LKL_HIJACK_SINGLE_CPU", "4")]).unwrap_err();
+    let e = load(&[("LKL_HIJACK_SINGLE_CPU", "4")])
+        .map_err(only)
+        .unwrap_err();
     assert_eq!(e.location(), Some(&Location::Env("LKL_HIJACK_SINGLE_CPU")));
 }
 
@@ -170,6 +185,7 @@ fn obsolete_tap_variable() {
         ]),
         dir.path(),
     )
+    .map_err(only)
     .unwrap_err();
     assert!(matches!(&e, ConfigError::Conflict { .. }), "{e:?}");
 }
@@ -241,6 +257,7 @@ fn config_file_variable_wins_over_default_file() {
 
     // Named but missing: an error (LKL aborts too, then runs on the host).
     let e = Config::from_sources_in(vars(&[("LKL_HIJACK_CONFIG_FILE", "gone.json")]), dir.path())
+        .map_err(only)
         .unwrap_err();
     assert_eq!(
         e,
@@ -256,7 +273,9 @@ fn default_file_problems() {
     let dir = TempDir::new();
     // A directory where the file should be: an error, not "no file".
     fs::create_dir(dir.path().join("lkl-hijack.json")).unwrap();
-    let e = Config::from_sources_in(vars(&[]), dir.path()).unwrap_err();
+    let e = Config::from_sources_in(vars(&[]), dir.path())
+        .map_err(only)
+        .unwrap_err();
     assert!(matches!(&e, ConfigError::ReadFile { .. }), "{e:?}");
 
     let dir = TempDir::new();
@@ -264,7 +283,9 @@ fn default_file_problems() {
         "lkl-hijack.json",
         "{\n \"debug\": 1,\n \"interfaces\": [\n  {\"type\": \"tap\", \"parm\": \"tap0\"}]}",
     );
-    let e = Config::from_sources_in(vars(&[]), dir.path()).unwrap_err();
+    let e = Config::from_sources_in(vars(&[]), dir.path())
+        .map_err(only)
+        .unwrap_err();
     assert_eq!(
         e.location(),
         Some(&Location::Json {
@@ -281,7 +302,9 @@ fn default_file_problems() {
     );
 
     fs::write(&file, "{\n  \"debug\": 1\n  \"mount\": \"proc\"\n}").unwrap();
-    let e = Config::from_sources_in(vars(&[]), dir.path()).unwrap_err();
+    let e = Config::from_sources_in(vars(&[]), dir.path())
+        .map_err(only)
+        .unwrap_err();
     assert!(
         matches!(&e, ConfigError::Syntax { file: Some(f), line: 3, column: 3, .. } if *f == file),
         "{e:?}"
@@ -292,14 +315,18 @@ fn default_file_problems() {
     )));
 
     fs::write(&file, b"{\"debug\": \"\xff\"}").unwrap();
-    let e = Config::from_sources_in(vars(&[]), dir.path()).unwrap_err();
+    let e = Config::from_sources_in(vars(&[]), dir.path())
+        .map_err(only)
+        .unwrap_err();
     assert!(
         matches!(&e, ConfigError::ReadFile { why, .. } if why.contains("UTF-8")),
         "{e:?}"
     );
 
     fs::write(&file, vec![b' '; 2 << 20]).unwrap();
-    let e = Config::from_sources_in(vars(&[]), dir.path()).unwrap_err();
+    let e = Config::from_sources_in(vars(&[]), dir.path())
+        .map_err(only)
+        .unwrap_err();
     assert!(
         matches!(&e, ConfigError::ReadFile { why, .. } if why.contains("larger")),
         "{e:?}"
@@ -313,6 +340,8 @@ fn parse_file_reads_one_file() {
     let cfg = Config::parse_file(&file).unwrap();
     assert_eq!(cfg.mounts, vec!["proc"]);
     assert_eq!(cfg.file, Some(file));
-    let e = Config::parse_file(&dir.path().join("none.json")).unwrap_err();
+    let e = Config::parse_file(&dir.path().join("none.json"))
+        .map_err(only)
+        .unwrap_err();
     assert!(matches!(e, ConfigError::ReadFile { .. }));
 }

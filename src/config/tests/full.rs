@@ -79,6 +79,7 @@ fn full_config_parses_every_key() {
     assert!(eth0
         .offload
         .contains(Offload::CSUM | Offload::GUEST_TSO4 | Offload::HOST_TSO4));
+    assert!(eth0.dad);
 
     let eth1 = &cfg.interfaces[1];
     assert_eq!(eth1.name, "eth1");
@@ -94,6 +95,7 @@ fn full_config_parses_every_key() {
     assert_eq!(eth1.ipv6, None);
     assert_eq!(eth1.mac, None);
     assert_eq!(eth1.offload.bits(), 0x8003);
+    assert!(!eth1.dad);
 
     assert_eq!(
         cfg.disks,

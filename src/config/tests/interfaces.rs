@@ -203,14 +203,18 @@ fn two_interfaces_on_one_tap() {
     }
     let json =
         r#"{"interfaces": [{"type": "pipe", "param": "a|b"}, {"type": "pipe", "param": "c|a"}]}"#;
-    let e = Config::parse_str_in(json, dir.path()).unwrap_err();
+    let e = Config::parse_str_in(json, dir.path())
+        .map_err(only)
+        .unwrap_err();
     assert!(matches!(&e, ConfigError::DuplicateBackend { .. }), "{e:?}");
     // Two fds, the same.
     let e = err(r#"{"interfaces": [{"type": "fd", "param": "3"}, {"type": "fd", "param": 3}]}"#);
     assert!(matches!(&e, ConfigError::DuplicateBackend { .. }), "{e:?}");
     // A pipe reading and writing one FIFO.
     let json = r#"{"interfaces": [{"type": "pipe", "param": "a|a"}]}"#;
-    let e = Config::parse_str_in(json, dir.path()).unwrap_err();
+    let e = Config::parse_str_in(json, dir.path())
+        .map_err(only)
+        .unwrap_err();
     assert!(matches!(&e, ConfigError::BadValue { .. }), "{e:?}");
 }
 
@@ -266,4 +270,128 @@ fn bad_backend_type_and_param() {
     assert!(matches!(&e, ConfigError::BadValue { .. }), "{e:?}");
     let e = err(r#"{"interfaces": [{"type": "pipe", "param": "onlyone"}]}"#);
     assert!(matches!(&e, ConfigError::BadValue { .. }), "{e:?}");
+}
+
+#[test]
+fn offload_defaults_per_backend() {
+    let best = crate::virtio::net::backends::spec::BEST_TAP_OFFLOAD;
+    let offload = |json: &str, dir: &Path| {
+        Config::parse_str_in(json, dir)
+            .unwrap_or_else(|e| panic!("{json}: {e}"))
+            .interfaces[0]
+            .offload
+    };
+    let dir = TempDir::new();
+    dir.file("rx", "");
+    dir.file("tx", "");
+    // No key: tap and macvtap get the best set, the others none.
+    let tap = offload(&iface(""), dir.path());
+    assert_eq!(u64::from(tap.bits()), best);
+    assert_eq!(tap, Offload::default_for(BackendKind::Tap));
+    assert_eq!(
+        tap.names(),
+        [
+            "CSUM",
+            "GUEST_CSUM",
+            "GUEST_TSO4",
+            "GUEST_TSO6",
+            "HOST_TSO4",
+            "HOST_TSO6",
+            "MRG_RXBUF"
+        ]
+    );
+    let macvtap = r#"{"interfaces": [{"type": "macvtap", "param": "/dev/null"}]}"#;
+    assert_eq!(u64::from(offload(macvtap, dir.path()).bits()), best);
+    for json in [
+        r#"{"interfaces": [{"type": "pipe", "param": "rx|tx"}]}"#,
+        r#"{"interfaces": [{"type": "raw", "param": "eth9"}]}"#,
+        r#"{"interfaces": [{"type": "fd", "param": "3"}]}"#,
+        r#"{"interfaces": [{"type": "slirp"}]}"#,
+    ] {
+        assert!(offload(json, dir.path()).is_empty(), "{json}");
+    }
+    // An explicit value wins, 0 included, and survives the round trip.
+    for (value, bits) in [("0", 0), ("0x883", 0x883), ("0x3", 3)] {
+        let json = iface(&format!(r#""offload": "{value}""#));
+        let cfg = Config::parse_str_in(&json, dir.path()).unwrap();
+        assert_eq!(cfg.interfaces[0].offload.bits(), bits, "{json}");
+        let again = Config::parse_str_in(&cfg.to_json().to_string(), dir.path()).unwrap();
+        assert_eq!(again, cfg, "{}", cfg.to_json());
+    }
+    let piped = r#"{"interfaces": [{"type": "pipe", "param": "rx|tx", "offload": "0x883"}]}"#;
+    assert_eq!(offload(piped, dir.path()).bits(), 0x883);
+    // The environment's interface too.
+    let cfg = Config::from_sources_in(
+        vars(&[
+            ("LKL_HIJACK_NET_IFTYPE", "tap"),
+            ("LKL_HIJACK_NET_IFPARAMS", "tap0"),
+        ]),
+        dir.path(),
+    )
+    .unwrap();
+    assert_eq!(u64::from(cfg.interfaces[0].offload.bits()), best);
+    let cfg = Config::from_sources_in(
+        vars(&[
+            ("LKL_HIJACK_NET_IFTYPE", "tap"),
+            ("LKL_HIJACK_NET_IFPARAMS", "tap0"),
+            ("LKL_HIJACK_OFFLOAD", "0"),
+        ]),
+        dir.path(),
+    )
+    .unwrap();
+    assert!(cfg.interfaces[0].offload.is_empty());
+}
+
+#[test]
+fn dad_is_asked_for_per_interface() {
+    let v6 = r#""ipv6": "fc03::2", "masklen6": 64"#;
+    let cfg = parse(&iface(v6)).unwrap();
+    assert!(!cfg.interfaces[0].dad, "off by default");
+    for yes in ["true", "1", "\"yes\""] {
+        let cfg = parse(&iface(&format!(r#"{v6}, "dad": {yes}"#))).unwrap();
+        assert!(cfg.interfaces[0].dad, "{yes}");
+        let again = parse(&cfg.to_json().to_string()).unwrap();
+        assert_eq!(again, cfg);
+    }
+    let cfg = parse(&iface(&format!(r#"{v6}, "dad": false"#))).unwrap();
+    assert!(!cfg.interfaces[0].dad);
+    let e = err(&iface(r#""dad": true"#));
+    assert_eq!(path_of(&e), "interfaces[0].dad");
+    assert!(e.to_string().contains("ipv6 is not set"), "{e}");
+    // "dad": false without IPv6 says nothing wrong.
+    parse(&iface(r#""dad": false"#)).unwrap();
+    let e = err(&iface(&format!(r#"{v6}, "dad": "maybe""#)));
+    assert_eq!(path_of(&e), "interfaces[0].dad");
+    let e = err(&iface(&format!(r#"{v6}, "accept_dad": 1"#)));
+    assert!(e.to_string().contains("did you mean \"dad\"?"), "{e}");
+
+    let dir = TempDir::new();
+    let cfg = Config::from_sources_in(
+        vars(&[
+            ("LKL_HIJACK_NET_IFTYPE", "tap"),
+            ("LKL_HIJACK_NET_IFPARAMS", "tap0"),
+            ("LKL_HIJACK_NET_IPV6", "fc03::2"),
+            ("LKL_HIJACK_NET_NETMASK6_LEN", "64"),
+            ("LKL_HIJACK_NET_DAD", "1"),
+        ]),
+        dir.path(),
+    )
+    .unwrap();
+    assert!(cfg.interfaces[0].dad);
+    let e = Config::from_sources_in(
+        vars(&[
+            ("LKL_HIJACK_NET_IFTYPE", "tap"),
+            ("LKL_HIJACK_NET_IFPARAMS", "tap0"),
+            ("LKL_HIJACK_NET_DAD", "1"),
+        ]),
+        dir.path(),
+    )
+    .map_err(only)
+    .unwrap_err();
+    assert_eq!(e.location(), Some(&Location::Env("LKL_HIJACK_NET_DAD")));
+    assert_eq!(
+        e.to_string(),
+        "LKL_HIJACK_NET_DAD: LKL_HIJACK_NET_DAD asks for duplicate address detection, \
+         which is for IPv6 addresses, but LKL_HIJACK_NET_IPV6 is not set"
+    );
 }

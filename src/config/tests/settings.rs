@@ -30,7 +30,9 @@ fn missing_files() {
 
     let dir = TempDir::new();
     fs::create_dir(dir.path().join("sub")).unwrap();
-    let e = Config::parse_str_in(r#"{"disks": [{"image": "sub"}]}"#, dir.path()).unwrap_err();
+    let e = Config::parse_str_in(r#"{"disks": [{"image": "sub"}]}"#, dir.path())
+        .map_err(only)
+        .unwrap_err();
     assert!(
         matches!(&e, ConfigError::File { why, .. } if why.contains("directory")),
         "{e:?}"
@@ -39,6 +41,7 @@ fn missing_files() {
         r#"{"interfaces": [{"type": "macvtap", "param": "sub"}]}"#,
         dir.path(),
     )
+    .map_err(only)
     .unwrap_err();
     assert!(
         matches!(&e, ConfigError::File { why, .. } if why.contains("character device")),
@@ -219,31 +222,42 @@ fn bad_disks() {
     let dir = TempDir::new();
     dir.file("a.img", "");
     let parse_in = |json: &str| Config::parse_str_in(json, dir.path());
-    let e = parse_in(r#"{"disks": [{"image": "a.img", "mount": "/mnt"}]}"#).unwrap_err();
+    let e = parse_in(r#"{"disks": [{"image": "a.img", "mount": "/mnt"}]}"#)
+        .map_err(only)
+        .unwrap_err();
     assert!(
         matches!(&e, ConfigError::MissingKey { key: "fstype", .. }),
         "{e:?}"
     );
     let e = parse_in(r#"{"disks": [{"image": "a.img", "fstype": "ext4", "mount": "mnt"}]}"#)
+        .map_err(only)
         .unwrap_err();
     assert!(
         matches!(&e, ConfigError::BadValue { .. }) && path_of(&e) == "disks[0].mount",
         "{e:?}"
     );
-    let e =
-        parse_in(r#"{"disks": [{"image": "a.img", "fstype": "ext4", "mount": "/"}]}"#).unwrap_err();
+    let e = parse_in(r#"{"disks": [{"image": "a.img", "fstype": "ext4", "mount": "/"}]}"#)
+        .map_err(only)
+        .unwrap_err();
     assert!(matches!(&e, ConfigError::BadValue { .. }), "{e:?}");
-    let e = parse_in(r#"{"disks": [{"image": "a.img", "partition": 256}]}"#).unwrap_err();
+    let e = parse_in(r#"{"disks": [{"image": "a.img", "partition": 256}]}"#)
+        .map_err(only)
+        .unwrap_err();
     assert!(matches!(&e, ConfigError::BadNumber { .. }), "{e:?}");
-    let e = parse_in(r#"{"disks": [{"image": "a.img", "readonly": "maybe"}]}"#).unwrap_err();
+    let e = parse_in(r#"{"disks": [{"image": "a.img", "readonly": "maybe"}]}"#)
+        .map_err(only)
+        .unwrap_err();
     assert!(matches!(&e, ConfigError::BadValue { .. }), "{e:?}");
     let e = parse_in(r#"{"disks": [{"image": "a.img"}, {"image": "a.img", "readonly": true}]}"#)
+        .map_err(only)
         .unwrap_err();
     assert!(
         matches!(&e, ConfigError::DuplicateBackend { .. }) && path_of(&e) == "disks[1].image",
         "{e:?}"
     );
-    let e = parse_in(r#"{"disks": [{"fstype": "ext4"}]}"#).unwrap_err();
+    let e = parse_in(r#"{"disks": [{"fstype": "ext4"}]}"#)
+        .map_err(only)
+        .unwrap_err();
     assert!(
         matches!(&e, ConfigError::MissingKey { key: "image", .. }),
         "{e:?}"
@@ -251,6 +265,7 @@ fn bad_disks() {
     let e = parse_in(
         r#"{"mount": "proc", "disks": [{"image": "a.img", "fstype": "ext4", "mount": "/proc"}]}"#,
     )
+    .map_err(only)
     .unwrap_err();
     assert!(matches!(&e, ConfigError::Conflict { .. }), "{e:?}");
     // Read-only twice is fine; readonly accepts LKL-ish strings.

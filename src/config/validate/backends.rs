@@ -9,27 +9,82 @@ use super::values::Radix;
 use super::{Ctx, Validator};
 use crate::config::error::ConfigError;
 use crate::config::node::{Node, Origin};
+use crate::config::suggest;
 use crate::config::types::Interface;
 use crate::virtio::net::backends::{Backend, BackendKind, SlirpNetwork};
 
 impl Validator<'_> {
+    /// The interface's `type`; `None` if it is missing or bad (reported,
+    /// unless a misspelled key stands for it).
+    pub(super) fn backend_kind(&self, f: &Fields<'_>, ctx: &Ctx) -> Option<BackendKind> {
+        let Some((node, type_ctx)) = f.get("type") else {
+            if f.missing("type") {
+                self.report(ConfigError::MissingKey {
+                    at: self.at_missing(ctx, "type"),
+                    key: "type",
+                    why: self.missing_type_why(f),
+                });
+            }
+            return None;
+        };
+        let kind = self.string(node, &type_ctx).and_then(|name| {
+            let name = name.trim();
+            let kind = BackendKind::from_name(name).ok_or_else(|| {
+                let names: Vec<&'static str> = BackendKind::ALL.iter().map(|k| k.name()).collect();
+                let aliases = [("tun", "tap"), ("packet", "raw"), ("af_packet", "raw")];
+                let hint = match suggest::nearest(name, &names, &aliases) {
+                    Some(n) => format!("; did you mean \"{n}\"?"),
+                    None => String::new(),
+                };
+                ConfigError::BadValue {
+                    at: self.at(&type_ctx),
+                    value: name.into(),
+                    why: format!("is not a backend type ({}){hint}", backend_names()),
+                }
+            })?;
+            if kind == BackendKind::Dpdk {
+                return Err(ConfigError::Unsupported {
+                    at: self.at(&type_ctx),
+                    what: "the dpdk backend".into(),
+                    why: "lkl-hijack is not built with DPDK; use tap, macvtap or raw",
+                });
+            }
+            Ok(kind)
+        });
+        self.ok(kind)
+    }
+
+    /// The backend of type `kind` with the interface's `param`; `None` if
+    /// that is missing or bad (reported, as in [`Validator::backend_kind`]).
     pub(super) fn backend(
         &self,
         kind: BackendKind,
-        param: Option<(&Node, Ctx)>,
+        f: &Fields<'_>,
         parent: &Ctx,
-    ) -> Result<Backend, ConfigError> {
-        let (node, ctx) = match (kind, param) {
-            (BackendKind::Slirp, None) => return Ok(Backend::Slirp { param: None }),
-            (_, Some(p)) => p,
+    ) -> Option<Backend> {
+        match (kind, f.get("param")) {
+            (BackendKind::Slirp, None) => Some(Backend::Slirp { param: None }),
+            (_, Some((node, ctx))) => self.ok(self.backend_param(kind, node, &ctx)),
             (_, None) => {
-                return Err(ConfigError::MissingKey {
-                    at: self.at_missing(parent, "param"),
-                    key: "param",
-                    why: format!("the {kind} backend needs {}", param_help(kind)),
-                })
+                if f.missing("param") {
+                    self.report(ConfigError::MissingKey {
+                        at: self.at_missing(parent, "param"),
+                        key: "param",
+                        why: format!("the {kind} backend needs {}", param_help(kind)),
+                    });
+                }
+                None
             }
-        };
+        }
+    }
+
+    fn backend_param(
+        &self,
+        kind: BackendKind,
+        node: &Node,
+        ctx: &Ctx,
+    ) -> Result<Backend, ConfigError> {
+        let ctx = ctx.clone();
         let value = self.scalar(node, &ctx, false, "a string")?;
         let text = value.text();
         let text = text.trim();
@@ -121,7 +176,7 @@ impl Validator<'_> {
         })
     }
 
-    pub(super) fn missing_type_why(&self, f: &Fields<'_>) -> String {
+    fn missing_type_why(&self, f: &Fields<'_>) -> String {
         match f.found.first() {
             Some((_, m)) => match m.origin {
                 Origin::Env(var) => format!("{var} is set and an interface needs a backend type"),
@@ -133,15 +188,16 @@ impl Validator<'_> {
 
     /// Two interfaces must not share a tap, a host NIC, a macvtap, a FIFO
     /// or an fd (LKL would fail the second attach at run time and drop the
-    /// interface). VDE switches and slirp can be shared.
+    /// interface). VDE switches and slirp can be shared. `ifaces` are the
+    /// valid ones, with their index in `items`.
     pub(super) fn distinct_backends(
         &self,
         items: &[Node],
         ctx: &Ctx,
-        ifaces: &[Interface],
-    ) -> Result<(), ConfigError> {
+        ifaces: &[(usize, Interface)],
+    ) {
         let mut seen: Vec<(String, usize)> = Vec::new();
-        for (i, iface) in ifaces.iter().enumerate() {
+        for &(i, ref iface) in ifaces {
             let claims: Vec<String> = match &iface.backend {
                 Backend::Tap { ifname } => vec![format!("tap \"{ifname}\"")],
                 Backend::Raw { ifname } => vec![format!("host interface \"{ifname}\" (raw)")],
@@ -165,16 +221,16 @@ impl Validator<'_> {
                             _ => c,
                         }
                     };
-                    return Err(ConfigError::DuplicateBackend {
+                    self.report(ConfigError::DuplicateBackend {
                         at: self.at(&param_ctx(i)),
                         first: self.at(&param_ctx(*first)),
                         what: claim,
                     });
+                    continue;
                 }
                 seen.push((claim, i));
             }
         }
-        Ok(())
     }
 }
 

@@ -1,5 +1,6 @@
 //! The top-level settings that are not objects of their own:
-//! `nameserver`, `mount`, `singlecpu`, `sysctl`, `log`.
+//! `nameserver`, `debug`, `mount`, `dump`, `singlecpu`, `sysctl`, `log`.
+//! In a list, each bad item is reported and the others are still checked.
 
 use std::fs;
 use std::net::IpAddr;
@@ -8,26 +9,31 @@ use super::values::Radix;
 use super::{Ctx, Validator};
 use crate::config::error::ConfigError;
 use crate::config::node::Node;
-use crate::config::types::{LogTarget, SingleCpu, Sysctl};
+use crate::config::types::{DebugFlags, LogTarget, SingleCpu, Sysctl};
 
 impl Validator<'_> {
-    pub(super) fn nameservers(&self, node: &Node, ctx: &Ctx) -> Result<Vec<IpAddr>, ConfigError> {
+    pub(super) fn nameservers(&self, node: &Node, ctx: &Ctx) -> Vec<IpAddr> {
         let mut out = Vec::new();
-        for (item, c) in self.list(node, ctx, &[',', ' ', '\t'])? {
-            let ip = self.parse_ip(item, &c)?;
-            self.unicast(ip, &c)?;
-            if out.contains(&ip) {
-                return Err(ConfigError::BadValue {
-                    at: self.at(&c),
-                    value: item.into(),
-                    why: "is listed twice".into(),
-                });
-            }
-            out.push(ip);
+        for item in self.list(node, ctx, &[',', ' ', '\t']) {
+            let Some((item, c)) = self.ok(item) else {
+                continue;
+            };
+            let ip = self.parse_ip(item, &c).and_then(|ip| {
+                self.unicast(ip, &c)?;
+                if out.contains(&ip) {
+                    return Err(ConfigError::BadValue {
+                        at: self.at(&c),
+                        value: item.into(),
+                        why: "is listed twice".into(),
+                    });
+                }
+                Ok(ip)
+            });
+            out.extend(self.ok(ip));
         }
         // glibc's resolver reads the first three (MAXNS) and ignores the rest.
         if out.len() > 3 {
-            return Err(ConfigError::BadValue {
+            self.report(ConfigError::BadValue {
                 at: self.at(ctx),
                 value: out
                     .iter()
@@ -37,27 +43,53 @@ impl Validator<'_> {
                 why: "lists more than 3 name servers; the resolver uses only the first 3".into(),
             });
         }
-        Ok(out)
+        out
     }
 
-    pub(super) fn mounts(&self, node: &Node, ctx: &Ctx) -> Result<Vec<String>, ConfigError> {
+    /// `debug`: LKL's bitmask, in strtol's base 0.
+    pub(super) fn debug(&self, node: &Node, ctx: &Ctx) -> Result<DebugFlags, ConfigError> {
+        let value = self.scalar(node, ctx, true, "a number, a string or a boolean")?;
+        Validator::unsigned(value, Radix::Auto)
+            .and_then(|n| u32::try_from(n).map_err(|_| "is larger than 32 bits".into()))
+            .map(DebugFlags)
+            .map_err(|why| ConfigError::BadNumber {
+                at: self.at(ctx),
+                value: value.text(),
+                why,
+            })
+    }
+
+    pub(super) fn mounts(&self, node: &Node, ctx: &Ctx) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
-        for (item, c) in self.list(node, ctx, &[','])? {
-            fstype_ok(item).map_err(|why| ConfigError::BadValue {
+        for item in self.list(node, ctx, &[',']) {
+            let Some((item, c)) = self.ok(item) else {
+                continue;
+            };
+            let bad = |why: String| ConfigError::BadValue {
                 at: self.at(&c),
                 value: item.into(),
                 why,
-            })?;
-            if out.iter().any(|m| m == item) {
-                return Err(ConfigError::BadValue {
-                    at: self.at(&c),
-                    value: item.into(),
-                    why: "is listed twice".into(),
-                });
-            }
-            out.push(item.into());
+            };
+            let fs = fstype_ok(item).map_err(bad).and_then(|()| {
+                if out.iter().any(|m| m == item) {
+                    return Err(bad("is listed twice".into()));
+                }
+                Ok(item.to_string())
+            });
+            out.extend(self.ok(fs));
         }
-        Ok(out)
+        out
+    }
+
+    /// `dump`: paths in the kernel.
+    pub(super) fn dump(&self, node: &Node, ctx: &Ctx) -> Vec<String> {
+        self.list(node, ctx, &[','])
+            .into_iter()
+            .filter_map(|item| {
+                let (item, c) = self.ok(item)?;
+                self.ok(self.kernel_path(item, &c))
+            })
+            .collect()
     }
 
     pub(super) fn single_cpu(&self, node: &Node, ctx: &Ctx) -> Result<SingleCpu, ConfigError> {
@@ -76,46 +108,51 @@ impl Validator<'_> {
         }
     }
 
-    pub(super) fn sysctls(&self, node: &Node, ctx: &Ctx) -> Result<Vec<Sysctl>, ConfigError> {
+    pub(super) fn sysctls(&self, node: &Node, ctx: &Ctx) -> Vec<Sysctl> {
         let mut out: Vec<Sysctl> = Vec::new();
-        let push = |s: Sysctl, c: &Ctx, out: &mut Vec<Sysctl>| -> Result<(), ConfigError> {
-            if out.iter().any(|o| o.proc_path() == s.proc_path()) {
-                return Err(ConfigError::BadValue {
-                    at: self.at(c),
-                    value: s.key,
-                    why: "is set twice".into(),
-                });
-            }
-            out.push(s);
-            Ok(())
+        let mut push = |s: Result<Sysctl, ConfigError>, c: &Ctx| {
+            let s = s.and_then(|s| {
+                if out.iter().any(|o| o.proc_path() == s.proc_path()) {
+                    return Err(ConfigError::BadValue {
+                        at: self.at(c),
+                        value: s.key,
+                        why: "is set twice".into(),
+                    });
+                }
+                Ok(s)
+            });
+            out.extend(self.ok(s));
         };
         match node {
             // Our form: {"net.ipv4.ip_forward": "1", ...}.
             Node::Object(members) => {
                 for m in members {
                     let c = ctx.member(m);
-                    let value = self
-                        .scalar(&m.value, &c, true, "a string or a number")?
-                        .text();
-                    let s = self.sysctl(&m.key, &value, &c)?;
-                    push(s, &c, &mut out)?;
+                    let s = self
+                        .scalar(&m.value, &c, true, "a string or a number")
+                        .and_then(|value| self.sysctl(&m.key, &value.text(), &c));
+                    push(s, &c);
                 }
             }
             // LKL's form: "key=value;key=value".
             _ => {
-                for (entry, c) in self.list(node, ctx, &[';'])? {
-                    let (key, value) =
-                        entry.split_once('=').ok_or_else(|| ConfigError::BadValue {
+                for item in self.list(node, ctx, &[';']) {
+                    let Some((entry, c)) = self.ok(item) else {
+                        continue;
+                    };
+                    let s = match entry.split_once('=') {
+                        Some((key, value)) => self.sysctl(key.trim(), value.trim(), &c),
+                        None => Err(ConfigError::BadValue {
                             at: self.at(&c),
                             value: entry.into(),
                             why: "is not \"key=value\"".into(),
-                        })?;
-                    let s = self.sysctl(key.trim(), value.trim(), &c)?;
-                    push(s, &c, &mut out)?;
+                        }),
+                    };
+                    push(s, &c);
                 }
             }
         }
-        Ok(out)
+        out
     }
 
     pub(super) fn sysctl(&self, key: &str, value: &str, ctx: &Ctx) -> Result<Sysctl, ConfigError> {

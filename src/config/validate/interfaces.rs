@@ -1,270 +1,370 @@
 //! One element of `interfaces` (or the `LKL_HIJACK_NET_*` interface): its
-//! backend, addresses and gateways, MTU, MAC, neighbours, qdisc, offloads.
+//! backend, addresses and gateways, MTU, MAC, neighbours, qdisc, offloads,
+//! duplicate address detection.
 
 use std::net::IpAddr;
 
 use super::addresses::is_link_local;
-use super::backends::backend_names;
-use super::schema::INTERFACE;
+use super::schema::{Fields, INTERFACE};
 use super::values::Radix;
 use super::{Ctx, Validator};
 use crate::config::error::ConfigError;
 use crate::config::node::Node;
-use crate::config::suggest;
-use crate::config::types::*;
+use crate::config::types::{Interface, IpNet, MacAddr, Neighbor, Offload, Qdisc};
 use crate::virtio::net::backends::BackendKind;
 
+/// What became of an optional setting.
+#[derive(Debug, Clone, Copy)]
+enum Checked<T> {
+    /// Not in the config.
+    Absent,
+    /// Given, but wrong (reported).
+    Bad,
+    /// Given and valid.
+    Valid(T),
+}
+
+impl<T> Checked<T> {
+    fn valid(self) -> Option<T> {
+        match self {
+            Checked::Valid(v) => Some(v),
+            Checked::Absent | Checked::Bad => None,
+        }
+    }
+}
+
 impl Validator<'_> {
-    pub(super) fn interface(
+    /// One interface, `eth<index>`. Every key is checked, also after one
+    /// was found wrong; the interface exists only if all are right.
+    pub(super) fn interface(&self, node: &Node, ctx: &Ctx, index: usize) -> Option<Interface> {
+        let before = self.error_count();
+        let f = self.ok(self.object(node, ctx, &INTERFACE))?;
+        let name_of = |key| Validator::name_of(ctx, key);
+
+        let kind = self.backend_kind(&f, ctx);
+        let backend = kind.and_then(|kind| self.backend(kind, &f, ctx));
+
+        let v4_keys = ("ip", "masklen", "ifgateway");
+        let ipv4 = self.address_pair(&f, ctx, v4_keys, 32, |node, c| {
+            self.ipv4(node, c).map(IpAddr::V4)
+        });
+        let ifgateway = self.if_gateway(&f, ctx, v4_keys, ipv4, |node, c| {
+            self.ipv4(node, c).map(IpAddr::V4)
+        });
+        let v6_keys = ("ipv6", "masklen6", "ifgateway6");
+        let ipv6 = self.address_pair(&f, ctx, v6_keys, 128, |node, c| {
+            self.ipv6(node, c).map(IpAddr::V6)
+        });
+        let ifgateway6 = self.if_gateway(&f, ctx, v6_keys, ipv6, |node, c| {
+            self.ipv6(node, c).map(IpAddr::V6)
+        });
+
+        let mtu = f.get("mtu").and_then(|(node, mctx)| {
+            let with_ipv6 = f.get("ipv6").is_some();
+            self.ok(self.mtu(node, &mctx, with_ipv6, name_of("ipv6")))
+        });
+        let mac = f
+            .get("mac")
+            .and_then(|(node, mctx)| self.ok(self.interface_mac(node, &mctx)));
+        let neighbors = match f.get("neigh") {
+            Some((node, nctx)) => self.neighbors(node, &nctx),
+            None => Vec::new(),
+        };
+        let qdiscs = match f.get("qdisc") {
+            Some((node, qctx)) => self.qdiscs(node, &qctx),
+            None => Vec::new(),
+        };
+        // No key: the best the backend supports (none where the peer may
+        // be a kernel that did not negotiate them).
+        let offload = match f.get("offload") {
+            Some((node, octx)) => self.ok(self.offload(node, &octx, kind)),
+            None => kind.map(Offload::default_for),
+        };
+        let dad = f.get("dad").and_then(|(node, dctx)| {
+            let dad = self.ok(self.boolean(node, &dctx))?;
+            if dad && matches!(ipv6, Checked::Absent) && f.missing("ipv6") {
+                self.report(ConfigError::Conflict {
+                    at: self.at(&dctx),
+                    why: format!(
+                        "{} asks for duplicate address detection, which is for IPv6 \
+                         addresses, but {} is not set",
+                        name_of("dad"),
+                        name_of("ipv6")
+                    ),
+                });
+                return None;
+            }
+            Some(dad)
+        });
+
+        if self.error_count() != before {
+            return None;
+        }
+        Some(Interface {
+            name: format!("eth{index}"),
+            backend: backend?,
+            mtu,
+            ipv4: match ipv4.valid() {
+                Some(IpNet::V4(n)) => Some(n),
+                _ => None,
+            },
+            ifgateway: match ifgateway {
+                Some(IpAddr::V4(a)) => Some(a),
+                _ => None,
+            },
+            ipv6: match ipv6.valid() {
+                Some(IpNet::V6(n)) => Some(n),
+                _ => None,
+            },
+            ifgateway6: match ifgateway6 {
+                Some(IpAddr::V6(a)) => Some(a),
+                _ => None,
+            },
+            mac,
+            neighbors,
+            qdiscs,
+            offload: offload?,
+            dad: dad.unwrap_or(false),
+        })
+    }
+
+    /// An address key and its prefix-length key, which go together (LKL
+    /// silently skips either alone). One without the other is reported
+    /// (unless the other is there misspelled, which is reported already).
+    fn address_pair(
+        &self,
+        f: &Fields<'_>,
+        ctx: &Ctx,
+        (addr_key, len_key, _): (&'static str, &'static str, &'static str),
+        max: u8,
+        parse: impl Fn(&Node, &Ctx) -> Result<IpAddr, ConfigError>,
+    ) -> Checked<IpNet> {
+        let name_of = |key| Validator::name_of(ctx, key);
+        match (f.get(addr_key), f.get(len_key)) {
+            (Some((ip_node, ip_ctx)), Some((len_node, len_ctx))) => {
+                let ip = self.ok(parse(ip_node, &ip_ctx).and_then(|ip| {
+                    self.unicast(ip, &ip_ctx)?;
+                    Ok(ip)
+                }));
+                let len = self.ok(self.prefix(len_node, &len_ctx, max));
+                match ip.zip(len).and_then(|(ip, len)| IpNet::new(ip, len)) {
+                    Some(net) => Checked::Valid(net),
+                    None => Checked::Bad,
+                }
+            }
+            (Some((_, ip_ctx)), None) => {
+                if f.missing(len_key) {
+                    self.report(ConfigError::Conflict {
+                        at: self.at(&ip_ctx),
+                        why: format!(
+                            "{} is set but {} (its prefix length) is not",
+                            name_of(addr_key),
+                            name_of(len_key)
+                        ),
+                    });
+                }
+                Checked::Bad
+            }
+            (None, Some((_, len_ctx))) => {
+                if f.missing(addr_key) {
+                    self.report(ConfigError::Conflict {
+                        at: self.at(&len_ctx),
+                        why: format!(
+                            "{} is set but {} is not",
+                            name_of(len_key),
+                            name_of(addr_key)
+                        ),
+                    });
+                }
+                Checked::Bad
+            }
+            (None, None) => Checked::Absent,
+        }
+    }
+
+    /// `ifgateway` (or `ifgateway6`): a policy-routing next hop, another
+    /// host on the interface's subnet `net` (for IPv6 also link-local).
+    /// `None` if absent or wrong (reported; not when `net` is wrong too).
+    fn if_gateway(
+        &self,
+        f: &Fields<'_>,
+        ctx: &Ctx,
+        (addr_key, len_key, key): (&'static str, &'static str, &'static str),
+        net: Checked<IpNet>,
+        parse: impl Fn(&Node, &Ctx) -> Result<IpAddr, ConfigError>,
+    ) -> Option<IpAddr> {
+        let name_of = |key| Validator::name_of(ctx, key);
+        let (node, gctx) = f.get(key)?;
+        let gw = self.ok(parse(node, &gctx).and_then(|gw| {
+            self.unicast(gw, &gctx)?;
+            Ok(gw)
+        }))?;
+        let net = match net {
+            Checked::Valid(net) => net,
+            Checked::Bad => return None,
+            Checked::Absent => {
+                self.report(ConfigError::Conflict {
+                    at: self.at(&gctx),
+                    why: format!(
+                        "{} needs {} and {}",
+                        name_of(key),
+                        name_of(addr_key),
+                        name_of(len_key)
+                    ),
+                });
+                return None;
+            }
+        };
+        let (network, on_link, why) = match (net, gw) {
+            (IpNet::V4(n), IpAddr::V4(_)) => (
+                IpAddr::V4(n.network()),
+                net.contains(gw),
+                "is not another host on this interface's subnet",
+            ),
+            (IpNet::V6(n), IpAddr::V6(a)) => (
+                IpAddr::V6(n.network()),
+                net.contains(gw) || is_link_local(a),
+                "is neither link-local nor another host in this interface's prefix",
+            ),
+            // One parser per family: cannot happen.
+            _ => (
+                net.addr(),
+                false,
+                "is not of the interface's address family",
+            ),
+        };
+        if !on_link || gw == net.addr() {
+            self.report(ConfigError::BadAddress {
+                at: self.at(&gctx),
+                value: gw.to_string(),
+                why: format!("{why} {network}/{}", net.prefix()),
+            });
+            return None;
+        }
+        Some(gw)
+    }
+
+    /// `mtu`; `with_ipv6` if the interface has an `ipv6` key (called
+    /// `ipv6_name` in messages).
+    fn mtu(
         &self,
         node: &Node,
         ctx: &Ctx,
-        index: usize,
-    ) -> Result<Interface, ConfigError> {
-        let f = self.object(node, ctx, &INTERFACE)?;
-        let name_of = |key| Validator::name_of(ctx, key);
-
-        let (type_node, type_ctx) = f.get("type").ok_or_else(|| ConfigError::MissingKey {
-            at: self.at_missing(ctx, "type"),
-            key: "type",
-            why: self.missing_type_why(&f),
-        })?;
-        let type_name = self.string(type_node, &type_ctx)?.trim();
-        let kind = BackendKind::from_name(type_name).ok_or_else(|| {
-            let names: Vec<&'static str> = BackendKind::ALL.iter().map(|k| k.name()).collect();
-            let aliases = [("tun", "tap"), ("packet", "raw"), ("af_packet", "raw")];
-            let hint = match suggest::nearest(type_name, &names, &aliases) {
-                Some(n) => format!("; did you mean \"{n}\"?"),
-                None => String::new(),
-            };
-            ConfigError::BadValue {
-                at: self.at(&type_ctx),
-                value: type_name.into(),
-                why: format!("is not a backend type ({}){hint}", backend_names()),
-            }
-        })?;
-        if kind == BackendKind::Dpdk {
-            return Err(ConfigError::Unsupported {
-                at: self.at(&type_ctx),
-                what: "the dpdk backend".into(),
-                why: "lkl-hijack is not built with DPDK; use tap, macvtap or raw",
-            });
-        }
-        let backend = self.backend(kind, f.get("param"), ctx)?;
-
-        let mut iface = Interface {
-            name: format!("eth{index}"),
-            backend,
-            mtu: None,
-            ipv4: None,
-            ifgateway: None,
-            ipv6: None,
-            ifgateway6: None,
-            mac: None,
-            neighbors: Vec::new(),
-            qdiscs: Vec::new(),
-            offload: Offload::default(),
+        with_ipv6: bool,
+        ipv6_name: &str,
+    ) -> Result<u32, ConfigError> {
+        let value = self.scalar(node, ctx, false, "a number or a string holding one")?;
+        let bad = |why: String| ConfigError::BadMtu {
+            at: self.at(ctx),
+            value: value.text(),
+            why,
         };
+        let mtu = Validator::unsigned(value, Radix::Decimal).map_err(bad)?;
+        // 68: the IPv4 minimum (RFC 791); 65535: ETH_MAX_MTU.
+        if !(68..=65535).contains(&mtu) {
+            return Err(bad("is not an MTU between 68 and 65535".into()));
+        }
+        // The kernel turns IPv6 off on a link below 1280 (RFC 8200).
+        if mtu < 1280 && with_ipv6 {
+            return Err(bad(format!(
+                "is below 1280, the IPv6 minimum, and {ipv6_name} is set"
+            )));
+        }
+        u32::try_from(mtu).map_err(|e| bad(e.to_string()))
+    }
 
-        // IPv4: ip and masklen go together (LKL silently skips either alone).
-        match (f.get("ip"), f.get("masklen")) {
-            (Some((ip_node, ip_ctx)), Some((len_node, len_ctx))) => {
-                let ip = self.ipv4(ip_node, &ip_ctx)?;
-                self.unicast(IpAddr::V4(ip), &ip_ctx)?;
-                let len = self.prefix(len_node, &len_ctx, 32)?;
-                iface.ipv4 = Ipv4Net::new(ip, len);
-            }
-            (Some((_, ip_ctx)), None) => {
-                return Err(ConfigError::Conflict {
-                    at: self.at(&ip_ctx),
-                    why: format!(
-                        "{} is set but {} (its prefix length) is not",
-                        name_of("ip"),
-                        name_of("masklen")
-                    ),
-                })
-            }
-            (None, Some((_, len_ctx))) => {
-                return Err(ConfigError::Conflict {
-                    at: self.at(&len_ctx),
-                    why: format!("{} is set but {} is not", name_of("masklen"), name_of("ip")),
-                })
-            }
-            (None, None) => {}
+    /// An interface's own `mac`: unicast, not zero.
+    fn interface_mac(&self, node: &Node, ctx: &Ctx) -> Result<MacAddr, ConfigError> {
+        let s = self.string(node, ctx)?.trim();
+        let mac = self.mac(s, ctx)?;
+        let why = if mac.is_multicast() {
+            Some("is a multicast address (the lowest bit of the first byte is set); an interface needs a unicast one")
+        } else if mac.is_zero() {
+            Some("is all zeros")
+        } else {
+            None
+        };
+        match why {
+            Some(why) => Err(ConfigError::BadMac {
+                at: self.at(ctx),
+                value: s.into(),
+                why: why.into(),
+            }),
+            None => Ok(mac),
         }
-        if let Some((node, gctx)) = f.get("ifgateway") {
-            let gw = self.ipv4(node, &gctx)?;
-            self.unicast(IpAddr::V4(gw), &gctx)?;
-            let net = iface.ipv4.ok_or_else(|| ConfigError::Conflict {
-                at: self.at(&gctx),
-                why: format!(
-                    "{} needs {} and {}",
-                    name_of("ifgateway"),
-                    name_of("ip"),
-                    name_of("masklen")
-                ),
-            })?;
-            if !net.contains(gw) || gw == net.addr() {
-                return Err(ConfigError::BadAddress {
-                    at: self.at(&gctx),
-                    value: gw.to_string(),
-                    why: format!(
-                        "is not another host on this interface's subnet {}/{}",
-                        net.network(),
-                        net.prefix()
-                    ),
-                });
-            }
-            iface.ifgateway = Some(gw);
-        }
+    }
 
-        match (f.get("ipv6"), f.get("masklen6")) {
-            (Some((ip_node, ip_ctx)), Some((len_node, len_ctx))) => {
-                let ip = self.ipv6(ip_node, &ip_ctx)?;
-                self.unicast(IpAddr::V6(ip), &ip_ctx)?;
-                let len = self.prefix(len_node, &len_ctx, 128)?;
-                iface.ipv6 = Ipv6Net::new(ip, len);
-            }
-            (Some((_, ip_ctx)), None) => {
-                return Err(ConfigError::Conflict {
-                    at: self.at(&ip_ctx),
-                    why: format!(
-                        "{} is set but {} (its prefix length) is not",
-                        name_of("ipv6"),
-                        name_of("masklen6")
-                    ),
-                })
-            }
-            (None, Some((_, len_ctx))) => {
-                return Err(ConfigError::Conflict {
-                    at: self.at(&len_ctx),
-                    why: format!(
-                        "{} is set but {} is not",
-                        name_of("masklen6"),
-                        name_of("ipv6")
-                    ),
-                })
-            }
-            (None, None) => {}
-        }
-        if let Some((node, gctx)) = f.get("ifgateway6") {
-            let gw = self.ipv6(node, &gctx)?;
-            self.unicast(IpAddr::V6(gw), &gctx)?;
-            let net = iface.ipv6.ok_or_else(|| ConfigError::Conflict {
-                at: self.at(&gctx),
-                why: format!(
-                    "{} needs {} and {}",
-                    name_of("ifgateway6"),
-                    name_of("ipv6"),
-                    name_of("masklen6")
-                ),
-            })?;
-            if gw == net.addr() || !(net.contains(gw) || is_link_local(gw)) {
-                return Err(ConfigError::BadAddress {
-                    at: self.at(&gctx),
-                    value: gw.to_string(),
-                    why: format!(
-                        "is neither link-local nor another host in this interface's prefix {}/{}",
-                        net.network(),
-                        net.prefix()
-                    ),
-                });
-            }
-            iface.ifgateway6 = Some(gw);
-        }
-
-        if let Some((node, mctx)) = f.get("mtu") {
-            let value = self.scalar(node, &mctx, false, "a number or a string holding one")?;
-            let bad = |why: String| ConfigError::BadMtu {
-                at: self.at(&mctx),
-                value: value.text(),
-                why,
+    fn neighbors(&self, node: &Node, ctx: &Ctx) -> Vec<Neighbor> {
+        let mut out: Vec<Neighbor> = Vec::new();
+        for item in self.list(node, ctx, &[';']) {
+            let Some((entry, c)) = self.ok(item) else {
+                continue;
             };
-            let mtu = Validator::unsigned(value, Radix::Decimal).map_err(bad)?;
-            // 68: the IPv4 minimum (RFC 791); 65535: ETH_MAX_MTU.
-            if !(68..=65535).contains(&mtu) {
-                return Err(bad("is not an MTU between 68 and 65535".into()));
-            }
-            // The kernel turns IPv6 off on a link below 1280 (RFC 8200).
-            if mtu < 1280 && iface.ipv6.is_some() {
-                return Err(bad(format!(
-                    "is below 1280, the IPv6 minimum, and {} is set",
-                    name_of("ipv6")
-                )));
-            }
-            iface.mtu = u32::try_from(mtu).ok();
-        }
-
-        if let Some((node, mctx)) = f.get("mac") {
-            let s = self.string(node, &mctx)?.trim();
-            let mac = self.mac(s, &mctx)?;
-            let why = if mac.is_multicast() {
-                Some("is a multicast address (the lowest bit of the first byte is set); an interface needs a unicast one")
-            } else if mac.is_zero() {
-                Some("is all zeros")
-            } else {
-                None
-            };
-            if let Some(why) = why {
-                return Err(ConfigError::BadMac {
-                    at: self.at(&mctx),
-                    value: s.into(),
-                    why: why.into(),
-                });
-            }
-            iface.mac = Some(mac);
-        }
-
-        if let Some((node, nctx)) = f.get("neigh") {
-            for (entry, c) in self.list(node, &nctx, &[';'])? {
-                let n = self.neighbor(entry, &c)?;
-                if iface.neighbors.iter().any(|m| m.ip == n.ip) {
+            let n = self.neighbor(entry, &c).and_then(|n| {
+                if out.iter().any(|m| m.ip == n.ip) {
                     return Err(ConfigError::BadValue {
                         at: self.at(&c),
                         value: entry.into(),
                         why: format!("lists {} a second time", n.ip),
                     });
                 }
-                iface.neighbors.push(n);
-            }
+                Ok(n)
+            });
+            out.extend(self.ok(n));
         }
+        out
+    }
 
-        if let Some((node, qctx)) = f.get("qdisc") {
-            for (entry, c) in self.list(node, &qctx, &[';'])? {
-                let q = self.qdisc(entry, &c)?;
-                if !iface.qdiscs.is_empty() {
+    fn qdiscs(&self, node: &Node, ctx: &Ctx) -> Vec<Qdisc> {
+        let mut out: Vec<Qdisc> = Vec::new();
+        for item in self.list(node, ctx, &[';']) {
+            let Some((entry, c)) = self.ok(item) else {
+                continue;
+            };
+            let q = self.qdisc(entry, &c).and_then(|q| {
+                if !out.is_empty() {
                     return Err(ConfigError::BadValue {
                         at: self.at(&c),
                         value: entry.into(),
                         why: "is a second root qdisc; an interface has one root".into(),
                     });
                 }
-                iface.qdiscs.push(q);
-            }
+                Ok(q)
+            });
+            out.extend(self.ok(q));
         }
+        out
+    }
 
-        if let Some((node, octx)) = f.get("offload") {
-            let value = self.scalar(node, &octx, false, "a number or a string holding one")?;
-            let bad = |why: String| ConfigError::BadOffload {
-                at: self.at(&octx),
-                value: value.text(),
-                why,
-            };
-            let bits = Validator::unsigned(value, Radix::Auto)
-                .and_then(|n| u32::try_from(n).map_err(|_| "is larger than 32 bits".into()))
-                .map_err(bad)?;
-            let offload = Offload::new(bits).map_err(bad)?;
-            if !offload.is_empty() && !kind.supports_offload() {
-                return Err(ConfigError::Unsupported {
-                    at: self.at(&octx),
+    /// An explicit `offload` (0 included), for the backend `kind` if its
+    /// type is valid.
+    fn offload(
+        &self,
+        node: &Node,
+        ctx: &Ctx,
+        kind: Option<BackendKind>,
+    ) -> Result<Offload, ConfigError> {
+        let value = self.scalar(node, ctx, false, "a number or a string holding one")?;
+        let bad = |why: String| ConfigError::BadOffload {
+            at: self.at(ctx),
+            value: value.text(),
+            why,
+        };
+        let bits = Validator::unsigned(value, Radix::Auto)
+            .and_then(|n| u32::try_from(n).map_err(|_| "is larger than 32 bits".into()))
+            .map_err(bad)?;
+        let offload = Offload::new(bits).map_err(bad)?;
+        match kind {
+            Some(kind) if !offload.is_empty() && !kind.supports_offload() => {
+                Err(ConfigError::Unsupported {
+                    at: self.at(ctx),
                     what: format!("offload on the {kind} backend"),
                     why: "only tap, macvtap and pipe carry the virtio-net header offloads need \
                           (LKL drops the setting with a warning); remove it or set it to 0",
-                });
+                })
             }
-            iface.offload = offload;
+            _ => Ok(offload),
         }
-        Ok(iface)
     }
 
     pub(super) fn neighbor(&self, entry: &str, ctx: &Ctx) -> Result<Neighbor, ConfigError> {

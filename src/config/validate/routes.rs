@@ -14,105 +14,114 @@ use crate::config::types::{
 };
 
 impl Validator<'_> {
-    pub(super) fn route(
-        &self,
-        node: &Node,
-        ctx: &Ctx,
-        ifaces: &[Interface],
-    ) -> Result<Route, ConfigError> {
-        let f = self.object(node, ctx, &ROUTE)?;
-        let gateway = match f.get("gateway") {
-            Some((n, c)) => {
-                let s = self.string(n, &c)?.trim();
-                let ip = self.parse_ip(s, &c)?;
+    /// One route; every key is checked, the route exists only if all are
+    /// right. `names` are the interfaces a `device` may name (besides
+    /// `lo`), valid or not.
+    pub(super) fn route(&self, node: &Node, ctx: &Ctx, names: &[String]) -> Option<Route> {
+        let before = self.error_count();
+        let f = self.ok(self.object(node, ctx, &ROUTE))?;
+        // Outer None: absent; inner None: given but wrong.
+        let gateway = f.get("gateway").map(|(n, c)| {
+            let ip = self.string(n, &c).and_then(|s| {
+                let ip = self.parse_ip(s.trim(), &c)?;
                 self.unicast(ip, &c)?;
-                Some((ip, c))
-            }
-            None => None,
-        };
-        let (dst_node, dst_ctx) = f
-            .get("destination")
-            .ok_or_else(|| ConfigError::MissingKey {
-                at: self.at(ctx),
-                key: "destination",
-                why: "a route needs a destination (a CIDR such as 10.1.0.0/16, or \"default\")"
-                    .into(),
-            })?;
-        let dst = self.string(dst_node, &dst_ctx)?.trim();
-        let destination = if dst == "default" {
-            match &gateway {
-                Some((IpAddr::V4(_), _)) => IpNet::DEFAULT_V4,
-                Some((IpAddr::V6(_), _)) => IpNet::DEFAULT_V6,
-                None => {
-                    return Err(ConfigError::BadValue {
-                        at: self.at(&dst_ctx),
-                        value: dst.into(),
-                        why: "has no family without a gateway; write 0.0.0.0/0 or ::/0".into(),
-                    })
+                Ok(ip)
+            });
+            self.ok(ip).map(|ip| (ip, c))
+        });
+        let destination = match f.get("destination") {
+            Some((n, c)) => self.ok(self.string(n, &c)).and_then(|dst| {
+                let dst = dst.trim();
+                if dst != "default" {
+                    return self.ok(self.cidr(dst, &c));
                 }
+                match &gateway {
+                    Some(Some((IpAddr::V4(_), _))) => Some(IpNet::DEFAULT_V4),
+                    Some(Some((IpAddr::V6(_), _))) => Some(IpNet::DEFAULT_V6),
+                    // The gateway's own error is reported.
+                    Some(None) => None,
+                    None => {
+                        self.report(ConfigError::BadValue {
+                            at: self.at(&c),
+                            value: dst.into(),
+                            why: "has no family without a gateway; write 0.0.0.0/0 or ::/0".into(),
+                        });
+                        None
+                    }
+                }
+            }),
+            None => {
+                if f.missing("destination") {
+                    self.report(ConfigError::MissingKey {
+                        at: self.at(ctx),
+                        key: "destination",
+                        why: "a route needs a destination (a CIDR such as 10.1.0.0/16, or \
+                              \"default\")"
+                            .into(),
+                    });
+                }
+                None
             }
-        } else {
-            self.cidr(dst, &dst_ctx)?
         };
-        if let Some((gw, gctx)) = &gateway {
+        if let (Some(Some((gw, gctx))), Some(destination)) = (&gateway, &destination) {
             if gw.is_ipv4() != destination.is_ipv4() {
-                return Err(ConfigError::BadAddress {
+                self.report(ConfigError::BadAddress {
                     at: self.at(gctx),
                     value: gw.to_string(),
                     why: format!("is not of the same family as the destination {destination}"),
                 });
             }
         }
-        let device = match f.get("device") {
-            Some((n, c)) => {
-                let s = self.string(n, &c)?.trim();
-                if s != "lo" && !ifaces.iter().any(|i| i.name == s) {
-                    let mut known = vec!["lo".to_string()];
-                    known.extend(ifaces.iter().map(|i| i.name.clone()));
-                    return Err(ConfigError::BadValue {
-                        at: self.at(&c),
-                        value: s.into(),
-                        why: format!(
-                            "is not a configured interface (known: {})",
-                            known.join(", ")
-                        ),
-                    });
-                }
-                Some(s.to_string())
+        // Outer None: absent; inner None: given but wrong.
+        let device = f.get("device").map(|(n, c)| {
+            let s = self.ok(self.string(n, &c))?.trim();
+            if s != "lo" && !names.iter().any(|name| name == s) {
+                let mut known = vec!["lo".to_string()];
+                known.extend(names.iter().cloned());
+                self.report(ConfigError::BadValue {
+                    at: self.at(&c),
+                    value: s.into(),
+                    why: format!(
+                        "is not a configured interface (known: {})",
+                        known.join(", ")
+                    ),
+                });
+                return None;
             }
-            None => None,
-        };
-        if gateway.is_none() && device.is_none() {
-            return Err(ConfigError::MissingKey {
+            Some(s.to_string())
+        });
+        if gateway.is_none() && device.is_none() && f.missing("gateway") && f.missing("device") {
+            self.report(ConfigError::MissingKey {
                 at: self.at(ctx),
                 key: "gateway",
                 why: "a route needs a gateway, a device, or both".into(),
             });
         }
-        if let (Some((IpAddr::V6(gw), gctx)), None) = (&gateway, &device) {
-            if is_link_local(*gw) {
-                return Err(ConfigError::Conflict {
+        if let (Some(Some((IpAddr::V6(gw), gctx))), None) = (&gateway, &device) {
+            if is_link_local(*gw) && f.missing("device") {
+                self.report(ConfigError::Conflict {
                     at: self.at(gctx),
                     why: format!("{gw} is link-local, so the route needs a \"device\""),
                 });
             }
         }
         let table = match f.get("table") {
-            Some((n, c)) => self.table(n, &c)?,
-            None => TABLE_MAIN,
+            Some((n, c)) => self.ok(self.table(n, &c)),
+            None => Some(TABLE_MAIN),
         };
-        let metric = match f.get("metric") {
-            Some((n, c)) => {
-                u32::try_from(self.number(n, &c, Radix::Decimal, u64::from(u32::MAX))?).ok()
-            }
-            None => None,
-        };
-        Ok(Route {
-            destination,
-            gateway: gateway.map(|(ip, _)| ip),
-            device,
-            table,
-            metric,
+        let metric = f.get("metric").map(|(n, c)| {
+            self.ok(self.number(n, &c, Radix::Decimal, u64::from(u32::MAX)))
+                .and_then(|m| u32::try_from(m).ok())
+        });
+        if self.error_count() != before {
+            return None;
+        }
+        Some(Route {
+            destination: destination?,
+            gateway: gateway.flatten().map(|(ip, _)| ip),
+            device: device.flatten(),
+            table: table?,
+            metric: metric.flatten(),
         })
     }
 
@@ -143,23 +152,24 @@ impl Validator<'_> {
         }
     }
 
-    pub(super) fn routes_distinct(&self, routes: &[Route], ctx: &Ctx) -> Result<(), ConfigError> {
-        for (i, r) in routes.iter().enumerate() {
-            if let Some(j) = routes.iter().take(i).position(|o| {
+    /// No two routes with the same destination, table and metric.
+    /// `routes` are the valid ones with their index.
+    pub(super) fn routes_distinct(&self, routes: &[(usize, Route)], ctx: &Ctx) {
+        for (k, (i, r)) in routes.iter().enumerate() {
+            if let Some((j, _)) = routes.iter().take(k).find(|(_, o)| {
                 o.destination == r.destination && o.table == r.table && o.metric == r.metric
             }) {
-                return Err(ConfigError::Conflict {
-                    at: self.at(&ctx.index(i)),
+                self.report(ConfigError::Conflict {
+                    at: self.at(&ctx.index(*i)),
                     why: format!(
                         "a route to {} in table {} with the same metric is already {}",
                         r.destination,
                         r.table,
-                        ctx.index(j).path
+                        ctx.index(*j).path
                     ),
                 });
             }
         }
-        Ok(())
     }
 
     /// A next hop must be on a link: inside an interface's subnet, inside

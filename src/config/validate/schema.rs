@@ -47,6 +47,7 @@ pub(super) const INTERFACE_KEYS: &[&str] = &[
     "neigh",
     "qdisc",
     "offload",
+    "dad",
 ];
 
 pub(super) const DISK_KEYS: &[&str] = &["image", "fstype", "partition", "mount", "readonly"];
@@ -112,6 +113,8 @@ pub(super) const INTERFACE: Schema = Schema {
         ("neighbour", "neigh"),
         ("neighbours", "neigh"),
         ("offloads", "offload"),
+        ("accept_dad", "dad"),
+        ("nodad", "dad"),
     ],
     elsewhere: &[(TOP_KEYS, "at the top level")],
 };
@@ -151,6 +154,8 @@ pub(super) const ROUTE: Schema = Schema {
 pub(super) struct Fields<'n> {
     ctx: Ctx,
     pub(super) found: Vec<(&'static str, &'n Member)>,
+    /// The keys that unknown keys look like a misspelling of.
+    misspelled: Vec<&'static str>,
 }
 
 impl<'n> Fields<'n> {
@@ -160,9 +165,18 @@ impl<'n> Fields<'n> {
             .find(|(k, _)| *k == key)
             .map(|(_, m)| (&m.value, self.ctx.member(m)))
     }
+
+    /// True if `key` is absent and no unknown key looks like a misspelling
+    /// of it (that one is reported already: a "missing" error on top
+    /// would say the same thing twice).
+    pub(super) fn missing(&self, key: &str) -> bool {
+        self.get(key).is_none() && !self.misspelled.contains(&key)
+    }
 }
 
 impl Validator<'_> {
+    /// The members of an object whose keys are in `schema`. Each unknown
+    /// or repeated key is reported and left out; the rest are returned.
     pub(super) fn object<'n>(
         &self,
         node: &'n Node,
@@ -174,28 +188,33 @@ impl Validator<'_> {
             other => return Err(self.wrong_type(other, ctx, "an object")),
         };
         let mut found: Vec<(&'static str, &'n Member)> = Vec::new();
+        let mut misspelled = Vec::new();
         for m in members {
-            let key = match schema.keys.iter().find(|k| **k == m.key) {
-                Some(k) => *k,
-                None => {
-                    return Err(ConfigError::UnknownKey {
-                        at: self.at(ctx),
-                        key: m.key.clone(),
-                        suggestion: suggestion(&m.key, schema),
-                    })
+            let Some(key) = schema.keys.iter().find(|k| **k == m.key) else {
+                let suggestion = suggestion(&m.key, schema);
+                if let Some(Suggestion::Name(name)) = suggestion {
+                    misspelled.push(name);
                 }
+                self.report(ConfigError::UnknownKey {
+                    at: self.at(ctx),
+                    key: m.key.clone(),
+                    suggestion,
+                });
+                continue;
             };
-            if found.iter().any(|(k, _)| *k == key) {
-                return Err(ConfigError::DuplicateKey {
+            if found.iter().any(|(k, _)| k == key) {
+                self.report(ConfigError::DuplicateKey {
                     at: self.at(&ctx.member(m)),
                     key: m.key.clone(),
                 });
+                continue;
             }
             found.push((key, m));
         }
         Ok(Fields {
             ctx: ctx.clone(),
             found,
+            misspelled,
         })
     }
 }

@@ -140,21 +140,24 @@ impl Validator<'_> {
 
     /// A list written LKL's way (one string, items separated by `seps`,
     /// empty items skipped as strtok does) or as a JSON array of strings.
+    /// An element that is not a string is an `Err` in its place, for the
+    /// caller to report in order with the others' errors.
     pub(super) fn list<'n>(
         &self,
         node: &'n Node,
         ctx: &Ctx,
         seps: &[char],
-    ) -> Result<Vec<(&'n str, Ctx)>, ConfigError> {
+    ) -> Vec<Result<(&'n str, Ctx), ConfigError>> {
         match node {
-            Node::String(s) => {
-                self.no_nul(s, ctx)?;
-                Ok(s.split(seps)
+            Node::String(s) => match self.no_nul(s, ctx) {
+                Ok(()) => s
+                    .split(seps)
                     .map(str::trim)
                     .filter(|item| !item.is_empty())
-                    .map(|item| (item, ctx.clone()))
-                    .collect())
-            }
+                    .map(|item| Ok((item, ctx.clone())))
+                    .collect(),
+                Err(e) => vec![Err(e)],
+            },
             Node::Array(items) => items
                 .iter()
                 .enumerate()
@@ -163,7 +166,11 @@ impl Validator<'_> {
                     self.string(item, &c).map(|s| (s.trim(), c))
                 })
                 .collect(),
-            other => Err(self.wrong_type(other, ctx, "a string or an array of strings")),
+            other => vec![Err(self.wrong_type(
+                other,
+                ctx,
+                "a string or an array of strings",
+            ))],
         }
     }
 }

@@ -15,6 +15,8 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use crate::virtio::net::features;
+
 /// The kinds of network backend LKL's `type` key names, plus `fd` and
 /// `slirp` (LKL has both as library backends; its hijack config does not).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -78,6 +80,26 @@ impl BackendKind {
             BackendKind::Tap | BackendKind::Macvtap | BackendKind::Pipe
         )
     }
+
+    /// The virtio-net features offered when the config has no `offload`
+    /// key (LKL offers none then).
+    ///
+    /// - **tap, macvtap**: [`BEST_TAP_OFFLOAD`]. The host's tap driver
+    ///   takes partial checksums and TSO segments from us and hands us
+    ///   its own (after `TUNSETOFFLOAD`, set from what the kernel's driver
+    ///   acked), so nothing is lost whatever the kernel negotiates.
+    /// - **pipe**: none. The peer is another kernel, whose driver may not
+    ///   have negotiated what ours would send (a TSO segment to a peer
+    ///   without `GUEST_TSO4` is dropped there), and nothing negotiates
+    ///   across a FIFO: offloads on a pipe are asked for on both sides.
+    /// - **raw, vde, slirp**: none; they carry no virtio-net header.
+    /// - **fd**: none; the descriptor's other end is unknown (as pipe).
+    pub fn default_offload(self) -> u64 {
+        match self {
+            BackendKind::Tap | BackendKind::Macvtap => BEST_TAP_OFFLOAD,
+            _ => 0,
+        }
+    }
 }
 
 impl fmt::Display for BackendKind {
@@ -85,6 +107,20 @@ impl fmt::Display for BackendKind {
         f.write_str(self.name())
     }
 }
+
+/// What a tap or macvtap interface offers with no `offload` key: partial
+/// checksums and TCP segmentation both ways, IPv4 and IPv6, and mergeable
+/// receive buffers (LKL's `0x883` is the IPv4 half without them). UFO is
+/// left out: the kernel's driver makes nothing of `HOST_UFO` (Linux 6.12
+/// has no UDP fragmentation offload), and our `offload` key has no
+/// `GUEST_UFO`.
+pub const BEST_TAP_OFFLOAD: u64 = features::CSUM
+    | features::GUEST_CSUM
+    | features::GUEST_TSO4
+    | features::GUEST_TSO6
+    | features::HOST_TSO4
+    | features::HOST_TSO6
+    | features::MRG_RXBUF;
 
 /// A network backend with its validated parameter. Paths are absolute
 /// (resolved against the directory the config was loaded in).
