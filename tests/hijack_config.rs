@@ -95,6 +95,103 @@ fn ipv6_address_is_usable_by_the_first_bind_and_connect() {
     );
 }
 
+/// The small program of the start-up figures, in C so that its own start
+/// is as short as `true`'s (the kernel's build needs a C compiler, so one
+/// is here): binds argv[1], connects once to [argv[2]]:argv[3].
+const CONNECT6_C: &str = r#"
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    if (argc != 4) return 2;
+    int fd = socket(AF_INET6, SOCK_STREAM, 0);
+    struct sockaddr_in6 a = { .sin6_family = AF_INET6 };
+    struct sockaddr_in6 p = { .sin6_family = AF_INET6, .sin6_port = htons(atoi(argv[3])) };
+    if (fd < 0 || inet_pton(AF_INET6, argv[1], &a.sin6_addr) != 1
+        || inet_pton(AF_INET6, argv[2], &p.sin6_addr) != 1) return 2;
+    if (bind(fd, (struct sockaddr *)&a, sizeof a)) { perror("bind"); return 1; }
+    if (connect(fd, (struct sockaddr *)&p, sizeof p)) { perror("connect"); return 1; }
+    return close(fd) != 0;
+}
+"#;
+
+/// Start-up figures (printed, not gated): a hijacked `true` and a small
+/// program that binds the config's IPv6 address and connects out once
+/// over the tap (config with IPv4 and IPv6 addresses), median of 20, next
+/// to the same programs run plain (binding the tap's host address).
+#[test]
+fn start_figures_next_to_the_plain_program() {
+    in_netns(
+        "start_figures_next_to_the_plain_program",
+        "cfgfig",
+        tap_setup_v6,
+        || {
+            let dir = Scratch::new("fig");
+            let file = dir.0.join("config.json");
+            std::fs::write(&file, v6_config("")).unwrap();
+            let src = dir.0.join("connect6.c");
+            let exe = dir.0.join("connect6");
+            std::fs::write(&src, CONNECT6_C).unwrap();
+            let cc = std::process::Command::new("cc")
+                .args(["-O2", "-o"])
+                .arg(&exe)
+                .arg(&src)
+                .output()
+                .expect("cc (the kernel's build needs it)");
+            assert!(cc.status.success(), "cc: {}", show(&cc));
+            let exe = exe.to_str().unwrap();
+            let listener = TcpListener::bind("[fc03::1]:0").unwrap();
+            let port = listener.local_addr().unwrap().port().to_string();
+            std::thread::spawn(move || {
+                for c in listener.incoming() {
+                    drop(c);
+                }
+            });
+            let median = |args: &[&str], hijack: bool| {
+                let mut times: Vec<Duration> = (0..21)
+                    .map(|_| {
+                        // Preloaded directly: the launcher's bash would
+                        // count too.
+                        let mut cmd = std::process::Command::new(args[0]);
+                        cmd.args(&args[1..]);
+                        if hijack {
+                            cmd.env("LD_PRELOAD", library())
+                                .env("LKL_HIJACK_CONFIG_FILE", &file);
+                        }
+                        let t0 = Instant::now();
+                        let out = cmd.output().unwrap();
+                        assert!(out.status.success(), "{args:?}: {}", show(&out));
+                        t0.elapsed()
+                    })
+                    .skip(1) // warm-up
+                    .collect();
+                times.sort();
+                times[times.len() / 2]
+            };
+            let ms = |d: Duration| d.as_secs_f64() * 1e3;
+            for (what, plain, hijacked) in [
+                ("true", ["/bin/true"].as_slice(), ["/bin/true"].as_slice()),
+                (
+                    "bind [fc03::2] + connect over tap",
+                    &[exe, "fc03::1", "fc03::1", &port],
+                    &[exe, "fc03::2", "fc03::1", &port],
+                ),
+            ] {
+                let plain = median(plain, false);
+                let hijacked = median(hijacked, true);
+                println!(
+                    "{what}: plain {:.1} ms, hijacked {:.1} ms (+{:.1} ms), median of 20",
+                    ms(plain),
+                    ms(hijacked),
+                    ms(hijacked.saturating_sub(plain))
+                );
+            }
+        },
+    );
+}
+
 /// The virtio-net features the kernel's driver negotiated, from the
 /// bit string in sysfs that the config's `dump` prints at exit.
 fn negotiated_features(dir: &Scratch, offload: &str) -> u64 {
