@@ -2,25 +2,31 @@
 # Runs a program with its socket calls served by Linux running inside it:
 #
 #   bin/lkl-hijack.sh [--config FILE] PROGRAM [ARGS...]
+#   bin/lkl-hijack.sh [--config FILE] --check-config
 #   bin/lkl-hijack.sh --help
 #
 # The kernel boots in the program's process before main, from the JSON
 # config FILE (--config, or LKL_HIJACK_CONFIG_FILE), else ./lkl-hijack.json,
 # else the LKL_HIJACK_* variables (LKL's keys; see README). A bad config
-# stops the program with the error on stderr. LKL_HIJACK_DEBUG=1 shows the
-# kernel's console. LKL_HIJACK_LIB overrides the library's path. Setuid
-# programs (ping) ignore LD_PRELOAD: run a non-setuid copy.
+# stops the program with every error on stderr. --check-config checks the
+# config the same way and prints the effective settings (offloads too)
+# without running anything: status 0, or 1 with the errors.
+# LKL_HIJACK_DEBUG=1 shows the settings and the kernel's console.
+# LKL_HIJACK_LIB overrides the library's path. Setuid programs (ping)
+# ignore LD_PRELOAD: run a non-setuid copy.
 set -euo pipefail
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
 need_file() {
 	if [ ! -r "$1" ] || [ -d "$1" ]; then
 		echo "lkl-hijack.sh: --config $1: not a readable file" >&2
 		exit 2
 	fi
 }
+check=
 while [ $# -gt 0 ]; do
 	case $1 in
 	-h | --help) usage; exit 0 ;;
+	--check-config) check=1; shift ;;
 	--config)
 		if [ $# -lt 2 ]; then echo "lkl-hijack.sh: --config needs a FILE" >&2; exit 2; fi
 		need_file "$2"; export LKL_HIJACK_CONFIG_FILE=$2; shift 2 ;;
@@ -30,7 +36,11 @@ while [ $# -gt 0 ]; do
 	*) break ;;
 	esac
 done
-if [ $# -eq 0 ]; then
+if [ -n "$check" ] && [ $# -gt 0 ]; then
+	echo "lkl-hijack.sh: --check-config runs no program (given: $1)" >&2
+	exit 2
+fi
+if [ -z "$check" ] && [ $# -eq 0 ]; then
 	usage >&2
 	exit 2
 fi
@@ -49,4 +59,15 @@ fi
 # LKL_HIJACK_LIB is the launcher's own: the library rejects unknown LKL_HIJACK_* names.
 unset LKL_HIJACK_LIB
 export LD_PRELOAD="$lib${LD_PRELOAD:+:$LD_PRELOAD}"
+if [ -n "$check" ]; then
+	# The library checks the config and exits before the program's main
+	# (0: good, 1: errors); a shell that gets to run says the library
+	# did not (exit 3).
+	status=0
+	LKL_HIJACK_CHECK_CONFIG=1 /bin/sh -c 'exit 3' || status=$?
+	if [ "$status" -eq 3 ]; then
+		echo "lkl-hijack.sh: --check-config: $lib did not run (not loaded?)" >&2
+	fi
+	exit "$status"
+fi
 exec "$@"

@@ -20,7 +20,8 @@
 //! `mount`, `singlecpu`, `sysctl`, `boot_cmdline`, `dump`, `delay_main`
 //! (all LKL's), and `routes`, `disks`, `log` (ours). Interface:
 //! `type`, `param`, `mtu`, `ip`, `masklen`, `ifgateway`, `ipv6`,
-//! `masklen6`, `ifgateway6`, `mac`, `neigh`, `qdisc`, `offload` (LKL's).
+//! `masklen6`, `ifgateway6`, `mac`, `neigh`, `qdisc`, `offload` (LKL's),
+//! `dad` (ours).
 //! A disk: `image`, `fstype`, `partition`, `mount`, `readonly`. A route:
 //! `destination`, `gateway`, `device`, `table`, `metric`.
 //! `tests/hijack/configs/full.json` uses every one of them.
@@ -32,11 +33,21 @@
 //!
 //! # Where we differ from LKL, and why
 //!
-//! - **Errors stop the program.** LKL prints a line and runs the program on
-//!   the host's network stack (hijack-reference.md §7.2 item 8), so a typo
-//!   passes unnoticed. Here every problem is a [`ConfigError`] that names
-//!   the JSON path (with the file) or the variable, and the hijack library
-//!   exits 1. Nothing falls back.
+//! - **Errors stop the program, all of them at once.** LKL prints a line
+//!   and runs the program on the host's network stack (hijack-reference.md
+//!   §7.2 item 8), so a typo passes unnoticed. Here every problem is a
+//!   [`ConfigError`] that names the JSON path (with the file) or the
+//!   variable; a config's problems come together as [`ConfigErrors`] (a
+//!   check that depends on a wrong setting is skipped, so one mistake is
+//!   one error), and the hijack library prints them, one per line, and
+//!   exits 1. Nothing falls back. A file that is not JSON stops at its
+//!   first syntax error.
+//! - **Offloads by default.** Without an `offload` key, tap and macvtap
+//!   get the best set the backend supports
+//!   ([`BackendKind::default_offload`]); LKL offers none. An explicit value,
+//!   0 included, is used as given.
+//! - **No IPv6 duplicate address detection unless asked for** (`dad`):
+//!   the address is usable at once (see `netcfg.rs`).
 //! - **Strict values.** LKL reads numbers with `atoi`/`strtol` and ignores
 //!   junk (`"1500abc"` is 1500), skips an `ip` without `masklen` (and vice
 //!   versa) silently, ignores a /32, reads a MAC with `strtol` per group,
@@ -70,13 +81,16 @@
 //! - **Ours:** `disks`, `routes`, `log`/`LKL_HIJACK_LOG` (where diagnostics
 //!   go: `"stderr"` or a file; `debug` still decides whether the kernel
 //!   console is shown), `LKL_HIJACK_NAMESERVER`, `LKL_HIJACK_DELAY_MAIN`,
-//!   and the `fd` and `slirp` backends.
+//!   `dad`/`LKL_HIJACK_NET_DAD`, `LKL_HIJACK_CHECK_CONFIG` (check the
+//!   config, print [`Config::settings`], run nothing), and the `fd` and
+//!   `slirp` backends.
 
 #![forbid(unsafe_code)]
 
 mod env;
 mod error;
 mod node;
+mod show;
 mod suggest;
 mod types;
 mod validate;
@@ -91,11 +105,14 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-pub use error::{ConfigError, ConfigWarning, JsonPath, Location, Suggestion};
+/// What describes a network backend belongs to the backends
+/// (`virtio/net/backends/spec.rs`); the config re-exports it.
+pub use crate::virtio::net::backends::{Backend, BackendKind, SlirpNetwork, SlirpNetwork6};
+pub use env::check_config_requested;
+pub use error::{ConfigError, ConfigErrors, ConfigWarning, JsonPath, Location, Suggestion};
 pub use types::{
-    Backend, BackendKind, Config, DebugFlags, Disk, Interface, IpNet, Ipv4Net, Ipv6Net, LogTarget,
-    MacAddr, Neighbor, Offload, Qdisc, Route, SingleCpu, Sysctl, TABLE_DEFAULT, TABLE_LOCAL,
-    TABLE_MAIN,
+    Config, DebugFlags, Disk, Interface, IpNet, Ipv4Net, Ipv6Net, LogTarget, MacAddr, Neighbor,
+    Offload, Qdisc, Route, SingleCpu, Sysctl, TABLE_DEFAULT, TABLE_LOCAL, TABLE_MAIN,
 };
 
 use node::{Node, SyntaxError};
@@ -111,7 +128,7 @@ impl Config {
     /// Loads the config the way the hijack library does: the process's
     /// `LKL_HIJACK_*` variables, then `LKL_HIJACK_CONFIG_FILE` or
     /// `./lkl-hijack.json`, relative paths against the current directory.
-    pub fn from_sources() -> Result<Config, ConfigError> {
+    pub fn from_sources() -> Result<Config, ConfigErrors> {
         // If the current directory is gone, "." still means it for every
         // relative open that follows.
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
@@ -119,21 +136,31 @@ impl Config {
     }
 
     /// [`Config::from_sources`] with the environment and the current
-    /// directory given (for tests and tools).
-    pub fn from_sources_in<I>(vars: I, cwd: &Path) -> Result<Config, ConfigError>
+    /// directory given (for tests and tools). Every problem is reported:
+    /// the variables', then the file's; a file that cannot be read or is
+    /// not JSON ends the list (nothing in it can be checked).
+    pub fn from_sources_in<I>(vars: I, cwd: &Path) -> Result<Config, ConfigErrors>
     where
         I: IntoIterator<Item = (OsString, OsString)>,
     {
-        let env = env::load(vars)?;
+        let env = env::load(vars);
+        let errors = env.errors;
+        let stop = |errors: Vec<ConfigError>, e: ConfigError| ConfigErrors::from(e).after(errors);
         let file = match &env.config_file {
+            _ if !env.file_ok => None,
             Some(name) => {
                 let path = cwd.join(name);
-                let text = read_config(&path)?;
-                Some((path, text))
+                match read_config(&path) {
+                    Ok(text) => Some((path, text)),
+                    Err(e) => return Err(stop(errors, e)),
+                }
             }
             None => {
                 let path = cwd.join(DEFAULT_CONFIG_FILE);
-                read_config_if_present(&path)?.map(|text| (path, text))
+                match read_config_if_present(&path) {
+                    Ok(text) => text.map(|text| (path, text)),
+                    Err(e) => return Err(stop(errors, e)),
+                }
             }
         };
 
@@ -142,7 +169,7 @@ impl Config {
         let root = match &file {
             None => Node::Object(members),
             Some((path, text)) => match node::parse(text) {
-                Err(e) => return Err(syntax_error(e, Some(path))),
+                Err(e) => return Err(stop(errors, syntax_error(e, Some(path)))),
                 Ok(Node::Object(file_members)) => {
                     let replaces_iface = file_members.iter().any(|m| m.key == "interfaces");
                     if replaces_iface && !env.interface_vars.is_empty() {
@@ -161,40 +188,40 @@ impl Config {
             },
         };
 
-        let validator = Validator {
-            file: file.as_ref().map(|(p, _)| p.as_path()),
-            base: cwd,
-        };
-        let mut cfg = validator.config(&root)?;
-        cfg.file = file.map(|(p, _)| p);
-        cfg.warnings = warnings;
-        Ok(cfg)
+        let validator = Validator::new(file.as_ref().map(|(p, _)| p.as_path()), cwd);
+        match (validator.config(&root), ConfigErrors::new(errors)) {
+            (Ok(mut cfg), None) => {
+                cfg.file = file.map(|(p, _)| p);
+                cfg.warnings = warnings;
+                Ok(cfg)
+            }
+            (Ok(_), Some(env_errors)) => Err(env_errors),
+            (Err(e), env_errors) => {
+                Err(e.after(env_errors.map_or_else(Vec::new, |e| e.into_vec())))
+            }
+        }
     }
 
     /// Parses and validates JSON text alone (no environment); relative host
     /// paths are resolved against the current directory.
-    pub fn parse_str(json: &str) -> Result<Config, ConfigError> {
+    pub fn parse_str(json: &str) -> Result<Config, ConfigErrors> {
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
         Config::parse_str_in(json, &cwd)
     }
 
     /// [`Config::parse_str`] with relative host paths resolved against `base`.
-    pub fn parse_str_in(json: &str, base: &Path) -> Result<Config, ConfigError> {
+    pub fn parse_str_in(json: &str, base: &Path) -> Result<Config, ConfigErrors> {
         let root = node::parse(json).map_err(|e| syntax_error(e, None))?;
-        Validator { file: None, base }.config(&root)
+        Validator::new(None, base).config(&root)
     }
 
     /// Reads, parses and validates one JSON file (no environment); relative
     /// host paths are resolved against the current directory.
-    pub fn parse_file(path: &Path) -> Result<Config, ConfigError> {
+    pub fn parse_file(path: &Path) -> Result<Config, ConfigErrors> {
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
         let text = read_config(path)?;
         let root = node::parse(&text).map_err(|e| syntax_error(e, Some(path)))?;
-        let mut cfg = Validator {
-            file: Some(path),
-            base: &cwd,
-        }
-        .config(&root)?;
+        let mut cfg = Validator::new(Some(path), &cwd).config(&root)?;
         cfg.file = Some(path.to_path_buf());
         Ok(cfg)
     }
@@ -309,8 +336,13 @@ fn interface_json(i: &Interface) -> Value {
             .collect();
         o.insert("qdisc".into(), Value::Array(q));
     }
-    if !i.offload.is_empty() {
+    // Always where the backend takes offloads: without the key the
+    // backend's default applies, which an explicit 0 must not become.
+    if i.backend.kind().supports_offload() {
         o.insert("offload".into(), format!("{:#x}", i.offload.bits()).into());
+    }
+    if i.dad {
+        o.insert("dad".into(), true.into());
     }
     Value::Object(o)
 }

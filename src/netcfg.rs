@@ -18,8 +18,9 @@ and parsed in [`wire`], and every reply is parsed as untrusted input.
 3. per interface, in config order: MAC (only if the device has another),
    up, MTU, IPv4 address, then for `ifgateway` the policy table
    `2 × ifindex` (rule "from ip/32", the subnet route, a default route via
-   the gateway), IPv6 address and the wait for duplicate address
-   detection, then for `ifgateway6` table `2 × ifindex + 1` likewise,
+   the gateway), IPv6 address (and, where the config asks for it, the
+   wait for duplicate address detection), then for `ifgateway6` table
+   `2 × ifindex + 1` likewise,
    permanent neighbours, the root qdisc;
 4. `routes` (ours; before the default gateways, which may be reachable
    only through one of them);
@@ -39,16 +40,21 @@ and parsed in [`wire`], and every reply is parsed as untrusted input.
   a [`NetcfgError`] naming the config key, the interface and the kernel's
   errno (with the kernel's own explanation when it gives one), in keeping
   with the config layer's "nothing falls back" rule.
-- **IPv6 duplicate address detection.** LKL adds the address and waits,
-  without limit, for `IFA_F_TENTATIVE` to clear (a tentative address
-  cannot be bound to). We do the same by default, bounded by
-  [`ApplyOptions::dad`] (10 s: a probe takes about 1.3 s here), and a
-  failed detection (`IFA_F_DADFAILED`) is an error. The waits come after
-  every interface's addresses are added, so all interfaces probe at once
-  (LKL waits interface by interface). The config has no key to skip
-  detection (LKL has none either); a caller that knows the link is its
-  own — a socket pair, two instances over pipes — may choose [`Dad::Skip`],
-  which adds the address with `IFA_F_NODAD`, usable at once.
+- **IPv6 duplicate address detection is off unless asked for.** LKL adds
+  the address and waits, without limit, for `IFA_F_TENTATIVE` to clear (a
+  tentative address cannot be bound to): a program started with an `ipv6`
+  address waits 1 to 2 s before `main`. We add the config's addresses with
+  `IFA_F_NODAD`, usable by the first `bind`; the address is the user's
+  statement, as a static address given to `ip addr add ... nodad` is.
+  An interface with `"dad": true` (ours) gets LKL's behaviour instead,
+  bounded by [`ApplyOptions::dad`] (10 s: a probe takes about 1.3 s
+  here), and a failed detection (`IFA_F_DADFAILED`) is an error. Those
+  waits come after every interface's addresses are added, so all
+  interfaces probe at once (LKL waits interface by interface).
+  [`Dad::Skip`] turns detection off even where the config asks for it.
+  (Optimistic DAD, RFC 4429, is not used: our kernel is built without
+  `CONFIG_IPV6_OPTIMISTIC_DAD`, and a duplicate it found would take the
+  address away from a program already running.)
 - **Which interface is which** is the caller's: [`apply`] gets pairs of
   (index in `config.interfaces`, kernel interface name), so a device that
   was not attached is simply not listed, and names need not be `eth<i>`.
@@ -265,10 +271,12 @@ impl std::error::Error for NetcfgError {
 /// What to do about IPv6 duplicate address detection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dad {
-    /// Add addresses normally and wait up to this long for detection to
-    /// end (LKL's behaviour, bounded).
+    /// As the config says: an interface with `"dad": true` gets its address
+    /// added for detection and a wait of up to this long for it to end
+    /// (LKL's behaviour, bounded); every other address is added with
+    /// `IFA_F_NODAD`, usable at once.
     Wait(Duration),
-    /// Add addresses with `IFA_F_NODAD`: usable at once, never checked.
+    /// Every address with `IFA_F_NODAD`, whatever the config says.
     Skip,
 }
 
@@ -514,15 +522,20 @@ pub fn plan(
             }
         }
         if let Some(net) = iface.ipv6 {
+            // Detection only where the config asks for it (`dad`).
+            let wait = match opts.dad {
+                Dad::Wait(timeout) if iface.dad => Some(timeout),
+                Dad::Wait(_) | Dad::Skip => None,
+            };
             push(
                 key("ipv6"),
                 Action::AddAddress(AddressSpec {
                     link: link.clone(),
                     addr: IpNet::V6(net),
-                    nodad: opts.dad == Dad::Skip,
+                    nodad: wait.is_none(),
                 }),
             );
-            if let Dad::Wait(timeout) = opts.dad {
+            if let Some(timeout) = wait {
                 dad_waits.push(Step {
                     key: key("ipv6"),
                     action: Action::WaitDad {

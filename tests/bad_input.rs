@@ -131,7 +131,7 @@ fn config_cases(t: &Scratch, im: &Images) -> Vec<(String, String)> {
         (r#"{"nameserver":"1.2.3.4.5"}"#.into(), "nameserver"),
         (r#"{"delay_main":"-5"}"#.into(), "delay_main"),
         (
-            r#"{"routes":[{"destination":"10.0.0.0/99"}]}"#.into(),
+            r#"{"routes":[{"destination":"10.0.0.0/99","device":"lo"}]}"#.into(),
             "routes[0].destination",
         ),
         (

@@ -19,13 +19,14 @@ enum Scope {
     Top(&'static str),
     /// A key of the one environment interface.
     Interface(&'static str),
-    /// Handled by hand (config file, obsolete tap, zpoline).
+    /// Handled by hand (config file, check mode, obsolete tap, zpoline).
     Special,
 }
 
 /// Every variable we read, in the order their members are built.
 const VARS: &[(&str, Scope)] = &[
     ("LKL_HIJACK_CONFIG_FILE", Scope::Special),
+    ("LKL_HIJACK_CHECK_CONFIG", Scope::Special),
     ("LKL_HIJACK_ZPOLINE", Scope::Special),
     ("LKL_HIJACK_NET_TAP", Scope::Special),
     ("LKL_HIJACK_NET_IFTYPE", Scope::Interface("type")),
@@ -41,6 +42,7 @@ const VARS: &[(&str, Scope)] = &[
     ("LKL_HIJACK_NET_NEIGHBOR", Scope::Interface("neigh")),
     ("LKL_HIJACK_NET_QDISC", Scope::Interface("qdisc")),
     ("LKL_HIJACK_OFFLOAD", Scope::Interface("offload")),
+    ("LKL_HIJACK_NET_DAD", Scope::Interface("dad")),
     ("LKL_HIJACK_NET_GATEWAY", Scope::Top("gateway")),
     ("LKL_HIJACK_NET_GATEWAY6", Scope::Top("gateway6")),
     ("LKL_HIJACK_DEBUG", Scope::Top("debug")),
@@ -95,17 +97,24 @@ pub(crate) struct EnvConfig {
     pub interface_vars: Vec<&'static str>,
     /// Warnings to pass on.
     pub warnings: Vec<ConfigWarning>,
+    /// What is wrong with the variables (each variable's own problem;
+    /// their values are checked with the rest of the config).
+    pub errors: Vec<ConfigError>,
+    /// False if `LKL_HIJACK_CONFIG_FILE` is set but unusable (empty or
+    /// not a name): then no file is read at all.
+    pub file_ok: bool,
 }
 
 /// Reads the `LKL_HIJACK_*` variables out of `vars`. An empty value counts
 /// as unset (`VAR= program` is the shell's way to unset), except for
-/// `LKL_HIJACK_CONFIG_FILE`, where it is an error as in LKL.
-pub(crate) fn load<I>(vars: I) -> Result<EnvConfig, ConfigError>
+/// `LKL_HIJACK_CONFIG_FILE`, where it is an error as in LKL. Every
+/// problem is collected in [`EnvConfig::errors`], sorted by variable.
+pub(crate) fn load<I>(vars: I) -> EnvConfig
 where
     I: IntoIterator<Item = (OsString, OsString)>,
 {
-    // Sorted, so the first error reported does not depend on the order the
-    // process's environment happens to be in.
+    // Sorted, so errors come in an order that does not depend on the order
+    // the process's environment happens to be in.
     let mut ours: BTreeMap<String, OsString> = BTreeMap::new();
     for (name, value) in vars {
         let name = match name.into_string() {
@@ -117,36 +126,47 @@ where
         }
     }
 
-    let mut out = EnvConfig::default();
+    let mut out = EnvConfig {
+        file_ok: true,
+        ..EnvConfig::default()
+    };
     let mut values: BTreeMap<&'static str, String> = BTreeMap::new();
     for (name, value) in ours {
         let var = match VARS.iter().find(|(v, _)| *v == name) {
             Some((v, _)) => *v,
-            None => return Err(unknown(&name)),
+            None => {
+                out.errors.push(unknown(&name));
+                continue;
+            }
         };
         if var == "LKL_HIJACK_CONFIG_FILE" {
             if value.is_empty() {
-                return Err(ConfigError::BadValue {
+                out.errors.push(ConfigError::BadValue {
                     at: Location::Env(var),
                     value: String::new(),
                     why: "is empty; unset it, or name a JSON config file".into(),
                 });
+                out.file_ok = false;
+            } else {
+                out.config_file = Some(value);
             }
-            out.config_file = Some(value);
             continue;
         }
-        let value = value.into_string().map_err(|v| ConfigError::BadValue {
-            at: Location::Env(var),
-            value: v.to_string_lossy().into_owned(),
-            why: "is not valid UTF-8".into(),
-        })?;
-        if !value.is_empty() {
-            values.insert(var, value);
+        match value.into_string() {
+            Ok(value) if !value.is_empty() => {
+                values.insert(var, value);
+            }
+            Ok(_) => {}
+            Err(v) => out.errors.push(ConfigError::BadValue {
+                at: Location::Env(var),
+                value: v.to_string_lossy().into_owned(),
+                why: "is not valid UTF-8".into(),
+            }),
         }
     }
 
     if values.contains_key("LKL_HIJACK_ZPOLINE") {
-        return Err(ConfigError::Unsupported {
+        out.errors.push(ConfigError::Unsupported {
             at: Location::Env("LKL_HIJACK_ZPOLINE"),
             what: "the zpoline front end".into(),
             why: "lkl-hijack interposes libc calls with LD_PRELOAD only; unset LKL_HIJACK_ZPOLINE",
@@ -154,23 +174,29 @@ where
     }
 
     let mut iface = Vec::new();
+    // Which interface was meant is unclear: none is made from the variables.
+    let mut tap_conflict = false;
     if let Some(tap) = values.get("LKL_HIJACK_NET_TAP") {
         const TAP: &str = "LKL_HIJACK_NET_TAP";
-        for other in ["LKL_HIJACK_NET_IFTYPE", "LKL_HIJACK_NET_IFPARAMS"] {
-            if values.contains_key(other) {
-                return Err(ConfigError::Conflict {
-                    at: Location::Env(TAP),
-                    why: format!(
-                        "{TAP} (obsolete) and {other} are both set; LKL would silently \
-                         prefer the tap, so unset one of them"
-                    ),
-                });
-            }
+        let both: Vec<&str> = ["LKL_HIJACK_NET_IFTYPE", "LKL_HIJACK_NET_IFPARAMS"]
+            .into_iter()
+            .filter(|other| values.contains_key(other))
+            .collect();
+        if let Some(other) = both.first() {
+            tap_conflict = true;
+            out.errors.push(ConfigError::Conflict {
+                at: Location::Env(TAP),
+                why: format!(
+                    "{TAP} (obsolete) and {other} are both set; LKL would silently \
+                     prefer the tap, so unset one of them"
+                ),
+            });
+        } else {
+            iface.push(member("type", "tap".into(), TAP));
+            iface.push(member("param", tap.clone(), TAP));
+            out.interface_vars.push(TAP);
+            out.warnings.push(ConfigWarning::ObsoleteTapVariable);
         }
-        iface.push(member("type", "tap".into(), TAP));
-        iface.push(member("param", tap.clone(), TAP));
-        out.interface_vars.push(TAP);
-        out.warnings.push(ConfigWarning::ObsoleteTapVariable);
     }
 
     for (var, scope) in VARS {
@@ -180,6 +206,7 @@ where
         };
         match scope {
             Scope::Top(key) => out.members.push(member(key, value.clone(), var)),
+            Scope::Interface(_) if tap_conflict => {}
             Scope::Interface(key) => {
                 iface.push(member(key, value.clone(), var));
                 out.interface_vars.push(var);
@@ -198,7 +225,18 @@ where
             origin: Origin::Env("LKL_HIJACK_NET_IFTYPE"),
         });
     }
-    Ok(out)
+    out
+}
+
+/// True if `LKL_HIJACK_CHECK_CONFIG` is set to a non-empty value in
+/// `vars`: the hijack library then checks the config and prints the
+/// effective settings instead of running the program.
+pub fn check_config_requested<I>(vars: I) -> bool
+where
+    I: IntoIterator<Item = (OsString, OsString)>,
+{
+    vars.into_iter()
+        .any(|(k, v)| k == "LKL_HIJACK_CHECK_CONFIG" && !v.is_empty())
 }
 
 fn member(key: &str, value: String, var: &'static str) -> Member {

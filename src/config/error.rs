@@ -127,8 +127,9 @@ impl fmt::Display for Suggestion {
     }
 }
 
-/// Why a config could not be loaded. Each variant's message names the place
-/// and the reason; the hijack library prints it on stderr and exits 1.
+/// One thing wrong with a config. Each variant's message names the place
+/// and the reason; a config's errors come together as [`ConfigErrors`],
+/// which the hijack library prints on stderr, one per line, and exits 1.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigError {
     /// The config file could not be read (missing, unreadable, a directory,
@@ -408,6 +409,75 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// Every problem found in a config, in the order they were checked (never
+/// empty). A file that cannot be read or is not JSON is one error: nothing
+/// after it can be checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(Vec<ConfigError>);
+
+impl ConfigErrors {
+    /// The errors; `None` if there are none.
+    pub fn new(errors: Vec<ConfigError>) -> Option<ConfigErrors> {
+        (!errors.is_empty()).then_some(ConfigErrors(errors))
+    }
+
+    /// Every error.
+    pub fn errors(&self) -> &[ConfigError] {
+        &self.0
+    }
+
+    /// The first error.
+    pub fn first(&self) -> &ConfigError {
+        // Never empty: `new` and `From` make it with one at least.
+        &self.0[0]
+    }
+
+    /// How many errors there are (at least 1).
+    pub fn count(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The errors, owned.
+    pub fn into_vec(self) -> Vec<ConfigError> {
+        self.0
+    }
+
+    /// These errors, then `more`.
+    pub fn then(mut self, more: ConfigErrors) -> ConfigErrors {
+        self.0.extend(more.0);
+        self
+    }
+
+    /// `earlier` (maybe none), then these errors.
+    pub fn after(self, earlier: Vec<ConfigError>) -> ConfigErrors {
+        match ConfigErrors::new(earlier) {
+            Some(e) => e.then(self),
+            None => self,
+        }
+    }
+}
+
+impl From<ConfigError> for ConfigErrors {
+    fn from(e: ConfigError) -> Self {
+        ConfigErrors(vec![e])
+    }
+}
+
+/// One error per line.
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
 
 /// Something accepted for LKL compatibility that deserves a word on stderr.
 #[derive(Debug, Clone, PartialEq, Eq)]

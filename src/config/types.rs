@@ -7,6 +7,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::virtio::net::backends::{Backend, BackendKind};
+
 /// An Ethernet address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct MacAddr(pub [u8; 6]);
@@ -217,153 +219,6 @@ impl fmt::Display for IpNet {
     }
 }
 
-/// The kinds of network backend LKL's `type` key names, plus `fd` and
-/// `slirp` (LKL has both as library backends; its hijack config does not).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum BackendKind {
-    /// A tap device (`/dev/net/tun`), named by `param`.
-    Tap,
-    /// A macvtap character device, `param` is its path (`/dev/tap5`).
-    Macvtap,
-    /// An AF_PACKET socket on the host interface named by `param`.
-    Raw,
-    /// Two FIFOs, `param` = `rx_path|tx_path`.
-    Pipe,
-    /// A VDE switch, `param` = its control path.
-    Vde,
-    /// An inherited file descriptor, `param` = its number.
-    Fd,
-    /// User-mode networking (libslirp); `param` optional, in QEMU's
-    /// `-netdev user` syntax.
-    Slirp,
-    /// DPDK: parsed, then refused ([`ConfigError::Unsupported`](super::ConfigError::Unsupported)).
-    Dpdk,
-}
-
-impl BackendKind {
-    /// Every kind, in the order error messages list them.
-    pub const ALL: [BackendKind; 8] = [
-        BackendKind::Tap,
-        BackendKind::Macvtap,
-        BackendKind::Raw,
-        BackendKind::Pipe,
-        BackendKind::Vde,
-        BackendKind::Fd,
-        BackendKind::Slirp,
-        BackendKind::Dpdk,
-    ];
-
-    /// The name used in `type` and `LKL_HIJACK_NET_IFTYPE`.
-    pub fn name(self) -> &'static str {
-        match self {
-            BackendKind::Tap => "tap",
-            BackendKind::Macvtap => "macvtap",
-            BackendKind::Raw => "raw",
-            BackendKind::Pipe => "pipe",
-            BackendKind::Vde => "vde",
-            BackendKind::Fd => "fd",
-            BackendKind::Slirp => "slirp",
-            BackendKind::Dpdk => "dpdk",
-        }
-    }
-
-    /// The kind with this exact name.
-    pub fn from_name(name: &str) -> Option<BackendKind> {
-        BackendKind::ALL.into_iter().find(|k| k.name() == name)
-    }
-
-    /// True if the backend carries a virtio-net header, which offloads
-    /// need (LKL: tap, macvtap, pipe; dpdk too, but we do not build it).
-    pub fn supports_offload(self) -> bool {
-        matches!(
-            self,
-            BackendKind::Tap | BackendKind::Macvtap | BackendKind::Pipe
-        )
-    }
-}
-
-impl fmt::Display for BackendKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A network backend with its validated parameter. Paths are absolute
-/// (resolved against the directory the config was loaded in).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Backend {
-    /// An existing tap interface.
-    Tap {
-        /// Its name (a legal Linux interface name).
-        ifname: String,
-    },
-    /// A macvtap character device.
-    Macvtap {
-        /// `/dev/tapN`.
-        path: PathBuf,
-    },
-    /// An AF_PACKET socket bound to a host interface.
-    Raw {
-        /// The host interface.
-        ifname: String,
-    },
-    /// Two FIFOs (two LKL instances connect by swapping them).
-    Pipe {
-        /// Read packets from here.
-        rx: PathBuf,
-        /// Write packets here.
-        tx: PathBuf,
-    },
-    /// A VDE switch.
-    Vde {
-        /// Its control path.
-        path: PathBuf,
-    },
-    /// A file descriptor the process inherited (a socket or tap fd).
-    Fd {
-        /// The descriptor.
-        fd: i32,
-    },
-    /// User-mode networking (libslirp).
-    Slirp {
-        /// The virtual network in QEMU's `-netdev user` syntax
-        /// (`net=10.0.3.0/24,host=10.0.3.2,ipv6=off`; parsed by
-        /// [`SlirpNetwork`](crate::virtio::net::backends::SlirpNetwork),
-        /// checked when the config is read); `None` for QEMU's default
-        /// network (10.0.2.0/24).
-        param: Option<String>,
-    },
-}
-
-impl Backend {
-    /// The kind.
-    pub fn kind(&self) -> BackendKind {
-        match self {
-            Backend::Tap { .. } => BackendKind::Tap,
-            Backend::Macvtap { .. } => BackendKind::Macvtap,
-            Backend::Raw { .. } => BackendKind::Raw,
-            Backend::Pipe { .. } => BackendKind::Pipe,
-            Backend::Vde { .. } => BackendKind::Vde,
-            Backend::Fd { .. } => BackendKind::Fd,
-            Backend::Slirp { .. } => BackendKind::Slirp,
-        }
-    }
-
-    /// The parameter in LKL's `param` syntax (for slirp, QEMU's; None if
-    /// it had none).
-    pub fn param(&self) -> Option<String> {
-        match self {
-            Backend::Tap { ifname } | Backend::Raw { ifname } => Some(ifname.clone()),
-            Backend::Macvtap { path } | Backend::Vde { path } => {
-                Some(path.to_string_lossy().into_owned())
-            }
-            Backend::Pipe { rx, tx } => Some(format!("{}|{}", rx.display(), tx.display())),
-            Backend::Fd { fd } => Some(fd.to_string()),
-            Backend::Slirp { param } => param.clone(),
-        }
-    }
-}
-
 /// virtio-net feature bits offered to the kernel's driver (LKL's `offload`
 /// key). Only the bits LKL's backends implement are accepted, and each
 /// bit's dependencies (virtio 1.2, 5.1.3.1) must be present.
@@ -445,6 +300,24 @@ impl Offload {
             .map_or("?", |(_, n)| n)
     }
 
+    /// What an interface of this backend gets with no `offload` key (see
+    /// [`BackendKind::default_offload`]).
+    pub fn default_for(kind: BackendKind) -> Offload {
+        u32::try_from(kind.default_offload())
+            .ok()
+            .and_then(|bits| Offload::new(bits).ok())
+            .unwrap_or_default()
+    }
+
+    /// The names of the bits set (`CSUM`, `GUEST_CSUM`...).
+    pub fn names(self) -> Vec<&'static str> {
+        Offload::BITS
+            .iter()
+            .filter(|(b, _)| self.0 & b != 0)
+            .map(|(_, n)| *n)
+            .collect()
+    }
+
     /// The bitmask.
     pub fn bits(self) -> u32 {
         self.0
@@ -501,8 +374,14 @@ pub struct Interface {
     pub neighbors: Vec<Neighbor>,
     /// `qdisc`: root qdiscs (at most one).
     pub qdiscs: Vec<Qdisc>,
-    /// `offload`: virtio-net features; empty unless the backend supports them.
+    /// `offload`: the virtio-net features offered to the kernel's driver;
+    /// without the key, [`Offload::default_for`] the backend. Empty unless
+    /// the backend supports them.
     pub offload: Offload,
+    /// `dad`: add `ipv6` for duplicate address detection and wait for it
+    /// to end before `main` (ours). Off by default: the address is added
+    /// with `IFA_F_NODAD`, usable at once.
+    pub dad: bool,
 }
 
 /// The `main` routing table.

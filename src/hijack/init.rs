@@ -33,16 +33,39 @@ struct Settings {
 
 static SETTINGS: OnceLock<Settings> = OnceLock::new();
 
-/// Stops the program before `main`: its config cannot be served.
+/// Stops the program before `main`: its config cannot be served (a
+/// config's errors come all at once, one per line).
 fn refuse_to_start(msg: &str) -> ! {
-    eprintln!("lkl-hijack: {msg}");
+    for line in msg.lines() {
+        eprintln!("lkl-hijack: {line}");
+    }
     // SAFETY: ends the process before main, without running its atexit
     // handlers (nothing of the program has run yet).
     unsafe { libc::_exit(1) }
 }
 
+/// `LKL_HIJACK_CHECK_CONFIG` (`bin/lkl-hijack.sh --check-config`): the
+/// config is checked and its effective settings printed on stdout; the
+/// program does not run (status 0, or 1 with the errors on stderr).
+fn check_config() -> ! {
+    use std::io::Write;
+    let config = Config::from_sources().unwrap_or_else(|e| refuse_to_start(&e.to_string()));
+    let mut out = std::io::stdout().lock();
+    for line in config.settings() {
+        let _ = writeln!(out, "{line}");
+    }
+    let _ = out.flush();
+    // SAFETY: ends the process before main, as refuse_to_start() does.
+    unsafe { libc::_exit(0) }
+}
+
 fn start() -> Result<Running, String> {
     let config = Config::from_sources().map_err(|e| e.to_string())?;
+    if config.debug.console() {
+        for line in config.settings() {
+            diag(&line);
+        }
+    }
     let mut devices = Vec::new();
     let mut names = Vec::new();
     for (i, iface) in config.interfaces.iter().enumerate() {
@@ -137,6 +160,9 @@ fn close_on_exec_since(before: &[i32]) {
 extern "C" fn hijack_init() {
     // Libc's functions, before anything can need one in a signal handler.
     crate::hijack::host::look_up_all();
+    if lkl::config::check_config_requested(std::env::vars_os()) {
+        check_config();
+    }
     let before = open_fds();
     let started = start();
     close_on_exec_since(&before);

@@ -11,7 +11,7 @@ const JSON: &str = r#"{
   "interfaces": [
     { "type": "tap", "param": "tap0", "mac": "02:00:00:00:00:01", "mtu": 1400,
       "ip": "10.0.0.2", "masklen": 24, "ifgateway": "10.0.0.1",
-      "ipv6": "fc03::2", "masklen6": 64, "ifgateway6": "fc03::1",
+      "ipv6": "fc03::2", "masklen6": 64, "ifgateway6": "fc03::1", "dad": true,
       "neigh": "10.0.0.9|02:00:00:00:00:09", "qdisc": "root|fq" },
     { "type": "tap", "param": "tap1", "ip": "10.1.0.2", "masklen": 16 }
   ],
@@ -118,6 +118,30 @@ fn plan_options_and_partial_interfaces() {
     assert!(s.contains(&"interfaces[0].ifgateway: add rule from 10.0.0.2/32 lookup 14".into()));
     assert!(s.contains(&"interfaces[0].ifgateway6: add rule from fc03::2/128 lookup 15".into()));
     assert!(!s.iter().any(|l| l.contains("eth1")));
+}
+
+#[test]
+fn ipv6_addresses_are_usable_at_once_unless_dad_is_asked_for() {
+    let json = r#"{"interfaces": [
+        { "type": "tap", "param": "tap0", "ipv6": "fc03::2", "masklen6": 64 },
+        { "type": "tap", "param": "tap1", "ipv6": "fc04::2", "masklen6": 64, "dad": true }
+    ]}"#;
+    let cfg = Config::parse_str(json).unwrap();
+    let links = [(0, info(2, "eth0", [0; 6])), (1, info(3, "eth1", [0; 6]))];
+    let steps = plan(&cfg, &links, &lo(), &ApplyOptions::default()).unwrap();
+    let s = summary(&steps);
+    assert!(s.contains(&"interfaces[0].ipv6: add address fc03::2/64 on eth0 nodad".into()));
+    assert!(s.contains(&"interfaces[1].ipv6: add address fc04::2/64 on eth1".into()));
+    let waits: Vec<_> = s.iter().filter(|l| l.contains("wait for DAD")).collect();
+    assert_eq!(
+        waits,
+        ["interfaces[1].ipv6: wait for DAD of fc04::2 on eth1"]
+    );
+    // Skip: none at all.
+    let opts = ApplyOptions { dad: Dad::Skip };
+    let s = summary(&plan(&cfg, &links, &lo(), &opts).unwrap());
+    assert!(!s.iter().any(|l| l.contains("wait for DAD")), "{s:#?}");
+    assert!(s.contains(&"interfaces[1].ipv6: add address fc04::2/64 on eth1 nodad".into()));
 }
 
 #[test]

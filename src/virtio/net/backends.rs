@@ -2,7 +2,8 @@
 The host network backends: where the frames of a virtio-net device go.
 
 Each type here is a [`NetBackend`] over one host descriptor, chosen at run
-time from the config's [`Backend`] by [`open_backend`]:
+time from a [`Backend`] (the description the config builds; [`spec`]
+holds it and the other types that describe a backend) by [`open_backend`]:
 
 | `type` | param | type here | host side | vnet header |
 |---|---|---|---|---|
@@ -52,6 +53,7 @@ pub mod fd;
 pub mod pipe;
 pub mod raw;
 pub mod slirp;
+pub mod spec;
 pub mod sys;
 pub mod tap;
 #[cfg(test)]
@@ -62,7 +64,6 @@ use std::fmt;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
-use crate::config::Backend;
 use crate::virtio::sys as vsys;
 
 use super::NetBackend;
@@ -71,7 +72,8 @@ pub use error::{BackendError, Cause};
 pub use fd::InheritedFd;
 pub use pipe::Pipe;
 pub use raw::RawSocket;
-pub use slirp::{Slirp, SlirpNetwork};
+pub use slirp::Slirp;
+pub use spec::{Backend, BackendKind, SlirpNetwork, SlirpNetwork6};
 pub use tap::{Macvtap, Tap};
 pub use vde::Vde;
 
@@ -93,9 +95,9 @@ pub fn open_backend(
         Backend::Fd { fd } => Box::new(InheritedFd::open(*fd, offload_wanted)?),
         Backend::Slirp { param: None } => Box::new(Slirp::open()?),
         Backend::Slirp { param: Some(p) } => {
-            let network = p.parse::<SlirpNetwork>().map_err(|why| {
-                BackendError::new(crate::config::BackendKind::Slirp, p, Cause::BadParam(why))
-            })?;
+            let network = p
+                .parse::<SlirpNetwork>()
+                .map_err(|why| BackendError::new(BackendKind::Slirp, p, Cause::BadParam(why)))?;
             Box::new(Slirp::open_with(&network)?)
         }
     })

@@ -496,6 +496,7 @@ fn configure_and_ping(args: &Args, net: Ipv4Net, backend: Backend) -> Result<boo
             neighbors: Vec::new(),
             qdiscs: Vec::new(),
             offload: Offload::default(),
+            dad: false,
         }],
         gateway: args.gateway,
         debug: DebugFlags(u32::from(args.console)),

@@ -6,7 +6,7 @@
 use std::fmt;
 use std::io;
 
-use crate::config::BackendKind;
+use super::spec::BackendKind;
 
 /// What went wrong while opening a backend.
 #[derive(Debug)]

@@ -25,9 +25,9 @@ use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 
 use super::error::{BackendError, Cause};
+use super::spec::BackendKind;
 use super::tap::{configure_vnet_hdr, TapFd};
 use super::{sys, FrameFd, FrameIo};
-use crate::config::BackendKind;
 use crate::virtio::net::NetBackend;
 use crate::virtio::sys as vsys;
 

@@ -35,8 +35,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 
 use super::error::{BackendError, Cause};
+use super::spec::BackendKind;
 use super::{FrameFd, FrameIo};
-use crate::config::BackendKind;
 use crate::virtio::net::{NetBackend, FRAME_BUF_LEN};
 use crate::virtio::sys::{self as vsys, EventFd, Interest, PollSet};
 

@@ -29,8 +29,8 @@ use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 
 use super::error::BackendError;
+use super::spec::BackendKind;
 use super::{sys, FrameFd, FrameIo};
-use crate::config::BackendKind;
 use crate::virtio::net::NetBackend;
 
 /// An `AF_PACKET` `SOCK_RAW` socket bound to one host interface.

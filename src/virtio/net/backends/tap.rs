@@ -19,8 +19,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use super::error::{BackendError, Cause};
+use super::spec::BackendKind;
 use super::{sys, FrameFd, FrameIo};
-use crate::config::BackendKind;
 use crate::virtio::net::{features, NetBackend, VNET_HDR_LEN};
 
 /// The tun/tap clone device.

@@ -34,8 +34,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::error::{BackendError, Cause};
+use super::spec::BackendKind;
 use super::{sys, FrameFd, FrameIo};
-use crate::config::BackendKind;
 use crate::virtio::net::NetBackend;
 
 /// `SWITCH_MAGIC`.
