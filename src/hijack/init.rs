@@ -40,13 +40,6 @@ pub fn nameservers() -> &'static [IpAddr] {
     SETTINGS.get().map_or(&[], |s| &s.nameservers)
 }
 
-/// Set in the child of a fork: the kernel stayed in the parent.
-static FORKED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn in_forked_child() {
-    FORKED.store(true, Ordering::Release);
-}
-
 /// The thread running the exit path (0: the program is not exiting).
 static EXITING: AtomicI32 = AtomicI32::new(0);
 
@@ -78,9 +71,10 @@ fn park_unless(exiting: i32) {
     }
 }
 
-/// True in a process forked from the one running the kernel.
+/// True in a process forked from the one running the kernel (the library's
+/// one flag, set by the atfork handler the kernel registers at boot).
 pub fn forked() -> bool {
-    FORKED.load(Ordering::Acquire)
+    lkl::sys::forked()
 }
 
 /// A kernel call's error as the program should see it: in a forked child
@@ -211,8 +205,8 @@ extern "C" fn hijack_init() {
     close_on_exec_since(&before);
     match started {
         Ok(running) => {
-            // SAFETY: registers a handler that only stores to an atomic.
-            unsafe { libc::pthread_atfork(None, None, Some(in_forked_child)) };
+            // Registered by the boot already; says so here too.
+            lkl::sys::watch_forks();
             *RUNNING.lock().unwrap_or_else(|e| e.into_inner()) = Some(running);
             ACTIVE.store(true, Ordering::Release);
         }

@@ -41,7 +41,7 @@ pub mod nr {
 /// The arguments must be valid for that call: every pointer argument must
 /// point to memory the kernel may read or write as the call defines.
 pub unsafe fn raw(nr: i64, mut args: [i64; 6]) -> Result<i64, Errno> {
-    if crate::kernel::forked_child() {
+    if sys::forked() {
         return Err(Errno::ESHUTDOWN);
     }
     // SAFETY: `args` has the six slots lkl_syscall reads; the caller

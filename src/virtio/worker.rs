@@ -24,7 +24,7 @@ use std::sync::{mpsc, Arc};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use super::sys::{EventFd, Interest, PollSet, Readiness};
+use super::hostio::{EventFd, Interest, PollSet, Readiness};
 
 /// Token reserved for the stop eventfd.
 const STOP_TOKEN: u32 = u32::MAX;

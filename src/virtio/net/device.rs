@@ -47,10 +47,10 @@ use crate::virtio::device::{
     read_config_bytes, ActivateContext, ActivateError, Interrupt, VirtioDevice,
 };
 use crate::virtio::device_id;
+use crate::virtio::hostio::{EventFd, Interest, PollSet, Readiness};
 use crate::virtio::mem::GuestMemory;
 use crate::virtio::metrics::Counter;
 use crate::virtio::queue::{DescriptorChain, Queue};
-use crate::virtio::sys::{EventFd, Interest, PollSet, Readiness};
 use crate::virtio::worker::{EventHandler, Worker};
 
 /// Configuration space: `mac[6]`, `status`, `max_virtqueue_pairs` (5.1.4).
@@ -1024,10 +1024,10 @@ mod tests {
 
     use super::*;
     use crate::virtio::device::INT_USED_RING;
+    use crate::virtio::hostio;
     use crate::virtio::mem::{GuestAddress, RAM_PHYS_BASE};
     use crate::virtio::mmio::{regs, MmioTransport};
     use crate::virtio::net::{SocketPairBackend, VIRTIO_NET_HDR_F_DATA_VALID};
-    use crate::virtio::sys;
     use crate::virtio::test_utils::{
         add_status, device_features, read32, set_driver_features, setup_queue, write32, Buf,
         DriverQueue,
@@ -1139,7 +1139,7 @@ mod tests {
         }
 
         fn peer_recv(&self) -> Vec<u8> {
-            let mut set = sys::PollSet::new();
+            let mut set = hostio::PollSet::new();
             set.add(self.peer.as_raw_fd(), 0, Interest::READ);
             assert_eq!(
                 set.wait(Some(Duration::from_secs(10))).unwrap(),
@@ -1148,14 +1148,14 @@ mod tests {
             );
             let mut buf = vec![0u8; 70000];
             let (n, trunc) =
-                sys::recv_vectored(self.peer.as_fd(), &mut [IoSliceMut::new(&mut buf)]).unwrap();
+                hostio::recv_vectored(self.peer.as_fd(), &mut [IoSliceMut::new(&mut buf)]).unwrap();
             assert!(!trunc);
             buf.truncate(n);
             buf
         }
 
         fn peer_send(&self, frame: &[u8]) {
-            sys::send_vectored(self.peer.as_fd(), &[IoSlice::new(frame)]).unwrap();
+            hostio::send_vectored(self.peer.as_fd(), &[IoSlice::new(frame)]).unwrap();
         }
 
         fn wait_rx_used(&mut self) -> (u32, u32) {
@@ -1616,7 +1616,7 @@ mod tests {
     #[test]
     fn backend_hangup_drops_transmits_without_stalling() {
         let mut h = harness(0, false, |f| f);
-        let peer = mem::replace(&mut h.peer, sys::seqpacket_pair().unwrap().0);
+        let peer = mem::replace(&mut h.peer, hostio::seqpacket_pair().unwrap().0);
         drop(peer);
         h.add_rx_buffers(2, 1526); // wakes the worker; it sees the hang-up
         wait_until("the hang-up", || h.metrics.backend_hangups.get() == 1);

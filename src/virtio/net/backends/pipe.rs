@@ -37,8 +37,8 @@ use std::thread::{self, JoinHandle};
 use super::error::{BackendError, Cause};
 use super::{FrameFd, FrameIo};
 use crate::config::BackendKind;
+use crate::virtio::hostio::{self as vio, EventFd, Interest, PollSet};
 use crate::virtio::net::{NetBackend, FRAME_BUF_LEN};
-use crate::virtio::sys::{self as vsys, EventFd, Interest, PollSet};
 
 /// The largest frame on a FIFO, header included (the device's own limit).
 pub const PIPE_FRAME_MAX: usize = FRAME_BUF_LEN;
@@ -75,8 +75,8 @@ impl Pipe {
             )));
         }
         let os = |what: &str, e| BackendError::os(BackendKind::Pipe, &param, what, e, None);
-        let (ours, theirs) = vsys::seqpacket_pair().map_err(|e| os("socketpair", e))?;
-        vsys::set_nonblocking(theirs.as_fd()).map_err(|e| os("socketpair", e))?;
+        let (ours, theirs) = vio::seqpacket_pair().map_err(|e| os("socketpair", e))?;
+        vio::set_nonblocking(theirs.as_fd()).map_err(|e| os("socketpair", e))?;
         let stop = Arc::new(EventFd::new().map_err(|e| os("eventfd", e))?);
         let failure = Arc::new(Mutex::new(None));
         let relay = Relay {
@@ -332,7 +332,7 @@ impl Relay {
         let mut frames = 0;
         while frames < BURST {
             if let Some(frame) = self.inbound.frame().map_err(Stop::Failed)? {
-                let sent = vsys::send_vectored(
+                let sent = vio::send_vectored(
                     self.link.as_fd(),
                     &[IoSlice::new(&self.inbound.buf[frame.clone()])],
                 );
@@ -383,7 +383,7 @@ impl Relay {
                 }
                 continue;
             }
-            let got = vsys::recv_vectored(
+            let got = vio::recv_vectored(
                 self.link.as_fd(),
                 &mut [IoSliceMut::new(&mut self.out[LEN_BYTES..])],
             );
@@ -411,8 +411,8 @@ impl Relay {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::virtio::net::backends::sys::mkfifo;
-    use crate::virtio::net::backends::testutil::{
+    use crate::virtio::net::backends::hostio::mkfifo;
+    use crate::virtio::net::backends::test_utils::{
         frame, recv_frame, send_frame, wait_readable, TempDir,
     };
     use std::time::{Duration, Instant};

@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::error::{BackendError, Cause};
-use super::{sys, FrameFd, FrameIo};
+use super::{hostio, FrameFd, FrameIo};
 use crate::config::BackendKind;
 use crate::virtio::net::NetBackend;
 
@@ -186,7 +186,7 @@ fn bind_data_socket(dir: &Path) -> io::Result<(UnixDatagram, PathBuf)> {
 fn set_data_socket_mode(port: &Path, ctl: &Path) {
     let mut mode = 0o700;
     if let Ok(m) = fs::metadata(ctl) {
-        if m.uid() != 0 && m.uid() != sys::geteuid() {
+        if m.uid() != 0 && m.uid() != hostio::geteuid() {
             mode = match std::os::unix::fs::chown(port, None, Some(m.gid())) {
                 Ok(()) => 0o770,
                 Err(_) => 0o777,
@@ -274,7 +274,7 @@ impl NetBackend for Vde {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::virtio::net::backends::testutil::{frame, recv_frame, send_frame, TempDir};
+    use crate::virtio::net::backends::test_utils::{frame, recv_frame, send_frame, TempDir};
     use std::os::unix::net::UnixListener;
     use std::thread;
 

@@ -365,7 +365,7 @@ mod tests {
 
     #[test]
     fn a_socketpair_is_a_connected_socket() {
-        let (a, _b) = crate::virtio::sys::seqpacket_pair().unwrap();
+        let (a, _b) = crate::virtio::hostio::seqpacket_pair().unwrap();
         assert_eq!(file_type(a.as_fd()).unwrap(), libc::S_IFSOCK);
         assert_eq!(
             getsockopt_int(a.as_fd(), libc::SOL_SOCKET, libc::SO_TYPE).unwrap(),
