@@ -63,11 +63,11 @@ fn cpath(path: impl AsRef<std::ffi::OsStr>) -> Result<std::ffi::CString, Errno> 
 }
 
 /// Pointer as a syscall argument.
-fn p<T>(ptr: *const T) -> i64 {
+fn ptr_arg<T>(ptr: *const T) -> i64 {
     ptr as usize as i64
 }
 
 /// Mutable pointer as a syscall argument.
-fn pm<T>(ptr: *mut T) -> i64 {
+fn ptr_arg_mut<T>(ptr: *mut T) -> i64 {
     ptr as usize as i64
 }
