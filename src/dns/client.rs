@@ -64,8 +64,14 @@ impl Client {
                 let id = random_id();
                 let query = wire::query(id, name, qtype).map_err(|_| LookupError::BadName)?;
                 let dest = SocketAddr::new(server, 53);
-                let reply = match udp(dest, &query, id, name, qtype, self.timeout) {
-                    Ok(r) if r.truncated => tcp(dest, &query, id, name, qtype, self.timeout),
+                let q = Question {
+                    query: &query,
+                    id,
+                    name,
+                    qtype,
+                };
+                let reply = match udp(dest, &q, self.timeout) {
+                    Ok(r) if r.truncated => tcp(dest, &q, self.timeout),
                     other => other,
                 };
                 match reply {
@@ -163,25 +169,32 @@ fn wait(fd: i32, events: i16, deadline: Instant) -> Result<(), Transport> {
     }
 }
 
-fn udp(
-    dest: SocketAddr,
-    query: &[u8],
+/// One query on the wire, and what its reply must match.
+struct Question<'a> {
+    query: &'a [u8],
     id: u16,
-    name: &str,
+    name: &'a str,
     qtype: u16,
-    timeout: Duration,
-) -> Result<Reply, Transport> {
+}
+
+impl Question<'_> {
+    fn parse_reply(&self, buf: &[u8]) -> Result<Reply, wire::WireError> {
+        wire::parse_reply(buf, self.id, self.name, self.qtype)
+    }
+}
+
+fn udp(dest: SocketAddr, q: &Question<'_>, timeout: Duration) -> Result<Reply, Transport> {
     let s = open(dest, abi::SOCK_DGRAM)?;
     // Connected: the kernel drops datagrams from any other address.
     syscall::connect(s.0, &sockaddr(dest)).map_err(|e| Transport::Syscall("connect", e))?;
-    syscall::send(s.0, query, 0).map_err(|e| Transport::Syscall("send", e))?;
+    syscall::send(s.0, q.query, 0).map_err(|e| Transport::Syscall("send", e))?;
     let deadline = Instant::now() + timeout;
     let mut buf = vec![0u8; 65536];
     loop {
         wait(s.0, abi::POLLIN, deadline)?;
         match syscall::recv(s.0, &mut buf, 0) {
             Ok(n) => {
-                if let Ok(r) = wire::parse_reply(&buf[..n], id, name, qtype) {
+                if let Ok(r) = q.parse_reply(&buf[..n]) {
                     return Ok(r);
                 }
                 // Not ours or malformed: keep waiting for the real one.
@@ -216,14 +229,7 @@ fn recv_exact(fd: i32, buf: &mut [u8], deadline: Instant) -> Result<(), Transpor
     Ok(())
 }
 
-fn tcp(
-    dest: SocketAddr,
-    query: &[u8],
-    id: u16,
-    name: &str,
-    qtype: u16,
-    timeout: Duration,
-) -> Result<Reply, Transport> {
+fn tcp(dest: SocketAddr, q: &Question<'_>, timeout: Duration) -> Result<Reply, Transport> {
     let s = open(dest, abi::SOCK_STREAM)?;
     let deadline = Instant::now() + timeout;
     match syscall::connect(s.0, &sockaddr(dest)) {
@@ -238,20 +244,18 @@ fn tcp(
         }
         Err(e) => return Err(Transport::Syscall("connect", e)),
     }
-    let mut framed = (query.len() as u16).to_be_bytes().to_vec();
-    framed.extend_from_slice(query);
+    let mut framed = (q.query.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(q.query);
     send_all(s.0, &framed, deadline)?;
     let mut len = [0u8; 2];
     recv_exact(s.0, &mut len, deadline)?;
     let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
     recv_exact(s.0, &mut buf, deadline)?;
-    wire::parse_reply(&buf, id, name, qtype)
-        .map_err(Transport::Bad)
-        .and_then(|r| {
-            if r.truncated {
-                Err(Transport::Closed)
-            } else {
-                Ok(r)
-            }
-        })
+    q.parse_reply(&buf).map_err(Transport::Bad).and_then(|r| {
+        if r.truncated {
+            Err(Transport::Closed)
+        } else {
+            Ok(r)
+        }
+    })
 }

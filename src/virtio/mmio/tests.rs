@@ -8,7 +8,8 @@ use super::*;
 use crate::virtio::device::{ActivateError, INT_CONFIG, INT_USED_RING};
 use crate::virtio::mem::RAM_PHYS_BASE;
 use crate::virtio::test_utils::{
-    add_status, device_features, read32, set_driver_features, setup_queue, write32, DriverQueue,
+    add_status, device_features, negotiate, read32, set_driver_features, setup_queue, write32,
+    DriverQueue,
 };
 
 const BASE: GuestAddress = GuestAddress(RAM_PHYS_BASE);
@@ -182,10 +183,7 @@ fn feature_negotiation() {
 fn version_1_is_required() {
     let mut f = fixture();
     let t = &mut f.t;
-    add_status(t, status::ACKNOWLEDGE);
-    add_status(t, status::DRIVER);
-    set_driver_features(t, DUMMY_FEATURE | features::RING_EVENT_IDX);
-    add_status(t, status::FEATURES_OK);
+    negotiate(t, DUMMY_FEATURE | features::RING_EVENT_IDX);
     assert_eq!(
         read32(t, regs::STATUS) & status::FEATURES_OK,
         0,
@@ -203,10 +201,7 @@ fn device_can_refuse_features() {
     let mut f = fixture();
     f.log.refuse_features.store(true, Ordering::SeqCst);
     let t = &mut f.t;
-    add_status(t, status::ACKNOWLEDGE);
-    add_status(t, status::DRIVER);
-    set_driver_features(t, features::VERSION_1);
-    add_status(t, status::FEATURES_OK);
+    negotiate(t, features::VERSION_1);
     assert_eq!(read32(t, regs::STATUS) & status::FEATURES_OK, 0);
 }
 
@@ -329,10 +324,7 @@ fn queue_setup_validation() {
     write32(t, regs::QUEUE_READY, 1);
     assert_eq!(read32(t, regs::QUEUE_READY), 0);
 
-    add_status(t, status::ACKNOWLEDGE);
-    add_status(t, status::DRIVER);
-    set_driver_features(t, features::VERSION_1);
-    add_status(t, status::FEATURES_OK);
+    negotiate(t, features::VERSION_1);
     let q0 = DriverQueue::new(&f.mem, BASE, 16);
     setup_queue(t, 0, &q0);
     // Writes to a ready queue's registers are ignored (4.2.2.2).
@@ -365,10 +357,7 @@ fn queue_setup_validation() {
 fn unready_queue_fails_activation() {
     let mut f = fixture();
     let t = &mut f.t;
-    add_status(t, status::ACKNOWLEDGE);
-    add_status(t, status::DRIVER);
-    set_driver_features(t, features::VERSION_1);
-    add_status(t, status::FEATURES_OK);
+    negotiate(t, features::VERSION_1);
     setup_queue(t, 0, &DriverQueue::new(&f.mem, BASE, 16));
     // Queue 1 left unconfigured, and a queue outside guest memory would
     // fail the same way.
@@ -403,10 +392,7 @@ fn stopping_a_queue_stops_the_device() {
 fn queue_addresses_take_both_halves() {
     let mut f = fixture();
     let t = &mut f.t;
-    add_status(t, status::ACKNOWLEDGE);
-    add_status(t, status::DRIVER);
-    set_driver_features(t, features::VERSION_1);
-    add_status(t, status::FEATURES_OK);
+    negotiate(t, features::VERSION_1);
     write32(t, regs::QUEUE_SEL, 1);
     write32(t, regs::QUEUE_DEVICE_HIGH, 0x1234_5678);
     write32(t, regs::QUEUE_DEVICE_LOW, 0x9abc_def0);

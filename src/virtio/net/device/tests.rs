@@ -4,7 +4,7 @@
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::tx::{TX_INLINE_BUDGET, TX_INLINE_MAX_LEN};
 use super::*;
@@ -17,8 +17,8 @@ use crate::virtio::net::{
     VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6,
 };
 use crate::virtio::test_utils::{
-    add_status, device_features, read32, set_driver_features, setup_queue, write32, Buf,
-    DriverQueue,
+    add_status, device_features, negotiate, read32, set_driver_features, setup_queue, wait_until,
+    write32, Buf, DriverQueue,
 };
 use crate::virtio::{features as vfeatures, status};
 
@@ -40,14 +40,6 @@ struct Harness {
     irqs: Arc<AtomicUsize>,
     metrics: Arc<NetMetrics>,
     next_buf: u64,
-}
-
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(1));
-    }
 }
 
 /// A device with `offered` features over a socket pair, brought up the
@@ -101,15 +93,19 @@ impl Harness {
     }
 
     /// Queues a transmit frame as virtio_net's `xmit_skb` does (header
-    /// and data in separate descriptors) and notifies.
-    fn send(&mut self, hdr: VirtioNetHdr, frame: &[u8]) -> u16 {
+    /// and data in separate descriptors), without notifying.
+    fn queue_tx(&mut self, hdr: VirtioNetHdr, frame: &[u8]) -> u16 {
         let h = self.alloc(12);
         self.mem.write(h, &hdr.to_bytes()).unwrap();
         let d = self.alloc(frame.len() as u32);
         self.mem.write(d, frame).unwrap();
-        let head = self
-            .txq
-            .add_chain(&[Buf::r(h, 12), Buf::r(d, frame.len() as u32)]);
+        self.txq
+            .add_chain(&[Buf::r(h, 12), Buf::r(d, frame.len() as u32)])
+    }
+
+    /// [`queue_tx`](Self::queue_tx), then notifies.
+    fn send(&mut self, hdr: VirtioNetHdr, frame: &[u8]) -> u16 {
+        let head = self.queue_tx(hdr, frame);
         write32(&mut self.t, regs::QUEUE_NOTIFY, 1);
         head
     }
@@ -572,10 +568,7 @@ fn reset_stops_and_joins_the_worker_and_reactivates() {
     assert_eq!(h.metrics.rx_frames_count.get(), 0);
     // The driver brings the device up again on the same backend; the
     // waiting frame is then delivered.
-    add_status(&mut h.t, status::ACKNOWLEDGE);
-    add_status(&mut h.t, status::DRIVER);
-    set_driver_features(&mut h.t, vfeatures::VERSION_1 | features::MRG_RXBUF);
-    add_status(&mut h.t, status::FEATURES_OK);
+    negotiate(&mut h.t, vfeatures::VERSION_1 | features::MRG_RXBUF);
     h.rxq = DriverQueue::new(&h.mem, BASE, 256);
     h.txq = DriverQueue::new(&h.mem, GuestAddress(RAM_PHYS_BASE + 0x10000), 256);
     setup_queue(&mut h.t, 0, &h.rxq);
@@ -654,14 +647,7 @@ fn long_transmit_is_left_to_the_worker() {
     let small = frame(60, 1);
     let long = frame(TX_INLINE_MAX_LEN, 2);
     for f in [&small, &long, &small] {
-        let hd = h.alloc(12);
-        h.mem
-            .write(hd, &VirtioNetHdr::default().to_bytes())
-            .unwrap();
-        let d = h.alloc(f.len() as u32);
-        h.mem.write(d, f).unwrap();
-        h.txq
-            .add_chain(&[Buf::r(hd, 12), Buf::r(d, f.len() as u32)]);
+        h.queue_tx(VirtioNetHdr::default(), f);
     }
     write32(&mut h.t, regs::QUEUE_NOTIFY, 1);
     // In order, the first inline, the rest by the worker.
@@ -680,14 +666,7 @@ fn transmit_burst_past_the_inline_budget_is_finished_by_the_worker() {
     // Queued without notifying, then one notification for all.
     let frames: Vec<Vec<u8>> = (0..n).map(|i| frame(100, i as u8)).collect();
     for f in &frames {
-        let hd = h.alloc(12);
-        h.mem
-            .write(hd, &VirtioNetHdr::default().to_bytes())
-            .unwrap();
-        let d = h.alloc(f.len() as u32);
-        h.mem.write(d, f).unwrap();
-        h.txq
-            .add_chain(&[Buf::r(hd, 12), Buf::r(d, f.len() as u32)]);
+        h.queue_tx(VirtioNetHdr::default(), f);
     }
     write32(&mut h.t, regs::QUEUE_NOTIFY, 1);
     for f in &frames {
