@@ -62,12 +62,7 @@ fn cpath(path: impl AsRef<std::ffi::OsStr>) -> Result<std::ffi::CString, Errno> 
     std::ffi::CString::new(path.as_ref().as_bytes()).map_err(|_| Errno::EINVAL)
 }
 
-/// Pointer as a syscall argument.
-fn ptr_arg<T>(ptr: *const T) -> i64 {
-    ptr as usize as i64
-}
-
-/// Mutable pointer as a syscall argument.
-fn ptr_arg_mut<T>(ptr: *mut T) -> i64 {
-    ptr as usize as i64
+/// A pointer as a system-call argument (a `*mut T` coerces to it too).
+fn ptr<T>(p: *const T) -> i64 {
+    p as usize as i64
 }
