@@ -12,7 +12,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 
 use super::abi::{self, StatFs, Statx, Timespec};
-use super::{cpath, nr, ptr, raw, Errno};
+use super::{cpath, nr, ptr, ptr_mut, raw, Errno};
 
 /// Creates a directory relative to `dirfd`.
 pub fn mkdirat(dirfd: i32, path: impl AsRef<OsStr>, mode: u32) -> Result<(), Errno> {
@@ -148,7 +148,7 @@ pub fn readlinkat(dirfd: i32, path: impl AsRef<OsStr>) -> Result<PathBuf, Errno>
                 [
                     dirfd as i64,
                     ptr(c.as_ptr()),
-                    ptr(buf.as_mut_ptr()),
+                    ptr_mut(buf.as_mut_ptr()),
                     buf.len() as i64,
                     0,
                     0,
@@ -295,7 +295,7 @@ pub fn statfs(path: impl AsRef<OsStr>) -> Result<StatFs, Errno> {
     let c = cpath(path)?;
     let mut st = StatFs::default();
     // SAFETY: a NUL-terminated path and a generic-ABI struct statfs to fill.
-    unsafe { raw(nr::STATFS, [ptr(c.as_ptr()), ptr(&mut st), 0, 0, 0, 0]) }?;
+    unsafe { raw(nr::STATFS, [ptr(c.as_ptr()), ptr_mut(&mut st), 0, 0, 0, 0]) }?;
     Ok(st)
 }
 
@@ -303,7 +303,7 @@ pub fn statfs(path: impl AsRef<OsStr>) -> Result<StatFs, Errno> {
 pub fn fstatfs(fd: i32) -> Result<StatFs, Errno> {
     let mut st = StatFs::default();
     // SAFETY: a generic-ABI struct statfs to fill.
-    unsafe { raw(nr::FSTATFS, [fd as i64, ptr(&mut st), 0, 0, 0, 0]) }?;
+    unsafe { raw(nr::FSTATFS, [fd as i64, ptr_mut(&mut st), 0, 0, 0, 0]) }?;
     Ok(st)
 }
 
@@ -357,7 +357,7 @@ pub fn statx(dirfd: i32, path: impl AsRef<OsStr>, flags: i32, mask: u32) -> Resu
                 ptr(c.as_ptr()),
                 flags as i64,
                 mask as i64,
-                ptr(&mut st),
+                ptr_mut(&mut st),
                 0,
             ],
         )
@@ -379,7 +379,7 @@ fn xattr_get(call: i64, target: i64, name: &OsStr, buf: &mut [u8]) -> Result<usi
             [
                 target,
                 ptr(n.as_ptr()),
-                ptr(buf.as_mut_ptr()),
+                ptr_mut(buf.as_mut_ptr()),
                 buf.len() as i64,
                 0,
                 0,
@@ -413,7 +413,7 @@ fn xattr_list(call: i64, target: i64, buf: &mut [u8]) -> Result<usize, Errno> {
     unsafe {
         raw(
             call,
-            [target, ptr(buf.as_mut_ptr()), buf.len() as i64, 0, 0, 0],
+            [target, ptr_mut(buf.as_mut_ptr()), buf.len() as i64, 0, 0, 0],
         )
     }
     .map(|v| v as usize)

@@ -3,7 +3,7 @@
 use std::ffi::OsStr;
 
 use super::abi::{self, Stat};
-use super::{cpath, nr, ptr, raw, Errno};
+use super::{cpath, nr, ptr, ptr_mut, raw, Errno};
 
 /// Opens `path` (relative to `dirfd`).
 pub fn openat(dirfd: i32, path: impl AsRef<OsStr>, flags: i32, mode: u32) -> Result<i32, Errno> {
@@ -45,7 +45,14 @@ pub fn read(fd: i32, buf: &mut [u8]) -> Result<usize, Errno> {
     unsafe {
         raw(
             nr::READ,
-            [fd as i64, ptr(buf.as_mut_ptr()), buf.len() as i64, 0, 0, 0],
+            [
+                fd as i64,
+                ptr_mut(buf.as_mut_ptr()),
+                buf.len() as i64,
+                0,
+                0,
+                0,
+            ],
         )
     }
     .map(|n| n as usize)
@@ -69,7 +76,7 @@ pub fn pread(fd: i32, buf: &mut [u8], offset: i64) -> Result<usize, Errno> {
             nr::PREAD64,
             [
                 fd as i64,
-                ptr(buf.as_mut_ptr()),
+                ptr_mut(buf.as_mut_ptr()),
                 buf.len() as i64,
                 offset,
                 0,
@@ -99,7 +106,7 @@ pub fn lseek(fd: i32, offset: i64, whence: i32) -> Result<i64, Errno> {
 pub fn fstat(fd: i32) -> Result<Stat, Errno> {
     let mut st = Stat::default();
     // SAFETY: `st` is a generic-ABI struct stat the kernel fills.
-    unsafe { raw(nr::FSTAT, [fd as i64, ptr(&mut st), 0, 0, 0, 0]) }?;
+    unsafe { raw(nr::FSTAT, [fd as i64, ptr_mut(&mut st), 0, 0, 0, 0]) }?;
     Ok(st)
 }
 
@@ -113,7 +120,7 @@ pub fn fstatat(dirfd: i32, path: impl AsRef<OsStr>, flags: i32) -> Result<Stat, 
             [
                 dirfd as i64,
                 ptr(c.as_ptr()),
-                ptr(&mut st),
+                ptr_mut(&mut st),
                 flags as i64,
                 0,
                 0,
@@ -219,7 +226,14 @@ pub fn getdents64(fd: i32, buf: &mut [u8]) -> Result<usize, Errno> {
     unsafe {
         raw(
             nr::GETDENTS64,
-            [fd as i64, ptr(buf.as_mut_ptr()), buf.len() as i64, 0, 0, 0],
+            [
+                fd as i64,
+                ptr_mut(buf.as_mut_ptr()),
+                buf.len() as i64,
+                0,
+                0,
+                0,
+            ],
         )
     }
     .map(|n| n as usize)
@@ -305,7 +319,12 @@ pub fn umount(target: &str, flags: i32) -> Result<(), Errno> {
 pub fn pipe2(flags: i32) -> Result<(i32, i32), Errno> {
     let mut fds = [0i32; 2];
     // SAFETY: the kernel writes two ints.
-    unsafe { raw(nr::PIPE2, [ptr(fds.as_mut_ptr()), flags as i64, 0, 0, 0, 0]) }?;
+    unsafe {
+        raw(
+            nr::PIPE2,
+            [ptr_mut(fds.as_mut_ptr()), flags as i64, 0, 0, 0, 0],
+        )
+    }?;
     Ok((fds[0], fds[1]))
 }
 

@@ -62,7 +62,12 @@ fn cpath(path: impl AsRef<std::ffi::OsStr>) -> Result<std::ffi::CString, Errno> 
     std::ffi::CString::new(path.as_ref().as_bytes()).map_err(|_| Errno::EINVAL)
 }
 
-/// A pointer as a system-call argument (a `*mut T` coerces to it too).
+/// A pointer the kernel reads through, as a system-call argument.
 fn ptr<T>(p: *const T) -> i64 {
+    p as usize as i64
+}
+
+/// A pointer the kernel may write through, as a system-call argument.
+fn ptr_mut<T>(p: *mut T) -> i64 {
     p as usize as i64
 }

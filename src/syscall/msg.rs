@@ -13,7 +13,7 @@ use std::io::{IoSlice, IoSliceMut};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::abi::{SockAddrIn, AF_INET, AF_INET6, AF_NETLINK};
-use super::{nr, ptr, raw, Errno};
+use super::{nr, ptr, ptr_mut, raw, Errno};
 
 /// `IPPROTO_ICMP`.
 pub const IPPROTO_ICMP: i32 = 1;
@@ -334,7 +334,7 @@ pub fn recvmsg(fd: i32, bufs: &mut [IoSliceMut<'_>], flags: i32) -> Result<RecvM
     let n = unsafe {
         raw(
             nr::RECVMSG,
-            [fd as i64, ptr(&mut hdr), flags as i64, 0, 0, 0],
+            [fd as i64, ptr_mut(&mut hdr), flags as i64, 0, 0, 0],
         )
     }?;
     let namelen = usize::try_from(hdr.msg_namelen).unwrap_or(0);
@@ -380,11 +380,11 @@ pub fn recvfrom(fd: i32, buf: &mut [u8], flags: i32) -> Result<(usize, Option<So
             nr::RECVFROM,
             [
                 fd as i64,
-                ptr(buf.as_mut_ptr()),
+                ptr_mut(buf.as_mut_ptr()),
                 buf.len() as i64,
                 flags as i64,
-                ptr(name.as_mut_ptr()),
-                ptr(&mut namelen),
+                ptr_mut(name.as_mut_ptr()),
+                ptr_mut(&mut namelen),
             ],
         )
     }?;
@@ -428,8 +428,8 @@ pub fn getsockname(fd: i32) -> Result<SockAddr, Errno> {
             nr::GETSOCKNAME,
             [
                 fd as i64,
-                ptr(name.as_mut_ptr()),
-                ptr(&mut namelen),
+                ptr_mut(name.as_mut_ptr()),
+                ptr_mut(&mut namelen),
                 0,
                 0,
                 0,

@@ -1,7 +1,7 @@
 //! epoll, ppoll, pselect6.
 
 use super::abi::{EpollEvent, PollFd, Timespec};
-use super::{nr, ptr, raw, Errno};
+use super::{nr, ptr, ptr_mut, raw, Errno};
 
 pub fn epoll_create(flags: i32) -> Result<i32, Errno> {
     // SAFETY: no pointer arguments.
@@ -29,7 +29,7 @@ pub fn epoll_wait(epfd: i32, events: &mut [EpollEvent], timeout_ms: i32) -> Resu
             nr::EPOLL_PWAIT,
             [
                 epfd as i64,
-                ptr(events.as_mut_ptr()),
+                ptr_mut(events.as_mut_ptr()),
                 events.len() as i64,
                 timeout_ms as i64,
                 0,
@@ -47,7 +47,7 @@ pub fn ppoll(fds: &mut [PollFd], timeout: Option<Timespec>) -> Result<usize, Err
     unsafe {
         raw(
             nr::PPOLL,
-            [ptr(fds.as_mut_ptr()), fds.len() as i64, tsp, 0, 8, 0],
+            [ptr_mut(fds.as_mut_ptr()), fds.len() as i64, tsp, 0, 8, 0],
         )
     }
     .map(|n| n as usize)
@@ -75,8 +75,8 @@ pub fn pselect(
 ) -> Result<usize, Errno> {
     let ts = timeout.unwrap_or_default();
     let tsp = if timeout.is_some() { ptr(&ts) } else { 0 };
-    let rp = read.map_or(0, |s| ptr(s));
-    let wp = write.map_or(0, |s| ptr(s));
+    let rp = read.map_or(0, |s| ptr_mut(s));
+    let wp = write.map_or(0, |s| ptr_mut(s));
     // SAFETY: fd_sets of 1024 bits and an optional timespec; no sigmask.
     unsafe { raw(nr::PSELECT6, [nfds as i64, rp, wp, 0, tsp, 0]) }.map(|n| n as usize)
 }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::abi::{Timespec, UtsName};
-use super::{nr, ptr, raw, Errno};
+use super::{nr, ptr, ptr_mut, raw, Errno};
 
 pub fn getpid() -> Result<i32, Errno> {
     // SAFETY: no arguments.
@@ -18,7 +18,7 @@ pub fn gettid() -> Result<i32, Errno> {
 pub fn uname() -> Result<UtsName, Errno> {
     let mut u = UtsName::default();
     // SAFETY: a struct new_utsname the kernel fills.
-    unsafe { raw(nr::UNAME, [ptr(&mut u), 0, 0, 0, 0, 0]) }?;
+    unsafe { raw(nr::UNAME, [ptr_mut(&mut u), 0, 0, 0, 0, 0]) }?;
     Ok(u)
 }
 
@@ -41,7 +41,7 @@ pub fn sched_yield() -> Result<(), Errno> {
 pub fn clock_monotonic() -> Result<Timespec, Errno> {
     let mut ts = Timespec::default();
     // SAFETY: a timespec the kernel fills.
-    unsafe { raw(nr::CLOCK_GETTIME, [1, ptr(&mut ts), 0, 0, 0, 0]) }?;
+    unsafe { raw(nr::CLOCK_GETTIME, [1, ptr_mut(&mut ts), 0, 0, 0, 0]) }?;
     Ok(ts)
 }
 
