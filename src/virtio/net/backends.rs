@@ -181,6 +181,34 @@ impl fmt::Debug for FrameFd {
     }
 }
 
+/// A backend that is one [`FrameFd`] (its field `$field`) and always
+/// (`true`) or never (`false`) carries a vnet header: the backend calls go
+/// to the descriptor.
+macro_rules! frame_fd_backend {
+    ($ty:ty, $field:ident, vnet_hdr: $vnet:expr) => {
+        impl std::os::fd::AsRawFd for $ty {
+            fn as_raw_fd(&self) -> std::os::fd::RawFd {
+                self.$field.as_raw_fd()
+            }
+        }
+
+        impl crate::virtio::net::NetBackend for $ty {
+            fn send(&mut self, frame: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+                self.$field.send(frame)
+            }
+
+            fn recv(&mut self, frame: &mut [std::io::IoSliceMut<'_>]) -> std::io::Result<usize> {
+                self.$field.recv(frame)
+            }
+
+            fn has_vnet_hdr(&self) -> bool {
+                $vnet
+            }
+        }
+    };
+}
+pub(crate) use frame_fd_backend;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,17 +28,17 @@ use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::ops::Range;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 
 use super::error::{BackendError, Cause};
-use super::{FrameFd, FrameIo};
+use super::{frame_fd_backend, FrameFd, FrameIo};
 use crate::config::BackendKind;
 use crate::virtio::hostio::{self as vio, EventFd, Interest, PollSet};
-use crate::virtio::net::{NetBackend, FRAME_BUF_LEN};
+use crate::virtio::net::FRAME_BUF_LEN;
 
 /// The largest frame on a FIFO, header included (the device's own limit).
 pub const PIPE_FRAME_MAX: usize = FRAME_BUF_LEN;
@@ -170,25 +170,7 @@ impl fmt::Debug for Pipe {
     }
 }
 
-impl AsRawFd for Pipe {
-    fn as_raw_fd(&self) -> RawFd {
-        self.link.as_raw_fd()
-    }
-}
-
-impl NetBackend for Pipe {
-    fn send(&mut self, frame: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.link.send(frame)
-    }
-
-    fn recv(&mut self, frame: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        self.link.recv(frame)
-    }
-
-    fn has_vnet_hdr(&self) -> bool {
-        true
-    }
-}
+frame_fd_backend!(Pipe, link, vnet_hdr: true);
 
 /// Splits the byte stream of the rx FIFO into frames.
 struct Decoder {
@@ -415,6 +397,7 @@ mod tests {
     use crate::virtio::net::backends::test_utils::{
         frame, recv_frame, send_frame, wait_readable, TempDir,
     };
+    use crate::virtio::net::NetBackend;
     use std::time::{Duration, Instant};
 
     fn fifo_pair(dir: &TempDir) -> (PathBuf, PathBuf) {

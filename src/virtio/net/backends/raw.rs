@@ -25,13 +25,11 @@
 #![forbid(unsafe_code)]
 
 use std::fmt;
-use std::io::{self, IoSlice, IoSliceMut};
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd};
 
 use super::error::BackendError;
-use super::{hostio, FrameFd, FrameIo};
+use super::{frame_fd_backend, hostio, FrameFd, FrameIo};
 use crate::config::BackendKind;
-use crate::virtio::net::NetBackend;
 
 /// An `AF_PACKET` `SOCK_RAW` socket bound to one host interface.
 pub struct RawSocket {
@@ -114,25 +112,7 @@ impl fmt::Debug for RawSocket {
     }
 }
 
-impl AsRawFd for RawSocket {
-    fn as_raw_fd(&self) -> RawFd {
-        self.frames.as_raw_fd()
-    }
-}
-
-impl NetBackend for RawSocket {
-    fn send(&mut self, frame: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.frames.send(frame)
-    }
-
-    fn recv(&mut self, frame: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        self.frames.recv(frame)
-    }
-
-    fn has_vnet_hdr(&self) -> bool {
-        false
-    }
-}
+frame_fd_backend!(RawSocket, frames, vnet_hdr: false);
 
 #[cfg(test)]
 mod tests {

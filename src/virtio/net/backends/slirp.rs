@@ -43,7 +43,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::str::FromStr;
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -51,11 +51,11 @@ use std::thread::{self, JoinHandle};
 use serde::Serialize;
 
 use super::error::{BackendError, Cause};
-use super::{FrameFd, FrameIo};
+use super::{frame_fd_backend, FrameFd, FrameIo};
 use crate::config::BackendKind;
 use crate::virtio::hostio::{self as vio, EventFd};
 use crate::virtio::metrics::Counter;
-use crate::virtio::net::{NetBackend, FRAME_BUF_LEN};
+use crate::virtio::net::FRAME_BUF_LEN;
 use ffi::{Host, LoadError, Stack};
 
 /// Bytes of frames from slirp that may wait for the device; more are
@@ -496,25 +496,7 @@ impl fmt::Debug for Slirp {
     }
 }
 
-impl AsRawFd for Slirp {
-    fn as_raw_fd(&self) -> RawFd {
-        self.link.as_raw_fd()
-    }
-}
-
-impl NetBackend for Slirp {
-    fn send(&mut self, frame: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.link.send(frame)
-    }
-
-    fn recv(&mut self, frame: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        self.link.recv(frame)
-    }
-
-    fn has_vnet_hdr(&self) -> bool {
-        false
-    }
-}
+frame_fd_backend!(Slirp, link, vnet_hdr: false);
 
 /// The slirp thread's end of the link, and what slirp's callbacks reach.
 /// Used only on the slirp thread, from shared references (see
@@ -674,6 +656,7 @@ fn run(stack: &Stack<Link>, stop: &EventFd) -> Result<(), String> {
 mod tests {
     use super::*;
     use crate::virtio::net::backends::test_utils::{recv_frame, send_frame};
+    use crate::virtio::net::NetBackend;
 
     #[test]
     fn the_default_is_qemus_network() {

@@ -25,8 +25,8 @@
 
 use std::fmt;
 use std::fs;
-use std::io::{self, IoSlice, IoSliceMut, Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixDatagram, UnixStream};
@@ -34,9 +34,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::error::{BackendError, Cause};
-use super::{hostio, FrameFd, FrameIo};
+use super::{frame_fd_backend, hostio, FrameFd, FrameIo};
 use crate::config::BackendKind;
-use crate::virtio::net::NetBackend;
 
 /// `SWITCH_MAGIC`.
 pub const VDE_MAGIC: u32 = 0xfeed_face;
@@ -251,30 +250,13 @@ impl fmt::Debug for Vde {
     }
 }
 
-impl AsRawFd for Vde {
-    fn as_raw_fd(&self) -> RawFd {
-        self.data.as_raw_fd()
-    }
-}
-
-impl NetBackend for Vde {
-    fn send(&mut self, frame: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.data.send(frame)
-    }
-
-    fn recv(&mut self, frame: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        self.data.recv(frame)
-    }
-
-    fn has_vnet_hdr(&self) -> bool {
-        false
-    }
-}
+frame_fd_backend!(Vde, data, vnet_hdr: false);
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::virtio::net::backends::test_utils::{frame, recv_frame, send_frame, TempDir};
+    use crate::virtio::net::NetBackend;
     use std::os::unix::net::UnixListener;
     use std::thread;
 
