@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::host::iomem::{self, MmioDevice, MmioRegion};
 use crate::host::kernel_ram;
+use crate::kernel::{self, Kernel};
 use crate::sys;
 use crate::syscall::{self, Errno};
 use crate::virtio::{
@@ -37,17 +38,6 @@ impl fmt::Display for DeviceError {
 }
 
 impl std::error::Error for DeviceError {}
-
-/// `virtio_mmio.device=` parameters of devices attached before boot.
-static BOOT_DEVICES: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-/// The command-line parameters for devices attached before boot.
-pub(crate) fn boot_cmdline() -> String {
-    BOOT_DEVICES
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .join(" ")
-}
 
 /// The kernel's RAM as guest memory, once the kernel allocated it.
 fn kernel_memory() -> Option<GuestMemory> {
@@ -147,7 +137,7 @@ pub fn attach(device: Box<dyn VirtioDevice>) -> Result<AttachedDevice, DeviceErr
         }
     };
     let mut platform_id = None;
-    if crate::Kernel::is_running() {
+    if Kernel::is_running() {
         match syscall::virtio_mmio_device_add(region.base(), len, irq as u32) {
             Ok(id) => platform_id = Some(id),
             Err(e) => {
@@ -160,10 +150,7 @@ pub fn attach(device: Box<dyn VirtioDevice>) -> Result<AttachedDevice, DeviceErr
         let arg = registers
             .lock()
             .cmdline_arg(region.base() as usize, irq as u32);
-        BOOT_DEVICES
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(arg);
+        kernel::add_boot_param(arg);
     }
     Ok(AttachedDevice {
         registers,

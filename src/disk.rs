@@ -87,7 +87,7 @@ pub enum DiskError {
         errno: Errno,
     },
     /// A system call into the kernel failed.
-    Sys {
+    Syscall {
         /// The call.
         call: &'static str,
         /// Its argument.
@@ -138,7 +138,7 @@ impl fmt::Display for DiskError {
             DiskError::WrongFsType { fstype, what, .. } => {
                 write!(f, "{what} is not a {fstype} file system (or it is corrupt)")
             }
-            DiskError::Sys { call, what, errno } => write!(f, "{call} {what}: {errno}"),
+            DiskError::Syscall { call, what, errno } => write!(f, "{call} {what}: {errno}"),
             DiskError::HostSync { path, error } => {
                 write!(f, "cannot sync image {}: {error}", path.display())
             }
@@ -148,9 +148,9 @@ impl fmt::Display for DiskError {
 
 impl std::error::Error for DiskError {}
 
-fn sys(call: &'static str, what: impl Into<String>) -> impl FnOnce(Errno) -> DiskError {
+fn failed(call: &'static str, what: impl Into<String>) -> impl FnOnce(Errno) -> DiskError {
     let what = what.into();
-    move |errno| DiskError::Sys { call, what, errno }
+    move |errno| DiskError::Syscall { call, what, errno }
 }
 
 /// An image file attached to the kernel as a virtio-blk disk.
@@ -234,7 +234,7 @@ impl Disk {
         ensure_sysfs()?;
         let deadline = Instant::now() + PROBE_TIMEOUT;
         loop {
-            for name in syscall::read_dir("/sys/block").map_err(sys("list", "/sys/block"))? {
+            for name in syscall::read_dir("/sys/block").map_err(failed("list", "/sys/block"))? {
                 if name.starts_with('.') {
                     continue;
                 }
@@ -257,7 +257,7 @@ impl Disk {
         let name = self.kernel_name()?;
         let dir = format!("/sys/block/{name}");
         let mut parts: Vec<u32> = syscall::read_dir(&dir)
-            .map_err(sys("list", dir.clone()))?
+            .map_err(failed("list", dir.clone()))?
             .into_iter()
             .filter(|e| e.starts_with(&name))
             .filter_map(|e| read_kernel_file(&format!("{dir}/{e}/partition")).ok())
@@ -291,12 +291,12 @@ impl Disk {
             Some(_) => format!("/sys/block/{name}/{dev_name}"),
         };
         let dev = read_kernel_file(&format!("{sysdir}/dev"))
-            .map_err(sys("read", format!("{sysdir}/dev")))?;
+            .map_err(failed("read", format!("{sysdir}/dev")))?;
         let (major, minor) = dev
             .trim()
             .split_once(':')
             .and_then(|(a, b)| Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?)))
-            .ok_or(DiskError::Sys {
+            .ok_or(DiskError::Syscall {
                 call: "parse",
                 what: format!("{sysdir}/dev"),
                 errno: Errno::EINVAL,
@@ -310,9 +310,9 @@ impl Disk {
                 // it has this disk's numbers.
                 let _ = syscall::unlink(&node);
                 syscall::mknod(&node, abi::S_IFBLK | 0o600, encode_dev(major, minor))
-                    .map_err(sys("mknod", node.clone()))?;
+                    .map_err(failed("mknod", node.clone()))?;
             }
-            Err(e) => return Err(sys("mknod", node)(e)),
+            Err(e) => return Err(failed("mknod", node)(e)),
         }
         Ok(node)
     }
@@ -361,7 +361,7 @@ impl Disk {
                 what,
                 errno,
             },
-            e => sys("mount", format!("{node} at {target}"))(e),
+            e => failed("mount", format!("{node} at {target}"))(e),
         })?;
         registry()
             .mounts
@@ -373,7 +373,7 @@ impl Disk {
     /// `fdatasync`s the image.
     pub fn flush(&self) -> Result<(), DiskError> {
         if Kernel::is_running() {
-            syscall::sync().map_err(sys("sync", ""))?;
+            syscall::sync().map_err(failed("sync", ""))?;
         }
         self.file.sync_data().map_err(|error| DiskError::HostSync {
             path: self.path.clone(),
@@ -401,7 +401,7 @@ impl Disk {
 /// Unmounts `target` (syncing its file system first, as `umount` does) and
 /// `fdatasync`s every image.
 pub fn unmount(target: &str) -> Result<(), DiskError> {
-    syscall::umount(target, 0).map_err(sys("umount", target))?;
+    syscall::umount(target, 0).map_err(failed("umount", target))?;
     registry().mounts.retain(|(_, t)| t != target);
     sync_images()
 }
@@ -425,7 +425,7 @@ pub fn halt(kernel: Kernel) -> Result<(), DiskError> {
     for target in mounts.iter().rev() {
         if let Err(e) = syscall::umount(target, 0) {
             let _ = syscall::umount(target, MNT_DETACH);
-            first_err.get_or_insert(sys("umount", target.clone())(e));
+            first_err.get_or_insert(failed("umount", target.clone())(e));
         }
     }
     registry().mounts.clear();
@@ -435,7 +435,7 @@ pub fn halt(kernel: Kernel) -> Result<(), DiskError> {
     if let Some(e) = first_err {
         return Err(e);
     }
-    halted.map_err(sys("halt", "kernel"))?;
+    halted.map_err(failed("halt", "kernel"))?;
     synced
 }
 
@@ -506,7 +506,7 @@ fn ensure_sysfs() -> Result<(), DiskError> {
         return Ok(());
     }
     mkdir_p("/sys")?;
-    syscall::mount("sysfs", "/sys", "sysfs", 0, None).map_err(sys("mount", "sysfs at /sys"))
+    syscall::mount("sysfs", "/sys", "sysfs", 0, None).map_err(failed("mount", "sysfs at /sys"))
 }
 
 /// `mkdir -p` in the kernel.
@@ -517,7 +517,7 @@ pub fn mkdir_p(path: &str) -> Result<(), DiskError> {
         cur.push_str(part);
         match syscall::mkdir(&cur, 0o755) {
             Ok(()) | Err(Errno::EEXIST) => {}
-            Err(e) => return Err(sys("mkdir", cur)(e)),
+            Err(e) => return Err(failed("mkdir", cur)(e)),
         }
     }
     Ok(())

@@ -3,7 +3,8 @@
 
 use std::ffi::CString;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Mutex;
 
 use crate::host::{self, Console};
 use crate::sys;
@@ -16,18 +17,16 @@ const HALTED: u8 = 3;
 
 static STATE: AtomicU8 = AtomicU8::new(NOT_BOOTED);
 
-/// Set in the child of a fork(): the kernel's threads did not come along,
-/// so every call into it would hang. Calls fail with ESHUTDOWN instead.
-static FORKED: AtomicBool = AtomicBool::new(false);
+/// Kernel command-line parameters added before boot by the layers above
+/// (each attached device's `virtio_mmio.device=`), in the order added.
+static BOOT_PARAMS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
-extern "C" fn after_fork_in_child() {
-    FORKED.store(true, Ordering::Release);
-    STATE.store(HALTED, Ordering::Release);
-}
-
-/// True in a process forked from one that had a kernel running.
-pub(crate) fn forked_child() -> bool {
-    FORKED.load(Ordering::Relaxed)
+/// Adds `param` to the command line of the coming boot.
+pub(crate) fn add_boot_param(param: String) {
+    BOOT_PARAMS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(param);
 }
 
 /// How to boot.
@@ -55,14 +54,13 @@ impl Default for BootOptions {
 }
 
 impl BootOptions {
-    /// The command line handed to the kernel (devices attached before boot
-    /// included).
+    /// The command line handed to the kernel (the parameters of devices
+    /// attached before boot included).
     pub fn command_line(&self) -> String {
         let mut line = format!("mem={}K", self.memory / 1024);
-        let devices = crate::devices::boot_cmdline();
-        if !devices.is_empty() {
+        for param in BOOT_PARAMS.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             line.push(' ');
-            line.push_str(&devices);
+            line.push_str(param);
         }
         if let Some(level) = self.loglevel {
             line.push_str(&format!(" loglevel={level}"));
@@ -194,8 +192,7 @@ impl Kernel {
             return Err(BootError::AlreadyBooted);
         }
         host::set_console(opts.console);
-        // SAFETY: registers a handler that only stores to atomics.
-        unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+        sys::watch_forks();
         // SAFETY: OPS is a static table of valid host functions; `line` is a
         // NUL-terminated string the kernel copies before returning.
         let rc = unsafe { sys::lkl_start_kernel(&host::OPS, line.as_ptr()) };
@@ -208,16 +205,17 @@ impl Kernel {
         Ok(Kernel { _private: () })
     }
 
-    /// True while a kernel runs in this process.
+    /// True while a kernel runs in this process (never in a forked child:
+    /// the kernel stayed in the parent).
     pub fn is_running() -> bool {
-        STATE.load(Ordering::Acquire) == RUNNING
+        STATE.load(Ordering::Acquire) == RUNNING && !sys::forked()
     }
 
     /// Syncs file systems, stops the kernel, joins every thread it created
     /// and frees its memory. Threads blocked in kernel calls return
     /// `ESHUTDOWN`, and so does every later call.
     pub fn halt(self) -> Result<(), Errno> {
-        if forked_child() {
+        if sys::forked() {
             return Err(Errno::ESHUTDOWN);
         }
         // SAFETY: the kernel is running (we hold its handle).

@@ -1,8 +1,16 @@
 //! Raw bindings to the kernel object: the `lkl_*` entry points and the host
 //! operations table. Mirrors `kernel/arch/lkl/include/asm/host_ops.h` and
 //! `asm/lkl.h`; nothing else in the crate declares foreign kernel items.
+//!
+//! Also the one "forked" flag: the kernel's threads do not come along into
+//! the child of a `fork()`, so the child must never call into the copy of
+//! the kernel it inherited (every call would wait for a CPU no thread
+//! runs). [`watch_forks`] registers the `pthread_atfork` handler that sets
+//! it; [`forked`] reads it. Every layer above asks here.
 
 use std::ffi::{c_char, c_int, c_long, c_ulong, c_ulonglong, c_void};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Once;
 
 /// Opaque host objects: the kernel only passes the pointers back.
 pub type Sem = c_void;
@@ -57,4 +65,29 @@ extern "C" {
     pub fn lkl_put_irq(irq: c_int, user: *const c_char);
     /// Interrupts the call task `tid` is blocked in (async-signal-safe).
     pub fn lkl_interrupt_async(tid: c_int) -> c_int;
+}
+
+/// Set in the child of a fork() of a process that called [`watch_forks`].
+static FORKED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn mark_forked() {
+    FORKED.store(true, Ordering::Release);
+}
+
+/// Registers (once per process, however often it is called) the
+/// `pthread_atfork` child handler that makes [`forked`] true in every child
+/// forked from now on. The kernel registers it before it boots.
+pub fn watch_forks() {
+    static REGISTERED: Once = Once::new();
+    REGISTERED.call_once(|| {
+        // SAFETY: registers a handler that only stores to an atomic.
+        unsafe { libc::pthread_atfork(None, None, Some(mark_forked)) };
+    });
+}
+
+/// True in a process forked from one that called [`watch_forks`] (the one
+/// running the kernel): the kernel stayed in the parent.
+#[inline]
+pub fn forked() -> bool {
+    FORKED.load(Ordering::Relaxed)
 }

@@ -4,23 +4,27 @@
 //! on its command line; its register reads and writes at `base` reach the
 //! host through the `iomem_access` host operation, which hands them to a
 //! [`MmioTransport`]. Data moves through split virtqueues in the kernel's
-//! RAM, which devices reach through [`GuestMemory`]. Layers, from the bottom:
+//! RAM, which devices reach through [`GuestMemory`].
 //!
-//! - [`mem`]: [`GuestMemory`], guest-physical addresses mapped onto the one
-//!   host region holding the kernel's RAM, every access bounds-checked;
-//! - [`queue`]: our own split virtqueue (descriptor chains, indirect tables,
-//!   used ring, EVENT_IDX), treating everything the kernel wrote as hostile;
-//! - [`device`]: the [`VirtioDevice`] trait (the seam between transport and
-//!   device) and [`Interrupt`], the device-to-kernel signal;
-//! - [`mmio`]: [`MmioTransport`], the register file, feature negotiation and
-//!   the status state machine;
-//! - [`worker`] and [`sys`]: one thread per active device, sleeping in
-//!   `poll(2)` on eventfds and backend fds, stopped and joined on reset;
-//! - [`net`]: the virtio-net device and its [`NetBackend`] seam;
-//! - [`blk`]: the virtio-blk device over an image file.
+//! ## Modules, bottom-up
 //!
-//! Everything below [`net`] is device-generic, so a block device can reuse
-//! it as is.
+//! As in the crate's table (`src/lib.rs`), a module uses only modules of
+//! lower layers; `tests/layers.rs` checks it. The items of this file
+//! ([`device_id`], [`features`], [`status`]) belong to every layer.
+//!
+//! | layer | module | what it is |
+//! |---|---|---|
+//! | 0 | [`mem`] | [`GuestMemory`]: guest-physical addresses over the one host region holding the kernel's RAM, every access bounds-checked |
+//! | 0 | [`metrics`] | counters, serialised as JSON |
+//! | 0 | [`hostio`] | the libc edge: eventfds, `poll(2)`, packet sockets, vectored I/O |
+//! | 1 | [`queue`] | our own split virtqueue (descriptor chains, indirect tables, used ring, EVENT_IDX), everything the kernel wrote treated as hostile |
+//! | 2 | [`device`] | the [`VirtioDevice`] trait (the seam between transport and device) and [`Interrupt`], the device-to-kernel signal |
+//! | 3 | [`mmio`] | [`MmioTransport`]: the register file, feature negotiation, the status state machine |
+//! | 3 | [`worker`] | one thread per active device, sleeping in `poll(2)` on eventfds and backend fds, stopped and joined on reset |
+//! | 4 | [`net`] | the virtio-net device, its [`NetBackend`] seam and the host backends |
+//! | 4 | [`blk`] | the virtio-blk device over an image file |
+//!
+//! Everything below layer 4 is device-generic: [`net`] and [`blk`] share it.
 //!
 //! **Threads.** [`MmioTransport::read`]/[`MmioTransport::write`] run on
 //! whichever thread holds the kernel's CPU lock. They never call into the
@@ -34,18 +38,23 @@
 //! inside a register write.
 //!
 //! **Unsafe code** lives only in [`mem`] (copies into and out of the
-//! kernel's RAM), [`sys`] and `net::backends::sys` (libc calls); every
-//! other module forbids it.
+//! kernel's RAM), [`hostio`] and `net::backends::hostio` (libc calls) and
+//! `net::backends::slirp::ffi` (the dlopen'ed libslirp); every other module
+//! forbids it.
 
-pub mod blk;
-pub mod device;
+pub mod hostio;
 pub mod mem;
 pub mod metrics;
-pub mod mmio;
-pub mod net;
+
 pub mod queue;
-pub mod sys;
+
+pub mod device;
+
+pub mod mmio;
 pub mod worker;
+
+pub mod blk;
+pub mod net;
 
 #[cfg(test)]
 pub(crate) mod test_utils;

@@ -16,7 +16,7 @@ use lkl::config::{Config, IpNet, TABLE_MAIN};
 use lkl::devices::{self, AttachedDevice};
 use lkl::netcfg::{self, wire, ApplyOptions, Dad, Link, NetcfgError, RouteSpec, Rtnl};
 use lkl::syscall::Errno;
-use lkl::virtio::sys::{recv_vectored, send_vectored, Interest, PollSet};
+use lkl::virtio::hostio::{recv_vectored, send_vectored, Interest, PollSet};
 use lkl::virtio::{Net, SocketPairBackend};
 use testkit::{boot, in_child};
 

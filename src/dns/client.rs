@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::wire::{self, Reply};
 use crate::syscall::abi::{self, PollFd, Timespec};
-use crate::syscall::{self as sys, Errno, SockAddr};
+use crate::syscall::{self, Errno, SockAddr};
 
 /// Why a lookup gave no answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,8 +64,14 @@ impl Client {
                 let id = random_id();
                 let query = wire::query(id, name, qtype).map_err(|_| LookupError::BadName)?;
                 let dest = SocketAddr::new(server, 53);
-                let reply = match udp(dest, &query, id, name, qtype, self.timeout) {
-                    Ok(r) if r.truncated => tcp(dest, &query, id, name, qtype, self.timeout),
+                let q = Question {
+                    query: &query,
+                    id,
+                    name,
+                    qtype,
+                };
+                let reply = match udp(dest, &q, self.timeout) {
+                    Ok(r) if r.truncated => tcp(dest, &q, self.timeout),
                     other => other,
                 };
                 match reply {
@@ -95,7 +101,7 @@ fn random_id() -> u16 {
 /// Why one exchange failed.
 #[derive(Debug)]
 enum Transport {
-    Sys(&'static str, Errno),
+    Syscall(&'static str, Errno),
     Timeout,
     Closed,
     Bad(wire::WireError),
@@ -104,7 +110,7 @@ enum Transport {
 impl fmt::Display for Transport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Transport::Sys(what, e) => write!(f, "{what}: {e}"),
+            Transport::Syscall(what, e) => write!(f, "{what}: {e}"),
             Transport::Timeout => f.write_str("timed out"),
             Transport::Closed => f.write_str("connection closed early"),
             Transport::Bad(e) => write!(f, "{e}"),
@@ -117,7 +123,7 @@ struct Sock(i32);
 
 impl Drop for Sock {
     fn drop(&mut self) {
-        let _ = sys::close(self.0);
+        let _ = syscall::close(self.0);
     }
 }
 
@@ -134,8 +140,8 @@ fn open(dest: SocketAddr, ty: i32) -> Result<Sock, Transport> {
     } else {
         abi::AF_INET6
     };
-    let fd = sys::socket(family, ty | abi::SOCK_CLOEXEC | abi::SOCK_NONBLOCK, 0)
-        .map_err(|e| Transport::Sys("socket", e))?;
+    let fd = syscall::socket(family, ty | abi::SOCK_CLOEXEC | abi::SOCK_NONBLOCK, 0)
+        .map_err(|e| Transport::Syscall("socket", e))?;
     Ok(Sock(fd))
 }
 
@@ -155,49 +161,56 @@ fn wait(fd: i32, events: i16, deadline: Instant) -> Result<(), Transport> {
             tv_sec: left.as_secs() as i64,
             tv_nsec: i64::from(left.subsec_nanos()),
         };
-        match sys::ppoll(&mut p, Some(ts)) {
+        match syscall::ppoll(&mut p, Some(ts)) {
             Ok(0) | Err(Errno::EINTR) => continue,
             Ok(_) => return Ok(()),
-            Err(e) => return Err(Transport::Sys("poll", e)),
+            Err(e) => return Err(Transport::Syscall("poll", e)),
         }
     }
 }
 
-fn udp(
-    dest: SocketAddr,
-    query: &[u8],
+/// One query on the wire, and what its reply must match.
+struct Question<'a> {
+    query: &'a [u8],
     id: u16,
-    name: &str,
+    name: &'a str,
     qtype: u16,
-    timeout: Duration,
-) -> Result<Reply, Transport> {
+}
+
+impl Question<'_> {
+    fn parse_reply(&self, buf: &[u8]) -> Result<Reply, wire::WireError> {
+        wire::parse_reply(buf, self.id, self.name, self.qtype)
+    }
+}
+
+fn udp(dest: SocketAddr, q: &Question<'_>, timeout: Duration) -> Result<Reply, Transport> {
     let s = open(dest, abi::SOCK_DGRAM)?;
     // Connected: the kernel drops datagrams from any other address.
-    sys::connect(s.0, &sockaddr(dest)).map_err(|e| Transport::Sys("connect", e))?;
-    sys::send(s.0, query, 0).map_err(|e| Transport::Sys("send", e))?;
+    syscall::connect(s.0, &sockaddr(dest)).map_err(|e| Transport::Syscall("connect", e))?;
+    syscall::send(s.0, q.query, 0).map_err(|e| Transport::Syscall("send", e))?;
     let deadline = Instant::now() + timeout;
     let mut buf = vec![0u8; 65536];
     loop {
         wait(s.0, abi::POLLIN, deadline)?;
-        match sys::recv(s.0, &mut buf, 0) {
+        match syscall::recv(s.0, &mut buf, 0) {
             Ok(n) => {
-                if let Ok(r) = wire::parse_reply(&buf[..n], id, name, qtype) {
+                if let Ok(r) = q.parse_reply(&buf[..n]) {
                     return Ok(r);
                 }
                 // Not ours or malformed: keep waiting for the real one.
             }
             Err(Errno::EAGAIN) | Err(Errno::EINTR) => {}
-            Err(e) => return Err(Transport::Sys("recv", e)),
+            Err(e) => return Err(Transport::Syscall("recv", e)),
         }
     }
 }
 
 fn send_all(fd: i32, mut data: &[u8], deadline: Instant) -> Result<(), Transport> {
     while !data.is_empty() {
-        match sys::send(fd, data, libc::MSG_NOSIGNAL) {
+        match syscall::send(fd, data, libc::MSG_NOSIGNAL) {
             Ok(n) => data = &data[n..],
             Err(Errno::EAGAIN) | Err(Errno::EINTR) => wait(fd, abi::POLLOUT, deadline)?,
-            Err(e) => return Err(Transport::Sys("send", e)),
+            Err(e) => return Err(Transport::Syscall("send", e)),
         }
     }
     Ok(())
@@ -206,52 +219,43 @@ fn send_all(fd: i32, mut data: &[u8], deadline: Instant) -> Result<(), Transport
 fn recv_exact(fd: i32, buf: &mut [u8], deadline: Instant) -> Result<(), Transport> {
     let mut got = 0;
     while got < buf.len() {
-        match sys::recv(fd, &mut buf[got..], 0) {
+        match syscall::recv(fd, &mut buf[got..], 0) {
             Ok(0) => return Err(Transport::Closed),
             Ok(n) => got += n,
             Err(Errno::EAGAIN) | Err(Errno::EINTR) => wait(fd, abi::POLLIN, deadline)?,
-            Err(e) => return Err(Transport::Sys("recv", e)),
+            Err(e) => return Err(Transport::Syscall("recv", e)),
         }
     }
     Ok(())
 }
 
-fn tcp(
-    dest: SocketAddr,
-    query: &[u8],
-    id: u16,
-    name: &str,
-    qtype: u16,
-    timeout: Duration,
-) -> Result<Reply, Transport> {
+fn tcp(dest: SocketAddr, q: &Question<'_>, timeout: Duration) -> Result<Reply, Transport> {
     let s = open(dest, abi::SOCK_STREAM)?;
     let deadline = Instant::now() + timeout;
-    match sys::connect(s.0, &sockaddr(dest)) {
+    match syscall::connect(s.0, &sockaddr(dest)) {
         Ok(()) => {}
         Err(Errno::EINPROGRESS) => {
             wait(s.0, abi::POLLOUT, deadline)?;
-            let err = sys::getsockopt_int(s.0, abi::SOL_SOCKET, libc::SO_ERROR)
-                .map_err(|e| Transport::Sys("getsockopt", e))?;
+            let err = syscall::getsockopt_int(s.0, abi::SOL_SOCKET, libc::SO_ERROR)
+                .map_err(|e| Transport::Syscall("getsockopt", e))?;
             if err != 0 {
-                return Err(Transport::Sys("connect", Errno(err)));
+                return Err(Transport::Syscall("connect", Errno(err)));
             }
         }
-        Err(e) => return Err(Transport::Sys("connect", e)),
+        Err(e) => return Err(Transport::Syscall("connect", e)),
     }
-    let mut framed = (query.len() as u16).to_be_bytes().to_vec();
-    framed.extend_from_slice(query);
+    let mut framed = (q.query.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(q.query);
     send_all(s.0, &framed, deadline)?;
     let mut len = [0u8; 2];
     recv_exact(s.0, &mut len, deadline)?;
     let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
     recv_exact(s.0, &mut buf, deadline)?;
-    wire::parse_reply(&buf, id, name, qtype)
-        .map_err(Transport::Bad)
-        .and_then(|r| {
-            if r.truncated {
-                Err(Transport::Closed)
-            } else {
-                Ok(r)
-            }
-        })
+    q.parse_reply(&buf).map_err(Transport::Bad).and_then(|r| {
+        if r.truncated {
+            Err(Transport::Closed)
+        } else {
+            Ok(r)
+        }
+    })
 }

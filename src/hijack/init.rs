@@ -168,8 +168,6 @@ extern "C" fn hijack_init() {
     close_on_exec_since(&before);
     match started {
         Ok(running) => {
-            // SAFETY: registers a handler that only stores to an atomic.
-            unsafe { libc::pthread_atfork(None, None, Some(lifecycle::mark_forked)) };
             *RUNNING.lock().unwrap_or_else(|e| e.into_inner()) = Some(running);
             set_active(true);
         }

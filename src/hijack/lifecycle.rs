@@ -9,9 +9,6 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 /// True while calls on kernel descriptors can be served.
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 
-/// Set in the child of a fork: the kernel stayed in the parent.
-static FORKED: AtomicBool = AtomicBool::new(false);
-
 /// The thread running the exit path (0: the program is not exiting).
 static EXITING: AtomicI32 = AtomicI32::new(0);
 
@@ -26,15 +23,12 @@ pub fn set_active(on: bool) {
     ACTIVE.store(on, Ordering::Release);
 }
 
-/// The `pthread_atfork` child handler: this process is a fork of the one
-/// running the kernel. Only stores to an atomic.
-pub extern "C" fn mark_forked() {
-    FORKED.store(true, Ordering::Release);
-}
-
-/// True in a process forked from the one running the kernel.
+/// True in a process forked from the one running the kernel (the one
+/// flag, `lkl::sys::forked`, set by the atfork handler the kernel registers
+/// when it boots).
+#[inline]
 pub fn forked() -> bool {
-    FORKED.load(Ordering::Acquire)
+    lkl::sys::forked()
 }
 
 /// A kernel call's error as the program should see it: in a forked child

@@ -12,7 +12,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 
 use super::abi::{self, StatFs, Statx, Timespec};
-use super::{cpath, nr, p, pm, raw, Errno};
+use super::{cpath, nr, ptr, ptr_mut, raw, Errno};
 
 /// Creates a directory relative to `dirfd`.
 pub fn mkdirat(dirfd: i32, path: impl AsRef<OsStr>, mode: u32) -> Result<(), Errno> {
@@ -21,7 +21,7 @@ pub fn mkdirat(dirfd: i32, path: impl AsRef<OsStr>, mode: u32) -> Result<(), Err
     unsafe {
         raw(
             nr::MKDIRAT,
-            [dirfd as i64, p(c.as_ptr()), mode as i64, 0, 0, 0],
+            [dirfd as i64, ptr(c.as_ptr()), mode as i64, 0, 0, 0],
         )
     }
     .map(drop)
@@ -34,7 +34,7 @@ pub fn unlinkat(dirfd: i32, path: impl AsRef<OsStr>, flags: i32) -> Result<(), E
     unsafe {
         raw(
             nr::UNLINKAT,
-            [dirfd as i64, p(c.as_ptr()), flags as i64, 0, 0, 0],
+            [dirfd as i64, ptr(c.as_ptr()), flags as i64, 0, 0, 0],
         )
     }
     .map(drop)
@@ -47,7 +47,7 @@ pub fn mknodat(dirfd: i32, path: impl AsRef<OsStr>, mode: u32, dev: u64) -> Resu
     unsafe {
         raw(
             nr::MKNODAT,
-            [dirfd as i64, p(c.as_ptr()), mode as i64, dev as i64, 0, 0],
+            [dirfd as i64, ptr(c.as_ptr()), mode as i64, dev as i64, 0, 0],
         )
     }
     .map(drop)
@@ -68,9 +68,9 @@ pub fn renameat2(
             nr::RENAMEAT2,
             [
                 olddirfd as i64,
-                p(o.as_ptr()),
+                ptr(o.as_ptr()),
                 newdirfd as i64,
-                p(n.as_ptr()),
+                ptr(n.as_ptr()),
                 flags as i64,
                 0,
             ],
@@ -99,9 +99,9 @@ pub fn linkat(
             nr::LINKAT,
             [
                 olddirfd as i64,
-                p(o.as_ptr()),
+                ptr(o.as_ptr()),
                 newdirfd as i64,
-                p(n.as_ptr()),
+                ptr(n.as_ptr()),
                 flags as i64,
                 0,
             ],
@@ -125,7 +125,7 @@ pub fn symlinkat(
     unsafe {
         raw(
             nr::SYMLINKAT,
-            [p(t.as_ptr()), newdirfd as i64, p(l.as_ptr()), 0, 0, 0],
+            [ptr(t.as_ptr()), newdirfd as i64, ptr(l.as_ptr()), 0, 0, 0],
         )
     }
     .map(drop)
@@ -147,8 +147,8 @@ pub fn readlinkat(dirfd: i32, path: impl AsRef<OsStr>) -> Result<PathBuf, Errno>
                 nr::READLINKAT,
                 [
                     dirfd as i64,
-                    p(c.as_ptr()),
-                    pm(buf.as_mut_ptr()),
+                    ptr(c.as_ptr()),
+                    ptr_mut(buf.as_mut_ptr()),
                     buf.len() as i64,
                     0,
                     0,
@@ -173,7 +173,14 @@ pub fn readlink(path: impl AsRef<OsStr>) -> Result<PathBuf, Errno> {
 /// (`AT_SYMLINK_NOFOLLOW`, `AT_EMPTY_PATH`) use `fchmodat2`.
 pub fn fchmodat(dirfd: i32, path: impl AsRef<OsStr>, mode: u32, flags: i32) -> Result<(), Errno> {
     let c = cpath(path)?;
-    let args = [dirfd as i64, p(c.as_ptr()), mode as i64, flags as i64, 0, 0];
+    let args = [
+        dirfd as i64,
+        ptr(c.as_ptr()),
+        mode as i64,
+        flags as i64,
+        0,
+        0,
+    ];
     let call = if flags == 0 {
         nr::FCHMODAT
     } else {
@@ -212,7 +219,7 @@ pub fn fchownat(
             nr::FCHOWNAT,
             [
                 dirfd as i64,
-                p(c.as_ptr()),
+                ptr(c.as_ptr()),
                 id_arg(uid),
                 id_arg(gid),
                 flags as i64,
@@ -246,13 +253,13 @@ pub fn utimensat(
     flags: i32,
 ) -> Result<(), Errno> {
     let c = cpath(path)?;
-    let tp = times.as_ref().map_or(0, |t| p(t.as_ptr()));
+    let tp = times.as_ref().map_or(0, |t| ptr(t.as_ptr()));
     // SAFETY: a NUL-terminated path and, if given, two timespecs, alive
     // for the call.
     unsafe {
         raw(
             nr::UTIMENSAT,
-            [dirfd as i64, p(c.as_ptr()), tp, flags as i64, 0, 0],
+            [dirfd as i64, ptr(c.as_ptr()), tp, flags as i64, 0, 0],
         )
     }
     .map(drop)
@@ -261,7 +268,7 @@ pub fn utimensat(
 /// `futimens`: `utimensat` on an open descriptor (for an `O_PATH` one,
 /// `utimensat(fd, "", times, AT_EMPTY_PATH)`).
 pub fn futimens(fd: i32, times: Option<[Timespec; 2]>) -> Result<(), Errno> {
-    let tp = times.as_ref().map_or(0, |t| p(t.as_ptr()));
+    let tp = times.as_ref().map_or(0, |t| ptr(t.as_ptr()));
     // SAFETY: a NULL path (the descriptor itself) and, if given, two
     // timespecs alive for the call.
     unsafe { raw(nr::UTIMENSAT, [fd as i64, 0, tp, 0, 0, 0]) }.map(drop)
@@ -270,7 +277,7 @@ pub fn futimens(fd: i32, times: Option<[Timespec; 2]>) -> Result<(), Errno> {
 pub fn truncate(path: impl AsRef<OsStr>, len: i64) -> Result<(), Errno> {
     let c = cpath(path)?;
     // SAFETY: a NUL-terminated path alive for the call.
-    unsafe { raw(nr::TRUNCATE, [p(c.as_ptr()), len, 0, 0, 0, 0]) }.map(drop)
+    unsafe { raw(nr::TRUNCATE, [ptr(c.as_ptr()), len, 0, 0, 0, 0]) }.map(drop)
 }
 
 pub fn ftruncate(fd: i32, len: i64) -> Result<(), Errno> {
@@ -288,7 +295,7 @@ pub fn statfs(path: impl AsRef<OsStr>) -> Result<StatFs, Errno> {
     let c = cpath(path)?;
     let mut st = StatFs::default();
     // SAFETY: a NUL-terminated path and a generic-ABI struct statfs to fill.
-    unsafe { raw(nr::STATFS, [p(c.as_ptr()), pm(&mut st), 0, 0, 0, 0]) }?;
+    unsafe { raw(nr::STATFS, [ptr(c.as_ptr()), ptr_mut(&mut st), 0, 0, 0, 0]) }?;
     Ok(st)
 }
 
@@ -296,7 +303,7 @@ pub fn statfs(path: impl AsRef<OsStr>) -> Result<StatFs, Errno> {
 pub fn fstatfs(fd: i32) -> Result<StatFs, Errno> {
     let mut st = StatFs::default();
     // SAFETY: a generic-ABI struct statfs to fill.
-    unsafe { raw(nr::FSTATFS, [fd as i64, pm(&mut st), 0, 0, 0, 0]) }?;
+    unsafe { raw(nr::FSTATFS, [fd as i64, ptr_mut(&mut st), 0, 0, 0, 0]) }?;
     Ok(st)
 }
 
@@ -305,7 +312,14 @@ pub fn fstatfs(fd: i32) -> Result<StatFs, Errno> {
 /// `AT_EMPTY_PATH`) use `faccessat2`.
 pub fn faccessat(dirfd: i32, path: impl AsRef<OsStr>, mode: i32, flags: i32) -> Result<(), Errno> {
     let c = cpath(path)?;
-    let args = [dirfd as i64, p(c.as_ptr()), mode as i64, flags as i64, 0, 0];
+    let args = [
+        dirfd as i64,
+        ptr(c.as_ptr()),
+        mode as i64,
+        flags as i64,
+        0,
+        0,
+    ];
     let call = if flags == 0 {
         nr::FACCESSAT
     } else {
@@ -340,10 +354,10 @@ pub fn statx(dirfd: i32, path: impl AsRef<OsStr>, flags: i32, mask: u32) -> Resu
             nr::STATX,
             [
                 dirfd as i64,
-                p(c.as_ptr()),
+                ptr(c.as_ptr()),
                 flags as i64,
                 mask as i64,
-                pm(&mut st),
+                ptr_mut(&mut st),
                 0,
             ],
         )
@@ -364,8 +378,8 @@ fn xattr_get(call: i64, target: i64, name: &OsStr, buf: &mut [u8]) -> Result<usi
             call,
             [
                 target,
-                p(n.as_ptr()),
-                pm(buf.as_mut_ptr()),
+                ptr(n.as_ptr()),
+                ptr_mut(buf.as_mut_ptr()),
                 buf.len() as i64,
                 0,
                 0,
@@ -383,8 +397,8 @@ fn xattr_set(call: i64, target: i64, name: &OsStr, value: &[u8], flags: i32) -> 
             call,
             [
                 target,
-                p(n.as_ptr()),
-                p(value.as_ptr()),
+                ptr(n.as_ptr()),
+                ptr(value.as_ptr()),
                 value.len() as i64,
                 flags as i64,
                 0,
@@ -399,7 +413,7 @@ fn xattr_list(call: i64, target: i64, buf: &mut [u8]) -> Result<usize, Errno> {
     unsafe {
         raw(
             call,
-            [target, pm(buf.as_mut_ptr()), buf.len() as i64, 0, 0, 0],
+            [target, ptr_mut(buf.as_mut_ptr()), buf.len() as i64, 0, 0, 0],
         )
     }
     .map(|v| v as usize)
@@ -408,7 +422,7 @@ fn xattr_list(call: i64, target: i64, buf: &mut [u8]) -> Result<usize, Errno> {
 fn xattr_remove(call: i64, target: i64, name: &OsStr) -> Result<(), Errno> {
     let n = cpath(name)?;
     // SAFETY: as `xattr_get`.
-    unsafe { raw(call, [target, p(n.as_ptr()), 0, 0, 0, 0]) }.map(drop)
+    unsafe { raw(call, [target, ptr(n.as_ptr()), 0, 0, 0, 0]) }.map(drop)
 }
 
 /// Reads a whole value or list, growing the buffer while it races with
@@ -442,7 +456,7 @@ pub fn getxattr_into(
     buf: &mut [u8],
 ) -> Result<usize, Errno> {
     let c = cpath(path)?;
-    xattr_get(nr::GETXATTR, p(c.as_ptr()), name.as_ref(), buf)
+    xattr_get(nr::GETXATTR, ptr(c.as_ptr()), name.as_ref(), buf)
 }
 
 pub fn lgetxattr_into(
@@ -451,7 +465,7 @@ pub fn lgetxattr_into(
     buf: &mut [u8],
 ) -> Result<usize, Errno> {
     let c = cpath(path)?;
-    xattr_get(nr::LGETXATTR, p(c.as_ptr()), name.as_ref(), buf)
+    xattr_get(nr::LGETXATTR, ptr(c.as_ptr()), name.as_ref(), buf)
 }
 
 pub fn fgetxattr_into(fd: i32, name: impl AsRef<OsStr>, buf: &mut [u8]) -> Result<usize, Errno> {
@@ -478,7 +492,7 @@ pub fn setxattr(
     flags: i32,
 ) -> Result<(), Errno> {
     let c = cpath(path)?;
-    xattr_set(nr::SETXATTR, p(c.as_ptr()), name.as_ref(), value, flags)
+    xattr_set(nr::SETXATTR, ptr(c.as_ptr()), name.as_ref(), value, flags)
 }
 
 pub fn lsetxattr(
@@ -488,7 +502,7 @@ pub fn lsetxattr(
     flags: i32,
 ) -> Result<(), Errno> {
     let c = cpath(path)?;
-    xattr_set(nr::LSETXATTR, p(c.as_ptr()), name.as_ref(), value, flags)
+    xattr_set(nr::LSETXATTR, ptr(c.as_ptr()), name.as_ref(), value, flags)
 }
 
 pub fn fsetxattr(fd: i32, name: impl AsRef<OsStr>, value: &[u8], flags: i32) -> Result<(), Errno> {
@@ -497,12 +511,12 @@ pub fn fsetxattr(fd: i32, name: impl AsRef<OsStr>, value: &[u8], flags: i32) -> 
 
 pub fn listxattr_into(path: impl AsRef<OsStr>, buf: &mut [u8]) -> Result<usize, Errno> {
     let c = cpath(path)?;
-    xattr_list(nr::LISTXATTR, p(c.as_ptr()), buf)
+    xattr_list(nr::LISTXATTR, ptr(c.as_ptr()), buf)
 }
 
 pub fn llistxattr_into(path: impl AsRef<OsStr>, buf: &mut [u8]) -> Result<usize, Errno> {
     let c = cpath(path)?;
-    xattr_list(nr::LLISTXATTR, p(c.as_ptr()), buf)
+    xattr_list(nr::LLISTXATTR, ptr(c.as_ptr()), buf)
 }
 
 pub fn flistxattr_into(fd: i32, buf: &mut [u8]) -> Result<usize, Errno> {
@@ -523,12 +537,12 @@ pub fn llistxattr(path: impl AsRef<OsStr>) -> Result<Vec<OsString>, Errno> {
 
 pub fn removexattr(path: impl AsRef<OsStr>, name: impl AsRef<OsStr>) -> Result<(), Errno> {
     let c = cpath(path)?;
-    xattr_remove(nr::REMOVEXATTR, p(c.as_ptr()), name.as_ref())
+    xattr_remove(nr::REMOVEXATTR, ptr(c.as_ptr()), name.as_ref())
 }
 
 pub fn lremovexattr(path: impl AsRef<OsStr>, name: impl AsRef<OsStr>) -> Result<(), Errno> {
     let c = cpath(path)?;
-    xattr_remove(nr::LREMOVEXATTR, p(c.as_ptr()), name.as_ref())
+    xattr_remove(nr::LREMOVEXATTR, ptr(c.as_ptr()), name.as_ref())
 }
 
 pub fn fremovexattr(fd: i32, name: impl AsRef<OsStr>) -> Result<(), Errno> {

@@ -3,7 +3,7 @@
 use std::ffi::OsStr;
 
 use super::abi::{self, Stat};
-use super::{cpath, nr, p, pm, raw, Errno};
+use super::{cpath, nr, ptr, ptr_mut, raw, Errno};
 
 /// Opens `path` (relative to `dirfd`).
 pub fn openat(dirfd: i32, path: impl AsRef<OsStr>, flags: i32, mode: u32) -> Result<i32, Errno> {
@@ -12,7 +12,14 @@ pub fn openat(dirfd: i32, path: impl AsRef<OsStr>, flags: i32, mode: u32) -> Res
     unsafe {
         raw(
             nr::OPENAT,
-            [dirfd as i64, p(c.as_ptr()), flags as i64, mode as i64, 0, 0],
+            [
+                dirfd as i64,
+                ptr(c.as_ptr()),
+                flags as i64,
+                mode as i64,
+                0,
+                0,
+            ],
         )
     }
     .map(|fd| fd as i32)
@@ -38,7 +45,14 @@ pub fn read(fd: i32, buf: &mut [u8]) -> Result<usize, Errno> {
     unsafe {
         raw(
             nr::READ,
-            [fd as i64, pm(buf.as_mut_ptr()), buf.len() as i64, 0, 0, 0],
+            [
+                fd as i64,
+                ptr_mut(buf.as_mut_ptr()),
+                buf.len() as i64,
+                0,
+                0,
+                0,
+            ],
         )
     }
     .map(|n| n as usize)
@@ -49,7 +63,7 @@ pub fn write(fd: i32, buf: &[u8]) -> Result<usize, Errno> {
     unsafe {
         raw(
             nr::WRITE,
-            [fd as i64, p(buf.as_ptr()), buf.len() as i64, 0, 0, 0],
+            [fd as i64, ptr(buf.as_ptr()), buf.len() as i64, 0, 0, 0],
         )
     }
     .map(|n| n as usize)
@@ -62,7 +76,7 @@ pub fn pread(fd: i32, buf: &mut [u8], offset: i64) -> Result<usize, Errno> {
             nr::PREAD64,
             [
                 fd as i64,
-                pm(buf.as_mut_ptr()),
+                ptr_mut(buf.as_mut_ptr()),
                 buf.len() as i64,
                 offset,
                 0,
@@ -78,7 +92,7 @@ pub fn pwrite(fd: i32, buf: &[u8], offset: i64) -> Result<usize, Errno> {
     unsafe {
         raw(
             nr::PWRITE64,
-            [fd as i64, p(buf.as_ptr()), buf.len() as i64, offset, 0, 0],
+            [fd as i64, ptr(buf.as_ptr()), buf.len() as i64, offset, 0, 0],
         )
     }
     .map(|n| n as usize)
@@ -92,7 +106,7 @@ pub fn lseek(fd: i32, offset: i64, whence: i32) -> Result<i64, Errno> {
 pub fn fstat(fd: i32) -> Result<Stat, Errno> {
     let mut st = Stat::default();
     // SAFETY: `st` is a generic-ABI struct stat the kernel fills.
-    unsafe { raw(nr::FSTAT, [fd as i64, pm(&mut st), 0, 0, 0, 0]) }?;
+    unsafe { raw(nr::FSTAT, [fd as i64, ptr_mut(&mut st), 0, 0, 0, 0]) }?;
     Ok(st)
 }
 
@@ -103,7 +117,14 @@ pub fn fstatat(dirfd: i32, path: impl AsRef<OsStr>, flags: i32) -> Result<Stat, 
     unsafe {
         raw(
             nr::NEWFSTATAT,
-            [dirfd as i64, p(c.as_ptr()), pm(&mut st), flags as i64, 0, 0],
+            [
+                dirfd as i64,
+                ptr(c.as_ptr()),
+                ptr_mut(&mut st),
+                flags as i64,
+                0,
+                0,
+            ],
         )
     }?;
     Ok(st)
@@ -119,7 +140,7 @@ pub fn mkdir(path: &str, mode: u32) -> Result<(), Errno> {
     unsafe {
         raw(
             nr::MKDIRAT,
-            [abi::AT_FDCWD as i64, p(c.as_ptr()), mode as i64, 0, 0, 0],
+            [abi::AT_FDCWD as i64, ptr(c.as_ptr()), mode as i64, 0, 0, 0],
         )
     }
     .map(drop)
@@ -133,7 +154,7 @@ pub fn rmdir(path: &str) -> Result<(), Errno> {
             nr::UNLINKAT,
             [
                 abi::AT_FDCWD as i64,
-                p(c.as_ptr()),
+                ptr(c.as_ptr()),
                 abi::AT_REMOVEDIR as i64,
                 0,
                 0,
@@ -150,7 +171,7 @@ pub fn unlink(path: &str) -> Result<(), Errno> {
     unsafe {
         raw(
             nr::UNLINKAT,
-            [abi::AT_FDCWD as i64, p(c.as_ptr()), 0, 0, 0, 0],
+            [abi::AT_FDCWD as i64, ptr(c.as_ptr()), 0, 0, 0, 0],
         )
     }
     .map(drop)
@@ -164,7 +185,7 @@ pub fn mknod(path: &str, mode: u32, dev: u64) -> Result<(), Errno> {
             nr::MKNODAT,
             [
                 abi::AT_FDCWD as i64,
-                p(c.as_ptr()),
+                ptr(c.as_ptr()),
                 mode as i64,
                 dev as i64,
                 0,
@@ -178,7 +199,7 @@ pub fn mknod(path: &str, mode: u32, dev: u64) -> Result<(), Errno> {
 pub fn chdir(path: &str) -> Result<(), Errno> {
     let c = cpath(path)?;
     // SAFETY: a NUL-terminated path.
-    unsafe { raw(nr::CHDIR, [p(c.as_ptr()), 0, 0, 0, 0, 0]) }.map(drop)
+    unsafe { raw(nr::CHDIR, [ptr(c.as_ptr()), 0, 0, 0, 0, 0]) }.map(drop)
 }
 
 /// Sets the file-mode creation mask; returns the previous one.
@@ -205,7 +226,14 @@ pub fn getdents64(fd: i32, buf: &mut [u8]) -> Result<usize, Errno> {
     unsafe {
         raw(
             nr::GETDENTS64,
-            [fd as i64, pm(buf.as_mut_ptr()), buf.len() as i64, 0, 0, 0],
+            [
+                fd as i64,
+                ptr_mut(buf.as_mut_ptr()),
+                buf.len() as i64,
+                0,
+                0,
+                0,
+            ],
         )
     }
     .map(|n| n as usize)
@@ -263,15 +291,15 @@ pub fn mount(
             })
         })
         .transpose()?;
-    let dp = d.as_ref().map_or(0, |d| p(d.as_ptr()));
+    let dp = d.as_ref().map_or(0, |d| ptr(d.as_ptr()));
     // SAFETY: NUL-terminated strings alive for the call.
     unsafe {
         raw(
             nr::MOUNT,
             [
-                p(s.as_ptr()),
-                p(t.as_ptr()),
-                p(f.as_ptr()),
+                ptr(s.as_ptr()),
+                ptr(t.as_ptr()),
+                ptr(f.as_ptr()),
                 flags as i64,
                 dp,
                 0,
@@ -284,14 +312,19 @@ pub fn mount(
 pub fn umount(target: &str, flags: i32) -> Result<(), Errno> {
     let t = cpath(target)?;
     // SAFETY: a NUL-terminated path.
-    unsafe { raw(nr::UMOUNT2, [p(t.as_ptr()), flags as i64, 0, 0, 0, 0]) }.map(drop)
+    unsafe { raw(nr::UMOUNT2, [ptr(t.as_ptr()), flags as i64, 0, 0, 0, 0]) }.map(drop)
 }
 
 /// `pipe2`: returns (read end, write end).
 pub fn pipe2(flags: i32) -> Result<(i32, i32), Errno> {
     let mut fds = [0i32; 2];
     // SAFETY: the kernel writes two ints.
-    unsafe { raw(nr::PIPE2, [pm(fds.as_mut_ptr()), flags as i64, 0, 0, 0, 0]) }?;
+    unsafe {
+        raw(
+            nr::PIPE2,
+            [ptr_mut(fds.as_mut_ptr()), flags as i64, 0, 0, 0, 0],
+        )
+    }?;
     Ok((fds[0], fds[1]))
 }
 

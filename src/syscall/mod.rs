@@ -41,7 +41,7 @@ pub mod nr {
 /// The arguments must be valid for that call: every pointer argument must
 /// point to memory the kernel may read or write as the call defines.
 pub unsafe fn raw(nr: i64, mut args: [i64; 6]) -> Result<i64, Errno> {
-    if crate::kernel::forked_child() {
+    if sys::forked() {
         return Err(Errno::ESHUTDOWN);
     }
     // SAFETY: `args` has the six slots lkl_syscall reads; the caller
@@ -62,12 +62,12 @@ fn cpath(path: impl AsRef<std::ffi::OsStr>) -> Result<std::ffi::CString, Errno> 
     std::ffi::CString::new(path.as_ref().as_bytes()).map_err(|_| Errno::EINVAL)
 }
 
-/// Pointer as a syscall argument.
-fn p<T>(ptr: *const T) -> i64 {
-    ptr as usize as i64
+/// A pointer the kernel reads through, as a system-call argument.
+fn ptr<T>(p: *const T) -> i64 {
+    p as usize as i64
 }
 
-/// Mutable pointer as a syscall argument.
-fn pm<T>(ptr: *mut T) -> i64 {
-    ptr as usize as i64
+/// A pointer the kernel may write through, as a system-call argument.
+fn ptr_mut<T>(p: *mut T) -> i64 {
+    p as usize as i64
 }

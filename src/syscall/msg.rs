@@ -13,7 +13,7 @@ use std::io::{IoSlice, IoSliceMut};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::abi::{SockAddrIn, AF_INET, AF_INET6, AF_NETLINK};
-use super::{nr, p, pm, raw, Errno};
+use super::{nr, ptr, ptr_mut, raw, Errno};
 
 /// `IPPROTO_ICMP`.
 pub const IPPROTO_ICMP: i32 = 1;
@@ -312,7 +312,7 @@ pub fn sendmsg(
     // SAFETY: `hdr` points to `iov` (one entry per live slice of `bufs`,
     // with its exact length) and to `name` (a buffer of at least
     // `msg_namelen` bytes); all outlive the call and are only read.
-    unsafe { raw(nr::SENDMSG, [fd as i64, p(&hdr), flags as i64, 0, 0, 0]) }.map(|n| n as usize)
+    unsafe { raw(nr::SENDMSG, [fd as i64, ptr(&hdr), flags as i64, 0, 0, 0]) }.map(|n| n as usize)
 }
 
 /// `recvmsg`: receives one message scattered into `bufs`, with the
@@ -334,7 +334,7 @@ pub fn recvmsg(fd: i32, bufs: &mut [IoSliceMut<'_>], flags: i32) -> Result<RecvM
     let n = unsafe {
         raw(
             nr::RECVMSG,
-            [fd as i64, pm(&mut hdr), flags as i64, 0, 0, 0],
+            [fd as i64, ptr_mut(&mut hdr), flags as i64, 0, 0, 0],
         )
     }?;
     let namelen = usize::try_from(hdr.msg_namelen).unwrap_or(0);
@@ -355,10 +355,10 @@ pub fn sendto(fd: i32, buf: &[u8], flags: i32, to: &SockAddr) -> Result<usize, E
             nr::SENDTO,
             [
                 fd as i64,
-                p(buf.as_ptr()),
+                ptr(buf.as_ptr()),
                 buf.len() as i64,
                 flags as i64,
-                p(name.as_ptr()),
+                ptr(name.as_ptr()),
                 len as i64,
             ],
         )
@@ -380,11 +380,11 @@ pub fn recvfrom(fd: i32, buf: &mut [u8], flags: i32) -> Result<(usize, Option<So
             nr::RECVFROM,
             [
                 fd as i64,
-                pm(buf.as_mut_ptr()),
+                ptr_mut(buf.as_mut_ptr()),
                 buf.len() as i64,
                 flags as i64,
-                pm(name.as_mut_ptr()),
-                pm(&mut namelen),
+                ptr_mut(name.as_mut_ptr()),
+                ptr_mut(&mut namelen),
             ],
         )
     }?;
@@ -395,7 +395,13 @@ pub fn recvfrom(fd: i32, buf: &mut [u8], flags: i32) -> Result<(usize, Option<So
 pub fn bind(fd: i32, addr: &SockAddr) -> Result<(), Errno> {
     let (name, len) = addr.encode()?;
     // SAFETY: the kernel reads `len` bytes of `name`.
-    unsafe { raw(nr::BIND, [fd as i64, p(name.as_ptr()), len as i64, 0, 0, 0]) }.map(drop)
+    unsafe {
+        raw(
+            nr::BIND,
+            [fd as i64, ptr(name.as_ptr()), len as i64, 0, 0, 0],
+        )
+    }
+    .map(drop)
 }
 
 /// `connect` to an address of any supported family.
@@ -405,7 +411,7 @@ pub fn connect(fd: i32, addr: &SockAddr) -> Result<(), Errno> {
     unsafe {
         raw(
             nr::CONNECT,
-            [fd as i64, p(name.as_ptr()), len as i64, 0, 0, 0],
+            [fd as i64, ptr(name.as_ptr()), len as i64, 0, 0, 0],
         )
     }
     .map(drop)
@@ -420,7 +426,14 @@ pub fn getsockname(fd: i32) -> Result<SockAddr, Errno> {
     unsafe {
         raw(
             nr::GETSOCKNAME,
-            [fd as i64, pm(name.as_mut_ptr()), pm(&mut namelen), 0, 0, 0],
+            [
+                fd as i64,
+                ptr_mut(name.as_mut_ptr()),
+                ptr_mut(&mut namelen),
+                0,
+                0,
+                0,
+            ],
         )
     }?;
     SockAddr::decode(&name, namelen as usize).ok_or(Errno::EINVAL)
@@ -436,7 +449,7 @@ pub fn setsockopt_bytes(fd: i32, level: i32, name: i32, value: &[u8]) -> Result<
                 fd as i64,
                 level as i64,
                 name as i64,
-                p(value.as_ptr()),
+                ptr(value.as_ptr()),
                 value.len() as i64,
                 0,
             ],

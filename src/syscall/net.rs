@@ -1,7 +1,7 @@
 //! Sockets and interface control.
 
 use super::abi::{self, IfreqFlags, SockAddrIn};
-use super::{nr, p, pm, raw, Errno};
+use super::{nr, ptr, ptr_mut, raw, Errno};
 
 pub fn socket(domain: i32, ty: i32, protocol: i32) -> Result<i32, Errno> {
     // SAFETY: no pointer arguments.
@@ -41,7 +41,7 @@ pub fn getsockname_in(fd: i32) -> Result<SockAddrIn, Errno> {
     unsafe {
         raw(
             nr::GETSOCKNAME,
-            [fd as i64, pm(&mut addr), pm(&mut len), 0, 0, 0],
+            [fd as i64, ptr_mut(&mut addr), ptr_mut(&mut len), 0, 0, 0],
         )
     }?;
     Ok(addr)
@@ -54,7 +54,7 @@ pub fn send(fd: i32, buf: &[u8], flags: i32) -> Result<usize, Errno> {
             nr::SENDTO,
             [
                 fd as i64,
-                p(buf.as_ptr()),
+                ptr(buf.as_ptr()),
                 buf.len() as i64,
                 flags as i64,
                 0,
@@ -72,7 +72,7 @@ pub fn recv(fd: i32, buf: &mut [u8], flags: i32) -> Result<usize, Errno> {
             nr::RECVFROM,
             [
                 fd as i64,
-                pm(buf.as_mut_ptr()),
+                ptr_mut(buf.as_mut_ptr()),
                 buf.len() as i64,
                 flags as i64,
                 0,
@@ -93,7 +93,7 @@ pub fn setsockopt_int(fd: i32, level: i32, name: i32, value: i32) -> Result<(), 
     unsafe {
         raw(
             nr::SETSOCKOPT,
-            [fd as i64, level as i64, name as i64, p(&value), 4, 0],
+            [fd as i64, level as i64, name as i64, ptr(&value), 4, 0],
         )
     }
     .map(drop)
@@ -111,8 +111,8 @@ pub fn getsockopt_int(fd: i32, level: i32, name: i32) -> Result<i32, Errno> {
                 fd as i64,
                 level as i64,
                 name as i64,
-                pm(&mut value),
-                pm(&mut len),
+                ptr_mut(&mut value),
+                ptr_mut(&mut len),
                 0,
             ],
         )
@@ -142,7 +142,14 @@ pub fn if_flags(name: &str) -> Result<i16, Errno> {
     let r = unsafe {
         raw(
             nr::IOCTL,
-            [fd as i64, abi::SIOCGIFFLAGS as i64, pm(&mut req), 0, 0, 0],
+            [
+                fd as i64,
+                abi::SIOCGIFFLAGS as i64,
+                ptr_mut(&mut req),
+                0,
+                0,
+                0,
+            ],
         )
     };
     let _ = close_quiet(fd);
@@ -163,7 +170,14 @@ pub fn if_set_up(name: &str, up: bool) -> Result<i16, Errno> {
     let r = unsafe {
         raw(
             nr::IOCTL,
-            [fd as i64, abi::SIOCSIFFLAGS as i64, pm(&mut req), 0, 0, 0],
+            [
+                fd as i64,
+                abi::SIOCSIFFLAGS as i64,
+                ptr_mut(&mut req),
+                0,
+                0,
+                0,
+            ],
         )
     };
     let _ = close_quiet(fd);
@@ -212,7 +226,14 @@ pub fn if_set_ipv4(name: &str, addr: std::net::Ipv4Addr, prefix: u8) -> Result<(
         unsafe {
             raw(
                 nr::IOCTL,
-                [fd as i64, abi::SIOCSIFADDR as i64, pm(&mut req), 0, 0, 0],
+                [
+                    fd as i64,
+                    abi::SIOCSIFADDR as i64,
+                    ptr_mut(&mut req),
+                    0,
+                    0,
+                    0,
+                ],
             )
         }?;
         let mut req = ifreq_addr(name, std::net::Ipv4Addr::from(mask))?;
@@ -220,7 +241,14 @@ pub fn if_set_ipv4(name: &str, addr: std::net::Ipv4Addr, prefix: u8) -> Result<(
         unsafe {
             raw(
                 nr::IOCTL,
-                [fd as i64, abi::SIOCSIFNETMASK as i64, pm(&mut req), 0, 0, 0],
+                [
+                    fd as i64,
+                    abi::SIOCSIFNETMASK as i64,
+                    ptr_mut(&mut req),
+                    0,
+                    0,
+                    0,
+                ],
             )
         }?;
         Ok(())

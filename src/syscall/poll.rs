@@ -1,7 +1,7 @@
 //! epoll, ppoll, pselect6.
 
 use super::abi::{EpollEvent, PollFd, Timespec};
-use super::{nr, p, pm, raw, Errno};
+use super::{nr, ptr, ptr_mut, raw, Errno};
 
 pub fn epoll_create(flags: i32) -> Result<i32, Errno> {
     // SAFETY: no pointer arguments.
@@ -10,7 +10,7 @@ pub fn epoll_create(flags: i32) -> Result<i32, Errno> {
 
 pub fn epoll_ctl(epfd: i32, op: i32, fd: i32, event: Option<EpollEvent>) -> Result<(), Errno> {
     let ev = event.unwrap_or_default();
-    let evp = if event.is_some() { p(&ev) } else { 0 };
+    let evp = if event.is_some() { ptr(&ev) } else { 0 };
     // SAFETY: a generic-ABI epoll_event, or null for EPOLL_CTL_DEL.
     unsafe {
         raw(
@@ -29,7 +29,7 @@ pub fn epoll_wait(epfd: i32, events: &mut [EpollEvent], timeout_ms: i32) -> Resu
             nr::EPOLL_PWAIT,
             [
                 epfd as i64,
-                pm(events.as_mut_ptr()),
+                ptr_mut(events.as_mut_ptr()),
                 events.len() as i64,
                 timeout_ms as i64,
                 0,
@@ -42,12 +42,12 @@ pub fn epoll_wait(epfd: i32, events: &mut [EpollEvent], timeout_ms: i32) -> Resu
 
 pub fn ppoll(fds: &mut [PollFd], timeout: Option<Timespec>) -> Result<usize, Errno> {
     let ts = timeout.unwrap_or_default();
-    let tsp = if timeout.is_some() { p(&ts) } else { 0 };
+    let tsp = if timeout.is_some() { ptr(&ts) } else { 0 };
     // SAFETY: the pollfd array and an optional timespec; no signal mask.
     unsafe {
         raw(
             nr::PPOLL,
-            [pm(fds.as_mut_ptr()), fds.len() as i64, tsp, 0, 8, 0],
+            [ptr_mut(fds.as_mut_ptr()), fds.len() as i64, tsp, 0, 8, 0],
         )
     }
     .map(|n| n as usize)
@@ -74,9 +74,9 @@ pub fn pselect(
     timeout: Option<Timespec>,
 ) -> Result<usize, Errno> {
     let ts = timeout.unwrap_or_default();
-    let tsp = if timeout.is_some() { p(&ts) } else { 0 };
-    let rp = read.map_or(0, |s| pm(s));
-    let wp = write.map_or(0, |s| pm(s));
+    let tsp = if timeout.is_some() { ptr(&ts) } else { 0 };
+    let rp = read.map_or(0, |s| ptr_mut(s));
+    let wp = write.map_or(0, |s| ptr_mut(s));
     // SAFETY: fd_sets of 1024 bits and an optional timespec; no sigmask.
     unsafe { raw(nr::PSELECT6, [nfds as i64, rp, wp, 0, tsp, 0]) }.map(|n| n as usize)
 }

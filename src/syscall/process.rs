@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::abi::{Timespec, UtsName};
-use super::{nr, p, pm, raw, Errno};
+use super::{nr, ptr, ptr_mut, raw, Errno};
 
 pub fn getpid() -> Result<i32, Errno> {
     // SAFETY: no arguments.
@@ -18,7 +18,7 @@ pub fn gettid() -> Result<i32, Errno> {
 pub fn uname() -> Result<UtsName, Errno> {
     let mut u = UtsName::default();
     // SAFETY: a struct new_utsname the kernel fills.
-    unsafe { raw(nr::UNAME, [pm(&mut u), 0, 0, 0, 0, 0]) }?;
+    unsafe { raw(nr::UNAME, [ptr_mut(&mut u), 0, 0, 0, 0, 0]) }?;
     Ok(u)
 }
 
@@ -29,7 +29,7 @@ pub fn nanosleep(d: Duration) -> Result<(), Errno> {
         tv_nsec: i64::from(d.subsec_nanos()),
     };
     // SAFETY: a timespec to read; no remainder pointer.
-    unsafe { raw(nr::NANOSLEEP, [p(&ts), 0, 0, 0, 0, 0]) }.map(drop)
+    unsafe { raw(nr::NANOSLEEP, [ptr(&ts), 0, 0, 0, 0, 0]) }.map(drop)
 }
 
 pub fn sched_yield() -> Result<(), Errno> {
@@ -41,7 +41,7 @@ pub fn sched_yield() -> Result<(), Errno> {
 pub fn clock_monotonic() -> Result<Timespec, Errno> {
     let mut ts = Timespec::default();
     // SAFETY: a timespec the kernel fills.
-    unsafe { raw(nr::CLOCK_GETTIME, [1, pm(&mut ts), 0, 0, 0, 0]) }?;
+    unsafe { raw(nr::CLOCK_GETTIME, [1, ptr_mut(&mut ts), 0, 0, 0, 0]) }?;
     Ok(ts)
 }
 
@@ -70,7 +70,7 @@ pub fn setrlimit(resource: u32, soft: u64, hard: u64) -> Result<(), Errno> {
     unsafe {
         raw(
             nr::PRLIMIT64,
-            [0, resource as i64, p(lim.as_ptr()), 0, 0, 0],
+            [0, resource as i64, ptr(lim.as_ptr()), 0, 0, 0],
         )
     }
     .map(drop)

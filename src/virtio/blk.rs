@@ -32,10 +32,10 @@ use serde::Serialize;
 
 use super::device::{read_config_bytes, ActivateContext, ActivateError, Interrupt, VirtioDevice};
 use super::device_id;
+use super::hostio::{EventFd, Interest, PollSet, Readiness};
 use super::mem::{FileIoError, GuestAddress, GuestMemory};
 use super::metrics::Counter;
 use super::queue::{DescriptorChain, Queue, Segment};
-use super::sys::{EventFd, Interest, PollSet, Readiness};
 use super::worker::{EventHandler, Worker};
 
 /// Sector size of the protocol (5.2.6: sectors are always 512 bytes).

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use super::mem::{GuestAddress, GuestMemory};
 use super::mmio::{regs, MmioTransport};
@@ -14,6 +15,7 @@ use super::queue::{
     Descriptor, QueueConfig, DESCRIPTOR_SIZE, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT,
     VIRTQ_DESC_F_WRITE,
 };
+use super::status;
 
 /// A small, fast, deterministic PRNG (xorshift64*).
 pub(crate) struct XorShift(u64);
@@ -325,4 +327,24 @@ pub(crate) fn set_driver_features(t: &mut MmioTransport, f: u64) {
 pub(crate) fn add_status(t: &mut MmioTransport, bits: u32) {
     let s = read32(t, regs::STATUS);
     write32(t, regs::STATUS, s | bits);
+}
+
+/// Waits up to 10 s for `f` to hold (a worker thread's doing), failing the
+/// test with `what` otherwise.
+pub(crate) fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// The driver's side of feature negotiation (3.1.1 steps 1 to 5): status
+/// ACKNOWLEDGE, DRIVER, the driver's features `f`, then FEATURES_OK (which
+/// the device may refuse: read `Status` back to see).
+pub(crate) fn negotiate(t: &mut MmioTransport, f: u64) {
+    add_status(t, status::ACKNOWLEDGE);
+    add_status(t, status::DRIVER);
+    set_driver_features(t, f);
+    add_status(t, status::FEATURES_OK);
 }

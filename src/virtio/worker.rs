@@ -24,7 +24,7 @@ use std::sync::{mpsc, Arc};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use super::sys::{EventFd, Interest, PollSet, Readiness};
+use super::hostio::{EventFd, Interest, PollSet, Readiness};
 
 /// Token reserved for the stop eventfd.
 const STOP_TOKEN: u32 = u32::MAX;
@@ -203,8 +203,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn runs_and_stops_with_join() {
+    /// A worker counting the wake-ups of an eventfd: the eventfd, the
+    /// count, the worker.
+    fn spawn_counter() -> (Arc<EventFd>, Arc<AtomicUsize>, Worker<Counter>) {
         let ev = Arc::new(EventFd::new().unwrap());
         let seen = Arc::new(AtomicUsize::new(0));
         let w = Worker::spawn(
@@ -216,6 +217,12 @@ mod tests {
             },
         )
         .unwrap();
+        (ev, seen, w)
+    }
+
+    #[test]
+    fn runs_and_stops_with_join() {
+        let (ev, seen, w) = spawn_counter();
         ev.notify().unwrap();
         ev.notify().unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
@@ -233,17 +240,7 @@ mod tests {
 
     #[test]
     fn drop_joins() {
-        let ev = Arc::new(EventFd::new().unwrap());
-        let seen = Arc::new(AtomicUsize::new(0));
-        let w = Worker::spawn(
-            "test-worker",
-            Counter {
-                ev: ev.clone(),
-                seen: seen.clone(),
-                started: false,
-            },
-        )
-        .unwrap();
+        let (ev, seen, w) = spawn_counter();
         drop(w);
         // The thread held a clone of `seen`; after the join only ours is
         // left (the handler was dropped with the thread's result).

@@ -4,15 +4,14 @@
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
 
 use super::*;
 use crate::virtio::mem::{GuestAddress, RAM_PHYS_BASE};
 use crate::virtio::mmio::{regs, MmioTransport};
 use crate::virtio::queue::Descriptor;
 use crate::virtio::test_utils::{
-    add_status, device_features, read32, set_driver_features, setup_queue, write32, Buf,
-    DriverQueue, XorShift,
+    add_status, device_features, read32, set_driver_features, setup_queue, wait_until, write32,
+    Buf, DriverQueue, XorShift,
 };
 use crate::virtio::{features as vfeatures, status as dstatus};
 
@@ -57,14 +56,6 @@ struct Harness {
     metrics: Arc<BlkMetrics>,
     irqs: Arc<AtomicUsize>,
     next_buf: u64,
-}
-
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(1));
-    }
 }
 
 fn harness(img: &Image, read_only: bool) -> Harness {

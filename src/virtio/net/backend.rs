@@ -13,7 +13,7 @@ use std::fmt;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
-use crate::virtio::sys;
+use crate::virtio::hostio;
 
 /// The host end of a virtio-net device.
 ///
@@ -64,7 +64,7 @@ impl fmt::Debug for SocketPairBackend {
 impl SocketPairBackend {
     /// Wraps a connected message socket (made non-blocking here).
     pub fn new(fd: OwnedFd, has_vnet_hdr: bool) -> io::Result<Self> {
-        sys::set_nonblocking(fd.as_fd())?;
+        hostio::set_nonblocking(fd.as_fd())?;
         Ok(SocketPairBackend {
             fd,
             vnet_hdr: has_vnet_hdr,
@@ -74,7 +74,7 @@ impl SocketPairBackend {
     /// A backend and the other end of its wire (a blocking
     /// `SOCK_SEQPACKET` socket).
     pub fn pair(has_vnet_hdr: bool) -> io::Result<(Self, OwnedFd)> {
-        let (ours, theirs) = sys::seqpacket_pair()?;
+        let (ours, theirs) = hostio::seqpacket_pair()?;
         Ok((Self::new(ours, has_vnet_hdr)?, theirs))
     }
 }
@@ -87,11 +87,11 @@ impl AsRawFd for SocketPairBackend {
 
 impl NetBackend for SocketPairBackend {
     fn send(&mut self, frame: &[IoSlice<'_>]) -> io::Result<usize> {
-        sys::send_vectored(self.fd.as_fd(), frame)
+        hostio::send_vectored(self.fd.as_fd(), frame)
     }
 
     fn recv(&mut self, frame: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        match sys::recv_vectored(self.fd.as_fd(), frame)? {
+        match hostio::recv_vectored(self.fd.as_fd(), frame)? {
             (_, true) => Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "frame truncated",
@@ -116,11 +116,11 @@ mod tests {
         let n = b.send(&[IoSlice::new(b"ab"), IoSlice::new(b"cd")]).unwrap();
         assert_eq!(n, 4);
         let mut buf = [0u8; 16];
-        let (n, _) = sys::recv_vectored(peer.as_fd(), &mut [IoSliceMut::new(&mut buf)]).unwrap();
+        let (n, _) = hostio::recv_vectored(peer.as_fd(), &mut [IoSliceMut::new(&mut buf)]).unwrap();
         assert_eq!(&buf[..n], b"abcd");
         let e = b.recv(&mut [IoSliceMut::new(&mut buf)]).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "non-blocking");
-        sys::send_vectored(peer.as_fd(), &[IoSlice::new(&[7; 20])]).unwrap();
+        hostio::send_vectored(peer.as_fd(), &[IoSlice::new(&[7; 20])]).unwrap();
         let e = b.recv(&mut [IoSliceMut::new(&mut buf)]).unwrap_err();
         assert_eq!(
             e.kind(),

@@ -41,30 +41,31 @@ usual remedy where there is one.
 - `fd` is not in LKL's hijack config (LKL has it only as a library call).
 - Errors are typed and say why; LKL prints `perror` text.
 
-**Unsafe code** is confined to [`sys`] and `slirp_sys` (the dlopen'ed libslirp); every other file here forbids it.
-This module and `virtio/net.rs` say `deny` rather than `forbid` so that
-`sys` can allow it: a `forbid` cannot be relaxed by a child module.
+**Unsafe code** is confined to [`hostio`] (the libc calls) and `slirp::ffi`
+(the dlopen'ed libslirp); every other file here forbids it. This module,
+`virtio/net.rs` and `slirp.rs` say `deny` rather than `forbid` so that those
+two can allow it: a `forbid` cannot be relaxed by a child module.
 */
 
 #![deny(unsafe_code)]
 
 pub mod error;
 pub mod fd;
+pub mod hostio;
 pub mod pipe;
 pub mod raw;
 pub mod slirp;
 pub mod spec;
-pub mod sys;
 pub mod tap;
 #[cfg(test)]
-mod testutil;
+mod test_utils;
 pub mod vde;
 
 use std::fmt;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
-use crate::virtio::sys as vsys;
+use crate::virtio::hostio as vio;
 
 use super::NetBackend;
 
@@ -140,8 +141,8 @@ impl FrameFd {
     /// Sends one frame without blocking (`WouldBlock` when full).
     pub(crate) fn send(&self, frame: &[IoSlice<'_>]) -> io::Result<usize> {
         match self.io {
-            FrameIo::Message => vsys::send_vectored(self.fd.as_fd(), frame),
-            FrameIo::Device => sys::writev(self.fd.as_fd(), frame),
+            FrameIo::Message => vio::send_vectored(self.fd.as_fd(), frame),
+            FrameIo::Device => hostio::writev(self.fd.as_fd(), frame),
         }
     }
 
@@ -150,13 +151,13 @@ impl FrameFd {
     pub(crate) fn recv(&self, frame: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
         let truncated = || io::Error::new(io::ErrorKind::InvalidData, "frame truncated");
         match self.io {
-            FrameIo::Message => match vsys::recv_vectored(self.fd.as_fd(), frame)? {
+            FrameIo::Message => match vio::recv_vectored(self.fd.as_fd(), frame)? {
                 (_, true) => Err(truncated()),
                 (n, false) => Ok(n),
             },
             FrameIo::Device => {
                 let room: usize = frame.iter().map(|b| b.len()).sum();
-                let n = sys::readv(self.fd.as_fd(), frame)?;
+                let n = hostio::readv(self.fd.as_fd(), frame)?;
                 if n > room {
                     Err(truncated())
                 } else {
@@ -181,6 +182,34 @@ impl fmt::Debug for FrameFd {
             .finish()
     }
 }
+
+/// A backend that is one [`FrameFd`] (its field `$field`) and always
+/// (`true`) or never (`false`) carries a vnet header: the backend calls go
+/// to the descriptor.
+macro_rules! frame_fd_backend {
+    ($ty:ty, $field:ident, vnet_hdr: $vnet:expr) => {
+        impl std::os::fd::AsRawFd for $ty {
+            fn as_raw_fd(&self) -> std::os::fd::RawFd {
+                self.$field.as_raw_fd()
+            }
+        }
+
+        impl crate::virtio::net::NetBackend for $ty {
+            fn send(&mut self, frame: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+                self.$field.send(frame)
+            }
+
+            fn recv(&mut self, frame: &mut [std::io::IoSliceMut<'_>]) -> std::io::Result<usize> {
+                self.$field.recv(frame)
+            }
+
+            fn has_vnet_hdr(&self) -> bool {
+                $vnet
+            }
+        }
+    };
+}
+pub(crate) use frame_fd_backend;
 
 #[cfg(test)]
 mod tests {
@@ -264,7 +293,7 @@ mod tests {
 
     #[test]
     fn frame_fd_reports_truncation_on_messages() {
-        let (a, b) = vsys::seqpacket_pair().unwrap();
+        let (a, b) = vio::seqpacket_pair().unwrap();
         let a = FrameFd::new(a, FrameIo::Message);
         let b = FrameFd::new(b, FrameIo::Message);
         assert_eq!(a.send(&[IoSlice::new(&[1; 40])]).unwrap(), 40);

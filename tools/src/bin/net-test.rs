@@ -41,8 +41,8 @@ use lkl::config::{Backend, Config, DebugFlags, Interface, Ipv4Net, MacAddr, Offl
 use lkl::host::Console;
 use lkl::netcfg;
 use lkl::syscall::{self as sys, abi, Errno, SockAddr};
+use lkl::virtio::hostio::{recv_vectored, send_vectored, Interest, PollSet};
 use lkl::virtio::net::backends;
-use lkl::virtio::sys::{recv_vectored, send_vectored, Interest, PollSet};
 use lkl::virtio::{Net, NetBackend, SocketPairBackend};
 use lkl::{BootOptions, Kernel};
 

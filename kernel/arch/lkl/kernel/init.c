@@ -48,7 +48,8 @@ static int __init lkl_init_binfmt(void)
 	/*
 	 * Read-only: pid 1 is not a kthread, so the last fput is deferred to
 	 * task work; a file still open for writing would fail the exec with
-	 * ETXTBSY (field notes 5.15).
+	 * ETXTBSY: nothing here returns to user mode, where task work runs
+	 * (docs/kernel.md).
 	 */
 	file = filp_open("/init", O_CREAT | O_RDONLY, 0700);
 	if (IS_ERR(file))

@@ -9,7 +9,9 @@
  * blocked thread itself. It only queues the tid (atomics) and raises an
  * IRQ; the IRQ handler does the work under the CPU lock with
  * set_notify_signal(), which needs no signal queued and no handler in the
- * kernel (field notes 10.B). A task not inside a call when the IRQ runs is
+ * kernel, and clearing it at the call's exit cannot lose a real signal
+ * (a bare TIF_SIGPENDING would be cleared by any recalc_sigpending() before
+ * the sleeper saw it; docs/kernel.md). A task not inside a call when the IRQ runs is
  * left alone: its next call is not interrupted.
  */
 #include <linux/interrupt.h>

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * Host notifiers on kernel files, for waiting on host and kernel
- * descriptors at once without a thread per wait (field notes 10.A).
+ * descriptors at once without a thread per wait (docs/kernel.md).
  *
  * lkl_notifier_add(fd, events, cb, cookie) registers on the file's wait
  * queues the way poll() does, but keeps the entries: whenever the file is

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * Every way down ends the same: the kernel is frozen where it stands and
- * the halting thread tears the host side down (threads.c).
+ * the halting thread leaves its task (lkl_halt_jump, syscalls.c) and, back
+ * in lkl_syscall, tears the host side down (lkl_teardown, setup.c).
  */
 #include <linux/reboot.h>
 #include <linux/pm.h>

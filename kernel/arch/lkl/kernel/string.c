@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * Bulk memory operations. The generic lib/string.c versions copy a byte at
- * a time; TCP and block I/O spend most of their time here (field notes 9.1).
+ * a time; TCP and block I/O spend most of their time here (docs/kernel.md:
+ * 90 % of the CPU of a TCP stream, and 4x the throughput with rep movsb).
  */
 #include <linux/types.h>
 #include <linux/export.h>

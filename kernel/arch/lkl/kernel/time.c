@@ -86,7 +86,10 @@ void __init time_init(void)
 	if (ret)
 		panic("lkl: clocksource: %d", ret);
 
-	/* cpumask_of() is no constant initializer (field notes 5.13). */
+	/*
+	 * cpumask_of() is no constant initializer; left unset, registering
+	 * warns "cpumask == cpu_all_mask" (docs/kernel.md).
+	 */
 	clockevent.cpumask = cpumask_of(0);
 	clockevents_config_and_register(&clockevent, NSEC_PER_SEC, 1, ULONG_MAX);
 }

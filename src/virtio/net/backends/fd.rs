@@ -27,9 +27,9 @@ use std::os::fd::{AsFd, AsRawFd, RawFd};
 use super::error::{BackendError, Cause};
 use super::spec::BackendKind;
 use super::tap::{configure_vnet_hdr, TapFd};
-use super::{sys, FrameFd, FrameIo};
+use super::{hostio, FrameFd, FrameIo};
+use crate::virtio::hostio as vio;
 use crate::virtio::net::NetBackend;
-use crate::virtio::sys as vsys;
 
 enum Inner {
     Socket { frames: FrameFd, vnet_hdr: bool },
@@ -55,19 +55,19 @@ impl InheritedFd {
         if fd < 0 {
             return Err(bad("is not a descriptor number".into()));
         }
-        let dup = sys::dup_cloexec(fd).map_err(|e| {
+        let dup = hostio::dup_cloexec(fd).map_err(|e| {
             let hint = (e.raw_os_error() == Some(libc::EBADF))
                 .then(|| "it is not open in this process".to_string());
             os("descriptor", e, hint)
         })?;
-        let ftype = sys::file_type(dup.as_fd()).map_err(|e| os("fstat", e, None))?;
+        let ftype = hostio::file_type(dup.as_fd()).map_err(|e| os("fstat", e, None))?;
         let inner = match ftype {
             libc::S_IFSOCK => {
-                let stype = sys::getsockopt_int(dup.as_fd(), libc::SOL_SOCKET, libc::SO_TYPE)
+                let stype = hostio::getsockopt_int(dup.as_fd(), libc::SOL_SOCKET, libc::SO_TYPE)
                     .map_err(|e| os("SO_TYPE", e, None))?;
                 match stype {
                     libc::SOCK_DGRAM | libc::SOCK_SEQPACKET => {
-                        let connected = sys::is_connected(dup.as_fd())
+                        let connected = hostio::is_connected(dup.as_fd())
                             .map_err(|e| os("getpeername", e, None))?;
                         if !connected {
                             return Err(bad(
@@ -90,7 +90,7 @@ impl InheritedFd {
                 }
             }
             libc::S_IFCHR => {
-                let (name, flags) = sys::tun_get_iff(dup.as_fd()).map_err(|e| {
+                let (name, flags) = hostio::tun_get_iff(dup.as_fd()).map_err(|e| {
                     os(
                         "TUNGETIFF",
                         e,
@@ -113,7 +113,7 @@ impl InheritedFd {
                     configure_vnet_hdr(&dup)
                         .map_err(|e| os("vnet header (TUNSETVNETHDRSZ)", e, None))?;
                 }
-                vsys::set_nonblocking(dup.as_fd()).map_err(|e| os("O_NONBLOCK", e, None))?;
+                vio::set_nonblocking(dup.as_fd()).map_err(|e| os("O_NONBLOCK", e, None))?;
                 Inner::Tap(TapFd::new(dup, has_vnet))
             }
             libc::S_IFIFO => {
@@ -191,15 +191,15 @@ impl NetBackend for InheritedFd {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::virtio::net::backends::sys::mkfifo;
-    use crate::virtio::net::backends::testutil::{frame, recv_frame, send_frame, TempDir};
+    use crate::virtio::net::backends::hostio::mkfifo;
+    use crate::virtio::net::backends::test_utils::{frame, recv_frame, send_frame, TempDir};
     use std::fs::OpenOptions;
     use std::os::unix::fs::OpenOptionsExt;
     use std::os::unix::net::{UnixDatagram, UnixStream};
 
     #[test]
     fn frames_cross_a_seqpacket_pair() {
-        let (ours, peer) = vsys::seqpacket_pair().unwrap();
+        let (ours, peer) = vio::seqpacket_pair().unwrap();
         let mut b = InheritedFd::open(ours.as_raw_fd(), true).unwrap();
         assert!(b.has_vnet_hdr() && !b.is_tap());
         assert_ne!(b.as_raw_fd(), ours.as_raw_fd(), "a duplicate");

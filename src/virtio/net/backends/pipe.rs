@@ -28,7 +28,7 @@ use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::ops::Range;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -36,9 +36,9 @@ use std::thread::{self, JoinHandle};
 
 use super::error::{BackendError, Cause};
 use super::spec::BackendKind;
-use super::{FrameFd, FrameIo};
-use crate::virtio::net::{NetBackend, FRAME_BUF_LEN};
-use crate::virtio::sys::{self as vsys, EventFd, Interest, PollSet};
+use super::{frame_fd_backend, FrameFd, FrameIo};
+use crate::virtio::hostio::{self as vio, EventFd, Interest, PollSet};
+use crate::virtio::net::FRAME_BUF_LEN;
 
 /// The largest frame on a FIFO, header included (the device's own limit).
 pub const PIPE_FRAME_MAX: usize = FRAME_BUF_LEN;
@@ -75,8 +75,8 @@ impl Pipe {
             )));
         }
         let os = |what: &str, e| BackendError::os(BackendKind::Pipe, &param, what, e, None);
-        let (ours, theirs) = vsys::seqpacket_pair().map_err(|e| os("socketpair", e))?;
-        vsys::set_nonblocking(theirs.as_fd()).map_err(|e| os("socketpair", e))?;
+        let (ours, theirs) = vio::seqpacket_pair().map_err(|e| os("socketpair", e))?;
+        vio::set_nonblocking(theirs.as_fd()).map_err(|e| os("socketpair", e))?;
         let stop = Arc::new(EventFd::new().map_err(|e| os("eventfd", e))?);
         let failure = Arc::new(Mutex::new(None));
         let relay = Relay {
@@ -170,25 +170,7 @@ impl fmt::Debug for Pipe {
     }
 }
 
-impl AsRawFd for Pipe {
-    fn as_raw_fd(&self) -> RawFd {
-        self.link.as_raw_fd()
-    }
-}
-
-impl NetBackend for Pipe {
-    fn send(&mut self, frame: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.link.send(frame)
-    }
-
-    fn recv(&mut self, frame: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        self.link.recv(frame)
-    }
-
-    fn has_vnet_hdr(&self) -> bool {
-        true
-    }
-}
+frame_fd_backend!(Pipe, link, vnet_hdr: true);
 
 /// Splits the byte stream of the rx FIFO into frames.
 struct Decoder {
@@ -332,7 +314,7 @@ impl Relay {
         let mut frames = 0;
         while frames < BURST {
             if let Some(frame) = self.inbound.frame().map_err(Stop::Failed)? {
-                let sent = vsys::send_vectored(
+                let sent = vio::send_vectored(
                     self.link.as_fd(),
                     &[IoSlice::new(&self.inbound.buf[frame.clone()])],
                 );
@@ -383,7 +365,7 @@ impl Relay {
                 }
                 continue;
             }
-            let got = vsys::recv_vectored(
+            let got = vio::recv_vectored(
                 self.link.as_fd(),
                 &mut [IoSliceMut::new(&mut self.out[LEN_BYTES..])],
             );
@@ -411,10 +393,11 @@ impl Relay {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::virtio::net::backends::sys::mkfifo;
-    use crate::virtio::net::backends::testutil::{
+    use crate::virtio::net::backends::hostio::mkfifo;
+    use crate::virtio::net::backends::test_utils::{
         frame, recv_frame, send_frame, wait_readable, TempDir,
     };
+    use crate::virtio::net::NetBackend;
     use std::time::{Duration, Instant};
 
     fn fifo_pair(dir: &TempDir) -> (PathBuf, PathBuf) {

@@ -25,13 +25,11 @@
 #![forbid(unsafe_code)]
 
 use std::fmt;
-use std::io::{self, IoSlice, IoSliceMut};
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd};
 
 use super::error::BackendError;
 use super::spec::BackendKind;
-use super::{sys, FrameFd, FrameIo};
-use crate::virtio::net::NetBackend;
+use super::{frame_fd_backend, hostio, FrameFd, FrameIo};
 
 /// An `AF_PACKET` `SOCK_RAW` socket bound to one host interface.
 pub struct RawSocket {
@@ -45,7 +43,7 @@ impl RawSocket {
     /// `CAP_NET_RAW`).
     pub fn open(ifname: &str) -> Result<RawSocket, BackendError> {
         let kind = BackendKind::Raw;
-        let ifindex = sys::if_nametoindex(ifname).map_err(|e| {
+        let ifindex = hostio::if_nametoindex(ifname).map_err(|e| {
             let hint = match e.raw_os_error() {
                 Some(libc::ENODEV) | Some(libc::ENXIO) => {
                     Some("no such interface in this network namespace".into())
@@ -54,7 +52,7 @@ impl RawSocket {
             };
             BackendError::os(kind, ifname, "interface", e, hint)
         })?;
-        let fd = sys::packet_socket().map_err(|e| {
+        let fd = hostio::packet_socket().map_err(|e| {
             let hint = match e.raw_os_error() {
                 Some(libc::EPERM) | Some(libc::EACCES) => Some("needs CAP_NET_RAW".into()),
                 Some(libc::EAFNOSUPPORT) => Some("the host kernel has no AF_PACKET".into()),
@@ -64,7 +62,7 @@ impl RawSocket {
         })?;
         // Older kernels lack the option; they echo outgoing frames, which
         // is LKL's behaviour, not a reason to fail.
-        match sys::setsockopt_int(
+        match hostio::setsockopt_int(
             fd.as_fd(),
             libc::SOL_PACKET,
             libc::PACKET_IGNORE_OUTGOING,
@@ -82,9 +80,9 @@ impl RawSocket {
             _ => {}
         }
         // ETH_P_ALL (3) fits the 16-bit protocol field.
-        sys::packet_bind(fd.as_fd(), ifindex, libc::ETH_P_ALL as u16)
+        hostio::packet_bind(fd.as_fd(), ifindex, libc::ETH_P_ALL as u16)
             .map_err(|e| BackendError::os(kind, ifname, "bind", e, None))?;
-        sys::packet_add_membership(fd.as_fd(), ifindex, libc::PACKET_MR_PROMISC)
+        hostio::packet_add_membership(fd.as_fd(), ifindex, libc::PACKET_MR_PROMISC)
             .map_err(|e| BackendError::os(kind, ifname, "promiscuous mode", e, None))?;
         Ok(RawSocket {
             frames: FrameFd::new(fd, FrameIo::Message),
@@ -114,25 +112,7 @@ impl fmt::Debug for RawSocket {
     }
 }
 
-impl AsRawFd for RawSocket {
-    fn as_raw_fd(&self) -> RawFd {
-        self.frames.as_raw_fd()
-    }
-}
-
-impl NetBackend for RawSocket {
-    fn send(&mut self, frame: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.frames.send(frame)
-    }
-
-    fn recv(&mut self, frame: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        self.frames.recv(frame)
-    }
-
-    fn has_vnet_hdr(&self) -> bool {
-        false
-    }
-}
+frame_fd_backend!(RawSocket, frames, vnet_hdr: false);
 
 #[cfg(test)]
 mod tests {

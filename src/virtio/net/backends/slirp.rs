@@ -23,8 +23,8 @@
 //!
 //! **Loading.** libslirp (and glib) are loaded on first use with `dlopen`,
 //! never linked; without `libslirp.so.0` opening fails with a
-//! [`BackendError`] that says what to install. The FFI is in
-//! `slirp_sys.rs`, the only slirp file with `unsafe` code.
+//! [`BackendError`] that says what to install. The FFI is in [`ffi`]
+//! (`slirp/ffi.rs`), the only slirp file with `unsafe` code.
 //!
 //! **`param`.** LKL's hijack config has no slirp type (LKL has a slirp
 //! backend in its library only, configured in C), so there is no LKL
@@ -36,14 +36,13 @@
 // `deny`, not `forbid`: the FFI child module must be able to allow it.
 #![deny(unsafe_code)]
 
-#[path = "slirp_sys.rs"]
-mod slirp_sys;
+mod ffi;
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, IoSlice, IoSliceMut};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::{self, JoinHandle};
 
@@ -51,11 +50,11 @@ use serde::Serialize;
 
 use super::error::{BackendError, Cause};
 use super::spec::{BackendKind, SlirpNetwork};
-use super::{FrameFd, FrameIo};
+use super::{frame_fd_backend, FrameFd, FrameIo};
+use crate::virtio::hostio::{self as vio, EventFd};
 use crate::virtio::metrics::Counter;
-use crate::virtio::net::{NetBackend, FRAME_BUF_LEN};
-use crate::virtio::sys::{self as vsys, EventFd};
-use slirp_sys::{Host, LoadError, Stack};
+use crate::virtio::net::FRAME_BUF_LEN;
+use ffi::{Host, LoadError, Stack};
 
 /// Bytes of frames from slirp that may wait for the device; more are
 /// dropped. slirp's TCP has no window scaling, so at most 64 KiB per
@@ -93,7 +92,7 @@ struct Shared {
 /// Loads libslirp (once per process) and returns its version ("4.7.0"),
 /// or the error [`Slirp::open`] would give. Tests use it to skip.
 pub fn probe() -> Result<&'static str, BackendError> {
-    slirp_sys::library()
+    ffi::library()
         .map(|lib| lib.version())
         .map_err(|e| load_error(&e))
 }
@@ -103,7 +102,7 @@ fn load_error(e: &LoadError) -> BackendError {
         BackendError::os(
             BackendKind::Slirp,
             "",
-            slirp_sys::SONAME,
+            ffi::SONAME,
             error,
             hint.map(str::to_string),
         )
@@ -142,10 +141,10 @@ impl Slirp {
     pub fn open_with(network: &SlirpNetwork) -> Result<Slirp, BackendError> {
         let bad = |why: String| BackendError::new(BackendKind::Slirp, "", Cause::BadParam(why));
         network.validate().map_err(bad)?;
-        let lib = slirp_sys::library().map_err(|e| load_error(&e))?;
+        let lib = ffi::library().map_err(|e| load_error(&e))?;
         let os = |what: &str, e| BackendError::os(BackendKind::Slirp, "", what, e, None);
-        let (ours, theirs) = vsys::seqpacket_pair().map_err(|e| os("socketpair", e))?;
-        vsys::set_nonblocking(theirs.as_fd()).map_err(|e| os("socketpair", e))?;
+        let (ours, theirs) = vio::seqpacket_pair().map_err(|e| os("socketpair", e))?;
+        vio::set_nonblocking(theirs.as_fd()).map_err(|e| os("socketpair", e))?;
         let stop = Arc::new(EventFd::new().map_err(|e| os("eventfd", e))?);
         let shared = Arc::new(Shared::default());
         let (ready_tx, ready_rx) = mpsc::channel();
@@ -258,29 +257,11 @@ impl fmt::Debug for Slirp {
     }
 }
 
-impl AsRawFd for Slirp {
-    fn as_raw_fd(&self) -> RawFd {
-        self.link.as_raw_fd()
-    }
-}
-
-impl NetBackend for Slirp {
-    fn send(&mut self, frame: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.link.send(frame)
-    }
-
-    fn recv(&mut self, frame: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        self.link.recv(frame)
-    }
-
-    fn has_vnet_hdr(&self) -> bool {
-        false
-    }
-}
+frame_fd_backend!(Slirp, link, vnet_hdr: false);
 
 /// The slirp thread's end of the link, and what slirp's callbacks reach.
 /// Used only on the slirp thread, from shared references (see
-/// [`slirp_sys`]), hence the cells.
+/// [`ffi`]), hence the cells.
 struct Link {
     fd: OwnedFd,
     /// Frames from slirp waiting for room on the link, in order.
@@ -296,7 +277,7 @@ impl Link {
     /// Sends one frame now: `Ok(false)` if the link is full.
     fn try_send(&self, frame: &[u8]) -> Result<bool, Gone> {
         loop {
-            match vsys::send_vectored(self.fd.as_fd(), &[IoSlice::new(frame)]) {
+            match vio::send_vectored(self.fd.as_fd(), &[IoSlice::new(frame)]) {
                 Ok(_) => {
                     self.shared.metrics.rx_frames_count.inc();
                     return Ok(true);
@@ -398,7 +379,7 @@ fn run(stack: &Stack<Link>, stop: &EventFd) -> Result<(), String> {
         } else {
             libc::c_int::try_from(timeout).unwrap_or(libc::c_int::MAX)
         };
-        let polled = slirp_sys::poll(&mut fds, ms);
+        let polled = ffi::poll(&mut fds, ms);
         // slirp also runs its TCP timers here, ready fds or not.
         stack.poll_done(&fds, polled.is_err());
         if let Err(e) = polled {
@@ -410,7 +391,7 @@ fn run(stack: &Stack<Link>, stop: &EventFd) -> Result<(), String> {
         let r = fds[LINK].revents;
         if r & libc::POLLIN != 0 {
             for _ in 0..BURST {
-                match vsys::recv_vectored(link.fd.as_fd(), &mut [IoSliceMut::new(&mut buf)]) {
+                match vio::recv_vectored(link.fd.as_fd(), &mut [IoSliceMut::new(&mut buf)]) {
                     // Nothing, or the backend closed (its hang-up ends us).
                     Ok((0, _)) => break,
                     // Bigger than any frame the device makes: dropped.
@@ -435,7 +416,8 @@ fn run(stack: &Stack<Link>, stop: &EventFd) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::virtio::net::backends::testutil::{recv_frame, send_frame};
+    use crate::virtio::net::backends::test_utils::{recv_frame, send_frame};
+    use crate::virtio::net::NetBackend;
     use std::net::Ipv4Addr;
 
     #[test]

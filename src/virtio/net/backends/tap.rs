@@ -20,7 +20,7 @@ use std::path::Path;
 
 use super::error::{BackendError, Cause};
 use super::spec::BackendKind;
-use super::{sys, FrameFd, FrameIo};
+use super::{hostio, FrameFd, FrameIo};
 use crate::virtio::net::{features, NetBackend, VNET_HDR_LEN};
 
 /// The tun/tap clone device.
@@ -82,7 +82,7 @@ impl TapFd {
         if !self.vnet_hdr {
             return Ok(());
         }
-        sys::tun_set_offload(self.frames.fd().as_fd(), tun_offload_flags(acked))
+        hostio::tun_set_offload(self.frames.fd().as_fd(), tun_offload_flags(acked))
     }
 }
 
@@ -96,10 +96,10 @@ impl AsRawFd for TapFd {
 /// our 12-byte, little-endian `virtio_net_hdr_v1`.
 pub(crate) fn configure_vnet_hdr(fd: &OwnedFd) -> io::Result<()> {
     // 12 fits an int.
-    sys::tun_set_vnet_hdr_sz(fd.as_fd(), VNET_HDR_LEN as libc::c_int)?;
+    hostio::tun_set_vnet_hdr_sz(fd.as_fd(), VNET_HDR_LEN as libc::c_int)?;
     if cfg!(target_endian = "big") {
         // A tap's header is in host order by default; virtio 1.x is LE.
-        sys::tun_set_vnet_le(fd.as_fd())?;
+        hostio::tun_set_vnet_le(fd.as_fd())?;
     }
     Ok(())
 }
@@ -130,7 +130,7 @@ impl Tap {
         let kind = BackendKind::Tap;
         let bad = |why: &str| BackendError::new(kind, ifname, Cause::BadParam(why.into()));
         check_ifname(ifname).map_err(bad)?;
-        let existed = sys::if_nametoindex(ifname).is_ok();
+        let existed = hostio::if_nametoindex(ifname).is_ok();
 
         let fd = open_device(Path::new(TUN_PATH)).map_err(|e| {
             let hint = match e.raw_os_error() {
@@ -146,10 +146,11 @@ impl Tap {
         })?;
 
         let flags = libc::IFF_TAP | libc::IFF_NO_PI | if vnet_hdr { libc::IFF_VNET_HDR } else { 0 };
-        let attached = match sys::tun_set_iff(fd.as_fd(), ifname, flags) {
+        let attached = match hostio::tun_set_iff(fd.as_fd(), ifname, flags) {
             // A tap made with `multi_queue` takes only multi-queue attaches.
             Err(e) if existed && e.raw_os_error() == Some(libc::EINVAL) => {
-                sys::tun_set_iff(fd.as_fd(), ifname, flags | libc::IFF_MULTI_QUEUE).map_err(|_| e)
+                hostio::tun_set_iff(fd.as_fd(), ifname, flags | libc::IFF_MULTI_QUEUE)
+                    .map_err(|_| e)
             }
             r => r,
         };
@@ -180,7 +181,7 @@ impl Tap {
         // A persistent tap keeps the offloads its last reader switched on:
         // start from none, so the host never sends us segments we did not
         // negotiate (set_offload turns on what the driver accepts).
-        sys::tun_set_offload(fd.as_fd(), 0).map_err(|e| {
+        hostio::tun_set_offload(fd.as_fd(), 0).map_err(|e| {
             BackendError::os(kind, ifname, "clear offloads (TUNSETOFFLOAD)", e, None)
         })?;
         Ok(Tap {
@@ -299,7 +300,7 @@ impl Macvtap {
         })?;
         // A macvtap answers TUNGETIFF with its link's name; anything else
         // (a tty, an unattached /dev/net/tun, a file) does not.
-        let (ifname, flags) = sys::tun_get_iff(fd.as_fd()).map_err(|e| {
+        let (ifname, flags) = hostio::tun_get_iff(fd.as_fd()).map_err(|e| {
             BackendError::os(
                 kind,
                 &param,
@@ -317,7 +318,7 @@ impl Macvtap {
         }
         let want = libc::IFF_TAP | libc::IFF_NO_PI | if vnet_hdr { libc::IFF_VNET_HDR } else { 0 };
         // macvtap's TUNSETIFF ignores the name and sets only these flags.
-        sys::tun_set_iff(fd.as_fd(), "", want)
+        hostio::tun_set_iff(fd.as_fd(), "", want)
             .map_err(|e| BackendError::os(kind, &param, "TUNSETIFF", e, None))?;
         if vnet_hdr {
             configure_vnet_hdr(&fd).map_err(|e| {

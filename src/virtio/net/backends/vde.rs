@@ -25,8 +25,8 @@
 
 use std::fmt;
 use std::fs;
-use std::io::{self, IoSlice, IoSliceMut, Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixDatagram, UnixStream};
@@ -35,8 +35,7 @@ use std::time::Duration;
 
 use super::error::{BackendError, Cause};
 use super::spec::BackendKind;
-use super::{sys, FrameFd, FrameIo};
-use crate::virtio::net::NetBackend;
+use super::{frame_fd_backend, hostio, FrameFd, FrameIo};
 
 /// `SWITCH_MAGIC`.
 pub const VDE_MAGIC: u32 = 0xfeed_face;
@@ -186,7 +185,7 @@ fn bind_data_socket(dir: &Path) -> io::Result<(UnixDatagram, PathBuf)> {
 fn set_data_socket_mode(port: &Path, ctl: &Path) {
     let mut mode = 0o700;
     if let Ok(m) = fs::metadata(ctl) {
-        if m.uid() != 0 && m.uid() != sys::geteuid() {
+        if m.uid() != 0 && m.uid() != hostio::geteuid() {
             mode = match std::os::unix::fs::chown(port, None, Some(m.gid())) {
                 Ok(()) => 0o770,
                 Err(_) => 0o777,
@@ -251,30 +250,13 @@ impl fmt::Debug for Vde {
     }
 }
 
-impl AsRawFd for Vde {
-    fn as_raw_fd(&self) -> RawFd {
-        self.data.as_raw_fd()
-    }
-}
-
-impl NetBackend for Vde {
-    fn send(&mut self, frame: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.data.send(frame)
-    }
-
-    fn recv(&mut self, frame: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        self.data.recv(frame)
-    }
-
-    fn has_vnet_hdr(&self) -> bool {
-        false
-    }
-}
+frame_fd_backend!(Vde, data, vnet_hdr: false);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::virtio::net::backends::testutil::{frame, recv_frame, send_frame, TempDir};
+    use crate::virtio::net::backends::test_utils::{frame, recv_frame, send_frame, TempDir};
+    use crate::virtio::net::NetBackend;
     use std::os::unix::net::UnixListener;
     use std::thread;
 

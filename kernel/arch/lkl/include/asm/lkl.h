@@ -31,7 +31,6 @@ int lkl_cpu_owned_by_self(void);
 void lkl_cpu_park_foreign(void);
 void lkl_cpu_shutdown_wake(void);
 extern int lkl_shutting_down;
-extern int lkl_running;
 
 /* notify.c */
 void lkl_notify_flush(void);
@@ -43,11 +42,11 @@ void lkl_idle_init(void);
 int lkl_idle_sched_jb(void);
 void lkl_idle_run(void);
 void lkl_idle_resume(struct task_struct *prev);
+void lkl_idle_shutdown_wake(void);
 
 /* irq.c */
 int lkl_irqs_pending(void);
 void lkl_run_irqs(void);
-void lkl_irq_init_flags(void);
 
 /* threads.c */
 void lkl_threads_init(void);
@@ -57,8 +56,6 @@ void lkl_task_put(void);
 int lkl_is_host_task(struct task_struct *task);
 int lkl_host_task_marker(void *unused);
 void lkl_leave(struct task_struct *task) __noreturn;
-void lkl_idle_shutdown_wake(void);
-void lkl_task_bootstrap_guard(void);
 struct task_struct *__switch_to(struct task_struct *prev, struct task_struct *next);
 
 /* syscalls.c */
@@ -66,20 +63,21 @@ void lkl_syscalls_drain(void);
 void lkl_syscalls_wake_waiters(void);
 void lkl_syscalls_cleanup(void);
 int lkl_host0_adopt(void);
-void lkl_teardown(void);
 void lkl_become_host0(void);
+void lkl_halt_jump(void) __noreturn;
 extern struct task_struct *lkl_host0;
-extern unsigned long lkl_boot_caller;
-extern struct lkl_sem *lkl_init_sem;
 
 /* time.c */
 void lkl_time_shutdown(void);
 
-/* mem.c */
+/* mm/bootmem.c */
 void lkl_bootmem_init(void);
 void lkl_bootmem_free(void);
 
 /* setup.c */
-void lkl_halt_jump(void) __noreturn;
+void lkl_teardown(void);
+extern int lkl_running;
+extern unsigned long lkl_boot_caller;
+extern struct lkl_sem *lkl_init_sem;
 
 #endif

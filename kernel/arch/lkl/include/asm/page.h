@@ -12,8 +12,8 @@
  * "Physical" addresses are offsets into the one host region that holds the
  * kernel's RAM, starting at LKL_PHYS_BASE. Placing RAM at a small physical
  * address keeps the memmap hole below it tiny wherever the host put the
- * region (field notes 9.2: a hole up to a high host address cost 40 ms of
- * boot), and hands virtio devices guest addresses they can bounds-check
+ * region (a hole up to a high host address cost 40 ms of a 45 ms boot in
+ * memmap_init(); docs/kernel.md), and hands virtio devices guest addresses they can bounds-check
  * against the region. The 1 MiB base keeps physical address 0, which
  * memblock uses to mean failure, out of RAM.
  */

@@ -6,7 +6,7 @@
 
 /*
  * Bulk copies dominate network and block I/O; lib/string.c's byte loops
- * cost most of the throughput (field notes 9.1). kernel/string.c has
+ * cost most of the throughput (docs/kernel.md). kernel/string.c has
  * word-at-a-time and rep-movsb versions.
  */
 #define __HAVE_ARCH_MEMCPY

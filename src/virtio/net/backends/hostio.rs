@@ -17,18 +17,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
-}
-
-fn cvt_size(ret: libc::ssize_t) -> io::Result<usize> {
-    // A non-negative ssize_t always fits a usize.
-    usize::try_from(ret).map_err(|_| io::Error::last_os_error())
-}
+use crate::virtio::hostio::{cvt, cvt_size};
 
 /// `sizeof(T)` as a `socklen_t`, for the small fixed structures passed here.
 fn socklen<T>() -> libc::socklen_t {
@@ -365,7 +354,7 @@ mod tests {
 
     #[test]
     fn a_socketpair_is_a_connected_socket() {
-        let (a, _b) = crate::virtio::sys::seqpacket_pair().unwrap();
+        let (a, _b) = crate::virtio::hostio::seqpacket_pair().unwrap();
         assert_eq!(file_type(a.as_fd()).unwrap(), libc::S_IFSOCK);
         assert_eq!(
             getsockopt_int(a.as_fd(), libc::SOL_SOCKET, libc::SO_TYPE).unwrap(),

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::virtio::hostio::{Interest, PollSet, Readiness};
 use crate::virtio::net::{NetBackend, FRAME_BUF_LEN};
-use crate::virtio::sys::{Interest, PollSet, Readiness};
 
 /// A fresh directory under the system temp dir, removed on drop.
 pub(crate) struct TempDir(pub(crate) PathBuf);
