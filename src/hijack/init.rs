@@ -15,9 +15,12 @@ use lkl::virtio::net::backends::open_backend;
 use lkl::virtio::Net;
 use lkl::{BootOptions, Kernel};
 
+use crate::hijack::fd::control;
+use crate::hijack::fdtable;
 use crate::hijack::fs::disks;
 use crate::hijack::lifecycle::{self, active, diag, forked, set_active};
 use crate::hijack::net::resolve;
+use crate::hijack::signals;
 
 struct Running {
     kernel: Kernel,
@@ -138,6 +141,8 @@ fn close_on_exec_since(before: &[i32]) {
 extern "C" fn hijack_init() {
     // Libc's functions, before anything can need one in a signal handler.
     crate::hijack::host::look_up_all();
+    // What a close left by a signal handler drops above the table.
+    fdtable::set_forget_users(control::forget_users);
     let before = open_fds();
     let started = start();
     close_on_exec_since(&before);
@@ -199,6 +204,15 @@ extern "C" fn hijack_fini() {
     }
     // From here on other threads stop where they meet the kernel.
     lifecycle::begin_exit();
+    if signals::in_kernel_call() {
+        // exit() from a signal handler that interrupted a kernel call of
+        // this thread: its kernel task is inside that call, which can only
+        // return once the handler does, so this thread can make no kernel
+        // call, and halting would wait for that call forever.
+        set_active(false);
+        diag("exit from a signal handler that interrupted a kernel call: the kernel is not shut down (as if killed: data fsync'd to disks is safe, unsent TCP data is lost)");
+        return;
+    }
     if let Some(s) = SETTINGS.get() {
         if active() {
             dump(&s.dump);

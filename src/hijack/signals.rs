@@ -14,13 +14,19 @@
 //!
 //! The handler allocates nothing and calls only async-signal-safe code:
 //! thread-local atomics, `lkl::interrupt`, and libc's `sigaction` to
-//! read the current flags.
+//! read the current flags. What the program's handler may call in turn,
+//! and what it gets, is in docs/hijack-signals.md: a kernel call from a
+//! handler that interrupted a kernel call of the same thread fails with
+//! EDEADLK (that thread's kernel task is inside the interrupted call), and
+//! `close` of a kernel descriptor from a handler is finished later
+//! (`fdtable::close_later`).
 
 use std::ffi::{c_int, c_void};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicUsize, Ordering};
 
 use lkl::syscall::{nr, raw, Errno};
 
+use crate::hijack::fdtable;
 use crate::hijack::host::{errno, fail, libc_fn, set_errno};
 use crate::hijack::lifecycle::park_if_exiting;
 
@@ -40,6 +46,22 @@ thread_local! {
     static INTERRUPTED: AtomicBool = const { AtomicBool::new(false) };
     /// Whether that handler asked for SA_RESTART.
     static RESTART: AtomicBool = const { AtomicBool::new(false) };
+    /// How many of the program's handlers this thread is running (ours
+    /// called them; a handler that longjmps out leaves this raised).
+    static IN_HANDLER: AtomicU32 = const { AtomicU32::new(0) };
+}
+
+/// True while this thread runs one of the program's signal handlers.
+#[inline]
+pub fn in_handler() -> bool {
+    IN_HANDLER.with(|h| h.load(Ordering::Acquire)) != 0
+}
+
+/// True while this thread is inside a kernel call of ours (seen from a
+/// signal handler: the handler interrupted it).
+#[inline]
+pub fn in_kernel_call() -> bool {
+    IN_CALL.with(|c| c.load(Ordering::Acquire))
 }
 
 type SigactionFn =
@@ -91,6 +113,7 @@ extern "C" fn wrapper(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) 
     if h == 0 || h == libc::SIG_DFL || h == libc::SIG_IGN {
         return;
     }
+    IN_HANDLER.with(|d| d.fetch_add(1, Ordering::AcqRel));
     if flags & libc::SA_SIGINFO != 0 {
         // SAFETY: the program installed this as an sa_sigaction handler.
         let f: extern "C" fn(c_int, *mut libc::siginfo_t, *mut c_void) =
@@ -101,6 +124,7 @@ extern "C" fn wrapper(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) 
         let f: extern "C" fn(c_int) = unsafe { std::mem::transmute(h) };
         f(sig);
     }
+    IN_HANDLER.with(|d| d.fetch_sub(1, Ordering::AcqRel));
 }
 
 fn zeroed_sigaction() -> libc::sigaction {
@@ -159,7 +183,19 @@ fn ktid() -> i32 {
 /// One kernel call, interruptible by the program's signal handlers, and
 /// raising SIGPIPE as the host would.
 pub fn call(nr: i64, args: [i64; 6]) -> Result<i64, Errno> {
+    if in_kernel_call() {
+        // A signal handler's call while this thread's kernel task is inside
+        // the call the signal interrupted: entering the kernel with that
+        // task again would run it twice at once. The kernel says EDEADLK
+        // itself when this thread holds its CPU; say it in every case.
+        return Err(Errno(libc::EDEADLK));
+    }
     park_if_exiting();
+    let outside_handler = !in_handler();
+    if outside_handler {
+        // Closes a handler left for later (fdtable::close_later).
+        fdtable::finish_closes();
+    }
     ktid();
     loop {
         INTERRUPTED.with(|i| i.store(false, Ordering::Release));
@@ -167,6 +203,10 @@ pub fn call(nr: i64, args: [i64; 6]) -> Result<i64, Errno> {
         // SAFETY: the caller's arguments for this call.
         let r = unsafe { raw(nr, args) };
         IN_CALL.with(|c| c.store(false, Ordering::Release));
+        if outside_handler {
+            // A handler that interrupted this call may have closed some.
+            fdtable::finish_closes();
+        }
         // A call ended by the exit path (its descriptor closed, the kernel
         // halted) does not return to the program.
         park_if_exiting();

@@ -1,5 +1,6 @@
 //! The calls that manage descriptors, kernel and host ones alike: close
-//! (a kernel descriptor leaves its epoll sets and its packet ring first),
+//! (a kernel descriptor leaves its epoll sets and its packet ring first;
+//! from a signal handler it is only retired, see `fdtable::close_later`),
 //! dup, dup2, dup3 and fcntl's F_DUPFD (a kernel duplicate gets a host
 //! number of its own, the one asked for where there is one), fcntl and
 //! ioctl.
@@ -16,17 +17,27 @@ use crate::hijack::call::kcall;
 use crate::hijack::fd::epoll;
 use crate::hijack::fdtable;
 use crate::hijack::host::{self, fail, libc_fn, set_errno};
-use crate::hijack::lifecycle::forked;
+use crate::hijack::lifecycle::{forked, park_if_exiting};
 use crate::hijack::net::packet;
+use crate::hijack::signals;
 
 /// # Safety
 /// libc's contract for `close`.
 #[no_mangle]
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
-    if fdtable::kernel_fd(fd).is_some() {
-        packet::forget(fd);
-        // Out of every epoll first: a member's notifier holds the file.
-        epoll::forget_member(fd);
+    if let Some(k) = fdtable::kernel_fd(fd) {
+        if fdtable::retired(k) {
+            // Closed already (by a signal handler, the rest still to do)
+            // or retired by the exit path (where this thread stops).
+            park_if_exiting();
+            return fail(libc::EBADF);
+        }
+        if signals::in_handler() && !forked() {
+            // From a signal handler: no lock, no allocation, no kernel call.
+            fdtable::close_later(fd);
+            return 0;
+        }
+        forget_users(fd);
     }
     epoll::forget_epoll(fd);
     if let Some(kfd) = fdtable::remove(fd) {
@@ -42,6 +53,16 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
         return r as c_int;
     }
     libc_fn!(close, fn(c_int) -> c_int; fd)
+}
+
+/// Drops what the layers above the table keep for kernel descriptor `fd`
+/// (being closed): its packet ring and its epoll memberships, before the
+/// kernel close (a member's notifier holds the kernel file). Also what
+/// `fdtable::finish_closes` calls for a close a signal handler left (init
+/// hands it over).
+pub fn forget_users(fd: c_int) {
+    packet::forget(fd);
+    epoll::forget_member(fd);
 }
 
 /// A kernel duplicate of `kfd`, placed by `place`.
