@@ -43,12 +43,12 @@
 //!   index) ← `resolve` (getaddrinfo and the rest, through the kernel);
 //!   `ifaddrs` (getifaddrs).
 //! - `fd`: calls on any descriptor: `epoll` ← `control` (close, dup, fcntl,
-//!   ioctl); `rw` (read, write); `copy` (sendfile, splice); `poll` (poll,
-//!   select, ppoll, pselect).
+//!   ioctl, `syscall`'s close); `rw` (read, write); `copy` (sendfile,
+//!   splice); `poll` (poll, select, ppoll, pselect).
 //! - `fs`: files on the config's disks: `paths` (which world a path is in)
 //!   ← all the rest; the hooks `open` ← `dirs`, `stdio`; `stat`, `access`,
 //!   `names`, `attrs`, `statfs`, `file`, `cwd` ← `disks`.
-//! - `init`: boot before `main`, halt at exit.
+//! - `init`: boot before `main`, halt at exit; `vfork` served by `fork`.
 //!
 //! So the imports point one way:
 //! `host ← lifecycle ← fdtable ← signals ← call ← net ← fd ← fs ← init`

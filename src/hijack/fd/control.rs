@@ -1,15 +1,16 @@
 //! The calls that manage descriptors, kernel and host ones alike: close
 //! (a kernel descriptor leaves its epoll sets and its packet ring first;
 //! from a signal handler it is only retired, see `fdtable::close_later`),
-//! dup, dup2, dup3 and fcntl's F_DUPFD (a kernel duplicate gets a host
-//! number of its own, the one asked for where there is one), fcntl and
-//! ioctl.
+//! `syscall` (whose SYS_close is our close), dup, dup2, dup3 and fcntl's
+//! F_DUPFD (a kernel duplicate gets a host number of its own, the one
+//! asked for where there is one), fcntl and ioctl.
 //!
-//! `fcntl` and `ioctl` are variadic in C; on x86_64 the third argument of
-//! a variadic call travels in the same register as a fixed one, so they
-//! are defined here with a fixed pointer-sized third argument.
+//! `fcntl`, `ioctl` and `syscall` are variadic in C; on x86_64 the
+//! arguments of a variadic call travel in the same registers (and stack
+//! slots) as fixed ones, so they are defined here with fixed pointer-sized
+//! arguments.
 
-use std::ffi::{c_int, c_ulong};
+use std::ffi::{c_int, c_long, c_ulong};
 
 use lkl::syscall::{nr, raw};
 
@@ -63,6 +64,55 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
 pub fn forget_users(fd: c_int) {
     packet::forget(fd);
     epoll::forget_member(fd);
+}
+
+/// # Safety
+/// libc's contract for `syscall`. Variadic in C; on x86_64 its arguments
+/// travel in the registers (the sixth on the stack) a fixed signature
+/// reads, and unused ones are passed on as glibc's own `syscall` passes
+/// them. `close` made this way (libuv closes every descriptor with
+/// `syscall(SYS_close, fd)`) goes to our `close`: otherwise only the
+/// placeholder would close, the kernel descriptor would stay open (its
+/// peer never sees the connection end) and its notifier would go on
+/// bumping whatever descriptor is given that number next. Every other
+/// number is issued as is, also the library's own `libc::syscall` calls,
+/// which bind here too.
+#[no_mangle]
+pub unsafe extern "C" fn syscall(
+    nr: c_long,
+    a1: c_long,
+    a2: c_long,
+    a3: c_long,
+    a4: c_long,
+    a5: c_long,
+    a6: c_long,
+) -> c_long {
+    if nr == libc::SYS_close {
+        // SAFETY: same contract as close.
+        return c_long::from(unsafe { close(a1 as c_int) });
+    }
+    let r: c_long;
+    // SAFETY: the caller's system call with the caller's arguments, as
+    // glibc's syscall issues it (rcx and r11 are the instruction's).
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            inlateout("rax") nr => r,
+            in("rdi") a1,
+            in("rsi") a2,
+            in("rdx") a3,
+            in("r10") a4,
+            in("r8") a5,
+            in("r9") a6,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    if (-4095..0).contains(&r) {
+        return fail(-r as c_int);
+    }
+    r
 }
 
 /// A kernel duplicate of `kfd`, placed by `place`.
