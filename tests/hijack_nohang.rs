@@ -427,6 +427,15 @@ fn c_handler_exits_during_a_kernel_call() {
     c_handlers("exit", "waiting");
 }
 
+/// A handler that leaves by siglongjmp never returns to our wrapper: the
+/// thread must not count as inside a handler from then on (its closes of
+/// kernel descriptors would only ever be left for later).
+#[testkit::needs(cc)]
+#[test]
+fn c_handler_jumps_out_and_closes_still_close() {
+    c_handlers("jump", "ok jump");
+}
+
 #[testkit::needs(cc)]
 #[test]
 fn c_vfork_children_reset_sigchld() {

@@ -47,7 +47,7 @@ thread_local! {
     /// Whether that handler asked for SA_RESTART.
     static RESTART: AtomicBool = const { AtomicBool::new(false) };
     /// How many of the program's handlers this thread is running (ours
-    /// called them; a handler that longjmps out leaves this raised).
+    /// called them; a jump out of one sets it to 0, see `jump_hook!`).
     static IN_HANDLER: AtomicU32 = const { AtomicU32::new(0) };
 }
 
@@ -126,6 +126,40 @@ extern "C" fn wrapper(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) 
     }
     IN_HANDLER.with(|d| d.fetch_sub(1, Ordering::AcqRel));
 }
+
+/// A jump out of a signal handler (`siglongjmp` from it to a `sigsetjmp`
+/// outside, the alarm timeout idiom) never comes back to our wrapper, so
+/// the thread would count as inside a handler for good: every close of a
+/// kernel descriptor it made would only be left for later, and none of its
+/// kernel calls would finish those (a single-threaded program's sockets
+/// would never close). So the jumps are hooked: a jump made inside a
+/// handler is taken to leave all of them. (A jump to a `setjmp` inside the
+/// same handler, rare, then counts as outside one: a close from the rest
+/// of that handler takes the full path.) Glibc's own jumps (thread
+/// cancellation) do not come through here.
+macro_rules! jump_hook {
+    ($name:ident) => {
+        /// # Safety
+        /// libc's contract for this jump: `env` was filled by a `setjmp`
+        /// whose caller has not returned.
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(env: *mut c_void, val: c_int) -> ! {
+            IN_HANDLER.with(|h| h.store(0, Ordering::Release));
+            if let Some(f) = libc_fn!($name, fn(*mut c_void, c_int) -> ()) {
+                // SAFETY: libc's jump with the program's arguments; it
+                // does not return.
+                unsafe { f(env, val) };
+            }
+            // SAFETY: no libc jump to make: nothing sensible is left.
+            unsafe { libc::abort() }
+        }
+    };
+}
+
+jump_hook!(siglongjmp);
+jump_hook!(longjmp);
+jump_hook!(_longjmp);
+jump_hook!(__longjmp_chk);
 
 fn zeroed_sigaction() -> libc::sigaction {
     // SAFETY: struct sigaction is plain data; all-zero is valid.

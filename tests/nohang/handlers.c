@@ -12,6 +12,9 @@
  *   nested    the handler writes to another kernel socket meanwhile: the
  *             write works or fails with EDEADLK, never hangs
  *   exit      the handler calls exit(0) meanwhile: the program ends
+ *   jump      a handler leaves by siglongjmp (the alarm timeout idiom);
+ *             the thread's later close of a kernel socket still closes
+ *             it (the peer reads EOF)
  *   vfork     a vfork child resets SIGCHLD to SIG_DFL before exec; the
  *             parent's own SIGCHLD handler still runs, in a poll loop over
  *             a self-pipe and a kernel socket
@@ -21,6 +24,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +37,7 @@
 static int listen_fd = -1, pipe_fds[2] = { -1, -1 }, other_fd = -1;
 static volatile sig_atomic_t handled, nested_result, nested_errno;
 static const char *mode;
+static sigjmp_buf jump_env;
 
 static void fail(const char *what)
 {
@@ -58,6 +63,8 @@ static void on_signal(int sig)
 		nested_errno = errno;
 	} else if (!strcmp(mode, "exit")) {
 		exit(0);
+	} else if (!strcmp(mode, "jump")) {
+		siglongjmp(jump_env, 1);
 	}
 	errno = saved;
 }
@@ -205,6 +212,24 @@ int main(int argc, char **argv)
 			errno = nested_errno;
 			fail("the handler's write");
 		}
+		return 0;
+	}
+
+	if (!strcmp(mode, "jump")) {
+		struct pollfd p = { b, POLLIN, 0 };
+
+		handle(SIGUSR1, 0);
+		if (!sigsetjmp(jump_env, 1)) {
+			raise(SIGUSR1);
+			fail("the handler did not jump");
+		}
+		if (close(a))
+			fail("close");
+		if (poll(&p, 1, 10000) != 1)
+			fail("the peer never saw the close");
+		if (recv(b, buf, 1, 0) != 0)
+			fail("the peer read something, not EOF");
+		printf("ok jump\n");
 		return 0;
 	}
 
