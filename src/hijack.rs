@@ -35,7 +35,8 @@
 //! - `fdtable`: which host descriptor stands for which kernel one, and the
 //!   kernel notifiers that wake a placeholder.
 //! - `signals`: the kernel call that the program's signal handlers can
-//!   interrupt (and restart), SIGPIPE, the `sigaction`/`signal` hooks.
+//!   interrupt (and restart), SIGPIPE, the `sigaction`/`signal` hooks and
+//!   the jumps out of handlers (`siglongjmp` and its kin).
 //! - `call`: how a hook calls the kernel: `kcall`, `new_fd`, errno as libc
 //!   sets it, the argument cast `arg!`, `fd_hook!`.
 //! - `net`: sockets and the network's names: `packet` (emulated packet

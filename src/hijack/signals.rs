@@ -10,7 +10,8 @@
 //!
 //! Also here: SIGPIPE. A write to a kernel socket whose peer has gone
 //! raises SIGPIPE in the program, as the host kernel would, unless
-//! MSG_NOSIGNAL.
+//! MSG_NOSIGNAL. And the jumps out of handlers (`siglongjmp` and its kin),
+//! which leave the thread's handlers (`jump_hook!`).
 //!
 //! The handler allocates nothing and calls only async-signal-safe code:
 //! thread-local atomics, `lkl::interrupt`, and libc's `sigaction` to
