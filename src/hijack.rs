@@ -35,7 +35,8 @@
 //! - `fdtable`: which host descriptor stands for which kernel one, and the
 //!   kernel notifiers that wake a placeholder.
 //! - `signals`: the kernel call that the program's signal handlers can
-//!   interrupt (and restart), SIGPIPE, the `sigaction`/`signal` hooks.
+//!   interrupt (and restart), SIGPIPE, the `sigaction`/`signal` hooks and
+//!   the jumps out of handlers (`siglongjmp` and its kin).
 //! - `call`: how a hook calls the kernel: `kcall`, `new_fd`, errno as libc
 //!   sets it, the argument cast `arg!`, `fd_hook!`.
 //! - `net`: sockets and the network's names: `packet` (emulated packet
@@ -43,12 +44,12 @@
 //!   index) ← `resolve` (getaddrinfo and the rest, through the kernel);
 //!   `ifaddrs` (getifaddrs).
 //! - `fd`: calls on any descriptor: `epoll` ← `control` (close, dup, fcntl,
-//!   ioctl); `rw` (read, write); `copy` (sendfile, splice); `poll` (poll,
-//!   select, ppoll, pselect).
+//!   ioctl, `syscall`'s close); `rw` (read, write); `copy` (sendfile,
+//!   splice); `poll` (poll, select, ppoll, pselect).
 //! - `fs`: files on the config's disks: `paths` (which world a path is in)
 //!   ← all the rest; the hooks `open` ← `dirs`, `stdio`; `stat`, `access`,
 //!   `names`, `attrs`, `statfs`, `file`, `cwd` ← `disks`.
-//! - `init`: boot before `main`, halt at exit.
+//! - `init`: boot before `main`, halt at exit; `vfork` served by `fork`.
 //!
 //! So the imports point one way:
 //! `host ← lifecycle ← fdtable ← signals ← call ← net ← fd ← fs ← init`

@@ -3,11 +3,17 @@
 //! ready), so host and kernel numbers can never collide, whatever the
 //! program's number of host descriptors; the table maps placeholder to
 //! kernel descriptor. Lookups are one atomic load.
+//!
+//! Also here: `close` of a kernel descriptor from a signal handler, which
+//! only retires the number (atomics) and leaves the rest to the next kernel
+//! call outside a handler (`close_later`, `finish_closes`).
 
 use std::ffi::c_int;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
 use crate::hijack::host::{self, errno, libc_fn};
+use crate::hijack::lifecycle;
 
 /// Host descriptor numbers the table covers.
 pub const MAX_FDS: usize = 1 << 16;
@@ -21,7 +27,9 @@ static MAP: [AtomicI32; MAX_FDS] = [const { AtomicI32::new(0) }; MAX_FDS];
 static NOTIFIER: [AtomicI32; MAX_FDS] = [const { AtomicI32::new(0) }; MAX_FDS];
 
 /// Bumps the placeholder eventfd whose number is the cookie. Runs in the
-/// kernel's CPU hand-off: no blocking, no kernel calls.
+/// kernel's CPU hand-off: no blocking, no kernel calls. Nothing drains a
+/// placeholder: each waiter hears of every bump through an edge-triggered
+/// epoll of its own (fd/poll.rs's doorbell), so none takes another's.
 pub(crate) unsafe extern "C" fn bump(cookie: *mut std::ffi::c_void) {
     let one: u64 = 1;
     // SAFETY: an 8-byte write from a local to a non-blocking eventfd; a full
@@ -55,10 +63,15 @@ pub fn ensure_notifier(fd: c_int) -> Result<(), i32> {
     // SAFETY: `bump` neither blocks nor calls into the kernel; the cookie is
     // the placeholder's number, which lives until close() deletes the
     // notifier first.
-    let id = unsafe {
+    let id = match unsafe {
         lkl::syscall::notifier_add(kfd, events, bump, fd as usize as *mut std::ffi::c_void)
-    }
-    .map_err(|e| e.0)?;
+    } {
+        Ok(id) => id,
+        // A file poll cannot wait on (a regular file on a disk) is always
+        // ready: the kernel's check says so and the wait never blocks on it.
+        Err(lkl::syscall::Errno::EPERM) => return Ok(()),
+        Err(e) => return Err(e.0),
+    };
     if slot
         .compare_exchange(0, id, Ordering::AcqRel, Ordering::Acquire)
         .is_err()
@@ -67,13 +80,6 @@ pub fn ensure_notifier(fd: c_int) -> Result<(), i32> {
         let _ = lkl::syscall::notifier_del(id);
     }
     Ok(())
-}
-
-/// Empties the placeholder eventfd of kernel descriptor `fd`.
-pub fn drain(fd: c_int) {
-    let mut v = 0u64;
-    // SAFETY: an 8-byte read into a local from a non-blocking eventfd.
-    unsafe { libc::syscall(libc::SYS_read, fd, &mut v as *mut u64, 8) };
 }
 
 /// The kernel descriptor behind host descriptor `fd`, if it is one.
@@ -198,5 +204,146 @@ pub fn retire(fd: c_int) -> Option<i32> {
         }
         k if k == RETIRED + 1 => None,
         k => Some(k - 1),
+    }
+}
+
+/// True if kernel descriptor `kfd` (as `kernel_fd` gave it) is a retired
+/// one: at exit, or closed by a signal handler and not yet released.
+#[inline]
+pub fn retired(kfd: i32) -> bool {
+    kfd == RETIRED
+}
+
+/// A close left for later: `state` FREE, BUSY (being written or finished)
+/// or READY.
+struct Later {
+    state: AtomicI32,
+    fd: AtomicI32,
+    kfd: AtomicI32,
+    notifier: AtomicI32,
+}
+
+const FREE: i32 = 0;
+const BUSY: i32 = 1;
+const READY: i32 = 2;
+/// Closes signal handlers may leave pending at once.
+const LATER_SLOTS: usize = 16;
+
+static LATER: [Later; LATER_SLOTS] = [const {
+    Later {
+        state: AtomicI32::new(FREE),
+        fd: AtomicI32::new(0),
+        kfd: AtomicI32::new(0),
+        notifier: AtomicI32::new(0),
+    }
+}; LATER_SLOTS];
+
+/// READY slots (one load keeps `finish_closes` off every kernel call).
+static LATER_COUNT: AtomicUsize = AtomicUsize::new(0);
+
+/// What the layers above this table keep per kernel descriptor (its epoll
+/// memberships, its packet ring), to drop before a close left for later
+/// is finished. The table is below them, so it cannot name them: init
+/// gives it the function (fd/control.rs's `forget_users`) before `main`.
+static FORGET_USERS: OnceLock<fn(c_int)> = OnceLock::new();
+
+/// Sets what `finish_closes` drops above the table first (init only).
+pub fn set_forget_users(f: fn(c_int)) {
+    let _ = FORGET_USERS.set(f);
+}
+
+/// `close` of kernel descriptor `fd` from a signal handler, with atomics
+/// only: the full close takes locks the interrupted thread may hold (the
+/// epoll and packet tables), allocates, and makes kernel calls (notifier,
+/// close) that cannot be made while the same thread is inside a kernel
+/// call. So `fd` is retired at once (every call on it now fails with
+/// EBADF) and the rest is done by the next kernel call of a thread outside
+/// a handler (`finish_closes`: the interrupted call's return, at the
+/// latest). Until then the placeholder keeps the number, so nothing else
+/// can be given it, and the notifier keeps bumping our own eventfd. With
+/// every slot taken the kernel file stays open until exit.
+pub fn close_later(fd: c_int) {
+    let Some(idx) = usize::try_from(fd).ok().filter(|&i| i < MAX_FDS) else {
+        return;
+    };
+    let kfd = match MAP[idx].swap(RETIRED + 1, Ordering::AcqRel) {
+        0 => {
+            MAP[idx].store(0, Ordering::Release);
+            return;
+        }
+        k if k == RETIRED + 1 => return,
+        k => k - 1,
+    };
+    for slot in &LATER {
+        if slot
+            .state
+            .compare_exchange(FREE, BUSY, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            slot.fd.store(fd, Ordering::Relaxed);
+            slot.kfd.store(kfd, Ordering::Relaxed);
+            slot.notifier
+                .store(NOTIFIER[idx].swap(0, Ordering::AcqRel), Ordering::Relaxed);
+            slot.state.store(READY, Ordering::Release);
+            LATER_COUNT.fetch_add(1, Ordering::AcqRel);
+            return;
+        }
+    }
+}
+
+/// Finishes the closes signal handlers left (see `close_later`). Not for a
+/// signal handler: signals::call runs it around every kernel call made
+/// outside one.
+#[inline]
+pub fn finish_closes() {
+    if LATER_COUNT.load(Ordering::Acquire) != 0 {
+        finish_pending();
+    }
+}
+
+#[cold]
+fn finish_pending() {
+    // At exit every kernel descriptor is closed anyway, and the retired
+    // numbers must stay retired.
+    if lifecycle::exiting() {
+        return;
+    }
+    for slot in &LATER {
+        if slot
+            .state
+            .compare_exchange(READY, BUSY, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            continue;
+        }
+        LATER_COUNT.fetch_sub(1, Ordering::AcqRel);
+        let fd = slot.fd.load(Ordering::Relaxed);
+        let kfd = slot.kfd.load(Ordering::Relaxed);
+        let notifier = slot.notifier.load(Ordering::Relaxed);
+        if notifier != 0 {
+            let _ = lkl::syscall::notifier_del(notifier);
+        }
+        // Still ours, unless a dup2 onto the number meanwhile dropped it
+        // (and what the layers above kept) and put something else there.
+        let slot_of_fd = &MAP[fd as usize];
+        let ours = slot_of_fd.load(Ordering::Acquire) == RETIRED + 1;
+        if ours {
+            if let Some(forget) = FORGET_USERS.get() {
+                forget(fd);
+            }
+        }
+        // SAFETY: closes the kernel descriptor nothing refers to any more.
+        let _ = unsafe { lkl::syscall::raw(lkl::syscall::nr::CLOSE, [kfd.into(), 0, 0, 0, 0, 0]) };
+        // A close of the number again meanwhile got EBADF and kept it:
+        // release it now.
+        if ours
+            && slot_of_fd
+                .compare_exchange(RETIRED + 1, 0, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            // The placeholder that stood for `kfd`.
+            host::close(fd);
+        }
+        slot.state.store(FREE, Ordering::Release);
     }
 }

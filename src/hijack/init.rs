@@ -4,6 +4,7 @@
 //! config stops the program before `main` with the error on stderr and
 //! status 1: nothing silently falls back to the host's network. The
 //! config's disks are attached before boot and mounted after it (fs/disks.rs).
+//! Also here: `vfork`, served by `fork`.
 
 use std::sync::{Mutex, OnceLock};
 
@@ -14,9 +15,12 @@ use lkl::virtio::net::backends::open_backend;
 use lkl::virtio::Net;
 use lkl::{BootOptions, Kernel};
 
+use crate::hijack::fd::control;
+use crate::hijack::fdtable;
 use crate::hijack::fs::disks;
 use crate::hijack::lifecycle::{self, active, diag, forked, set_active};
 use crate::hijack::net::resolve;
+use crate::hijack::signals;
 
 struct Running {
     kernel: Kernel,
@@ -163,6 +167,8 @@ extern "C" fn hijack_init() {
     if lkl::config::check_config_requested(std::env::vars_os()) {
         check_config();
     }
+    // What a close left by a signal handler drops above the table.
+    fdtable::set_forget_users(control::forget_users);
     let before = open_fds();
     let started = start();
     close_on_exec_since(&before);
@@ -222,6 +228,15 @@ extern "C" fn hijack_fini() {
     }
     // From here on other threads stop where they meet the kernel.
     lifecycle::begin_exit();
+    if signals::in_kernel_call() {
+        // exit() from a signal handler that interrupted a kernel call of
+        // this thread: its kernel task is inside that call, which can only
+        // return once the handler does, so this thread can make no kernel
+        // call, and halting would wait for that call forever.
+        set_active(false);
+        diag("exit from a signal handler that interrupted a kernel call: the kernel is not shut down (as if killed: data fsync'd to disks is safe, unsent TCP data is lost)");
+        return;
+    }
     if let Some(s) = SETTINGS.get() {
         if active() {
             dump(&s.dump);
@@ -232,6 +247,37 @@ extern "C" fn hijack_fini() {
     if let Some(r) = running {
         disks::finish(r.kernel);
     }
+}
+
+/// `vfork`, served by `fork`. A vfork child runs in its parent's memory
+/// until it execs, and the calls it makes meanwhile reach our hooks: they
+/// would change the parent's tables (Python's subprocess resets every
+/// handled signal to SIG_DFL there, which cleared the parent's record of
+/// its SIGCHLD handler, so the parent's next SIGCHLD was swallowed; a
+/// `close` or `dup2` would close the parent's kernel descriptors). A fork
+/// child has a copy of everything, and the fork handling applies
+/// (`lifecycle::mark_forked`). The difference is only speed (page tables
+/// are copied) and that the parent does not wait for the exec, which no
+/// program may rely on. (glibc's posix_spawn, system and popen clone with
+/// CLONE_VM too, but their child calls glibc's internal functions only,
+/// never a hook.)
+///
+/// # Safety
+/// libc's contract for `vfork`: the child only execs or `_exit`s.
+#[no_mangle]
+pub unsafe extern "C" fn vfork() -> libc::pid_t {
+    // SAFETY: fork has no preconditions (libc's, not a hook of ours); the
+    // caller treats the result as vfork's (0 in the child, the pid or -1
+    // in the parent).
+    unsafe { libc::fork() }
+}
+
+/// # Safety
+/// glibc's alias of `vfork`.
+#[no_mangle]
+pub unsafe extern "C" fn __vfork() -> libc::pid_t {
+    // SAFETY: as vfork.
+    unsafe { libc::fork() }
 }
 
 // The loader runs these around the program's life: the constructor before

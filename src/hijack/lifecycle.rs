@@ -56,6 +56,11 @@ pub fn begin_exit() {
     EXITING.store(unsafe { libc::gettid() }, Ordering::Release);
 }
 
+/// True once some thread runs the exit path.
+pub fn exiting() -> bool {
+    EXITING.load(Ordering::Acquire) != 0
+}
+
 /// Called where a thread is about to use the kernel (or has just come back
 /// from it): while another thread runs the exit path, this thread stops
 /// here for good, as it would stay blocked in its call on the host until

@@ -10,17 +10,24 @@
 //!
 //! Also here: SIGPIPE. A write to a kernel socket whose peer has gone
 //! raises SIGPIPE in the program, as the host kernel would, unless
-//! MSG_NOSIGNAL.
+//! MSG_NOSIGNAL. And the jumps out of handlers (`siglongjmp` and its kin),
+//! which leave the thread's handlers (`jump_hook!`).
 //!
 //! The handler allocates nothing and calls only async-signal-safe code:
 //! thread-local atomics, `lkl::interrupt`, and libc's `sigaction` to
-//! read the current flags.
+//! read the current flags. What the program's handler may call in turn,
+//! and what it gets, is in docs/hijack-signals.md: a kernel call from a
+//! handler that interrupted a kernel call of the same thread fails with
+//! EDEADLK (that thread's kernel task is inside the interrupted call), and
+//! `close` of a kernel descriptor from a handler is finished later
+//! (`fdtable::close_later`).
 
 use std::ffi::{c_int, c_void};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicUsize, Ordering};
 
 use lkl::syscall::{nr, raw, Errno};
 
+use crate::hijack::fdtable;
 use crate::hijack::host::{errno, fail, libc_fn, set_errno};
 use crate::hijack::lifecycle::park_if_exiting;
 
@@ -40,6 +47,22 @@ thread_local! {
     static INTERRUPTED: AtomicBool = const { AtomicBool::new(false) };
     /// Whether that handler asked for SA_RESTART.
     static RESTART: AtomicBool = const { AtomicBool::new(false) };
+    /// How many of the program's handlers this thread is running (ours
+    /// called them; a jump out of one sets it to 0, see `jump_hook!`).
+    static IN_HANDLER: AtomicU32 = const { AtomicU32::new(0) };
+}
+
+/// True while this thread runs one of the program's signal handlers.
+#[inline]
+pub fn in_handler() -> bool {
+    IN_HANDLER.with(|h| h.load(Ordering::Acquire)) != 0
+}
+
+/// True while this thread is inside a kernel call of ours (seen from a
+/// signal handler: the handler interrupted it).
+#[inline]
+pub fn in_kernel_call() -> bool {
+    IN_CALL.with(|c| c.load(Ordering::Acquire))
 }
 
 type SigactionFn =
@@ -91,6 +114,7 @@ extern "C" fn wrapper(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) 
     if h == 0 || h == libc::SIG_DFL || h == libc::SIG_IGN {
         return;
     }
+    IN_HANDLER.with(|d| d.fetch_add(1, Ordering::AcqRel));
     if flags & libc::SA_SIGINFO != 0 {
         // SAFETY: the program installed this as an sa_sigaction handler.
         let f: extern "C" fn(c_int, *mut libc::siginfo_t, *mut c_void) =
@@ -101,7 +125,42 @@ extern "C" fn wrapper(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) 
         let f: extern "C" fn(c_int) = unsafe { std::mem::transmute(h) };
         f(sig);
     }
+    IN_HANDLER.with(|d| d.fetch_sub(1, Ordering::AcqRel));
 }
+
+/// A jump out of a signal handler (`siglongjmp` from it to a `sigsetjmp`
+/// outside, the alarm timeout idiom) never comes back to our wrapper, so
+/// the thread would count as inside a handler for good: every close of a
+/// kernel descriptor it made would only be left for later, and none of its
+/// kernel calls would finish those (a single-threaded program's sockets
+/// would never close). So the jumps are hooked: a jump made inside a
+/// handler is taken to leave all of them. (A jump to a `setjmp` inside the
+/// same handler, rare, then counts as outside one: a close from the rest
+/// of that handler takes the full path.) Glibc's own jumps (thread
+/// cancellation) do not come through here.
+macro_rules! jump_hook {
+    ($name:ident) => {
+        /// # Safety
+        /// libc's contract for this jump: `env` was filled by a `setjmp`
+        /// whose caller has not returned.
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(env: *mut c_void, val: c_int) -> ! {
+            IN_HANDLER.with(|h| h.store(0, Ordering::Release));
+            if let Some(f) = libc_fn!($name, fn(*mut c_void, c_int) -> ()) {
+                // SAFETY: libc's jump with the program's arguments; it
+                // does not return.
+                unsafe { f(env, val) };
+            }
+            // SAFETY: no libc jump to make: nothing sensible is left.
+            unsafe { libc::abort() }
+        }
+    };
+}
+
+jump_hook!(siglongjmp);
+jump_hook!(longjmp);
+jump_hook!(_longjmp);
+jump_hook!(__longjmp_chk);
 
 fn zeroed_sigaction() -> libc::sigaction {
     // SAFETY: struct sigaction is plain data; all-zero is valid.
@@ -159,7 +218,19 @@ fn ktid() -> i32 {
 /// One kernel call, interruptible by the program's signal handlers, and
 /// raising SIGPIPE as the host would.
 pub fn call(nr: i64, args: [i64; 6]) -> Result<i64, Errno> {
+    if in_kernel_call() {
+        // A signal handler's call while this thread's kernel task is inside
+        // the call the signal interrupted: entering the kernel with that
+        // task again would run it twice at once. The kernel says EDEADLK
+        // itself when this thread holds its CPU; say it in every case.
+        return Err(Errno(libc::EDEADLK));
+    }
     park_if_exiting();
+    let outside_handler = !in_handler();
+    if outside_handler {
+        // Closes a handler left for later (fdtable::close_later).
+        fdtable::finish_closes();
+    }
     ktid();
     loop {
         INTERRUPTED.with(|i| i.store(false, Ordering::Release));
@@ -167,6 +238,10 @@ pub fn call(nr: i64, args: [i64; 6]) -> Result<i64, Errno> {
         // SAFETY: the caller's arguments for this call.
         let r = unsafe { raw(nr, args) };
         IN_CALL.with(|c| c.store(false, Ordering::Release));
+        if outside_handler {
+            // A handler that interrupted this call may have closed some.
+            fdtable::finish_closes();
+        }
         // A call ended by the exit path (its descriptor closed, the kernel
         // halted) does not return to the program.
         park_if_exiting();

@@ -1,14 +1,16 @@
 //! The calls that manage descriptors, kernel and host ones alike: close
-//! (a kernel descriptor leaves its epoll sets and its packet ring first),
-//! dup, dup2, dup3 and fcntl's F_DUPFD (a kernel duplicate gets a host
-//! number of its own, the one asked for where there is one), fcntl and
-//! ioctl.
+//! (a kernel descriptor leaves its epoll sets and its packet ring first;
+//! from a signal handler it is only retired, see `fdtable::close_later`),
+//! `syscall` (whose SYS_close is our close), dup, dup2, dup3 and fcntl's
+//! F_DUPFD (a kernel duplicate gets a host number of its own, the one
+//! asked for where there is one), fcntl and ioctl.
 //!
-//! `fcntl` and `ioctl` are variadic in C; on x86_64 the third argument of
-//! a variadic call travels in the same register as a fixed one, so they
-//! are defined here with a fixed pointer-sized third argument.
+//! `fcntl`, `ioctl` and `syscall` are variadic in C; on x86_64 the
+//! arguments of a variadic call travel in the same registers (and stack
+//! slots) as fixed ones, so they are defined here with fixed pointer-sized
+//! arguments.
 
-use std::ffi::{c_int, c_ulong};
+use std::ffi::{c_int, c_long, c_ulong};
 
 use lkl::syscall::{nr, raw};
 
@@ -16,17 +18,27 @@ use crate::hijack::call::kcall;
 use crate::hijack::fd::epoll;
 use crate::hijack::fdtable;
 use crate::hijack::host::{self, fail, libc_fn, set_errno};
-use crate::hijack::lifecycle::forked;
+use crate::hijack::lifecycle::{forked, park_if_exiting};
 use crate::hijack::net::packet;
+use crate::hijack::signals;
 
 /// # Safety
 /// libc's contract for `close`.
 #[no_mangle]
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
-    if fdtable::kernel_fd(fd).is_some() {
-        packet::forget(fd);
-        // Out of every epoll first: a member's notifier holds the file.
-        epoll::forget_member(fd);
+    if let Some(k) = fdtable::kernel_fd(fd) {
+        if fdtable::retired(k) {
+            // Closed already (by a signal handler, the rest still to do)
+            // or retired by the exit path (where this thread stops).
+            park_if_exiting();
+            return fail(libc::EBADF);
+        }
+        if signals::in_handler() && !forked() {
+            // From a signal handler: no lock, no allocation, no kernel call.
+            fdtable::close_later(fd);
+            return 0;
+        }
+        forget_users(fd);
     }
     epoll::forget_epoll(fd);
     if let Some(kfd) = fdtable::remove(fd) {
@@ -42,6 +54,65 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
         return r as c_int;
     }
     libc_fn!(close, fn(c_int) -> c_int; fd)
+}
+
+/// Drops what the layers above the table keep for kernel descriptor `fd`
+/// (being closed): its packet ring and its epoll memberships, before the
+/// kernel close (a member's notifier holds the kernel file). Also what
+/// `fdtable::finish_closes` calls for a close a signal handler left (init
+/// hands it over).
+pub fn forget_users(fd: c_int) {
+    packet::forget(fd);
+    epoll::forget_member(fd);
+}
+
+/// # Safety
+/// libc's contract for `syscall`. Variadic in C; on x86_64 its arguments
+/// travel in the registers (the sixth on the stack) a fixed signature
+/// reads, and unused ones are passed on as glibc's own `syscall` passes
+/// them. `close` made this way (libuv closes every descriptor with
+/// `syscall(SYS_close, fd)`) goes to our `close`: otherwise only the
+/// placeholder would close, the kernel descriptor would stay open (its
+/// peer never sees the connection end) and its notifier would go on
+/// bumping whatever descriptor is given that number next. Every other
+/// number is issued as is, also the library's own `libc::syscall` calls,
+/// which bind here too.
+#[no_mangle]
+pub unsafe extern "C" fn syscall(
+    nr: c_long,
+    a1: c_long,
+    a2: c_long,
+    a3: c_long,
+    a4: c_long,
+    a5: c_long,
+    a6: c_long,
+) -> c_long {
+    if nr == libc::SYS_close {
+        // SAFETY: same contract as close.
+        return c_long::from(unsafe { close(a1 as c_int) });
+    }
+    let r: c_long;
+    // SAFETY: the caller's system call with the caller's arguments, as
+    // glibc's syscall issues it (rcx and r11 are the instruction's).
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            inlateout("rax") nr => r,
+            in("rdi") a1,
+            in("rsi") a2,
+            in("rdx") a3,
+            in("r10") a4,
+            in("r8") a5,
+            in("r9") a6,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    if (-4095..0).contains(&r) {
+        return fail(-r as c_int);
+    }
+    r
 }
 
 /// A kernel duplicate of `kfd`, placed by `place`.

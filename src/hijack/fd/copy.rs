@@ -7,9 +7,9 @@ use std::ffi::c_int;
 
 use lkl::syscall::nr;
 
-use crate::hijack::call::{arg, kcall};
+use crate::hijack::call::{arg, kcall, SIGSET_SIZE};
 use crate::hijack::fdtable;
-use crate::hijack::host::{errno, fail, set_errno};
+use crate::hijack::host::{errno, fail};
 
 /// Copy-loop buffer.
 const CHUNK: usize = 64 << 10;
@@ -80,16 +80,27 @@ impl End {
         }
     }
 
-    /// Waits until a host descriptor takes more data.
+    /// Waits until the output takes more data (or fails: the write after
+    /// this says how). A signal ends the wait early; the caller writes
+    /// again either way.
     fn wait_writable(self) {
-        if let End::Host(fd) = self {
-            let mut p = libc::pollfd {
-                fd,
-                events: libc::POLLOUT,
-                revents: 0,
-            };
+        let (fd, host) = match self {
+            End::Host(fd) => (fd, true),
+            End::Kernel(k) => (k, false),
+        };
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        let pp = &mut p as *mut libc::pollfd;
+        if host {
             // SAFETY: one pollfd of ours.
-            unsafe { libc::syscall(libc::SYS_poll, &mut p as *mut libc::pollfd, 1, -1) };
+            unsafe { libc::syscall(libc::SYS_poll, pp, 1, -1) };
+        } else {
+            // No timeout: blocks in the kernel until the socket drains,
+            // fails or a signal interrupts the call.
+            kcall(nr::PPOLL, [arg!(pp), 1, 0, 0, SIGSET_SIZE, 0]);
         }
     }
 }
@@ -99,7 +110,15 @@ impl End {
 /// `out_off` likewise for the output. Stops at end of input, or when the
 /// output would block after some progress. Bytes read but not written go
 /// back to a seekable input; for an unseekable one (a socket) the rest is
-/// written out, waiting for a host output to drain, rather than lost.
+/// written out, waiting for the output to drain, rather than lost.
+///
+/// Only EAGAIN means "would block". An output that fails for good (EPIPE,
+/// ECONNRESET: the peer went away) ends the copy as the host's sendfile
+/// ends: the bytes that went, else -1 with that error (a would-block
+/// answer here would make an event loop wait for writability forever, or
+/// spin: the socket stays "writable"); -1 also when bytes taken from an
+/// unseekable input were lost with it. SIGPIPE comes as on the host: a
+/// host write raises it itself, a kernel one through `kcall`.
 fn copy(
     src: End,
     dst: End,
@@ -123,6 +142,10 @@ fn copy(
         }
         let got = got as usize;
         let mut put = 0usize;
+        // The output's error that ends the copy, if any, and whether bytes
+        // taken from the input went nowhere.
+        let mut failed = None;
+        let mut lost = false;
         while put < got {
             // SAFETY: as above.
             let ooff = (!out_off.is_null()).then(|| unsafe { *out_off });
@@ -135,29 +158,44 @@ fn copy(
                 }
                 continue;
             }
-            let e = errno();
+            // A zero-byte write took nothing: as if it would block.
+            let e = if w < 0 { errno() } else { libc::EAGAIN };
+            // The input gives the unwritten bytes back (an offset the
+            // program passed is simply not advanced past them).
             if !in_off.is_null() || src.unread(got - put) {
-                // The input gives the unwritten bytes back.
+                if e != libc::EAGAIN {
+                    failed = Some(e);
+                }
                 break;
             }
+            // Unseekable input: its bytes are ours to deliver.
             if e == libc::EAGAIN {
                 dst.wait_writable();
                 continue;
             }
+            if e == libc::EINTR {
+                continue;
+            }
             // Output failed for good: what was read is lost (as a failed
-            // write after a read would lose it).
-            set_errno(e);
-            return if done + put > 0 {
-                (done + put) as isize
-            } else {
-                -1
-            };
+            // write after a read would lose it). The caller must hear of
+            // the error now, not of a count: it would think those bytes
+            // still in the input and wait there for them.
+            failed = Some(e);
+            lost = true;
+            break;
         }
         if !in_off.is_null() {
             // SAFETY: as above.
             unsafe { *in_off += put as i64 };
         }
         done += put;
+        if let Some(e) = failed {
+            // Otherwise the next call reports the error if some bytes went.
+            if done == 0 || lost {
+                return fail(e);
+            }
+            break;
+        }
         if put < got {
             // The output would block: return what went, or EAGAIN.
             if done == 0 {

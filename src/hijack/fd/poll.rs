@@ -1,10 +1,14 @@
 //! poll, select, ppoll and pselect over host and kernel descriptors
 //! together. Only host descriptors: libc's call (or the host's system call,
 //! with a copy of the timeout as glibc makes). Only kernel ones: one ppoll
-//! in the kernel. Both: the mixed wait (`wait`), drain -> harvest -> block
-//! with no thread and no polling loop, the caller's signal mask applied
-//! atomically around the blocking step. Emulated packet rings among the
-//! descriptors are filled around poll's wait (net/packet.rs).
+//! in the kernel. Both: the mixed wait (`wait`), harvest -> doorbell ->
+//! block with no thread and no polling loop, the caller's signal mask
+//! applied atomically around the blocking step. Emulated packet rings
+//! among the descriptors are filled around poll's wait (net/packet.rs).
+//!
+//! Allocation-free (so callable from a signal handler): poll, select and
+//! pselect on host descriptors alone, poll on up to 64 kernel descriptors
+//! alone. The mixed wait allocates (docs/hijack-signals.md).
 
 use std::ffi::{c_int, c_void};
 use std::time::{Duration, Instant};
@@ -13,7 +17,7 @@ use lkl::syscall::{abi, nr};
 
 use crate::hijack::call::{arg, fortify, kcall, SIGSET_SIZE};
 use crate::hijack::fdtable;
-use crate::hijack::host::{fail, libc_fn};
+use crate::hijack::host::{self, errno, fail, libc_fn};
 use crate::hijack::net::packet;
 
 /// # Safety
@@ -57,8 +61,20 @@ unsafe fn poll_descriptors(fds: *mut libc::pollfd, nfds: libc::nfds_t, timeout: 
         return libc_fn!(poll, fn(*mut libc::pollfd, libc::nfds_t, c_int) -> c_int; fds, nfds, timeout);
     }
     if kernel == set.len() {
-        // All kernel descriptors: one ppoll in the kernel, on kernel numbers.
-        let host: Vec<c_int> = set.iter().map(|p| p.fd).collect();
+        // All kernel descriptors: one ppoll in the kernel, on kernel numbers
+        // (the program's numbers kept aside; on the stack for a usual set,
+        // as poll is async-signal-safe).
+        let mut small = [0 as c_int; 64];
+        let mut large = Vec::new();
+        let host: &mut [c_int] = if set.len() <= small.len() {
+            &mut small[..set.len()]
+        } else {
+            large.resize(set.len(), 0);
+            &mut large
+        };
+        for (h, p) in host.iter_mut().zip(set.iter()) {
+            *h = p.fd;
+        }
         for p in set.iter_mut() {
             p.fd = fdtable::kernel_fd(p.fd).unwrap_or(-1);
         }
@@ -68,13 +84,13 @@ unsafe fn poll_descriptors(fds: *mut libc::pollfd, nfds: libc::nfds_t, timeout: 
         });
         let tsp = ts.as_ref().map_or(0, |t| arg!(t as *const _));
         let r = kcall(nr::PPOLL, [arg!(fds), nfds as i64, tsp, 0, 8, 0]);
-        for (p, h) in set.iter_mut().zip(host) {
-            p.fd = h;
+        for (p, h) in set.iter_mut().zip(host.iter()) {
+            p.fd = *h;
         }
         return r as c_int;
     }
     // Host and kernel descriptors together, without a thread or a polling
-    // loop (`wait`: drain the placeholders, harvest both sides, block).
+    // loop (`wait`: harvest both sides, then block on a doorbell of its own).
     let t = (timeout >= 0).then(|| std::time::Duration::from_millis(timeout as u64));
     wait(set, t, std::ptr::null())
 }
@@ -90,10 +106,10 @@ pub unsafe extern "C" fn select(
     timeout: *mut libc::timeval,
 ) -> c_int {
     let nfds = nfds.clamp(0, libc::FD_SETSIZE as c_int);
-    let mut list = fdsets_to_pollfds(nfds, readfds, writefds, exceptfds);
-    if !list.iter().any(|p| fdtable::kernel_fd(p.fd).is_some()) {
+    if !any_kernel_fd(nfds, readfds, writefds, exceptfds) {
         return libc_fn!(select, fn(c_int, *mut libc::fd_set, *mut libc::fd_set, *mut libc::fd_set, *mut libc::timeval) -> c_int; nfds, readfds, writefds, exceptfds, timeout);
     }
+    let mut list = fdsets_to_pollfds(nfds, readfds, writefds, exceptfds);
     let t = if timeout.is_null() {
         None
     } else {
@@ -141,11 +157,86 @@ pub unsafe extern "C" fn __poll_chk(
     unsafe { poll(fds, nfds, timeout) }
 }
 
-/// The mixed wait behind ppoll and pselect: kernel entries are confirmed
-/// against the kernel (zero timeout) after draining their placeholders,
-/// host entries are polled with a zero timeout, and only then does the
-/// host ppoll block, on the host entries and the placeholders, with
-/// `sigmask` in force for the blocking step alone.
+/// A waiter's own wake-up channel over kernel entries' placeholders: a
+/// host epoll holding each placeholder edge-triggered. Every bump of a
+/// placeholder (its kernel file woke) queues an event in every such epoll
+/// that holds it, and only this waiter takes events out of its own. The
+/// placeholder itself is shared by every thread polling that descriptor:
+/// a waiter that drained it to learn of a wake-up took that wake-up from
+/// the others, which then slept on through readiness meant for them (one
+/// thread polling a socket for POLLIN, another for POLLOUT). So nothing
+/// drains a placeholder any more: its count only grows, and what rings is
+/// each new bump, queued by the edge-triggered epoll.
+struct Doorbell(c_int);
+
+impl Doorbell {
+    /// Made before the waiter's last check ahead of blocking: a bump after
+    /// this is never lost. Placeholders bumped before (all that ever woke)
+    /// are queued by the adding; `clear` takes those out before the check.
+    fn new(set: &[libc::pollfd]) -> Result<Doorbell, i32> {
+        // SAFETY: no pointer arguments.
+        let ep = unsafe { libc::syscall(libc::SYS_epoll_create1, libc::EPOLL_CLOEXEC) } as c_int;
+        if ep < 0 {
+            return Err(errno());
+        }
+        let bell = Doorbell(ep);
+        for p in set {
+            if fdtable::kernel_fd(p.fd).is_none() {
+                continue;
+            }
+            let mut ev = libc::epoll_event {
+                events: (libc::EPOLLIN | libc::EPOLLET) as u32,
+                u64: p.fd as u64,
+            };
+            // SAFETY: our epoll, the placeholder and our epoll_event.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_epoll_ctl,
+                    ep,
+                    libc::EPOLL_CTL_ADD,
+                    p.fd,
+                    &mut ev as *mut libc::epoll_event,
+                )
+            };
+            // A descriptor listed twice is in already.
+            if r < 0 && errno() != libc::EEXIST {
+                return Err(errno());
+            }
+        }
+        bell.clear();
+        Ok(bell)
+    }
+
+    /// Takes the queued events out (edge-triggered: each is reported once).
+    fn clear(&self) {
+        let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 16];
+        // SAFETY: our epoll and an array of evs.len() events, no waiting.
+        while unsafe {
+            libc::syscall(
+                libc::SYS_epoll_wait,
+                self.0,
+                evs.as_mut_ptr(),
+                evs.len() as c_int,
+                0,
+            )
+        } == evs.len() as i64
+        {}
+    }
+}
+
+impl Drop for Doorbell {
+    fn drop(&mut self) {
+        host::close(self.0);
+    }
+}
+
+/// The mixed wait behind poll, select, ppoll and pselect: kernel entries
+/// are confirmed against the kernel (zero timeout), host entries are
+/// polled with a zero timeout, and only then does the host ppoll block, on
+/// the host entries and this waiter's doorbell (made, and the check
+/// repeated, before the first block), with `sigmask` in force for the
+/// blocking step alone. A call that finds something ready at once costs
+/// no doorbell.
 fn wait(
     set: &mut [libc::pollfd],
     timeout: Option<Duration>,
@@ -158,13 +249,9 @@ fn wait(
     }
     let deadline = timeout.map(|t| Instant::now() + t);
     let mut kset: Vec<libc::pollfd> = Vec::new();
-    let mut hset: Vec<libc::pollfd> = Vec::with_capacity(set.len());
+    let mut hset: Vec<libc::pollfd> = Vec::with_capacity(set.len() + 1);
+    let mut bell: Option<Doorbell> = None;
     loop {
-        for p in set.iter() {
-            if fdtable::kernel_fd(p.fd).is_some() {
-                fdtable::drain(p.fd);
-            }
-        }
         kset.clear();
         hset.clear();
         for p in set.iter() {
@@ -246,19 +333,34 @@ fn wait(
                 })
             }
         };
-        // Block: host entries as asked, kernel entries on their placeholder.
+        let ring = match &bell {
+            Some(b) => b.0,
+            None => match Doorbell::new(set) {
+                Ok(b) => {
+                    // A wake-up between the check above and the doorbell
+                    // rang nothing: check again before blocking.
+                    bell = Some(b);
+                    continue;
+                }
+                Err(e) => return fail(e),
+            },
+        };
+        // Block: host entries as asked, kernel entries through the doorbell.
         hset.clear();
         for p in set.iter() {
-            hset.push(libc::pollfd {
-                fd: p.fd,
-                events: if fdtable::kernel_fd(p.fd).is_some() {
-                    libc::POLLIN
-                } else {
-                    p.events
-                },
-                revents: 0,
-            });
+            if fdtable::kernel_fd(p.fd).is_none() {
+                hset.push(libc::pollfd {
+                    fd: p.fd,
+                    events: p.events,
+                    revents: 0,
+                });
+            }
         }
+        hset.push(libc::pollfd {
+            fd: ring,
+            events: libc::POLLIN,
+            revents: 0,
+        });
         let tsp = ts
             .as_ref()
             .map_or(std::ptr::null(), |t| t as *const libc::timespec);
@@ -276,6 +378,9 @@ fn wait(
         } < 0
         {
             return -1;
+        }
+        if let Some(b) = &bell {
+            b.clear();
         }
     }
 }
@@ -385,8 +490,7 @@ pub unsafe extern "C" fn pselect(
         return fail(libc::EINVAL);
     }
     let nfds = nfds.min(libc::FD_SETSIZE as c_int);
-    let mut list = fdsets_to_pollfds(nfds, readfds, writefds, exceptfds);
-    if !list.iter().any(|p| fdtable::kernel_fd(p.fd).is_some()) {
+    if !any_kernel_fd(nfds, readfds, writefds, exceptfds) {
         let copy = timeout_copy(ts);
         let tsp = copy
             .as_ref()
@@ -418,10 +522,35 @@ pub unsafe extern "C" fn pselect(
             return fail(e);
         }
     };
+    let mut list = fdsets_to_pollfds(nfds, readfds, writefds, exceptfds);
     if wait(&mut list, t, sigmask) < 0 {
         return -1;
     }
     pollfds_to_fdsets(&list, readfds, writefds, exceptfds)
+}
+
+/// Whether any descriptor below `nfds` in the program's sets is a kernel
+/// one. Allocates nothing: select and pselect on host descriptors alone
+/// go straight to the host (and may be called from a signal handler).
+fn any_kernel_fd(
+    nfds: c_int,
+    readfds: *mut libc::fd_set,
+    writefds: *mut libc::fd_set,
+    exceptfds: *mut libc::fd_set,
+) -> bool {
+    (0..nfds).any(|fd| {
+        fdtable::kernel_fd(fd).is_some()
+            && [readfds, writefds, exceptfds]
+                .into_iter()
+                .any(|s| member(s, fd))
+    })
+}
+
+/// True if `fd` is in the program's set `s` (a null set has nothing).
+fn member(s: *mut libc::fd_set, fd: c_int) -> bool {
+    // SAFETY: FD_ISSET on the program's set, for a number below nfds
+    // (at most FD_SETSIZE, checked by the callers).
+    !s.is_null() && unsafe { libc::FD_ISSET(fd, s) }
 }
 
 /// The pollfd list select and pselect wait on: one entry per descriptor
@@ -432,9 +561,6 @@ fn fdsets_to_pollfds(
     writefds: *mut libc::fd_set,
     exceptfds: *mut libc::fd_set,
 ) -> Vec<libc::pollfd> {
-    // SAFETY: FD_ISSET on the program's sets, for numbers below nfds
-    // (at most FD_SETSIZE, checked by the callers).
-    let member = |s: *mut libc::fd_set, fd: c_int| !s.is_null() && unsafe { libc::FD_ISSET(fd, s) };
     (0..nfds)
         .filter_map(|fd| {
             let mut events = 0;

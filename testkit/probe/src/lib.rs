@@ -69,6 +69,14 @@ pub const NEEDS: &[Need] = &[
         what: "/usr/bin/python3 (Debian package python3)",
     },
     Need {
+        name: "node",
+        what: "node (Debian package nodejs)",
+    },
+    Need {
+        name: "cc",
+        what: "a C compiler, cc (Debian package gcc)",
+    },
+    Need {
         name: "mkfs_ext4",
         what: "mkfs.ext4 and e2fsck (Debian package e2fsprogs)",
     },
@@ -116,6 +124,8 @@ pub fn missing(name: &str) -> Option<String> {
         "curl" => on_path("curl"),
         "iperf3" => on_path("iperf3"),
         "python3" => is_executable(Path::new("/usr/bin/python3")),
+        "node" => on_path("node"),
+        "cc" => on_path("cc"),
         "mkfs_ext4" => on_path("mkfs.ext4") && on_path("e2fsck"),
         "mkfs_vfat" => on_path("mkfs.vfat") && on_path("fsck.vfat"),
         "mkfs_xfs" => on_path("mkfs.xfs") && on_path("xfs_repair"),
