@@ -194,6 +194,13 @@ impl Kernel {
             return Err(BootError::AlreadyBooted);
         }
         host::set_console(opts.console);
+        // Copies of program memory return EFAULT for a bad pointer instead
+        // of crashing the program; without the handler they crash as before.
+        if let Err(e) = host::uaccess::install_fault_handler() {
+            eprintln!(
+                "lkl: no SIGSEGV handler for the kernel's copies (errno {e}): a bad pointer will crash"
+            );
+        }
         // SAFETY: registers a handler that only stores to atomics.
         unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
         // SAFETY: OPS is a static table of valid host functions; `line` is a
