@@ -396,9 +396,13 @@ pub unsafe fn sigaction_behind(
         return unsafe { real(sig, act, old) };
     }
     let prev = slot.load();
-    if !act.is_null() {
-        // SAFETY: the caller's struct sigaction.
-        slot.store(&Action::from_sigaction(unsafe { &*act }));
+    // SAFETY: the caller's struct sigaction, if any.
+    if let Some(a) = unsafe { act.as_ref() } {
+        // Ours (read with the plain sigaction and given back) is already
+        // in front: chaining to it would be a loop.
+        if a.sa_sigaction != our_handler() {
+            slot.store(&Action::from_sigaction(a));
+        }
     }
     if !old.is_null() {
         // SAFETY: the caller's struct sigaction to fill.
