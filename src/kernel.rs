@@ -192,6 +192,13 @@ impl Kernel {
             return Err(BootError::AlreadyBooted);
         }
         host::set_console(opts.console);
+        // Copies of program memory return EFAULT for a bad pointer instead
+        // of crashing the program; without the handler they crash as before.
+        if let Err(e) = host::uaccess::install_fault_handler() {
+            eprintln!(
+                "lkl: no SIGSEGV handler for the kernel's copies (errno {e}): a bad pointer will crash"
+            );
+        }
         sys::watch_forks();
         // SAFETY: OPS is a static table of valid host functions; `line` is a
         // NUL-terminated string the kernel copies before returning.

@@ -50,6 +50,12 @@ pub struct HostOps {
     pub timer_set_oneshot: unsafe extern "C" fn(*mut Timer, c_ulonglong) -> c_int,
     pub timer_free: unsafe extern "C" fn(*mut Timer),
     pub iomem_access: unsafe extern "C" fn(*const c_void, *mut c_void, c_int, c_int) -> c_int,
+    /// Program memory: (address space, dst, src, n) -> bytes not copied.
+    pub user_read:
+        unsafe extern "C" fn(*mut c_void, *mut c_void, *const c_void, c_ulong) -> c_ulong,
+    pub user_write:
+        unsafe extern "C" fn(*mut c_void, *mut c_void, *const c_void, c_ulong) -> c_ulong,
+    pub user_clear: unsafe extern "C" fn(*mut c_void, *mut c_void, c_ulong) -> c_ulong,
 }
 
 extern "C" {

@@ -270,13 +270,9 @@ fn hostile_socket_arguments_fail_as_on_the_host() {
     );
 }
 
-/// Cases where we knowingly differ: the kernel runs in the process and
-/// copies "user" memory with plain loads (NOMMU), so a pointer into an
-/// unmapped page that is not obviously impossible (not NULL, not below
-/// 64 KiB, not in the kernel half) crashes the program where the host
-/// returns EFAULT. Fixing it needs fault-tolerant user copies in
-/// kernel/arch/lkl.
-const KNOWN: &[&str] = &["send into an unmapped hole"];
+/// Cases where we knowingly differ (none since the kernel's copies of
+/// program memory became fault-safe: docs/uaccess.md).
+const KNOWN: &[&str] = &[];
 
 #[testkit::needs(python3)]
 #[test]

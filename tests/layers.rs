@@ -22,13 +22,7 @@ use std::path::{Path, PathBuf};
 
 /// Imports that are known to point up, each with why. Remove an entry when
 /// its edge is gone: the test fails on an entry that no longer matches.
-const KNOWN_UPWARD: &[(&str, &str, &str)] = &[(
-    "virtio",
-    "config",
-    "the backend spec types (BackendKind, Backend, SlirpNetwork) move from \
-     config into virtio::net::backends::spec on another branch of issue 12; \
-     until it is merged the backends still import them from config",
-)];
+const KNOWN_UPWARD: &[(&str, &str, &str)] = &[];
 
 /// A table of layers: the module that holds it, and its child modules'
 /// layers.

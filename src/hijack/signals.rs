@@ -305,8 +305,15 @@ pub unsafe extern "C" fn sigaction(
         }
     };
     // SAFETY: libc's sigaction with a valid (or null) action and the
-    // program's old-action pointer.
-    let r = unsafe { f(sig, act_to_pass, old) };
+    // program's old-action pointer. SIGSEGV and SIGBUS: the handler of the
+    // kernel's fault-safe copies stays installed and chains to this one.
+    let r = unsafe {
+        if lkl::host::uaccess::is_fault_signal(sig) {
+            lkl::host::uaccess::sigaction_behind(sig, act_to_pass, old)
+        } else {
+            f(sig, act_to_pass, old)
+        }
+    };
     if r != 0 {
         return r;
     }

@@ -1,5 +1,6 @@
 //! The host side of the kernel: the operations table the kernel calls for
-//! threads, semaphores, TLS, memory, clocks, timers and its console. Each
+//! threads, semaphores, TLS, memory, clocks, timers, its console and the
+//! program's memory (fault-safe copies, `uaccess`). Each
 //! `extern "C"` function is a thin wrapper over a safe type in the
 //! submodules; none of them can unwind into the kernel.
 
@@ -11,6 +12,7 @@ mod sem;
 mod thread;
 mod timer;
 mod tls;
+pub mod uaccess;
 
 pub use console::{Console, ConsoleBuffer, ConsoleFn};
 pub use sem::Semaphore;
@@ -45,6 +47,9 @@ pub(crate) static OPS: HostOps = HostOps {
     timer_set_oneshot: timer::timer_set_oneshot,
     timer_free: timer::timer_free,
     iomem_access: iomem::iomem_access,
+    user_read: uaccess::user_read,
+    user_write: uaccess::user_write,
+    user_clear: uaccess::user_clear,
 };
 
 pub(crate) use console::set_console;

@@ -1,6 +1,8 @@
 //! Host threads for the kernel: joinable pthreads with every signal
-//! blocked (a host signal handler must never run on a kernel thread) and a
-//! stack large enough for the deepest kernel paths.
+//! blocked (a host signal handler must never run on a kernel thread) but
+//! SIGSEGV and SIGBUS, which a fault of the kernel's copies of program
+//! memory raises (a blocked one would kill the process, see uaccess.rs),
+//! and a stack large enough for the deepest kernel paths.
 
 use std::ffi::{c_int, c_void};
 use std::mem::MaybeUninit;
@@ -19,6 +21,15 @@ struct Start {
 extern "C" fn trampoline(p: *mut c_void) -> *mut c_void {
     // SAFETY: `p` is the Box leaked by `spawn_kernel_thread` for this thread.
     let start = unsafe { Box::from_raw(p.cast::<Start>()) };
+    let mut faults = MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: a local set, filled before use; unblocks two synchronous
+    // signals for this thread only.
+    unsafe {
+        libc::sigemptyset(faults.as_mut_ptr());
+        libc::sigaddset(faults.as_mut_ptr(), libc::SIGSEGV);
+        libc::sigaddset(faults.as_mut_ptr(), libc::SIGBUS);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, faults.as_ptr(), ptr::null_mut());
+    }
     // SAFETY: the kernel gave a function and the argument it expects.
     unsafe { (start.f)(start.arg) };
     ptr::null_mut()
@@ -39,7 +50,8 @@ impl KernelThread {
     }
 }
 
-/// Starts `f(arg)` on a new host thread with all signals blocked.
+/// Starts `f(arg)` on a new host thread with all signals blocked but
+/// SIGSEGV and SIGBUS.
 ///
 /// # Safety
 /// `f` must be safe to call with `arg` on another thread.

@@ -19,6 +19,9 @@ def hole():
     import mmap
     libc.mmap.restype = V; libc.mmap.argtypes = [V, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
     p = libc.mmap(None, 4096, 3, 0x22, -1, 0); libc.munmap(V(p), 4096); return V(p)
+def readonly():
+    libc.mmap.restype = V; libc.mmap.argtypes = [V, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    return V(libc.mmap(None, 4096, 1, 0x22, -1, 0))
 bad_iov = (iovec * 1)(iovec(None, 10))
 cases = {
     "send NULL buffer": lambda: libc.send(fd, None, 10, 0),
@@ -36,6 +39,12 @@ cases = {
     "accept, bad addr and addrlen": lambda: (socket.create_connection(srv.getsockname()), libc.accept(srv.fileno(), V(0x20), V(0x20)))[1],
     "poll NULL fds, nfds 1": lambda: libc.poll(None, 1, 0),
     "send into an unmapped hole": lambda: libc.send(fd, hole(), 10, 0),
+    "recv into an unmapped hole": lambda: libc.recv(fd, hole(), 10, 0),
+    "recv into a read-only page": lambda: libc.recv(fd, readonly(), 10, 0),
+    "writev iov array in a hole": lambda: libc.writev(fd, hole(), 1),
+    "sendmsg msghdr in a hole": lambda: libc.sendmsg(fd, hole(), 0),
+    "recvmsg iov base in a hole": lambda: libc.recvmsg(fd, ctypes.byref(msghdr(None, 0, ctypes.cast((iovec * 1)(iovec(hole(), 10)), V), 1, None, 0, 0)), 0),
+    "getsockname into a hole": lambda: libc.getsockname(fd, hole(), ctypes.byref(ctypes.c_uint32(16))),
     "sendmsg iov with NULL base": lambda: libc.sendmsg(fd, ctypes.byref(msghdr(None, 0, ctypes.cast(bad_iov, V), 1, None, 0, 0)), 0),
 }
 if len(sys.argv) < 2:

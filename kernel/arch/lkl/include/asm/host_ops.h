@@ -79,6 +79,27 @@ struct lkl_host_operations {
 	 * it may call lkl_trigger_irq but never lkl_syscall. no block.
 	 */
 	int (*iomem_access)(const volatile void *addr, void *val, int size, int write);
+
+	/*
+	 * Program ("user") memory: every copy_from_user, copy_to_user,
+	 * get_user, put_user, strncpy_from_user, strnlen_user and clear_user
+	 * of the kernel ends in one of these (arch/lkl/kernel/uaccess.c;
+	 * docs/uaccess.md). user_read copies n bytes from the program's
+	 * address src to the kernel's dst, user_write from the kernel's src
+	 * to the program's dst, user_clear zeroes n bytes at the program's
+	 * dst. Each copies in address order, stops at the first byte it cannot
+	 * reach (unmapped, or not readable/writable) and returns how many
+	 * bytes it did NOT copy: 0 when all were.
+	 *
+	 * as is the program's address space: current->mm->context.host_as,
+	 * NULL for the process the kernel runs in (the only value today). An
+	 * implementation for programs in other processes receives its own
+	 * cookie there. Runs with the CPU lock held; it must not call into the
+	 * kernel. no block.
+	 */
+	unsigned long (*user_read)(void *as, void *dst, const void *src, unsigned long n);
+	unsigned long (*user_write)(void *as, void *dst, const void *src, unsigned long n);
+	unsigned long (*user_clear)(void *as, void *dst, unsigned long n);
 };
 
 #endif
