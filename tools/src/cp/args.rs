@@ -189,5 +189,43 @@ mod tests {
             a(&["-t", "ext4", "-i", "i", "-P", "x", "a", "b"])
         )
         .is_err());
+        // LKL's flags: owner, group, memory, whole disk; ours in long form.
+        let o = parse_args(
+            Direction::ToFs,
+            a(&[
+                "-o",
+                "0",
+                "-g",
+                "7",
+                "-m",
+                "64",
+                "-p",
+                "-P",
+                "0",
+                "-t",
+                "ext4",
+                "-i",
+                "x",
+                "--mount-options",
+                "noatime",
+                "a",
+                "/",
+            ]),
+        )
+        .ok()
+        .flatten()
+        .unwrap();
+        assert_eq!((o.owner, o.group, o.mem_mb), (Some(0), Some(7), Some(64)));
+        assert!(o.printk && o.partition.is_none());
+        assert_eq!(o.mount_opts, "noatime");
+        let bad = |v: &[&str]| {
+            let mut v = v.to_vec();
+            v.extend(["-t", "ext4", "-i", "x", "a", "/"]);
+            parse_args(Direction::FromFs, a(&v)).is_err()
+        };
+        assert!(bad(&["-o", "noatime"]));
+        assert!(bad(&["-g", "wheel"]));
+        assert!(bad(&["-m", "0"]));
+        assert!(bad(&["-s", "ctx"]));
     }
 }
