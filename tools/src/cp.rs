@@ -113,7 +113,7 @@ fn run(d: Direction, o: Options) -> Result<usize, Fail> {
     }
     let disk = Disk::attach(&o.image, d == Direction::FromFs).map_err(|e| Fail(e.to_string()))?;
     let boot = BootOptions {
-        memory: KERNEL_MEM,
+        memory: o.mem_mb.map_or(KERNEL_MEM, |mb| mb << 20),
         console: if o.printk {
             Console::Stderr
         } else {
@@ -180,6 +180,8 @@ fn copy_all(d: Direction, o: &Options, disk: &Disk) -> Result<usize, Fail> {
         prog: d.prog(),
         buf: Vec::new(),
         errors: 0,
+        owner: o.owner,
+        group: o.group,
         progress: Progress {
             enabled: o.verbose || io::stderr().is_terminal(),
             prog: d.prog(),

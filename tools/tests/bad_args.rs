@@ -53,8 +53,53 @@ fn tools_reject_bad_arguments() {
         ),
         (
             "cpfromfs",
-            vec!["-t", "ext4", "-i", g, "-o", "bogusopt=1", "/", o],
+            vec![
+                "-t",
+                "ext4",
+                "-i",
+                g,
+                "--mount-options",
+                "bogusopt=1",
+                "/",
+                o,
+            ],
             "refused the mount options",
+        ),
+        // LKL's -o is the owner: a number, not mount options.
+        (
+            "cptofs",
+            vec!["-t", "ext4", "-i", g, "-o", "noatime", "/etc/hostname", "/"],
+            "-o needs a numeric UID",
+        ),
+        (
+            "cpfromfs",
+            vec!["-t", "ext4", "-i", g, "-g", "-5", "/", o],
+            "-g needs a numeric GID",
+        ),
+        (
+            "cptofs",
+            vec!["-t", "ext4", "-i", g, "-m", "1", "/etc/hostname", "/"],
+            "kernel memory in MiB",
+        ),
+        (
+            "cptofs",
+            vec!["-t", "ext4", "-i", g, "-o"],
+            "option -o needs a value",
+        ),
+        // SELinux labels are for files written into an image.
+        (
+            "cpfromfs",
+            vec![
+                "-t",
+                "ext4",
+                "-i",
+                g,
+                "-s",
+                "system_u:object_r:etc_t:s0",
+                "/",
+                o,
+            ],
+            "cptofs only",
         ),
         (
             "cpfromfs",
@@ -79,6 +124,16 @@ fn tools_reject_bad_arguments() {
         ),
         ("fs2tar", vec!["--bogus"], "unknown flag"),
         (
+            "fs2tar",
+            vec!["-t", "ext4", "-s", "/nonexistent-dir/ctx", g, tr],
+            "cannot create the SELinux contexts file",
+        ),
+        (
+            "fs2tar",
+            vec!["-t", "ext4", "-P", "-1", g, tr],
+            "partition number",
+        ),
+        (
             "lklfuse",
             vec![g, mp, "-o", "type=nosuchfs"],
             "unknown file-system type",
@@ -93,6 +148,17 @@ fn tools_reject_bad_arguments() {
             vec![g, "/nonexistent/mnt", "-o", "type=ext4"],
             "mount point",
         ),
+        (
+            "lklfuse",
+            vec![g, mp, "-o", "type=ext4,log=/nonexistent-dir/k.log", "-f"],
+            "log file /nonexistent-dir/k.log",
+        ),
+        (
+            "lklfuse",
+            vec![g, mp, "-o", "type=ext4,log="],
+            "log needs a file",
+        ),
+        ("lklfuse", vec![g, mp, "-d", "-o", "type=ext4"], "-d"),
     ];
     let n = cases.len();
     for (tool, args, want) in cases {

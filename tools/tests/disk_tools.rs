@@ -533,7 +533,7 @@ fn sigkill_mid_copy_is_repaired_by_the_journal() {
             "ext4",
             "-i",
             s(&img),
-            "-o",
+            "--mount-options",
             "commit=1",
             s(&second),
             "/",
@@ -565,5 +565,177 @@ fn sigkill_mid_copy_is_repaired_by_the_journal() {
         println!("after the kill: {full} complete files, {partial} incomplete");
     } else {
         println!("nothing of the killed copy was committed: {}", text(&o));
+    }
+}
+
+/// `User: N Group: M` of `path` in an ext image, read by the host's debugfs
+/// (e2fsprogs, as mkfs.ext4).
+fn ext_owner(img: &Path, path: &str) -> (u32, u32) {
+    let o = ok("debugfs", &["-R", &format!("stat {path}"), s(img)]);
+    let field = |name: &str| -> u32 {
+        let at = o
+            .find(name)
+            .unwrap_or_else(|| panic!("no {name} in debugfs:\n{o}"));
+        o[at + name.len()..]
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("bad {name} in debugfs:\n{o}"))
+    };
+    (field("User:"), field("Group:"))
+}
+
+/// LKL's flags with LKL's meaning: `-o UID`, `-g GID` (owner of every copied
+/// file), `-p` (kernel messages), `-P 0` (the whole disk), `-m MB`; our
+/// mount options under their long names.
+#[testkit::needs(mkfs_ext4)]
+#[test]
+fn lkl_flags_have_lkls_meaning() {
+    let dir = Scratch::new("disk-tools-lkl-flags");
+    let img = dir.join("l.img");
+    make_image(&img, "ext4", 32);
+    let tree = dir.join("tree");
+    fs::create_dir_all(tree.join("sub")).unwrap();
+    fs::write(tree.join("a"), b"alpha").unwrap();
+    fs::write(tree.join("sub/b"), pattern(100_000, 9)).unwrap();
+    symlink("a", tree.join("l")).unwrap();
+    // As the issue writes it: owner and group 0, printk, whole disk.
+    let o = run(
+        CPTOFS,
+        &[
+            "-o",
+            "0",
+            "-g",
+            "0",
+            "-p",
+            "-P",
+            "0",
+            "-t",
+            "ext4",
+            "-i",
+            s(&img),
+            s(&tree),
+            "/",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    // -p: the kernel's messages (the ext4 mount's among them) on stderr.
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("EXT4-fs"),
+        "-p printed no kernel messages:\n{}",
+        text(&o)
+    );
+    for p in ["/tree", "/tree/a", "/tree/sub", "/tree/sub/b", "/tree/l"] {
+        assert_eq!(ext_owner(&img, p), (0, 0), "{p}");
+    }
+    // Owners other than the source's, long forms, a memory size; no -p:
+    // nothing from the kernel.
+    let o = run(
+        CPTOFS,
+        &[
+            "--owner",
+            "1234",
+            "--group",
+            "4321",
+            "-m",
+            "64",
+            "--partition",
+            "0",
+            "-t",
+            "ext4",
+            "--filesystem-image",
+            s(&img),
+            s(&tree),
+            "/again",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains("EXT4-fs"), "{}", text(&o));
+    for p in ["/again", "/again/a", "/again/sub/b", "/again/l"] {
+        assert_eq!(ext_owner(&img, p), (1234, 4321), "{p}");
+    }
+    // Only -g: owners stay the source's.
+    let src_uid = fs::metadata(tree.join("a")).unwrap().uid();
+    ok(
+        CPTOFS,
+        &[
+            "-g",
+            "77",
+            "-t",
+            "ext4",
+            "-i",
+            s(&img),
+            s(&tree.join("a")),
+            "/g",
+        ],
+    );
+    assert_eq!(ext_owner(&img, "/g"), (src_uid, 77));
+    // What -o meant before (the mount options), under its long names.
+    ok(
+        CPTOFS,
+        &[
+            "--mount-options",
+            "noatime,commit=1",
+            "-t",
+            "ext4",
+            "-i",
+            s(&img),
+            s(&tree.join("a")),
+            "/m1",
+        ],
+    );
+    assert!(ok("debugfs", &["-R", "ls -l /", s(&img)]).contains(" m1"));
+    // --options (its other long name), read-only: the copy is refused.
+    let o = run(
+        CPTOFS,
+        &[
+            "--options",
+            "ro",
+            "-t",
+            "ext4",
+            "-i",
+            s(&img),
+            s(&tree.join("a")),
+            "/m2",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("Read-only file system"), "{}", text(&o));
+    fsck_clean(&img, "ext4");
+    // cpfromfs -o/-g: the host copies get the owner (as root); as another
+    // user the chown cannot happen and each file says so.
+    let out = dir.join("out");
+    fs::create_dir(&out).unwrap();
+    let root = fs::metadata(&out).unwrap().uid() == 0;
+    let o = run(
+        CPFROMFS,
+        &[
+            "-o",
+            "555",
+            "-g",
+            "666",
+            "-P",
+            "0",
+            "-t",
+            "ext4",
+            "-i",
+            s(&img),
+            "/tree",
+            s(&out),
+        ],
+    );
+    if root {
+        assert!(o.status.success(), "{}", text(&o));
+        for p in ["tree", "tree/a", "tree/sub/b", "tree/l"] {
+            let m = fs::symlink_metadata(out.join(p)).unwrap();
+            assert_eq!((m.uid(), m.gid()), (555, 666), "{p}");
+        }
+    } else {
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        assert!(
+            text(&o).contains("cannot give owner 555:666"),
+            "{}",
+            text(&o)
+        );
     }
 }

@@ -289,3 +289,78 @@ fn errors_are_one_line() {
         "not a ext4 file system",
     );
 }
+
+/// LKL's fs2tar flags: `-p` shows the kernel's messages, `-s FILE` writes
+/// each labelled file's SELinux context there; and `-P 0` is the whole disk.
+#[testkit::needs(mkfs_ext4)]
+#[test]
+fn lkl_flags_printk_and_selinux_contexts() {
+    let s = Scratch::new("fs2tar-lkl-flags");
+    let img = s.path("fs.img");
+    make_image(&img, "ext4", 32);
+    let src = s.path("src");
+    fs::create_dir_all(src.join("d")).unwrap();
+    fs::write(src.join("d/f"), b"labelled").unwrap();
+    let ctx = "system_u:object_r:etc_t:s0";
+    let out = Command::new(env!("CARGO_BIN_EXE_cptofs"))
+        .args(["-s", ctx, "-t", "ext4", "-i", img.to_str().unwrap()])
+        .arg(&src)
+        .arg("/")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let contexts = s.path("contexts.txt");
+    let tar = s.path("o.tar");
+    let out = Command::new(FS2TAR)
+        .args([
+            "-p",
+            "-P",
+            "0",
+            "-s",
+            contexts.to_str().unwrap(),
+            "-t",
+            "ext4",
+        ])
+        .arg(&img)
+        .arg(&tar)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Linux version"), "-p: {stderr}");
+    let text = fs::read_to_string(&contexts).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(
+        lines,
+        [
+            format!("/src {ctx}"),
+            format!("/src/d {ctx}"),
+            format!("/src/d/f {ctx}")
+        ],
+        "contexts file:\n{text}"
+    );
+    // The archive still carries the label as an xattr, and without -p the
+    // kernel says nothing.
+    let out = Command::new(FS2TAR)
+        .args(["-t", "ext4"])
+        .arg(&img)
+        .arg(&tar)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(listing(&tar).iter().any(|l| l.ends_with(" src/d/f")));
+}

@@ -447,3 +447,47 @@ fn errors_are_one_line() {
     );
     assert!(!is_mounted(&mnt.canonicalize().unwrap()));
 }
+
+/// LKL's lklfuse options: `log=FILE` gets the kernel's messages, `part=0`
+/// is the whole disk, `-s` serves on one thread, `-V` prints the version.
+#[testkit::needs(mkfs_ext4, fuse)]
+#[test]
+fn lkl_options_log_part0_version() {
+    let out = Command::new(LKLFUSE).arg("-V").output().unwrap();
+    assert!(out.status.success());
+    let v = String::from_utf8_lossy(&out.stdout);
+    assert!(v.starts_with("lklfuse version "), "{v}");
+    let out = Command::new(LKLFUSE).arg("--version").output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), v);
+    let s = Scratch::new("lklfuse-lkl-options");
+    let img = s.path("fs.img");
+    make_image(&img, "ext4", 64);
+    let log = s.path("kernel.log");
+    let opts = format!("type=ext4,part=0,log={}", log.display());
+    let mnt = s.path("mnt");
+    fs::create_dir_all(&mnt).unwrap();
+    // In the background (returns once mounted), with -s.
+    let st = Command::new(LKLFUSE)
+        .arg(&img)
+        .arg(&mnt)
+        .args(["-s", "-o", &opts])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mnt = mnt.canonicalize().unwrap();
+    assert!(is_mounted(&mnt), "not mounted when lklfuse returned");
+    fs::write(mnt.join("f"), b"through part=0").unwrap();
+    run("fusermount3", &["-u", mnt.to_str().unwrap()]);
+    let img_str = img.to_str().unwrap().to_owned();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline && image_in_use(&img_str) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!image_in_use(&img_str), "server still running");
+    let text = fs::read_to_string(&log).unwrap();
+    assert!(text.contains("Linux version"), "log: {text}");
+    assert!(text.contains("EXT4-fs"), "log: {text}");
+    let out = run("debugfs", &["-R", "cat /f", img.to_str().unwrap()]);
+    assert!(out.contains("through part=0"), "{out}");
+    fsck_clean(&img, "ext4");
+}

@@ -15,7 +15,7 @@ use lkl::{BootOptions, Kernel};
 use tar::{Builder, EntryType, Header};
 
 const USAGE: &str = "\
-usage: fs2tar -t FSTYPE IMAGE TARFILE [-P PART]
+usage: fs2tar -t FSTYPE [-P PART] [-p] [-s FILE] IMAGE TARFILE
 
 Writes every file of the file system in IMAGE to the tar archive TARFILE
 (`-` for standard output): regular files, directories, symlinks, hard links,
@@ -23,9 +23,14 @@ device nodes and FIFOs with their modes, owners and modification times, and
 extended attributes as PAX records (SCHILY.xattr.*, as GNU tar --xattrs
 reads them). The image is opened read-only.
 
-  -t FSTYPE   file-system type: ext4, ext3, ext2, vfat, xfs, btrfs
-  -P PART     read partition PART (MBR or GPT) instead of the whole image
-  -h, --help  this text";
+LKL's flags (same letters, same meaning as LKL's fs2tar):
+  -t, --filesystem-type FSTYPE   file-system type: ext4, ext3, ext2, vfat, xfs, btrfs
+  -p, --enable-printk            show the kernel's messages on stderr
+  -s, --selinux-contexts FILE    also write each file's SELinux context to FILE,
+                                 one `/PATH CONTEXT` line per labelled file
+Ours:
+  -P, --partition PART           read partition PART (MBR or GPT); 0 = the whole image
+  -h, --help                     this text";
 
 const ROOT: &str = "/mnt";
 
@@ -33,24 +38,39 @@ struct Args {
     fstype: String,
     image: PathBuf,
     tarfile: String,
+    /// `None` is the whole disk (`-P 0`, or no `-P`).
     partition: Option<u32>,
+    printk: bool,
+    selinux_file: Option<PathBuf>,
 }
 
 fn parse_args(argv: &[String]) -> Result<Option<Args>, String> {
     let mut fstype = None;
     let mut partition = None;
+    let mut printk = false;
+    let mut selinux_file = None;
     let mut positional = Vec::new();
     let mut it = argv.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "-h" | "--help" => return Ok(None),
-            "-t" => fstype = Some(it.next().ok_or("-t needs a file-system type")?.clone()),
-            "-P" => {
+            "-t" | "--filesystem-type" => {
+                fstype = Some(it.next().ok_or("-t needs a file-system type")?.clone())
+            }
+            "-p" | "--enable-printk" => printk = true,
+            "-s" | "--selinux-contexts" => {
+                selinux_file = Some(PathBuf::from(
+                    it.next()
+                        .ok_or("-s needs a file to write the contexts to")?,
+                ))
+            }
+            "-P" | "--partition" => {
                 let v = it.next().ok_or("-P needs a partition number")?;
-                partition = Some(
-                    v.parse::<u32>()
-                        .map_err(|_| format!("-P needs a partition number, got {v:?}"))?,
-                );
+                let n = v.parse::<u32>().map_err(|_| {
+                    format!("-P needs a partition number (0 = the whole image), got {v:?}")
+                })?;
+                // LKL's 0: the whole disk, no partition table.
+                partition = (n > 0).then_some(n);
             }
             "-" => positional.push(a.clone()),
             s if s.starts_with('-') => return Err(format!("unknown flag {s}")),
@@ -65,6 +85,8 @@ fn parse_args(argv: &[String]) -> Result<Option<Args>, String> {
         image: image.into(),
         tarfile,
         partition,
+        printk,
+        selinux_file,
     }))
 }
 
@@ -98,6 +120,8 @@ struct Archiver<W: Write> {
     bytes: u64,
     started: Instant,
     last_progress: Instant,
+    /// `-s FILE`: where each file's SELinux context goes.
+    selinux: Option<io::BufWriter<std::fs::File>>,
 }
 
 fn major(dev: u64) -> u32 {
@@ -133,6 +157,19 @@ impl<W: Write> Archiver<W> {
         let mut records: Vec<(String, Vec<u8>)> = Vec::new();
         for name in names {
             match sys::lgetxattr(kpath, &name) {
+                Ok(v) if name == "security.selinux" && self.selinux.is_some() => {
+                    if let Some(w) = self.selinux.as_mut() {
+                        let ctx = v.strip_suffix(&[0]).unwrap_or(&v);
+                        let mut line = b"/".to_vec();
+                        line.extend_from_slice(rel.as_os_str().as_bytes());
+                        line.push(b' ');
+                        line.extend_from_slice(ctx);
+                        line.push(b'\n');
+                        w.write_all(&line)
+                            .map_err(|e| format!("writing the SELinux contexts: {e}"))?;
+                    }
+                    records.push((format!("SCHILY.xattr.{}", name.to_string_lossy()), v));
+                }
                 Ok(v) => records.push((format!("SCHILY.xattr.{}", name.to_string_lossy()), v)),
                 Err(Errno(61)) => {} // ENODATA: removed meanwhile
                 Err(e) => return Err(format!("{}: xattr {name:?}: {e}", rel.display())),
@@ -275,8 +312,12 @@ impl<R: Read> Read for CountingReader<'_, R> {
     }
 }
 
-fn archive<W: Write>(out: W) -> Result<(u64, u64), String> {
+fn archive<W: Write>(
+    out: W,
+    selinux: Option<io::BufWriter<std::fs::File>>,
+) -> Result<(u64, u64), String> {
     let mut a = Archiver {
+        selinux,
         tar: Builder::new(out),
         links: HashMap::new(),
         files: 0,
@@ -292,6 +333,10 @@ fn archive<W: Write>(out: W) -> Result<(u64, u64), String> {
         .into_inner()
         .and_then(|mut w| w.flush())
         .map_err(|e| format!("writing the archive: {e}"))?;
+    if let Some(mut w) = a.selinux.take() {
+        w.flush()
+            .map_err(|e| format!("writing the SELinux contexts: {e}"))?;
+    }
     Ok((a.files, a.bytes))
 }
 
@@ -299,9 +344,26 @@ fn run(args: &Args) -> Result<(), String> {
     if !args.image.exists() {
         return Err(format!("image {}: no such file", args.image.display()));
     }
+    // Made before the kernel boots, as LKL does: a bad path fails first.
+    let selinux = match &args.selinux_file {
+        Some(p) => Some(io::BufWriter::new(std::fs::File::create(p).map_err(
+            |e| {
+                format!(
+                    "cannot create the SELinux contexts file {}: {e}",
+                    p.display()
+                )
+            },
+        )?)),
+        None => None,
+    };
     let disk = Disk::attach(&args.image, true).map_err(|e| e.to_string())?;
     let kernel = Kernel::boot(BootOptions {
         memory: 128 << 20,
+        console: if args.printk {
+            lkl::host::Console::Stderr
+        } else {
+            lkl::host::Console::Silent
+        },
         ..Default::default()
     })
     .map_err(|e| format!("kernel boot failed: {e}"))?;
@@ -310,13 +372,16 @@ fn run(args: &Args) -> Result<(), String> {
         return Err(e.to_string());
     }
     let result = if args.tarfile == "-" {
-        archive(io::BufWriter::with_capacity(1 << 20, io::stdout().lock()))
+        archive(
+            io::BufWriter::with_capacity(1 << 20, io::stdout().lock()),
+            selinux,
+        )
     } else {
         let file = std::fs::File::create(&args.tarfile)
             .map_err(|e| format!("cannot create {}: {e}", args.tarfile));
         match file {
             Ok(f) => {
-                let r = archive(io::BufWriter::with_capacity(1 << 20, f));
+                let r = archive(io::BufWriter::with_capacity(1 << 20, f), selinux);
                 if r.is_err() {
                     let _ = std::fs::remove_file(&args.tarfile);
                 }
@@ -368,6 +433,10 @@ mod tests {
         assert!(args("img out.tar").is_err());
         assert!(args("-t ext4 img").is_err());
         assert!(args("-t ext4 img o -P x").is_err());
+        let a = args("-p -s ctx.txt -t ext4 -P 0 img o").unwrap().unwrap();
+        assert!(a.printk && a.partition.is_none());
+        assert_eq!(a.selinux_file.as_deref(), Some(Path::new("ctx.txt")));
+        assert!(args("-t ext4 img o -s").is_err());
         assert!(args("--help").unwrap().is_none());
     }
 

@@ -20,20 +20,36 @@ is driven by the Linux kernel linked into lklfuse. Unmount with
 `fusermount3 -u MOUNTPOINT` or by sending lklfuse SIGTERM or SIGINT: the
 kernel then unmounts, flushes and the image is synced to the host disk.
 
-options (-o, comma-separated, repeatable):
+LKL's options (-o, comma-separated, repeatable; same meaning as LKL's lklfuse):
   type=FSTYPE     file-system type: ext4, ext3, ext2, vfat, xfs, btrfs (required)
   ro              read-only (image opened read-only)
-  part=N          use partition N (MBR or GPT) instead of the whole image
+  part=N          use partition N (MBR or GPT); 0 = the whole image (the default)
   mb=N            kernel memory in MiB (default 256)
   opts=A:B:...    kernel mount options, colon-separated (e.g. opts=noatime:data=ordered)
+  log=FILE        append the kernel's messages to FILE
+LKL's flags:
+  -h, --help      this text
+  -V, --version   print the version
+  -f              stay in the foreground (default: return once mounted)
+  -s              serve requests on one thread (threads=1)
+  -d              refused: libfuse's request trace does not exist here
+Ours:
   threads=N       FUSE request threads (default 4)
   readahead=KB    host read-ahead window of the mount in KiB (default 4096;
                   set through sysfs, so only as root; 0 keeps the host's)
   allow_other     let other users reach the mount
   nowriteback     no host write-back cache (every write goes to lklfuse)
-  debug           show the kernel console on stderr
-  -f              stay in the foreground (default: return once mounted)
-  -h, --help      this text";
+  debug           show the kernel console on stderr";
+
+/// What `-V` prints.
+const VERSION: &str = concat!("lklfuse version ", env!("CARGO_PKG_VERSION"));
+
+/// What the command line asks for.
+enum Parsed {
+    Run(Box<Args>),
+    Help,
+    Version,
+}
 
 #[derive(Debug)]
 struct Args {
@@ -49,18 +65,29 @@ struct Args {
     allow_other: bool,
     writeback: bool,
     debug: bool,
+    /// `log=FILE`: the kernel's messages go there.
+    log: Option<PathBuf>,
     foreground: bool,
 }
 
-fn parse_args(argv: &[String]) -> Result<Option<Args>, String> {
+fn parse_args(argv: &[String]) -> Result<Parsed, String> {
     let mut positional = Vec::new();
     let mut opts: Vec<String> = Vec::new();
     let mut foreground = false;
+    let mut single_thread = false;
     let mut it = argv.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "-h" | "--help" => return Ok(None),
+            "-h" | "--help" => return Ok(Parsed::Help),
+            "-V" | "--version" => return Ok(Parsed::Version),
             "-f" => foreground = true,
+            // FUSE's generic flags, as LKL's lklfuse takes them from libfuse.
+            "-s" => single_thread = true,
+            "-d" => {
+                return Err("-d (libfuse's request trace) is not available here: \
+                            -f stays in the foreground, -o debug shows the kernel's messages"
+                    .into())
+            }
             "-o" => opts.push(it.next().ok_or("-o needs a value")?.clone()),
             s if s.starts_with("-o") => opts.push(s[2..].to_owned()),
             s if s.starts_with('-') && s.len() > 1 => return Err(format!("unknown flag {s}")),
@@ -82,6 +109,7 @@ fn parse_args(argv: &[String]) -> Result<Option<Args>, String> {
         allow_other: false,
         writeback: true,
         debug: false,
+        log: None,
         foreground,
     };
     for opt in opts
@@ -101,7 +129,16 @@ fn parse_args(argv: &[String]) -> Result<Option<Args>, String> {
             "type" => args.fstype = val.unwrap_or("").to_owned(),
             "ro" => args.read_only = true,
             "rw" => args.read_only = false,
-            "part" => args.partition = Some(num("part")? as u32),
+            "part" => {
+                // LKL's 0: the whole disk, no partition table.
+                let n = u32::try_from(num("part")?)
+                    .map_err(|_| format!("option part needs a partition number, got {opt:?}"))?;
+                args.partition = (n > 0).then_some(n);
+            }
+            "log" => match val.filter(|v| !v.is_empty()) {
+                Some(v) => args.log = Some(PathBuf::from(v)),
+                None => return Err("option log needs a file (log=FILE)".into()),
+            },
             "mb" => args.mem_mb = num("mb")?,
             "threads" => args.threads = num("threads")?.clamp(1, 64) as usize,
             "readahead" => args.readahead_kb = num("readahead")?.min(1 << 20),
@@ -128,7 +165,39 @@ fn parse_args(argv: &[String]) -> Result<Option<Args>, String> {
             args.mem_mb
         ));
     }
-    Ok(Some(args))
+    if single_thread {
+        args.threads = 1;
+    }
+    if args.debug && args.log.is_some() {
+        return Err("debug (kernel messages on stderr) and log=FILE cannot both be given".into());
+    }
+    Ok(Parsed::Run(Box::new(args)))
+}
+
+/// Where the kernel's messages go: `log=FILE` (opened for appending
+/// before the kernel boots, so a bad path is an error up front), stderr
+/// with `debug`, or nowhere.
+fn console(args: &Args) -> Result<lkl::host::Console, String> {
+    if let Some(path) = &args.log {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| format!("log file {}: {e}", path.display()))?;
+        let file = std::sync::Mutex::new(file);
+        // Runs on the kernel's print path: write and return, no kernel calls.
+        let write = move |b: &[u8]| {
+            if let Ok(mut f) = file.lock() {
+                let _ = f.write_all(b);
+            }
+        };
+        return Ok(lkl::host::Console::Callback(std::sync::Arc::new(write)));
+    }
+    Ok(if args.debug {
+        lkl::host::Console::Stderr
+    } else {
+        lkl::host::Console::Silent
+    })
 }
 
 /// Boots, mounts the image in the kernel, mounts FUSE; `ready` hears
@@ -149,11 +218,7 @@ fn serve(args: &Args, ready: &mut dyn FnMut(Result<(), String>)) -> Result<(), S
     // Signals go to one waiting thread: block them before any thread starts.
     let signals = signals::block_term()?;
     let disk = Disk::attach(&args.image, args.read_only).map_err(|e| e.to_string())?;
-    let console = if args.debug {
-        lkl::host::Console::Stderr
-    } else {
-        lkl::host::Console::Silent
-    };
+    let console = console(args)?;
     let kernel = Kernel::boot(BootOptions {
         memory: args.mem_mb << 20,
         console,
@@ -360,9 +425,13 @@ mod signals {
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let args = match parse_args(&argv) {
-        Ok(Some(a)) => a,
-        Ok(None) => {
+        Ok(Parsed::Run(a)) => a,
+        Ok(Parsed::Help) => {
             println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Parsed::Version) => {
+            println!("{VERSION}");
             return ExitCode::SUCCESS;
         }
         Err(e) => {
@@ -446,7 +515,10 @@ mod tests {
     use super::*;
 
     fn args(s: &str) -> Result<Option<Args>, String> {
-        parse_args(&s.split_whitespace().map(String::from).collect::<Vec<_>>())
+        match parse_args(&s.split_whitespace().map(String::from).collect::<Vec<_>>())? {
+            Parsed::Run(a) => Ok(Some(*a)),
+            _ => Ok(None),
+        }
     }
 
     #[test]
@@ -468,5 +540,26 @@ mod tests {
             .unwrap_err()
             .contains("number"));
         assert!(args("--help").unwrap().is_none());
+        let a = args("img mnt -o type=ext4,part=0,log=/tmp/k.log")
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.partition, None);
+        assert_eq!(a.log.as_deref(), Some(Path::new("/tmp/k.log")));
+        assert!(args("img mnt -o type=ext4,log=")
+            .unwrap_err()
+            .contains("log"));
+        assert!(args("img mnt -o type=ext4,log=x,debug").is_err());
+        assert_eq!(
+            args("img mnt -s -o type=ext4,threads=8")
+                .unwrap()
+                .unwrap()
+                .threads,
+            1
+        );
+        assert!(args("img mnt -d -o type=ext4").unwrap_err().contains("-d"));
+        assert!(matches!(
+            parse_args(&["-V".to_string()]),
+            Ok(Parsed::Version)
+        ));
     }
 }

@@ -75,6 +75,9 @@ pub(super) struct Copier<'a> {
     pub(super) prog: &'static str,
     pub(super) buf: Vec<u8>,
     pub(super) errors: usize,
+    /// `-o UID` / `-g GID`: the owner every copy gets instead of its source's.
+    pub(super) owner: Option<u32>,
+    pub(super) group: Option<u32>,
     pub(super) progress: Progress,
 }
 
@@ -118,8 +121,24 @@ impl Copier<'_> {
         self.progress.files += 1;
         if made {
             let dst = self.dst;
+            let mut m = m;
+            m.uid = self.owner.unwrap_or(m.uid);
+            m.gid = self.group.unwrap_or(m.gid);
             if let Err(e) = dst.set_attrs(d, &m) {
                 self.report("cannot set attributes of", dst, d, &e)?;
+            } else if self.owner.is_some() || self.group.is_some() {
+                // An owner asked for with -o/-g must stick (the host
+                // ignores EPERM for the owners `cp -a` carries over).
+                let got = dst.lstat(d);
+                if !got.is_ok_and(|g| g.uid == m.uid && g.gid == m.gid) {
+                    let e = io::Error::from_raw_os_error(libc::EPERM);
+                    self.report(
+                        &format!("cannot give owner {}:{} to", m.uid, m.gid),
+                        dst,
+                        d,
+                        &e,
+                    )?;
+                }
             }
         }
         Ok(())
