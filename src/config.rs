@@ -1,7 +1,7 @@
 //! The hijack configuration: LKL's JSON config and `LKL_HIJACK_*`
 //! environment variables, key for key, validated into a typed [`Config`].
 //!
-//! # Sources and precedence (as LKL, hijack-reference.md §3.1)
+//! # Sources and precedence (as in LKL's hijack init)
 //!
 //! 1. The `LKL_HIJACK_*` environment variables are read first. The
 //!    interface variables (`LKL_HIJACK_NET_IFTYPE`, `..._IFPARAMS`,
@@ -34,8 +34,8 @@
 //! # Where we differ from LKL, and why
 //!
 //! - **Errors stop the program, all of them at once.** LKL prints a line
-//!   and runs the program on the host's network stack (hijack-reference.md
-//!   §7.2 item 8), so a typo passes unnoticed. Here every problem is a
+//!   and runs the program on the host's network stack (its init gives up
+//!   on the config but not on the program), so a typo passes unnoticed. Here every problem is a
 //!   [`ConfigError`] that names the JSON path (with the file) or the
 //!   variable; a config's problems come together as [`ConfigErrors`] (a
 //!   check that depends on a wrong setting is skipped, so one mistake is

@@ -1,6 +1,7 @@
 /*!
 Network configuration inside the kernel: what LKL's hijack init does after
-boot (hijack-reference.md §3.6 step 12), from a validated [`Config`].
+boot (addresses, routes, neighbours, qdiscs, sysctls, mounts, in LKL's
+order), from a validated [`Config`].
 
 Everything goes through the kernel's own interfaces by way of
 [`crate::syscall`]: an rtnetlink client of our own ([`Rtnl`]: links,

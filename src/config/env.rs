@@ -1,4 +1,4 @@
-//! The `LKL_HIJACK_*` environment variables (hijack-reference.md §3.2).
+//! The `LKL_HIJACK_*` environment variables, as LKL's hijack reads them.
 //!
 //! Each variable becomes the JSON member LKL maps it to, marked with the
 //! variable's name, so the same validation runs on both sources and an

@@ -148,7 +148,7 @@ fn full_config_file_loads_through_the_sources() {
     assert_eq!(cfg.interfaces.len(), 2);
 }
 
-/// hijack-reference.md §3.3's example: every value a string, as LKL writes.
+/// LKL's documented example config: every value a string, as LKL writes.
 
 #[test]
 fn lkl_style_example_parses() {

@@ -1,4 +1,4 @@
-//! net-test: LKL's network smoke test (hijack-reference.md §5.5). Boots the
+//! net-test: LKL's network smoke test (its `tools/lkl/tests/net-test`). Boots the
 //! kernel with one virtio-net interface on a host backend, configures it
 //! through `lkl::netcfg`, sends ICMP echo requests to `--dst` from a raw
 //! socket inside the kernel and reports the replies and round-trip times.
