@@ -64,7 +64,7 @@
 //!   ignores unknown variables). Duplicate keys are errors (LKL keeps the
 //!   last). There is no 300-token limit.
 //! - **The environment-only interface works** (it was not linked into the
-//!   config in LKL before [#571], §7.2 item 9).
+//!   config in LKL before its pull request #571).
 //! - **`./lkl-hijack.json` that exists but cannot be read** is an error;
 //!   LKL silently ignores it. `LKL_HIJACK_NET_TAP` (obsolete) together with
 //!   `LKL_HIJACK_NET_IFTYPE` is an error; LKL silently prefers the tap.

@@ -62,7 +62,7 @@ and parsed in [`wire`], and every reply is parsed as untrusted input.
   A route's `device` is translated the same way.
 - **The root qdisc replaces** whatever root qdisc is there (`tc qdisc
   replace`), where LKL's `tc qdisc add` fails on a second run; the kind is
-  sent whole (an old LKL sent 2 bytes of it, §7.2 item 10).
+  sent whole (an old LKL sent 2 bytes of it).
 - A link-local `gateway6` needs an interface: the only configured one with
   IPv6, else an error (LKL's route ioctl would fail in the kernel).
 */
