@@ -102,12 +102,12 @@ fn tap_ping_both_ways_v4_and_v6() {
             let (kernel, device) = boot_with_net(&config, 64 << 20, Some([2, 0, 0, 0, 1, 0x13]));
 
             // Host -> kernel.
-            let v4 = host_ping(&["-c", "65", "-i", "0.01", "-W", "1", &LKL4.to_string()]);
+            let v4 = host_ping(&["-c", "65", "-i", "0.01", "-w", "10", &LKL4.to_string()]);
             assert!(
                 v4.contains("65 packets transmitted, 65 received"),
                 "host ping v4:\n{v4}"
             );
-            let v6 = host_ping(&["-6", "-c", "65", "-i", "0.01", "-W", "1", LKL6]);
+            let v6 = host_ping(&["-6", "-c", "65", "-i", "0.01", "-w", "10", LKL6]);
             assert!(
                 v6.contains("65 packets transmitted, 65 received"),
                 "host ping v6:\n{v6}"

@@ -163,7 +163,7 @@ fn vde_body() {
 
     // Host -> kernel.
     let out = Command::new("ping")
-        .args(["-c", &COUNT.to_string(), "-i", "0.01", "-W", "1"])
+        .args(["-c", &COUNT.to_string(), "-i", "0.01", "-w", "10"])
         .arg(LKL4.to_string())
         .output()
         .expect("ping (apt-get install iputils-ping)");
