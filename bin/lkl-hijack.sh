@@ -47,13 +47,15 @@ fi
 here=$(cd "$(dirname "$0")/.." && pwd)
 lib=${LKL_HIJACK_LIB:-}
 if [ -z "$lib" ]; then
-	for candidate in "$here/target/release/liblkl_hijack.so" "$here/target/debug/liblkl_hijack.so" \
-		"$(dirname "$0")/liblkl_hijack.so" "$here/lib/liblkl_hijack.so"; do
-		if [ -f "$candidate" ]; then lib=$candidate; break; fi
+	# LKL's name (liblkl-hijack.so, a link bin/setup.sh makes) or cargo's.
+	for dir in "$here/target/release" "$here/target/debug" "$(dirname "$0")" "$here/lib"; do
+		for name in liblkl-hijack.so liblkl_hijack.so; do
+			if [ -f "$dir/$name" ]; then lib=$dir/$name; break 2; fi
+		done
 	done
 fi
 if [ -z "$lib" ] || [ ! -f "$lib" ]; then
-	echo "lkl-hijack.sh: liblkl_hijack.so not found: run bin/setup.sh (or cargo build --release -p lkl-hijack-preload)" >&2
+	echo "lkl-hijack.sh: liblkl-hijack.so (or liblkl_hijack.so) not found: run bin/setup.sh (or cargo build --release -p lkl-hijack-preload)" >&2
 	exit 1
 fi
 # LKL_HIJACK_LIB is the launcher's own: the library rejects unknown LKL_HIJACK_* names.

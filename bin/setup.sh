@@ -39,6 +39,8 @@ config=${LKL_CONFIG:-defconfig}
 echo "setup: building the kernel library (config $config)" >&2
 kernel/build.sh --config "$config" >&2
 cargo build --release --locked --workspace --bins --lib
+# LKL's scripts preload liblkl-hijack.so: that name, next to cargo's.
+ln -sfn liblkl_hijack.so "${CARGO_TARGET_DIR:-target}/release/liblkl-hijack.so"
 
 if [ "${1:-}" != "--no-run" ]; then
 	echo "setup: booting Linux inside a process" >&2

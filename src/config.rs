@@ -75,6 +75,11 @@
 //!   loaded, stored absolute, and checked to exist then.
 //! - **sysctl** values are split at the first `=` only (LKL cuts a value
 //!   at a second `=`). **nameserver** takes up to 3 validated addresses.
+//! - **`debug` bits:** 0x1-0xff (no meaning in LKL beyond "non-zero": the
+//!   console), 0x100 (pause at exit) and 0x200 (wait for Enter before
+//!   boot) as LKL; 0x400 (LKL's DPDK logging) and higher bits (undefined in
+//!   LKL) are errors. `delay_main` and `singlecpu` are honoured as LKL does
+//!   (the hijack's `init.rs`); the [`ConfigWarning`]s are printed there.
 //! - **Not supported:** `type: "dpdk"` and `LKL_HIJACK_ZPOLINE` (clear
 //!   errors). `LKL_HIJACK_MEMSIZE` and `LKL_HIJACK_NET_IFNAME` (long
 //!   removed from LKL) are errors saying what replaced them.

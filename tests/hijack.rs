@@ -228,3 +228,45 @@ print("sent")
         },
     );
 }
+
+/// LKL's scripts preload the library as `liblkl-hijack.so` (found through
+/// `LD_LIBRARY_PATH`): that name, the link `bin/setup.sh` makes next to
+/// the built `liblkl_hijack.so` (made here too, the same way), loads the
+/// same library, directly and through the launcher.
+#[test]
+fn preloading_by_lkl_s_name_works() {
+    let lib = library();
+    let dir = lib.parent().unwrap();
+    let lkl_name = dir.join("liblkl-hijack.so");
+    match std::os::unix::fs::symlink("liblkl_hijack.so", &lkl_name) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => panic!("{}: {e}", lkl_name.display()),
+    }
+    let out = std::process::Command::new("/bin/sh")
+        .args(["-c", "echo ran"])
+        .env_remove("LKL_HIJACK_CONFIG_FILE")
+        .env("LD_PRELOAD", "liblkl-hijack.so")
+        .env("LD_LIBRARY_PATH", dir)
+        .env("LKL_HIJACK_DEBUG", "1")
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ran\n");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("lkl-hijack: debug: 0x1"),
+        "{}",
+        show(&out)
+    );
+    let out = command(&["/bin/sh", "-c", "echo ran"], &[("LKL_HIJACK_DEBUG", "1")])
+        .env("LKL_HIJACK_LIB", &lkl_name)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("lkl-hijack: debug: 0x1"),
+        "{}",
+        show(&out)
+    );
+}

@@ -385,3 +385,167 @@ fn debug_prints_the_settings() {
     );
     assert!(stderr.contains("lkl-hijack: debug: 0x1"), "{}", show(&out));
 }
+
+/// Both warnings the config prepares reach stderr before `main`: the
+/// obsolete `LKL_HIJACK_NET_TAP`, and interface variables replaced by the
+/// file's `interfaces` (here empty, so no tap is needed).
+#[test]
+fn config_warnings_are_printed_before_main() {
+    let dir = Scratch::new("warnings");
+    let out = with_config(
+        &dir,
+        r#"{"interfaces": []}"#,
+        &["/bin/sh", "-c", "echo main >&2"],
+        &[("LKL_HIJACK_NET_TAP", "tap9")],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    let obsolete = lines
+        .iter()
+        .position(|l| l.starts_with("lkl-hijack: warning: LKL_HIJACK_NET_TAP is obsolete"));
+    let replaced = lines.iter().position(|l| {
+        l.starts_with("lkl-hijack: warning: LKL_HIJACK_NET_TAP ignored: \"interfaces\" in")
+    });
+    let main = lines.iter().position(|l| *l == "main");
+    assert!(
+        obsolete.is_some() && replaced.is_some() && obsolete < main && replaced < main,
+        "{}",
+        show(&out)
+    );
+}
+
+/// `delay_main` (LKL: microseconds slept after the config is applied,
+/// before `main`) delays the program by that much.
+#[test]
+fn delay_main_delays_main() {
+    let t0 = Instant::now();
+    let out = hijacked(&["/bin/true"], &[]);
+    let plain = t0.elapsed();
+    assert!(out.status.success(), "{}", show(&out));
+    let t0 = Instant::now();
+    let out = hijacked(
+        &["/bin/true"],
+        &[
+            ("LKL_HIJACK_DELAY_MAIN", "1500000"),
+            ("LKL_HIJACK_DEBUG", "1"),
+        ],
+    );
+    let delayed = t0.elapsed();
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("lkl-hijack: delay_main: sleeping 1500000 us"),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        delayed >= Duration::from_millis(1500) && delayed > plain + Duration::from_millis(1000),
+        "plain {plain:?}, delayed {delayed:?}"
+    );
+}
+
+/// Prints each thread of the process (the main thread first) with the
+/// CPUs it may run on.
+const AFFINITIES: &str = r#"
+import os
+me = os.getpid()
+tids = sorted(int(t) for t in os.listdir("/proc/self/task"))
+tids.remove(me)
+for t in [me] + tids:
+    print(t, ",".join(str(c) for c in sorted(os.sched_getaffinity(t))))
+"#;
+
+/// The CPU sets of the hijacked program's threads, the main thread first.
+fn thread_cpus(envs: &[(&str, &str)]) -> Vec<String> {
+    let out = hijacked(&[PYTHON, "-c", AFFINITIES], envs);
+    assert!(out.status.success(), "{}", show(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split_once(' ').unwrap().1.to_string())
+        .collect()
+}
+
+/// `singlecpu` as LKL: 1 or 2 pins the kernel's threads to the first CPU
+/// the program may use; the main thread keeps its own set. Without it the
+/// kernel's threads may use every CPU the program may.
+#[test]
+fn singlecpu_pins_the_kernel_threads() {
+    let own: Vec<usize> = (0..1024)
+        .filter(|&c| {
+            // SAFETY: a zeroed cpu_set_t is valid; sched_getaffinity fills it.
+            unsafe {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0
+                    && libc::CPU_ISSET(c, &set)
+            }
+        })
+        .collect();
+    let own_list = own
+        .iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    for mode in ["1", "2"] {
+        let cpus = thread_cpus(&[("LKL_HIJACK_SINGLE_CPU", mode)]);
+        assert!(cpus.len() > 1, "no kernel threads? {cpus:?}");
+        assert_eq!(cpus[0], own_list, "singlecpu {mode}: main thread");
+        for c in &cpus[1..] {
+            assert_eq!(*c, own[0].to_string(), "singlecpu {mode}: {cpus:?}");
+        }
+    }
+    if own.len() > 1 {
+        let cpus = thread_cpus(&[]);
+        assert!(cpus[1..].iter().all(|c| *c == own_list), "{cpus:?}");
+    }
+}
+
+/// `debug` 0x200 (LKL: wait for Enter before boot) prompts on stderr and
+/// boots once a line arrives; 0x100 (LKL: pause at exit, the kernel
+/// alive) keeps the program at exit until it is killed; 0x400 (LKL's DPDK
+/// logging) is rejected with the reason.
+#[test]
+fn debug_bits_as_lkl() {
+    use std::io::Write;
+    use std::process::Stdio;
+
+    let mut child = command(&["/bin/echo", "ran"], &[("LKL_HIJACK_DEBUG", "0x200")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    child.stdin.take().unwrap().write_all(b"\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ran\n");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("debug 0x200: press Enter"),
+        "{}",
+        show(&out)
+    );
+
+    let mut child = command(&["/bin/true"], &[("LKL_HIJACK_DEBUG", "0x100")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(child.try_wait().unwrap().is_none(), "did not pause at exit");
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("debug 0x100: paused at exit"),
+        "{}",
+        show(&out)
+    );
+
+    let out = hijacked(&["/bin/true"], &[("LKL_HIJACK_DEBUG", "0x401")]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("DPDK"),
+        "{}",
+        show(&out)
+    );
+}

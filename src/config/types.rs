@@ -444,8 +444,12 @@ impl Sysctl {
     }
 }
 
-/// LKL's `debug` bitmask (`LKL_HIJACK_DEBUG`). Non-zero shows the kernel
-/// console and the library's messages.
+/// LKL's `debug` bitmask (`LKL_HIJACK_DEBUG`). In LKL's hijack any
+/// non-zero value shows the kernel console (and its own messages); 0x100
+/// pauses the program at exit, 0x200 waits for Enter before boot, 0x400
+/// turns on DPDK's logging. Here: non-zero shows the console and the
+/// effective settings, 0x100 and 0x200 as LKL; 0x400 and the bits LKL
+/// defines nothing for (above 0x400) are rejected by validation.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct DebugFlags(pub u32);
 
@@ -454,6 +458,11 @@ impl DebugFlags {
     pub const PAUSE_AT_EXIT: u32 = 0x100;
     /// Wait for Enter on stdin before booting.
     pub const WAIT_BEFORE_BOOT: u32 = 0x200;
+    /// LKL: DPDK's EAL logging (no DPDK backend here).
+    pub const DPDK_LOG: u32 = 0x400;
+    /// The bits accepted: 0x1-0xff (LKL gives them no meaning beyond
+    /// "non-zero": the console), 0x100 and 0x200.
+    pub const ACCEPTED: u32 = 0xff | Self::PAUSE_AT_EXIT | Self::WAIT_BEFORE_BOOT;
 
     /// True if the kernel console and library messages are shown.
     pub fn console(self) -> bool {
@@ -475,9 +484,10 @@ pub enum SingleCpu {
     /// 0: no pinning.
     #[default]
     Off,
-    /// 1: pin the kernel's threads to the first allowed CPU.
+    /// 1: pin the kernel's threads to the first allowed CPU (the threads
+    /// boot creates, and the kernel's later ones, which inherit it).
     Kernel,
-    /// 2: also pin the device polling threads.
+    /// 2: also pin the device threads (network polling, disk I/O).
     KernelAndPolling,
 }
 

@@ -8,7 +8,7 @@
 
 use std::sync::{Mutex, OnceLock};
 
-use lkl::config::Config;
+use lkl::config::{Config, SingleCpu};
 use lkl::devices::AttachedDevice;
 use lkl::host::Console;
 use lkl::virtio::net::backends::open_backend;
@@ -33,6 +33,8 @@ static RUNNING: Mutex<Option<Running>> = Mutex::new(None);
 /// The settings the exit path consults.
 struct Settings {
     dump: Vec<String>,
+    /// `debug` bit 0x100: pause at exit (LKL's meaning).
+    pause_at_exit: bool,
 }
 
 static SETTINGS: OnceLock<Settings> = OnceLock::new();
@@ -63,12 +65,124 @@ fn check_config() -> ! {
     unsafe { libc::_exit(0) }
 }
 
+/// The calling thread's CPU affinity.
+fn affinity() -> Option<libc::cpu_set_t> {
+    // SAFETY: an all-zero cpu_set_t is a valid (empty) set; the host's
+    // sched_getaffinity fills at most size_of::<cpu_set_t>() bytes of it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        let r = libc::syscall(
+            libc::SYS_sched_getaffinity,
+            0,
+            std::mem::size_of::<libc::cpu_set_t>(),
+            &mut set as *mut libc::cpu_set_t,
+        );
+        (r > 0).then_some(set)
+    }
+}
+
+/// Sets the calling thread's CPU affinity; threads it creates from now on
+/// inherit it.
+fn set_affinity(set: &libc::cpu_set_t) -> Result<(), String> {
+    // SAFETY: the host's sched_setaffinity reads size_of::<cpu_set_t>()
+    // bytes of a valid set.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_sched_setaffinity,
+            0,
+            std::mem::size_of::<libc::cpu_set_t>(),
+            set as *const libc::cpu_set_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "singlecpu: sched_setaffinity: {}",
+            std::io::Error::last_os_error()
+        ))
+    }
+}
+
+/// `singlecpu` as LKL does it: this thread is pinned to the first CPU it
+/// may run on while the threads to pin are created (they inherit the
+/// affinity; so do the kernel's later threads, created by pinned kernel
+/// threads), then gets its own affinity back (after boot).
+fn pin_to_first_cpu(original: &libc::cpu_set_t) -> Result<(), String> {
+    let max = 8 * std::mem::size_of::<libc::cpu_set_t>();
+    // SAFETY: CPU_ISSET/CPU_SET read and write a valid set at an index
+    // below its size.
+    let first = (0..max).find(|&c| unsafe { libc::CPU_ISSET(c, original) });
+    let Some(cpu) = first else {
+        return Err("singlecpu: this thread may run on no CPU".into());
+    };
+    // SAFETY: as above, on a zeroed (valid, empty) set.
+    let one = unsafe {
+        let mut one: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut one);
+        one
+    };
+    set_affinity(&one)?;
+    diag_debug(&format!("singlecpu: pinned to CPU {cpu}"));
+    Ok(())
+}
+
+/// A line on stderr when `debug` is set (LKL's lkl_printf).
+fn diag_debug(msg: &str) {
+    if DEBUG.load(std::sync::atomic::Ordering::Relaxed) {
+        diag(msg);
+    }
+}
+
+static DEBUG: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `debug` bit 0x200: waits for a line (or end of file) on stdin before
+/// the kernel boots; the prompt goes to stderr, not the program's stdout.
+fn wait_for_enter() {
+    diag("debug 0x200: press Enter to boot the kernel");
+    let mut byte = 0u8;
+    loop {
+        // SAFETY: the host's read into one valid byte (not our `read`
+        // hook: the kernel is not up).
+        let r = unsafe { libc::syscall(libc::SYS_read, 0, &mut byte as *mut u8, 1usize) };
+        if r == 1 && byte != b'\n' {
+            continue;
+        }
+        if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        break;
+    }
+}
+
 fn start() -> Result<Running, String> {
     let config = Config::from_sources().map_err(|e| e.to_string())?;
+    for w in &config.warnings {
+        diag(&format!("warning: {w}"));
+    }
+    DEBUG.store(config.debug.console(), std::sync::atomic::Ordering::Relaxed);
     if config.debug.console() {
+        // (The warnings, part of the settings, are printed above.)
         for line in config.settings() {
-            diag(&line);
+            if !line.starts_with("warning: ") {
+                diag(&line);
+            }
         }
+    }
+    if config.debug.wait_before_boot() {
+        wait_for_enter();
+    }
+    let original = match config.single_cpu {
+        SingleCpu::Off => None,
+        _ => Some(affinity().ok_or_else(|| {
+            format!(
+                "singlecpu: sched_getaffinity: {}",
+                std::io::Error::last_os_error()
+            )
+        })?),
+    };
+    if let (SingleCpu::KernelAndPolling, Some(set)) = (config.single_cpu, &original) {
+        pin_to_first_cpu(set)?;
     }
     let mut devices = Vec::new();
     let mut names = Vec::new();
@@ -99,6 +213,9 @@ fn start() -> Result<Running, String> {
         names.push((i, format!("eth{}", names.len())));
     }
     let disks = disks::attach(&config)?;
+    if let (SingleCpu::Kernel, Some(set)) = (config.single_cpu, &original) {
+        pin_to_first_cpu(set)?;
+    }
     let opts = BootOptions {
         memory: 64 << 20,
         cmdline: config.boot_cmdline.clone(),
@@ -110,6 +227,10 @@ fn start() -> Result<Running, String> {
         ..Default::default()
     };
     let kernel = Kernel::boot(opts).map_err(|e| e.to_string())?;
+    if let Some(set) = &original {
+        // The program's own threads run where they would have.
+        set_affinity(set)?;
+    }
     // Every kernel descriptor is shown under a host placeholder, so the
     // host's RLIMIT_NOFILE is the one that counts: lift the kernel's own
     // (1024 by default) to its ceiling, fs.nr_open.
@@ -119,7 +240,14 @@ fn start() -> Result<Running, String> {
     resolve::set_nameservers(config.nameservers.clone());
     let _ = SETTINGS.set(Settings {
         dump: config.dump.clone(),
+        pause_at_exit: config.debug.pause_at_exit(),
     });
+    if let Some(d) = config.delay_main {
+        // LKL's delay_main: microseconds slept once the config is applied,
+        // before main.
+        diag_debug(&format!("delay_main: sleeping {} us", d.as_micros()));
+        std::thread::sleep(d);
+    }
     Ok(Running {
         kernel,
         _devices: devices,
@@ -225,6 +353,18 @@ extern "C" fn hijack_fini() {
         // The kernel is the parent's; there is nothing here to halt.
         set_active(false);
         return;
+    }
+    if SETTINGS.get().is_some_and(|s| s.pause_at_exit) && active() {
+        // `debug` 0x100, as LKL: the program stays at exit, its kernel
+        // alive (other threads still use it), until a signal ends it.
+        diag(&format!(
+            "debug 0x100: paused at exit (pid {}); kill it to end",
+            std::process::id()
+        ));
+        loop {
+            // SAFETY: libc's pause, no arguments (not a hook of ours).
+            unsafe { libc::pause() };
+        }
     }
     // From here on other threads stop where they meet the kernel.
     lifecycle::begin_exit();

@@ -278,3 +278,24 @@ fn bad_disks() {
         .iter()
         .all(|d| d.readonly && d.partition == 0 && d.mount.is_none()));
 }
+
+/// `debug`: 0x1-0xff (the console), 0x100 (pause at exit) and 0x200 (wait
+/// for Enter before boot) are LKL's bits we honour; 0x400 (LKL's DPDK
+/// logging) and the bits LKL defines nothing for are errors saying why.
+#[test]
+fn debug_bits() {
+    let cfg = parse(r#"{"debug": "0x3ff"}"#).unwrap();
+    assert!(cfg.debug.console() && cfg.debug.pause_at_exit() && cfg.debug.wait_before_boot());
+    let cfg = parse(r#"{"debug": "0x100"}"#).unwrap();
+    assert!(cfg.debug.pause_at_exit() && !cfg.debug.wait_before_boot());
+    assert_eq!(parse(r#"{"debug": 0}"#).unwrap().debug, DebugFlags(0));
+    let e = err(r#"{"debug": "0x401"}"#);
+    assert_eq!(path_of(&e), "debug");
+    assert!(e.to_string().contains("no DPDK backend"), "{e}");
+    let e = err(r#"{"debug": "0x1800"}"#);
+    assert!(
+        e.to_string()
+            .contains("sets 0x1800, bits LKL defines nothing for"),
+        "{e}"
+    );
+}

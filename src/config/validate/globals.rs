@@ -51,6 +51,7 @@ impl Validator<'_> {
         let value = self.scalar(node, ctx, true, "a number, a string or a boolean")?;
         Validator::unsigned(value, Radix::Auto)
             .and_then(|n| u32::try_from(n).map_err(|_| "is larger than 32 bits".into()))
+            .and_then(debug_bits_ok)
             .map(DebugFlags)
             .map_err(|why| ConfigError::BadNumber {
                 at: self.at(ctx),
@@ -223,4 +224,20 @@ pub(super) fn fstype_ok(name: &str) -> Result<(), String> {
     } else {
         Err("is not a filesystem type (like ext4, vfat, proc, sysfs)".into())
     }
+}
+
+/// `debug`'s bits: those LKL gives a meaning we can honour (see
+/// [`DebugFlags`]); the others are errors naming why.
+fn debug_bits_ok(n: u32) -> Result<u32, String> {
+    if n & DebugFlags::DPDK_LOG != 0 {
+        return Err("sets 0x400, LKL's DPDK logging: there is no DPDK backend here".into());
+    }
+    let unknown = n & !DebugFlags::ACCEPTED;
+    if unknown != 0 {
+        return Err(format!(
+            "sets {unknown:#x}, bits LKL defines nothing for (1-0xff: console, \
+             0x100: pause at exit, 0x200: wait for Enter before boot)"
+        ));
+    }
+    Ok(n)
 }
