@@ -1,21 +1,26 @@
 #!/usr/bin/env bash
 # Runs a program with its socket calls served by Linux running inside it:
 #
-#   bin/lkl-hijack.sh [--config FILE] PROGRAM [ARGS...]
+#   bin/lkl-hijack.sh [--config FILE] [--single-process] PROGRAM [ARGS...]
+#   bin/lkl-hijack.sh --attach PID PROGRAM [ARGS...]
 #   bin/lkl-hijack.sh [--config FILE] --check-config
 #   bin/lkl-hijack.sh --help
 #
-# The kernel boots in the program's process before main, from the JSON
+# One kernel serves PROGRAM and every process it starts (the process-tree
+# mode): it boots in a kernel server before PROGRAM runs, from the JSON
 # config FILE (--config, or LKL_HIJACK_CONFIG_FILE), else ./lkl-hijack.json,
-# else the LKL_HIJACK_* variables (LKL's keys; see README). A bad config
-# stops the program with every error on stderr. --check-config checks the
+# else the LKL_HIJACK_* variables (LKL's keys; see README), and halts after
+# the tree's last process. PROGRAM keeps this script's pid. --single-process
+# boots the kernel inside PROGRAM instead (LKL's way: a forked child gets
+# none). --attach runs PROGRAM on the kernel of the tree process PID belongs
+# to (same user only). A bad config stops with every error on stderr. --check-config checks the
 # config the same way and prints the effective settings (offloads too)
 # without running anything: status 0, or 1 with the errors.
 # LKL_HIJACK_DEBUG=1 shows the settings and the kernel's console.
 # LKL_HIJACK_LIB overrides the library's path. Setuid programs (ping)
 # ignore LD_PRELOAD: run a non-setuid copy.
 set -euo pipefail
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
 need_file() {
 	if [ ! -r "$1" ] || [ -d "$1" ]; then
 		echo "lkl-hijack.sh: --config $1: not a readable file" >&2
@@ -23,9 +28,15 @@ need_file() {
 	fi
 }
 check=
+single=
+attach=
 while [ $# -gt 0 ]; do
 	case $1 in
 	-h | --help) usage; exit 0 ;;
+	--single-process) single=1; shift ;;
+	--attach)
+		if [ $# -lt 2 ]; then echo "lkl-hijack.sh: --attach needs a PID" >&2; exit 2; fi
+		attach=$2; shift 2 ;;
 	--check-config) check=1; shift ;;
 	--config)
 		if [ $# -lt 2 ]; then echo "lkl-hijack.sh: --config needs a FILE" >&2; exit 2; fi
@@ -60,8 +71,8 @@ if [ -z "$lib" ] || [ ! -f "$lib" ]; then
 fi
 # LKL_HIJACK_LIB is the launcher's own: the library rejects unknown LKL_HIJACK_* names.
 unset LKL_HIJACK_LIB
-export LD_PRELOAD="$lib${LD_PRELOAD:+:$LD_PRELOAD}"
 if [ -n "$check" ]; then
+	export LD_PRELOAD="$lib${LD_PRELOAD:+:$LD_PRELOAD}"
 	# The library checks the config and exits before the program's main
 	# (0: good, 1: errors); a shell that gets to run says the library
 	# did not (exit 3).
@@ -72,4 +83,43 @@ if [ -n "$check" ]; then
 	fi
 	exit "$status"
 fi
+# A kernel server already serving this process (a hijacked program ran
+# this script): a new tree gets a kernel of its own.
+unset LKL_HIJACK_SERVER
+if [ -n "$attach" ]; then
+	server=$(tr '\0' '\n' <"/proc/$attach/environ" 2>/dev/null | sed -n 's/^LKL_HIJACK_SERVER=//p' | head -n 1) || true
+	if [ -z "$server" ] || [ ! -S "$server" ]; then
+		echo "lkl-hijack.sh: --attach $attach: not a process of a running tree (of this user)" >&2
+		exit 1
+	fi
+	export LKL_HIJACK_SERVER=$server
+elif [ -z "$single" ]; then
+	server_bin=$(dirname "$lib")/lkl-server
+	[ -x "$server_bin" ] || server_bin=$here/target/release/lkl-server
+	if [ ! -x "$server_bin" ]; then
+		echo "lkl-hijack.sh: lkl-server not found next to $lib: run bin/setup.sh (or use --single-process)" >&2
+		exit 1
+	fi
+	# A private directory (mktemp makes it 0700) for the server's sockets.
+	dir=$(mktemp -d "${XDG_RUNTIME_DIR:-${TMPDIR:-/tmp}}/lkl-hijack.XXXXXX")
+	# The server runs in a session of its own (Ctrl-C in a terminal reaches
+	# the program, not the kernel), with no stdin or stdout, and is not the
+	# program's child (a subshell starts it and exits). It watches this
+	# shell's pid, which the program inherits with exec.
+	(LD_PRELOAD="$lib${LD_PRELOAD:+:$LD_PRELOAD}" setsid "$server_bin" --dir "$dir" --watch $$ </dev/null >/dev/null &
+		echo $! >"$dir/server.pid")
+	spid=$(cat "$dir/server.pid")
+	rm -f "$dir/server.pid"
+	# The channel's socket appears when the kernel is up and configured.
+	while [ ! -S "$dir/kernel.sock" ]; do
+		if ! kill -0 "$spid" 2>/dev/null; then
+			echo "lkl-hijack.sh: the kernel server did not start (see above)" >&2
+			rm -rf "$dir"
+			exit 1
+		fi
+		sleep 0.002
+	done
+	export LKL_HIJACK_SERVER=$dir/kernel.sock
+fi
+export LD_PRELOAD="$lib${LD_PRELOAD:+:$LD_PRELOAD}"
 exec "$@"

@@ -70,6 +70,8 @@ mod hijack {
 
     pub mod lifecycle;
 
+    pub mod tree;
+
     pub mod fdtable;
 
     pub mod signals;
@@ -81,6 +83,10 @@ mod hijack {
     pub mod fd;
 
     pub mod fs;
+
+    pub mod process;
+
+    pub mod serve;
 
     pub mod init;
 }

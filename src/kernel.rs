@@ -1,6 +1,8 @@
 //! Booting and halting the kernel. It boots at most once per process (its
 //! globals are never reset), so this module keeps the one global state.
 
+pub mod process;
+
 use std::ffi::CString;
 use std::fmt;
 use std::sync::atomic::{AtomicU8, Ordering};

@@ -71,6 +71,19 @@ extern "C" {
     pub fn lkl_put_irq(irq: c_int, user: *const c_char);
     /// Interrupts the call task `tid` is blocked in (async-signal-safe).
     pub fn lkl_interrupt_async(tid: c_int) -> c_int;
+    /// System call `no` as host task `task` (a process's thread).
+    pub fn lkl_task_syscall(task: *mut c_void, no: c_long, params: *mut c_long) -> c_long;
+    /// A new kernel process (a fork of `parent`, or a first one when NULL)
+    /// whose user copies use cookie `as_`; 0 and `*out`, or a negative errno.
+    pub fn lkl_process_new(parent: *mut c_void, as_: *mut c_void, out: *mut *mut c_void) -> c_int;
+    /// A new host task in `process`'s thread group.
+    pub fn lkl_process_thread(process: *mut c_void, out: *mut *mut c_void) -> c_int;
+    /// Sets the address-space cookie of `process`'s mm.
+    pub fn lkl_process_set_as(process: *mut c_void, as_: *mut c_void);
+    /// `task`'s kernel thread id.
+    pub fn lkl_task_pid(task: *mut c_void) -> c_int;
+    /// Ends host task `task` and drops the caller's hold on it.
+    pub fn lkl_task_exit(task: *mut c_void);
 }
 
 /// Set in the child of a fork() of a process that called [`watch_forks`].

@@ -27,6 +27,7 @@ enum Scope {
 const VARS: &[(&str, Scope)] = &[
     ("LKL_HIJACK_CONFIG_FILE", Scope::Special),
     ("LKL_HIJACK_CHECK_CONFIG", Scope::Special),
+    ("LKL_HIJACK_SERVER", Scope::Special),
     ("LKL_HIJACK_ZPOLINE", Scope::Special),
     ("LKL_HIJACK_NET_TAP", Scope::Special),
     ("LKL_HIJACK_NET_IFTYPE", Scope::Interface("type")),

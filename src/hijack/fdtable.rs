@@ -14,6 +14,7 @@ use std::sync::OnceLock;
 
 use crate::hijack::host::{self, errno, libc_fn};
 use crate::hijack::lifecycle;
+use crate::hijack::tree;
 
 /// Host descriptor numbers the table covers.
 pub const MAX_FDS: usize = 1 << 16;
@@ -44,6 +45,69 @@ pub(crate) unsafe extern "C" fn bump(cookie: *mut std::ffi::c_void) {
     };
 }
 
+/// A kernel notifier that bumps eventfd `efd` (ours) when kernel
+/// descriptor `kfd` is woken with one of `events`: in this process's
+/// kernel, or in the tree's kernel server (which bumps its copy of `efd`).
+pub fn notifier_add(kfd: i32, events: u32, efd: c_int) -> Result<i32, lkl::syscall::Errno> {
+    if tree::client() {
+        return tree::notifier_add(kfd, events, efd);
+    }
+    // SAFETY: `bump` neither blocks nor calls into the kernel; the cookie
+    // is the eventfd's number, which the caller keeps open until it
+    // deletes the notifier.
+    unsafe { lkl::syscall::notifier_add(kfd, events, bump, efd as usize as *mut std::ffi::c_void) }
+}
+
+/// Deletes a notifier made by [`notifier_add`].
+pub fn notifier_del(id: i32) {
+    if tree::client() {
+        tree::notifier_del(id);
+    } else {
+        let _ = lkl::syscall::notifier_del(id);
+    }
+}
+
+/// In a forked child of a tree's process: the notifiers are the parent's
+/// (deleting one is the parent's business); the child makes its own.
+pub fn after_fork_child() {
+    for slot in NOTIFIER.iter() {
+        slot.store(0, Ordering::Release);
+    }
+}
+
+/// Makes host number `hfd`, a placeholder kept across an exec, stand for
+/// kernel descriptor `kfd` again (in the new image). False if `hfd` is not
+/// open.
+pub fn restore(hfd: c_int, kfd: i32) -> bool {
+    // SAFETY: the host's fcntl on a number, no pointers.
+    let open = unsafe { libc::syscall(libc::SYS_fcntl, hfd, libc::F_GETFD) } >= 0;
+    match MAP.get(hfd as usize) {
+        Some(slot) if open => {
+            slot.store(kfd + 1, Ordering::Release);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// The kernel descriptors an exec keeps: those whose placeholder is not
+/// close-on-exec, as (host number, kernel number).
+pub fn kept_across_exec() -> Vec<(i32, i32)> {
+    let mut out = Vec::new();
+    for (hfd, slot) in MAP.iter().enumerate() {
+        let v = slot.load(Ordering::Acquire);
+        if v == 0 || v == RETIRED + 1 {
+            continue;
+        }
+        // SAFETY: the host's fcntl on our placeholder, no pointers.
+        let flags = unsafe { libc::syscall(libc::SYS_fcntl, hfd as c_int, libc::F_GETFD) };
+        if flags >= 0 && flags & i64::from(libc::FD_CLOEXEC) == 0 {
+            out.push((hfd as i32, v - 1));
+        }
+    }
+    out
+}
+
 /// Makes host descriptor `fd` (a kernel one) signal its placeholder when the
 /// kernel file is woken with any event. Idempotent.
 pub fn ensure_notifier(fd: c_int) -> Result<(), i32> {
@@ -63,9 +127,7 @@ pub fn ensure_notifier(fd: c_int) -> Result<(), i32> {
     // SAFETY: `bump` neither blocks nor calls into the kernel; the cookie is
     // the placeholder's number, which lives until close() deletes the
     // notifier first.
-    let id = match unsafe {
-        lkl::syscall::notifier_add(kfd, events, bump, fd as usize as *mut std::ffi::c_void)
-    } {
+    let id = match notifier_add(kfd, events, fd) {
         Ok(id) => id,
         // A file poll cannot wait on (a regular file on a disk) is always
         // ready: the kernel's check says so and the wait never blocks on it.
@@ -77,7 +139,7 @@ pub fn ensure_notifier(fd: c_int) -> Result<(), i32> {
         .is_err()
     {
         // Another thread registered one first.
-        let _ = lkl::syscall::notifier_del(id);
+        notifier_del(id);
     }
     Ok(())
 }
@@ -173,7 +235,7 @@ pub fn remove(fd: c_int) -> Option<i32> {
     let idx = usize::try_from(fd).ok()?;
     let notifier = NOTIFIER.get(idx)?.swap(0, Ordering::AcqRel);
     if notifier != 0 {
-        let _ = lkl::syscall::notifier_del(notifier);
+        notifier_del(notifier);
     }
     let slot = MAP.get(idx)?;
     match slot.swap(0, Ordering::AcqRel) {
@@ -195,7 +257,7 @@ pub fn retire(fd: c_int) -> Option<i32> {
     let idx = usize::try_from(fd).ok()?;
     let notifier = NOTIFIER.get(idx)?.swap(0, Ordering::AcqRel);
     if notifier != 0 {
-        let _ = lkl::syscall::notifier_del(notifier);
+        notifier_del(notifier);
     }
     match MAP.get(idx)?.swap(RETIRED + 1, Ordering::AcqRel) {
         0 => {

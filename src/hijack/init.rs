@@ -20,6 +20,7 @@ use crate::hijack::fdtable;
 use crate::hijack::fs::disks;
 use crate::hijack::lifecycle::{self, active, diag, forked, set_active};
 use crate::hijack::net::resolve;
+use crate::hijack::process;
 use crate::hijack::signals;
 
 struct Running {
@@ -297,6 +298,10 @@ extern "C" fn hijack_init() {
     }
     // What a close left by a signal handler drops above the table.
     fdtable::set_forget_users(control::forget_users);
+    if let Some(server) = process::server_from_env() {
+        join_tree(&server);
+        return;
+    }
     let before = open_fds();
     let started = start();
     close_on_exec_since(&before);
@@ -307,6 +312,18 @@ extern "C" fn hijack_init() {
         }
         Err(e) => refuse_to_start(&e),
     }
+}
+
+/// The process-tree mode: the tree's kernel is in the server; this image
+/// only needs the config's names (disks' mount points, nameservers).
+fn join_tree(server: &std::ffi::OsStr) {
+    let config = Config::from_sources().unwrap_or_else(|e| refuse_to_start(&e.to_string()));
+    if let Err(e) = process::join(server) {
+        refuse_to_start(&e);
+    }
+    disks::route_mounts(&config);
+    resolve::set_nameservers(config.nameservers.clone());
+    set_active(true);
 }
 
 /// Prints each `dump` path's content (a kernel file) to stderr.
@@ -349,6 +366,11 @@ fn dump(paths: &[String]) {
 }
 
 extern "C" fn hijack_fini() {
+    if crate::hijack::tree::client() {
+        // The kernel is the tree's: the server closes this process's
+        // kernel files when it has ended (stdio still flushes through it).
+        return;
+    }
     if forked() {
         // The kernel is the parent's; there is nothing here to halt.
         set_active(false);

@@ -102,7 +102,11 @@ extern "C" fn wrapper(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) 
         INTERRUPTED.with(|i| i.store(true, Ordering::Release));
         let tid = KTID.with(|t| t.load(Ordering::Acquire));
         if tid > 0 {
-            let _ = lkl::interrupt(tid);
+            if crate::hijack::tree::client() {
+                crate::hijack::tree::interrupt(tid);
+            } else {
+                let _ = lkl::interrupt(tid);
+            }
         }
     }
     set_errno(saved);

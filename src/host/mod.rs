@@ -7,6 +7,7 @@
 mod console;
 pub mod iomem;
 mod mem;
+pub mod process_mem;
 pub use mem::kernel_ram;
 mod sem;
 mod thread;

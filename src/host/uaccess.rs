@@ -122,8 +122,7 @@ unsafe fn zero(dst: *mut c_void, n: usize) -> usize {
 }
 
 /// `user_read`: `n` bytes of the program at `src` into the kernel's `dst`.
-/// A non-NULL `as_` names another process's memory, which this
-/// implementation cannot reach: nothing is copied.
+/// A non-NULL `as_` names another process's memory (process_mem.rs).
 ///
 /// # Safety
 /// `dst` is kernel memory valid for `n` bytes.
@@ -134,7 +133,8 @@ pub(super) unsafe extern "C" fn user_read(
     n: c_ulong,
 ) -> c_ulong {
     if !as_.is_null() {
-        return n;
+        // SAFETY: the function's contract.
+        return unsafe { super::process_mem::read(as_, dst, src, n) };
     }
     // SAFETY: see the function's contract; `src` may fault, caught.
     unsafe { copy(dst, src, n as usize) as c_ulong }
@@ -151,7 +151,8 @@ pub(super) unsafe extern "C" fn user_write(
     n: c_ulong,
 ) -> c_ulong {
     if !as_.is_null() {
-        return n;
+        // SAFETY: the function's contract.
+        return unsafe { super::process_mem::write(as_, dst, src, n) };
     }
     // SAFETY: see the function's contract; `dst` may fault, caught.
     unsafe { copy(dst, src, n as usize) as c_ulong }
@@ -167,7 +168,8 @@ pub(super) unsafe extern "C" fn user_clear(
     n: c_ulong,
 ) -> c_ulong {
     if !as_.is_null() {
-        return n;
+        // SAFETY: writes only the other process's memory.
+        return unsafe { super::process_mem::clear(as_, dst, n) };
     }
     // SAFETY: only the program's memory is written; a fault is caught.
     unsafe { zero(dst, n as usize) as c_ulong }

@@ -93,11 +93,8 @@ struct Wake {
 impl Wake {
     fn new(kfd: i32, events: u32) -> Result<Wake, i32> {
         let efd = host::new_eventfd()?;
-        // SAFETY: `bump` neither blocks nor calls into the kernel; the
-        // eventfd outlives the notifier (Drop deletes the notifier first).
-        match unsafe {
-            lkl::syscall::notifier_add(kfd, events, fdtable::bump, efd as usize as *mut c_void)
-        } {
+        // The eventfd outlives the notifier (Drop deletes the notifier first).
+        match fdtable::notifier_add(kfd, events, efd) {
             Ok(id) => Ok(Wake { efd, id }),
             Err(e) => {
                 host::close(efd);
@@ -115,7 +112,7 @@ impl Wake {
 
 impl Drop for Wake {
     fn drop(&mut self) {
-        let _ = lkl::syscall::notifier_del(self.id);
+        fdtable::notifier_del(self.id);
         host::close(self.efd);
     }
 }

@@ -83,6 +83,18 @@ pub fn mount(config: &Config, disks: &[Disk]) -> Result<(), String> {
     Ok(())
 }
 
+/// In a process of a tree: the tree's kernel (the server) mounted the
+/// disks; paths under their mount points go to it.
+pub fn route_mounts(config: &Config) {
+    let points = config
+        .disks
+        .iter()
+        .filter(|d| d.fstype.is_some())
+        .filter_map(|d| d.mount.clone())
+        .collect();
+    paths::set_mounts(points);
+}
+
 /// At exit: flushes the program's streams (kernel `FILE`s write through
 /// the kernel), closes every kernel descriptor still open (so nothing
 /// keeps a disk busy), unmounts, syncs, halts and syncs the images.

@@ -174,9 +174,13 @@ again:
 
 static unsigned long halting_thread;
 
-long lkl_syscall(long no, long *params)
+/*
+ * Runs @fn(@arg) on the calling host thread as host task @task, or as the
+ * thread's own host task (made on first use) when @task is NULL. The
+ * caller makes sure no other thread runs as @task meanwhile.
+ */
+long lkl_run_as(struct task_struct *task, long (*fn)(void *), void *arg)
 {
-	struct task_struct *task;
 	void *jb[5];
 	long ret;
 
@@ -193,14 +197,16 @@ long lkl_syscall(long no, long *params)
 	if (ret < 0)
 		goto out;
 
-	task = lkl_ops->tls_get(task_key);
 	if (!task) {
-		task = take_host_task();
-		if (IS_ERR(task)) {
-			ret = PTR_ERR(task);
-			goto out;
+		task = lkl_ops->tls_get(task_key);
+		if (!task) {
+			task = take_host_task();
+			if (IS_ERR(task)) {
+				ret = PTR_ERR(task);
+				goto out;
+			}
+			lkl_ops->tls_set(task_key, task);
 		}
-		lkl_ops->tls_set(task_key, task);
 	}
 
 	if (__builtin_setjmp(jb)) {
@@ -217,12 +223,41 @@ long lkl_syscall(long no, long *params)
 	lkl_enter_task(task);
 
 	task->thread.in_syscall = 1;
-	ret = run_syscall(no, params);
+	ret = fn(arg);
 	task->thread.in_syscall = 0;
 	lkl_task_put();
 out:
 	inflight_dec();
 	return ret;
+}
+
+struct syscall_args {
+	long no;
+	long *params;
+};
+
+static long syscall_fn(void *arg)
+{
+	struct syscall_args *a = arg;
+
+	return run_syscall(a->no, a->params);
+}
+
+long lkl_syscall(long no, long *params)
+{
+	struct syscall_args a = { no, params };
+
+	return lkl_run_as(NULL, syscall_fn, &a);
+}
+
+/* System call @no as host task @task (a process of the tree's, process.c). */
+long lkl_task_syscall(void *task, long no, long *params)
+{
+	struct syscall_args a = { no, params };
+
+	if (!task)
+		return -EINVAL;
+	return lkl_run_as(task, syscall_fn, &a);
 }
 
 /* machine_halt and friends: leave the reboot call for the teardown. */
@@ -251,10 +286,12 @@ void lkl_syscalls_cleanup(void)
 	lkl_ops->tls_free(task_key);
 }
 
-/* TLS destructor: the host thread that used @data as its task exits. */
-static void host_task_release(void *data)
+/*
+ * The calling host thread ends host task @task for good: it becomes the
+ * task and exits it. The task is done with (and may be freed) afterwards.
+ */
+void lkl_exit_host_task(struct task_struct *task)
 {
-	struct task_struct *task = data;
 	void *jb[5];
 
 	__atomic_add_fetch(&inflight, 1, __ATOMIC_ACQ_REL);
@@ -279,6 +316,12 @@ static void host_task_release(void *data)
 		do_exit(0);
 out:
 	inflight_dec();
+}
+
+/* TLS destructor: the host thread that used @data as its task exits. */
+static void host_task_release(void *data)
+{
+	lkl_exit_host_task(data);
 }
 
 /*

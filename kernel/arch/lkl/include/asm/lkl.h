@@ -20,6 +20,12 @@ int lkl_trigger_irq(int irq);
 int lkl_get_free_irq(const char *user);
 void lkl_put_irq(int irq, const char *user);
 int lkl_interrupt_async(int tid);
+long lkl_task_syscall(void *task, long no, long *params);
+int lkl_process_new(void *parent, void *as, void **out);
+int lkl_process_thread(void *process, void **out);
+void lkl_process_set_as(void *process, void *as);
+int lkl_task_pid(void *task);
+void lkl_task_exit(void *task);
 
 /* cpu.c: the lock that makes one host thread at a time the CPU. */
 void lkl_cpu_init(void);
@@ -63,6 +69,8 @@ void lkl_syscalls_drain(void);
 void lkl_syscalls_wake_waiters(void);
 void lkl_syscalls_cleanup(void);
 int lkl_host0_adopt(void);
+long lkl_run_as(struct task_struct *task, long (*fn)(void *), void *arg);
+void lkl_exit_host_task(struct task_struct *task);
 void lkl_become_host0(void);
 void lkl_halt_jump(void) __noreturn;
 extern struct task_struct *lkl_host0;

@@ -1,0 +1,130 @@
+//! The process-tree mode's process events, as the program makes them:
+//! start (this image joins the tree's kernel), fork (the kernel process
+//! forks first, so the child's descriptor table is a copy of the parent's
+//! whatever the order in which they then run or exit) and exec (the new
+//! image gets the kernel descriptors that are not close-on-exec, under the
+//! same numbers). In the single-process mode these hooks only pass through.
+
+use std::ffi::{c_char, c_int};
+
+use crate::hijack::fdtable;
+use crate::hijack::host::libc_fn;
+use crate::hijack::lifecycle::diag;
+use crate::hijack::tree;
+
+/// Joins the tree's kernel at `server` (at start): every kernel call goes
+/// there; the kernel descriptors an exec kept are ours again.
+pub fn join(server: &std::ffi::OsStr) -> Result<(), String> {
+    let kept = tree::attach(server)?;
+    let mut lost = 0;
+    for (hfd, kfd) in kept {
+        if !fdtable::restore(hfd, kfd) {
+            // Its placeholder did not survive: the kernel file goes too.
+            // SAFETY: closes a kernel descriptor of this process.
+            let _ =
+                unsafe { lkl::syscall::raw(lkl::syscall::nr::CLOSE, [kfd.into(), 0, 0, 0, 0, 0]) };
+            lost += 1;
+        }
+    }
+    if lost > 0 {
+        diag(&format!(
+            "{lost} kernel descriptor(s) kept by exec lost their host number on the way"
+        ));
+    }
+    Ok(())
+}
+
+/// `fork`: in the tree mode the kernel process forks first (its token
+/// goes to the child, which presents it when it connects).
+///
+/// # Safety
+/// libc's contract for `fork`.
+#[no_mangle]
+pub unsafe extern "C" fn fork() -> libc::pid_t {
+    let token = if tree::client() {
+        match tree::fork_prepare() {
+            Ok(t) => Some(t),
+            Err(e) => {
+                diag(&format!("fork: the kernel process could not fork ({e}): the child has no kernel descriptors"));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let pid = libc_fn!(fork, fn() -> libc::pid_t;);
+    if let Some(t) = token {
+        if pid == 0 {
+            tree::fork_child(t);
+            fdtable::after_fork_child();
+        } else {
+            tree::fork_parent(t, if pid > 0 { pid } else { -1 });
+        }
+    }
+    pid
+}
+
+/// Before an exec in the tree mode: the server learns which kernel
+/// descriptors the new image keeps.
+fn before_exec() {
+    if tree::client() {
+        tree::exec_prepare(&fdtable::kept_across_exec());
+    }
+}
+
+/// # Safety
+/// libc's contract for `execve`.
+#[no_mangle]
+pub unsafe extern "C" fn execve(
+    path: *const c_char,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+) -> c_int {
+    before_exec();
+    libc_fn!(execve, fn(*const c_char, *const *const c_char, *const *const c_char) -> c_int; path, argv, envp)
+}
+
+/// # Safety
+/// libc's contract for `execv`.
+#[no_mangle]
+pub unsafe extern "C" fn execv(path: *const c_char, argv: *const *const c_char) -> c_int {
+    before_exec();
+    libc_fn!(execv, fn(*const c_char, *const *const c_char) -> c_int; path, argv)
+}
+
+/// # Safety
+/// libc's contract for `execvp`.
+#[no_mangle]
+pub unsafe extern "C" fn execvp(file: *const c_char, argv: *const *const c_char) -> c_int {
+    before_exec();
+    libc_fn!(execvp, fn(*const c_char, *const *const c_char) -> c_int; file, argv)
+}
+
+/// # Safety
+/// libc's contract for `execvpe`.
+#[no_mangle]
+pub unsafe extern "C" fn execvpe(
+    file: *const c_char,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+) -> c_int {
+    before_exec();
+    libc_fn!(execvpe, fn(*const c_char, *const *const c_char, *const *const c_char) -> c_int; file, argv, envp)
+}
+
+/// # Safety
+/// libc's contract for `fexecve`.
+#[no_mangle]
+pub unsafe extern "C" fn fexecve(
+    fd: c_int,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+) -> c_int {
+    before_exec();
+    libc_fn!(fexecve, fn(c_int, *const *const c_char, *const *const c_char) -> c_int; fd, argv, envp)
+}
+
+/// The server path, if this process is a client of a tree's kernel.
+pub fn server_from_env() -> Option<std::ffi::OsString> {
+    std::env::var_os(tree::SERVER_VAR).filter(|v| !v.is_empty())
+}

@@ -1,0 +1,252 @@
+//! One client thread's connection: its hello names the process and makes
+//! the thread's kernel task; then each request is served in turn on this
+//! server thread, a call running as that task. A packet that is not a
+//! request (or a second hello) cuts the connection off; the client's
+//! other connections are unaffected.
+
+use std::ffi::{c_int, c_void};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::sync::Arc;
+
+use lkl::kernel::process::KTask;
+use lkl::syscall::{nr, Errno};
+
+use super::registry::{Proc, Registry};
+use crate::hijack::tree::wire::{self, Hello, Pairs, Reply, Request};
+
+/// Calls a client may not make: lkl's own, which take host addresses.
+fn forbidden(call: i64) -> bool {
+    matches!(call, nr::VIRTIO_MMIO_DEVICE_ADD | 245 | 246)
+}
+
+fn errno_now() -> i32 {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
+/// Receives a packet into `buf`, and a passed descriptor if one came.
+fn recv(fd: c_int, buf: &mut [u8]) -> Result<(usize, Option<OwnedFd>), i32> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast::<c_void>(),
+        iov_len: buf.len(),
+    };
+    let mut cbuf = [0u64; 8];
+    loop {
+        // SAFETY: an all-zero msghdr is valid; it points at our buffers.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&cbuf);
+        // SAFETY: receives into our buffers.
+        let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if n < 0 {
+            let e = errno_now();
+            if e == libc::EINTR {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(0);
+        }
+        let mut passed = None;
+        // SAFETY: walks the control messages the host wrote into cbuf.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(&msg);
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                    let count = ((*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / 4;
+                    let data = libc::CMSG_DATA(c).cast::<c_int>();
+                    for i in 0..count {
+                        let pfd = std::ptr::read_unaligned(data.add(i));
+                        let owned = OwnedFd::from_raw_fd(pfd);
+                        if passed.is_none() {
+                            passed = Some(owned);
+                        }
+                    }
+                }
+                c = libc::CMSG_NXTHDR(&msg, c);
+            }
+        }
+        if msg.msg_flags & libc::MSG_TRUNC != 0 {
+            return Err(libc::EMSGSIZE);
+        }
+        return Ok((n as usize, passed));
+    }
+}
+
+fn send(fd: c_int, reply: Reply, pairs: &[(i32, i32)]) -> Result<(), i32> {
+    let mut out = reply.encode().to_vec();
+    wire::encode_pairs(pairs, &mut out);
+    // SAFETY: sends our buffer.
+    let r = unsafe { libc::send(fd, out.as_ptr().cast(), out.len(), libc::MSG_NOSIGNAL) };
+    if r < 0 {
+        Err(errno_now())
+    } else {
+        Ok(())
+    }
+}
+
+fn reply(ret: Result<i64, Errno>) -> Reply {
+    Reply {
+        ret: match ret {
+            Ok(v) => v,
+            Err(e) => -i64::from(e.0),
+        },
+        value: 0,
+        server_pid: std::process::id() as i32,
+        pairs: 0,
+    }
+}
+
+/// Makes the thread's process and task from its hello.
+fn introduce(reg: &Registry, pid: i32, hello: Hello) -> Result<(Arc<Proc>, Pairs), Errno> {
+    match hello {
+        Hello::Image => match reg.get(pid) {
+            // A known process with a new image: it exec'd.
+            Some(p) => {
+                let keep = p.exec_done();
+                Ok((p, keep))
+            }
+            None => Ok((reg.new_root(pid)?, Vec::new())),
+        },
+        Hello::Forked(token) => reg
+            .forked(token, pid)
+            .map(|p| (p, Vec::new()))
+            .ok_or(Errno::ESRCH),
+        Hello::Thread => match reg.get(pid) {
+            Some(p) => Ok((p, Vec::new())),
+            None => Ok((reg.new_root(pid)?, Vec::new())),
+        },
+    }
+}
+
+/// Serves connection `fd` from host process `pid` until it closes.
+pub fn serve(reg: &Registry, fd: OwnedFd, pid: i32) {
+    use std::os::fd::AsRawFd;
+    let fd_raw = fd.as_raw_fd();
+    let mut buf = vec![0u8; wire::MAX_PACKET];
+    let Ok((n, _)) = recv(fd_raw, &mut buf) else {
+        return;
+    };
+    let Some(Request::Hello(hello)) = Request::decode(&buf[..n]) else {
+        return;
+    };
+    let made = introduce(reg, pid, hello).and_then(|(p, keep)| {
+        let task = p.with(|k| k.thread())?;
+        Ok((p, keep, task))
+    });
+    let (proc_, keep, task) = match made {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = send(fd_raw, reply(Err(e)), &[]);
+            return;
+        }
+    };
+    let tid = task.tid();
+    proc_.add_thread(tid);
+    let mut hello_reply = reply(Ok(0));
+    hello_reply.value = i64::from(tid);
+    hello_reply.pairs = keep.len() as u32;
+    if send(fd_raw, hello_reply, &keep).is_ok() {
+        requests(reg, &proc_, &task, fd_raw, &mut buf);
+    }
+    proc_.remove_thread(tid);
+    task.exit();
+}
+
+fn requests(reg: &Registry, proc_: &Arc<Proc>, task: &KTask, fd: c_int, buf: &mut [u8]) {
+    use std::sync::atomic::Ordering;
+    loop {
+        let Ok((n, passed)) = recv(fd, buf) else {
+            return;
+        };
+        let packet = &buf[..n];
+        let Some(req) = Request::decode(packet) else {
+            return;
+        };
+        let mut out = reply(Ok(0));
+        match req {
+            Request::Hello(_) => return,
+            Request::Call { nr: call, args } => {
+                out = if forbidden(call) {
+                    reply(Err(Errno::EPERM))
+                } else if proc_.dead.load(Ordering::Acquire) {
+                    reply(Err(Errno::ESHUTDOWN))
+                } else {
+                    // SAFETY: the call's pointers are addresses in the
+                    // client's memory, which the kernel reaches through
+                    // its user copies (process_vm_readv/writev).
+                    reply(unsafe { task.call(call, args) })
+                };
+            }
+            Request::Fork => match reg.fork(proc_) {
+                Ok(token) => out.value = token as i64,
+                Err(e) => out = reply(Err(e)),
+            },
+            Request::ForkDone { token, pid } => {
+                reg.forked(token, pid);
+            }
+            Request::ExecPrepare => {
+                let Some(pairs) = wire::decode_pairs(&packet[wire::RECORD..]) else {
+                    return;
+                };
+                *proc_.keep.lock().unwrap_or_else(|e| e.into_inner()) = Some(pairs);
+            }
+            Request::NotifierAdd { kfd, events } => {
+                let Some(efd) = passed else {
+                    return;
+                };
+                out = reply(add_notifier(proc_, task, kfd, events, efd));
+            }
+            Request::NotifierDel { id } => {
+                let mut list = proc_.notifiers.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(i) = list.iter().position(|(n, _)| *n == id) {
+                    let _ = lkl::syscall::notifier_del(id);
+                    list.swap_remove(i);
+                } else {
+                    out = reply(Err(Errno::ENOENT));
+                }
+            }
+        }
+        if send(fd, out, &[]).is_err() {
+            return;
+        }
+    }
+}
+
+/// A notifier on the client's kernel descriptor `kfd` that bumps the
+/// client's eventfd (our copy of it).
+fn add_notifier(
+    proc_: &Proc,
+    task: &KTask,
+    kfd: i32,
+    events: u32,
+    efd: OwnedFd,
+) -> Result<i64, Errno> {
+    use std::os::fd::AsRawFd;
+    let bump = crate::hijack::fdtable::bump as unsafe extern "C" fn(*mut c_void);
+    // SAFETY: the kernel calls `bump` with our eventfd's number, which
+    // stays open until the notifier is deleted (the list owns it).
+    let id = unsafe {
+        task.call(
+            245,
+            [
+                i64::from(kfd),
+                i64::from(events),
+                bump as usize as i64,
+                i64::from(efd.as_raw_fd()),
+                0,
+                0,
+            ],
+        )
+    }?;
+    proc_
+        .notifiers
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((id as i32, efd));
+    Ok(id)
+}

@@ -1,0 +1,266 @@
+//! The server's processes: which kernel process serves which host
+//! process, the forks whose child has not reported in, and the host
+//! processes whose end the server watches (a pidfd each, in one epoll).
+//! The tree is alive while any watched process is.
+
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use lkl::kernel::process::KProcess;
+use lkl::syscall::{nr, Errno};
+
+/// One host process of the tree.
+pub struct Proc {
+    /// The kernel process; the lock serialises entering its anchor
+    /// (threads, forks, exec's closes). None once the process ended.
+    kproc: Mutex<Option<KProcess>>,
+    /// The kernel descriptors its next image keeps (from its exec's
+    /// announcement).
+    pub keep: Mutex<Option<Vec<(i32, i32)>>>,
+    /// Kernel thread ids of its threads' tasks, for interrupts.
+    pub threads: Mutex<Vec<i32>>,
+    /// Its notifiers and the eventfds they bump.
+    pub notifiers: Mutex<Vec<(i32, OwnedFd)>>,
+    pub dead: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Proc {
+    fn new(kproc: KProcess) -> Proc {
+        Proc {
+            kproc: Mutex::new(Some(kproc)),
+            keep: Mutex::new(None),
+            threads: Mutex::new(Vec::new()),
+            notifiers: Mutex::new(Vec::new()),
+            dead: AtomicBool::new(false),
+        }
+    }
+
+    /// Runs `f` with the kernel process (entered by nobody else meanwhile).
+    pub fn with<R>(&self, f: impl FnOnce(&KProcess) -> Result<R, Errno>) -> Result<R, Errno> {
+        match lock(&self.kproc).as_ref() {
+            Some(k) => f(k),
+            None => Err(Errno::ESRCH),
+        }
+    }
+
+    pub fn has_thread(&self, ktid: i32) -> bool {
+        lock(&self.threads).contains(&ktid)
+    }
+
+    pub fn add_thread(&self, ktid: i32) {
+        lock(&self.threads).push(ktid);
+    }
+
+    pub fn remove_thread(&self, ktid: i32) {
+        lock(&self.threads).retain(|&t| t != ktid);
+    }
+
+    /// At exec: closes every kernel descriptor but the kept ones, and
+    /// says which those are.
+    pub fn exec_done(&self) -> Vec<(i32, i32)> {
+        let keep = lock(&self.keep).take().unwrap_or_default();
+        let mut kfds: Vec<i32> = keep.iter().map(|&(_, k)| k).collect();
+        kfds.sort_unstable();
+        kfds.dedup();
+        let _ = self.with(|k| {
+            let mut from: i64 = 0;
+            for &kfd in &kfds {
+                if i64::from(kfd) > from {
+                    // SAFETY: integer arguments only.
+                    let _ =
+                        unsafe { k.call(nr::CLOSE_RANGE, [from, i64::from(kfd) - 1, 0, 0, 0, 0]) };
+                }
+                from = i64::from(kfd) + 1;
+            }
+            // SAFETY: integer arguments only.
+            let _ = unsafe { k.call(nr::CLOSE_RANGE, [from, i64::from(u32::MAX), 0, 0, 0, 0]) };
+            Ok(())
+        });
+        keep
+    }
+
+    /// The process ended: its blocked calls are interrupted, its notifiers
+    /// go, and its kernel process ends (its files close when the last of
+    /// its threads' tasks has ended too).
+    fn end(&self) {
+        self.dead.store(true, Ordering::Release);
+        for &t in lock(&self.threads).iter() {
+            let _ = lkl::interrupt(t);
+        }
+        for (id, _fd) in lock(&self.notifiers).drain(..) {
+            let _ = lkl::syscall::notifier_del(id);
+        }
+        if let Some(k) = lock(&self.kproc).take() {
+            k.exit();
+        }
+    }
+}
+
+/// Every process of the tree.
+pub struct Registry {
+    procs: Mutex<HashMap<i32, Arc<Proc>>>,
+    /// Forks whose child has not reported in, by token.
+    pending: Mutex<HashMap<u64, KProcess>>,
+    next_token: AtomicU64,
+    /// pidfds of watched processes, by pid (epoll's data is the pid).
+    pidfds: Mutex<HashMap<i32, OwnedFd>>,
+    epoll: OwnedFd,
+    live: AtomicUsize,
+    /// Set when the last watched process has ended.
+    pub finished: AtomicBool,
+}
+
+fn pidfd_open(pid: i32) -> Result<OwnedFd, Errno> {
+    // SAFETY: pidfd_open with integer arguments; the result is ours.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(Errno(
+            std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::ESRCH),
+        ));
+    }
+    // SAFETY: a new descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+impl Registry {
+    pub fn new() -> Result<Registry, Errno> {
+        // SAFETY: a new epoll instance of ours.
+        let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if ep < 0 {
+            return Err(Errno(libc::EMFILE));
+        }
+        Ok(Registry {
+            procs: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
+            next_token: AtomicU64::new(1),
+            pidfds: Mutex::new(HashMap::new()),
+            // SAFETY: a new descriptor we own.
+            epoll: unsafe { OwnedFd::from_raw_fd(ep) },
+            live: AtomicUsize::new(0),
+            finished: AtomicBool::new(false),
+        })
+    }
+
+    /// Watches host process `pid`: the tree lives while it does.
+    pub fn watch(&self, pid: i32) -> Result<(), Errno> {
+        let mut fds = lock(&self.pidfds);
+        if fds.contains_key(&pid) {
+            return Ok(());
+        }
+        let fd = pidfd_open(pid)?;
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: pid as u64,
+        };
+        // SAFETY: adds a pidfd of ours to our epoll.
+        if unsafe {
+            libc::epoll_ctl(
+                self.epoll.as_raw_fd(),
+                libc::EPOLL_CTL_ADD,
+                fd.as_raw_fd(),
+                &mut ev,
+            )
+        } != 0
+        {
+            return Err(Errno(libc::ENOMEM));
+        }
+        fds.insert(pid, fd);
+        self.live.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    pub fn get(&self, pid: i32) -> Option<Arc<Proc>> {
+        lock(&self.procs).get(&pid).cloned()
+    }
+
+    /// A first kernel process for host process `pid`.
+    pub fn new_root(&self, pid: i32) -> Result<Arc<Proc>, Errno> {
+        let k = KProcess::new_root(pid)?;
+        self.insert(pid, k)
+    }
+
+    fn insert(&self, pid: i32, k: KProcess) -> Result<Arc<Proc>, Errno> {
+        if let Err(e) = self.watch(pid) {
+            k.exit();
+            return Err(e);
+        }
+        let p = Arc::new(Proc::new(k));
+        lock(&self.procs).insert(pid, p.clone());
+        Ok(p)
+    }
+
+    /// Forks `parent`'s kernel process ahead of a host fork: the token.
+    pub fn fork(&self, parent: &Proc) -> Result<u64, Errno> {
+        let child = parent.with(|k| k.fork())?;
+        let token = self.next_token.fetch_add(1, Ordering::AcqRel);
+        lock(&self.pending).insert(token, child);
+        Ok(token)
+    }
+
+    /// The fork of `token` became host process `pid` (-1: the host fork
+    /// failed). Its process, if it is (now) known.
+    pub fn forked(&self, token: u64, pid: i32) -> Option<Arc<Proc>> {
+        let child = lock(&self.pending).remove(&token);
+        match (child, pid) {
+            (Some(k), -1) => {
+                k.exit();
+                None
+            }
+            (Some(k), pid) => {
+                k.set_pid(pid);
+                self.insert(pid, k).ok()
+            }
+            (None, pid) => self.get(pid),
+        }
+    }
+
+    /// Waits for watched processes to end and ends their kernel
+    /// processes; returns when none is left.
+    pub fn watch_ends(&self, on_finish: impl Fn()) {
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 16];
+        while self.live.load(Ordering::Acquire) > 0 {
+            // SAFETY: waits on our epoll into a local array.
+            let n = unsafe {
+                libc::epoll_wait(
+                    self.epoll.as_raw_fd(),
+                    events.as_mut_ptr(),
+                    events.len() as i32,
+                    -1,
+                )
+            };
+            for ev in events.iter().take(n.max(0) as usize) {
+                let pid = ev.u64 as i32;
+                self.ended(pid);
+            }
+        }
+        self.finished.store(true, Ordering::Release);
+        on_finish();
+    }
+
+    fn ended(&self, pid: i32) {
+        if let Some(fd) = lock(&self.pidfds).remove(&pid) {
+            // SAFETY: removes a pidfd of ours from our epoll.
+            unsafe {
+                libc::epoll_ctl(
+                    self.epoll.as_raw_fd(),
+                    libc::EPOLL_CTL_DEL,
+                    fd.as_raw_fd(),
+                    std::ptr::null_mut(),
+                )
+            };
+            self.live.fetch_sub(1, Ordering::AcqRel);
+        }
+        let p = lock(&self.procs).remove(&pid);
+        if let Some(p) = p {
+            p.end();
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! The process-tree mode, client side: this process's kernel calls go to a
+//! kernel server that serves every process of the tree
+//! (docs/process-tree.md). Started by `bin/lkl-hijack.sh`, which runs the
+//! server and names it in `LKL_HIJACK_SERVER`; without that variable the
+//! library boots a kernel of its own (the single-process mode).
+//!
+//! Below the descriptor table: it only carries calls. What a call means
+//! (the table, fork, exec) is decided above (`process.rs`); the server is
+//! `serve.rs`.
+
+pub mod channel;
+pub mod wire;
+
+use std::ffi::c_int;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+
+use lkl::syscall::Errno;
+
+use wire::Request;
+
+/// The variable naming the server's socket.
+pub const SERVER_VAR: &str = "LKL_HIJACK_SERVER";
+
+/// True in a client of a kernel server.
+static CLIENT: AtomicBool = AtomicBool::new(false);
+
+/// The datagram socket for interrupts, and its address's directory.
+static INTERRUPTS: AtomicI32 = AtomicI32::new(-1);
+static INTERRUPT_ADDR: std::sync::OnceLock<libc::sockaddr_un> = std::sync::OnceLock::new();
+
+/// True in a client of a kernel server.
+#[inline]
+pub fn client() -> bool {
+    CLIENT.load(Ordering::Acquire)
+}
+
+/// The socket path of a server's interrupt socket, next to its channel.
+pub fn interrupt_path(server: &std::path::Path) -> std::path::PathBuf {
+    server.with_file_name("interrupt.sock")
+}
+
+/// Connects this image to the server at `path`: every kernel call goes
+/// there from now on. Returns the kernel descriptors an exec kept
+/// (host number, kernel number).
+pub fn attach(path: &std::ffi::OsStr) -> Result<Vec<(i32, i32)>, String> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_bytes())
+        .map_err(|_| format!("{SERVER_VAR}: a NUL in the path"))?;
+    channel::set_server(c);
+    let mut pairs = Vec::new();
+    channel::open_image(&mut pairs).map_err(|e| {
+        format!(
+            "{SERVER_VAR}={}: cannot reach the tree's kernel server: {}",
+            std::path::Path::new(path).display(),
+            std::io::Error::from_raw_os_error(e)
+        )
+    })?;
+    open_interrupts(std::path::Path::new(path));
+    allow_server_to_copy();
+    // SAFETY: `route` has the signature set_route wants and is safe to
+    // call from any thread.
+    unsafe { lkl::syscall::set_route(route) };
+    CLIENT.store(true, Ordering::Release);
+    Ok(pairs)
+}
+
+/// Under Yama's ptrace scope 1 only an ancestor may read a process's
+/// memory: name the server as ours.
+fn allow_server_to_copy() {
+    let pid = channel::SERVER_PID.load(Ordering::Acquire);
+    if pid > 0 && std::path::Path::new("/proc/sys/kernel/yama/ptrace_scope").exists() {
+        // SAFETY: prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_PTRACER, pid as libc::c_ulong, 0, 0, 0) };
+    }
+}
+
+fn open_interrupts(server: &std::path::Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let path = interrupt_path(server);
+    let bytes = path.as_os_str().as_bytes();
+    // SAFETY: an all-zero sockaddr_un is valid.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    if bytes.len() >= addr.sun_path.len() {
+        return;
+    }
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    let _ = INTERRUPT_ADDR.set(addr);
+    // SAFETY: a new socket of ours.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_socket,
+            libc::AF_UNIX,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            0,
+        )
+    } as c_int;
+    INTERRUPTS.store(fd, Ordering::Release);
+}
+
+/// Asks the server to interrupt the call kernel thread `ktid` is in (a
+/// signal arrived for the thread waiting on it). Async-signal-safe.
+pub fn interrupt(ktid: i32) {
+    let fd = INTERRUPTS.load(Ordering::Acquire);
+    let Some(addr) = INTERRUPT_ADDR.get() else {
+        return;
+    };
+    if fd < 0 {
+        return;
+    }
+    let v = ktid.to_ne_bytes();
+    // SAFETY: a datagram from a stack buffer to the server's address.
+    unsafe {
+        libc::syscall(
+            libc::SYS_sendto,
+            fd,
+            v.as_ptr(),
+            v.len(),
+            libc::MSG_DONTWAIT,
+            addr as *const libc::sockaddr_un,
+            std::mem::size_of::<libc::sockaddr_un>(),
+        )
+    };
+}
+
+/// Every kernel call of a client (`lkl::syscall::raw`).
+///
+/// # Safety
+/// As for `lkl::syscall::raw`: the server's kernel reads and writes this
+/// process's memory at the pointers in `args`.
+unsafe fn route(nr: i64, args: [i64; 6]) -> Result<i64, Errno> {
+    match channel::request(Request::Call { nr, args }, &[], None) {
+        Ok(r) if (-4095..0).contains(&r.ret) => Err(Errno(-r.ret as i32)),
+        Ok(r) => Ok(r.ret),
+        Err(e) => Err(lost(e)),
+    }
+}
+
+/// A channel that failed: the server is gone (or refused us).
+#[cold]
+fn lost(e: i32) -> Errno {
+    use std::sync::atomic::AtomicBool;
+    static SAID: AtomicBool = AtomicBool::new(false);
+    if !SAID.swap(true, Ordering::AcqRel) {
+        let msg = b"lkl-hijack: the tree's kernel server cannot be reached: kernel calls fail\n";
+        // SAFETY: a write of a static buffer to stderr.
+        unsafe { libc::syscall(libc::SYS_write, 2, msg.as_ptr(), msg.len()) };
+    }
+    let _ = e;
+    Errno::ESHUTDOWN
+}
+
+/// Registers a notifier in the server: `eventfd` (ours) is bumped when
+/// kernel descriptor `kfd` is woken with one of `events`.
+pub fn notifier_add(kfd: i32, events: u32, eventfd: c_int) -> Result<i32, Errno> {
+    match channel::request(Request::NotifierAdd { kfd, events }, &[], Some(eventfd)) {
+        Ok(r) if r.ret < 0 => Err(Errno(-r.ret as i32)),
+        Ok(r) => Ok(r.ret as i32),
+        Err(e) => Err(lost(e)),
+    }
+}
+
+pub fn notifier_del(id: i32) {
+    let _ = channel::request(Request::NotifierDel { id }, &[], None);
+}
+
+/// Before a host fork: the server forks this process's kernel process;
+/// the token for the child.
+pub fn fork_prepare() -> Result<u64, Errno> {
+    match channel::request(Request::Fork, &[], None) {
+        Ok(r) if r.ret < 0 => Err(Errno(-r.ret as i32)),
+        Ok(r) => Ok(r.value as u64),
+        Err(e) => Err(lost(e)),
+    }
+}
+
+/// After the host fork, in the parent: which pid the fork made (-1: none).
+pub fn fork_parent(token: u64, pid: i32) {
+    let _ = channel::request(Request::ForkDone { token, pid }, &[], None);
+}
+
+/// After the host fork, in the child.
+pub fn fork_child(token: u64) {
+    channel::after_fork_child(token);
+}
+
+/// Before an exec: the kernel descriptors the new image keeps.
+pub fn exec_prepare(pairs: &[(i32, i32)]) {
+    let mut bytes = Vec::with_capacity(pairs.len() * 8);
+    wire::encode_pairs(pairs, &mut bytes);
+    let _ = channel::request(Request::ExecPrepare, &bytes, None);
+}

@@ -1,0 +1,340 @@
+//! A thread's channel to the kernel server: a `SOCK_SEQPACKET` UNIX socket
+//! connected on the thread's first kernel call, whose server-side thread
+//! runs the calls as this thread's kernel task. Closed when the thread
+//! exits (the server ends the task); in a forked child every inherited
+//! channel is closed at once (they are the parent's threads') and the
+//! child's threads connect anew, the first presenting the fork's token.
+//!
+//! Everything here is host system calls on stack buffers: a request may be
+//! made from a signal handler.
+
+use std::cell::Cell;
+use std::ffi::{c_int, c_void, CStr};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use super::wire::{self, Hello, Reply, Request};
+
+/// The server's socket path (`LKL_HIJACK_SERVER`), set once at start.
+static SERVER: OnceLock<std::ffi::CString> = OnceLock::new();
+
+/// Bumped in a forked child: channels of an older generation are the
+/// parent's.
+static GENERATION: AtomicU64 = AtomicU64::new(1);
+
+/// The token a forked child's first connection presents (0: none).
+static CHILD_TOKEN: AtomicU64 = AtomicU64::new(0);
+
+/// Every open channel's descriptor (+1; 0: free slot), so that a forked
+/// child can close its parent's.
+const SLOTS: usize = 4096;
+static OPEN: [AtomicI32; SLOTS] = [const { AtomicI32::new(0) }; SLOTS];
+
+/// The server's pid, from the first hello's answer.
+pub static SERVER_PID: AtomicI32 = AtomicI32::new(0);
+
+struct Chan {
+    fd: Cell<c_int>,
+    generation: Cell<u64>,
+}
+
+impl Drop for Chan {
+    fn drop(&mut self) {
+        let fd = self.fd.replace(-1);
+        if fd >= 0 && self.generation.get() == GENERATION.load(Ordering::Acquire) {
+            forget(fd);
+            // SAFETY: closes this thread's own channel.
+            unsafe { libc::syscall(libc::SYS_close, fd) };
+        }
+    }
+}
+
+thread_local! {
+    static CHAN: Chan = const {
+        Chan {
+            fd: Cell::new(-1),
+            generation: Cell::new(0),
+        }
+    };
+}
+
+fn remember(fd: c_int) {
+    for slot in OPEN.iter() {
+        if slot
+            .compare_exchange(0, fd + 1, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            return;
+        }
+    }
+}
+
+fn forget(fd: c_int) {
+    for slot in OPEN.iter() {
+        if slot
+            .compare_exchange(fd + 1, 0, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            return;
+        }
+    }
+}
+
+/// Sets the server's address (at start).
+pub fn set_server(path: std::ffi::CString) {
+    let _ = SERVER.set(path);
+}
+
+fn last_errno() -> i32 {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
+/// A new connection to the server (not yet introduced).
+fn connect() -> Result<c_int, i32> {
+    let path: &CStr = SERVER.get().ok_or(libc::ENOTCONN)?;
+    let bytes = path.to_bytes();
+    // SAFETY: an all-zero sockaddr_un is valid.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    if bytes.len() >= addr.sun_path.len() {
+        return Err(libc::ENAMETOOLONG);
+    }
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: host calls with valid arguments; the socket is ours.
+    unsafe {
+        let fd = libc::syscall(
+            libc::SYS_socket,
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+        ) as c_int;
+        if fd < 0 {
+            return Err(last_errno());
+        }
+        loop {
+            let r = libc::syscall(
+                libc::SYS_connect,
+                fd,
+                &addr as *const libc::sockaddr_un,
+                std::mem::size_of::<libc::sockaddr_un>(),
+            );
+            if r == 0 {
+                return Ok(fd);
+            }
+            let e = last_errno();
+            if e != libc::EINTR {
+                libc::syscall(libc::SYS_close, fd);
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// Sends one packet (`record` + `extra`), with `pass` as SCM_RIGHTS.
+fn send(
+    fd: c_int,
+    record: &[u8; wire::RECORD],
+    extra: &[u8],
+    pass: Option<c_int>,
+) -> Result<(), i32> {
+    let iov = [
+        libc::iovec {
+            iov_base: record.as_ptr() as *mut c_void,
+            iov_len: record.len(),
+        },
+        libc::iovec {
+            iov_base: extra.as_ptr() as *mut c_void,
+            iov_len: extra.len(),
+        },
+    ];
+    // Room for one descriptor's control message.
+    let mut cbuf = [0u64; 4];
+    // SAFETY: an all-zero msghdr is valid.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
+    msg.msg_iovlen = if extra.is_empty() { 1 } else { 2 };
+    if let Some(pfd) = pass {
+        // SAFETY: CMSG_SPACE/CMSG_LEN are pure computations; the control
+        // buffer holds one cmsghdr and one int (32 bytes).
+        unsafe {
+            msg.msg_control = cbuf.as_mut_ptr().cast();
+            msg.msg_controllen = libc::CMSG_SPACE(4) as usize;
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = libc::CMSG_LEN(4) as usize;
+            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<c_int>(), pfd);
+        }
+    }
+    loop {
+        // SAFETY: the message points at live buffers.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_sendmsg,
+                fd,
+                &msg as *const libc::msghdr,
+                libc::MSG_NOSIGNAL,
+            )
+        };
+        if r >= 0 {
+            return Ok(());
+        }
+        let e = last_errno();
+        if e != libc::EINTR {
+            return Err(e);
+        }
+    }
+}
+
+/// Receives the reply record into `buf` (and pairs after it), returning
+/// the bytes received. A signal does not end the wait: the server answers
+/// an interrupted call soon (signals.rs asks it to).
+fn recv(fd: c_int, buf: &mut [u8]) -> Result<usize, i32> {
+    loop {
+        // SAFETY: receives into a buffer of ours.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_recvfrom,
+                fd,
+                buf.as_mut_ptr(),
+                buf.len(),
+                0,
+                0usize,
+                0usize,
+            )
+        };
+        if r > 0 {
+            return Ok(r as usize);
+        }
+        if r == 0 {
+            return Err(libc::ECONNRESET);
+        }
+        let e = last_errno();
+        if e != libc::EINTR {
+            return Err(e);
+        }
+    }
+}
+
+/// Request and reply on `fd`; the bytes after the reply's record go to
+/// `rest` (its length is returned).
+fn exchange(
+    fd: c_int,
+    req: Request,
+    extra: &[u8],
+    pass: Option<c_int>,
+    rest: &mut [u8],
+) -> Result<(Reply, usize), i32> {
+    send(fd, &req.encode(), extra, pass)?;
+    let mut buf = [0u8; wire::RECORD];
+    if rest.is_empty() {
+        recv(fd, &mut buf)?;
+        return Reply::decode(&buf).map(|r| (r, 0)).ok_or(libc::EPROTO);
+    }
+    // A reply with pairs: one packet, record then pairs.
+    let mut whole = vec![0u8; wire::RECORD + rest.len()];
+    let n = recv(fd, &mut whole)?;
+    let reply = Reply::decode(&whole).ok_or(libc::EPROTO)?;
+    let extra_len = n.saturating_sub(wire::RECORD).min(rest.len());
+    rest[..extra_len].copy_from_slice(&whole[wire::RECORD..wire::RECORD + extra_len]);
+    Ok((reply, extra_len))
+}
+
+/// Opens and introduces a channel; the hello's reply.
+fn open(hello: Hello, rest: &mut [u8]) -> Result<(c_int, Reply, usize), i32> {
+    let fd = connect()?;
+    match exchange(fd, Request::Hello(hello), &[], None, rest) {
+        Ok((r, n)) if r.ret >= 0 => {
+            SERVER_PID.store(r.server_pid, Ordering::Release);
+            Ok((fd, r, n))
+        }
+        Ok((r, _)) => {
+            // SAFETY: closes our own socket.
+            unsafe { libc::syscall(libc::SYS_close, fd) };
+            Err((-r.ret) as i32)
+        }
+        Err(e) => {
+            // SAFETY: closes our own socket.
+            unsafe { libc::syscall(libc::SYS_close, fd) };
+            Err(e)
+        }
+    }
+}
+
+/// The program image's first connection (at start); its answer's pairs
+/// (the kernel descriptors an exec kept) are written to `pairs`.
+pub fn open_image(pairs: &mut Vec<(i32, i32)>) -> Result<(), i32> {
+    let mut rest = vec![0u8; wire::MAX_PAIRS * 8];
+    let (fd, reply, n) = open(Hello::Image, &mut rest)?;
+    if let Some(p) = wire::decode_pairs(&rest[..n.min(reply.pairs as usize * 8)]) {
+        *pairs = p;
+    }
+    adopt(fd);
+    Ok(())
+}
+
+/// Makes `fd` this thread's channel.
+fn adopt(fd: c_int) {
+    remember(fd);
+    let _ = CHAN.try_with(|c| {
+        c.fd.set(fd);
+        c.generation.set(GENERATION.load(Ordering::Acquire));
+    });
+}
+
+/// This thread's channel, connecting it first if need be.
+fn channel() -> Result<c_int, i32> {
+    let current = GENERATION.load(Ordering::Acquire);
+    let have = CHAN
+        .try_with(|c| {
+            (c.generation.get() == current)
+                .then(|| c.fd.get())
+                .filter(|&fd| fd >= 0)
+        })
+        .map_err(|_| libc::ESHUTDOWN)?;
+    if let Some(fd) = have {
+        return Ok(fd);
+    }
+    let token = CHILD_TOKEN.swap(0, Ordering::AcqRel);
+    let hello = if token != 0 {
+        Hello::Forked(token)
+    } else {
+        Hello::Thread
+    };
+    match open(hello, &mut []) {
+        Ok((fd, _, _)) => {
+            adopt(fd);
+            Ok(fd)
+        }
+        Err(e) => {
+            if token != 0 {
+                CHILD_TOKEN.store(token, Ordering::Release);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// One request on this thread's channel.
+pub fn request(req: Request, extra: &[u8], pass: Option<c_int>) -> Result<Reply, i32> {
+    let fd = channel()?;
+    exchange(fd, req, extra, pass, &mut []).map(|(r, _)| r)
+}
+
+/// In a forked child: the parent's channels are closed, and the first
+/// connection presents `token`.
+pub fn after_fork_child(token: u64) {
+    GENERATION.fetch_add(1, Ordering::AcqRel);
+    CHILD_TOKEN.store(token, Ordering::Release);
+    for slot in OPEN.iter() {
+        let v = slot.swap(0, Ordering::AcqRel);
+        if v > 0 {
+            // SAFETY: closes the child's copy of a parent's channel.
+            unsafe { libc::syscall(libc::SYS_close, v - 1) };
+        }
+    }
+}

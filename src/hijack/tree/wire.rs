@@ -1,0 +1,274 @@
+//! The channel's messages between a process of the tree and the kernel
+//! server: fixed-size records of eight 64-bit words, one per packet of a
+//! `SOCK_SEQPACKET` UNIX socket, optionally followed by descriptor pairs.
+//! Both ends are this library, so the layout is the host's; the server
+//! still decodes every packet strictly (`Request::decode`) and cuts off a
+//! client that sends anything else.
+
+/// A record's size in bytes.
+pub const RECORD: usize = 64;
+
+/// Descriptor pairs (host number, kernel number) carried after a record,
+/// at most this many (an exec's kept kernel descriptors).
+pub const MAX_PAIRS: usize = 4096;
+
+/// The largest packet: a record and its pairs.
+pub const MAX_PACKET: usize = RECORD + MAX_PAIRS * 8;
+
+/// How a connection starts: which process and thread it speaks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hello {
+    /// The first connection of a program image: a new process of the tree,
+    /// or (its pid known to the server) the new image of one that exec'd.
+    Image,
+    /// The first connection of a forked child, with the fork's token.
+    Forked(u64),
+    /// One more thread of a process the server knows.
+    Thread,
+}
+
+/// What a client asks on its channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Request {
+    Hello(Hello),
+    /// System call `nr` with six arguments, as the calling thread.
+    Call {
+        nr: i64,
+        args: [i64; 6],
+    },
+    /// Fork this process's kernel process ahead of the host fork; the
+    /// answer is a token the child presents.
+    Fork,
+    /// The host fork made `pid` from the fork of `token` (pid -1: it
+    /// failed and the kernel process goes).
+    ForkDone {
+        token: u64,
+        pid: i32,
+    },
+    /// An exec is about to happen: the pairs that follow are the kernel
+    /// descriptors its new image keeps.
+    ExecPrepare,
+    /// Bump the eventfd that comes with this packet (SCM_RIGHTS) whenever
+    /// kernel descriptor `kfd` is woken with one of `events`.
+    NotifierAdd {
+        kfd: i32,
+        events: u32,
+    },
+    NotifierDel {
+        id: i32,
+    },
+}
+
+const HELLO: u64 = 1;
+const CALL: u64 = 2;
+const FORK: u64 = 3;
+const FORK_DONE: u64 = 4;
+const EXEC_PREPARE: u64 = 5;
+const NOTIFIER_ADD: u64 = 6;
+const NOTIFIER_DEL: u64 = 7;
+
+const HELLO_IMAGE: u64 = 0;
+const HELLO_FORKED: u64 = 1;
+const HELLO_THREAD: u64 = 2;
+
+fn words(buf: &[u8]) -> Option<[u64; 8]> {
+    let rec = buf.get(..RECORD)?;
+    let mut w = [0u64; 8];
+    for (i, c) in rec.chunks_exact(8).enumerate() {
+        w[i] = u64::from_ne_bytes(c.try_into().ok()?);
+    }
+    Some(w)
+}
+
+fn put(w: [u64; 8]) -> [u8; RECORD] {
+    let mut out = [0u8; RECORD];
+    for (i, v) in w.iter().enumerate() {
+        out[i * 8..i * 8 + 8].copy_from_slice(&v.to_ne_bytes());
+    }
+    out
+}
+
+impl Request {
+    /// The record for this request.
+    pub fn encode(&self) -> [u8; RECORD] {
+        let w = match *self {
+            Request::Hello(h) => {
+                let (kind, token) = match h {
+                    Hello::Image => (HELLO_IMAGE, 0),
+                    Hello::Forked(t) => (HELLO_FORKED, t),
+                    Hello::Thread => (HELLO_THREAD, 0),
+                };
+                [HELLO, kind, token, 0, 0, 0, 0, 0]
+            }
+            Request::Call { nr, args } => {
+                let a = args.map(|v| v as u64);
+                [CALL, nr as u64, a[0], a[1], a[2], a[3], a[4], a[5]]
+            }
+            Request::Fork => [FORK, 0, 0, 0, 0, 0, 0, 0],
+            Request::ForkDone { token, pid } => {
+                [FORK_DONE, token, pid as i64 as u64, 0, 0, 0, 0, 0]
+            }
+            Request::ExecPrepare => [EXEC_PREPARE, 0, 0, 0, 0, 0, 0, 0],
+            Request::NotifierAdd { kfd, events } => [
+                NOTIFIER_ADD,
+                kfd as i64 as u64,
+                u64::from(events),
+                0,
+                0,
+                0,
+                0,
+                0,
+            ],
+            Request::NotifierDel { id } => [NOTIFIER_DEL, id as i64 as u64, 0, 0, 0, 0, 0, 0],
+        };
+        put(w)
+    }
+
+    /// The request in a packet's first record; None for anything else.
+    pub fn decode(buf: &[u8]) -> Option<Request> {
+        let w = words(buf)?;
+        let i32_of = |v: u64| i32::try_from(v as i64).ok();
+        Some(match w[0] {
+            HELLO => Request::Hello(match w[1] {
+                HELLO_IMAGE => Hello::Image,
+                HELLO_FORKED => Hello::Forked(w[2]),
+                HELLO_THREAD => Hello::Thread,
+                _ => return None,
+            }),
+            CALL => Request::Call {
+                nr: w[1] as i64,
+                args: [w[2], w[3], w[4], w[5], w[6], w[7]].map(|v| v as i64),
+            },
+            FORK => Request::Fork,
+            FORK_DONE => Request::ForkDone {
+                token: w[1],
+                pid: i32_of(w[2])?,
+            },
+            EXEC_PREPARE => Request::ExecPrepare,
+            NOTIFIER_ADD => Request::NotifierAdd {
+                kfd: i32_of(w[1])?,
+                events: u32::try_from(w[2]).ok()?,
+            },
+            NOTIFIER_DEL => Request::NotifierDel { id: i32_of(w[1])? },
+            _ => return None,
+        })
+    }
+}
+
+/// The server's answer: a result (a value, or a negative errno as the
+/// kernel returns it) and, for some requests, a second value (a hello's
+/// kernel thread id, the server's pid) and descriptor pairs after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub ret: i64,
+    pub value: i64,
+    pub server_pid: i32,
+    pub pairs: u32,
+}
+
+impl Reply {
+    pub fn encode(&self) -> [u8; RECORD] {
+        put([
+            self.ret as u64,
+            self.value as u64,
+            self.server_pid as i64 as u64,
+            u64::from(self.pairs),
+            0,
+            0,
+            0,
+            0,
+        ])
+    }
+
+    pub fn decode(buf: &[u8]) -> Option<Reply> {
+        let w = words(buf)?;
+        Some(Reply {
+            ret: w[0] as i64,
+            value: w[1] as i64,
+            server_pid: i32::try_from(w[2] as i64).ok()?,
+            pairs: u32::try_from(w[3]).ok()?,
+        })
+    }
+}
+
+/// Kernel descriptors kept across an exec: (host number, kernel number).
+pub type Pairs = Vec<(i32, i32)>;
+
+/// Descriptor pairs as bytes (after a record).
+pub fn encode_pairs(pairs: &[(i32, i32)], out: &mut Vec<u8>) {
+    for &(h, k) in pairs.iter().take(MAX_PAIRS) {
+        out.extend_from_slice(&h.to_ne_bytes());
+        out.extend_from_slice(&k.to_ne_bytes());
+    }
+}
+
+/// The pairs after a packet's record; None if the bytes are not whole
+/// pairs of non-negative numbers.
+pub fn decode_pairs(rest: &[u8]) -> Option<Pairs> {
+    if !rest.len().is_multiple_of(8) || rest.len() / 8 > MAX_PAIRS {
+        return None;
+    }
+    rest.chunks_exact(8)
+        .map(|c| {
+            let h = i32::from_ne_bytes(c[..4].try_into().ok()?);
+            let k = i32::from_ne_bytes(c[4..].try_into().ok()?);
+            (h >= 0 && k >= 0).then_some((h, k))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip() {
+        let all = [
+            Request::Hello(Hello::Image),
+            Request::Hello(Hello::Forked(77)),
+            Request::Hello(Hello::Thread),
+            Request::Call {
+                nr: 41,
+                args: [2, 1, 0, -1, i64::MIN, i64::MAX],
+            },
+            Request::Fork,
+            Request::ForkDone { token: 3, pid: -1 },
+            Request::ExecPrepare,
+            Request::NotifierAdd {
+                kfd: 5,
+                events: 0x2019,
+            },
+            Request::NotifierDel { id: 9 },
+        ];
+        for r in all {
+            assert_eq!(Request::decode(&r.encode()), Some(r));
+        }
+    }
+
+    #[test]
+    fn garbage_is_refused() {
+        assert_eq!(Request::decode(&[0u8; 10]), None);
+        let mut bad = [0u8; RECORD];
+        bad[0] = 99;
+        assert_eq!(Request::decode(&bad), None);
+        let mut hello = Request::Hello(Hello::Image).encode();
+        hello[8] = 7;
+        assert_eq!(Request::decode(&hello), None);
+        assert_eq!(decode_pairs(&[1, 2, 3]), None);
+        assert_eq!(decode_pairs(&(-1i32).to_ne_bytes().repeat(2)), None);
+    }
+
+    #[test]
+    fn replies_and_pairs_round_trip() {
+        let r = Reply {
+            ret: -9,
+            value: 12,
+            server_pid: 4242,
+            pairs: 2,
+        };
+        assert_eq!(Reply::decode(&r.encode()), Some(r));
+        let mut out = Vec::new();
+        encode_pairs(&[(3, 0), (70, 5)], &mut out);
+        assert_eq!(decode_pairs(&out), Some(vec![(3, 0), (70, 5)]));
+    }
+}
