@@ -103,17 +103,18 @@ elif [ -z "$single" ]; then
 	# A private directory (mktemp makes it 0700) for the server's sockets.
 	dir=$(mktemp -d "${XDG_RUNTIME_DIR:-${TMPDIR:-/tmp}}/lkl-hijack.XXXXXX")
 	# The server runs in a session of its own (Ctrl-C in a terminal reaches
-	# the program, not the kernel), with no stdin or stdout, and is not the
-	# program's child (a subshell starts it and exits). It watches this
-	# shell's pid, which the program inherits with exec.
-	(LD_PRELOAD="$lib${LD_PRELOAD:+:$LD_PRELOAD}" setsid "$server_bin" --dir "$dir" --watch $$ </dev/null >/dev/null &
+	# the program, not the kernel), with no stdout (stdin only until it has
+	# booted: debug 0x200 waits for Enter there), and is not the program's
+	# child (a subshell starts it and exits). It watches this shell's pid,
+	# which the program inherits with exec.
+	(LD_PRELOAD="$lib${LD_PRELOAD:+:$LD_PRELOAD}" setsid "$server_bin" --dir "$dir" --watch $$ <&0 >/dev/null &
 		echo $! >"$dir/server.pid")
 	spid=$(cat "$dir/server.pid")
 	rm -f "$dir/server.pid"
 	# The channel's socket appears when the kernel is up and configured.
 	while [ ! -S "$dir/kernel.sock" ]; do
 		if ! kill -0 "$spid" 2>/dev/null; then
-			echo "lkl-hijack.sh: the kernel server did not start (see above)" >&2
+			# It said why on stderr (every config error, one per line).
 			rm -rf "$dir"
 			exit 1
 		fi

@@ -10,13 +10,26 @@ use std::process::Command;
 
 use testkit::hijack::library;
 
+/// The process-tree mode (the launcher's default).
 #[testkit::needs(root, tun, python3, ping, iperf3, vde_switch)]
 #[test]
 fn hijack_catalogue() {
+    catalogue("tree");
+}
+
+/// The single-process mode (`--single-process`, LKL's way).
+#[testkit::needs(root, tun, python3, ping, iperf3, vde_switch)]
+#[test]
+fn hijack_catalogue_single_process() {
+    catalogue("single");
+}
+
+fn catalogue(mode: &str) {
     let runner = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/hijack/run.sh");
     let out = Command::new("bash")
         .arg(&runner)
         .env("LKL_HIJACK_LIB", library())
+        .env("LKL_CATALOGUE_MODE", mode)
         .output()
         .expect("run tests/hijack/run.sh");
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -458,7 +458,8 @@ for t in [me] + tids:
 
 /// The CPU sets of the hijacked program's threads, the main thread first.
 fn thread_cpus(envs: &[(&str, &str)]) -> Vec<String> {
-    let out = hijacked(&[PYTHON, "-c", AFFINITIES], envs);
+    // The kernel's threads are in the program's process only there.
+    let out = hijacked(&["--single-process", PYTHON, "-c", AFFINITIES], envs);
     assert!(out.status.success(), "{}", show(&out));
     String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -526,7 +527,8 @@ fn debug_bits_as_lkl() {
         show(&out)
     );
 
-    let mut child = command(&["/bin/true"], &[("LKL_HIJACK_DEBUG", "0x100")])
+    // (The single-process mode: in the tree mode the server pauses.)
+    let mut child = command(&["--single-process", "/bin/true"], &[("LKL_HIJACK_DEBUG", "0x100")])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

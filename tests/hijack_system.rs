@@ -199,7 +199,7 @@ print("survived", flush=True)
 
 #[testkit::needs(python3)]
 #[test]
-fn fork_child_gets_ebadf_and_exec_boots_its_own_kernel() {
+fn single_process_fork_child_gets_ebadf_and_exec_boots_its_own_kernel() {
     let script = r#"
 import errno, os, socket, subprocess, sys
 s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(4)
@@ -229,7 +229,8 @@ out = subprocess.run([sys.executable, "-c",
 assert out.returncode == 0 and "child kernel True" in out.stdout, out
 print("fork ok")
 "#;
-    let out = hijacked(&[PYTHON, "-c", script], &[]);
+    // LKL's way: the kernel lives in the program's process.
+    let out = hijacked(&["--single-process", PYTHON, "-c", script], &[]);
     assert!(
         out.status.success() && String::from_utf8_lossy(&out.stdout).contains("fork ok"),
         "{}",

@@ -17,7 +17,21 @@ fn usage() -> ! {
     std::process::exit(2)
 }
 
+/// The kernel is up (the constructor ran): stdin, which `debug` 0x200
+/// may have read, is the program's from now on, not ours.
+fn release_stdin() {
+    // SAFETY: opens /dev/null and puts it on descriptor 0 (ours).
+    unsafe {
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if null >= 0 {
+            libc::dup2(null, 0);
+            libc::close(null);
+        }
+    }
+}
+
 fn main() {
+    release_stdin();
     let mut dir = None;
     let mut watch: c_int = 0;
     let mut args = std::env::args_os().skip(1);

@@ -15,7 +15,9 @@
 #   tests/hijack/run.sh [PATTERN]     (only cases whose id or name matches)
 #
 # LKL_HIJACK_LIB names the library (default: next to bin/lkl-hijack.sh's
-# usual places). Exit status: 0 when no case failed.
+# usual places). LKL_CATALOGUE_MODE=single runs every case with the
+# launcher's --single-process (the kernel inside the program, as LKL);
+# the default is the process-tree mode. Exit status: 0 when no case failed.
 #
 # Where LKL's case checks something our design changes on purpose, the
 # case says so in a comment.
@@ -23,6 +25,9 @@ set -u
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 hijack=$root/bin/lkl-hijack.sh
+mode=${LKL_CATALOGUE_MODE:-tree}
+mode_args=()
+[ "$mode" = single ] && mode_args=(--single-process)
 python=/usr/bin/python3
 only=${1:-}
 work=$(mktemp -d /tmp/lkl-catalogue.XXXXXX)
@@ -105,9 +110,9 @@ lkl() {
 	local ns=$1 cfg=$2
 	shift 2
 	if [ "$cfg" = - ]; then
-		ip netns exec "$ns" env -u LKL_HIJACK_CONFIG_FILE "$hijack" "$@"
+		ip netns exec "$ns" env -u LKL_HIJACK_CONFIG_FILE "$hijack" "${mode_args[@]}" "$@"
 	else
-		ip netns exec "$ns" env -u LKL_HIJACK_CONFIG_FILE "$hijack" --config "$cfg" "$@"
+		ip netns exec "$ns" env -u LKL_HIJACK_CONFIG_FILE "$hijack" "${mode_args[@]}" --config "$cfg" "$@"
 	fi
 }
 # lkl_for SECS NS CONFIG CMD...: lkl with a time limit (timeout stays
@@ -115,7 +120,7 @@ lkl() {
 lkl_for() {
 	local secs=$1 ns=$2 cfg=$3
 	shift 3
-	timeout "$secs" ip netns exec "$ns" env -u LKL_HIJACK_CONFIG_FILE "$hijack" --config "$cfg" "$@"
+	timeout "$secs" ip netns exec "$ns" env -u LKL_HIJACK_CONFIG_FILE "$hijack" "${mode_args[@]}" --config "$cfg" "$@"
 }
 # tap NS NAME V4 V6: a tap with host addresses, up.
 tap() {
