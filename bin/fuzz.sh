@@ -20,7 +20,7 @@ cd "$(dirname "$0")/../fuzz"
 secs=${1:-20}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(config virtqueue mmio)
+[ ${#targets[@]} -gt 0 ] || targets=(config virtqueue mmio channel)
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
 	case ${CI:-} in

@@ -74,8 +74,14 @@ extern "C" {
     /// System call `no` as host task `task` (a process's thread).
     pub fn lkl_task_syscall(task: *mut c_void, no: c_long, params: *mut c_long) -> c_long;
     /// A new kernel process (a fork of `parent`, or a first one when NULL)
-    /// whose user copies use cookie `as_`; 0 and `*out`, or a negative errno.
-    pub fn lkl_process_new(parent: *mut c_void, as_: *mut c_void, out: *mut *mut c_void) -> c_int;
+    /// whose user copies use cookie `as_`, with pid `pid` if positive; 0
+    /// and `*out`, or a negative errno (EEXIST: that pid is taken).
+    pub fn lkl_process_new(
+        parent: *mut c_void,
+        as_: *mut c_void,
+        pid: c_int,
+        out: *mut *mut c_void,
+    ) -> c_int;
     /// A new host task in `process`'s thread group.
     pub fn lkl_process_thread(process: *mut c_void, out: *mut *mut c_void) -> c_int;
     /// Sets the address-space cookie of `process`'s mm.

@@ -528,11 +528,14 @@ fn debug_bits_as_lkl() {
     );
 
     // (The single-process mode: in the tree mode the server pauses.)
-    let mut child = command(&["--single-process", "/bin/true"], &[("LKL_HIJACK_DEBUG", "0x100")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = command(
+        &["--single-process", "/bin/true"],
+        &[("LKL_HIJACK_DEBUG", "0x100")],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
     std::thread::sleep(Duration::from_secs(3));
     assert!(child.try_wait().unwrap().is_none(), "did not pause at exit");
     child.kill().unwrap();

@@ -324,6 +324,7 @@ fn join_tree(server: &std::ffi::OsStr) {
     disks::route_mounts(&config);
     resolve::set_nameservers(config.nameservers.clone());
     set_active(true);
+    crate::hijack::fs::cwd::adopt_kernel_cwd();
 }
 
 /// Prints each `dump` path's content (a kernel file) to stderr.

@@ -154,6 +154,25 @@ fn interrupts(reg: &Registry, sock: OwnedFd) {
     }
 }
 
+/// The program the launcher ran has ended, leaving other processes of the
+/// tree (a daemon) behind: the stderr it shared with us
+/// is its caller's (a harness reading it to the end, `$(...)`), which must
+/// not wait for a daemon the program left behind. Later diagnostics are
+/// dropped (LKL_HIJACK_DEBUG keeps them).
+fn release_stderr() {
+    if std::env::var_os("LKL_HIJACK_DEBUG").is_some_and(|v| !v.is_empty() && v != "0") {
+        return;
+    }
+    // SAFETY: opens /dev/null and puts it on descriptor 2 (ours).
+    unsafe {
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if null >= 0 {
+            libc::dup2(null, 2);
+            libc::close(null);
+        }
+    }
+}
+
 fn serve(dir: &Path, watch: i32) -> Result<(), String> {
     if !active() {
         return Err("the kernel is not running in this process (start the server through bin/lkl-hijack.sh)".into());
@@ -188,11 +207,18 @@ fn serve(dir: &Path, watch: i32) -> Result<(), String> {
         std::thread::Builder::new()
             .name("lkl-ends".into())
             .spawn(move || {
-                reg.watch_ends(|| {
-                    // Ends the accept loop.
-                    // SAFETY: shuts our listening socket down.
-                    unsafe { libc::shutdown(lfd, libc::SHUT_RDWR) };
-                })
+                reg.watch_ends(
+                    |pid, left| {
+                        if pid == watch && left > 0 {
+                            release_stderr();
+                        }
+                    },
+                    || {
+                        // Ends the accept loop.
+                        // SAFETY: shuts our listening socket down.
+                        unsafe { libc::shutdown(lfd, libc::SHUT_RDWR) };
+                    },
+                )
             })
             .map_err(|e| format!("thread: {e}"))?;
     }

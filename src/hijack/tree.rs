@@ -9,7 +9,7 @@
 //! `serve.rs`.
 
 pub mod channel;
-pub mod wire;
+pub use lkl::syscall::wire;
 
 use std::ffi::c_int;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};

@@ -44,16 +44,18 @@ unsafe impl Sync for KTask {}
 
 impl KProcess {
     /// A first process, with an empty descriptor table, for host process
-    /// `pid`.
+    /// `pid`, under the same pid in the kernel where it is free.
     pub fn new_root(pid: i32) -> Result<KProcess, Errno> {
-        Self::create(std::ptr::null_mut(), process_mem::cookie(pid))
+        let as_ = process_mem::cookie(pid);
+        Self::create(std::ptr::null_mut(), as_, pid)
+            .or_else(|_| Self::create(std::ptr::null_mut(), as_, 0))
     }
 
-    fn create(parent: *mut c_void, as_: *mut c_void) -> Result<KProcess, Errno> {
+    fn create(parent: *mut c_void, as_: *mut c_void, pid: i32) -> Result<KProcess, Errno> {
         let mut out = std::ptr::null_mut();
         // SAFETY: `parent` is NULL or an anchor we hold; `out` is written
         // on success only.
-        check(unsafe { sys::lkl_process_new(parent, as_, &mut out) })?;
+        check(unsafe { sys::lkl_process_new(parent, as_, pid, &mut out) })?;
         NonNull::new(out).map(KProcess).ok_or(Errno::ENOMEM)
     }
 
@@ -61,7 +63,23 @@ impl KProcess {
     /// is no process's until [`KProcess::set_pid`]. The caller makes sure
     /// no other thread enters this process meanwhile.
     pub fn fork(&self) -> Result<KProcess, Errno> {
-        Self::create(self.0.as_ptr(), process_mem::NO_PROCESS)
+        Self::create(self.0.as_ptr(), process_mem::NO_PROCESS, 0)
+    }
+
+    /// This process, forked once more to take host process `pid`'s pid
+    /// (a fork made before the host fork could not know it): the new one,
+    /// or this one (named after `pid`) if the pid is taken.
+    pub fn renumbered(self, pid: i32) -> KProcess {
+        match Self::create(self.0.as_ptr(), process_mem::cookie(pid), pid) {
+            Ok(k) => {
+                self.exit();
+                k
+            }
+            Err(_) => {
+                self.set_pid(pid);
+                self
+            }
+        }
     }
 
     /// Names the host process whose memory this process's calls use.

@@ -14,6 +14,7 @@ mod net;
 mod notify;
 mod poll;
 mod process;
+pub mod wire;
 
 pub use errno::Errno;
 pub use file::*;

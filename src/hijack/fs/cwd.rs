@@ -51,6 +51,15 @@ pub unsafe extern "C" fn chdir(path: *const c_char) -> c_int {
     }
 }
 
+/// A new image in a tree: its process's working directory in the kernel
+/// is where a parent left it (a `chdir` into a disk before the exec); the
+/// kernel's root means the host's.
+pub fn adopt_kernel_cwd() {
+    if let Some(cwd) = kernel_getcwd().filter(|c| c.as_slice() != b"/") {
+        paths::set_kernel_cwd(Some(cwd));
+    }
+}
+
 /// The program's working directory is back on the host: the kernel's
 /// goes to its root, so it keeps no disk busy.
 pub fn leave_kernel_cwd() {

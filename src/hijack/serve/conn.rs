@@ -12,7 +12,7 @@ use lkl::kernel::process::KTask;
 use lkl::syscall::{nr, Errno};
 
 use super::registry::{Proc, Registry};
-use crate::hijack::tree::wire::{self, Hello, Pairs, Reply, Request};
+use lkl::syscall::wire::{self, Hello, Pairs, Reply, Request};
 
 /// Calls a client may not make: lkl's own, which take host addresses.
 fn forbidden(call: i64) -> bool {

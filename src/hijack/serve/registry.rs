@@ -208,23 +208,24 @@ impl Registry {
     /// The fork of `token` became host process `pid` (-1: the host fork
     /// failed). Its process, if it is (now) known.
     pub fn forked(&self, token: u64, pid: i32) -> Option<Arc<Proc>> {
-        let child = lock(&self.pending).remove(&token);
-        match (child, pid) {
+        // The child's hello and the parent's report race: whichever comes
+        // second must find the process made by the first, so the token is
+        // held until the process is in the table.
+        let mut pending = lock(&self.pending);
+        match (pending.remove(&token), pid) {
             (Some(k), -1) => {
                 k.exit();
                 None
             }
-            (Some(k), pid) => {
-                k.set_pid(pid);
-                self.insert(pid, k).ok()
-            }
+            (Some(k), pid) => self.insert(pid, k.renumbered(pid)).ok(),
             (None, pid) => self.get(pid),
         }
     }
 
     /// Waits for watched processes to end and ends their kernel
-    /// processes; returns when none is left.
-    pub fn watch_ends(&self, on_finish: impl Fn()) {
+    /// processes; returns when none is left. `on_end(pid, left)` hears of each, with
+    /// the number of processes left.
+    pub fn watch_ends(&self, on_end: impl Fn(i32, usize), on_finish: impl Fn()) {
         let mut events = [libc::epoll_event { events: 0, u64: 0 }; 16];
         while self.live.load(Ordering::Acquire) > 0 {
             // SAFETY: waits on our epoll into a local array.
@@ -239,6 +240,7 @@ impl Registry {
             for ev in events.iter().take(n.max(0) as usize) {
                 let pid = ev.u64 as i32;
                 self.ended(pid);
+                on_end(pid, self.live.load(Ordering::Acquire));
             }
         }
         self.finished.store(true, Ordering::Release);

@@ -13,7 +13,7 @@ use std::ffi::{c_int, c_void, CStr};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::OnceLock;
 
-use super::wire::{self, Hello, Reply, Request};
+use lkl::syscall::wire::{self, Hello, Reply, Request};
 
 /// The server's socket path (`LKL_HIJACK_SERVER`), set once at start.
 static SERVER: OnceLock<std::ffi::CString> = OnceLock::new();

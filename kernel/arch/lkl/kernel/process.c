@@ -19,6 +19,11 @@
  * schedules away for good and lets that thread end. From then on it is a
  * parked host task like any other, entered by lkl_run_as.
  *
+ * A kernel process takes its host process's pid where it is free (set_tid,
+ * as clone3 does; pid_max is raised to the limit for it), so that what the
+ * kernel shows of a process (netlink port ids, credentials passed on a
+ * socket, a socket's owner) names the host process.
+ *
  * Every child is made a child of pid 1 (CLONE_PARENT from an anchor; the
  * first from a thread of pid 1), and pid 1 ignores SIGCHLD: an anchor that
  * exits is reaped at once, by the kernel.
@@ -31,6 +36,8 @@
 #include <linux/fdtable.h>
 #include <linux/file.h>
 #include <linux/err.h>
+#include <linux/pid.h>
+#include <linux/threads.h>
 #include <asm/lkl.h>
 
 struct birth {
@@ -76,6 +83,7 @@ static int become_anchor(void *arg)
 struct clone_req {
 	struct birth birth;
 	unsigned long flags;
+	pid_t pid;
 };
 
 static long clone_anchor(void *arg)
@@ -88,6 +96,13 @@ static long clone_anchor(void *arg)
 		.fn_arg = &r->birth,
 	};
 	pid_t pid;
+
+	if (r->pid > 0) {
+		if (pid_max < PID_MAX_LIMIT)
+			pid_max = PID_MAX_LIMIT;
+		args.set_tid = &r->pid;
+		args.set_tid_size = 1;
+	}
 
 	if (r->birth.root) {
 		/* pid 1 reaps its children at once: nobody waits for them. */
@@ -103,15 +118,17 @@ static long clone_anchor(void *arg)
 }
 
 /*
- * A new kernel process for the host process whose memory @as names. With
- * @parent (an anchor) it is that process's fork: a copy of its descriptor
- * table; without, a first process with none. *@out gets the new anchor,
- * which the caller owns until lkl_task_exit.
+ * A new kernel process for the host process whose memory @as names, with
+ * pid @pid if it is positive (-EEXIST: taken). With @parent (an anchor) it
+ * is that process's fork: a copy of its descriptor table; without, a first
+ * process with none. *@out gets the new anchor, which the caller owns
+ * until lkl_task_exit.
  */
-int lkl_process_new(void *parent, void *as, void **out)
+int lkl_process_new(void *parent, void *as, int pid, void **out)
 {
 	struct clone_req r = {
 		.flags = parent ? CLONE_PARENT : 0,
+		.pid = pid,
 	};
 	long ret;
 

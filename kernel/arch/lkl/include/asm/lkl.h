@@ -21,7 +21,7 @@ int lkl_get_free_irq(const char *user);
 void lkl_put_irq(int irq, const char *user);
 int lkl_interrupt_async(int tid);
 long lkl_task_syscall(void *task, long no, long *params);
-int lkl_process_new(void *parent, void *as, void **out);
+int lkl_process_new(void *parent, void *as, int pid, void **out);
 int lkl_process_thread(void *process, void **out);
 void lkl_process_set_as(void *process, void *as);
 int lkl_task_pid(void *task);

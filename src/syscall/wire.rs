@@ -1,9 +1,10 @@
-//! The channel's messages between a process of the tree and the kernel
-//! server: fixed-size records of eight 64-bit words, one per packet of a
-//! `SOCK_SEQPACKET` UNIX socket, optionally followed by descriptor pairs.
-//! Both ends are this library, so the layout is the host's; the server
-//! still decodes every packet strictly (`Request::decode`) and cuts off a
-//! client that sends anything else.
+//! System calls to a kernel in another process: the messages between a
+//! process of a tree and the kernel server of the hijack's process-tree
+//! mode (docs/process-tree.md). Fixed-size records of eight 64-bit words,
+//! one per packet of a `SOCK_SEQPACKET` UNIX socket, optionally followed
+//! by descriptor pairs. Both ends are the same library, so the layout is
+//! the host's; the server still decodes every packet strictly
+//! (`Request::decode`) and cuts off a client that sends anything else.
 
 /// A record's size in bytes.
 pub const RECORD: usize = 64;

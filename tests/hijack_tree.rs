@@ -1,0 +1,445 @@
+//! The process-tree mode (the launcher's default): PROGRAM and every
+//! process it starts share ONE kernel, in a kernel server. Each test has
+//! the parent use the kernel too (a wrapper that merely did not boot could
+//! not pass) and proves where the traffic went: a listener only the
+//! kernel has (the host has none on that port), the kernel's address as
+//! the peer's view of the source, or the tap's counters.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use testkit::hijack::*;
+use testkit::images::{make_image, Scratch};
+use testkit::netns::in_netns;
+
+/// The tap's byte counters in this namespace (received, sent).
+fn tap_bytes() -> (u64, u64) {
+    let read = |f: &str| {
+        std::fs::read_to_string(format!("/sys/class/net/tap0/statistics/{f}"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (read("rx_bytes"), read("tx_bytes"))
+}
+
+fn tap_json(dir: &Scratch) -> std::path::PathBuf {
+    let file = dir.path("tap.json");
+    std::fs::write(&file, tap_config(Some("0x883"))).unwrap();
+    file
+}
+
+/// A forked child shares the parent's listening socket (the kernel forked
+/// the descriptor table), the parent's close leaves the child's copy
+/// open, and an exec'd program keeps a socket `dup2`'d onto stdin and
+/// stdout (inetd style) but not a close-on-exec one.
+#[testkit::needs(python3)]
+#[test]
+fn fork_and_exec_keep_kernel_descriptors() {
+    let script = r#"
+import os, socket, subprocess, sys
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(8); port = s.getsockname()[1]
+# Only the kernel has this listener.
+assert (":%04X" % port) not in open("/proc/net/tcp").read()
+pid = os.fork()
+if pid == 0:
+    a, _ = s.accept(); a.sendall(a.recv(100).upper()); a.close(); os._exit(0)
+s.close()                      # the child's copy stays open
+c = socket.create_connection(("127.0.0.1", port)); c.sendall(b"fork"); print(c.recv(100).decode(), flush=True)
+os.waitpid(pid, 0)
+# inetd style: a connection on stdin/stdout of an exec'd program.
+l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(1)
+c2 = socket.create_connection(l.getsockname()); a2, _ = l.accept()
+pid = os.fork()
+if pid == 0:
+    os.dup2(a2.fileno(), 0); os.dup2(a2.fileno(), 1)
+    os.execv(sys.executable, [sys.executable, "-c",
+        "import os; d = os.read(0, 100); os.write(1, b'exec:' + d)"])
+a2.close()
+c2.sendall(b"stdin"); print(c2.recv(100).decode(), flush=True)
+os.waitpid(pid, 0)
+# A close-on-exec kernel socket does not reach the new image.
+k = socket.socket(); k.bind(("127.0.0.1", 0))
+r = subprocess.run([sys.executable, "-c", "import os,sys; os.fstat(int(sys.argv[1]))", str(k.fileno())],
+                   capture_output=True, text=True)
+print("cloexec", "gone" if r.returncode != 0 else "kept")
+"#;
+    let out = hijacked(&[PYTHON, "-c", script], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        stdout.contains("FORK") && stdout.contains("exec:stdin") && stdout.contains("cloexec gone"),
+        "{}",
+        show(&out)
+    );
+}
+
+/// Children started the ways glibc does it itself (`system`, `popen`,
+/// `posix_spawn`) and Python's `subprocess` reach the parent's kernel
+/// listener: they are on the same kernel.
+#[testkit::needs(python3)]
+#[test]
+fn system_popen_spawn_and_subprocess_children_share_the_kernel() {
+    let script = r#"
+import os, socket, subprocess, sys
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(8); port = s.getsockname()[1]
+assert (":%04X" % port) not in open("/proc/net/tcp").read()
+hello = "import socket,sys; c = socket.create_connection(('127.0.0.1', %d)); c.sendall(sys.argv[1].encode())" % port
+def got():
+    a, _ = s.accept(); d = a.recv(100).decode(); a.close(); return d
+assert os.system("%s -c \"%s\" system" % (sys.executable, hello)) == 0; print(got())
+p = os.popen("%s -c \"%s\" popen" % (sys.executable, hello)); p.read(); p.close(); print(got())
+pid = os.posix_spawn(sys.executable, [sys.executable, "-c", hello, "spawn"], os.environ); os.waitpid(pid, 0); print(got())
+subprocess.run([sys.executable, "-c", hello, "subprocess"], check=True); print(got())
+"#;
+    let out = hijacked(&[PYTHON, "-c", script], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", show(&out));
+    for w in ["system", "popen", "spawn", "subprocess"] {
+        assert!(stdout.lines().any(|l| l == w), "{w}: {}", show(&out));
+    }
+}
+
+/// A shell harness: a server started in the background and a client of it,
+/// both children of the hijacked shell, over the kernel's address on the
+/// tap; the server's log shows the client came from the kernel's own
+/// address (the host's stack would come from 192.168.113.1).
+#[testkit::needs(root, tun, python3, curl)]
+#[test]
+fn bash_server_and_curl_share_one_kernel() {
+    in_netns(
+        "bash_server_and_curl_share_one_kernel",
+        "tree-bash",
+        tap_setup,
+        || {
+            let t = Scratch::new("tree-bash");
+            let cfg = tap_json(&t);
+            let data: Vec<u8> = (0..3u32 << 20).map(|i| (i * 7 % 251) as u8).collect();
+            std::fs::write(t.path("big"), &data).unwrap();
+            let script = format!(
+                "cd {dir} && {py} -m http.server -b 192.168.113.2 8000 2>server.log >/dev/null & \
+                 for i in $(seq 100); do curl -s -o /dev/null http://192.168.113.2:8000/ && break; sleep 0.05; done; \
+                 curl -s http://192.168.113.2:8000/big | sha256sum; kill %1; wait; cat {dir}/server.log >&2",
+                dir = t.path("").display(),
+                py = PYTHON
+            );
+            let out = with_config(&cfg, &["bash", "-c", &script])
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let want = sha256(&data)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>();
+            assert!(stdout.starts_with(&want), "{}", show(&out));
+            assert!(
+                stderr.contains("192.168.113.2 - - ") && stderr.contains("GET /big"),
+                "the server did not see the kernel's address: {}",
+                show(&out)
+            );
+        },
+    );
+}
+
+/// A wrapper in front of the program (`timeout`, a `#!/bin/sh` shim that
+/// runs `uname` and execs curl) no longer takes the tap for itself: curl
+/// fetches from a host-side server over the tap, which sees the kernel's
+/// address as the client's.
+#[testkit::needs(root, tun, python3, curl)]
+#[test]
+fn wrappers_and_shims_leave_the_network_to_the_program() {
+    in_netns(
+        "wrappers_and_shims_leave_the_network_to_the_program",
+        "tree-shim",
+        tap_setup,
+        || {
+            let t = Scratch::new("tree-shim");
+            let cfg = tap_json(&t);
+            std::fs::write(t.path("f"), b"over the tap\n").unwrap();
+            let mut server = Helper(
+                std::process::Command::new(PYTHON)
+                    .args(["-m", "http.server", "-b", "192.168.113.1", "8001"])
+                    .current_dir(t.path(""))
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap(),
+            );
+            wait_for_tcp("192.168.113.1:8001");
+            let shim = t.path("shim");
+            std::fs::write(&shim, "#!/bin/sh\nuname >/dev/null\nexec curl \"$@\"\n").unwrap();
+            std::process::Command::new("chmod")
+                .arg("+x")
+                .arg(&shim)
+                .status()
+                .unwrap();
+            let (rx0, _) = tap_bytes();
+            for argv in [
+                vec!["timeout", "10", "curl", "-s", "http://192.168.113.1:8001/f"],
+                vec![shim.to_str().unwrap(), "-s", "http://192.168.113.1:8001/f"],
+            ] {
+                let out = with_config(&cfg, &argv).output().unwrap();
+                assert!(
+                    out.status.success()
+                        && String::from_utf8_lossy(&out.stdout) == "over the tap\n",
+                    "{argv:?}: {}",
+                    show(&out)
+                );
+            }
+            let (rx1, _) = tap_bytes();
+            assert!(rx1 > rx0, "nothing crossed the tap");
+            let _ = server.0.kill();
+            let log = drain(&mut server.0);
+            assert_eq!(log.matches("192.168.113.2 - - ").count(), 2, "{log}");
+        },
+    );
+}
+
+/// `socketserver.ForkingTCPServer` on the kernel's address: each child
+/// echoes 3 MB to one of 3 host-side clients; the bytes cross the tap.
+#[testkit::needs(root, tun, python3)]
+#[test]
+fn forking_server_echoes_to_three_clients() {
+    in_netns(
+        "forking_server_echoes_to_three_clients",
+        "tree-fork",
+        tap_setup,
+        || {
+            let t = Scratch::new("tree-fork");
+            let cfg = tap_json(&t);
+            let server = r#"
+import os, socketserver
+class H(socketserver.BaseRequestHandler):
+    def handle(self):
+        while True:
+            d = self.request.recv(65536)
+            if not d: break
+            self.request.sendall(d)
+socketserver.ForkingTCPServer.allow_reuse_address = True
+srv = socketserver.ForkingTCPServer(("192.168.113.2", 11300), H)
+print("serving", flush=True)
+srv.serve_forever()
+"#;
+            let mut child = Helper(
+                with_config(&cfg, &[PYTHON, "-c", server])
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap(),
+            );
+            wait_for_tcp("192.168.113.2:11300");
+            let (rx0, tx0) = tap_bytes();
+            let clients: Vec<_> = (0..3)
+                .map(|i| {
+                    std::thread::spawn(move || {
+                        use std::io::{Read, Write};
+                        let data: Vec<u8> = (0..3u32 << 20).map(|j| (j * 13 + i) as u8).collect();
+                        let mut s = std::net::TcpStream::connect("192.168.113.2:11300").unwrap();
+                        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                        let mut w = s.try_clone().unwrap();
+                        let d2 = data.clone();
+                        let sender = std::thread::spawn(move || {
+                            w.write_all(&d2).unwrap();
+                            w.shutdown(std::net::Shutdown::Write).unwrap();
+                        });
+                        let mut got = Vec::new();
+                        s.read_to_end(&mut got).unwrap();
+                        sender.join().unwrap();
+                        got == data
+                    })
+                })
+                .collect();
+            for c in clients {
+                assert!(c.join().unwrap(), "a client got back other bytes");
+            }
+            let (rx1, tx1) = tap_bytes();
+            assert!(
+                rx1 - rx0 > 9 << 20 && tx1 - tx0 > 9 << 20,
+                "rx {} tx {}",
+                rx1 - rx0,
+                tx1 - tx0
+            );
+            let _ = child.0.kill();
+            let rest = drain(&mut child.0);
+            assert!(!rest.contains("Bad file descriptor"), "{rest}");
+        },
+    );
+}
+
+/// Workers that share a listening socket keep serving when one of them is
+/// SIGKILLed in the middle of a `recv`; the parent has a thread blocked in
+/// `accept` while it forks.
+#[testkit::needs(python3)]
+#[test]
+fn sigkill_of_a_worker_mid_recv_leaves_the_others_serving() {
+    let script = r#"
+import os, signal, socket, threading, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(16); port = s.getsockname()[1]
+# A thread of the parent blocked in accept while the workers are forked.
+accepted = []
+th = threading.Thread(target=lambda: accepted.append(s.accept()[0].recv(10)), daemon=True); th.start()
+time.sleep(0.2)
+workers = []
+for i in range(3):
+    pid = os.fork()
+    if pid == 0:
+        while True:
+            a, _ = s.accept()
+            d = a.recv(100)
+            if d == b"hang":
+                a.recv(100)        # killed here
+            a.sendall(b"w%d:" % i + d); a.close()
+    workers.append(pid)
+def ask(msg):
+    c = socket.create_connection(("127.0.0.1", port), timeout=10); c.sendall(msg); return c
+first = ask(b"parent")
+th.join(10); assert accepted == [b"parent"], accepted
+hung = ask(b"hang"); time.sleep(0.3)
+victim = None
+# Kill every worker in turn until the hung connection is reset, then check the rest serve.
+for pid in list(workers):
+    os.kill(pid, signal.SIGKILL); os.waitpid(pid, 0); workers.remove(pid)
+    hung.settimeout(0.5)
+    try:
+        if hung.recv(10) == b"":
+            victim = pid; break
+    except socket.timeout:
+        pass
+    except ConnectionResetError:
+        victim = pid; break
+assert victim is not None, "the hung worker's connection never ended"
+ok = 0
+for i in range(6):
+    c = ask(b"x%d" % i); r = c.recv(100); ok += r.endswith(b"x%d" % i)
+print("served", ok, "after killing", 3 - len(workers))
+for pid in workers: os.kill(pid, signal.SIGKILL); os.waitpid(pid, 0)
+"#;
+    let out = hijacked(&[PYTHON, "-c", script], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("served 6"),
+        "{}",
+        show(&out)
+    );
+}
+
+/// A hijacked program whose working directory is on a config disk runs
+/// `tar -cf` and `sha256sum` of files there as children: the tree's
+/// kernel mounted the disk once, the children see the same files.
+#[testkit::needs(mkfs_ext4)]
+#[test]
+fn children_work_on_the_trees_disk() {
+    let t = Scratch::new("tree-disk");
+    let image = t.path("fs.img");
+    make_image(&image, "ext4", 32);
+    let cfg = t.path("disk.json");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"{{"disks":[{{"image":"{}","fstype":"ext4","mount":"/mnt/tree-disk"}}]}}"#,
+            image.display()
+        ),
+    )
+    .unwrap();
+    // (tee writes the files: bash's own echo would write through stdio,
+    // whose buffered writes to a redirected stdout the library does not
+    // see; see docs/hijack.md.)
+    let script = "set -e; mkdir -p /mnt/tree-disk/d; echo one | tee /mnt/tree-disk/d/a >/dev/null; \
+                  echo two | tee /mnt/tree-disk/d/b >/dev/null; \
+                  cd /mnt/tree-disk && tar -cf t.tar d && tar -tf t.tar | sort && sha256sum d/a d/b";
+    let out = with_config(&cfg, &["bash", "-c", script]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        stdout.contains("d/a") && stdout.contains("d/b"),
+        "{}",
+        show(&out)
+    );
+    // sha256 of "one\n"
+    assert!(
+        stdout.contains("2c8b08da5ce60398e1f19af0e5dccc744df274b826abe585eaba68c525434806  d/a"),
+        "{}",
+        show(&out)
+    );
+    // Nothing of it reached the host's file system.
+    assert!(!std::path::Path::new("/mnt/tree-disk/d").exists());
+}
+
+/// The launcher returns with the program; the kernel server ends with the
+/// tree's last process (a daemon that outlives the program keeps it up),
+/// halts and removes its directory.
+#[testkit::needs(python3)]
+#[test]
+fn the_server_ends_after_the_last_process() {
+    let script = r#"
+import os, socket, sys, time
+print(os.environ["LKL_HIJACK_SERVER"], flush=True)
+if os.fork() == 0:
+    os.setsid()
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2): os.dup2(null, fd)     # (the test waits for EOF on them)
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); time.sleep(1.5); os._exit(0)
+"#;
+    let out = hijacked(&[PYTHON, "-c", script], &[]);
+    assert!(out.status.success(), "{}", show(&out));
+    let sock = std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let dir = sock.parent().unwrap().to_path_buf();
+    assert!(sock.exists(), "the daemon's kernel went with the program");
+    let t0 = std::time::Instant::now();
+    while dir.exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the server did not end"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        t0.elapsed() > Duration::from_millis(500),
+        "ended before the daemon did"
+    );
+}
+
+/// `--attach PID` runs one more program on a running tree's kernel: it
+/// sees the tree's listener. Another user is refused.
+#[testkit::needs(root, python3)]
+#[test]
+fn attach_runs_a_command_on_the_trees_kernel_and_refuses_others() {
+    let script = r#"
+import socket, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
+print(s.getsockname()[1], flush=True)
+a, _ = s.accept(); a.sendall(b"attached"); time.sleep(0.5)
+"#;
+    let (mut child, line) = start_python(script, &[]);
+    let port: u16 = line.trim().parse().unwrap();
+    let pid = child.id().to_string();
+    let client = format!(
+        "import socket; c = socket.create_connection(('127.0.0.1', {port}), 5); print(c.recv(20).decode())"
+    );
+    // Another user first: the private directory keeps it out.
+    let nobody = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(testkit::hijack::script())
+        .args(["--attach", &pid, PYTHON, "-c", &client])
+        .env("LKL_HIJACK_LIB", library())
+        .env_remove("LKL_HIJACK_CONFIG_FILE")
+        .current_dir("/")
+        .output()
+        .unwrap();
+    assert!(
+        !nobody.status.success(),
+        "another user got in: {}",
+        show(&nobody)
+    );
+    let out = command(&["--attach", &pid, PYTHON, "-c", &client], &[])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("attached"),
+        "{}",
+        show(&out)
+    );
+    let (st, _) = wait_within(&mut child, Duration::from_secs(10));
+    assert!(st.success(), "{}", drain(&mut child));
+}
