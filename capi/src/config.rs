@@ -78,7 +78,10 @@ unsafe fn config_mut<'a>(cfg: *mut LklConfig) -> Result<&'a mut LklConfig, Failu
 
 fn state(cfg: &mut LklConfig) -> Result<&mut State, Failure> {
     if cfg.state.is_null() {
-        return Err(Failure::new(Errno::EINVAL, "no config loaded (lkl_load_config_json first)"));
+        return Err(Failure::new(
+            Errno::EINVAL,
+            "no config loaded (lkl_load_config_json first)",
+        ));
     }
     // SAFETY: set by `store` from a Box<State> that lives until `clear`.
     Ok(unsafe { &mut *cfg.state.cast::<State>() })

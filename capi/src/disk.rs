@@ -102,7 +102,10 @@ pub unsafe extern "C" fn lkl_disk_add(disk: *mut LklDisk) -> c_int {
         // SAFETY: F_GETFL only reads the descriptor's flags.
         let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
         if flags < 0 {
-            return Err(Failure::new(Errno::EBADF, format!("disk.fd {fd} is not open")));
+            return Err(Failure::new(
+                Errno::EBADF,
+                format!("disk.fd {fd} is not open"),
+            ));
         }
         let read_only = flags & libc::O_ACCMODE == libc::O_RDONLY;
         let added = Disk::attach(format!("/proc/self/fd/{fd}"), read_only).map_err(failure)?;
@@ -144,7 +147,11 @@ fn devid(id: c_int, part: c_uint) -> Result<u32, Failure> {
 /// # Safety
 /// `pdevid` is NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn lkl_get_virtio_blkdev(disk_id: c_int, part: c_uint, pdevid: *mut u32) -> c_int {
+pub unsafe extern "C" fn lkl_get_virtio_blkdev(
+    disk_id: c_int,
+    part: c_uint,
+    pdevid: *mut u32,
+) -> c_int {
     entry("lkl_get_virtio_blkdev", || {
         if pdevid.is_null() {
             return Err(Failure::new(Errno::EINVAL, "pdevid is NULL"));
@@ -255,7 +262,12 @@ pub unsafe extern "C" fn lkl_mount_dev(
 /// `part`), retrying while busy for up to `timeout_ms`, and removes the
 /// mount point. `flags` must be 0. 0 or a negative errno.
 #[no_mangle]
-pub extern "C" fn lkl_umount_dev(disk_id: c_uint, part: c_uint, flags: c_int, timeout_ms: c_long) -> c_long {
+pub extern "C" fn lkl_umount_dev(
+    disk_id: c_uint,
+    part: c_uint,
+    flags: c_int,
+    timeout_ms: c_long,
+) -> c_long {
     c_long::from(entry("lkl_umount_dev", || {
         if flags != 0 {
             return Err(Failure::new(
@@ -288,8 +300,14 @@ mod tests {
     #[test]
     fn flags_become_words() {
         assert_eq!(mount_options(0, "").ok().as_deref(), Some(""));
-        assert_eq!(mount_options(1, "errors=remount-ro").ok().as_deref(), Some("ro,errors=remount-ro"));
-        assert_eq!(mount_options(1 | 1024, "").ok().as_deref(), Some("ro,noatime"));
+        assert_eq!(
+            mount_options(1, "errors=remount-ro").ok().as_deref(),
+            Some("ro,errors=remount-ro")
+        );
+        assert_eq!(
+            mount_options(1 | 1024, "").ok().as_deref(),
+            Some("ro,noatime")
+        );
         assert!(mount_options(1 << 14, "").is_err());
     }
 }

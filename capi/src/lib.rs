@@ -187,7 +187,14 @@ pub unsafe extern "C" fn lkl_capi_start_kernel(
         let line = unsafe { c_str(cmdline, "the command line") }?;
         let console = match print {
             None => Console::Silent,
-            Some(f) if f as usize == print_stderr as usize => Console::Stderr,
+            Some(f)
+                if std::ptr::fn_addr_eq(
+                    f,
+                    print_stderr as unsafe extern "C" fn(*const c_char, c_int),
+                ) =>
+            {
+                Console::Stderr
+            }
             Some(f) => Console::Callback(Arc::new(move |bytes: &[u8]| {
                 let mut text = bytes.to_vec();
                 text.push(0);
@@ -326,7 +333,11 @@ mod tests {
     #[test]
     fn strerror_texts() {
         // SAFETY: static NUL-terminated strings.
-        let t = |e| unsafe { CStr::from_ptr(lkl_strerror(e)) }.to_str().unwrap_or("");
+        let t = |e| {
+            unsafe { CStr::from_ptr(lkl_strerror(e)) }
+                .to_str()
+                .unwrap_or("")
+        };
         assert_eq!(t(-2), "No such file or directory");
         assert_eq!(t(2), "No such file or directory");
         assert_eq!(t(0), "Success");

@@ -107,7 +107,10 @@ unsafe fn owned(p: *const c_char, what: &str) -> Result<String, Failure> {
 /// # Safety
 /// `ifname` is a NUL-terminated string.
 #[no_mangle]
-pub unsafe extern "C" fn lkl_netdev_tap_create(ifname: *const c_char, offload: c_int) -> *mut Netdev {
+pub unsafe extern "C" fn lkl_netdev_tap_create(
+    ifname: *const c_char,
+    offload: c_int,
+) -> *mut Netdev {
     // SAFETY: the caller's promise.
     let b = unsafe { owned(ifname, "ifname") }.map(|ifname| Backend::Tap { ifname });
     create("lkl_netdev_tap_create", b, offload)
@@ -129,7 +132,10 @@ pub unsafe extern "C" fn lkl_netdev_raw_create(ifname: *const c_char) -> *mut Ne
 /// # Safety
 /// `path` is a NUL-terminated string.
 #[no_mangle]
-pub unsafe extern "C" fn lkl_netdev_macvtap_create(path: *const c_char, offload: c_int) -> *mut Netdev {
+pub unsafe extern "C" fn lkl_netdev_macvtap_create(
+    path: *const c_char,
+    offload: c_int,
+) -> *mut Netdev {
     // SAFETY: the caller's promise.
     let b = unsafe { owned(path, "path") }.map(|p| Backend::Macvtap {
         path: PathBuf::from(p),
@@ -143,7 +149,10 @@ pub unsafe extern "C" fn lkl_netdev_macvtap_create(path: *const c_char, offload:
 /// # Safety
 /// `ifname` is a NUL-terminated string.
 #[no_mangle]
-pub unsafe extern "C" fn lkl_netdev_pipe_create(ifname: *const c_char, offload: c_int) -> *mut Netdev {
+pub unsafe extern "C" fn lkl_netdev_pipe_create(
+    ifname: *const c_char,
+    offload: c_int,
+) -> *mut Netdev {
     // SAFETY: the caller's promise.
     let b = unsafe { owned(ifname, "ifname") }.and_then(|s| match s.split_once('|') {
         Some((rx, tx)) if !rx.is_empty() && !tx.is_empty() => Ok(Backend::Pipe {
@@ -182,7 +191,10 @@ pub unsafe extern "C" fn lkl_netdev_vde_create(switch_path: *const c_char) -> *m
 pub unsafe extern "C" fn lkl_netdev_add(nd: *mut Netdev, args: *const NetdevArgs) -> c_int {
     entry("lkl_netdev_add", || {
         if nd.is_null() {
-            return Err(Failure::new(Errno::EINVAL, "nd is NULL (did the create call fail?)"));
+            return Err(Failure::new(
+                Errno::EINVAL,
+                "nd is NULL (did the create call fail?)",
+            ));
         }
         // SAFETY: non-NULL, and from lkl_netdev_*_create (caller's promise).
         let nd = unsafe { &mut *nd };
@@ -240,11 +252,17 @@ pub(crate) fn ifindex_of(mac: &[u8; 6]) -> Result<Link, Failure> {
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
         let links = rtnl.links().map_err(netcfg_failure)?;
-        if let Some(l) = links.iter().find(|l| l.address.as_deref() == Some(&mac[..])) {
+        if let Some(l) = links
+            .iter()
+            .find(|l| l.address.as_deref() == Some(&mac[..]))
+        {
             return Ok(l.link());
         }
         if Instant::now() > deadline {
-            return Err(Failure::new(Errno::ENODEV, "the kernel shows no interface for the device"));
+            return Err(Failure::new(
+                Errno::ENODEV,
+                "the kernel shows no interface for the device",
+            ));
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -257,7 +275,9 @@ pub extern "C" fn lkl_netdev_get_ifindex(id: c_int) -> c_int {
         let mac = usize::try_from(id)
             .ok()
             .and_then(|i| netdevs().get(i).map(|a| a.mac))
-            .ok_or_else(|| Failure::new(Errno::EINVAL, format!("no network device with id {id}")))?;
+            .ok_or_else(|| {
+                Failure::new(Errno::EINVAL, format!("no network device with id {id}"))
+            })?;
         let link = ifindex_of(&mac)?;
         c_int::try_from(link.index).map_err(|_| Failure::new(Errno::ERANGE, "ifindex"))
     })
@@ -284,7 +304,12 @@ fn link(rtnl: &mut Rtnl, ifindex: c_int) -> Result<Link, Failure> {
         .iter()
         .find(|l| i64::from(l.index) == i64::from(ifindex))
         .map(|l| l.link())
-        .ok_or_else(|| Failure::new(Errno::ENODEV, format!("no interface with ifindex {ifindex}")))
+        .ok_or_else(|| {
+            Failure::new(
+                Errno::ENODEV,
+                format!("no interface with ifindex {ifindex}"),
+            )
+        })
 }
 
 fn set_up(ifindex: c_int, up: bool) -> Result<c_int, Failure> {
@@ -339,7 +364,11 @@ fn add_address(ifindex: c_int, ip: IpAddr, prefix: c_uint) -> Result<c_int, Fail
 #[no_mangle]
 pub extern "C" fn lkl_if_set_ipv4(ifindex: c_int, addr: c_uint, netmask_len: c_uint) -> c_int {
     entry("lkl_if_set_ipv4", || {
-        add_address(ifindex, IpAddr::V4(Ipv4Addr::from(u32::from_be(addr))), netmask_len)
+        add_address(
+            ifindex,
+            IpAddr::V4(Ipv4Addr::from(u32::from_be(addr))),
+            netmask_len,
+        )
     })
 }
 
@@ -364,7 +393,11 @@ unsafe fn ipv6(addr: *const c_void) -> Result<Ipv6Addr, Failure> {
 /// # Safety
 /// `addr` is NULL or 16 readable bytes.
 #[no_mangle]
-pub unsafe extern "C" fn lkl_if_set_ipv6(ifindex: c_int, addr: *const c_void, netprefix_len: c_uint) -> c_int {
+pub unsafe extern "C" fn lkl_if_set_ipv6(
+    ifindex: c_int,
+    addr: *const c_void,
+    netprefix_len: c_uint,
+) -> c_int {
     entry("lkl_if_set_ipv6", || {
         // SAFETY: the caller's promise.
         let ip = unsafe { ipv6(addr) }?;
