@@ -65,6 +65,10 @@ fn main() {
                 dest.display()
             ));
         }
+        // The kernel release, for lkl.pc's Version.
+        let release = std::fs::read_to_string(build.join("include/config/kernel.release"))
+            .unwrap_or_default();
+        let _ = std::fs::write(dest.join("VERSION"), release.trim());
     }
 }
 
