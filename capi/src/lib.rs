@@ -271,7 +271,9 @@ pub unsafe extern "C" fn lkl_capi_syscall(no: c_long, params: *const c_long) -> 
 pub extern "C" fn lkl_strerror(err: c_int) -> *const c_char {
     static UNKNOWN: &CStr = c"Unknown error";
     guard(UNKNOWN.as_ptr(), || {
-        let n = err.checked_abs().unwrap_or(0);
+        let Some(n) = err.checked_abs() else {
+            return UNKNOWN.as_ptr();
+        };
         if n == 0 {
             return c"Success".as_ptr();
         }
