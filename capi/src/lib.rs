@@ -334,8 +334,8 @@ mod tests {
 
     #[test]
     fn strerror_texts() {
-        // SAFETY: static NUL-terminated strings.
         let t = |e| {
+            // SAFETY: lkl_strerror returns static NUL-terminated strings.
             unsafe { CStr::from_ptr(lkl_strerror(e)) }
                 .to_str()
                 .unwrap_or("")
