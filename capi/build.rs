@@ -32,6 +32,18 @@ fn main() {
     let build = cache.join("build").join(&config);
     let uapi = build.join("usr/include");
     println!("cargo:rerun-if-changed={}", uapi.display());
+    // The kernel object may come from the cache while its build tree is
+    // gone: kernel/build.sh (incremental) puts the headers back.
+    if !uapi.join("linux/types.h").exists() {
+        let status = Command::new("bash")
+            .arg(here.join("../kernel/build.sh"))
+            .args(["--config", &config])
+            .stdout(std::process::Stdio::null())
+            .status();
+        if !matches!(status, Ok(s) if s.success()) {
+            fail("no kernel headers and kernel/build.sh failed (its messages are above)");
+        }
+    }
     // kernel/build.sh holds this lock while Kbuild rewrites usr/include.
     let mut cmd = Command::new("flock");
     cmd.arg(cache.join(".lock"));
