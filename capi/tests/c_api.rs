@@ -299,3 +299,45 @@ fn install_layout_and_launcher() {
         .expect("setup.sh --frobnicate");
     assert_eq!(bad.status.code(), Some(2));
 }
+
+const TAP2: &str = "lklcapi1";
+
+#[testkit::needs(root, tun, cc)]
+#[test]
+fn tap_from_the_json_config_from_c() {
+    let setup = |ns: &Netns| {
+        ns.lo_up()?;
+        ns.add_tap(TAP2, false, &[&format!("{HOST_IP}/24")])
+    };
+    in_netns("tap_from_the_json_config_from_c", "capicfg", setup, || {
+        let scratch = Scratch::new("capi-tapcfg");
+        let exe = compile("tap_config", &scratch, false);
+        let sock = std::net::UdpSocket::bind((HOST_IP, PORT)).expect("bind on the tap's address");
+        sock.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        let echo = std::thread::spawn(move || {
+            let mut buf = [0u8; 128];
+            let (n, from) = sock
+                .recv_from(&mut buf)
+                .expect("a datagram from the kernel");
+            sock.send_to(b"config pong", from).expect("answer");
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        });
+        let (out, text) = run(&exe, &[TAP2, LKL_IP, HOST_IP, &PORT.to_string()]);
+        let got = echo.join().expect("host side");
+        assert!(out.status.success(), "{text}");
+        assert_eq!(got, "config ping", "{text}");
+        for want in [
+            "load 0",
+            "pre 0",
+            "start 0",
+            "post 0",
+            "sendto 11",
+            "poll 1",
+            "recv 11 'config pong'",
+            "halt 0",
+        ] {
+            assert!(text.contains(want), "missing '{want}':\n{text}");
+        }
+    });
+}
