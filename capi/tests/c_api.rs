@@ -188,6 +188,29 @@ const HOST_IP: &str = "192.168.119.1";
 const LKL_IP: &str = "192.168.119.2";
 const PORT: u16 = 47019;
 
+/// Runs the C program `exe` for tap `tap` while the host's end of the tap
+/// answers the first datagram it gets with `answer`; the program's output,
+/// the datagram and its sender.
+fn udp_exchange(exe: &Path, tap: &str, answer: &'static [u8]) -> (Output, String, String, String) {
+    let sock = std::net::UdpSocket::bind((HOST_IP, PORT)).expect("bind on the tap's address");
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let echo = std::thread::spawn(move || {
+        let mut buf = [0u8; 128];
+        let (n, from) = sock
+            .recv_from(&mut buf)
+            .expect("a datagram from the kernel");
+        sock.send_to(answer, from).expect("answer");
+        (
+            String::from_utf8_lossy(&buf[..n]).into_owned(),
+            from.to_string(),
+        )
+    });
+    let (out, text) = run(exe, &[tap, LKL_IP, HOST_IP, &PORT.to_string()]);
+    let (got, from) = echo.join().expect("host side");
+    (out, text, got, from)
+}
+
 fn tap_setup(ns: &Netns) -> Result<(), String> {
     ns.lo_up()?;
     ns.add_tap(TAP, false, &[&format!("{HOST_IP}/24")])
@@ -199,23 +222,10 @@ fn udp_over_a_tap_from_c() {
     in_netns("udp_over_a_tap_from_c", "capitap", tap_setup, || {
         let scratch = Scratch::new("capi-tap");
         let exe = compile("tap", &scratch, false);
-        // The host's end: answers the first datagram to its sender.
-        let sock = std::net::UdpSocket::bind((HOST_IP, PORT)).expect("bind on the tap's address");
-        sock.set_read_timeout(Some(Duration::from_secs(30)))
-            .expect("timeout");
-        let echo = std::thread::spawn(move || {
-            let mut buf = [0u8; 128];
-            let (n, from) = sock
-                .recv_from(&mut buf)
-                .expect("a datagram from the kernel");
-            sock.send_to(b"pong from the host", from).expect("answer");
-            (String::from_utf8_lossy(&buf[..n]).into_owned(), from)
-        });
-        let (out, text) = run(&exe, &[TAP, LKL_IP, HOST_IP, &PORT.to_string()]);
-        let (got, from) = echo.join().expect("host side");
+        let (out, text, got, from) = udp_exchange(&exe, TAP, b"pong from the host");
         assert!(out.status.success(), "{text}");
         assert_eq!(got, "ping from liblkl", "{text}");
-        assert_eq!(from.to_string(), format!("{LKL_IP}:{}", PORT + 1), "{text}");
+        assert_eq!(from, format!("{LKL_IP}:{}", PORT + 1), "{text}");
         for want in [
             "if_up 0",
             "set_ipv4 0",
@@ -312,19 +322,7 @@ fn tap_from_the_json_config_from_c() {
     in_netns("tap_from_the_json_config_from_c", "capicfg", setup, || {
         let scratch = Scratch::new("capi-tapcfg");
         let exe = compile("tap_config", &scratch, false);
-        let sock = std::net::UdpSocket::bind((HOST_IP, PORT)).expect("bind on the tap's address");
-        sock.set_read_timeout(Some(Duration::from_secs(30)))
-            .expect("timeout");
-        let echo = std::thread::spawn(move || {
-            let mut buf = [0u8; 128];
-            let (n, from) = sock
-                .recv_from(&mut buf)
-                .expect("a datagram from the kernel");
-            sock.send_to(b"config pong", from).expect("answer");
-            String::from_utf8_lossy(&buf[..n]).into_owned()
-        });
-        let (out, text) = run(&exe, &[TAP2, LKL_IP, HOST_IP, &PORT.to_string()]);
-        let got = echo.join().expect("host side");
+        let (out, text, got, _) = udp_exchange(&exe, TAP2, b"config pong");
         assert!(out.status.success(), "{text}");
         assert_eq!(got, "config ping", "{text}");
         for want in [
