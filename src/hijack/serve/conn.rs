@@ -6,12 +6,14 @@
 
 use std::ffi::{c_int, c_void};
 use std::os::fd::{FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use lkl::kernel::process::KTask;
 use lkl::syscall::{nr, Errno};
 
 use super::registry::{Proc, Registry};
+use crate::hijack::tree::spin;
 use lkl::syscall::wire::{self, Hello, Pairs, Reply, Request};
 
 /// Calls a client may not make: lkl's own, which take host addresses.
@@ -25,8 +27,31 @@ fn errno_now() -> i32 {
         .unwrap_or(libc::EIO)
 }
 
-/// Receives a packet into `buf`, and a passed descriptor if one came.
+/// One server thread at a time may spin for its client's next request.
+static SPINNING: AtomicBool = AtomicBool::new(false);
+
+/// Receives a packet into `buf`, and a passed descriptor if one came; a
+/// request that comes soon after the last answer is caught by spinning
+/// (tree/spin.rs) if no other thread spins.
 fn recv(fd: c_int, buf: &mut [u8]) -> Result<(usize, Option<OwnedFd>), i32> {
+    if SPINNING
+        .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
+    {
+        let got = spin::until(|| match recv_flags(fd, buf, libc::MSG_DONTWAIT) {
+            Err(libc::EAGAIN) => None,
+            r => Some(r),
+        });
+        SPINNING.store(false, Ordering::Release);
+        if let Some(r) = got {
+            return r;
+        }
+    }
+    recv_flags(fd, buf, 0)
+}
+
+/// Receives a packet into `buf` with recvmsg `flags`.
+fn recv_flags(fd: c_int, buf: &mut [u8], flags: c_int) -> Result<(usize, Option<OwnedFd>), i32> {
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast::<c_void>(),
         iov_len: buf.len(),
@@ -40,7 +65,7 @@ fn recv(fd: c_int, buf: &mut [u8]) -> Result<(usize, Option<OwnedFd>), i32> {
         msg.msg_control = cbuf.as_mut_ptr().cast();
         msg.msg_controllen = std::mem::size_of_val(&cbuf);
         // SAFETY: receives into our buffers.
-        let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_CMSG_CLOEXEC | flags) };
         if n < 0 {
             let e = errno_now();
             if e == libc::EINTR {
@@ -158,7 +183,6 @@ pub fn serve(reg: &Registry, fd: OwnedFd, pid: i32) {
 }
 
 fn requests(reg: &Registry, proc_: &Arc<Proc>, task: &KTask, fd: c_int, buf: &mut [u8]) {
-    use std::sync::atomic::Ordering;
     loop {
         let Ok((n, passed)) = recv(fd, buf) else {
             return;

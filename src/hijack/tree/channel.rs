@@ -194,7 +194,7 @@ fn send(
 /// the bytes received. A signal does not end the wait: the server answers
 /// an interrupted call soon (signals.rs asks it to).
 fn recv(fd: c_int, buf: &mut [u8]) -> Result<usize, i32> {
-    loop {
+    let mut once = |flags: c_int| -> Result<usize, i32> {
         // SAFETY: receives into a buffer of ours.
         let r = unsafe {
             libc::syscall(
@@ -202,20 +202,28 @@ fn recv(fd: c_int, buf: &mut [u8]) -> Result<usize, i32> {
                 fd,
                 buf.as_mut_ptr(),
                 buf.len(),
-                0,
+                flags,
                 0usize,
                 0usize,
             )
         };
-        if r > 0 {
-            return Ok(r as usize);
+        match r {
+            r if r > 0 => Ok(r as usize),
+            0 => Err(libc::ECONNRESET),
+            _ => Err(last_errno()),
         }
-        if r == 0 {
-            return Err(libc::ECONNRESET);
-        }
-        let e = last_errno();
-        if e != libc::EINTR {
-            return Err(e);
+    };
+    // An answer that comes quickly is caught without sleeping.
+    if let Some(r) = super::spin::until(|| match once(libc::MSG_DONTWAIT) {
+        Err(libc::EAGAIN) | Err(libc::EINTR) => None,
+        r => Some(r),
+    }) {
+        return r;
+    }
+    loop {
+        match once(0) {
+            Err(libc::EINTR) => continue,
+            r => return r,
         }
     }
 }
