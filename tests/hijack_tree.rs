@@ -443,3 +443,50 @@ a, _ = s.accept(); a.sendall(b"attached"); time.sleep(0.5)
     let (st, _) = wait_within(&mut child, Duration::from_secs(10));
     assert!(st.success(), "{}", drain(&mut child));
 }
+
+/// A kernel socket sent with `SCM_RIGHTS` over a host socketpair to a
+/// sibling: the sender exits, the receiver still serves on it. A kernel
+/// descriptor sent to a process outside the tree fails with EBADF.
+#[testkit::needs(python3)]
+#[test]
+fn kernel_sockets_pass_between_processes_with_scm_rights() {
+    let script = r#"
+import os, socket, subprocess, sys
+a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+sender = os.fork()
+if sender == 0:
+    s2 = socket.socket(); s2.bind(("127.0.0.1", 0)); s2.listen(4)
+    socket.send_fds(a, [b"x"], [s2.fileno()]); a.send(s2.getsockname()[1].to_bytes(4, "little"))
+    os._exit(0)
+os.waitpid(sender, 0)
+msg, fds, _, _ = socket.recv_fds(b, 1, 4)
+port = int.from_bytes(b.recv(4), "little")
+assert (":%04X" % port) not in open("/proc/net/tcp").read()
+srv = socket.socket(fileno=fds[0])
+c = socket.create_connection(("127.0.0.1", port)); x, _ = srv.accept(); x.sendall(b"served")
+print(c.recv(10).decode(), flush=True)
+# A process outside the tree (no LD_PRELOAD) listening on a path.
+import tempfile, time
+path = os.path.join(tempfile.mkdtemp(), "outside.sock")
+env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "LKL_HIJACK_SERVER")}
+out = subprocess.Popen([sys.executable, "-c",
+    "import socket,sys; l = socket.socket(socket.AF_UNIX); l.bind(sys.argv[1]); l.listen(1); print('ready', flush=True); c, _ = l.accept(); print(c.recv(10))",
+    path], env=env, stdout=subprocess.PIPE, text=True)
+out.stdout.readline()
+p = socket.socket(socket.AF_UNIX); p.connect(path)
+try:
+    socket.send_fds(p, [b"y"], [srv.fileno()]); print("sent outside")
+except OSError as e:
+    print("outside", e.errno == 9)
+p.send(b"z"); out.wait()
+"#;
+    let out = hijacked(&[PYTHON, "-c", script], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(stdout.contains("served") && stdout.contains("outside True"), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a process of this tree"),
+        "{}",
+        show(&out)
+    );
+}

@@ -5,6 +5,7 @@
 //! configured).
 
 pub mod packet;
+pub mod passing;
 pub mod socket;
 
 pub mod ifaddrs;

@@ -193,3 +193,27 @@ pub fn exec_prepare(pairs: &[(i32, i32)]) {
     wire::encode_pairs(pairs, &mut bytes);
     let _ = channel::request(Request::ExecPrepare, &bytes, None);
 }
+
+/// Keeps kernel descriptor `kfd`'s file for another process of the tree:
+/// the ticket that claims it.
+pub fn stash(kfd: i32) -> Result<u64, Errno> {
+    match channel::request(Request::Stash { kfd }, &[], None) {
+        Ok(r) if r.ret < 0 => Err(Errno(-r.ret as i32)),
+        Ok(r) => Ok(r.value as u64),
+        Err(e) => Err(lost(e)),
+    }
+}
+
+/// The file of `ticket`, as a new kernel descriptor of this process.
+pub fn claim(ticket: u64) -> Result<i32, Errno> {
+    match channel::request(Request::Claim { ticket }, &[], None) {
+        Ok(r) if r.ret < 0 => Err(Errno(-r.ret as i32)),
+        Ok(r) => Ok(r.ret as i32),
+        Err(e) => Err(lost(e)),
+    }
+}
+
+/// True if host process `pid` belongs to this tree.
+pub fn in_tree(pid: i32) -> bool {
+    matches!(channel::request(Request::InTree { pid }, &[], None), Ok(r) if r.ret == 1)
+}

@@ -51,6 +51,18 @@ impl KProcess {
             .or_else(|_| Self::create(std::ptr::null_mut(), as_, 0))
     }
 
+    /// A process of no host process (its calls must pass no pointers):
+    /// the server's own, holding files on their way between processes.
+    pub fn new_unbound() -> Result<KProcess, Errno> {
+        Self::create(std::ptr::null_mut(), process_mem::NO_PROCESS, 0)
+    }
+
+    /// The process's kernel pid.
+    pub fn pid(&self) -> i32 {
+        // SAFETY: an anchor we hold.
+        unsafe { sys::lkl_task_pid(self.0.as_ptr()) }
+    }
+
     fn create(parent: *mut c_void, as_: *mut c_void, pid: i32) -> Result<KProcess, Errno> {
         let mut out = std::ptr::null_mut();
         // SAFETY: `parent` is NULL or an anchor we hold; `out` is written

@@ -58,6 +58,20 @@ pub enum Request {
     NotifierDel {
         id: i32,
     },
+    /// Keep a reference to kernel descriptor `kfd`'s file for another
+    /// process of the tree (it travels over a host UNIX socket); the
+    /// answer is the ticket that claims it.
+    Stash {
+        kfd: i32,
+    },
+    /// A new descriptor, in the caller's table, for the file of `ticket`.
+    Claim {
+        ticket: u64,
+    },
+    /// Is host process `pid` a process of this tree (0/1)?
+    InTree {
+        pid: i32,
+    },
 }
 
 const HELLO: u64 = 1;
@@ -67,6 +81,9 @@ const FORK_DONE: u64 = 4;
 const EXEC_PREPARE: u64 = 5;
 const NOTIFIER_ADD: u64 = 6;
 const NOTIFIER_DEL: u64 = 7;
+const STASH: u64 = 8;
+const CLAIM: u64 = 9;
+const IN_TREE: u64 = 10;
 
 const HELLO_IMAGE: u64 = 0;
 const HELLO_FORKED: u64 = 1;
@@ -121,6 +138,9 @@ impl Request {
                 0,
             ],
             Request::NotifierDel { id } => [NOTIFIER_DEL, id as i64 as u64, 0, 0, 0, 0, 0, 0],
+            Request::Stash { kfd } => [STASH, kfd as i64 as u64, 0, 0, 0, 0, 0, 0],
+            Request::Claim { ticket } => [CLAIM, ticket, 0, 0, 0, 0, 0, 0],
+            Request::InTree { pid } => [IN_TREE, pid as i64 as u64, 0, 0, 0, 0, 0, 0],
         };
         put(w)
     }
@@ -151,6 +171,9 @@ impl Request {
                 events: u32::try_from(w[2]).ok()?,
             },
             NOTIFIER_DEL => Request::NotifierDel { id: i32_of(w[1])? },
+            STASH => Request::Stash { kfd: i32_of(w[1])? },
+            CLAIM => Request::Claim { ticket: w[1] },
+            IN_TREE => Request::InTree { pid: i32_of(w[1])? },
             _ => return None,
         })
     }
@@ -240,6 +263,9 @@ mod tests {
                 events: 0x2019,
             },
             Request::NotifierDel { id: 9 },
+            Request::Stash { kfd: 4 },
+            Request::Claim { ticket: u64::MAX },
+            Request::InTree { pid: 77 },
         ];
         for r in all {
             assert_eq!(Request::decode(&r.encode()), Some(r));

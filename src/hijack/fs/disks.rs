@@ -28,21 +28,27 @@ pub struct Attached {
 }
 
 /// Locks an image for this process: shared for a read-only disk,
-/// exclusive otherwise, so a second hijacked process (a child that
-/// inherited LD_PRELOAD and the config) cannot mount a writable image the
-/// first one has mounted, which would corrupt it.
+/// exclusive otherwise, so a second kernel (another tree, or a child of a
+/// single-process program that inherited LD_PRELOAD and the config)
+/// cannot mount a writable image the first one has mounted, which would
+/// corrupt it.
 fn lock(path: &std::path::Path, shared: bool) -> Result<std::fs::File, String> {
     use std::os::unix::io::AsRawFd;
     let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let op = if shared { libc::LOCK_SH } else { libc::LOCK_EX };
-    // SAFETY: the host's flock on a descriptor we own.
-    if unsafe { libc::syscall(libc::SYS_flock, f.as_raw_fd(), op | libc::LOCK_NB) } != 0 {
-        return Err(format!(
-            "{} is in use by another process (it holds a lock on it)",
-            path.display()
-        ));
+    // A tree that just ended may still be unmounting it (its kernel
+    // server halts after the tree's last process): wait a little.
+    for _ in 0..200 {
+        // SAFETY: the host's flock on a descriptor we own.
+        if unsafe { libc::syscall(libc::SYS_flock, f.as_raw_fd(), op | libc::LOCK_NB) } == 0 {
+            return Ok(f);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    Ok(f)
+    Err(format!(
+        "{} is in use by another process (it holds a lock on it)",
+        path.display()
+    ))
 }
 
 /// Attaches every disk (before boot: they go on the command line).

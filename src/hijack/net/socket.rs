@@ -17,6 +17,7 @@ use crate::hijack::fdtable;
 use crate::hijack::host::{fail, libc_fn};
 use crate::hijack::lifecycle::{active, forked, forked_socket_error, park_if_exiting};
 use crate::hijack::net::packet;
+use crate::hijack::net::passing;
 
 /// # Safety
 /// libc's contract for `socket`.
@@ -44,8 +45,36 @@ fd_hook!(connect, nr::CONNECT, (addr: *const libc::sockaddr, len: libc::socklen_
 fd_hook!(listen, nr::LISTEN, (backlog: c_int) -> c_int);
 fd_hook!(sendto, nr::SENDTO, (buf: *const c_void, len: usize, flags: c_int, addr: *const libc::sockaddr, alen: libc::socklen_t) -> isize);
 fd_hook!(recvfrom, nr::RECVFROM, (buf: *mut c_void, len: usize, flags: c_int, addr: *mut libc::sockaddr, alen: *mut libc::socklen_t) -> isize);
-fd_hook!(sendmsg, nr::SENDMSG, (msg: *const libc::msghdr, flags: c_int) -> isize);
-fd_hook!(recvmsg, nr::RECVMSG, (msg: *mut libc::msghdr, flags: c_int) -> isize);
+fd_hook!(any_sendmsg = sendmsg, nr::SENDMSG, (msg: *const libc::msghdr, flags: c_int) -> isize);
+fd_hook!(any_recvmsg = recvmsg, nr::RECVMSG, (msg: *mut libc::msghdr, flags: c_int) -> isize);
+
+/// # Safety
+/// libc's contract for `sendmsg`.
+#[no_mangle]
+pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const libc::msghdr, flags: c_int) -> isize {
+    if fdtable::kernel_fd(fd).is_none() {
+        // Kernel descriptors in SCM_RIGHTS over a host socket (passing.rs).
+        // SAFETY: the program's arguments.
+        if let Some(r) = unsafe { passing::send(fd, msg, |m| any_sendmsg(fd, m, flags)) } {
+            return r;
+        }
+    }
+    // SAFETY: the program's arguments.
+    unsafe { any_sendmsg(fd, msg, flags) }
+}
+
+/// # Safety
+/// libc's contract for `recvmsg`.
+#[no_mangle]
+pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut libc::msghdr, flags: c_int) -> isize {
+    // SAFETY: the program's arguments.
+    let r = unsafe { any_recvmsg(fd, msg, flags) };
+    if r >= 0 && fdtable::kernel_fd(fd).is_none() {
+        // SAFETY: the message the host just filled.
+        unsafe { passing::received(msg, flags) };
+    }
+    r
+}
 fd_hook!(kernel_setsockopt = setsockopt, nr::SETSOCKOPT, (level: c_int, name: c_int, val: *const c_void, len: libc::socklen_t) -> c_int);
 fd_hook!(kernel_getsockopt = getsockopt, nr::GETSOCKOPT, (level: c_int, name: c_int, val: *mut c_void, len: *mut libc::socklen_t) -> c_int);
 

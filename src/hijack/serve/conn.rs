@@ -225,6 +225,12 @@ fn requests(reg: &Registry, proc_: &Arc<Proc>, task: &KTask, fd: c_int, buf: &mu
                 };
                 out = reply(add_notifier(proc_, task, kfd, events, efd));
             }
+            Request::Stash { kfd } => match reg.stash(proc_, kfd) {
+                Ok(ticket) => out.value = ticket as i64,
+                Err(e) => out = reply(Err(e)),
+            },
+            Request::Claim { ticket } => out = reply(reg.claim(task, ticket)),
+            Request::InTree { pid } => out = reply(Ok(i64::from(reg.in_tree(pid)))),
             Request::NotifierDel { id } => {
                 let mut list = proc_.notifiers.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some(i) = list.iter().position(|(n, _)| *n == id) {

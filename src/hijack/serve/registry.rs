@@ -8,11 +8,13 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use lkl::kernel::process::KProcess;
+use lkl::kernel::process::{KProcess, KTask};
 use lkl::syscall::{nr, Errno};
 
 /// One host process of the tree.
 pub struct Proc {
+    /// Its kernel process's pid (the host pid where it was free).
+    pub kpid: i32,
     /// The kernel process; the lock serialises entering its anchor
     /// (threads, forks, exec's closes). None once the process ended.
     kproc: Mutex<Option<KProcess>>,
@@ -33,6 +35,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Proc {
     fn new(kproc: KProcess) -> Proc {
         Proc {
+            kpid: kproc.pid(),
             kproc: Mutex::new(Some(kproc)),
             keep: Mutex::new(None),
             threads: Mutex::new(Vec::new()),
@@ -108,6 +111,9 @@ pub struct Registry {
     /// Forks whose child has not reported in, by token.
     pending: Mutex<HashMap<u64, KProcess>>,
     next_token: AtomicU64,
+    /// Files on their way between processes (over host UNIX sockets):
+    /// the server's own kernel process and, by ticket, its descriptors.
+    stash: Mutex<Option<(KProcess, HashMap<u64, i32>)>>,
     /// pidfds of watched processes, by pid (epoll's data is the pid).
     pidfds: Mutex<HashMap<i32, OwnedFd>>,
     epoll: OwnedFd,
@@ -141,6 +147,7 @@ impl Registry {
             procs: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
             next_token: AtomicU64::new(1),
+            stash: Mutex::new(None),
             pidfds: Mutex::new(HashMap::new()),
             // SAFETY: a new descriptor we own.
             epoll: unsafe { OwnedFd::from_raw_fd(ep) },
@@ -219,6 +226,60 @@ impl Registry {
             }
             (Some(k), pid) => self.insert(pid, k.renumbered(pid)).ok(),
             (None, pid) => self.get(pid),
+        }
+    }
+
+    /// True if host process `pid` is one of the tree's with the library
+    /// in it now (a connection open: a child that exec'd a program run
+    /// without the library has none).
+    pub fn in_tree(&self, pid: i32) -> bool {
+        self.get(pid).is_some_and(|p| !lock(&p.threads).is_empty())
+    }
+
+    /// Keeps a reference to the file of `from`'s kernel descriptor `kfd`
+    /// until a process claims it with the ticket returned.
+    pub fn stash(&self, from: &Proc, kfd: i32) -> Result<u64, Errno> {
+        let mut guard = lock(&self.stash);
+        if guard.is_none() {
+            *guard = Some((KProcess::new_unbound()?, HashMap::new()));
+        }
+        let Some((k, tickets)) = guard.as_mut() else {
+            return Err(Errno::ENOMEM);
+        };
+        // SAFETY: integer arguments only, in the server's own process.
+        let sfd = unsafe {
+            let pfd = k.call(nr::PIDFD_OPEN, [i64::from(from.kpid), 0, 0, 0, 0, 0])?;
+            let r = k.call(nr::PIDFD_GETFD, [pfd, i64::from(kfd), 0, 0, 0, 0]);
+            let _ = k.call(nr::CLOSE, [pfd, 0, 0, 0, 0, 0]);
+            r?
+        };
+        // Unguessable enough that a ticket cannot be claimed by mistake.
+        let nonce = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos() as u64);
+        let ticket = (self.next_token.fetch_add(1, Ordering::AcqRel) << 32) | nonce;
+        tickets.insert(ticket, sfd as i32);
+        Ok(ticket)
+    }
+
+    /// The file of `ticket` as a new descriptor in `task`'s table.
+    pub fn claim(&self, task: &KTask, ticket: u64) -> Result<i64, Errno> {
+        let mut guard = lock(&self.stash);
+        let Some((k, tickets)) = guard.as_mut() else {
+            return Err(Errno::EBADF);
+        };
+        let sfd = tickets.remove(&ticket).ok_or(Errno::EBADF)?;
+        // SAFETY: integer arguments only.
+        unsafe {
+            let got = task
+                .call(nr::PIDFD_OPEN, [i64::from(k.pid()), 0, 0, 0, 0, 0])
+                .and_then(|pfd| {
+                    let r = task.call(nr::PIDFD_GETFD, [pfd, i64::from(sfd), 0, 0, 0, 0]);
+                    let _ = task.call(nr::CLOSE, [pfd, 0, 0, 0, 0, 0]);
+                    r
+                });
+            let _ = k.call(nr::CLOSE, [i64::from(sfd), 0, 0, 0, 0, 0]);
+            got
         }
     }
 
