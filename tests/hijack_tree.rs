@@ -483,9 +483,54 @@ p.send(b"z"); out.wait()
     let out = hijacked(&[PYTHON, "-c", script], &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", show(&out));
-    assert!(stdout.contains("served") && stdout.contains("outside True"), "{}", show(&out));
+    assert!(
+        stdout.contains("served") && stdout.contains("outside True"),
+        "{}",
+        show(&out)
+    );
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("not a process of this tree"),
+        "{}",
+        show(&out)
+    );
+}
+
+/// 100 fork/exit cycles, each child using the kernel: no kernel process,
+/// task, passing file or memory is left behind (the server's counts,
+/// through `--attach PID lkl-server --stats`).
+#[testkit::needs(python3)]
+#[test]
+fn fork_exit_cycles_leave_nothing_behind() {
+    let server = library().with_file_name("lkl-server");
+    let script = format!(
+        r#"
+import os, socket, subprocess, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(4)
+def stats():
+    out = subprocess.run(["{launcher}", "--attach", str(os.getpid()), "{server}", "--stats"],
+                         capture_output=True, text=True, check=True)
+    return {{k: int(v) for k, v in (l.split() for l in out.stdout.splitlines())}}
+before = stats()
+for i in range(100):
+    pid = os.fork()
+    if pid == 0:
+        c = socket.socket(); c.connect(s.getsockname()); c.close(); os._exit(0)
+    os.waitpid(pid, 0)
+    a, _ = s.accept(); a.close()
+time.sleep(0.3)
+after = stats()
+print(before, after)
+for k in ("processes", "threads", "passing", "kernel_tasks"):
+    assert after[k] == before[k], (k, before, after)
+assert before["kernel_free_kib"] - after["kernel_free_kib"] < 1024, (before, after)
+print("nothing left")
+"#,
+        launcher = script().display(),
+        server = server.display()
+    );
+    let out = hijacked(&[PYTHON, "-c", &script], &[]);
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("nothing left"),
         "{}",
         show(&out)
     );

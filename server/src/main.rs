@@ -14,6 +14,7 @@ type Serve = unsafe extern "C" fn(*const c_char, c_int) -> c_int;
 
 fn usage() -> ! {
     eprintln!("usage: lkl-server --dir DIR --watch PID   (run by bin/lkl-hijack.sh)");
+    eprintln!("       bin/lkl-hijack.sh --attach PID lkl-server --stats   (a tree's counts)");
     std::process::exit(2)
 }
 
@@ -30,7 +31,24 @@ fn release_stdin() {
     }
 }
 
+/// The library's function `name`, if it is loaded.
+fn library_fn(name: &std::ffi::CStr) -> Option<*mut libc::c_void> {
+    // SAFETY: looks a symbol up by a NUL-terminated name.
+    let sym = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+    (!sym.is_null()).then_some(sym)
+}
+
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("--stats") {
+        let Some(sym) = library_fn(c"lkl_hijack_stats") else {
+            eprintln!("lkl-server: the hijack library is not loaded (bin/lkl-hijack.sh --attach PID lkl-server --stats)");
+            std::process::exit(1);
+        };
+        // SAFETY: the library exports lkl_hijack_stats with this signature.
+        let stats =
+            unsafe { std::mem::transmute::<*mut libc::c_void, extern "C" fn() -> c_int>(sym) };
+        std::process::exit(stats());
+    }
     release_stdin();
     let mut dir = None;
     let mut watch: c_int = 0;

@@ -299,3 +299,20 @@ pub unsafe extern "C" fn lkl_hijack_serve(dir: *const c_char, watch: c_int) -> c
         }
     }
 }
+
+/// `lkl-server --stats` (run through `bin/lkl-hijack.sh --attach PID`):
+/// prints the tree's server's counts on stdout, one `name value` a line
+/// (this process counts as one). 0, or 1 if this is no client of a tree.
+#[no_mangle]
+pub extern "C" fn lkl_hijack_stats() -> c_int {
+    match crate::hijack::tree::stats() {
+        Ok([procs, threads, stashed, tasks, free]) if crate::hijack::tree::client() => {
+            println!("processes {procs}\nthreads {threads}\npassing {stashed}\nkernel_tasks {tasks}\nkernel_free_kib {free}");
+            0
+        }
+        _ => {
+            diag("stats: not a process of a tree (run: bin/lkl-hijack.sh --attach PID lkl-server --stats)");
+            1
+        }
+    }
+}

@@ -217,3 +217,12 @@ pub fn claim(ticket: u64) -> Result<i32, Errno> {
 pub fn in_tree(pid: i32) -> bool {
     matches!(channel::request(Request::InTree { pid }, &[], None), Ok(r) if r.ret == 1)
 }
+
+/// The server's counts: processes, threads' tasks, files in passing,
+/// kernel tasks, kernel free memory (KiB).
+pub fn stats() -> Result<[i64; 5], Errno> {
+    match channel::request(Request::Stats, &[], None) {
+        Ok(r) => Ok([r.ret, r.more[0], r.more[1], r.more[2], r.more[3]]),
+        Err(e) => Err(lost(e)),
+    }
+}

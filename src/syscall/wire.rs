@@ -72,6 +72,9 @@ pub enum Request {
     InTree {
         pid: i32,
     },
+    /// The server's counts: processes, their threads' tasks, files kept
+    /// in passing, the kernel's tasks, its free memory in KiB.
+    Stats,
 }
 
 const HELLO: u64 = 1;
@@ -84,6 +87,7 @@ const NOTIFIER_DEL: u64 = 7;
 const STASH: u64 = 8;
 const CLAIM: u64 = 9;
 const IN_TREE: u64 = 10;
+const STATS: u64 = 11;
 
 const HELLO_IMAGE: u64 = 0;
 const HELLO_FORKED: u64 = 1;
@@ -141,6 +145,7 @@ impl Request {
             Request::Stash { kfd } => [STASH, kfd as i64 as u64, 0, 0, 0, 0, 0, 0],
             Request::Claim { ticket } => [CLAIM, ticket, 0, 0, 0, 0, 0, 0],
             Request::InTree { pid } => [IN_TREE, pid as i64 as u64, 0, 0, 0, 0, 0, 0],
+            Request::Stats => [STATS, 0, 0, 0, 0, 0, 0, 0],
         };
         put(w)
     }
@@ -174,6 +179,7 @@ impl Request {
             STASH => Request::Stash { kfd: i32_of(w[1])? },
             CLAIM => Request::Claim { ticket: w[1] },
             IN_TREE => Request::InTree { pid: i32_of(w[1])? },
+            STATS => Request::Stats,
             _ => return None,
         })
     }
@@ -188,6 +194,8 @@ pub struct Reply {
     pub value: i64,
     pub server_pid: i32,
     pub pairs: u32,
+    /// More values (a `Stats` answer).
+    pub more: [i64; 4],
 }
 
 impl Reply {
@@ -197,10 +205,10 @@ impl Reply {
             self.value as u64,
             self.server_pid as i64 as u64,
             u64::from(self.pairs),
-            0,
-            0,
-            0,
-            0,
+            self.more[0] as u64,
+            self.more[1] as u64,
+            self.more[2] as u64,
+            self.more[3] as u64,
         ])
     }
 
@@ -211,6 +219,7 @@ impl Reply {
             value: w[1] as i64,
             server_pid: i32::try_from(w[2] as i64).ok()?,
             pairs: u32::try_from(w[3]).ok()?,
+            more: [w[4], w[5], w[6], w[7]].map(|v| v as i64),
         })
     }
 }
@@ -266,6 +275,7 @@ mod tests {
             Request::Stash { kfd: 4 },
             Request::Claim { ticket: u64::MAX },
             Request::InTree { pid: 77 },
+            Request::Stats,
         ];
         for r in all {
             assert_eq!(Request::decode(&r.encode()), Some(r));
@@ -292,6 +302,7 @@ mod tests {
             value: 12,
             server_pid: 4242,
             pairs: 2,
+            more: [1, -2, 3, i64::MIN],
         };
         assert_eq!(Reply::decode(&r.encode()), Some(r));
         let mut out = Vec::new();

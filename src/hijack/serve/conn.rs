@@ -123,6 +123,7 @@ fn reply(ret: Result<i64, Errno>) -> Reply {
         value: 0,
         server_pid: std::process::id() as i32,
         pairs: 0,
+        more: [0; 4],
     }
 }
 
@@ -231,6 +232,15 @@ fn requests(reg: &Registry, proc_: &Arc<Proc>, task: &KTask, fd: c_int, buf: &mu
             },
             Request::Claim { ticket } => out = reply(reg.claim(task, ticket)),
             Request::InTree { pid } => out = reply(Ok(i64::from(reg.in_tree(pid)))),
+            Request::Stats => {
+                let (procs, threads, stashed) = reg.counts();
+                out.ret = procs as i64;
+                out.more = [threads as i64, stashed as i64, 0, 0];
+                if let Ok((tasks, free_kib)) = kernel_counts() {
+                    out.more[2] = tasks;
+                    out.more[3] = free_kib;
+                }
+            }
             Request::NotifierDel { id } => {
                 let mut list = proc_.notifiers.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some(i) = list.iter().position(|(n, _)| *n == id) {
@@ -245,6 +255,21 @@ fn requests(reg: &Registry, proc_: &Arc<Proc>, task: &KTask, fd: c_int, buf: &mu
             return;
         }
     }
+}
+
+/// The kernel's number of tasks and its free memory in KiB (sysinfo, in
+/// the server's own process).
+fn kernel_counts() -> Result<(i64, i64), Errno> {
+    // struct sysinfo of the generic ABI: uptime, loads[3], totalram,
+    // freeram, sharedram, bufferram, totalswap, freeswap (longs), procs
+    // (u16), ..., mem_unit (u32) at 104.
+    let mut info = [0u8; 112];
+    // SAFETY: a buffer of the structure's size, in our own memory.
+    unsafe { lkl::syscall::raw(nr::SYSINFO, [info.as_mut_ptr() as i64, 0, 0, 0, 0, 0]) }?;
+    let word = |i: usize| u64::from_ne_bytes(info[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+    let procs = u16::from_ne_bytes([info[80], info[81]]);
+    let unit = u32::from_ne_bytes(info[104..108].try_into().unwrap_or([0; 4])).max(1);
+    Ok((i64::from(procs), (word(5) * u64::from(unit) / 1024) as i64))
 }
 
 /// A notifier on the client's kernel descriptor `kfd` that bumps the

@@ -229,6 +229,14 @@ impl Registry {
         }
     }
 
+    /// Processes, their threads' tasks, files kept in passing.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let procs = lock(&self.procs);
+        let threads = procs.values().map(|p| lock(&p.threads).len()).sum();
+        let stashed = lock(&self.stash).as_ref().map_or(0, |(_, t)| t.len());
+        (procs.len(), threads, stashed)
+    }
+
     /// True if host process `pid` is one of the tree's with the library
     /// in it now (a connection open: a child that exec'd a program run
     /// without the library has none).
