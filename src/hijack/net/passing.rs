@@ -124,8 +124,7 @@ pub unsafe fn send(
     // msg_controllen bytes.
     let (mut copy, mut control) = unsafe {
         let m = *msg;
-        let c = std::slice::from_raw_parts(m.msg_control.cast::<u8>(), m.msg_controllen as usize)
-            .to_vec();
+        let c = std::slice::from_raw_parts(m.msg_control.cast::<u8>(), m.msg_controllen).to_vec();
         (m, c)
     };
     let base = copy.msg_control as usize;
