@@ -14,6 +14,16 @@
 #   3. The hook's cost on a host descriptor: bin/hook-cost.sh (callgrind
 #      instructions). Target: under 100.
 #
+# 1 and 2 run in both modes of the launcher: the process-tree mode (its
+# default: the kernel in a server process, calls over a socket) and
+# --single-process (the kernel inside the program), plus:
+#   4. A kernel-bound null call (fcntl(F_GETFL) on a kernel socket) in each
+#      mode next to the host's, and fork + the child's first kernel call +
+#      exit + wait, next to the same on the host. Goals (tree mode): null
+#      call <= 15 us (both ends sleeping) / <= 5 us (spinning); iperf3 >=
+#      0.8 x single-process both ways; request/response <= 1.3 x
+#      single-process; fork + first call <= 1 ms.
+#
 #   bin/hijack-bench.sh [SECONDS] [ROUNDS]     (root; iperf3, cc, valgrind)
 #
 # LKL_BENCH_EXTRA adds top-level config keys, e.g. '"singlecpu":"1",'.
@@ -120,6 +130,39 @@ int main(int argc, char **argv)
 C
 cc -O2 -o "$work/rr" "$work/rr.c"
 
+# The null call and fork + first call (C: nothing of its own in the way).
+cat >"$work/nullcall.c" <<'C'
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1e9 + t.tv_nsec; }
+int main(void)
+{
+	long n = 20000;
+	int forks = 100, s = socket(AF_INET, SOCK_STREAM, 0);
+	if (s < 0) { perror("socket"); return 1; }
+	for (int i = 0; i < 1000; i++) fcntl(s, F_GETFL);
+	double t0 = now();
+	for (long i = 0; i < n; i++) fcntl(s, F_GETFL);
+	double t1 = now();
+	printf("%.3f ", (t1 - t0) / 1e3 / n);
+	t0 = now();
+	for (int i = 0; i < forks; i++) {
+		pid_t p = fork();
+		if (p == 0) { _exit(fcntl(s, F_GETFL) < 0); }
+		waitpid(p, 0, 0);
+	}
+	t1 = now();
+	printf("%.1f\n", (t1 - t0) / 1e3 / forks);
+	return 0;
+}
+C
+cc -O2 -o "$work/nullcall" "$work/nullcall.c"
+
 ip netns exec $tapns iperf3 -s -p 5201 >/dev/null 2>&1 &
 pids+=($!)
 ip netns exec $ns1 iperf3 -s -p 5201 >/dev/null 2>&1 &
@@ -146,28 +189,48 @@ if "error" in j:
 print("%.2f" % (j["end"]["sum_received"]["bits_per_second"] / 1e9))' "$1"
 }
 hijack_iperf() { ip netns exec $tapns "$hijack" --config "$work/tap.json" iperf3 -J -c 192.168.113.1 -p 5201 -t "$secs" "$@" >"$work/j" && gbps "$work/j"; }
+single_iperf() { ip netns exec $tapns "$hijack" --single-process --config "$work/tap.json" iperf3 -J -c 192.168.113.1 -p 5201 -t "$secs" "$@" >"$work/j" && gbps "$work/j"; }
 veth_iperf() { ip netns exec $ns2 iperf3 -J -c 10.9.0.1 -p 5201 -t "$secs" "$@" >"$work/j" && gbps "$work/j"; }
 rr_n=20000
 hijack_rr() { ip netns exec $tapns "$hijack" --config "$work/tap.json" "$work/rr" client 192.168.113.1 5202 $rr_n; }
+single_rr() { ip netns exec $tapns "$hijack" --single-process --config "$work/tap.json" "$work/rr" client 192.168.113.1 5202 $rr_n; }
 veth_rr() { ip netns exec $ns2 "$work/rr" client 10.9.0.1 5202 $rr_n; }
 best_max() { printf '%s\n' "$@" | sort -g | tail -n 1; }
 best_min() { printf '%s\n' "$@" | sort -g | head -n 1; }
 
 echo "hijack-bench: $rounds rounds, iperf3 ${secs}s each, $rr_n round trips; best round counts"
-declare -a hs hr vs vr hl vl
+echo "  (tree: the process-tree mode, the launcher's default; single: --single-process)"
+declare -a hs hr vs vr hl vl ss sr sl
 for r in $(seq "$rounds"); do
-	hs+=("$(hijack_iperf)"); vs+=("$(veth_iperf)")
-	hr+=("$(hijack_iperf -R)"); vr+=("$(veth_iperf -R)")
-	hl+=("$(hijack_rr)"); vl+=("$(veth_rr)")
-	echo "  round $r: send ${hs[-1]}/${vs[-1]} Gbit/s, receive ${hr[-1]}/${vr[-1]} Gbit/s, rr ${hl[-1]}/${vl[-1]} us (hijack/veth)"
+	hs+=("$(hijack_iperf)"); ss+=("$(single_iperf)"); vs+=("$(veth_iperf)")
+	hr+=("$(hijack_iperf -R)"); sr+=("$(single_iperf -R)"); vr+=("$(veth_iperf -R)")
+	hl+=("$(hijack_rr)"); sl+=("$(single_rr)"); vl+=("$(veth_rr)")
+	echo "  round $r: send ${hs[-1]}/${ss[-1]}/${vs[-1]} Gbit/s, receive ${hr[-1]}/${sr[-1]}/${vr[-1]} Gbit/s, rr ${hl[-1]}/${sl[-1]}/${vl[-1]} us (tree/single/veth)"
 done
-h_s=$(best_max "${hs[@]}") v_s=$(best_max "${vs[@]}")
-h_r=$(best_max "${hr[@]}") v_r=$(best_max "${vr[@]}")
-h_l=$(best_min "${hl[@]}") v_l=$(best_min "${vl[@]}")
-awk -v hs="$h_s" -v vs="$v_s" -v hr="$h_r" -v vr="$v_r" -v hl="$h_l" -v vl="$v_l" 'BEGIN {
-	printf "TCP throughput, program -> peer:  hijack (tap, 0x883) %6.2f Gbit/s   veth %6.2f Gbit/s   ratio %.2f (target >= 0.5)\n", hs, vs, hs / vs
-	printf "TCP throughput, peer -> program:  hijack (tap, 0x883) %6.2f Gbit/s   veth %6.2f Gbit/s   ratio %.2f (target >= 0.5)\n", hr, vr, hr / vr
-	printf "TCP 1-byte request/response:      hijack %6.2f us   veth %6.2f us   ratio %.2f (target <= 1.5)\n", hl, vl, hl / vl
+h_s=$(best_max "${hs[@]}") s_s=$(best_max "${ss[@]}") v_s=$(best_max "${vs[@]}")
+h_r=$(best_max "${hr[@]}") s_r=$(best_max "${sr[@]}") v_r=$(best_max "${vr[@]}")
+h_l=$(best_min "${hl[@]}") s_l=$(best_min "${sl[@]}") v_l=$(best_min "${vl[@]}")
+awk -v hs="$h_s" -v ss="$s_s" -v vs="$v_s" -v hr="$h_r" -v sr="$s_r" -v vr="$v_r" -v hl="$h_l" -v sl="$s_l" -v vl="$v_l" 'BEGIN {
+	printf "TCP throughput, program -> peer:  tree %6.2f  single %6.2f  veth %6.2f Gbit/s   single/veth %.2f (target >= 0.5)  tree/single %.2f (goal >= 0.8)\n", hs, ss, vs, ss / vs, hs / ss
+	printf "TCP throughput, peer -> program:  tree %6.2f  single %6.2f  veth %6.2f Gbit/s   single/veth %.2f (target >= 0.5)  tree/single %.2f (goal >= 0.8)\n", hr, sr, vr, sr / vr, hr / sr
+	printf "TCP 1-byte request/response:      tree %6.2f  single %6.2f  veth %6.2f us       single/veth %.2f (target <= 1.5)  tree/single %.2f (goal <= 1.3)\n", hl, sl, vl, sl / vl, hl / sl
+}'
+# Null call and fork + first call: the best of the rounds for each.
+declare -a nt n1 ns nh
+for r in $(seq "$rounds"); do
+	nt+=("$(ip netns exec $tapns "$hijack" --config "$work/tap.json" "$work/nullcall")")
+	# Pinned to one CPU, neither end spins (tree/spin.rs): both sleep.
+	n1+=("$(ip netns exec $tapns taskset -c 0 "$hijack" --config "$work/tap.json" "$work/nullcall")")
+	ns+=("$(ip netns exec $tapns "$hijack" --single-process --config "$work/tap.json" "$work/nullcall")")
+	nh+=("$("$work/nullcall")")
+done
+first() { printf '%s\n' "$@" | awk '{print $1}' | sort -g | head -n 1; }
+second() { printf '%s\n' "$@" | awk '{print $2}' | sort -g | head -n 1; }
+awk -v t="$(first "${nt[@]}")" -v o="$(first "${n1[@]}")" -v s="$(first "${ns[@]}")" -v h="$(first "${nh[@]}")" 'BEGIN {
+	printf "null call (fcntl F_GETFL on a kernel socket): tree %.2f us (spinning up to 20 us)  tree on one CPU %.2f us (no spinning)  single %.3f us  host %.3f us (goals: tree <= 5 us spinning, <= 15 us sleeping)\n", t, o, s, h
+}'
+awk -v t="$(second "${nt[@]}")" -v s="$(second "${ns[@]}")" -v h="$(second "${nh[@]}")" 'BEGIN {
+	printf "fork + first kernel call + exit + wait: tree %.0f us  single %.0f us (the child gets EBADF)  host %.0f us (goal tree <= 1000 us)\n", t, s, h
 }'
 if command -v valgrind >/dev/null; then
 	# (LKL_HIJACK_LIB is the launcher's: the library refuses unknown
