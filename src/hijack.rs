@@ -17,10 +17,14 @@
 //!
 //! Names resolve through the kernel when the config has a `nameserver`;
 //! host signals interrupt kernel calls, and a write to a gone peer raises
-//! SIGPIPE; interface queries answer for the kernel's interfaces. In a
-//! forked child the kernel stays with the parent: inherited kernel
-//! descriptors are EBADF, new sockets fail with ENETDOWN and a one-line
-//! message; an exec boots a kernel of its own. Not yet: res_* (glibc's
+//! SIGPIPE; interface queries answer for the kernel's interfaces. With
+//! `LKL_HIJACK_SERVER` set (the launcher's process-tree mode) the library
+//! boots nothing: every kernel call goes to the tree's kernel server, and
+//! fork and exec keep the kernel descriptors as the host keeps host ones
+//! (docs/process-tree.md). Without it, in a forked child the kernel stays
+//! with the parent: inherited kernel descriptors are EBADF, new sockets
+//! fail with ENETDOWN and a one-line message; an exec boots a kernel of
+//! its own. Not yet: res_* (glibc's
 //! resolver API keeps using the host).
 //!
 //! # Modules, bottom-up
@@ -32,6 +36,9 @@
 //!   `set_errno`, `fail`).
 //! - `lifecycle`: where the process is in its life: the kernel running, a
 //!   forked child, the exit path running (`park_if_exiting`); `diag`.
+//! - `tree`: the process-tree mode's client side: every kernel call over a
+//!   per-thread channel to the tree's kernel server (`channel`, `spin`),
+//!   notifiers, interrupts, fork and exec announcements.
 //! - `fdtable`: which host descriptor stands for which kernel one, and the
 //!   kernel notifiers that wake a placeholder.
 //! - `signals`: the kernel call that the program's signal handlers can
@@ -49,10 +56,17 @@
 //! - `fs`: files on the config's disks: `paths` (which world a path is in)
 //!   ← all the rest; the hooks `open` ← `dirs`, `stdio`; `stat`, `access`,
 //!   `names`, `attrs`, `statfs`, `file`, `cwd` ← `disks`.
-//! - `init`: boot before `main`, halt at exit; `vfork` served by `fork`.
+//! - `process`: the tree's process events as the program makes them:
+//!   `fork` (the kernel process forks first), the `exec*` hooks (the
+//!   descriptors an exec keeps), joining the tree at start.
+//! - `serve`: the kernel server (`lkl_hijack_serve`, run by `lkl-server`):
+//!   the processes of a tree (`registry`), one connection per client
+//!   thread (`conn`).
+//! - `init`: boot before `main` (or join the tree's kernel), halt at exit;
+//!   `vfork` served by `fork`.
 //!
 //! So the imports point one way:
-//! `host ← lifecycle ← fdtable ← signals ← call ← net ← fd ← fs ← init`
+//! `host ← lifecycle ← tree ← fdtable ← signals ← call ← net ← fd ← fs ← process ← serve ← init`
 //! (`x ← y`: y may use x, never the reverse). docs/hijack.md draws it and
 //! follows one call through it.
 //!
