@@ -535,3 +535,34 @@ print("nothing left")
         show(&out)
     );
 }
+
+/// A daemon that closes every descriptor it does not know (`closerange`,
+/// `close` in a loop) closes its kernel sockets but not the library's
+/// channel to the tree's kernel: its next socket is the kernel's again.
+#[testkit::needs(python3)]
+#[test]
+fn closing_every_descriptor_keeps_the_kernel() {
+    let script = r#"
+import os, socket
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
+os.closerange(3, 4096)
+try:
+    s.getsockname(); print("still open")
+except OSError as e:
+    print("closed", e.errno == 9)
+for fd in range(3, 256):
+    try: os.close(fd)
+    except OSError: pass
+t = socket.socket(); t.bind(("127.0.0.1", 0)); t.listen()
+port = t.getsockname()[1]
+assert (":%04X" % port) not in open("/proc/net/tcp").read()
+c = socket.create_connection(("127.0.0.1", port)); a, _ = t.accept(); a.sendall(b"k"); print("kernel", c.recv(1) == b"k")
+"#;
+    let out = hijacked(&[PYTHON, "-c", script], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("closed True") && stdout.contains("kernel True"),
+        "{}",
+        show(&out)
+    );
+}

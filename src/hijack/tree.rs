@@ -98,7 +98,16 @@ fn open_interrupts(server: &std::path::Path) {
             0,
         )
     } as c_int;
+    channel::mark_ours(fd, true);
     INTERRUPTS.store(fd, Ordering::Release);
+}
+
+/// True if host descriptor `fd` is one of the library's own (a channel to
+/// the server): a program that closes every descriptor it does not know
+/// (daemons do) must not cut itself off from its kernel.
+#[inline]
+pub fn owns(fd: c_int) -> bool {
+    client() && channel::is_ours(fd)
 }
 
 /// Asks the server to interrupt the call kernel thread `ktid` is in (a

@@ -26,6 +26,11 @@ use crate::hijack::signals;
 /// libc's contract for `close`.
 #[no_mangle]
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
+    if crate::hijack::tree::owns(fd) {
+        // The library's channel to the tree's kernel: it stays (as if
+        // closed, the number stays taken).
+        return 0;
+    }
     if let Some(k) = fdtable::kernel_fd(fd) {
         if fdtable::retired(k) {
             // Closed already (by a signal handler, the rest still to do)
@@ -66,6 +71,58 @@ pub fn forget_users(fd: c_int) {
     epoll::forget_member(fd);
 }
 
+/// `close_range`: kernel descriptors in the range are closed as `close`
+/// closes them (the kernel's file, the placeholder); the library's own
+/// channel to a tree's kernel stays; the rest is the host's. With
+/// `CLOSE_RANGE_CLOEXEC` only flags change: the host's call does it all.
+///
+/// # Safety
+/// libc's contract for `close_range`.
+#[no_mangle]
+pub unsafe extern "C" fn close_range(first: u32, last: u32, flags: c_int) -> c_int {
+    // libc's own (a `syscall` here would come back to this hook).
+    let host_range = |a: u32, b: u32| -> c_int {
+        libc_fn!(close_range, fn(u32, u32, c_int) -> c_int; a, b, flags)
+    };
+    if flags & libc::CLOSE_RANGE_CLOEXEC as c_int != 0 || last < first {
+        return host_range(first, last);
+    }
+    let top = last.min(fdtable::MAX_FDS as u32 - 1);
+    let mut from = first;
+    let mut fd = first;
+    while fd <= top {
+        let n = fd as c_int;
+        if fdtable::kernel_fd(n).is_some() {
+            // SAFETY: close's contract: a descriptor of the program's.
+            unsafe { close(n) };
+        } else if crate::hijack::tree::owns(n) {
+            if fd > from {
+                let r = host_range(from, fd - 1);
+                if r < 0 {
+                    return r;
+                }
+            }
+            from = fd + 1;
+        }
+        fd += 1;
+    }
+    if from <= last {
+        host_range(from, last)
+    } else {
+        0
+    }
+}
+
+/// `closefrom`: `close_range(lowfd, ~0, 0)`.
+///
+/// # Safety
+/// libc's contract for `closefrom`.
+#[no_mangle]
+pub unsafe extern "C" fn closefrom(lowfd: c_int) {
+    // SAFETY: the same contract.
+    unsafe { close_range(lowfd.max(0) as u32, u32::MAX, 0) };
+}
+
 /// # Safety
 /// libc's contract for `syscall`. Variadic in C; on x86_64 its arguments
 /// travel in the registers (the sixth on the stack) a fixed signature
@@ -90,6 +147,10 @@ pub unsafe extern "C" fn syscall(
     if nr == libc::SYS_close {
         // SAFETY: same contract as close.
         return c_long::from(unsafe { close(a1 as c_int) });
+    }
+    if nr == libc::SYS_close_range {
+        // SAFETY: same contract as close_range.
+        return c_long::from(unsafe { close_range(a1 as u32, a2 as u32, a3 as c_int) });
     }
     let r: c_long;
     // SAFETY: the caller's system call with the caller's arguments, as

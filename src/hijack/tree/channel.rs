@@ -30,6 +30,32 @@ static CHILD_TOKEN: AtomicU64 = AtomicU64::new(0);
 const SLOTS: usize = 4096;
 static OPEN: [AtomicI32; SLOTS] = [const { AtomicI32::new(0) }; SLOTS];
 
+/// Which host descriptors are the library's own (channels, the interrupt
+/// socket): a bit each, so `close` can tell in one load.
+static OURS: [AtomicU64; 1024] = [const { AtomicU64::new(0) }; 1024];
+
+/// Marks (or unmarks) descriptor `fd` as the library's own.
+pub fn mark_ours(fd: c_int, ours: bool) {
+    let Some(word) = usize::try_from(fd).ok().and_then(|f| OURS.get(f / 64)) else {
+        return;
+    };
+    let bit = 1u64 << (fd as usize % 64);
+    if ours {
+        word.fetch_or(bit, Ordering::AcqRel);
+    } else {
+        word.fetch_and(!bit, Ordering::AcqRel);
+    }
+}
+
+/// True if `fd` is one of the library's own descriptors.
+#[inline]
+pub fn is_ours(fd: c_int) -> bool {
+    usize::try_from(fd)
+        .ok()
+        .and_then(|f| OURS.get(f / 64))
+        .is_some_and(|w| w.load(Ordering::Acquire) & (1u64 << (fd as usize % 64)) != 0)
+}
+
 /// The server's pid, from the first hello's answer.
 pub static SERVER_PID: AtomicI32 = AtomicI32::new(0);
 
@@ -43,8 +69,7 @@ impl Drop for Chan {
         let fd = self.fd.replace(-1);
         if fd >= 0 && self.generation.get() == GENERATION.load(Ordering::Acquire) {
             forget(fd);
-            // SAFETY: closes this thread's own channel.
-            unsafe { libc::syscall(libc::SYS_close, fd) };
+            crate::hijack::host::close(fd);
         }
     }
 }
@@ -59,6 +84,7 @@ thread_local! {
 }
 
 fn remember(fd: c_int) {
+    mark_ours(fd, true);
     for slot in OPEN.iter() {
         if slot
             .compare_exchange(0, fd + 1, Ordering::AcqRel, Ordering::Acquire)
@@ -70,6 +96,7 @@ fn remember(fd: c_int) {
 }
 
 fn forget(fd: c_int) {
+    mark_ours(fd, false);
     for slot in OPEN.iter() {
         if slot
             .compare_exchange(fd + 1, 0, Ordering::AcqRel, Ordering::Acquire)
@@ -127,7 +154,7 @@ fn connect() -> Result<c_int, i32> {
             }
             let e = last_errno();
             if e != libc::EINTR {
-                libc::syscall(libc::SYS_close, fd);
+                crate::hijack::host::close(fd);
                 return Err(e);
             }
         }
@@ -261,13 +288,11 @@ fn open(hello: Hello, rest: &mut [u8]) -> Result<(c_int, Reply, usize), i32> {
             Ok((fd, r, n))
         }
         Ok((r, _)) => {
-            // SAFETY: closes our own socket.
-            unsafe { libc::syscall(libc::SYS_close, fd) };
+            crate::hijack::host::close(fd);
             Err((-r.ret) as i32)
         }
         Err(e) => {
-            // SAFETY: closes our own socket.
-            unsafe { libc::syscall(libc::SYS_close, fd) };
+            crate::hijack::host::close(fd);
             Err(e)
         }
     }
@@ -329,8 +354,13 @@ fn channel() -> Result<c_int, i32> {
 
 /// One request on this thread's channel.
 pub fn request(req: Request, extra: &[u8], pass: Option<c_int>) -> Result<Reply, i32> {
-    let fd = channel()?;
-    exchange(fd, req, extra, pass, &mut []).map(|(r, _)| r)
+    // The channel's own calls (polls that find nothing: EAGAIN) must not
+    // show in the program's errno: a caller that reads errno after a call
+    // that succeeded (readdir's end) would see them.
+    let saved = crate::hijack::host::errno();
+    let r = channel().and_then(|fd| exchange(fd, req, extra, pass, &mut []).map(|(r, _)| r));
+    crate::hijack::host::set_errno(saved);
+    r
 }
 
 /// In a forked child: the parent's channels are closed, and the first
@@ -341,8 +371,9 @@ pub fn after_fork_child(token: u64) {
     for slot in OPEN.iter() {
         let v = slot.swap(0, Ordering::AcqRel);
         if v > 0 {
-            // SAFETY: closes the child's copy of a parent's channel.
-            unsafe { libc::syscall(libc::SYS_close, v - 1) };
+            // The child's copy of a parent's channel.
+            mark_ours(v - 1, false);
+            crate::hijack::host::close(v - 1);
         }
     }
 }
