@@ -201,10 +201,7 @@ fn requests(reg: &Registry, proc_: &Arc<Proc>, task: &KTask, fd: c_int, buf: &mu
                 } else if proc_.dead.load(Ordering::Acquire) {
                     reply(Err(Errno::ESHUTDOWN))
                 } else {
-                    // SAFETY: the call's pointers are addresses in the
-                    // client's memory, which the kernel reaches through
-                    // its user copies (process_vm_readv/writev).
-                    reply(unsafe { task.call(call, args) })
+                    reply(run_call(proc_, task, call, args))
                 };
             }
             Request::Fork => match reg.fork(proc_) {
@@ -255,6 +252,54 @@ fn requests(reg: &Registry, proc_: &Arc<Proc>, task: &KTask, fd: c_int, buf: &mu
             return;
         }
     }
+}
+
+/// The largest buffer read ahead of a call.
+const READ_AHEAD: usize = 256 << 10;
+
+thread_local! {
+    static AHEAD: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs a client's call as its task. The buffer a `write`, `send` or
+/// `pwrite` hands the kernel is read from the client in one
+/// `process_vm_readv` first, so the kernel's copies of it (a page or a
+/// segment at a time) are plain copies (process_mem.rs); a buffer that
+/// cannot be read whole is left to the kernel's own copies (EFAULT and
+/// short counts as the host gives them).
+fn run_call(proc_: &Proc, task: &KTask, call: i64, args: [i64; 6]) -> Result<i64, Errno> {
+    let ahead = match call {
+        nr::WRITE | nr::SENDTO | nr::PWRITE64 => Some((args[1] as usize, args[2] as usize)),
+        _ => None,
+    };
+    if let Some((base, len)) = ahead.filter(|&(b, l)| b != 0 && l > 0 && l <= READ_AHEAD) {
+        let done = AHEAD.with(|cell| {
+            let mut buf = cell.try_borrow_mut().ok()?;
+            if buf.len() < len {
+                buf.resize(len, 0);
+            }
+            // SAFETY: our buffer holds at least `len` bytes.
+            if !unsafe { lkl::host::process_mem::read_all(proc_.pid, buf.as_mut_ptr(), base, len) }
+            {
+                return None;
+            }
+            Some(lkl::host::process_mem::with_read_window(
+                proc_.pid,
+                base,
+                &buf[..len],
+                || {
+                    // SAFETY: the call's pointers are addresses in the client's
+                    // memory, reached through the kernel's user copies.
+                    unsafe { task.call(call, args) }
+                },
+            ))
+        });
+        if let Some(r) = done {
+            return r;
+        }
+    }
+    // SAFETY: as above.
+    unsafe { task.call(call, args) }
 }
 
 /// The kernel's number of tasks and its free memory in KiB (sysinfo, in

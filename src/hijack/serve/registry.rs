@@ -13,6 +13,8 @@ use lkl::syscall::{nr, Errno};
 
 /// One host process of the tree.
 pub struct Proc {
+    /// Its host pid.
+    pub pid: i32,
     /// Its kernel process's pid (the host pid where it was free).
     pub kpid: i32,
     /// The kernel process; the lock serialises entering its anchor
@@ -33,8 +35,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Proc {
-    fn new(kproc: KProcess) -> Proc {
+    fn new(pid: i32, kproc: KProcess) -> Proc {
         Proc {
+            pid,
             kpid: kproc.pid(),
             kproc: Mutex::new(Some(kproc)),
             keep: Mutex::new(None),
@@ -199,7 +202,7 @@ impl Registry {
             k.exit();
             return Err(e);
         }
-        let p = Arc::new(Proc::new(k));
+        let p = Arc::new(Proc::new(pid, k));
         lock(&self.procs).insert(pid, p.clone());
         Ok(p)
     }
