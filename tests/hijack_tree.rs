@@ -566,3 +566,40 @@ c = socket.create_connection(("127.0.0.1", port)); a, _ = t.accept(); a.sendall(
         show(&out)
     );
 }
+
+/// Ctrl-C in a terminal signals the foreground process group: the program
+/// gets SIGINT, the kernel server (in a session of its own) does not, so
+/// the program's handler can still use the kernel.
+#[testkit::needs(python3)]
+#[test]
+fn ctrl_c_reaches_the_program_not_the_kernel() {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    let script = r#"
+import signal, socket, sys, time
+got = []
+signal.signal(signal.SIGINT, lambda *a: got.append(1))
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
+print("ready", flush=True)
+t0 = time.time()
+while not got and time.time() - t0 < 10: time.sleep(0.05)
+t = socket.socket(); t.bind(("127.0.0.1", 0))
+print("sigint", bool(got), "kernel", t.getsockname()[1] > 0, flush=True)
+"#;
+    let mut cmd = command(&[PYTHON, "-c", script], &[]);
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    // SAFETY: signals the process group the test made for the launcher.
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGINT) };
+    let last = lines.next().unwrap().unwrap();
+    let (st, _) = wait_within(&mut child, Duration::from_secs(15));
+    assert!(
+        st.success() && last == "sigint True kernel True",
+        "{last}: {}",
+        drain(&mut child)
+    );
+}
