@@ -11,8 +11,8 @@
 # config FILE (--config, or LKL_HIJACK_CONFIG_FILE), else ./lkl-hijack.json,
 # else the LKL_HIJACK_* variables (LKL's keys; see README), and halts after
 # the tree's last process. PROGRAM keeps this script's pid. --single-process
-# boots the kernel inside PROGRAM instead (LKL's way: a forked child gets
-# none). --attach runs PROGRAM on the kernel of the tree process PID belongs
+# (or the config's "mode": "single-process", LKL_HIJACK_MODE) boots the
+# kernel inside PROGRAM instead (LKL's way: a forked child gets none). --attach runs PROGRAM on the kernel of the tree process PID belongs
 # to (same user only). A bad config stops with every error on stderr. --check-config checks the
 # config the same way and prints the effective settings (offloads too)
 # without running anything: status 0, or 1 with the errors.
@@ -34,6 +34,7 @@ while [ $# -gt 0 ]; do
 	case $1 in
 	-h | --help) usage; exit 0 ;;
 	--single-process) single=1; shift ;;
+	--tree) single=0; shift ;;
 	--attach)
 		if [ $# -lt 2 ]; then echo "lkl-hijack.sh: --attach needs a PID" >&2; exit 2; fi
 		attach=$2; shift 2 ;;
@@ -93,6 +94,23 @@ if [ -n "$attach" ]; then
 		exit 1
 	fi
 	export LKL_HIJACK_SERVER=$server
+fi
+# The config may ask for the single-process mode ("mode"; the switches win).
+if [ -z "$single" ] && [ -z "$attach" ]; then
+	case ${LKL_HIJACK_MODE:-} in
+	single-process) single=1 ;;
+	"") cfg=${LKL_HIJACK_CONFIG_FILE:-lkl-hijack.json}
+		if [ -f "$cfg" ] && grep -q '"mode"' "$cfg" 2>/dev/null; then
+			# The library reads it (and says what is wrong with it, later).
+			if LD_PRELOAD="$lib" LKL_HIJACK_CHECK_CONFIG=1 /bin/sh -c 'exit 3' 2>/dev/null | grep -q '^mode: single-process'; then
+				single=1
+			fi
+		fi ;;
+	esac
+fi
+[ "$single" = 0 ] && single=
+if [ -n "$attach" ]; then
+	:
 elif [ -z "$single" ]; then
 	server_bin=$(dirname "$lib")/lkl-server
 	[ -x "$server_bin" ] || server_bin=$here/target/release/lkl-server

@@ -116,8 +116,8 @@ pub use crate::virtio::net::backends::{Backend, BackendKind, SlirpNetwork, Slirp
 pub use env::check_config_requested;
 pub use error::{ConfigError, ConfigErrors, ConfigWarning, JsonPath, Location, Suggestion};
 pub use types::{
-    Config, DebugFlags, Disk, Interface, IpNet, Ipv4Net, Ipv6Net, LogTarget, MacAddr, Neighbor,
-    Offload, Qdisc, Route, SingleCpu, Sysctl, TABLE_DEFAULT, TABLE_LOCAL, TABLE_MAIN,
+    Config, DebugFlags, Disk, Interface, IpNet, Ipv4Net, Ipv6Net, LogTarget, MacAddr, Mode,
+    Neighbor, Offload, Qdisc, Route, SingleCpu, Sysctl, TABLE_DEFAULT, TABLE_LOCAL, TABLE_MAIN,
 };
 
 use node::{Node, SyntaxError};
@@ -279,6 +279,9 @@ impl Config {
         }
         if !self.dump.is_empty() {
             top.insert("dump".into(), strings(self.dump.clone()));
+        }
+        if self.mode != Mode::Tree {
+            top.insert("mode".into(), self.mode.name().into());
         }
         if let Some(d) = self.delay_main {
             let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);

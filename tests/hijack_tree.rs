@@ -603,3 +603,42 @@ print("sigint", bool(got), "kernel", t.getsockname()[1] > 0, flush=True)
         drain(&mut child)
     );
 }
+
+/// Where the kernel runs: the tree by default, the single-process mode by
+/// `--single-process`, the config's `"mode"` or `LKL_HIJACK_MODE`; the
+/// launcher's switches win; a bad mode stops before `main` naming the key.
+#[testkit::needs(python3)]
+#[test]
+fn the_mode_key_and_switches_choose_where_the_kernel_runs() {
+    let t = Scratch::new("tree-mode");
+    let single = t.path("single.json");
+    std::fs::write(&single, r#"{"mode":"single-process"}"#).unwrap();
+    let bad = t.path("bad.json");
+    std::fs::write(&bad, r#"{"mode":"sideways"}"#).unwrap();
+    let probe = "import os; print('tree' if os.environ.get('LKL_HIJACK_SERVER') else 'single')";
+    let mode = |args: &[&str], envs: &[(&str, &str)]| {
+        let mut all = args.to_vec();
+        all.extend([PYTHON, "-c", probe]);
+        let out = hijacked(&all, envs);
+        assert!(out.status.success(), "{}", show(&out));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let cfg = single.to_str().unwrap();
+    assert_eq!(mode(&[], &[]), "tree");
+    assert_eq!(mode(&["--single-process"], &[]), "single");
+    assert_eq!(mode(&["--config", cfg], &[]), "single");
+    assert_eq!(mode(&["--tree", "--config", cfg], &[]), "tree");
+    assert_eq!(
+        mode(&[], &[("LKL_HIJACK_MODE", "single-process")]),
+        "single"
+    );
+    let out = with_config(&bad, &[PYTHON, "-c", "print('main ran')"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("mode: \"sideways\" is not"),
+        "{}",
+        show(&out)
+    );
+}

@@ -54,6 +54,7 @@ const VARS: &[(&str, Scope)] = &[
     ("LKL_HIJACK_DUMP", Scope::Top("dump")),
     // Ours: LKL has these keys in JSON only, or not at all.
     ("LKL_HIJACK_DELAY_MAIN", Scope::Top("delay_main")),
+    ("LKL_HIJACK_MODE", Scope::Top("mode")),
     ("LKL_HIJACK_NAMESERVER", Scope::Top("nameserver")),
     ("LKL_HIJACK_LOG", Scope::Top("log")),
 ];

@@ -3,7 +3,7 @@
 //! shown with what they are (an interface's offloads, duplicate address
 //! detection), so what the program will get is on the page.
 
-use super::types::{Config, Interface, LogTarget, Offload, SingleCpu, TABLE_MAIN};
+use super::types::{Config, Interface, LogTarget, Mode, Offload, SingleCpu, TABLE_MAIN};
 
 impl Config {
     /// The effective settings, one line each, in the order the library
@@ -91,6 +91,15 @@ impl Config {
                 self.debug.0
             ));
         }
+        out.push(format!(
+            "mode: {}{}",
+            self.mode.name(),
+            match self.mode {
+                Mode::Tree =>
+                    " (one kernel, in a server, for the program and every process it starts)",
+                Mode::SingleProcess => " (the kernel inside the program)",
+            }
+        ));
         if let Some(d) = self.delay_main {
             out.push(format!("delay_main: {d:?} before main"));
         }

@@ -478,6 +478,29 @@ impl DebugFlags {
     }
 }
 
+/// `mode`: where the kernel runs (ours; LKL has only the single-process
+/// way). Read by `bin/lkl-hijack.sh`, which starts a kernel server for the
+/// tree or not.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// One kernel, in a server, for the program and every process it
+    /// starts (the launcher's default).
+    #[default]
+    Tree,
+    /// The kernel inside the program's process (LKL's way).
+    SingleProcess,
+}
+
+impl Mode {
+    /// The config's spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Tree => "tree",
+            Mode::SingleProcess => "single-process",
+        }
+    }
+}
+
 /// LKL's `singlecpu`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum SingleCpu {
@@ -531,6 +554,8 @@ pub struct Config {
     pub mounts: Vec<String>,
     /// `singlecpu`.
     pub single_cpu: SingleCpu,
+    /// `mode`.
+    pub mode: Mode,
     /// `sysctl`, in order.
     pub sysctls: Vec<Sysctl>,
     /// `boot_cmdline`: extra kernel command-line parameters.

@@ -231,6 +231,12 @@ impl<'a> Validator<'a> {
         if let Some((node, ctx)) = f.get("dump") {
             cfg.dump = self.dump(node, &ctx);
         }
+        if let Some((node, ctx)) = f.get("mode") {
+            match self.ok(self.mode(node, &ctx)) {
+                Some(m) => cfg.mode = m,
+                None => all_valid = false,
+            }
+        }
         if let Some((node, ctx)) = f.get("delay_main") {
             cfg.delay_main = self
                 .ok(self.number(node, &ctx, Radix::Decimal, u64::MAX))

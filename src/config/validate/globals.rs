@@ -9,7 +9,7 @@ use super::values::Radix;
 use super::{Ctx, Validator};
 use crate::config::error::ConfigError;
 use crate::config::node::Node;
-use crate::config::types::{DebugFlags, LogTarget, SingleCpu, Sysctl};
+use crate::config::types::{DebugFlags, LogTarget, Mode, SingleCpu, Sysctl};
 
 impl Validator<'_> {
     pub(super) fn nameservers(&self, node: &Node, ctx: &Ctx) -> Vec<IpAddr> {
@@ -105,6 +105,19 @@ impl Validator<'_> {
                 why: "is not 0 (off), 1 (pin the kernel) or 2 (also pin device polling); \
                       LKL would warn and use 0"
                     .into(),
+            }),
+        }
+    }
+
+    pub(super) fn mode(&self, node: &Node, ctx: &Ctx) -> Result<Mode, ConfigError> {
+        let value = self.string(node, ctx)?;
+        match value {
+            "tree" => Ok(Mode::Tree),
+            "single-process" => Ok(Mode::SingleProcess),
+            other => Err(ConfigError::BadValue {
+                at: self.at(ctx),
+                value: other.to_string(),
+                why: "is not \"tree\" (one kernel for the program and every process it starts) or \"single-process\" (the kernel inside the program, as LKL)".into(),
             }),
         }
     }

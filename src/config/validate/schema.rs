@@ -28,6 +28,7 @@ pub(super) const TOP_KEYS: &[&str] = &[
     "boot_cmdline",
     "dump",
     "delay_main",
+    "mode",
     "routes",
     "disks",
     "log",
