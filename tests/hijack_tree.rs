@@ -642,3 +642,26 @@ fn the_mode_key_and_switches_choose_where_the_kernel_runs() {
         show(&out)
     );
 }
+
+/// A client that sends garbage on a channel of its own to the kernel
+/// server is cut off; the tree's other connections are unaffected.
+#[testkit::needs(python3)]
+#[test]
+fn garbage_on_a_channel_cuts_only_that_channel() {
+    let script = r#"
+import os, socket
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
+for junk in (b"\x00" * 10, b"\xff" * 64, b"\x01" + b"\x07" * 63, os.urandom(4096)):
+    g = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    g.connect(os.environ["LKL_HIJACK_SERVER"])
+    g.send(junk)
+    g.settimeout(5)
+    print("cut", g.recv(64) == b"")
+c = socket.create_connection(s.getsockname()); a, _ = s.accept(); a.sendall(b"ok"); print("still", c.recv(2).decode())
+"#;
+    let out = hijacked(&[PYTHON, "-c", script], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(stdout.matches("cut True").count(), 4, "{}", show(&out));
+    assert!(stdout.contains("still ok"), "{}", show(&out));
+}
