@@ -665,3 +665,30 @@ c = socket.create_connection(s.getsockname()); a, _ = s.accept(); a.sendall(b"ok
     assert_eq!(stdout.matches("cut True").count(), 4, "{}", show(&out));
     assert!(stdout.contains("still ok"), "{}", show(&out));
 }
+
+/// The alarm idiom: `siglongjmp` out of a handler that interrupted a
+/// blocking kernel call (`accept`). In a tree the call ends in the server
+/// (the handler asked it to) and its late answer is dropped: the thread's
+/// next calls get their own answers, three rounds in a row.
+#[testkit::needs(cc)]
+#[test]
+fn siglongjmp_out_of_a_blocked_call_leaves_the_kernel_serving() {
+    let t = Scratch::new("tree-jmp");
+    let exe = t.path("jmp");
+    let src = testkit::repo().join("tests/nohang/siglongjmp_out_of_accept.c");
+    let cc = std::process::Command::new("cc")
+        .args(["-O2", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(cc.success());
+    let mut child = command(&[exe.to_str().unwrap()], &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (st, _) = wait_within(&mut child, Duration::from_secs(20));
+    let out = drain(&mut child);
+    assert!(st.success() && out.contains("round 2 ok"), "{st}: {out}");
+}

@@ -150,6 +150,13 @@ macro_rules! jump_hook {
         #[no_mangle]
         pub unsafe extern "C" fn $name(env: *mut c_void, val: c_int) -> ! {
             IN_HANDLER.with(|h| h.store(0, Ordering::Release));
+            if crate::hijack::tree::client() {
+                // In a tree the call this thread may have left runs in the
+                // server, which the handler already asked to interrupt;
+                // its late answer is told apart (tree/channel.rs) and the
+                // thread may call again.
+                IN_CALL.with(|c| c.store(false, Ordering::Release));
+            }
             if let Some(f) = libc_fn!($name, fn(*mut c_void, c_int) -> ()) {
                 // SAFETY: libc's jump with the program's arguments; it
                 // does not return.

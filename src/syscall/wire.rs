@@ -110,7 +110,27 @@ fn put(w: [u64; 8]) -> [u8; RECORD] {
     out
 }
 
+/// A request's sequence number rides in the upper half of its first word,
+/// and comes back in its reply's: a thread that left a call while waiting
+/// for its answer (a `siglongjmp` out of a signal handler) recognises that
+/// late answer and drops it instead of taking it for the next call's.
+const SEQ_SHIFT: u32 = 32;
+
+/// The sequence number of the request in `buf` (0 if it has none).
+pub fn seq_of(buf: &[u8]) -> u32 {
+    words(buf).map_or(0, |w| (w[0] >> SEQ_SHIFT) as u32)
+}
+
 impl Request {
+    /// The record for this request, with sequence number `seq`.
+    pub fn encode_seq(&self, seq: u32) -> [u8; RECORD] {
+        let mut rec = self.encode();
+        let w0 = u64::from_ne_bytes(rec[..8].try_into().unwrap_or([0; 8]))
+            | (u64::from(seq) << SEQ_SHIFT);
+        rec[..8].copy_from_slice(&w0.to_ne_bytes());
+        rec
+    }
+
     /// The record for this request.
     pub fn encode(&self) -> [u8; RECORD] {
         let w = match *self {
@@ -154,7 +174,7 @@ impl Request {
     pub fn decode(buf: &[u8]) -> Option<Request> {
         let w = words(buf)?;
         let i32_of = |v: u64| i32::try_from(v as i64).ok();
-        Some(match w[0] {
+        Some(match w[0] & ((1u64 << SEQ_SHIFT) - 1) {
             HELLO => Request::Hello(match w[1] {
                 HELLO_IMAGE => Hello::Image,
                 HELLO_FORKED => Hello::Forked(w[2]),
@@ -194,6 +214,8 @@ pub struct Reply {
     pub value: i64,
     pub server_pid: i32,
     pub pairs: u32,
+    /// The sequence number of the request this answers.
+    pub seq: u32,
     /// More values (a `Stats` answer).
     pub more: [i64; 4],
 }
@@ -204,7 +226,7 @@ impl Reply {
             self.ret as u64,
             self.value as u64,
             self.server_pid as i64 as u64,
-            u64::from(self.pairs),
+            u64::from(self.pairs) | (u64::from(self.seq) << SEQ_SHIFT),
             self.more[0] as u64,
             self.more[1] as u64,
             self.more[2] as u64,
@@ -218,7 +240,8 @@ impl Reply {
             ret: w[0] as i64,
             value: w[1] as i64,
             server_pid: i32::try_from(w[2] as i64).ok()?,
-            pairs: u32::try_from(w[3]).ok()?,
+            pairs: w[3] as u32,
+            seq: (w[3] >> SEQ_SHIFT) as u32,
             more: [w[4], w[5], w[6], w[7]].map(|v| v as i64),
         })
     }
@@ -279,6 +302,9 @@ mod tests {
         ];
         for r in all {
             assert_eq!(Request::decode(&r.encode()), Some(r));
+            let rec = r.encode_seq(u32::MAX - 3);
+            assert_eq!(Request::decode(&rec), Some(r));
+            assert_eq!(seq_of(&rec), u32::MAX - 3);
         }
     }
 
@@ -302,6 +328,7 @@ mod tests {
             value: 12,
             server_pid: 4242,
             pairs: 2,
+            seq: 0xdead_beef,
             more: [1, -2, 3, i64::MIN],
         };
         assert_eq!(Reply::decode(&r.encode()), Some(r));

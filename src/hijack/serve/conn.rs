@@ -123,6 +123,7 @@ fn reply(ret: Result<i64, Errno>) -> Reply {
         value: 0,
         server_pid: std::process::id() as i32,
         pairs: 0,
+        seq: 0,
         more: [0; 4],
     }
 }
@@ -160,6 +161,7 @@ pub fn serve(reg: &Registry, fd: OwnedFd, pid: i32) {
     let Some(Request::Hello(hello)) = Request::decode(&buf[..n]) else {
         return;
     };
+    let seq = wire::seq_of(&buf[..n]);
     let made = introduce(reg, pid, hello).and_then(|(p, keep)| {
         let task = p.with(|k| k.thread())?;
         Ok((p, keep, task))
@@ -167,7 +169,9 @@ pub fn serve(reg: &Registry, fd: OwnedFd, pid: i32) {
     let (proc_, keep, task) = match made {
         Ok(m) => m,
         Err(e) => {
-            let _ = send(fd_raw, reply(Err(e)), &[]);
+            let mut out = reply(Err(e));
+            out.seq = seq;
+            let _ = send(fd_raw, out, &[]);
             return;
         }
     };
@@ -176,6 +180,7 @@ pub fn serve(reg: &Registry, fd: OwnedFd, pid: i32) {
     let mut hello_reply = reply(Ok(0));
     hello_reply.value = i64::from(tid);
     hello_reply.pairs = keep.len() as u32;
+    hello_reply.seq = seq;
     if send(fd_raw, hello_reply, &keep).is_ok() {
         requests(reg, &proc_, &task, fd_raw, &mut buf);
     }
@@ -192,6 +197,7 @@ fn requests(reg: &Registry, proc_: &Arc<Proc>, task: &KTask, fd: c_int, buf: &mu
         let Some(req) = Request::decode(packet) else {
             return;
         };
+        let seq = wire::seq_of(packet);
         let mut out = reply(Ok(0));
         match req {
             Request::Hello(_) => return,
@@ -248,6 +254,7 @@ fn requests(reg: &Registry, proc_: &Arc<Proc>, task: &KTask, fd: c_int, buf: &mu
                 }
             }
         }
+        out.seq = seq;
         if send(fd, out, &[]).is_err() {
             return;
         }

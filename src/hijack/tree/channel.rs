@@ -257,6 +257,9 @@ fn recv(fd: c_int, buf: &mut [u8]) -> Result<usize, i32> {
 
 /// Request and reply on `fd`; the bytes after the reply's record go to
 /// `rest` (its length is returned).
+/// Numbers requests, so that a late answer is told from the one awaited.
+static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+
 fn exchange(
     fd: c_int,
     req: Request,
@@ -264,19 +267,32 @@ fn exchange(
     pass: Option<c_int>,
     rest: &mut [u8],
 ) -> Result<(Reply, usize), i32> {
-    send(fd, &req.encode(), extra, pass)?;
+    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    send(fd, &req.encode_seq(seq), extra, pass)?;
     let mut buf = [0u8; wire::RECORD];
     if rest.is_empty() {
-        recv(fd, &mut buf)?;
-        return Reply::decode(&buf).map(|r| (r, 0)).ok_or(libc::EPROTO);
+        loop {
+            recv(fd, &mut buf)?;
+            let reply = Reply::decode(&buf).ok_or(libc::EPROTO)?;
+            // An answer to a call this thread left (siglongjmp out of a
+            // handler that interrupted it) is dropped.
+            if reply.seq == seq {
+                return Ok((reply, 0));
+            }
+        }
     }
     // A reply with pairs: one packet, record then pairs.
     let mut whole = vec![0u8; wire::RECORD + rest.len()];
-    let n = recv(fd, &mut whole)?;
-    let reply = Reply::decode(&whole).ok_or(libc::EPROTO)?;
-    let extra_len = n.saturating_sub(wire::RECORD).min(rest.len());
-    rest[..extra_len].copy_from_slice(&whole[wire::RECORD..wire::RECORD + extra_len]);
-    Ok((reply, extra_len))
+    loop {
+        let n = recv(fd, &mut whole)?;
+        let reply = Reply::decode(&whole).ok_or(libc::EPROTO)?;
+        if reply.seq != seq {
+            continue;
+        }
+        let extra_len = n.saturating_sub(wire::RECORD).min(rest.len());
+        rest[..extra_len].copy_from_slice(&whole[wire::RECORD..wire::RECORD + extra_len]);
+        return Ok((reply, extra_len));
+    }
 }
 
 /// Opens and introduces a channel; the hello's reply.
