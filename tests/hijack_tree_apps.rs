@@ -298,9 +298,20 @@ fn nginx_daemon_with_two_workers_reloads_and_quits() {
                 server_dir.display()
             );
 
+            // `ss` attached to the master's kernel sees the listener.
+            let m = master.to_string();
+            let out = command(&["--attach", &m, "ss", "-ltnH"], &[])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success()
+                    && String::from_utf8_lossy(&out.stdout).contains("192.168.113.2:8080"),
+                "ss on the tree's kernel: {}",
+                show(&out)
+            );
+
             // Reload through the attach path: new workers, which serve.
             let reload = nginx_args(&["-s", "reload"]);
-            let m = master.to_string();
             let mut argv: Vec<&str> = vec!["--attach", &m];
             argv.extend(reload.iter().map(|s| s.as_str()));
             let out = command(&argv, &[]).output().unwrap();
