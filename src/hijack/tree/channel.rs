@@ -329,8 +329,19 @@ pub fn channel() -> Result<c_int, i32> {
 
 /// One request on this thread's channel.
 pub fn request(req: Request, extra: &[u8], pass: Option<c_int>) -> Result<Reply, i32> {
-    let fd = channel()?;
-    exchange(fd, req, extra, pass, &mut []).map(|(r, _)| r)
+    // The program's errno comes out as it went in: the channel's own host
+    // calls fail on the way (a spin's EAGAIN, EINTR), and a kernel call
+    // that succeeds must not change errno, as on the host (glibc's readdir
+    // ends a directory with NULL and errno untouched; tar took the EAGAIN
+    // left there for an error).
+    // SAFETY: this thread's errno slot.
+    let errno = unsafe { libc::__errno_location() };
+    // SAFETY: reads and writes this thread's errno.
+    let saved = unsafe { *errno };
+    let r = channel().and_then(|fd| exchange(fd, req, extra, pass, &mut []).map(|(r, _)| r));
+    // SAFETY: as above.
+    unsafe { *errno = saved };
+    r
 }
 
 /// In a forked child: the parent's channels are closed, and the first
