@@ -549,3 +549,50 @@ fn kselftest_netlink_dumps_passes_in_tree_mode() {
         },
     );
 }
+
+/// A kernel call that succeeds leaves the program's errno as it was, as
+/// the host's do: glibc's `readdir` ends a directory with NULL and errno
+/// untouched, and `tar` reads a changed errno as an error ("Cannot
+/// savedir"). The channel's own failed host calls (a spin's EAGAIN) must
+/// not show through.
+#[testkit::needs(cc)]
+#[test]
+fn successful_kernel_calls_leave_errno_alone() {
+    let t = Scratch::new("tree-errno");
+    let src = t.path("errno.c");
+    std::fs::write(
+        &src,
+        r#"#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/socket.h>
+int main(void)
+{
+	int s = socket(AF_INET, SOCK_STREAM, 0), changed = 0;
+	if (s < 0) { perror("socket"); return 1; }
+	for (int i = 0; i < 20000; i++) {
+		errno = 0;
+		if (fcntl(s, F_GETFL) < 0) { perror("fcntl"); return 1; }
+		changed += errno != 0;
+	}
+	printf("changed %d\n", changed);
+	return 0;
+}
+"#,
+    )
+    .unwrap();
+    let exe = t.path("errno");
+    let cc = Command::new("cc")
+        .args(["-O2", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert!(cc.status.success(), "{}", show(&cc));
+    let out = hijacked(&[exe.to_str().unwrap()], &[]);
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("changed 0\n"),
+        "{}",
+        show(&out)
+    );
+}
