@@ -23,8 +23,13 @@
 #      call <= 15 us (both ends sleeping) / <= 5 us (spinning); iperf3 >=
 #      0.8 x single-process both ways; request/response <= 1.3 x
 #      single-process; fork + first call <= 1 ms.
+#   5. HTTP requests/s: wrk (2 threads, 50 connections) from the tap's
+#      host side against nginx with 2 workers (daemonized master) in the
+#      process-tree mode, against the same nginx on the host kernel over
+#      the veth pair (wrk in the other namespace). Figures only; skipped
+#      without nginx or wrk.
 #
-#   bin/hijack-bench.sh [SECONDS] [ROUNDS]     (root; iperf3, cc, valgrind)
+#   bin/hijack-bench.sh [SECONDS] [ROUNDS]     (root; iperf3, cc; nginx, wrk, valgrind)
 #
 # LKL_BENCH_EXTRA adds top-level config keys, e.g. '"singlecpu":"1",'.
 #
@@ -54,6 +59,11 @@ ns1=lkl-$$-bv1
 ns2=lkl-$$-bv2
 pids=()
 cleanup() {
+	# nginx masters (daemons: not in pids); their workers and a tree's
+	# kernel server end with them.
+	for f in "$work"/nginx-*/nginx.pid; do
+		[ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true
+	done
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
 	for ns in $tapns $ns1 $ns2; do
@@ -232,6 +242,67 @@ awk -v t="$(first "${nt[@]}")" -v o="$(first "${n1[@]}")" -v s="$(first "${ns[@]
 awk -v t="$(second "${nt[@]}")" -v s="$(second "${ns[@]}")" -v h="$(second "${nh[@]}")" 'BEGIN {
 	printf "fork + first kernel call + exit + wait: tree %.0f us  single %.0f us (the child gets EBADF)  host %.0f us (goal tree <= 1000 us)\n", t, s, h
 }'
+
+# nginx_conf DIR ADDR: a config under prefix DIR (pid, logs, temp files
+# there), 2 workers, daemon and master process as by default, serving
+# DIR/html on ADDR:8080.
+nginx_conf() {
+	mkdir -p "$1/html" "$1/logs" "$1/tmp"
+	head -c 612 /dev/zero | tr '\0' x >"$1/html/index.html"
+	cat >"$1/nginx.conf" <<E
+worker_processes 2;
+pid $1/nginx.pid;
+error_log $1/logs/error.log;
+events { worker_connections 1024; }
+http {
+	access_log off;
+	client_body_temp_path $1/tmp/body;
+	proxy_temp_path $1/tmp/proxy;
+	fastcgi_temp_path $1/tmp/fastcgi;
+	uwsgi_temp_path $1/tmp/uwsgi;
+	scgi_temp_path $1/tmp/scgi;
+	server { listen $2:8080; root $1/html; }
+}
+E
+}
+# rps NS URL: wrk's requests/s (2 threads, 50 connections, SECONDS).
+rps() {
+	ip netns exec "$1" wrk -t2 -c50 -d"${secs}s" "$2" >"$work/wrk" 2>&1 || true
+	if grep -q "Non-2xx\|Socket errors" "$work/wrk"; then
+		echo "hijack-bench.sh: wrk against $2: $(grep "Non-2xx\|Socket errors" "$work/wrk")" >&2
+	fi
+	awk '/^Requests\/sec:/ { print $2; f = 1 } END { if (!f) print 0 }' "$work/wrk"
+}
+nginx=$(command -v nginx || echo /usr/sbin/nginx)
+if [ -x "$nginx" ] && command -v wrk >/dev/null; then
+	# (workers run as nobody: they must reach the prefix)
+	chmod 755 "$work"
+	gt=$work/nginx-tree gv=$work/nginx-veth
+	nginx_conf "$gt" 192.168.113.2
+	nginx_conf "$gv" 10.9.0.1
+	ip netns exec $tapns "$hijack" --config "$work/tap.json" "$nginx" -p "$gt" -c "$gt/nginx.conf" -e "$gt/logs/error.log"
+	ip netns exec $ns1 "$nginx" -p "$gv" -c "$gv/nginx.conf" -e "$gv/logs/error.log"
+	for i in $(seq 200); do
+		ip netns exec $tapns curl -s -o /dev/null http://192.168.113.2:8080/ &&
+			ip netns exec $ns2 curl -s -o /dev/null http://10.9.0.1:8080/ && break
+		sleep 0.05
+	done
+	declare -a wt wv
+	for r in $(seq "$rounds"); do
+		wt+=("$(rps $tapns http://192.168.113.2:8080/)")
+		wv+=("$(rps $ns2 http://10.9.0.1:8080/)")
+		echo "  nginx round $r: ${wt[-1]}/${wv[-1]} requests/s (tree mode/veth)"
+	done
+	w_t=$(best_max "${wt[@]}") w_v=$(best_max "${wv[@]}")
+	awk -v h="$w_t" -v v="$w_v" 'BEGIN {
+		printf "nginx (2 workers), wrk -t2 -c50:   hijack tree mode %9.0f req/s   host over veth %9.0f req/s   ratio %.2f\n", h, v, (v > 0 ? h / v : 0)
+	}'
+	# The hijacked master through the attach path; the tree's kernel halts after it.
+	ip netns exec $tapns "$hijack" --attach "$(cat "$gt/nginx.pid")" "$nginx" -p "$gt" -c "$gt/nginx.conf" -e "$gt/logs/error.log" -s quit || true
+	ip netns exec $ns1 "$nginx" -p "$gv" -c "$gv/nginx.conf" -e "$gv/logs/error.log" -s quit || true
+else
+	echo "nginx requests/s: nginx or wrk not installed (apt-get install nginx-light wrk), not measured"
+fi
 if command -v valgrind >/dev/null; then
 	# (LKL_HIJACK_LIB is the launcher's: the library refuses unknown
 	# LKL_HIJACK_* variables, so hook-cost.sh gets the target dir instead)

@@ -88,7 +88,18 @@ fi
 # this script): a new tree gets a kernel of its own.
 unset LKL_HIJACK_SERVER
 if [ -n "$attach" ]; then
-	server=$(tr '\0' '\n' <"/proc/$attach/environ" 2>/dev/null | sed -n 's/^LKL_HIJACK_SERVER=//p' | head -n 1) || true
+	server=$(tr '\0' '\n' 2>/dev/null <"/proc/$attach/environ" | sed -n 's/^LKL_HIJACK_SERVER=//p' | head -n 1) || true
+	if [ -z "$server" ] || [ ! -S "$server" ]; then
+		# A program that sets its process title (nginx) writes over the
+		# memory /proc/PID/environ shows: find the server by the process's
+		# sockets instead, one of which is connected to the server's
+		# kernel.sock or interrupt.sock (`ss` shows the peers).
+		inodes=" $(for f in /proc/"$attach"/fd/*; do readlink "$f" 2>/dev/null; done |
+			sed -n 's/^socket:\[\([0-9]*\)\]$/\1/p' | tr '\n' ' ')" || true
+		server=$(ss -xn 2>/dev/null | awk -v want="$inodes" '
+			$5 ~ /\/lkl-hijack\.[^\/]*\/(kernel\.sock(\.new)?|interrupt\.sock)$/ && index(want, " " $8 " ") {
+				sub(/\/[^\/]*$/, "/kernel.sock", $5); print $5; exit }') || true
+	fi
 	if [ -z "$server" ] || [ ! -S "$server" ]; then
 		echo "lkl-hijack.sh: --attach $attach: not a process of a running tree (of this user)" >&2
 		exit 1

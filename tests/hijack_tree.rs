@@ -117,7 +117,7 @@ fn bash_server_and_curl_share_one_kernel() {
             let data: Vec<u8> = (0..3u32 << 20).map(|i| (i * 7 % 251) as u8).collect();
             std::fs::write(t.path("big"), &data).unwrap();
             let script = format!(
-                "cd {dir} && {py} -m http.server -b 192.168.113.2 8000 2>server.log >/dev/null & \
+                "cd {dir} && exec {py} -m http.server -b 192.168.113.2 8000 2>server.log >/dev/null & \
                  for i in $(seq 100); do curl -s -o /dev/null http://192.168.113.2:8000/ && break; sleep 0.05; done; \
                  curl -s http://192.168.113.2:8000/big | sha256sum; kill %1; wait; cat {dir}/server.log >&2",
                 dir = t.path("").display(),

@@ -64,6 +64,53 @@ pub unsafe extern "C" fn fork() -> libc::pid_t {
     pid
 }
 
+/// Before this process changes its user ids (a root daemon's workers
+/// dropping privileges: nginx's `user`): the server's directory is private
+/// to the tree's user and the server accepts only that user, so a channel
+/// must be open before the change. This thread connects now (other threads
+/// that have not connected yet cannot after it; docs/process-tree.md).
+fn before_uid_change() {
+    if tree::client() {
+        tree::connect_now();
+    }
+}
+
+/// # Safety
+/// libc's contract for `setuid`.
+#[no_mangle]
+pub unsafe extern "C" fn setuid(uid: libc::uid_t) -> c_int {
+    before_uid_change();
+    libc_fn!(setuid, fn(libc::uid_t) -> c_int; uid)
+}
+
+/// # Safety
+/// libc's contract for `seteuid`.
+#[no_mangle]
+pub unsafe extern "C" fn seteuid(uid: libc::uid_t) -> c_int {
+    before_uid_change();
+    libc_fn!(seteuid, fn(libc::uid_t) -> c_int; uid)
+}
+
+/// # Safety
+/// libc's contract for `setreuid`.
+#[no_mangle]
+pub unsafe extern "C" fn setreuid(ruid: libc::uid_t, euid: libc::uid_t) -> c_int {
+    before_uid_change();
+    libc_fn!(setreuid, fn(libc::uid_t, libc::uid_t) -> c_int; ruid, euid)
+}
+
+/// # Safety
+/// libc's contract for `setresuid`.
+#[no_mangle]
+pub unsafe extern "C" fn setresuid(
+    ruid: libc::uid_t,
+    euid: libc::uid_t,
+    suid: libc::uid_t,
+) -> c_int {
+    before_uid_change();
+    libc_fn!(setresuid, fn(libc::uid_t, libc::uid_t, libc::uid_t) -> c_int; ruid, euid, suid)
+}
+
 /// Before an exec in the tree mode: the server learns which kernel
 /// descriptors the new image keeps.
 fn before_exec() {

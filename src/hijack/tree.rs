@@ -88,7 +88,6 @@ fn open_interrupts(server: &std::path::Path) {
     for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
         *d = *s as libc::c_char;
     }
-    let _ = INTERRUPT_ADDR.set(addr);
     // SAFETY: a new socket of ours.
     let fd = unsafe {
         libc::syscall(
@@ -99,6 +98,21 @@ fn open_interrupts(server: &std::path::Path) {
         )
     } as c_int;
     channel::mark_ours(fd, true);
+    // Connected now, so that sends need no lookup of the path (after a
+    // change of user ids the private directory is out of reach).
+    // SAFETY: connects our socket to an address on our stack.
+    let connected = fd >= 0
+        && unsafe {
+            libc::syscall(
+                libc::SYS_connect,
+                fd,
+                &addr as *const libc::sockaddr_un,
+                std::mem::size_of::<libc::sockaddr_un>(),
+            )
+        } == 0;
+    if !connected {
+        let _ = INTERRUPT_ADDR.set(addr);
+    }
     INTERRUPTS.store(fd, Ordering::Release);
 }
 
@@ -114,14 +128,19 @@ pub fn owns(fd: c_int) -> bool {
 /// signal arrived for the thread waiting on it). Async-signal-safe.
 pub fn interrupt(ktid: i32) {
     let fd = INTERRUPTS.load(Ordering::Acquire);
-    let Some(addr) = INTERRUPT_ADDR.get() else {
-        return;
-    };
     if fd < 0 {
         return;
     }
+    // The address only if the socket could not be connected.
+    let (addr, len) = match INTERRUPT_ADDR.get() {
+        Some(a) => (
+            a as *const libc::sockaddr_un,
+            std::mem::size_of::<libc::sockaddr_un>(),
+        ),
+        None => (std::ptr::null(), 0),
+    };
     let v = ktid.to_ne_bytes();
-    // SAFETY: a datagram from a stack buffer to the server's address.
+    // SAFETY: a datagram from a stack buffer to the server's socket.
     unsafe {
         libc::syscall(
             libc::SYS_sendto,
@@ -129,8 +148,8 @@ pub fn interrupt(ktid: i32) {
             v.as_ptr(),
             v.len(),
             libc::MSG_DONTWAIT,
-            addr as *const libc::sockaddr_un,
-            std::mem::size_of::<libc::sockaddr_un>(),
+            addr,
+            len,
         )
     };
 }
@@ -189,6 +208,12 @@ pub fn fork_prepare() -> Result<u64, Errno> {
 /// After the host fork, in the parent: which pid the fork made (-1: none).
 pub fn fork_parent(token: u64, pid: i32) {
     let _ = channel::request(Request::ForkDone { token, pid }, &[], None);
+}
+
+/// Opens this thread's channel now if it has none (before a change of
+/// user ids, after which the server's directory is out of reach).
+pub fn connect_now() {
+    let _ = channel::channel();
 }
 
 /// After the host fork, in the child.

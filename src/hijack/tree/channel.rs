@@ -336,7 +336,7 @@ fn adopt(fd: c_int) {
 }
 
 /// This thread's channel, connecting it first if need be.
-fn channel() -> Result<c_int, i32> {
+pub fn channel() -> Result<c_int, i32> {
     let current = GENERATION.load(Ordering::Acquire);
     let have = CHAN
         .try_with(|c| {

@@ -97,6 +97,18 @@ pub const NEEDS: &[Need] = &[
         what: "chattr (e2fsprogs) and CAP_LINUX_IMMUTABLE (run as root), for an immutable file",
     },
     Need {
+        name: "nginx",
+        what: "nginx (Debian package nginx-light or nginx)",
+    },
+    Need {
+        name: "wrk",
+        what: "wrk (Debian package wrk)",
+    },
+    Need {
+        name: "linux_source",
+        what: "the Linux 6.12 source: $LKL_LINUX_SRC, or the tarball $LKL_LINUX_TARBALL (default /usr/src/linux-source-6.12.tar.xz, Debian package linux-source-6.12)",
+    },
+    Need {
         name: "fuse",
         what: "/dev/fuse and fusermount3 (Debian package fuse3)",
     },
@@ -130,6 +142,9 @@ pub fn missing(name: &str) -> Option<String> {
         "mkfs_vfat" => on_path("mkfs.vfat") && on_path("fsck.vfat"),
         "mkfs_xfs" => on_path("mkfs.xfs") && on_path("xfs_repair"),
         "mkfs_btrfs" => on_path("mkfs.btrfs") && on_path("btrfs"),
+        "nginx" => on_path("nginx") || is_executable(Path::new("/usr/sbin/nginx")),
+        "wrk" => on_path("wrk"),
+        "linux_source" => linux_source().is_some(),
         "fuse" => Path::new("/dev/fuse").exists() && on_path("fusermount3"),
         "immutable" => effective_caps() & (1 << 9) != 0 && on_path("chattr"),
         other => return Some(format!("`{other}` is no prerequisite testkit-probe knows")),
@@ -144,7 +159,15 @@ pub fn missing(name: &str) -> Option<String> {
 
 /// The environment variables the probes read: a build that records their
 /// results must be redone when one of them changes.
-pub const ENV: &[&str] = &["CI", "PATH", "LD_LIBRARY_PATH", "LKL_CONFIG", "USER"];
+pub const ENV: &[&str] = &[
+    "CI",
+    "PATH",
+    "LD_LIBRARY_PATH",
+    "LKL_CONFIG",
+    "USER",
+    "LKL_LINUX_SRC",
+    "LKL_LINUX_TARBALL",
+];
 
 /// Files whose change may change a probe's answer: the package database
 /// (a tool installed or removed), the loader's cache (a library), the
@@ -160,6 +183,23 @@ pub fn watched_files() -> Vec<PathBuf> {
     ];
     files.retain(|f| f.exists());
     files
+}
+
+/// The Linux source the kernel is built from, as the build script finds
+/// it: a tree (`$LKL_LINUX_SRC`) or a tarball (`$LKL_LINUX_TARBALL`, else
+/// Debian's /usr/src/linux-source-6.12.tar.xz). `None` if there is none.
+pub fn linux_source() -> Option<PathBuf> {
+    if let Some(src) = env::var_os("LKL_LINUX_SRC").filter(|s| !s.is_empty()) {
+        let src = PathBuf::from(src);
+        return src.join("Makefile").is_file().then_some(src);
+    }
+    let tarball = env::var_os("LKL_LINUX_TARBALL")
+        .filter(|s| !s.is_empty())
+        .map_or_else(
+            || PathBuf::from("/usr/src/linux-source-6.12.tar.xz"),
+            PathBuf::from,
+        );
+    tarball.is_file().then_some(tarball)
 }
 
 /// Why this process cannot make network namespaces, or `None`.
