@@ -300,7 +300,7 @@ victim = None
 # Kill every worker in turn until the hung connection is reset, then check the rest serve.
 for pid in list(workers):
     os.kill(pid, signal.SIGKILL); os.waitpid(pid, 0); workers.remove(pid)
-    hung.settimeout(0.5)
+    hung.settimeout(2.0)
     try:
         if hung.recv(10) == b"":
             victim = pid; break
