@@ -4,6 +4,7 @@
 //! request (or a second hello) cuts the connection off; the client's
 //! other connections are unaffected.
 
+use std::cell::Cell;
 use std::ffi::{c_int, c_void};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,22 +33,30 @@ static SPINNING: AtomicBool = AtomicBool::new(false);
 
 /// Receives a packet into `buf`, and a passed descriptor if one came; a
 /// request that comes soon after the last answer is caught by spinning
-/// (tree/spin.rs) if no other thread spins.
-fn recv(fd: c_int, buf: &mut [u8]) -> Result<(usize, Option<OwnedFd>), i32> {
-    if SPINNING
-        .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-        .is_ok()
-    {
-        let got = spin::until(|| match recv_flags(fd, buf, libc::MSG_DONTWAIT) {
-            Err(libc::EAGAIN) => None,
-            r => Some(r),
-        });
-        SPINNING.store(false, Ordering::Release);
-        if let Some(r) = got {
-            return r;
+/// (tree/spin.rs) if this client's requests have been coming quickly
+/// (`short`) and no other thread spins.
+fn recv(fd: c_int, buf: &mut [u8], short: &Cell<bool>) -> Result<(usize, Option<OwnedFd>), i32> {
+    if short.get() && spin::allowed() {
+        if SPINNING
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            let got = spin::until(|| match recv_flags(fd, buf, libc::MSG_DONTWAIT) {
+                Err(libc::EAGAIN) => None,
+                r => Some(r),
+            });
+            SPINNING.store(false, Ordering::Release);
+            if let Some(r) = got {
+                return r;
+            }
+            short.set(false);
         }
+        return recv_flags(fd, buf, 0);
     }
-    recv_flags(fd, buf, 0)
+    let t0 = spin::now_ns();
+    let r = recv_flags(fd, buf, 0);
+    short.set(spin::now_ns() - t0 < spin::SHORT_NS);
+    r
 }
 
 /// Receives a packet into `buf` with recvmsg `flags`.
@@ -155,7 +164,7 @@ pub fn serve(reg: &Registry, fd: OwnedFd, pid: i32) {
     use std::os::fd::AsRawFd;
     let fd_raw = fd.as_raw_fd();
     let mut buf = vec![0u8; wire::MAX_PACKET];
-    let Ok((n, _)) = recv(fd_raw, &mut buf) else {
+    let Ok((n, _)) = recv_flags(fd_raw, &mut buf, 0) else {
         return;
     };
     let Some(Request::Hello(hello)) = Request::decode(&buf[..n]) else {
@@ -189,8 +198,9 @@ pub fn serve(reg: &Registry, fd: OwnedFd, pid: i32) {
 }
 
 fn requests(reg: &Registry, proc_: &Arc<Proc>, task: &KTask, fd: c_int, buf: &mut [u8]) {
+    let short = Cell::new(true);
     loop {
-        let Ok((n, passed)) = recv(fd, buf) else {
+        let Ok((n, passed)) = recv(fd, buf, &short) else {
             return;
         };
         let packet = &buf[..n];

@@ -221,19 +221,10 @@ fn send(
 /// the bytes received. A signal does not end the wait: the server answers
 /// an interrupted call soon (signals.rs asks it to).
 fn recv(fd: c_int, buf: &mut [u8]) -> Result<usize, i32> {
-    let mut once = |flags: c_int| -> Result<usize, i32> {
-        // SAFETY: receives into a buffer of ours.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_recvfrom,
-                fd,
-                buf.as_mut_ptr(),
-                buf.len(),
-                flags,
-                0usize,
-                0usize,
-            )
-        };
+    let (ptr, len) = (buf.as_mut_ptr(), buf.len());
+    let once = move |flags: c_int| -> Result<usize, i32> {
+        // SAFETY: receives into the caller's buffer, alive for this call.
+        let r = unsafe { libc::syscall(libc::SYS_recvfrom, fd, ptr, len, flags, 0usize, 0usize) };
         match r {
             r if r > 0 => Ok(r as usize),
             0 => Err(libc::ECONNRESET),
@@ -241,22 +232,28 @@ fn recv(fd: c_int, buf: &mut [u8]) -> Result<usize, i32> {
         }
     };
     // An answer that comes quickly is caught without sleeping.
-    if let Some(r) = super::spin::until(|| match once(libc::MSG_DONTWAIT) {
-        Err(libc::EAGAIN) | Err(libc::EINTR) => None,
-        r => Some(r),
-    }) {
-        return r;
-    }
-    loop {
-        match once(0) {
-            Err(libc::EINTR) => continue,
-            r => return r,
-        }
-    }
+    SHORT.with(|short| {
+        super::spin::wait(
+            short,
+            || match once(libc::MSG_DONTWAIT) {
+                Err(libc::EAGAIN) | Err(libc::EINTR) => None,
+                r => Some(r),
+            },
+            || loop {
+                match once(0) {
+                    Err(libc::EINTR) => continue,
+                    r => return r,
+                }
+            },
+        )
+    })
 }
 
-/// Request and reply on `fd`; the bytes after the reply's record go to
-/// `rest` (its length is returned).
+thread_local! {
+    /// Whether this thread's recent answers came quickly (spin::wait).
+    static SHORT: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
+
 /// Numbers requests, so that a late answer is told from the one awaited.
 static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
 

@@ -6,11 +6,21 @@
 //! meanwhile: on a machine (or an affinity mask) of one CPU spinning would
 //! only delay the answer, so nobody spins. The server lets one thread
 //! spin at a time (serve/conn.rs).
+//!
+//! A wait that outlasted the budget (a `recv` waiting for data, a bulk
+//! transfer's calls) makes the next wait on that channel sleep at once: a
+//! spinning thread would take the CPU the kernel's device threads need. A
+//! sleep shorter than [`SHORT_NS`] makes the next wait spin again.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
 /// How long a thread polls before it sleeps, in nanoseconds.
 pub const BUDGET_NS: u64 = 20_000;
+
+/// A sleeping wait shorter than this makes the next one spin again (a
+/// round trip through two sleeping threads takes 10–40 µs here, so a
+/// bound of the budget alone would never be met).
+pub const SHORT_NS: u64 = 4 * BUDGET_NS;
 
 /// 0: not known yet, 1: spin, 2: never spin.
 static ALLOWED: AtomicU8 = AtomicU8::new(0);
@@ -38,7 +48,8 @@ pub fn allowed() -> bool {
     }
 }
 
-fn now_ns() -> u64 {
+/// CLOCK_MONOTONIC in nanoseconds (the vDSO's: no system call).
+pub fn now_ns() -> u64 {
     let mut t = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -46,6 +57,29 @@ fn now_ns() -> u64 {
     // SAFETY: the vDSO's clock_gettime into a local.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// Waits with `poll` (non-blocking) and `block`: spins first if the waits
+/// on this channel have been short (`short`, updated here).
+pub fn wait<R>(
+    short: &std::cell::Cell<bool>,
+    poll: impl FnMut() -> Option<R>,
+    block: impl FnOnce() -> R,
+) -> R {
+    if short.get() {
+        if let Some(r) = until(poll) {
+            return r;
+        }
+        short.set(false);
+        return block();
+    }
+    if !allowed() {
+        return block();
+    }
+    let t0 = now_ns();
+    let r = block();
+    short.set(now_ns() - t0 < SHORT_NS);
+    r
 }
 
 /// Calls `poll` until it returns Some or the budget is spent.
