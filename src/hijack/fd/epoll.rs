@@ -151,6 +151,10 @@ struct Set {
     epfd: c_int,
     inner: c_int,
     state: Mutex<State>,
+    /// The process that made `inner`. A forked child shares the host epoll
+    /// instance with it (as it shares the program's own epoll): its closes
+    /// must not take wake-ups out of the parent's instance.
+    owner: libc::pid_t,
 }
 
 impl Set {
@@ -172,8 +176,13 @@ impl Set {
         Ok(wake)
     }
 
-    /// Takes a member's wake-up out of `inner`.
+    /// Takes a member's wake-up out of `inner` (in the process that made
+    /// it only: in a forked child the registration is the parent's too).
     fn remove_wake(&self, wake: &Wake) {
+        // SAFETY: getpid has no arguments.
+        if unsafe { libc::getpid() } != self.owner {
+            return;
+        }
         host_ctl(
             self.inner,
             libc::EPOLL_CTL_DEL,
@@ -234,6 +243,8 @@ fn set_for(epfd: c_int) -> Result<Arc<Set>, i32> {
         epfd,
         inner,
         state: Mutex::new(State::default()),
+        // SAFETY: getpid has no arguments.
+        owner: unsafe { libc::getpid() },
     });
     map.insert(epfd, set.clone());
     flag.store(true, Ordering::Release);
