@@ -49,10 +49,15 @@
 //! - `fs`: files on the config's disks: `paths` (which world a path is in)
 //!   ← all the rest; the hooks `open` ← `dirs`, `stdio`; `stat`, `access`,
 //!   `names`, `attrs`, `statfs`, `file`, `cwd` ← `disks`.
+//! - `tier`: every system call, raw ones too, through the same hooks
+//!   (Syscall User Dispatch; `syscalls: "all"`). Its `gate` (the
+//!   per-thread selector) is the one part used from below: by `host`'s
+//!   `libc_fn!` and `signals`' kernel call, which must reach the host
+//!   untrapped.
 //! - `init`: boot before `main`, halt at exit; `vfork` served by `fork`.
 //!
 //! So the imports point one way:
-//! `host ← lifecycle ← fdtable ← signals ← call ← net ← fd ← fs ← init`
+//! `host ← lifecycle ← fdtable ← signals ← call ← net ← fd ← fs ← tier ← init`
 //! (`x ← y`: y may use x, never the reverse). docs/hijack.md draws it and
 //! follows one call through it.
 //!
@@ -81,6 +86,8 @@ mod hijack {
     pub mod fd;
 
     pub mod fs;
+
+    pub mod tier;
 
     pub mod init;
 }

@@ -107,7 +107,7 @@ pub fn insert_at(kfd: i32, target: c_int, cloexec: bool) -> Result<c_int, i32> {
     move_placeholder(kfd, hfd, libc::EBADF, || {
         // SAFETY: duplicates our own placeholder onto the number the
         // program chose.
-        unsafe { dup3(hfd, target, flags) }
+        crate::hijack::tier::gate::allowed(|| unsafe { dup3(hfd, target, flags) })
     })
 }
 

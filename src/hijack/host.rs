@@ -174,8 +174,9 @@ macro_rules! libc_fn {
     }};
     ($name:ident, fn($($t:ty),* $(,)?) -> $r:ty; $($a:expr),*; or $fail:expr) => {
         match $crate::hijack::host::libc_fn!($name, fn($($t),*) -> $r) {
-            // SAFETY: as in the arm below.
-            Some(f) => unsafe { f($($a),*) },
+            // SAFETY: as in the arm below. (`allowed`: not trapped by the
+            // system-call tier, tier/gate.rs.)
+            Some(f) => $crate::hijack::tier::gate::allowed(|| unsafe { f($($a),*) }),
             None => {
                 $crate::hijack::host::set_errno(libc::ENOSYS);
                 $fail
@@ -186,8 +187,9 @@ macro_rules! libc_fn {
         match $crate::hijack::host::libc_fn!($name, fn($($t),*) -> $r) {
             // SAFETY: libc's function, with the caller's arguments for it:
             // the program's own, or a path we resolved (NUL-terminated and
-            // alive for the call), or a descriptor of ours.
-            Some(f) => unsafe { f($($a),*) },
+            // alive for the call), or a descriptor of ours. (`allowed`: not
+            // trapped by the system-call tier, tier/gate.rs.)
+            Some(f) => $crate::hijack::tier::gate::allowed(|| unsafe { f($($a),*) }),
             None => $crate::hijack::host::fail(libc::ENOSYS),
         }
     };

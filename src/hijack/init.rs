@@ -238,6 +238,8 @@ fn start() -> Result<Running, String> {
     disks::mount(&config, &disks.disks)?;
     lkl::netcfg::apply(&config, &names).map_err(|e| e.to_string())?;
     resolve::set_nameservers(config.nameservers.clone());
+    // The system-call tier: armed as the constructor's last step.
+    crate::hijack::tier::request(config.syscalls);
     let _ = SETTINGS.set(Settings {
         dump: config.dump.clone(),
         pause_at_exit: config.debug.pause_at_exit(),
@@ -307,6 +309,11 @@ extern "C" fn hijack_init() {
         }
         Err(e) => refuse_to_start(&e),
     }
+    // The system-call tier (syscalls=all), last: from here on every system
+    // call of the program is routed.
+    if let Err(e) = crate::hijack::tier::arm_if_requested() {
+        refuse_to_start(&e);
+    }
 }
 
 /// Prints each `dump` path's content (a kernel file) to stderr.
@@ -349,6 +356,8 @@ fn dump(paths: &[String]) {
 }
 
 extern "C" fn hijack_fini() {
+    // The system-call tier: our own exit path goes straight to the host.
+    crate::hijack::tier::leave();
     if forked() {
         // The kernel is the parent's; there is nothing here to halt.
         set_active(false);

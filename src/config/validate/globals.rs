@@ -9,7 +9,7 @@ use super::values::Radix;
 use super::{Ctx, Validator};
 use crate::config::error::ConfigError;
 use crate::config::node::Node;
-use crate::config::types::{DebugFlags, LogTarget, SingleCpu, Sysctl};
+use crate::config::types::{DebugFlags, LogTarget, SingleCpu, Syscalls, Sysctl};
 
 impl Validator<'_> {
     pub(super) fn nameservers(&self, node: &Node, ctx: &Ctx) -> Vec<IpAddr> {
@@ -104,6 +104,21 @@ impl Validator<'_> {
                 value: value.text(),
                 why: "is not 0 (off), 1 (pin the kernel) or 2 (also pin device polling); \
                       LKL would warn and use 0"
+                    .into(),
+            }),
+        }
+    }
+
+    pub(super) fn syscalls(&self, node: &Node, ctx: &Ctx) -> Result<Syscalls, ConfigError> {
+        let value = self.scalar(node, ctx, false, "\"libc\" or \"all\"")?;
+        match value.text().as_str() {
+            "libc" => Ok(Syscalls::Libc),
+            "all" => Ok(Syscalls::All),
+            _ => Err(ConfigError::BadValue {
+                at: self.at(ctx),
+                value: value.text(),
+                why: "is not \"libc\" (the calls through the dynamic libc, LD_PRELOAD) or \"all\" \
+                      (every system call, raw ones too: Syscall User Dispatch)"
                     .into(),
             }),
         }

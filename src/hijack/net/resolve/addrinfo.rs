@@ -237,7 +237,9 @@ pub unsafe extern "C" fn getaddrinfo(
             ) -> c_int
         ) {
             // SAFETY: glibc's function with the program's arguments.
-            Some(f) => unsafe { f(node, service, hints, res) },
+            Some(f) => {
+                crate::hijack::tier::gate::allowed(|| unsafe { f(node, service, hints, res) })
+            }
             None => libc::EAI_SYSTEM,
         };
     };
