@@ -13,9 +13,12 @@
 # without running anything: status 0, or 1 with the errors.
 # LKL_HIJACK_DEBUG=1 shows the settings and the kernel's console.
 # LKL_HIJACK_LIB overrides the library's path. Setuid programs (ping)
-# ignore LD_PRELOAD: run a non-setuid copy.
+# ignore LD_PRELOAD: run a non-setuid copy. LKL_HIJACK_SYSCALLS=all (or the
+# config's "syscalls": "all") routes every system call, raw ones too, to
+# the kernel (Linux >= 5.11 host); Go programs get it by default. Static
+# programs are refused (they need the loader, not there yet).
 set -euo pipefail
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
 need_file() {
 	if [ ! -r "$1" ] || [ -d "$1" ]; then
 		echo "lkl-hijack.sh: --config $1: not a readable file" >&2
@@ -57,6 +60,41 @@ fi
 if [ -z "$lib" ] || [ ! -f "$lib" ]; then
 	echo "lkl-hijack.sh: liblkl-hijack.so (or liblkl_hijack.so) not found: run bin/setup.sh (or cargo build --release -p lkl-hijack-preload)" >&2
 	exit 1
+fi
+# What the program is: a Go binary (its runtime makes its own system calls)
+# turns the system-call tier on (docs/every-syscall.md); a static ELF
+# (no PT_INTERP: no dynamic loader, so no preloaded library) cannot run
+# under the hijack yet.
+elf_u() { # FILE OFFSET BYTES: an unsigned little-endian field of FILE
+	od -An -t "u$3" -j "$2" -N "$3" "$1" 2>/dev/null | tr -d ' '
+}
+elf_is_static() { # FILE: an x86_64 ELF with no PT_INTERP
+	local f=$1 phoff phentsize phnum i
+	[ "$(head -c 4 "$f" 2>/dev/null | od -An -c | tr -d ' ')" = '177ELF' ] || return 1
+	phoff=$(elf_u "$f" 32 8); phentsize=$(elf_u "$f" 54 2); phnum=$(elf_u "$f" 56 2)
+	[ -n "$phoff" ] && [ -n "$phnum" ] || return 1
+	for ((i = 0; i < phnum; i++)); do
+		[ "$(elf_u "$f" $((phoff + i * phentsize)) 4)" = 3 ] && return 1
+	done
+	return 0
+}
+is_go() { # FILE: Go's build-info header, in every Go binary since Go 1.13
+	LC_ALL=C grep -qa 'Go buildinf:' "$1" 2>/dev/null
+}
+if [ -z "$check" ]; then
+	prog=$(command -v -- "$1" 2>/dev/null || true)
+	if [ -n "$prog" ] && [ -f "$prog" ]; then
+		if elf_is_static "$prog"; then
+			what="a statically linked program"
+			is_go "$prog" && what="a statically linked Go program (CGO_ENABLED=0)"
+			echo "lkl-hijack.sh: $1 is $what: it loads no preload library, so its system calls would bypass the kernel. Static programs need the loader, which is not there yet (loader/README.md); a dynamic build (for Go: with cgo) runs." >&2
+			exit 2
+		fi
+		if is_go "$prog" && [ -z "${LKL_HIJACK_SYSCALLS:-}" ]; then
+			# Go's runtime issues its system calls itself: every one is routed.
+			export LKL_HIJACK_SYSCALLS=all
+		fi
+	fi
 fi
 # LKL_HIJACK_LIB is the launcher's own: the library rejects unknown LKL_HIJACK_* names.
 unset LKL_HIJACK_LIB

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 # Debian packages the build and the tests need.
 packages=(linux-source-6.12 flex bison bc libelf-dev ccache binutils make gcc xz-utils
 	  python3 iproute2 iputils-ping vde2 e2fsprogs procps util-linux libslirp0
-	  dosfstools xfsprogs btrfs-progs fuse3 fuse2fs tcpdump iperf3 netcat-openbsd socat curl nodejs)
+	  dosfstools xfsprogs btrfs-progs fuse3 fuse2fs tcpdump iperf3 netcat-openbsd socat curl nodejs golang-go busybox-static musl-tools)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
