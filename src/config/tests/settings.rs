@@ -303,10 +303,19 @@ fn debug_bits() {
 #[test]
 fn syscalls_key() {
     assert_eq!(parse(r#"{}"#).unwrap().syscalls, Syscalls::Libc);
-    assert_eq!(parse(r#"{"syscalls": "all"}"#).unwrap().syscalls, Syscalls::All);
-    assert_eq!(parse(r#"{"syscalls": "libc"}"#).unwrap().syscalls, Syscalls::Libc);
+    assert_eq!(
+        parse(r#"{"syscalls": "all"}"#).unwrap().syscalls,
+        Syscalls::All
+    );
+    assert_eq!(
+        parse(r#"{"syscalls": "libc"}"#).unwrap().syscalls,
+        Syscalls::Libc
+    );
     let cfg = parse(r#"{"syscalls": "all"}"#).unwrap();
-    assert!(cfg.settings().iter().any(|l| l.starts_with("syscalls: all")));
+    assert!(cfg
+        .settings()
+        .iter()
+        .any(|l| l.starts_with("syscalls: all")));
     for bad in [r#""everything""#, r#""ALL""#, "true", "1"] {
         let e = err(&format!(r#"{{"syscalls": {bad}}}"#));
         assert!(
@@ -317,10 +326,9 @@ fn syscalls_key() {
         assert_eq!(path_of(&e), "syscalls", "{bad}");
     }
     let dir = TempDir::new();
-    let cfg =
-        Config::from_sources_in(vars(&[("LKL_HIJACK_SYSCALLS", "all")]), dir.path()).unwrap();
+    let cfg = Config::from_sources_in(vars(&[("LKL_HIJACK_SYSCALLS", "all")]), dir.path()).unwrap();
     assert_eq!(cfg.syscalls, Syscalls::All);
-    let e = Config::from_sources_in(vars(&[("LKL_HIJACK_SYSCALLS", "raw")]), dir.path())
-        .unwrap_err();
+    let e =
+        Config::from_sources_in(vars(&[("LKL_HIJACK_SYSCALLS", "raw")]), dir.path()).unwrap_err();
     assert!(e.to_string().contains("LKL_HIJACK_SYSCALLS"), "{e}");
 }

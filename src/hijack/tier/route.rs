@@ -36,7 +36,6 @@ extern "C" {
 }
 
 /// Called by the trampoline, on the thread's own stack, selector ALLOW.
-#[no_mangle]
 pub extern "C" fn lkl_tier_dispatch(f: *mut Frame) {
     // SAFETY: the trampoline passes the frame the handler wrote.
     let f = unsafe { &mut *f };
