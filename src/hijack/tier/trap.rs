@@ -90,7 +90,7 @@ const F_CHILD_KEEP_SP: usize = std::mem::offset_of!(Frame, child_keep_sp);
 const F_CHILD_DONE: usize = std::mem::offset_of!(Frame, child_done);
 /// Where the `xsave` image starts.
 const F_XSAVE: usize = std::mem::size_of::<Frame>();
-const _: () = assert!(F_XSAVE % 64 == 0);
+const _: () = assert!(F_XSAVE.is_multiple_of(64));
 const B_SEL: usize = std::mem::offset_of!(Block, selector);
 
 /// PR_SET_SYSCALL_USER_DISPATCH and PR_SYS_DISPATCH_ON (linux/prctl.h).
