@@ -196,6 +196,18 @@ macro_rules! libc_fn {
 }
 pub(crate) use libc_fn;
 
+/// `host_syscall!(nr, a, b, ...)`: `libc::syscall` for a host call of ours
+/// (on a placeholder, one of our eventfds, a host path we resolved), with
+/// the system-call tier's selector at ALLOW: untrapped, so never routed to
+/// a hook that would take a placeholder's number for the kernel
+/// descriptor behind it. Use inside `unsafe`, as `libc::syscall`.
+macro_rules! host_syscall {
+    ($($a:expr),+ $(,)?) => {
+        $crate::hijack::tier::gate::allowed(|| libc::syscall($($a),+))
+    };
+}
+pub(crate) use host_syscall;
+
 /// Closes host descriptor `fd`, one of ours (a placeholder, an eventfd),
 /// with libc's `close`.
 pub fn close(fd: c_int) -> c_int {

@@ -36,7 +36,10 @@ fn lock(path: &std::path::Path, shared: bool) -> Result<std::fs::File, String> {
     let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let op = if shared { libc::LOCK_SH } else { libc::LOCK_EX };
     // SAFETY: the host's flock on a descriptor we own.
-    if unsafe { libc::syscall(libc::SYS_flock, f.as_raw_fd(), op | libc::LOCK_NB) } != 0 {
+    if unsafe {
+        crate::hijack::host::host_syscall!(libc::SYS_flock, f.as_raw_fd(), op | libc::LOCK_NB)
+    } != 0
+    {
         return Err(format!(
             "{} is in use by another process (it holds a lock on it)",
             path.display()
