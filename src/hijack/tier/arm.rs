@@ -166,9 +166,12 @@ pub fn arm() -> Result<(), String> {
         ));
     }
     // Our SIGSYS handler; what was there becomes the program's record.
+    // SA_NODEFER: SIGSYS stays unblocked while it runs, for the program's
+    // handlers the host delivers on top of it (their restorer's
+    // rt_sigreturn traps, and a trap while SIGSYS is blocked kills).
     let act = gate::KSigaction {
         handler: trap::on_sigsys as *const () as usize,
-        flags: (libc::SA_SIGINFO | libc::SA_ONSTACK) as u64 | gate::SA_RESTORER,
+        flags: (libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_NODEFER) as u64 | gate::SA_RESTORER,
         restorer: trap::restorer(),
         mask: 0,
     };

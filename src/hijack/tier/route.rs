@@ -179,11 +179,24 @@ fn route(f: &mut Frame) -> i64 {
             269 => libc::faccessat(i(0), p!(a[1]), i(2), 0).into(),
             439 => libc::faccessat(i(0), p!(a[1]), i(2), i(3)).into(),
             270 => pselect6(a),
-            271 => libc::ppoll(p!(a[0]), a[1] as libc::nfds_t, p!(a[2]), p!(a[3])).into(),
+            271 => {
+                let m = Unblocked::new(a[3]);
+                libc::ppoll(p!(a[0]), a[1] as libc::nfds_t, p!(a[2]), m.ptr()).into()
+            }
             275 => libc::splice(i(0), p!(a[1]), i(2), p!(a[3]), u(4), a[5] as c_uint) as i64,
             280 => libc::utimensat(i(0), p!(a[1]), p!(a[2]), i(3)).into(),
-            281 => libc::epoll_pwait(i(0), p!(a[1]), i(2), i(3), p!(a[4])).into(),
-            441 => epoll_pwait2(i(0), p!(a[1]), i(2), p!(a[3]), p!(a[4])).into(),
+            281 => {
+                let m = Unblocked::new(a[4]);
+                libc::epoll_pwait(i(0), p!(a[1]), i(2), i(3), m.ptr()).into()
+            }
+            441 => {
+                let m = Unblocked::new(a[4]);
+                epoll_pwait2(i(0), p!(a[1]), i(2), p!(a[3]), m.ptr()).into()
+            }
+            130 if a[1] == 8 && a[0] != 0 => {
+                let m = Unblocked::new(a[0]);
+                return host(nr, [m.ptr() as i64, 8, 0, 0, 0, 0]);
+            }
             285 => libc::fallocate(i(0), i(1), a[2], a[3]).into(),
             288 => libc::accept4(i(0), p!(a[1]), p!(a[2]), i(3)).into(),
             291 => libc::epoll_create1(i(0)).into(),
@@ -214,13 +227,41 @@ fn route(f: &mut Frame) -> i64 {
     }
 }
 
+/// A signal mask of the program's (a call's argument) without SIGSYS:
+/// a trap while SIGSYS is blocked kills the process.
+struct Unblocked(Option<libc::sigset_t>);
+
+impl Unblocked {
+    /// From the program's `sigset_t *` (0: none).
+    fn new(p: i64) -> Self {
+        if p == 0 {
+            return Unblocked(None);
+        }
+        // SAFETY: the program's set; only its first 8 bytes (the kernel's
+        // 64 signals) count, the rest is zeroed here.
+        unsafe {
+            let mut s: libc::sigset_t = std::mem::zeroed();
+            let bits = (p as usize as *const u64).read_unaligned() & !gate::SIGSYS_BIT;
+            std::ptr::addr_of_mut!(s)
+                .cast::<u64>()
+                .write_unaligned(bits);
+            Unblocked(Some(s))
+        }
+    }
+
+    fn ptr(&self) -> *const libc::sigset_t {
+        self.0.as_ref().map_or(std::ptr::null(), |s| s as *const _)
+    }
+}
+
 /// `pselect6`: its sixth argument points at { sigset pointer, size }.
 unsafe fn pselect6(a: [i64; 6]) -> i64 {
-    let mut mask: *const libc::sigset_t = std::ptr::null();
+    let mut mask = Unblocked(None);
     if a[5] != 0 {
         // SAFETY: the program's { const sigset_t *, size_t } pair.
-        mask = unsafe { *(a[5] as usize as *const *const libc::sigset_t) };
+        mask = Unblocked::new(unsafe { *(a[5] as usize as *const i64) });
     }
+    let mask = mask.ptr();
     // SAFETY: the program's arguments for pselect.
     unsafe {
         libc::pselect(
