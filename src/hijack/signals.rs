@@ -88,6 +88,12 @@ extern "C" fn wrapper(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) 
     };
     // This thread's errno, saved and restored around our part.
     let saved = errno();
+    // The system-call tier: a process-wide signal taken by a thread that
+    // trapped goes where the host would have delivered it.
+    if crate::hijack::tier::gate::redirect_to_main(sig, info) {
+        set_errno(saved);
+        return;
+    }
     if IN_CALL.with(|c| c.load(Ordering::Acquire)) {
         let mut cur: libc::sigaction = zeroed_sigaction();
         let restart = match libc_sigaction() {

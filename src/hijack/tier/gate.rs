@@ -239,3 +239,135 @@ pub unsafe fn sigsys_glibc_action(
     }
     Some(0)
 }
+
+extern "C" {
+    /// One host system call through the exempt range (tier/trap.rs's
+    /// assembly): passes whatever the selector says.
+    pub fn lkl_tier_raw(nr: i64, a1: i64, a2: i64, a3: i64, a4: i64, a5: i64, a6: i64) -> i64;
+}
+
+/// A host system call that is never trapped (the exempt range), for code
+/// of ours that may run with the selector at BLOCK (signal handlers).
+pub fn exempt(nr: i64, a: [i64; 6]) -> i64 {
+    // SAFETY: the caller passes the call's arguments as the host takes
+    // them; `lkl_tier_raw` only issues it.
+    unsafe { lkl_tier_raw(nr, a[0], a[1], a[2], a[3], a[4], a[5]) }
+}
+
+/// `si_code` SI_KERNEL (asm-generic/siginfo.h): the host's own signals
+/// to a process (setitimer's SIGALRM).
+const SI_KERNEL: c_int = 0x80;
+
+/// With the tier armed, a thread that traps enters the host's signal
+/// delivery at once, and takes any signal pending for the whole process
+/// there, before the thread the host chose (the main thread, when it does
+/// not block the signal) wakes up: a process-wide signal meant to end
+/// the main thread's blocking call (Python's handlers run on the main
+/// thread only) would be spent elsewhere. So the program's handler wrapper
+/// (signals.rs) asks here first: a process-wide signal (kill, sigqueue,
+/// the host's own, SIGCHLD) on a thread that is not the main thread, while
+/// the main thread lives and does not block it, is queued again for the
+/// main thread (`rt_tgsigqueueinfo`, its siginfo kept; a code of the
+/// host's becomes SI_QUEUE, which is what a process may queue itself) and
+/// true is returned: the handler runs there. Async-signal-safe: raw
+/// calls and a stack buffer.
+pub fn redirect_to_main(sig: c_int, info: *const libc::siginfo_t) -> bool {
+    if !on() || info.is_null() {
+        return false;
+    }
+    // SAFETY: the host's siginfo for this signal.
+    let code = unsafe { (*info).si_code };
+    let process_wide = matches!(code, libc::SI_USER | libc::SI_QUEUE | SI_KERNEL)
+        || (sig == libc::SIGCHLD && code > 0);
+    if !process_wide {
+        return false;
+    }
+    let pid = exempt(libc::SYS_getpid, [0; 6]);
+    let tid = exempt(libc::SYS_gettid, [0; 6]);
+    if pid == tid || !main_takes(pid, sig) {
+        return false;
+    }
+    // SAFETY: a copy of the host's siginfo.
+    let mut copy = unsafe { info.read() };
+    if copy.si_code >= 0 {
+        copy.si_code = libc::SI_QUEUE;
+    }
+    let r = exempt(
+        libc::SYS_rt_tgsigqueueinfo,
+        [pid, pid, sig.into(), &copy as *const _ as i64, 0, 0],
+    );
+    r == 0
+}
+
+/// Whether the main thread (`pid`) is alive and does not block `sig`,
+/// from /proc/self/task/PID/status.
+fn main_takes(pid: i64, sig: c_int) -> bool {
+    let mut path = [0u8; 48];
+    let mut n = 0;
+    for b in b"/proc/self/task/" {
+        path[n] = *b;
+        n += 1;
+    }
+    let mut digits = [0u8; 20];
+    let (mut d, mut v) = (0, pid as u64);
+    loop {
+        digits[d] = b'0' + (v % 10) as u8;
+        d += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    while d > 0 {
+        d -= 1;
+        path[n] = digits[d];
+        n += 1;
+    }
+    for b in b"/status" {
+        path[n] = *b;
+        n += 1;
+    }
+    let fd = exempt(
+        libc::SYS_openat,
+        [
+            libc::AT_FDCWD.into(),
+            path.as_ptr() as i64,
+            i64::from(libc::O_RDONLY | libc::O_CLOEXEC),
+            0,
+            0,
+            0,
+        ],
+    );
+    if fd < 0 {
+        return false;
+    }
+    let mut buf = [0u8; 4096];
+    let len = exempt(libc::SYS_read, [fd, buf.as_mut_ptr() as i64, 4096, 0, 0, 0]);
+    exempt(libc::SYS_close, [fd, 0, 0, 0, 0, 0]);
+    if len <= 0 {
+        return false;
+    }
+    let text = &buf[..len as usize];
+    let field = |name: &[u8]| {
+        text.split(|&c| c == b'\n')
+            .find(|l| l.starts_with(name))
+            .map(|l| &l[name.len()..])
+    };
+    match field(b"State:\t") {
+        Some(s) if s.first().is_some_and(|&c| c != b'Z' && c != b'X') => {}
+        _ => return false,
+    }
+    let Some(hex) = field(b"SigBlk:\t") else {
+        return false;
+    };
+    let mut blocked = 0u64;
+    for &c in hex {
+        let v = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => break,
+        };
+        blocked = (blocked << 4) | u64::from(v);
+    }
+    blocked & (1u64 << (sig - 1)) == 0
+}

@@ -283,9 +283,6 @@ extern "C" {
     fn lkl_tier_restorer();
     fn lkl_tier_reissue();
     fn lkl_tier_trampoline();
-    /// One host system call from the exempt range: passes whatever the
-    /// selector says (for the handler and the arming code).
-    pub fn lkl_tier_raw(nr: i64, a1: i64, a2: i64, a3: i64, a4: i64, a5: i64, a6: i64) -> i64;
     /// Issues the clone-family call in `frame` (see the assembly).
     pub fn lkl_tier_clone(frame: *mut Frame) -> i64;
 }
@@ -447,8 +444,4 @@ unsafe fn forward(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
 }
 
 /// Raw host call from our code through the exempt range.
-pub fn raw(nr: i64, a: [i64; 6]) -> i64 {
-    // SAFETY: the caller passes the call's arguments as the host takes
-    // them; `lkl_tier_raw` only issues it.
-    unsafe { lkl_tier_raw(nr, a[0], a[1], a[2], a[3], a[4], a[5]) }
-}
+pub use super::gate::exempt as raw;
