@@ -407,3 +407,37 @@ fn routed_hooks_are_exported() {
         .collect();
     assert!(internal.is_empty(), "{internal:?}");
 }
+
+/// A signal sent to the process (`kill`) by another thread ends the main
+/// thread's blocking kernel `accept` as on the host: with the tier armed,
+/// the sending thread traps right after its `kill` and would take the
+/// signal itself (Python runs handlers on the main thread only).
+#[testkit::needs(python3, sud)]
+#[test]
+fn process_signal_reaches_the_main_thread() {
+    let script = r#"
+import os, signal, socket, threading
+class Stop(Exception): pass
+def stop(*_): raise Stop
+signal.signal(signal.SIGUSR1, stop)
+ls = socket.socket(); ls.bind(("127.0.0.1", 0)); ls.listen()
+for _ in range(5):
+    threading.Timer(0.05, lambda: os.kill(os.getpid(), signal.SIGUSR1)).start()
+    try:
+        ls.accept()
+    except Stop:
+        pass
+print("ok main thread")
+"#;
+    let mut child = command(&[PYTHON, "-c", script], &[("LKL_HIJACK_SYSCALLS", "all")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (status, _) = wait_within(&mut child, Duration::from_secs(60));
+    let out = drain(&mut child);
+    assert!(
+        status.success() && out.contains("ok main thread"),
+        "{status}: {out}"
+    );
+}
