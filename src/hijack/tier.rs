@@ -16,10 +16,15 @@
 //!   for it (the exported `read`, `socket`, ...), else to the host.
 //! - `arm`: the host checked, the handler installed, threads armed; the
 //!   blocks' free list.
+//! - `loader`: what a static program run by the loader (loader/) needs:
+//!   its `%fs` swapped for ours while a call is routed, `arch_prctl` of
+//!   `%fs` kept in the frame, `brk` left to `mmap`, `/proc/self/exe`,
+//!   `exit_group` through the library's exit path.
 
 pub mod gate;
 
 mod arm;
+mod loader;
 mod route;
 mod trap;
 

@@ -106,6 +106,9 @@ fn map_block() -> *mut Block {
             map: base,
             map_len: len,
             next: std::ptr::null_mut(),
+            swap_fs: 0,
+            _pad2: [0; 7],
+            host_fs: 0,
         });
     }
     b

@@ -42,6 +42,13 @@ pub struct Block {
     pub map_len: usize,
     /// The next free block (the free list).
     pub next: *mut Block,
+    /// 1 when the trampoline swaps `%fs` (a static program under the
+    /// loader: its TLS is not the library's): ours (`host_fs`, the
+    /// thread's glibc TLS) while a routed call runs, the program's after.
+    pub swap_fs: u8,
+    pub _pad2: [u8; 7],
+    /// The `%fs` base of the library's TLS for this thread.
+    pub host_fs: usize,
 }
 
 /// The offset of `Block::me`, read through `%gs`.
@@ -49,6 +56,10 @@ pub const ME: usize = std::mem::offset_of!(Block, me);
 
 /// True once the tier is armed in this process.
 pub static ON: AtomicBool = AtomicBool::new(false);
+
+/// True once the loader runs a static program in this process
+/// (`lkl_hijack_loader_begin`).
+pub static STATIC: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
     /// This thread's block (null: not armed, or not known yet).

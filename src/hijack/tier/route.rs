@@ -56,7 +56,7 @@ fn ret(r: i64) -> i64 {
 }
 
 /// The host's own call, as the program made it.
-fn host(nr: i64, a: [i64; 6]) -> i64 {
+pub(super) fn host(nr: i64, a: [i64; 6]) -> i64 {
     let r: i64;
     // SAFETY: the program's own call with its own arguments; the selector
     // is ALLOW here, so it goes to the host.
@@ -92,6 +92,11 @@ fn route(f: &mut Frame) -> i64 {
     ];
     let i = |k: usize| a[k] as c_int;
     let u = |k: usize| a[k] as usize;
+    if gate::STATIC.load(Ordering::Relaxed) {
+        if let Some(r) = super::loader::route(f, nr, a) {
+            return r;
+        }
+    }
     // SAFETY: each hook gets the program's own arguments for the call of
     // that number, in the C types of its libc function; the hooks check
     // them as libc would (EFAULT for impossible pointers).
@@ -279,7 +284,7 @@ unsafe fn pselect6(a: [i64; 6]) -> i64 {
 /// `rt_sigaction`: SIGSYS is the tier's (the program's action recorded);
 /// any other signal goes to the `sigaction` hook, in glibc's layout (the
 /// hook wraps handlers so that signals interrupt kernel calls).
-fn rt_sigaction(a: [i64; 6]) -> i64 {
+pub(super) fn rt_sigaction(a: [i64; 6]) -> i64 {
     let (sig, act, old) = (a[0] as c_int, a[1] as usize, a[2] as usize);
     if a[3] != 8 {
         return -i64::from(libc::EINVAL);
@@ -347,7 +352,7 @@ fn sigprocmask(a: [i64; 6]) -> i64 {
 /// gets a block (stack, selector) of its own; the parent waits until it
 /// no longer reads the frame (a vfork parent is held by the host kernel
 /// until the child execs or exits, and then gives its block back).
-fn spawn(f: &mut Frame, nr: i64, a: [i64; 6]) -> i64 {
+pub(super) fn spawn(f: &mut Frame, nr: i64, a: [i64; 6]) -> i64 {
     let (flags, new_stack) = match nr {
         57 => (libc::SIGCHLD as u64, false),
         58 => ((libc::CLONE_VM | libc::CLONE_VFORK) as u64, false),
@@ -373,6 +378,12 @@ fn spawn(f: &mut Frame, nr: i64, a: [i64; 6]) -> i64 {
             return -i64::from(libc::ENOMEM);
         }
         f.child_block = b;
+        // SAFETY: the new block; the parent's, live. A child sharing our
+        // memory shares our TLS too (a static program's vfork child).
+        unsafe {
+            (*b).swap_fs = (*f.block).swap_fs;
+            (*b).host_fs = (*f.block).host_fs;
+        }
         // SAFETY: the new block.
         f.child_sel = unsafe { std::ptr::addr_of_mut!((*b).selector) };
     } else {

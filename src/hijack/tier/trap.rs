@@ -66,6 +66,9 @@ pub struct Frame {
     pub child_keep_sp: u64,
     /// Set by a clone's child once it no longer reads this frame.
     pub child_done: AtomicU32,
+    /// The program's `%fs` base (when the block swaps it): restored on
+    /// the way back; `arch_prctl(ARCH_SET_FS)` sets it here.
+    pub fs: u64,
 }
 
 const F_RAX: usize = std::mem::offset_of!(Frame, rax);
@@ -91,7 +94,10 @@ const F_CHILD_DONE: usize = std::mem::offset_of!(Frame, child_done);
 /// Where the `xsave` image starts.
 const F_XSAVE: usize = std::mem::size_of::<Frame>();
 const _: () = assert!(F_XSAVE.is_multiple_of(64));
+const F_FS: usize = std::mem::offset_of!(Frame, fs);
 const B_SEL: usize = std::mem::offset_of!(Block, selector);
+const B_SWAP: usize = std::mem::offset_of!(Block, swap_fs);
+const B_HOSTFS: usize = std::mem::offset_of!(Block, host_fs);
 
 /// PR_SET_SYSCALL_USER_DISPATCH and PR_SYS_DISPATCH_ON (linux/prctl.h).
 pub const PR_SET_SYSCALL_USER_DISPATCH: i64 = 59;
@@ -146,6 +152,14 @@ std::arch::global_asm!(
     "lkl_tier_trampoline:",
     "    movq {F_BLOCK}(%rsp), %rax",
     "    movb $0, {B_SEL}(%rax)",
+    // A static program's %fs is its own TLS: ours while we run.
+    "    cmpb $0, {B_SWAP}(%rax)",
+    "    je 5f",
+    "    rdfsbase %rcx",
+    "    movq %rcx, {F_FS}(%rsp)",
+    "    movq {B_HOSTFS}(%rax), %rcx",
+    "    wrfsbase %rcx",
+    "5:",
     "    movl $-1, %eax",
     "    movl $-1, %edx",
     "    xsave64 {F_XSAVE}(%rsp)",
@@ -154,6 +168,12 @@ std::arch::global_asm!(
     "    movl $-1, %eax",
     "    movl $-1, %edx",
     "    xrstor64 {F_XSAVE}(%rsp)",
+    "    movq {F_BLOCK}(%rsp), %r11",
+    "    cmpb $0, {B_SWAP}(%r11)",
+    "    je 6f",
+    "    movq {F_FS}(%rsp), %rcx",
+    "    wrfsbase %rcx",
+    "6:",
     "    movq {F_RDI}(%rsp), %rdi",
     "    movq {F_RSI}(%rsp), %rsi",
     "    movq {F_RDX}(%rsp), %rdx",
@@ -224,10 +244,23 @@ std::arch::global_asm!(
     "    movl $231, %eax",
     "    syscall",
     "3:",
+    // A child with memory of its own (a fork): the kernel stayed with the
+    // parent, as for glibc's fork (whose atfork handler says so).
+    "    cmpq $0, {F_CHILD_BLOCK}(%r12)",
+    "    jne 8f",
+    "    andq $-16, %rsp",
+    "    call {forked}",
+    "8:",
     "    cmpq $0, {F_CHILD_KEEP_SP}(%r12)",
     "    jne 4f",
     "    movq {F_RSP}(%r12), %r13",
     "4:",
+    "    movq {F_BLOCK}(%r12), %rcx",
+    "    cmpb $0, {B_SWAP}(%rcx)",
+    "    je 7f",
+    "    movq {F_FS}(%r12), %rcx",
+    "    wrfsbase %rcx",
+    "7:",
     "    movl $-1, %eax",
     "    movl $-1, %edx",
     "    xrstor64 {F_XSAVE}(%r12)",
@@ -271,9 +304,13 @@ std::arch::global_asm!(
     F_CHILD_DONE = const F_CHILD_DONE,
     F_XSAVE = const F_XSAVE,
     B_SEL = const B_SEL,
+    B_SWAP = const B_SWAP,
+    B_HOSTFS = const B_HOSTFS,
+    F_FS = const F_FS,
     ARCH_SET_GS = const ARCH_SET_GS,
     PR_SUD = const PR_SET_SYSCALL_USER_DISPATCH,
     dispatch = sym super::route::lkl_tier_dispatch,
+    forked = sym lkl_tier_child_forked,
     options(att_syntax)
 );
 
@@ -285,6 +322,11 @@ extern "C" {
     fn lkl_tier_trampoline();
     /// Issues the clone-family call in `frame` (see the assembly).
     pub fn lkl_tier_clone(frame: *mut Frame) -> i64;
+}
+
+/// Called by a fork child (its own memory) before it runs the program.
+extern "C" fn lkl_tier_child_forked() {
+    lkl::sys::set_forked();
 }
 
 /// The exempt range: (start, length).
@@ -390,6 +432,7 @@ pub unsafe extern "C" fn on_sigsys(sig: c_int, info: *mut libc::siginfo_t, ctx: 
             child_sel: std::ptr::null_mut(),
             child_keep_sp: 0,
             child_done: AtomicU32::new(0),
+            fs: 0,
         });
         // XRSTOR faults on a header with reserved bits set; XSAVE writes
         // only its first 8 bytes.
