@@ -341,26 +341,145 @@ fn bad_syscalls_value_is_refused() {
     );
 }
 
-#[testkit::needs(busybox, musl_gcc)]
+/// Builds tests/syscalls/NAMES.c into one static musl program `out`.
+fn build_musl(out: &str, names: &[&str]) -> PathBuf {
+    let prog = build_dir().join(out);
+    let mut cmd = Command::new("musl-gcc");
+    cmd.args(["-static", "-O2", "-o"]).arg(&prog);
+    for n in names {
+        cmd.arg(sources().join(format!("{n}.c")));
+    }
+    run_ok(&mut cmd, &format!("musl-gcc {names:?}"));
+    prog
+}
+
+#[testkit::needs(musl_gcc, busybox, sud)]
 #[test]
-fn launcher_refuses_static_programs() {
-    let out = hijacked(&["/bin/busybox", "true"], &[]);
+fn static_programs_run_through_the_loader() {
+    // A static musl program: its raw calls are routed (io_uring: ENOSYS).
+    let prog = build_musl("uring-static", &["uring"]);
+    let out = hijacked(&[prog.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("setup -38 enter -38 register -38"),
+        "{stdout}"
+    );
+    // busybox-static (static glibc): a shell pipeline (fork, exec of a
+    // static program: the loader again), /proc/self/exe the program's.
+    let real = std::fs::canonicalize("/bin/busybox").unwrap();
+    let out = hijacked(
+        &[
+            "/bin/busybox",
+            "sh",
+            "-c",
+            "echo piped | busybox cat; readlink /proc/self/exe; busybox true && echo exec ok",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout,
+        format!("piped\n{}\nexec ok\n", real.display()),
+        "{}",
+        show(&out)
+    );
+}
+
+#[testkit::needs(go)]
+#[test]
+fn static_go_is_refused_with_a_message() {
+    let out_path = build_dir().join("gostatic");
+    let cache = build_dir().join("go");
+    run_ok(
+        Command::new("go")
+            .args(["build", "-o"])
+            .arg(&out_path)
+            .arg(".")
+            .current_dir(sources().join("gostatic"))
+            .env("CGO_ENABLED", "0")
+            .env("GOCACHE", cache.join("cache"))
+            .env("GOPATH", cache.join("path"))
+            .env("GOFLAGS", "-mod=mod")
+            .env("GOPROXY", "off"),
+        "go build gostatic",
+    );
+    let out = hijacked(&[out_path.to_str().unwrap()], &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
-    assert!(
-        err.contains("statically linked") && err.contains("loader"),
-        "{err}"
+    assert!(err.contains("statically linked Go program"), "{err}");
+}
+
+#[testkit::needs(root, tun, busybox, sud)]
+#[test]
+fn busybox_wget_through_the_loader() {
+    in_netns(
+        "busybox_wget_through_the_loader",
+        "tierbbwget",
+        tap_setup,
+        || {
+            let config = tap_config_file("bbwget");
+            let body = 1 << 20;
+            let (port, server) = peer_server(body);
+            let (rx, tx) = (tap_counter("rx_bytes"), tap_counter("tx_bytes"));
+            let out = with_config(
+                &config,
+                &[
+                    "/bin/busybox",
+                    "wget",
+                    "-q",
+                    "-O-",
+                    &format!("http://192.168.113.1:{port}/"),
+                ],
+            )
+            .output()
+            .unwrap();
+            let (rx2, tx2) = (tap_counter("rx_bytes"), tap_counter("tx_bytes"));
+            let peers = server.join().unwrap();
+            let _ = std::fs::remove_file(&config);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(out.stdout.len(), body);
+            assert_eq!(peers, ["192.168.113.2"]);
+            assert!(tx2 >= tx + body as u64, "tap tx_bytes {tx} -> {tx2}");
+            assert!(rx2 > rx, "tap rx_bytes {rx} -> {rx2}");
+            println!("busybox wget: {body} bytes through the tap");
+        },
     );
-    let prog = build_dir().join("uring-static");
-    run_ok(
-        Command::new("musl-gcc")
-            .args(["-static", "-O2", "-o"])
-            .arg(&prog)
-            .arg(sources().join("uring.c")),
-        "musl-gcc uring.c",
+}
+
+#[testkit::needs(root, tun, musl_gcc, sud)]
+#[test]
+fn static_musl_raw_syscalls_over_a_tap() {
+    in_netns(
+        "static_musl_raw_syscalls_over_a_tap",
+        "tiermusl",
+        tap_setup,
+        || {
+            let prog = build_musl("rawmain-static", &["rawmain", "rawlib"]);
+            let config = tap_config_file("musl");
+            let (port, server) = peer_server(0);
+            let rx = tap_counter("rx_packets");
+            let out = with_config(
+                &config,
+                &[prog.to_str().unwrap(), "192.168.113.1", &port.to_string()],
+            )
+            .output()
+            .unwrap();
+            let rx2 = tap_counter("rx_packets");
+            let peers = server.join().unwrap();
+            let _ = std::fs::remove_file(&config);
+            assert!(out.status.success(), "{}", show(&out));
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(stdout.contains("reply 192.168.113.2"), "{stdout}");
+            assert_eq!(peers, ["192.168.113.2"]);
+            assert!(rx2 >= rx + 4, "tap rx_packets {rx} -> {rx2}");
+        },
     );
-    let out = hijacked(&[prog.to_str().unwrap()], &[]);
-    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
 }
 
 /// Every hook the router calls by name is one the library exports: a name
