@@ -16,7 +16,7 @@
 # ignore LD_PRELOAD: run a non-setuid copy. LKL_HIJACK_SYSCALLS=all (or the
 # config's "syscalls": "all") routes every system call, raw ones too, to
 # the kernel (Linux >= 5.11 host); Go programs get it by default. Static
-# programs run through lkl-loader, with it (not static Go yet).
+# programs (static Go too) run through lkl-loader, with it.
 set -euo pipefail
 usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
 need_file() {
@@ -86,10 +86,6 @@ if [ -z "$check" ]; then
 	prog=$(command -v -- "$1" 2>/dev/null || true)
 	if [ -n "$prog" ] && [ -f "$prog" ]; then
 		if elf_is_static "$prog"; then
-			if is_go "$prog"; then
-				echo "lkl-hijack.sh: $1 is a statically linked Go program (CGO_ENABLED=0): the loader does not run a static program's threads yet (docs/every-syscall.md); a cgo build runs." >&2
-				exit 2
-			fi
 			loader=
 			for c in "$(dirname "$lib")/lkl-loader" "$here/target/release/lkl-loader" "$here/target/debug/lkl-loader"; do
 				if [ -x "$c" ]; then loader=$c; break; fi

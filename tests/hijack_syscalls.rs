@@ -47,10 +47,14 @@ fn build_c(name: &str, extra: &[&str]) -> PathBuf {
     out
 }
 
-/// Builds the Go program in tests/syscalls/NAME with cgo (a dynamically
-/// linked binary).
-fn build_go(name: &str) -> PathBuf {
-    let out = build_dir().join(name);
+/// Builds the Go program in tests/syscalls/NAME, with cgo (dynamic) or
+/// without (static, `NAME-static`); checks which it is.
+fn build_go_as(name: &str, cgo: bool) -> PathBuf {
+    let out = build_dir().join(if cgo {
+        name.to_string()
+    } else {
+        format!("{name}-static")
+    });
     let cache = build_dir().join("go");
     run_ok(
         Command::new("go")
@@ -58,13 +62,16 @@ fn build_go(name: &str) -> PathBuf {
             .arg(&out)
             .arg(".")
             .current_dir(sources().join(name))
-            .env("CGO_ENABLED", "1")
+            .env("CGO_ENABLED", if cgo { "1" } else { "0" })
             .env("GOCACHE", cache.join("cache"))
             .env("GOPATH", cache.join("path"))
             .env("GOFLAGS", "-mod=mod")
             .env("GOPROXY", "off"),
         &format!("go build {name}"),
     );
+    let elf = std::fs::read(&out).unwrap();
+    let dynamic = elf.windows(16).any(|w| w == b"/lib64/ld-linux-");
+    assert_eq!(dynamic, cgo, "{}: dynamic {dynamic}", out.display());
     out
 }
 
@@ -191,103 +198,126 @@ fn raw_syscalls_in_a_library_reach_the_kernel() {
 #[testkit::needs(root, tun, go, sud)]
 #[test]
 fn cgo_go_client_fetches_through_the_kernel() {
-    in_netns(
-        "cgo_go_client_fetches_through_the_kernel",
-        "tiergocl",
-        tap_setup,
-        || {
-            let client = build_go("goclient");
-            let config = tap_config_file("gocl");
-            let body = 3 << 20;
-            let (port, server) = peer_server(body);
-            let (rx, tx) = (tap_counter("rx_bytes"), tap_counter("tx_bytes"));
-            // No LKL_HIJACK_SYSCALLS: the launcher sees a Go binary.
-            let out = with_config(
-                &config,
-                &[
-                    client.to_str().unwrap(),
-                    &format!("http://192.168.113.1:{port}/"),
-                ],
-            )
-            .env_remove("LKL_HIJACK_SYSCALLS")
-            .output()
-            .unwrap();
-            let (rx2, tx2) = (tap_counter("rx_bytes"), tap_counter("tx_bytes"));
-            let peers = server.join().unwrap();
-            let _ = std::fs::remove_file(&config);
-            assert!(out.status.success(), "{}", show(&out));
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            assert!(
-                stdout.contains(&format!("status 200 bytes {body} peer-saw 192.168.113.2")),
-                "{stdout}"
-            );
-            assert_eq!(peers, ["192.168.113.2"]);
-            // The 3 MB left the host through the tap, towards the kernel.
-            assert!(tx2 >= tx + body as u64, "tap tx_bytes {tx} -> {tx2}");
-            assert!(rx2 > rx, "tap rx_bytes {rx} -> {rx2}");
-            println!("Go client: {body} bytes through the tap (tx {tx} -> {tx2})");
-        },
+    go_client("cgo_go_client_fetches_through_the_kernel", "tiergocl", true);
+}
+
+#[testkit::needs(root, tun, go, sud)]
+#[test]
+fn static_go_client_fetches_3mb_through_the_loader() {
+    go_client(
+        "static_go_client_fetches_3mb_through_the_loader",
+        "tiergocls",
+        false,
     );
+}
+
+/// A Go client (cgo: dynamic, else static through the loader) fetches 3 MB
+/// from the tap's host side; the launcher turns the tier on by itself.
+fn go_client(test: &str, tag: &'static str, cgo: bool) {
+    in_netns(test, tag, tap_setup, || {
+        let client = build_go_as("goclient", cgo);
+        let config = tap_config_file(tag);
+        let body = 3 << 20;
+        let (port, server) = peer_server(body);
+        let (rx, tx) = (tap_counter("rx_bytes"), tap_counter("tx_bytes"));
+        // No LKL_HIJACK_SYSCALLS: the launcher sees a Go binary.
+        let out = with_config(
+            &config,
+            &[
+                client.to_str().unwrap(),
+                &format!("http://192.168.113.1:{port}/"),
+            ],
+        )
+        .env_remove("LKL_HIJACK_SYSCALLS")
+        .output()
+        .unwrap();
+        let (rx2, tx2) = (tap_counter("rx_bytes"), tap_counter("tx_bytes"));
+        let peers = server.join().unwrap();
+        let _ = std::fs::remove_file(&config);
+        assert!(out.status.success(), "{}", show(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains(&format!("status 200 bytes {body} peer-saw 192.168.113.2")),
+            "{stdout}"
+        );
+        assert_eq!(peers, ["192.168.113.2"]);
+        // The 3 MB left the host through the tap, towards the kernel.
+        assert!(tx2 >= tx + body as u64, "tap tx_bytes {tx} -> {tx2}");
+        assert!(rx2 > rx, "tap rx_bytes {rx} -> {rx2}");
+        println!("Go client: {body} bytes through the tap (tx {tx} -> {tx2})");
+    });
 }
 
 #[testkit::needs(root, tun, go, sud)]
 #[test]
 fn go_http_server_on_the_kernel_address() {
-    in_netns(
-        "go_http_server_on_the_kernel_address",
-        "tiergosrv",
-        tap_setup,
-        || {
-            let server = build_go("goserver");
-            let config = tap_config_file("gosrv");
-            let mut child = with_config(&config, &[server.to_str().unwrap(), "192.168.113.2:8080"])
-                .env("GOMAXPROCS", "4")
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            let mut line = String::new();
-            std::io::BufRead::read_line(
-                &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
-                &mut line,
-            )
-            .unwrap();
-            let child = Helper(child);
-            assert!(line.contains("listening 192.168.113.2:8080"), "{line:?}");
-            let (rx, tx) = (tap_counter("rx_bytes"), tap_counter("tx_bytes"));
-            let clients: Vec<_> = (0..50)
-                .map(|_| {
-                    std::thread::spawn(|| {
-                        let mut c = TcpStream::connect("192.168.113.2:8080").unwrap();
-                        c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-                        c.write_all(b"GET / HTTP/1.1\r\nHost: k\r\nConnection: close\r\n\r\n")
-                            .unwrap();
-                        let mut all = Vec::new();
-                        c.read_to_end(&mut all).unwrap();
-                        String::from_utf8_lossy(&all).into_owned()
-                    })
-                })
-                .collect();
-            for c in clients {
-                let resp = c.join().unwrap();
-                assert!(
-                    resp.starts_with("HTTP/1.1 200"),
-                    "{}",
-                    &resp[..resp.len().min(300)]
-                );
-                assert!(resp.contains("X-Peer: 192.168.113.1"), "{}", &resp[..300]);
-                let body = resp.split("\r\n\r\n").nth(1).unwrap_or("");
-                assert_eq!(body.len(), 65536);
-            }
-            let (rx2, tx2) = (tap_counter("rx_bytes"), tap_counter("tx_bytes"));
-            drop(child);
-            let _ = std::fs::remove_file(&config);
-            // 50 responses of 64 KiB came out of the kernel through the tap.
-            assert!(rx2 >= rx + 50 * 65536, "tap rx_bytes {rx} -> {rx2}");
-            assert!(tx2 > tx, "tap tx_bytes {tx} -> {tx2}");
-            println!("Go server: 50 clients, tap rx {rx} -> {rx2}");
-        },
+    go_server("go_http_server_on_the_kernel_address", "tiergosrv", true);
+}
+
+#[testkit::needs(root, tun, go, sud)]
+#[test]
+fn static_go_http_server_on_the_kernel_address() {
+    go_server(
+        "static_go_http_server_on_the_kernel_address",
+        "tiergosrvs",
+        false,
     );
+}
+
+/// A Go net/http server (cgo: dynamic, else static through the loader) on
+/// the kernel's address, GOMAXPROCS=4, 50 concurrent clients from the
+/// host side.
+fn go_server(test: &str, tag: &'static str, cgo: bool) {
+    in_netns(test, tag, tap_setup, || {
+        let server = build_go_as("goserver", cgo);
+        let config = tap_config_file(tag);
+        let mut child = with_config(&config, &[server.to_str().unwrap(), "192.168.113.2:8080"])
+            .env("GOMAXPROCS", "4")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let child = Helper(child);
+        assert!(line.contains("listening 192.168.113.2:8080"), "{line:?}");
+        let (rx, tx) = (tap_counter("rx_bytes"), tap_counter("tx_bytes"));
+        let clients: Vec<_> = (0..50)
+            .map(|_| {
+                std::thread::spawn(|| {
+                    let mut c = TcpStream::connect("192.168.113.2:8080").unwrap();
+                    c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+                    c.write_all(b"GET / HTTP/1.1\r\nHost: k\r\nConnection: close\r\n\r\n")
+                        .unwrap();
+                    let mut all = Vec::new();
+                    c.read_to_end(&mut all).unwrap();
+                    String::from_utf8_lossy(&all).into_owned()
+                })
+            })
+            .collect();
+        for c in clients {
+            let resp = c.join().unwrap();
+            assert!(
+                resp.starts_with("HTTP/1.1 200"),
+                "{}",
+                &resp[..resp.len().min(300)]
+            );
+            assert!(resp.contains("X-Peer: 192.168.113.1"), "{}", &resp[..300]);
+            let body = resp.split("\r\n\r\n").nth(1).unwrap_or("");
+            assert_eq!(body.len(), 65536);
+        }
+        let (rx2, tx2) = (tap_counter("rx_bytes"), tap_counter("tx_bytes"));
+        drop(child);
+        let _ = std::fs::remove_file(&config);
+        // 50 responses of 64 KiB came out of the kernel through the tap.
+        assert!(rx2 >= rx + 50 * 65536, "tap rx_bytes {rx} -> {rx2}");
+        assert!(tx2 > tx, "tap tx_bytes {tx} -> {tx2}");
+        println!("Go server: 50 clients, tap rx {rx} -> {rx2}");
+    });
 }
 
 /// Runs `prog args` hijacked on loopback with the tier on; must succeed.
@@ -365,6 +395,16 @@ fn static_programs_run_through_the_loader() {
         stdout.contains("setup -38 enter -38 register -38"),
         "{stdout}"
     );
+    // Its threads (raw clone, pthreads: each with a twin), fork and vfork
+    // children are armed before they run.
+    let prog = build_musl("children-static", &["children"]);
+    let out = hijacked(&[prog.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).ends_with("ok\n"),
+        "{}",
+        show(&out)
+    );
     // busybox-static (static glibc): a shell pipeline (fork, exec of a
     // static program: the loader again), /proc/self/exe the program's.
     let real = std::fs::canonicalize("/bin/busybox").unwrap();
@@ -385,30 +425,6 @@ fn static_programs_run_through_the_loader() {
         "{}",
         show(&out)
     );
-}
-
-#[testkit::needs(go)]
-#[test]
-fn static_go_is_refused_with_a_message() {
-    let out_path = build_dir().join("gostatic");
-    let cache = build_dir().join("go");
-    run_ok(
-        Command::new("go")
-            .args(["build", "-o"])
-            .arg(&out_path)
-            .arg(".")
-            .current_dir(sources().join("gostatic"))
-            .env("CGO_ENABLED", "0")
-            .env("GOCACHE", cache.join("cache"))
-            .env("GOPATH", cache.join("path"))
-            .env("GOFLAGS", "-mod=mod")
-            .env("GOPROXY", "off"),
-        "go build gostatic",
-    );
-    let out = hijacked(&[out_path.to_str().unwrap()], &[]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
-    assert!(err.contains("statically linked Go program"), "{err}");
 }
 
 #[testkit::needs(root, tun, busybox, sud)]

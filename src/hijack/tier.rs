@@ -27,6 +27,7 @@ mod arm;
 mod loader;
 mod route;
 mod trap;
+mod twin;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

@@ -47,6 +47,8 @@ pub fn alloc_block(thread_owned: bool) -> *mut Block {
             (*b).selector = BLOCK;
             (*b).thread_owned = thread_owned.into();
             (*b).next = std::ptr::null_mut();
+            (*b).twin = std::ptr::null_mut();
+            (*b).swap_fs = 0;
         }
     }
     b
@@ -109,6 +111,8 @@ fn map_block() -> *mut Block {
             swap_fs: 0,
             _pad2: [0; 7],
             host_fs: 0,
+            prog_fs: 0,
+            twin: std::ptr::null_mut(),
         });
     }
     b
@@ -127,6 +131,8 @@ fn release_current() {
     let b = b as *mut Block;
     // SAFETY: the thread's live block.
     if !b.is_null() && unsafe { (*b).thread_owned } != 0 {
+        // SAFETY: the thread's live block.
+        super::twin::quit(unsafe { (*b).twin });
         free_block(b);
     }
 }

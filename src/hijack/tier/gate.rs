@@ -49,6 +49,12 @@ pub struct Block {
     pub _pad2: [u8; 7],
     /// The `%fs` base of the library's TLS for this thread.
     pub host_fs: usize,
+    /// The program's `%fs` base while a routed call runs with ours.
+    pub prog_fs: usize,
+    /// A thread of a static program has no TLS of the library's: its
+    /// calls that need one (the hooks) run on this pthread twin of it
+    /// (tier/twin.rs); null on other threads.
+    pub twin: *mut std::ffi::c_void,
 }
 
 /// The offset of `Block::me`, read through `%gs`.

@@ -15,15 +15,16 @@
 //! - `rt_sigaction` (other than SIGSYS) goes to the host as it is: the
 //!   hook's wrapper would run our code on the program's TLS (so a signal
 //!   does not interrupt a blocking kernel call here);
-//! - threads (`clone` with `CLONE_VM` and not `CLONE_VFORK`): ENOSYS, once
-//!   said: a thread the program creates has no TLS of ours (not yet);
+//! - threads (`clone` with `CLONE_VM` and not `CLONE_VFORK`): each gets a
+//!   pthread twin that makes its hooked calls (twin.rs): the thread has no
+//!   TLS of ours;
 //! - `execve` of `/proc/self/exe` is of the program; `execve` of a static
 //!   program goes through the loader again (a dynamic one loads the
 //!   library by `LD_PRELOAD`, which the environment carries).
 
 use std::ffi::{c_char, c_int, CStr};
 use std::os::unix::ffi::OsStrExt;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::gate;
 use super::route::{host, rt_sigaction, spawn};
@@ -91,6 +92,7 @@ pub unsafe extern "C" fn lkl_hijack_loader_begin(path: *const c_char) -> c_int {
         (*b).host_fs = fs;
         (*b).swap_fs = 1;
     }
+    super::twin::MAIN_FS.store(fs, Ordering::Relaxed);
     gate::STATIC.store(true, Ordering::Release);
     0
 }
@@ -217,15 +219,95 @@ fn readlink_exe(buf: i64, size: i64) -> i64 {
     n as i64
 }
 
+/// The program's handler for each signal, behind `shim`.
+static HANDLERS: [AtomicUsize; 65] = [const { AtomicUsize::new(0) }; 65];
+
+/// A static program's handler runs on the program's `%fs`: a signal that
+/// arrives while a routed call runs (our `%fs` swapped in) would have it
+/// read its TLS from ours (Go's finds its goroutine there). So each
+/// handler is installed behind this shim, which puts the program's `%fs`
+/// back around it in that case. Async-signal-safe: registers and the
+/// thread's block only.
+extern "C" fn shim(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut std::ffi::c_void) {
+    let h = usize::try_from(sig)
+        .ok()
+        .and_then(|i| HANDLERS.get(i))
+        .map_or(0, |h| h.load(Ordering::Acquire));
+    if h <= 1 {
+        return;
+    }
+    // SAFETY: the program installed `h` as a handler (called with the
+    // three arguments, which a one-argument handler ignores).
+    let handler: extern "C" fn(c_int, *mut libc::siginfo_t, *mut std::ffi::c_void) =
+        unsafe { std::mem::transmute(h) };
+    let (gs, fs): (usize, usize);
+    // SAFETY: FSGSBASE is there (lkl_hijack_loader_begin checked it).
+    unsafe {
+        std::arch::asm!("rdgsbase {}", "rdfsbase {}", out(reg) gs, out(reg) fs,
+            options(nostack, nomem))
+    };
+    let b = gs as *mut gate::Block;
+    // SAFETY: a non-zero %gs base is a block of ours (an armed thread, or
+    // one made by one); its fields are plain data.
+    let ours = !b.is_null() && unsafe { (*b).swap_fs != 0 && (*b).host_fs == fs };
+    if !ours {
+        handler(sig, info, ctx);
+        return;
+    }
+    // SAFETY: as above.
+    let prog = unsafe { (*b).prog_fs };
+    // SAFETY: the program's %fs, then ours again once its handler is done.
+    unsafe { std::arch::asm!("wrfsbase {}", in(reg) prog, options(nostack, nomem)) };
+    handler(sig, info, ctx);
+    // SAFETY: as above.
+    unsafe { std::arch::asm!("wrfsbase {}", in(reg) fs, options(nostack, nomem)) };
+}
+
+/// `rt_sigaction` of a static program (not SIGSYS): the host's, its
+/// handler behind `shim`, SIGSYS unblocked in it.
+fn sigaction(a: [i64; 6]) -> i64 {
+    let sig = a[0] as usize;
+    if sig == 0 || sig >= HANDLERS.len() {
+        return host(13, a);
+    }
+    let mine = shim as *const () as usize;
+    let mut k = a;
+    let mut act: gate::KSigaction;
+    if a[1] != 0 {
+        // SAFETY: the program's kernel sigaction.
+        act = unsafe { (a[1] as usize as *const gate::KSigaction).read_unaligned() };
+        act.mask &= !gate::SIGSYS_BIT;
+        if act.handler > 1 {
+            HANDLERS[sig].store(act.handler, Ordering::Release);
+            act.handler = mine;
+        }
+        k[1] = &act as *const gate::KSigaction as i64;
+    }
+    let prev = HANDLERS[sig].load(Ordering::Acquire);
+    let r = host(13, k);
+    if r == 0 && a[2] != 0 {
+        // SAFETY: the program's old-action struct, just written.
+        unsafe {
+            let o = a[2] as usize as *mut gate::KSigaction;
+            if (*o).handler == mine {
+                (*o).handler = prev;
+            }
+        }
+    }
+    r
+}
+
 /// The calls a static program needs answered differently; None: route
 /// as usual.
 pub fn route(f: &mut Frame, nr: i64, a: [i64; 6]) -> Option<i64> {
+    // SAFETY: the thread's live block.
+    let swapped = unsafe { (*f.block).swap_fs } != 0;
     Some(match nr {
-        158 if a[0] == ARCH_SET_FS => {
+        158 if a[0] == ARCH_SET_FS && swapped => {
             f.fs = a[1] as u64;
             0
         }
-        158 if a[0] == ARCH_GET_FS => {
+        158 if a[0] == ARCH_GET_FS && swapped => {
             // SAFETY: the program's u64.
             unsafe { (a[1] as usize as *mut u64).write_unaligned(f.fs) };
             0
@@ -238,20 +320,7 @@ pub fn route(f: &mut Frame, nr: i64, a: [i64; 6]) -> Option<i64> {
             // already (it called exit_group), ours halt the kernel.
             unsafe { libc::exit(a[0] as c_int) }
         }
-        13 if a[0] != i64::from(libc::SIGSYS) && a[3] == 8 => {
-            let mut k = [a[0], a[1], a[2], a[3], 0, 0];
-            if a[1] != 0 {
-                // SIGSYS must stay unblocked in the handler.
-                // SAFETY: the program's kernel sigaction.
-                let mut act =
-                    unsafe { (a[1] as usize as *const gate::KSigaction).read_unaligned() };
-                act.mask &= !gate::SIGSYS_BIT;
-                let p = &act as *const gate::KSigaction;
-                k[1] = p as i64;
-                return Some(host(nr, k));
-            }
-            host(nr, k)
-        }
+        13 if a[0] != i64::from(libc::SIGSYS) && a[3] == 8 => sigaction(a),
         13 => rt_sigaction(a),
         59 => return execve(nr, a),
         56 | 435 => {
@@ -264,15 +333,14 @@ pub fn route(f: &mut Frame, nr: i64, a: [i64; 6]) -> Option<i64> {
                 0
             };
             if flags & libc::CLONE_VM as u64 != 0 && flags & libc::CLONE_VFORK as u64 == 0 {
-                static SAID: AtomicBool = AtomicBool::new(false);
-                if !SAID.swap(true, Ordering::Relaxed) {
-                    diag(
-                        "loader: threads of a static program are not supported yet (clone: ENOSYS)",
-                    );
+                // A thread: its twin first (the thread has no TLS of ours).
+                let twin = super::twin::for_new_thread(f);
+                if twin.is_null() {
+                    return Some(-i64::from(libc::EAGAIN));
                 }
-                return Some(-i64::from(libc::ENOSYS));
+                return Some(spawn(f, nr, a, twin));
             }
-            spawn(f, nr, a)
+            spawn(f, nr, a, std::ptr::null_mut())
         }
         _ => return None,
     })

@@ -39,11 +39,105 @@ extern "C" {
 pub extern "C" fn lkl_tier_dispatch(f: *mut Frame) {
     // SAFETY: the trampoline passes the frame the handler wrote.
     let f = unsafe { &mut *f };
+    // SAFETY: the thread's live block.
+    if !unsafe { (*f.block).twin }.is_null() {
+        // A static program's thread: no TLS of ours here.
+        f.rax = super::twin::route(f) as u64;
+        return;
+    }
     gate::adopt(f.block);
+    f.rax = route_with_errno(f) as u64;
+}
+
+/// The call in `f`, routed, the program's errno left as it was (on a
+/// thread with the library's TLS: its own, or its twin).
+pub(super) fn route_with_errno(f: &mut Frame) -> i64 {
     let saved = errno();
     let r = route(f);
     set_errno(saved);
-    f.rax = r as u64;
+    r
+}
+
+/// Whether call `nr` (first argument `a0`) needs the library's TLS: the
+/// calls routed to hooks, and the loader's `execve` and `exit_group`.
+pub(super) fn needs_tls(nr: i64, a0: i64) -> bool {
+    matches!(
+        nr,
+        0..=9
+            | 16..=21
+            | 23
+            | 32
+            | 33
+            | 40..=52
+            | 54
+            | 55
+            | 59
+            | 72..=77
+            | 79..=94
+            | 137
+            | 138
+            | 213
+            | 231
+            | 232
+            | 233
+            | 257..=260
+            | 262..=271
+            | 275
+            | 280
+            | 281
+            | 285
+            | 288
+            | 291
+            | 292
+            | 295
+            | 296
+            | 299
+            | 306
+            | 307
+            | 316
+            | 332
+            | 439
+            | 441
+    ) || (nr == 157 && a0 == trap::PR_SET_SYSCALL_USER_DISPATCH)
+        || (nr == 13 && !gate::STATIC.load(Ordering::Relaxed))
+}
+
+/// The calls that need no TLS of ours (a thread with a twin makes them
+/// itself): the loader's, signal masks, clone, io_uring, the host's.
+pub(super) fn route_without_tls(f: &mut Frame) -> i64 {
+    let nr = f.rax as i64;
+    let a = [
+        f.rdi as i64,
+        f.rsi as i64,
+        f.rdx as i64,
+        f.r10 as i64,
+        f.r8 as i64,
+        f.r9 as i64,
+    ];
+    special(f, nr, a).unwrap_or_else(|| host(nr, a))
+}
+
+/// The tier's own answers (no TLS of ours used); None: a hook's or the
+/// host's call.
+fn special(f: &mut Frame, nr: i64, a: [i64; 6]) -> Option<i64> {
+    if gate::STATIC.load(Ordering::Relaxed) {
+        if let Some(r) = super::loader::route(f, nr, a) {
+            return Some(r);
+        }
+    }
+    Some(match nr {
+        13 => rt_sigaction(a),
+        14 => sigprocmask(a),
+        56 | 57 | 58 | 435 => spawn(f, nr, a, std::ptr::null_mut()),
+        130 if a[1] == 8 && a[0] != 0 => {
+            let m = Unblocked::new(a[0]);
+            host(nr, [m.ptr() as i64, 8, 0, 0, 0, 0])
+        }
+        // io_uring's calls are invisible once set up: programs fall back
+        // to plain calls.
+        425..=427 => -i64::from(libc::ENOSYS),
+        _ => return None,
+    })
 }
 
 /// A hook's libc-style answer as the system call's.
@@ -92,10 +186,8 @@ fn route(f: &mut Frame) -> i64 {
     ];
     let i = |k: usize| a[k] as c_int;
     let u = |k: usize| a[k] as usize;
-    if gate::STATIC.load(Ordering::Relaxed) {
-        if let Some(r) = super::loader::route(f, nr, a) {
-            return r;
-        }
+    if let Some(r) = special(f, nr, a) {
+        return r;
     }
     // SAFETY: each hook gets the program's own arguments for the call of
     // that number, in the C types of its libc function; the hooks check
@@ -198,10 +290,7 @@ fn route(f: &mut Frame) -> i64 {
                 let m = Unblocked::new(a[4]);
                 epoll_pwait2(i(0), p!(a[1]), i(2), p!(a[3]), m.ptr()).into()
             }
-            130 if a[1] == 8 && a[0] != 0 => {
-                let m = Unblocked::new(a[0]);
-                return host(nr, [m.ptr() as i64, 8, 0, 0, 0, 0]);
-            }
+
             285 => libc::fallocate(i(0), i(1), a[2], a[3]).into(),
             288 => libc::accept4(i(0), p!(a[1]), p!(a[2]), i(3)).into(),
             291 => libc::epoll_create1(i(0)).into(),
@@ -213,9 +302,6 @@ fn route(f: &mut Frame) -> i64 {
             307 => libc::sendmmsg(i(0), p!(a[1]), a[2] as c_uint, i(3)).into(),
             316 => libc::renameat2(i(0), p!(a[1]), i(2), p!(a[3]), a[4] as c_uint).into(),
             332 => libc::statx(i(0), p!(a[1]), i(2), a[3] as c_uint, p!(a[4])).into(),
-            13 => return rt_sigaction(a),
-            14 => return sigprocmask(a),
-            56 | 57 | 58 | 435 => return spawn(f, nr, a),
             157 if a[0] == trap::PR_SET_SYSCALL_USER_DISPATCH => {
                 static SAID: AtomicBool = AtomicBool::new(false);
                 if !SAID.swap(true, Ordering::Relaxed) {
@@ -223,9 +309,6 @@ fn route(f: &mut Frame) -> i64 {
                 }
                 return -i64::from(libc::EBUSY);
             }
-            // io_uring's calls are invisible once set up: programs fall
-            // back to plain calls.
-            425..=427 => return -i64::from(libc::ENOSYS),
             _ => return host(nr, a),
         };
         ret(r)
@@ -352,7 +435,7 @@ fn sigprocmask(a: [i64; 6]) -> i64 {
 /// gets a block (stack, selector) of its own; the parent waits until it
 /// no longer reads the frame (a vfork parent is held by the host kernel
 /// until the child execs or exits, and then gives its block back).
-pub(super) fn spawn(f: &mut Frame, nr: i64, a: [i64; 6]) -> i64 {
+pub(super) fn spawn(f: &mut Frame, nr: i64, a: [i64; 6], twin: *mut super::twin::Twin) -> i64 {
     let (flags, new_stack) = match nr {
         57 => (libc::SIGCHLD as u64, false),
         58 => ((libc::CLONE_VM | libc::CLONE_VFORK) as u64, false),
@@ -378,11 +461,17 @@ pub(super) fn spawn(f: &mut Frame, nr: i64, a: [i64; 6]) -> i64 {
             return -i64::from(libc::ENOMEM);
         }
         f.child_block = b;
-        // SAFETY: the new block; the parent's, live. A child sharing our
-        // memory shares our TLS too (a static program's vfork child).
+        // SAFETY: the new block; the parent's, live. A vfork child shares
+        // our memory and TLS (and the waiting parent's twin); a thread
+        // with a twin has no TLS of ours.
         unsafe {
-            (*b).swap_fs = (*f.block).swap_fs;
-            (*b).host_fs = (*f.block).host_fs;
+            if twin.is_null() {
+                (*b).swap_fs = (*f.block).swap_fs;
+                (*b).host_fs = (*f.block).host_fs;
+                (*b).twin = (*f.block).twin;
+            } else {
+                (*b).twin = twin.cast();
+            }
         }
         // SAFETY: the new block.
         f.child_sel = unsafe { std::ptr::addr_of_mut!((*b).selector) };
@@ -393,6 +482,11 @@ pub(super) fn spawn(f: &mut Frame, nr: i64, a: [i64; 6]) -> i64 {
         f.child_sel = unsafe { std::ptr::addr_of_mut!((*f.block).selector) };
     }
     f.child_keep_sp = new_stack.into();
+    // The child inherits the %fs the trampoline swapped in: the program's
+    // goes back, unless the host gives the child its own (CLONE_SETTLS).
+    // SAFETY: the thread's live block.
+    let swapped = unsafe { (*f.block).swap_fs } != 0;
+    f.child_fs = (swapped && flags & libc::CLONE_SETTLS as u64 == 0).into();
     f.child_done.store(0, Ordering::Release);
     // SAFETY: the frame holds the program's call and what the child needs.
     let r = unsafe { trap::lkl_tier_clone(f) };

@@ -69,6 +69,9 @@ pub struct Frame {
     /// The program's `%fs` base (when the block swaps it): restored on
     /// the way back; `arch_prctl(ARCH_SET_FS)` sets it here.
     pub fs: u64,
+    /// A clone's child: 1 to set `%fs` to `fs` (it inherited our swapped
+    /// one), 0 to keep what the host gave it (CLONE_SETTLS, or no swap).
+    pub child_fs: u64,
 }
 
 const F_RAX: usize = std::mem::offset_of!(Frame, rax);
@@ -95,9 +98,11 @@ const F_CHILD_DONE: usize = std::mem::offset_of!(Frame, child_done);
 const F_XSAVE: usize = std::mem::size_of::<Frame>();
 const _: () = assert!(F_XSAVE.is_multiple_of(64));
 const F_FS: usize = std::mem::offset_of!(Frame, fs);
+const F_CHILD_FS: usize = std::mem::offset_of!(Frame, child_fs);
 const B_SEL: usize = std::mem::offset_of!(Block, selector);
 const B_SWAP: usize = std::mem::offset_of!(Block, swap_fs);
 const B_HOSTFS: usize = std::mem::offset_of!(Block, host_fs);
+const B_PROGFS: usize = std::mem::offset_of!(Block, prog_fs);
 
 /// PR_SET_SYSCALL_USER_DISPATCH and PR_SYS_DISPATCH_ON (linux/prctl.h).
 pub const PR_SET_SYSCALL_USER_DISPATCH: i64 = 59;
@@ -157,6 +162,7 @@ std::arch::global_asm!(
     "    je 5f",
     "    rdfsbase %rcx",
     "    movq %rcx, {F_FS}(%rsp)",
+    "    movq %rcx, {B_PROGFS}(%rax)",
     "    movq {B_HOSTFS}(%rax), %rcx",
     "    wrfsbase %rcx",
     "5:",
@@ -249,14 +255,14 @@ std::arch::global_asm!(
     "    cmpq $0, {F_CHILD_BLOCK}(%r12)",
     "    jne 8f",
     "    andq $-16, %rsp",
+    "    movq %r12, %rdi",
     "    call {forked}",
     "8:",
     "    cmpq $0, {F_CHILD_KEEP_SP}(%r12)",
     "    jne 4f",
     "    movq {F_RSP}(%r12), %r13",
     "4:",
-    "    movq {F_BLOCK}(%r12), %rcx",
-    "    cmpb $0, {B_SWAP}(%rcx)",
+    "    cmpq $0, {F_CHILD_FS}(%r12)",
     "    je 7f",
     "    movq {F_FS}(%r12), %rcx",
     "    wrfsbase %rcx",
@@ -306,7 +312,9 @@ std::arch::global_asm!(
     B_SEL = const B_SEL,
     B_SWAP = const B_SWAP,
     B_HOSTFS = const B_HOSTFS,
+    B_PROGFS = const B_PROGFS,
     F_FS = const F_FS,
+    F_CHILD_FS = const F_CHILD_FS,
     ARCH_SET_GS = const ARCH_SET_GS,
     PR_SUD = const PR_SET_SYSCALL_USER_DISPATCH,
     dispatch = sym super::route::lkl_tier_dispatch,
@@ -324,9 +332,12 @@ extern "C" {
     pub fn lkl_tier_clone(frame: *mut Frame) -> i64;
 }
 
-/// Called by a fork child (its own memory) before it runs the program.
-extern "C" fn lkl_tier_child_forked() {
+/// Called by a fork child (its own memory) before it runs the program,
+/// on the program's TLS (atomics and plain memory only).
+extern "C" fn lkl_tier_child_forked(f: *mut Frame) {
     lkl::sys::set_forked();
+    // SAFETY: the child's copy of the frame and of its block.
+    unsafe { super::twin::after_fork((*f).block) };
 }
 
 /// The exempt range: (start, length).
@@ -433,6 +444,7 @@ pub unsafe extern "C" fn on_sigsys(sig: c_int, info: *mut libc::siginfo_t, ctx: 
             child_keep_sp: 0,
             child_done: AtomicU32::new(0),
             fs: 0,
+            child_fs: 0,
         });
         // XRSTOR faults on a header with reserved bits set; XSAVE writes
         // only its first 8 bytes.

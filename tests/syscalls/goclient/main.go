@@ -1,9 +1,7 @@
-// A cgo-enabled (dynamically linked) Go client: its runtime makes its own
-// system calls, which only the system-call tier routes.
+// A Go HTTP client: built with cgo it is dynamically linked (net uses
+// libc's resolver), without it static; either way its runtime makes its
+// own system calls, which only the system-call tier routes.
 package main
-
-// #include <stdlib.h>
-import "C"
 
 import (
 	"fmt"
@@ -13,7 +11,6 @@ import (
 )
 
 func main() {
-	C.free(C.malloc(1))
 	resp, err := http.Get(os.Args[1])
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "get:", err)
