@@ -75,6 +75,56 @@ fn build_go_as(name: &str, cgo: bool) -> PathBuf {
     out
 }
 
+/// Runs `cmd` to the end, at most 120 s (then it is killed and the test
+/// fails with what it printed): a hang must not hold the suite.
+fn output_within(cmd: &mut Command) -> std::process::Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pipe = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut v);
+            }
+            v
+        })
+    };
+    let out = pipe(
+        child
+            .stdout
+            .take()
+            .map(|o| Box::new(o) as Box<dyn Read + Send>),
+    );
+    let err = pipe(
+        child
+            .stderr
+            .take()
+            .map(|e| Box::new(e) as Box<dyn Read + Send>),
+    );
+    let status = testkit::wait_limited(&mut child, Duration::from_secs(120));
+    let (stdout, stderr) = (out.join().unwrap(), err.join().unwrap());
+    let Some(status) = status else {
+        panic!(
+            "still running after 120 s (killed)\n--- stdout\n{}\n--- stderr\n{}",
+            String::from_utf8_lossy(&stdout),
+            String::from_utf8_lossy(&stderr)
+        );
+    };
+    std::process::Output {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+/// `args` under the hijack (testkit's `hijacked`), at most 120 s.
+fn hijacked(args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
+    output_within(&mut command(args, envs))
+}
+
 /// A tap counter of tap0 (inside the test's namespace).
 fn tap_counter(name: &str) -> u64 {
     std::fs::read_to_string(format!("/sys/class/net/tap0/statistics/{name}"))
@@ -221,16 +271,10 @@ fn go_client(test: &str, tag: &'static str, cgo: bool) {
         let (port, server) = peer_server(body);
         let (rx, tx) = (tap_counter("rx_bytes"), tap_counter("tx_bytes"));
         // No LKL_HIJACK_SYSCALLS: the launcher sees a Go binary.
-        let out = with_config(
-            &config,
-            &[
-                client.to_str().unwrap(),
-                &format!("http://192.168.113.1:{port}/"),
-            ],
-        )
-        .env_remove("LKL_HIJACK_SYSCALLS")
-        .output()
-        .unwrap();
+        let url = format!("http://192.168.113.1:{port}/");
+        let mut cmd = with_config(&config, &[client.to_str().unwrap(), &url]);
+        cmd.env_remove("LKL_HIJACK_SYSCALLS");
+        let out = output_within(&mut cmd);
         let (rx2, tx2) = (tap_counter("rx_bytes"), tap_counter("tx_bytes"));
         let peers = server.join().unwrap();
         let _ = std::fs::remove_file(&config);
@@ -439,7 +483,7 @@ fn busybox_wget_through_the_loader() {
             let body = 1 << 20;
             let (port, server) = peer_server(body);
             let (rx, tx) = (tap_counter("rx_bytes"), tap_counter("tx_bytes"));
-            let out = with_config(
+            let mut out = with_config(
                 &config,
                 &[
                     "/bin/busybox",
@@ -448,9 +492,8 @@ fn busybox_wget_through_the_loader() {
                     "-O-",
                     &format!("http://192.168.113.1:{port}/"),
                 ],
-            )
-            .output()
-            .unwrap();
+            );
+            let out = output_within(&mut out);
             let (rx2, tx2) = (tap_counter("rx_bytes"), tap_counter("tx_bytes"));
             let peers = server.join().unwrap();
             let _ = std::fs::remove_file(&config);
@@ -480,12 +523,10 @@ fn static_musl_raw_syscalls_over_a_tap() {
             let config = tap_config_file("musl");
             let (port, server) = peer_server(0);
             let rx = tap_counter("rx_packets");
-            let out = with_config(
+            let out = output_within(&mut with_config(
                 &config,
                 &[prog.to_str().unwrap(), "192.168.113.1", &port.to_string()],
-            )
-            .output()
-            .unwrap();
+            ));
             let rx2 = tap_counter("rx_packets");
             let peers = server.join().unwrap();
             let _ = std::fs::remove_file(&config);
