@@ -12,15 +12,20 @@
 # else the LKL_HIJACK_* variables (LKL's keys; see README), and halts after
 # the tree's last process. PROGRAM keeps this script's pid. --single-process
 # (or the config's "mode": "single-process", LKL_HIJACK_MODE) boots the
-# kernel inside PROGRAM instead (LKL's way: a forked child gets none). --attach runs PROGRAM on the kernel of the tree process PID belongs
-# to (same user only). A bad config stops with every error on stderr. --check-config checks the
-# config the same way and prints the effective settings (offloads too)
+# kernel inside PROGRAM instead (LKL's way: a forked child gets none).
+# --attach runs PROGRAM on the kernel of the tree process PID belongs to
+# (same user only). A bad config stops with every error on stderr.
+# --check-config checks the config the same way and prints the effective
+# settings (offloads too)
 # without running anything: status 0, or 1 with the errors.
 # LKL_HIJACK_DEBUG=1 shows the settings and the kernel's console.
 # LKL_HIJACK_LIB overrides the library's path. Setuid programs (ping)
-# ignore LD_PRELOAD: run a non-setuid copy.
+# ignore LD_PRELOAD: run a non-setuid copy. LKL_HIJACK_SYSCALLS=all (or the
+# config's "syscalls": "all") routes every system call, raw ones too, to
+# the kernel (Linux >= 5.11 host); Go programs get it by default. Static
+# programs (static Go too) run through lkl-loader, with it.
 set -euo pipefail
-usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
 need_file() {
 	if [ ! -r "$1" ] || [ -d "$1" ]; then
 		echo "lkl-hijack.sh: --config $1: not a readable file" >&2
@@ -69,6 +74,47 @@ fi
 if [ -z "$lib" ] || [ ! -f "$lib" ]; then
 	echo "lkl-hijack.sh: liblkl-hijack.so (or liblkl_hijack.so) not found: run bin/setup.sh (or cargo build --release -p lkl-hijack-preload)" >&2
 	exit 1
+fi
+# What the program is: a Go binary (its runtime makes its own system calls)
+# turns the system-call tier on (docs/every-syscall.md); a static ELF
+# (no PT_INTERP: no dynamic loader, so no preloaded library) runs through
+# lkl-loader (loader/), which the library is preloaded into: it maps the
+# program and jumps to it with the kernel and the tier set up.
+elf_u() { # FILE OFFSET BYTES: an unsigned little-endian field of FILE
+	od -An -t "u$3" -j "$2" -N "$3" "$1" 2>/dev/null | tr -d ' '
+}
+elf_is_static() { # FILE: an x86_64 ELF with no PT_INTERP
+	local f=$1 phoff phentsize phnum i
+	[ "$(head -c 4 "$f" 2>/dev/null | od -An -c | tr -d ' ')" = '177ELF' ] || return 1
+	phoff=$(elf_u "$f" 32 8); phentsize=$(elf_u "$f" 54 2); phnum=$(elf_u "$f" 56 2)
+	[ -n "$phoff" ] && [ -n "$phnum" ] || return 1
+	for ((i = 0; i < phnum; i++)); do
+		[ "$(elf_u "$f" $((phoff + i * phentsize)) 4)" = 3 ] && return 1
+	done
+	return 0
+}
+is_go() { # FILE: Go's build-info header, in every Go binary since Go 1.13
+	LC_ALL=C grep -qa 'Go buildinf:' "$1" 2>/dev/null
+}
+if [ -z "$check" ]; then
+	prog=$(command -v -- "$1" 2>/dev/null || true)
+	if [ -n "$prog" ] && [ -f "$prog" ]; then
+		if elf_is_static "$prog"; then
+			loader=
+			for c in "$(dirname "$lib")/lkl-loader" "$here/target/release/lkl-loader" "$here/target/debug/lkl-loader"; do
+				if [ -x "$c" ]; then loader=$c; break; fi
+			done
+			if [ -z "$loader" ]; then
+				echo "lkl-hijack.sh: $1 is a statically linked program: it loads no preload library, so it runs through lkl-loader, which is not built (cargo build --release -p lkl-loader)." >&2
+				exit 2
+			fi
+			static_prog=$prog
+		fi
+		if is_go "$prog" && [ -z "${LKL_HIJACK_SYSCALLS:-}" ]; then
+			# Go's runtime issues its system calls itself: every one is routed.
+			export LKL_HIJACK_SYSCALLS=all
+		fi
+	fi
 fi
 # LKL_HIJACK_LIB is the launcher's own: the library rejects unknown LKL_HIJACK_* names.
 unset LKL_HIJACK_LIB
@@ -136,7 +182,8 @@ elif [ -z "$single" ]; then
 	# booted: debug 0x200 waits for Enter there), and is not the program's
 	# child (a subshell starts it and exits). It watches this shell's pid,
 	# which the program inherits with exec.
-	(LD_PRELOAD="$lib${LD_PRELOAD:+:$LD_PRELOAD}" setsid "$server_bin" --dir "$dir" --watch $$ <&0 >/dev/null &
+	# (The system-call tier is the program's, never the server's.)
+	(LD_PRELOAD="$lib${LD_PRELOAD:+:$LD_PRELOAD}" LKL_HIJACK_SYSCALLS=libc setsid "$server_bin" --dir "$dir" --watch $$ <&0 >/dev/null &
 		echo $! >"$dir/server.pid")
 	spid=$(cat "$dir/server.pid")
 	rm -f "$dir/server.pid"
@@ -152,4 +199,9 @@ elif [ -z "$single" ]; then
 	export LKL_HIJACK_SERVER=$dir/kernel.sock
 fi
 export LD_PRELOAD="$lib${LD_PRELOAD:+:$LD_PRELOAD}"
+if [ -n "${static_prog:-}" ]; then
+	# Every system call of a static program is routed (the loader's way).
+	export LKL_HIJACK_SYSCALLS=all
+	exec "$loader" "$static_prog" "$@"
+fi
 exec "$@"

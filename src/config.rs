@@ -117,7 +117,8 @@ pub use env::check_config_requested;
 pub use error::{ConfigError, ConfigErrors, ConfigWarning, JsonPath, Location, Suggestion};
 pub use types::{
     Config, DebugFlags, Disk, Interface, IpNet, Ipv4Net, Ipv6Net, LogTarget, MacAddr, Mode,
-    Neighbor, Offload, Qdisc, Route, SingleCpu, Sysctl, TABLE_DEFAULT, TABLE_LOCAL, TABLE_MAIN,
+    Neighbor, Offload, Qdisc, Route, SingleCpu, Syscalls, Sysctl, TABLE_DEFAULT, TABLE_LOCAL,
+    TABLE_MAIN,
 };
 
 use node::{Node, SyntaxError};
@@ -259,6 +260,9 @@ impl Config {
         }
         if !self.mounts.is_empty() {
             top.insert("mount".into(), strings(self.mounts.clone()));
+        }
+        if self.syscalls != Syscalls::Libc {
+            top.insert("syscalls".into(), self.syscalls.word().into());
         }
         if self.single_cpu != SingleCpu::Off {
             top.insert(

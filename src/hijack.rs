@@ -62,11 +62,16 @@
 //! - `serve`: the kernel server (`lkl_hijack_serve`, run by `lkl-server`):
 //!   the processes of a tree (`registry`), one connection per client
 //!   thread (`conn`).
+//! - `tier`: every system call, raw ones too, through the same hooks
+//!   (Syscall User Dispatch; `syscalls: "all"`). Its `gate` (the
+//!   per-thread selector) is the one part used from below: by `host`'s
+//!   `libc_fn!` and `signals`' kernel call, which must reach the host
+//!   untrapped.
 //! - `init`: boot before `main` (or join the tree's kernel), halt at exit;
 //!   `vfork` served by `fork`.
 //!
 //! So the imports point one way:
-//! `host ← lifecycle ← tree ← fdtable ← signals ← call ← net ← fd ← fs ← process ← serve ← init`
+//! `host ← lifecycle ← tree ← fdtable ← signals ← call ← net ← fd ← fs ← process ← serve ← tier ← init`
 //! (`x ← y`: y may use x, never the reverse). docs/hijack.md draws it and
 //! follows one call through it.
 //!
@@ -101,6 +106,8 @@ mod hijack {
     pub mod process;
 
     pub mod serve;
+
+    pub mod tier;
 
     pub mod init;
 }

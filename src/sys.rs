@@ -110,6 +110,13 @@ pub fn watch_forks() {
     });
 }
 
+/// Marks this process as a fork child, for a fork the `pthread_atfork`
+/// handler did not see (a raw `fork`/`clone` system call, caught by the
+/// hijack's system-call tier).
+pub fn set_forked() {
+    mark_forked();
+}
+
 /// True in a process forked from one that called [`watch_forks`] (the one
 /// running the kernel): the kernel stayed in the parent.
 #[inline]

@@ -57,6 +57,7 @@ const VARS: &[(&str, Scope)] = &[
     ("LKL_HIJACK_MODE", Scope::Top("mode")),
     ("LKL_HIJACK_NAMESERVER", Scope::Top("nameserver")),
     ("LKL_HIJACK_LOG", Scope::Top("log")),
+    ("LKL_HIJACK_SYSCALLS", Scope::Top("syscalls")),
 ];
 
 /// Variables LKL once had; setting one is an error that says what replaced it.

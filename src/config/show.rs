@@ -3,7 +3,7 @@
 //! shown with what they are (an interface's offloads, duplicate address
 //! detection), so what the program will get is on the page.
 
-use super::types::{Config, Interface, LogTarget, Mode, Offload, SingleCpu, TABLE_MAIN};
+use super::types::{Config, Interface, LogTarget, Mode, Offload, SingleCpu, Syscalls, TABLE_MAIN};
 
 impl Config {
     /// The effective settings, one line each, in the order the library
@@ -81,6 +81,12 @@ impl Config {
         }
         if !self.boot_cmdline.is_empty() {
             out.push(format!("boot_cmdline: {}", self.boot_cmdline));
+        }
+        if self.syscalls != Syscalls::Libc {
+            out.push(format!(
+                "syscalls: {} (every system call reaches the router)",
+                self.syscalls.word()
+            ));
         }
         if self.single_cpu != SingleCpu::Off {
             out.push(format!("singlecpu: {}", self.single_cpu.number()));

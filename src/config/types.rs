@@ -514,6 +514,28 @@ pub enum SingleCpu {
     KernelAndPolling,
 }
 
+/// `syscalls` (ours): which system calls of the program reach the kernel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Syscalls {
+    /// "libc": the calls that go through the dynamic libc (the
+    /// `LD_PRELOAD` hooks).
+    #[default]
+    Libc,
+    /// "all": every system call, also raw `syscall` instructions (Syscall
+    /// User Dispatch; docs/every-syscall.md).
+    All,
+}
+
+impl Syscalls {
+    /// The config's word for it.
+    pub fn word(self) -> &'static str {
+        match self {
+            Syscalls::Libc => "libc",
+            Syscalls::All => "all",
+        }
+    }
+}
+
 impl SingleCpu {
     /// LKL's number for this mode.
     pub fn number(self) -> u8 {
@@ -556,6 +578,8 @@ pub struct Config {
     pub single_cpu: SingleCpu,
     /// `mode`.
     pub mode: Mode,
+    /// `syscalls` (ours).
+    pub syscalls: Syscalls,
     /// `sysctl`, in order.
     pub sysctls: Vec<Sysctl>,
     /// `boot_cmdline`: extra kernel command-line parameters.

@@ -242,6 +242,9 @@ impl<'a> Validator<'a> {
                 .ok(self.number(node, &ctx, Radix::Decimal, u64::MAX))
                 .map(Duration::from_micros);
         }
+        if let Some((node, ctx)) = f.get("syscalls") {
+            cfg.syscalls = self.ok(self.syscalls(node, &ctx)).unwrap_or_default();
+        }
         if let Some((node, ctx)) = f.get("log") {
             cfg.log = self.ok(self.log(node, &ctx)).unwrap_or_default();
         }

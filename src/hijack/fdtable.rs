@@ -36,7 +36,7 @@ pub(crate) unsafe extern "C" fn bump(cookie: *mut std::ffi::c_void) {
     // SAFETY: an 8-byte write from a local to a non-blocking eventfd; a full
     // counter (EAGAIN) already means readable.
     unsafe {
-        libc::syscall(
+        crate::hijack::host::host_syscall!(
             libc::SYS_write,
             cookie as usize as c_int,
             &one as *const u64,
@@ -169,7 +169,7 @@ pub fn insert_at(kfd: i32, target: c_int, cloexec: bool) -> Result<c_int, i32> {
     move_placeholder(kfd, hfd, libc::EBADF, || {
         // SAFETY: duplicates our own placeholder onto the number the
         // program chose.
-        unsafe { dup3(hfd, target, flags) }
+        crate::hijack::tier::gate::allowed(|| unsafe { dup3(hfd, target, flags) })
     })
 }
 
@@ -186,7 +186,7 @@ pub fn insert_min(kfd: i32, min: c_int, cloexec: bool) -> Result<c_int, i32> {
     };
     move_placeholder(kfd, hfd, libc::EMFILE, || {
         // SAFETY: duplicates our own placeholder to a number >= min.
-        unsafe { libc::syscall(libc::SYS_fcntl, hfd, cmd, min) as c_int }
+        unsafe { crate::hijack::host::host_syscall!(libc::SYS_fcntl, hfd, cmd, min) as c_int }
     })
 }
 

@@ -174,8 +174,9 @@ macro_rules! libc_fn {
     }};
     ($name:ident, fn($($t:ty),* $(,)?) -> $r:ty; $($a:expr),*; or $fail:expr) => {
         match $crate::hijack::host::libc_fn!($name, fn($($t),*) -> $r) {
-            // SAFETY: as in the arm below.
-            Some(f) => unsafe { f($($a),*) },
+            // SAFETY: as in the arm below. (`allowed`: not trapped by the
+            // system-call tier, tier/gate.rs.)
+            Some(f) => $crate::hijack::tier::gate::allowed(|| unsafe { f($($a),*) }),
             None => {
                 $crate::hijack::host::set_errno(libc::ENOSYS);
                 $fail
@@ -186,13 +187,26 @@ macro_rules! libc_fn {
         match $crate::hijack::host::libc_fn!($name, fn($($t),*) -> $r) {
             // SAFETY: libc's function, with the caller's arguments for it:
             // the program's own, or a path we resolved (NUL-terminated and
-            // alive for the call), or a descriptor of ours.
-            Some(f) => unsafe { f($($a),*) },
+            // alive for the call), or a descriptor of ours. (`allowed`: not
+            // trapped by the system-call tier, tier/gate.rs.)
+            Some(f) => $crate::hijack::tier::gate::allowed(|| unsafe { f($($a),*) }),
             None => $crate::hijack::host::fail(libc::ENOSYS),
         }
     };
 }
 pub(crate) use libc_fn;
+
+/// `host_syscall!(nr, a, b, ...)`: `libc::syscall` for a host call of ours
+/// (on a placeholder, one of our eventfds, a host path we resolved), with
+/// the system-call tier's selector at ALLOW: untrapped, so never routed to
+/// a hook that would take a placeholder's number for the kernel
+/// descriptor behind it. Use inside `unsafe`, as `libc::syscall`.
+macro_rules! host_syscall {
+    ($($a:expr),+ $(,)?) => {
+        $crate::hijack::tier::gate::allowed(|| libc::syscall($($a),+))
+    };
+}
+pub(crate) use host_syscall;
 
 /// Closes host descriptor `fd`, one of ours (a placeholder, an eventfd),
 /// with libc's `close`.

@@ -239,6 +239,8 @@ fn start() -> Result<Running, String> {
     disks::mount(&config, &disks.disks)?;
     lkl::netcfg::apply(&config, &names).map_err(|e| e.to_string())?;
     resolve::set_nameservers(config.nameservers.clone());
+    // The system-call tier: armed as the constructor's last step.
+    crate::hijack::tier::request(config.syscalls);
     let _ = SETTINGS.set(Settings {
         dump: config.dump.clone(),
         pause_at_exit: config.debug.pause_at_exit(),
@@ -300,6 +302,9 @@ extern "C" fn hijack_init() {
     fdtable::set_forget_users(control::forget_users);
     if let Some(server) = process::server_from_env() {
         join_tree(&server);
+        if let Err(e) = crate::hijack::tier::arm_if_requested() {
+            refuse_to_start(&e);
+        }
         return;
     }
     let before = open_fds();
@@ -312,12 +317,22 @@ extern "C" fn hijack_init() {
         }
         Err(e) => refuse_to_start(&e),
     }
+    // The system-call tier (syscalls=all), last: from here on every system
+    // call of the program is routed. Never in a tree's kernel server (its
+    // own calls are the host's; the tier is for the tree's programs).
+    if process::is_server() {
+        return;
+    }
+    if let Err(e) = crate::hijack::tier::arm_if_requested() {
+        refuse_to_start(&e);
+    }
 }
 
 /// The process-tree mode: the tree's kernel is in the server; this image
 /// only needs the config's names (disks' mount points, nameservers).
 fn join_tree(server: &std::ffi::OsStr) {
     let config = Config::from_sources().unwrap_or_else(|e| refuse_to_start(&e.to_string()));
+    crate::hijack::tier::request(config.syscalls);
     if let Err(e) = process::join(server) {
         refuse_to_start(&e);
     }
@@ -367,6 +382,8 @@ fn dump(paths: &[String]) {
 }
 
 extern "C" fn hijack_fini() {
+    // The system-call tier: our own exit path goes straight to the host.
+    crate::hijack::tier::leave();
     if crate::hijack::tree::client() {
         // The kernel is the tree's: the server closes this process's
         // kernel files when it has ended (stdio still flushes through it).

@@ -171,6 +171,15 @@ pub unsafe extern "C" fn fexecve(
     libc_fn!(fexecve, fn(c_int, *const *const c_char, *const *const c_char) -> c_int; fd, argv, envp)
 }
 
+/// True in a tree's kernel server (`lkl-server`), which boots the kernel
+/// like any hijacked program but runs no program of the tree.
+pub fn is_server() -> bool {
+    std::fs::read_link("/proc/self/exe")
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n == "lkl-server"))
+        .unwrap_or(false)
+}
+
 /// The server path, if this process is a client of a tree's kernel.
 pub fn server_from_env() -> Option<std::ffi::OsString> {
     std::env::var_os(tree::SERVER_VAR).filter(|v| !v.is_empty())

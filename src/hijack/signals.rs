@@ -30,6 +30,7 @@ use lkl::syscall::{nr, raw, Errno};
 use crate::hijack::fdtable;
 use crate::hijack::host::{errno, fail, libc_fn, set_errno};
 use crate::hijack::lifecycle::park_if_exiting;
+use crate::hijack::tier::gate::{allowed, sigsys_glibc_action};
 
 const NSIG: usize = 65;
 
@@ -87,13 +88,19 @@ extern "C" fn wrapper(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) 
     };
     // This thread's errno, saved and restored around our part.
     let saved = errno();
+    // The system-call tier: a process-wide signal taken by a thread that
+    // trapped goes where the host would have delivered it.
+    if crate::hijack::tier::gate::redirect_to_main(sig, info) {
+        set_errno(saved);
+        return;
+    }
     if IN_CALL.with(|c| c.load(Ordering::Acquire)) {
         let mut cur: libc::sigaction = zeroed_sigaction();
         let restart = match libc_sigaction() {
             // SAFETY: reads the current action (async-signal-safe); the
             // flags may have been changed by glibc's siginterrupt, which
             // calls its internal sigaction, so ask now.
-            Some(f) if unsafe { f(sig, std::ptr::null(), &mut cur) } == 0 => {
+            Some(f) if allowed(|| unsafe { f(sig, std::ptr::null(), &mut cur) }) == 0 => {
                 cur.sa_flags & libc::SA_RESTART != 0
             }
             _ => FLAGS[idx].load(Ordering::Relaxed) & libc::SA_RESTART != 0,
@@ -246,8 +253,9 @@ pub fn call(nr: i64, args: [i64; 6]) -> Result<i64, Errno> {
     loop {
         INTERRUPTED.with(|i| i.store(false, Ordering::Release));
         IN_CALL.with(|c| c.store(true, Ordering::Release));
-        // SAFETY: the caller's arguments for this call.
-        let r = unsafe { raw(nr, args) };
+        // SAFETY: the caller's arguments for this call. (`allowed`: the
+        // kernel's host calls are not trapped by the system-call tier.)
+        let r = allowed(|| unsafe { raw(nr, args) });
         IN_CALL.with(|c| c.store(false, Ordering::Release));
         if outside_handler {
             // A handler that interrupted this call may have closed some.
@@ -294,6 +302,13 @@ pub unsafe extern "C" fn sigaction(
     let Some(f) = libc_sigaction() else {
         return fail(libc::ENOSYS);
     };
+    // The system-call tier holds SIGSYS: the program's action is recorded.
+    if sig == libc::SIGSYS {
+        // SAFETY: the program's structs, as sigaction takes them.
+        if let Some(r) = unsafe { sigsys_glibc_action(act, old) } {
+            return r;
+        }
+    }
     let Some(idx) = usize::try_from(sig).ok().filter(|&i| i > 0 && i < NSIG) else {
         // SAFETY: libc's sigaction reports the bad signal number.
         return unsafe { f(sig, act, old) };
@@ -310,6 +325,7 @@ pub unsafe extern "C" fn sigaction(
             mine = *a;
             mine.sa_sigaction = wrapper as *const () as usize;
             mine.sa_flags |= libc::SA_SIGINFO;
+            crate::hijack::tier::gate::unmask_sigsys(&mut mine.sa_mask);
             &mine as *const libc::sigaction
         } else {
             act
@@ -318,13 +334,13 @@ pub unsafe extern "C" fn sigaction(
     // SAFETY: libc's sigaction with a valid (or null) action and the
     // program's old-action pointer. SIGSEGV and SIGBUS: the handler of the
     // kernel's fault-safe copies stays installed and chains to this one.
-    let r = unsafe {
+    let r = allowed(|| unsafe {
         if lkl::host::uaccess::is_fault_signal(sig) {
             lkl::host::uaccess::sigaction_behind(sig, act_to_pass, old)
         } else {
             f(sig, act_to_pass, old)
         }
-    };
+    });
     if r != 0 {
         return r;
     }

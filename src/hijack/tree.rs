@@ -90,7 +90,7 @@ fn open_interrupts(server: &std::path::Path) {
     }
     // SAFETY: a new socket of ours.
     let fd = unsafe {
-        libc::syscall(
+        crate::hijack::host::host_syscall!(
             libc::SYS_socket,
             libc::AF_UNIX,
             libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
@@ -103,7 +103,7 @@ fn open_interrupts(server: &std::path::Path) {
     // SAFETY: connects our socket to an address on our stack.
     let connected = fd >= 0
         && unsafe {
-            libc::syscall(
+            crate::hijack::host::host_syscall!(
                 libc::SYS_connect,
                 fd,
                 &addr as *const libc::sockaddr_un,
@@ -142,7 +142,7 @@ pub fn interrupt(ktid: i32) {
     let v = ktid.to_ne_bytes();
     // SAFETY: a datagram from a stack buffer to the server's socket.
     unsafe {
-        libc::syscall(
+        crate::hijack::host::host_syscall!(
             libc::SYS_sendto,
             fd,
             v.as_ptr(),
@@ -175,7 +175,7 @@ fn lost(e: i32) -> Errno {
     if !SAID.swap(true, Ordering::AcqRel) {
         let msg = b"lkl-hijack: the tree's kernel server cannot be reached: kernel calls fail\n";
         // SAFETY: a write of a static buffer to stderr.
-        unsafe { libc::syscall(libc::SYS_write, 2, msg.as_ptr(), msg.len()) };
+        unsafe { crate::hijack::host::host_syscall!(libc::SYS_write, 2, msg.as_ptr(), msg.len()) };
     }
     let _ = e;
     Errno::ESHUTDOWN

@@ -299,3 +299,36 @@ fn debug_bits() {
         "{e}"
     );
 }
+
+#[test]
+fn syscalls_key() {
+    assert_eq!(parse(r#"{}"#).unwrap().syscalls, Syscalls::Libc);
+    assert_eq!(
+        parse(r#"{"syscalls": "all"}"#).unwrap().syscalls,
+        Syscalls::All
+    );
+    assert_eq!(
+        parse(r#"{"syscalls": "libc"}"#).unwrap().syscalls,
+        Syscalls::Libc
+    );
+    let cfg = parse(r#"{"syscalls": "all"}"#).unwrap();
+    assert!(cfg
+        .settings()
+        .iter()
+        .any(|l| l.starts_with("syscalls: all")));
+    for bad in [r#""everything""#, r#""ALL""#, "true", "1"] {
+        let e = err(&format!(r#"{{"syscalls": {bad}}}"#));
+        assert!(
+            matches!(&e, ConfigError::BadValue { why, .. } if why.contains("\"libc\"") && why.contains("\"all\""))
+                || matches!(&e, ConfigError::WrongType { .. }),
+            "{bad}: {e:?}"
+        );
+        assert_eq!(path_of(&e), "syscalls", "{bad}");
+    }
+    let dir = TempDir::new();
+    let cfg = Config::from_sources_in(vars(&[("LKL_HIJACK_SYSCALLS", "all")]), dir.path()).unwrap();
+    assert_eq!(cfg.syscalls, Syscalls::All);
+    let e =
+        Config::from_sources_in(vars(&[("LKL_HIJACK_SYSCALLS", "raw")]), dir.path()).unwrap_err();
+    assert!(e.to_string().contains("LKL_HIJACK_SYSCALLS"), "{e}");
+}

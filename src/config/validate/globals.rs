@@ -9,7 +9,7 @@ use super::values::Radix;
 use super::{Ctx, Validator};
 use crate::config::error::ConfigError;
 use crate::config::node::Node;
-use crate::config::types::{DebugFlags, LogTarget, Mode, SingleCpu, Sysctl};
+use crate::config::types::{DebugFlags, LogTarget, Mode, SingleCpu, Syscalls, Sysctl};
 
 impl Validator<'_> {
     pub(super) fn nameservers(&self, node: &Node, ctx: &Ctx) -> Vec<IpAddr> {
@@ -118,6 +118,21 @@ impl Validator<'_> {
                 at: self.at(ctx),
                 value: other.to_string(),
                 why: "is not \"tree\" (one kernel for the program and every process it starts) or \"single-process\" (the kernel inside the program, as LKL)".into(),
+            }),
+        }
+    }
+
+    pub(super) fn syscalls(&self, node: &Node, ctx: &Ctx) -> Result<Syscalls, ConfigError> {
+        let value = self.scalar(node, ctx, false, "\"libc\" or \"all\"")?;
+        match value.text().as_str() {
+            "libc" => Ok(Syscalls::Libc),
+            "all" => Ok(Syscalls::All),
+            _ => Err(ConfigError::BadValue {
+                at: self.at(ctx),
+                value: value.text(),
+                why: "is not \"libc\" (the calls through the dynamic libc, LD_PRELOAD) or \"all\" \
+                      (every system call, raw ones too: Syscall User Dispatch)"
+                    .into(),
             }),
         }
     }

@@ -32,6 +32,7 @@ pub(super) const TOP_KEYS: &[&str] = &[
     "routes",
     "disks",
     "log",
+    "syscalls",
 ];
 
 pub(super) const INTERFACE_KEYS: &[&str] = &[

@@ -266,12 +266,13 @@ pub unsafe extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int {
         // kernel with the process anyway): answer for the host number.
         if cmd == libc::F_GETFD || cmd == libc::F_SETFD {
             // SAFETY: the host's fcntl on our placeholder.
-            return unsafe { libc::syscall(libc::SYS_fcntl, fd, cmd, arg) } as c_int;
+            return unsafe { crate::hijack::host::host_syscall!(libc::SYS_fcntl, fd, cmd, arg) }
+                as c_int;
         }
         return kcall(nr::FCNTL, [kfd.into(), cmd.into(), arg as i64, 0, 0, 0]) as c_int;
     }
     // SAFETY: the host's fcntl with the program's three words.
-    unsafe { libc::syscall(libc::SYS_fcntl, fd, cmd, arg) as c_int }
+    unsafe { crate::hijack::host::host_syscall!(libc::SYS_fcntl, fd, cmd, arg) as c_int }
 }
 
 /// # Safety
@@ -282,7 +283,7 @@ pub unsafe extern "C" fn ioctl(fd: c_int, request: c_ulong, arg: c_ulong) -> c_i
         return kcall(nr::IOCTL, [kfd.into(), request as i64, arg as i64, 0, 0, 0]) as c_int;
     }
     // SAFETY: the host's ioctl with the program's three words.
-    unsafe { libc::syscall(libc::SYS_ioctl, fd, request, arg) as c_int }
+    unsafe { crate::hijack::host::host_syscall!(libc::SYS_ioctl, fd, request, arg) as c_int }
 }
 
 /// # Safety

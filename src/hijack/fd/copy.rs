@@ -35,11 +35,11 @@ impl End {
         match (self, off) {
             // SAFETY: at most `len` bytes into our buffer.
             (End::Host(fd), None) => unsafe {
-                libc::syscall(libc::SYS_read, fd, ptr, len) as isize
+                crate::hijack::host::host_syscall!(libc::SYS_read, fd, ptr, len) as isize
             },
             // SAFETY: as above.
             (End::Host(fd), Some(o)) => unsafe {
-                libc::syscall(libc::SYS_pread64, fd, ptr, len, o) as isize
+                crate::hijack::host::host_syscall!(libc::SYS_pread64, fd, ptr, len, o) as isize
             },
             (End::Kernel(k), None) => {
                 kcall(nr::READ, [k.into(), arg!(ptr), len as i64, 0, 0, 0]) as isize
@@ -55,11 +55,11 @@ impl End {
         match (self, off) {
             // SAFETY: `len` bytes from our buffer.
             (End::Host(fd), None) => unsafe {
-                libc::syscall(libc::SYS_write, fd, ptr, len) as isize
+                crate::hijack::host::host_syscall!(libc::SYS_write, fd, ptr, len) as isize
             },
             // SAFETY: as above.
             (End::Host(fd), Some(o)) => unsafe {
-                libc::syscall(libc::SYS_pwrite64, fd, ptr, len, o) as isize
+                crate::hijack::host::host_syscall!(libc::SYS_pwrite64, fd, ptr, len, o) as isize
             },
             (End::Kernel(k), None) => {
                 kcall(nr::WRITE, [k.into(), arg!(ptr), len as i64, 0, 0, 0]) as isize
@@ -75,7 +75,9 @@ impl End {
         let n = -(n as i64);
         match self {
             // SAFETY: no pointer arguments.
-            End::Host(fd) => unsafe { libc::syscall(libc::SYS_lseek, fd, n, libc::SEEK_CUR) >= 0 },
+            End::Host(fd) => unsafe {
+                crate::hijack::host::host_syscall!(libc::SYS_lseek, fd, n, libc::SEEK_CUR) >= 0
+            },
             End::Kernel(k) => kcall(nr::LSEEK, [k.into(), n, libc::SEEK_CUR.into(), 0, 0, 0]) >= 0,
         }
     }
@@ -96,7 +98,7 @@ impl End {
         let pp = &mut p as *mut libc::pollfd;
         if host {
             // SAFETY: one pollfd of ours.
-            unsafe { libc::syscall(libc::SYS_poll, pp, 1, -1) };
+            unsafe { crate::hijack::host::host_syscall!(libc::SYS_poll, pp, 1, -1) };
         } else {
             // No timeout: blocks in the kernel until the socket drains,
             // fails or a signal interrupts the call.
@@ -222,7 +224,7 @@ pub unsafe extern "C" fn sendfile(
     match (End::of(out_fd), End::of(in_fd)) {
         // SAFETY: the program's arguments to the same host call.
         (End::Host(o), End::Host(i)) => unsafe {
-            libc::syscall(libc::SYS_sendfile, o, i, offset, count) as isize
+            crate::hijack::host::host_syscall!(libc::SYS_sendfile, o, i, offset, count) as isize
         },
         (End::Kernel(o), End::Kernel(i)) => kcall(
             nr::SENDFILE,
@@ -261,7 +263,17 @@ pub unsafe extern "C" fn splice(
     match (End::of(fd_in), End::of(fd_out)) {
         (End::Host(i), End::Host(o)) => {
             // SAFETY: the program's arguments to the same host call.
-            unsafe { libc::syscall(libc::SYS_splice, i, off_in, o, off_out, len, flags) as isize }
+            unsafe {
+                crate::hijack::host::host_syscall!(
+                    libc::SYS_splice,
+                    i,
+                    off_in,
+                    o,
+                    off_out,
+                    len,
+                    flags
+                ) as isize
+            }
         }
         (End::Kernel(i), End::Kernel(o)) => kcall(
             nr::SPLICE,

@@ -106,7 +106,9 @@ impl Wake {
     fn drain(&self) {
         let mut v = 0u64;
         // SAFETY: an 8-byte read into a local from our non-blocking eventfd.
-        unsafe { libc::syscall(libc::SYS_read, self.efd, &mut v as *mut u64, 8) };
+        unsafe {
+            crate::hijack::host::host_syscall!(libc::SYS_read, self.efd, &mut v as *mut u64, 8)
+        };
     }
 }
 
@@ -202,7 +204,7 @@ impl Drop for Set {
 
 fn host_ctl(epfd: c_int, op: c_int, fd: c_int, ev: *mut libc::epoll_event) -> c_int {
     // SAFETY: the caller's (or our own) epoll_event, or null.
-    unsafe { libc::syscall(libc::SYS_epoll_ctl, epfd, op, fd, ev) as c_int }
+    unsafe { crate::hijack::host::host_syscall!(libc::SYS_epoll_ctl, epfd, op, fd, ev) as c_int }
 }
 
 /// E's set, made on first use.
@@ -217,7 +219,9 @@ fn set_for(epfd: c_int) -> Result<Arc<Set>, i32> {
         .and_then(|i| HAS_SET.get(i))
         .ok_or(libc::EBADF)?;
     // SAFETY: no pointer arguments.
-    let inner = unsafe { libc::syscall(libc::SYS_epoll_create1, libc::EPOLL_CLOEXEC) } as c_int;
+    let inner =
+        unsafe { crate::hijack::host::host_syscall!(libc::SYS_epoll_create1, libc::EPOLL_CLOEXEC) }
+            as c_int;
     if inner < 0 {
         return Err(errno());
     }
@@ -379,7 +383,7 @@ fn harvest_kernel(
     let mut fired = [libc::epoll_event { events: 0, u64: 0 }; 64];
     // SAFETY: our own array of 64 events, zero timeout.
     let n = unsafe {
-        libc::syscall(
+        crate::hijack::host::host_syscall!(
             libc::SYS_epoll_pwait,
             set.inner,
             fired.as_mut_ptr(),
@@ -493,7 +497,7 @@ fn harvest_host(set: &Set, out: *mut libc::epoll_event, room: usize) -> Result<u
     }
     // SAFETY: `room` free slots at `out` in the program's array.
     let n = unsafe {
-        libc::syscall(
+        crate::hijack::host::host_syscall!(
             libc::SYS_epoll_pwait,
             set.epfd,
             out,
@@ -569,7 +573,7 @@ fn wait_mixed(
         // SAFETY: one event of ours; the program's sigmask (or null), of
         // which the kernel reads the first 8 bytes.
         let r = unsafe {
-            libc::syscall(
+            crate::hijack::host::host_syscall!(
                 libc::SYS_epoll_pwait,
                 set.inner,
                 one.as_mut_ptr(),
@@ -606,7 +610,7 @@ fn pwait(
         };
         // SAFETY: the program's arguments to the same call.
         return unsafe {
-            libc::syscall(
+            crate::hijack::host::host_syscall!(
                 libc::SYS_epoll_pwait,
                 epfd,
                 events,
@@ -637,7 +641,7 @@ fn ms_timeout(timeout: c_int) -> Option<Duration> {
 #[no_mangle]
 pub unsafe extern "C" fn epoll_create1(flags: c_int) -> c_int {
     // SAFETY: no pointer arguments.
-    let fd = unsafe { libc::syscall(libc::SYS_epoll_create1, flags) } as c_int;
+    let fd = unsafe { crate::hijack::host::host_syscall!(libc::SYS_epoll_create1, flags) } as c_int;
     if fd >= 0 {
         // A number reused behind our back (closed through a path we do not
         // see) must not inherit an old set.
@@ -730,7 +734,7 @@ pub unsafe extern "C" fn epoll_pwait2(
     if !has_set(epfd) {
         // SAFETY: the program's arguments to the same call (ns precision kept).
         return unsafe {
-            libc::syscall(
+            crate::hijack::host::host_syscall!(
                 libc::SYS_epoll_pwait2,
                 epfd,
                 events,

@@ -175,7 +175,9 @@ impl Doorbell {
     /// are queued by the adding; `clear` takes those out before the check.
     fn new(set: &[libc::pollfd]) -> Result<Doorbell, i32> {
         // SAFETY: no pointer arguments.
-        let ep = unsafe { libc::syscall(libc::SYS_epoll_create1, libc::EPOLL_CLOEXEC) } as c_int;
+        let ep = unsafe {
+            crate::hijack::host::host_syscall!(libc::SYS_epoll_create1, libc::EPOLL_CLOEXEC)
+        } as c_int;
         if ep < 0 {
             return Err(errno());
         }
@@ -190,7 +192,7 @@ impl Doorbell {
             };
             // SAFETY: our epoll, the placeholder and our epoll_event.
             let r = unsafe {
-                libc::syscall(
+                crate::hijack::host::host_syscall!(
                     libc::SYS_epoll_ctl,
                     ep,
                     libc::EPOLL_CTL_ADD,
@@ -212,7 +214,7 @@ impl Doorbell {
         let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 16];
         // SAFETY: our epoll and an array of evs.len() events, no waiting.
         while unsafe {
-            libc::syscall(
+            crate::hijack::host::host_syscall!(
                 libc::SYS_epoll_wait,
                 self.0,
                 evs.as_mut_ptr(),
@@ -292,7 +294,7 @@ fn wait(
             // SAFETY: our pollfd array of hset.len() entries and a zero
             // timespec, no mask.
             && unsafe {
-                libc::syscall(
+                crate::hijack::host::host_syscall!(
                     libc::SYS_ppoll,
                     hset.as_mut_ptr(),
                     hset.len(),
@@ -367,7 +369,7 @@ fn wait(
         // SAFETY: our pollfd array of hset.len() entries, our timespec or
         // null, the program's signal mask or null.
         if unsafe {
-            libc::syscall(
+            crate::hijack::host::host_syscall!(
                 libc::SYS_ppoll,
                 hset.as_mut_ptr(),
                 hset.len(),
@@ -448,8 +450,16 @@ pub unsafe extern "C" fn ppoll(
             .map_or(std::ptr::null(), |t| t as *const libc::timespec);
         // SAFETY: the program's arguments to the same host call, with our
         // copy of its timeout.
-        return unsafe { libc::syscall(libc::SYS_ppoll, fds, nfds, tsp, sigmask, SIGSET_SIZE) }
-            as c_int;
+        return unsafe {
+            crate::hijack::host::host_syscall!(
+                libc::SYS_ppoll,
+                fds,
+                nfds,
+                tsp,
+                sigmask,
+                SIGSET_SIZE
+            )
+        } as c_int;
     }
     match timeout_of(ts) {
         Ok(t) => wait(set, t, sigmask),
@@ -505,7 +515,7 @@ pub unsafe extern "C" fn pselect(
         // SAFETY: the program's sets, our copy of its timeout and our
         // {mask, size} pair (or null).
         return unsafe {
-            libc::syscall(
+            crate::hijack::host::host_syscall!(
                 libc::SYS_pselect6,
                 nfds,
                 readfds,

@@ -40,7 +40,10 @@ fn lock(path: &std::path::Path, shared: bool) -> Result<std::fs::File, String> {
     // server halts after the tree's last process): wait a little.
     for _ in 0..200 {
         // SAFETY: the host's flock on a descriptor we own.
-        if unsafe { libc::syscall(libc::SYS_flock, f.as_raw_fd(), op | libc::LOCK_NB) } == 0 {
+        if unsafe {
+            crate::hijack::host::host_syscall!(libc::SYS_flock, f.as_raw_fd(), op | libc::LOCK_NB)
+        } == 0
+        {
             return Ok(f);
         }
         std::thread::sleep(std::time::Duration::from_millis(10));

@@ -74,7 +74,7 @@ macro_rules! posix_fallocate_hook {
             }
             match libc_fn!($name, fn(c_int, i64, i64) -> c_int) {
                 // SAFETY: libc's function with the program's arguments.
-                Some(f) => unsafe { f(fd, off, len) },
+                Some(f) => crate::hijack::tier::gate::allowed(|| unsafe { f(fd, off, len) }),
                 None => libc::ENOSYS,
             }
         }

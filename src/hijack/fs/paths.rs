@@ -138,7 +138,9 @@ fn host_cwd() -> Option<Vec<u8>> {
     let mut buf = vec![0u8; libc::PATH_MAX as usize];
     // SAFETY: the buffer is PATH_MAX bytes; the kernel writes a
     // NUL-terminated path into it.
-    let r = unsafe { libc::syscall(libc::SYS_getcwd, buf.as_mut_ptr(), buf.len()) };
+    let r = unsafe {
+        crate::hijack::host::host_syscall!(libc::SYS_getcwd, buf.as_mut_ptr(), buf.len())
+    };
     if r <= 0 {
         return None;
     }
@@ -153,7 +155,7 @@ fn host_fd_path(fd: c_int) -> Option<Vec<u8>> {
     let mut buf = vec![0u8; libc::PATH_MAX as usize];
     // SAFETY: a NUL-terminated name and a buffer of buf.len() bytes.
     let r = unsafe {
-        libc::syscall(
+        crate::hijack::host::host_syscall!(
             libc::SYS_readlinkat,
             AT_FDCWD,
             link.as_ptr(),

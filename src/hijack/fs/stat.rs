@@ -54,7 +54,9 @@ fn kstat(kdir: i32, path: *const c_char, flags: c_int, out: *mut libc::stat) -> 
 /// `fstatat` on the host (glibc's struct stat is the x86_64 kernel's).
 fn host_fstatat(dirfd: c_int, path: *const c_char, out: *mut libc::stat, flags: c_int) -> c_int {
     // SAFETY: the program's path and buffer, as for its own call.
-    unsafe { libc::syscall(libc::SYS_newfstatat, dirfd, path, out, flags) as c_int }
+    unsafe {
+        crate::hijack::host::host_syscall!(libc::SYS_newfstatat, dirfd, path, out, flags) as c_int
+    }
 }
 
 fn stat_at(dirfd: c_int, path: *const c_char, out: *mut libc::stat, flags: c_int) -> c_int {
@@ -69,7 +71,7 @@ fn fstat_fd(fd: c_int, out: *mut libc::stat) -> c_int {
         return kstat(k, c"".as_ptr(), libc::AT_EMPTY_PATH, out);
     }
     // SAFETY: the program's descriptor and buffer.
-    unsafe { libc::syscall(libc::SYS_fstat, fd, out) as c_int }
+    unsafe { crate::hijack::host::host_syscall!(libc::SYS_fstat, fd, out) as c_int }
 }
 
 /// Defines hooks, one per name, of one C signature, each `$body`: the
@@ -123,7 +125,14 @@ pub unsafe extern "C" fn statx(
         }
         // SAFETY: the program's arguments.
         r => unsafe {
-            libc::syscall(libc::SYS_statx, dirfd, r.host_path(path), flags, mask, out) as c_int
+            crate::hijack::host::host_syscall!(
+                libc::SYS_statx,
+                dirfd,
+                r.host_path(path),
+                flags,
+                mask,
+                out
+            ) as c_int
         },
     }
 }

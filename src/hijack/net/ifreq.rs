@@ -140,7 +140,7 @@ pub unsafe extern "C" fn if_nametoindex(name: *const c_char) -> c_uint {
     if !active() {
         return match libc_fn!(if_nametoindex, fn(*const c_char) -> c_uint) {
             // SAFETY: glibc's function with the program's argument.
-            Some(f) => unsafe { f(name) },
+            Some(f) => crate::hijack::tier::gate::allowed(|| unsafe { f(name) }),
             None => 0,
         };
     }
@@ -166,7 +166,7 @@ pub unsafe extern "C" fn if_indextoname(index: c_uint, buf: *mut c_char) -> *mut
     if !active() {
         return match libc_fn!(if_indextoname, fn(c_uint, *mut c_char) -> *mut c_char) {
             // SAFETY: glibc's function with the program's arguments.
-            Some(f) => unsafe { f(index, buf) },
+            Some(f) => crate::hijack::tier::gate::allowed(|| unsafe { f(index, buf) }),
             None => std::ptr::null_mut(),
         };
     }
@@ -198,7 +198,7 @@ pub unsafe extern "C" fn if_nameindex() -> *mut libc::if_nameindex {
     if !active() {
         return match libc_fn!(if_nameindex, fn() -> *mut libc::if_nameindex) {
             // SAFETY: glibc's function.
-            Some(f) => unsafe { f() },
+            Some(f) => crate::hijack::tier::gate::allowed(|| unsafe { f() }),
             None => std::ptr::null_mut(),
         };
     }

@@ -374,7 +374,7 @@ pub fn map(fd: c_int, len: usize, off: i64) -> Option<*mut c_void> {
     // SAFETY: a fresh anonymous mapping (zeroed: every frame
     // TP_STATUS_KERNEL), straight to the host kernel.
     let p = unsafe {
-        libc::syscall(
+        crate::hijack::host::host_syscall!(
             libc::SYS_mmap,
             0usize,
             ring.len(),

@@ -233,7 +233,9 @@ pub unsafe extern "C" fn recvmmsg(
         ) as c_int;
     }
     // SAFETY: the program's arguments to the same host call.
-    unsafe { libc::syscall(libc::SYS_recvmmsg, fd, msgs, n, flags, timeout) as c_int }
+    unsafe {
+        crate::hijack::host::host_syscall!(libc::SYS_recvmmsg, fd, msgs, n, flags, timeout) as c_int
+    }
 }
 
 /// # Safety
@@ -252,5 +254,5 @@ pub unsafe extern "C" fn sendmmsg(
         ) as c_int;
     }
     // SAFETY: the program's arguments to the same host call.
-    unsafe { libc::syscall(libc::SYS_sendmmsg, fd, msgs, n, flags) as c_int }
+    unsafe { crate::hijack::host::host_syscall!(libc::SYS_sendmmsg, fd, msgs, n, flags) as c_int }
 }

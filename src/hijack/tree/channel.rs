@@ -133,7 +133,7 @@ fn connect() -> Result<c_int, i32> {
     }
     // SAFETY: host calls with valid arguments; the socket is ours.
     unsafe {
-        let fd = libc::syscall(
+        let fd = crate::hijack::host::host_syscall!(
             libc::SYS_socket,
             libc::AF_UNIX,
             libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
@@ -143,7 +143,7 @@ fn connect() -> Result<c_int, i32> {
             return Err(last_errno());
         }
         loop {
-            let r = libc::syscall(
+            let r = crate::hijack::host::host_syscall!(
                 libc::SYS_connect,
                 fd,
                 &addr as *const libc::sockaddr_un,
@@ -200,7 +200,7 @@ fn send(
     loop {
         // SAFETY: the message points at live buffers.
         let r = unsafe {
-            libc::syscall(
+            crate::hijack::host::host_syscall!(
                 libc::SYS_sendmsg,
                 fd,
                 &msg as *const libc::msghdr,
@@ -224,7 +224,17 @@ fn recv(fd: c_int, buf: &mut [u8]) -> Result<usize, i32> {
     let (ptr, len) = (buf.as_mut_ptr(), buf.len());
     let once = move |flags: c_int| -> Result<usize, i32> {
         // SAFETY: receives into the caller's buffer, alive for this call.
-        let r = unsafe { libc::syscall(libc::SYS_recvfrom, fd, ptr, len, flags, 0usize, 0usize) };
+        let r = unsafe {
+            crate::hijack::host::host_syscall!(
+                libc::SYS_recvfrom,
+                fd,
+                ptr,
+                len,
+                flags,
+                0usize,
+                0usize
+            )
+        };
         match r {
             r if r > 0 => Ok(r as usize),
             0 => Err(libc::ECONNRESET),

@@ -73,6 +73,22 @@ pub const NEEDS: &[Need] = &[
         what: "node (Debian package nodejs)",
     },
     Need {
+        name: "go",
+        what: "the Go toolchain, go (Debian package golang-go)",
+    },
+    Need {
+        name: "musl_gcc",
+        what: "musl-gcc (Debian package musl-tools)",
+    },
+    Need {
+        name: "busybox",
+        what: "a static busybox at /bin/busybox (Debian package busybox-static)",
+    },
+    Need {
+        name: "sud",
+        what: "Syscall User Dispatch in the host kernel (Linux 5.11 or later)",
+    },
+    Need {
         name: "cc",
         what: "a C compiler, cc (Debian package gcc)",
     },
@@ -138,6 +154,10 @@ pub fn missing(name: &str) -> Option<String> {
         "python3" => is_executable(Path::new("/usr/bin/python3")),
         "node" => on_path("node"),
         "cc" => on_path("cc"),
+        "go" => on_path("go"),
+        "musl_gcc" => on_path("musl-gcc"),
+        "busybox" => is_executable(Path::new("/bin/busybox")),
+        "sud" => kernel_at_least(5, 11),
         "mkfs_ext4" => on_path("mkfs.ext4") && on_path("e2fsck"),
         "mkfs_vfat" => on_path("mkfs.vfat") && on_path("fsck.vfat"),
         "mkfs_xfs" => on_path("mkfs.xfs") && on_path("xfs_repair"),
@@ -303,6 +323,19 @@ fn find_library(soname: &str) -> bool {
             .map(PathBuf::from),
     );
     dirs.iter().any(|d| d.join(soname).exists())
+}
+
+/// True when the running kernel's release is at least `major.minor`.
+fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let release = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|p| p.parse::<u32>().ok());
+    match (parts.next(), parts.next()) {
+        (Some(a), Some(b)) => (a, b) >= (major, minor),
+        _ => false,
+    }
 }
 
 #[cfg(test)]

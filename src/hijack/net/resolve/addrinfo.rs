@@ -236,8 +236,10 @@ pub unsafe extern "C" fn getaddrinfo(
                 *mut *mut libc::addrinfo,
             ) -> c_int
         ) {
-            // SAFETY: glibc's function with the program's arguments.
-            Some(f) => unsafe { f(node, service, hints, res) },
+            Some(f) => crate::hijack::tier::gate::allowed(|| {
+                // SAFETY: glibc's function with the program's arguments.
+                unsafe { f(node, service, hints, res) }
+            }),
             None => libc::EAI_SYSTEM,
         };
     };

@@ -95,7 +95,9 @@ pub unsafe extern "C" fn gethostbyname2_r(
             ) -> c_int
         ) {
             // SAFETY: glibc's function with the program's arguments.
-            Some(f) => unsafe { f(name, af, ret, buf, buflen, result, h_errnop) },
+            Some(f) => crate::hijack::tier::gate::allowed(|| unsafe {
+                f(name, af, ret, buf, buflen, result, h_errnop)
+            }),
             None => libc::ENOSYS,
         };
     };
@@ -170,7 +172,9 @@ pub unsafe extern "C" fn gethostbyname_r(
             ) -> c_int
         ) {
             // SAFETY: glibc's function with the program's arguments.
-            Some(f) => unsafe { f(name, ret, buf, buflen, result, h_errnop) },
+            Some(f) => crate::hijack::tier::gate::allowed(|| unsafe {
+                f(name, ret, buf, buflen, result, h_errnop)
+            }),
             None => libc::ENOSYS,
         };
     }
@@ -210,7 +214,7 @@ pub unsafe extern "C" fn gethostbyname2(name: *const c_char, af: c_int) -> *mut 
             fn(*const c_char, c_int) -> *mut libc::hostent
         ) {
             // SAFETY: glibc's function with the program's arguments.
-            Some(f) => unsafe { f(name, af) },
+            Some(f) => crate::hijack::tier::gate::allowed(|| unsafe { f(name, af) }),
             None => std::ptr::null_mut(),
         };
     }
@@ -242,7 +246,7 @@ pub unsafe extern "C" fn gethostbyname(name: *const c_char) -> *mut libc::hosten
     if client().is_none() {
         return match libc_fn!(gethostbyname, fn(*const c_char) -> *mut libc::hostent) {
             // SAFETY: glibc's function with the program's argument.
-            Some(f) => unsafe { f(name) },
+            Some(f) => crate::hijack::tier::gate::allowed(|| unsafe { f(name) }),
             None => std::ptr::null_mut(),
         };
     }

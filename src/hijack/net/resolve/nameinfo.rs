@@ -105,7 +105,9 @@ pub unsafe extern "C" fn getnameinfo(
             ) -> c_int
         ) {
             // SAFETY: glibc's function with the program's arguments.
-            Some(f) => unsafe { f(sa, salen, host, hostlen, serv, servlen, flags) },
+            Some(f) => crate::hijack::tier::gate::allowed(|| unsafe {
+                f(sa, salen, host, hostlen, serv, servlen, flags)
+            }),
             None => libc::EAI_SYSTEM,
         };
     };

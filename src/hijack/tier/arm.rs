@@ -1,0 +1,261 @@
+//! Arming: the host's Syscall User Dispatch checked, our SIGSYS handler
+//! installed, the calling thread given a block (selector, stack, `%gs`) and
+//! armed; new threads' blocks from a free list, given back when their
+//! thread exits.
+
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+
+use super::gate::{self, Block, ALLOW, BLOCK};
+use super::trap::{self, raw, ARCH_SET_GS, PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_OFF};
+
+/// The stack a routed call runs on: the kernel in the process runs its
+/// calls on the calling thread's stack, so it is generous (untouched pages
+/// cost nothing: MAP_NORESERVE).
+const STACK: usize = 512 << 10;
+const PAGE: usize = 4096;
+
+static FREE: AtomicPtr<Block> = AtomicPtr::new(std::ptr::null_mut());
+static FREE_LOCK: AtomicBool = AtomicBool::new(false);
+
+fn lock() {
+    while FREE_LOCK
+        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        std::hint::spin_loop();
+    }
+}
+
+fn unlock() {
+    FREE_LOCK.store(false, Ordering::Release);
+}
+
+/// A block for a new thread (from the free list, or a new mapping), its
+/// selector at BLOCK; null if memory is short.
+pub fn alloc_block(thread_owned: bool) -> *mut Block {
+    lock();
+    let b = FREE.load(Ordering::Relaxed);
+    if !b.is_null() {
+        // SAFETY: blocks on the free list are live mappings of ours.
+        FREE.store(unsafe { (*b).next }, Ordering::Relaxed);
+    }
+    unlock();
+    let b = if b.is_null() { map_block() } else { b };
+    if !b.is_null() {
+        // SAFETY: a block of ours, not in use.
+        unsafe {
+            (*b).selector = BLOCK;
+            (*b).thread_owned = thread_owned.into();
+            (*b).next = std::ptr::null_mut();
+            (*b).twin = std::ptr::null_mut();
+            (*b).swap_fs = 0;
+        }
+    }
+    b
+}
+
+/// Gives `b` back (its thread is gone, or never ran).
+pub fn free_block(b: *mut Block) {
+    if b.is_null() {
+        return;
+    }
+    lock();
+    // SAFETY: a block of ours that no thread uses any more.
+    unsafe { (*b).next = FREE.load(Ordering::Relaxed) };
+    FREE.store(b, Ordering::Relaxed);
+    unlock();
+}
+
+/// A new block: `[guard page][stack][Block page]`.
+fn map_block() -> *mut Block {
+    let len = PAGE + STACK + PAGE;
+    let m = raw(
+        libc::SYS_mmap,
+        [
+            0,
+            len as i64,
+            i64::from(libc::PROT_READ | libc::PROT_WRITE),
+            i64::from(libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE),
+            -1,
+            0,
+        ],
+    );
+    if (-4095..0).contains(&m) {
+        return std::ptr::null_mut();
+    }
+    let base = m as usize;
+    raw(
+        libc::SYS_mprotect,
+        [
+            base as i64,
+            PAGE as i64,
+            i64::from(libc::PROT_NONE),
+            0,
+            0,
+            0,
+        ],
+    );
+    let b = (base + PAGE + STACK) as *mut Block;
+    // SAFETY: the last page of the new mapping, writable.
+    unsafe {
+        b.write(Block {
+            selector: BLOCK,
+            thread_owned: 0,
+            _pad: [0; 6],
+            me: b,
+            stack_lo: base + PAGE,
+            stack_top: b as usize,
+            map: base,
+            map_len: len,
+            next: std::ptr::null_mut(),
+            swap_fs: 0,
+            _pad2: [0; 7],
+            host_fs: 0,
+            prog_fs: 0,
+            twin: std::ptr::null_mut(),
+        });
+    }
+    b
+}
+
+/// The handler's part of `exit`: the exiting thread's block goes back, if
+/// it is a thread's own. Async-signal-safe (the free list's spin lock is
+/// never held across a call).
+fn release_current() {
+    let b: usize;
+    // SAFETY: the exiting thread is armed: %gs is its block.
+    unsafe {
+        std::arch::asm!("mov {}, qword ptr gs:[{me}]", out(reg) b, me = const gate::ME,
+            options(nostack, readonly, preserves_flags));
+    }
+    let b = b as *mut Block;
+    // SAFETY: the thread's live block.
+    if !b.is_null() && unsafe { (*b).thread_owned } != 0 {
+        // SAFETY: the thread's live block.
+        super::twin::quit(unsafe { (*b).twin });
+        free_block(b);
+    }
+}
+
+/// (eax, ebx, ecx, edx) of cpuid leaf `leaf`, subleaf `sub`.
+fn cpuid(leaf: u32, sub: u32) -> (u32, u32, u32, u32) {
+    let r = std::arch::x86_64::__cpuid_count(leaf, sub);
+    (r.eax, r.ebx, r.ecx, r.edx)
+}
+
+/// Arms the tier in this process, from the calling thread (the
+/// constructor, after the kernel booted: the kernel's own threads stay
+/// unarmed). Err: why this host cannot (the caller stops the program).
+pub fn arm() -> Result<(), String> {
+    let (_, _, ecx, _) = cpuid(1, 0);
+    if ecx & (1 << 27) == 0 {
+        return Err("syscalls=all: this CPU or kernel has no XSAVE (OSXSAVE), which the trap needs to keep the program's vector registers".into());
+    }
+    let (_, xsave_size, _, _) = cpuid(0xd, 0);
+    let frame = (std::mem::size_of::<trap::Frame>() + xsave_size as usize + 63) & !63;
+    trap::FRAME_SIZE.store(frame + 64, Ordering::Relaxed);
+    // Does the host have Syscall User Dispatch (Linux >= 5.11 with the
+    // generic entry code)? Turning it off on a thread where it is off
+    // succeeds exactly when it exists.
+    let r = raw(
+        libc::SYS_prctl,
+        [
+            PR_SET_SYSCALL_USER_DISPATCH,
+            PR_SYS_DISPATCH_OFF,
+            0,
+            0,
+            0,
+            0,
+        ],
+    );
+    if r != 0 {
+        return Err(format!(
+            "syscalls=all: the host kernel has no Syscall User Dispatch (prctl PR_SET_SYSCALL_USER_DISPATCH: {}); it needs Linux 5.11 or later on x86_64. Without it, raw system calls would silently bypass the kernel: not running. (Unset LKL_HIJACK_SYSCALLS / the config's \"syscalls\" for the LD_PRELOAD hooks alone.)",
+            std::io::Error::from_raw_os_error(-r as i32)
+        ));
+    }
+    // Our SIGSYS handler; what was there becomes the program's record.
+    // SA_NODEFER: SIGSYS stays unblocked while it runs, for the program's
+    // handlers the host delivers on top of it (their restorer's
+    // rt_sigreturn traps, and a trap while SIGSYS is blocked kills).
+    let act = gate::KSigaction {
+        handler: trap::on_sigsys as *const () as usize,
+        flags: (libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_NODEFER) as u64 | gate::SA_RESTORER,
+        restorer: trap::restorer(),
+        mask: 0,
+    };
+    let mut old = gate::KSigaction::default();
+    let r = raw(
+        libc::SYS_rt_sigaction,
+        [
+            libc::SIGSYS.into(),
+            &act as *const _ as i64,
+            &mut old as *mut _ as i64,
+            8,
+            0,
+            0,
+        ],
+    );
+    if r != 0 {
+        return Err(format!("syscalls=all: rt_sigaction(SIGSYS): errno {}", -r));
+    }
+    // SAFETY: our own struct.
+    unsafe { gate::sigsys_kaction(&old, std::ptr::null_mut()) };
+    // SIGSYS must never be blocked (inherited blocked, a trap would kill).
+    let unblock: u64 = gate::SIGSYS_BIT;
+    raw(
+        libc::SYS_rt_sigprocmask,
+        [
+            libc::SIG_UNBLOCK.into(),
+            &unblock as *const u64 as i64,
+            0,
+            8,
+            0,
+            0,
+        ],
+    );
+    trap::RELEASE.store(release_current as *const () as usize, Ordering::Release);
+    let b = alloc_block(false);
+    if b.is_null() {
+        return Err("syscalls=all: no memory for the trap's stack".into());
+    }
+    arm_thread(b)?;
+    Ok(())
+}
+
+/// Arms the calling thread with block `b`: `%gs`, the selector (ALLOW
+/// until the caller leaves our code), Syscall User Dispatch on.
+fn arm_thread(b: *mut Block) -> Result<(), String> {
+    let r = raw(libc::SYS_arch_prctl, [ARCH_SET_GS, b as i64, 0, 0, 0, 0]);
+    if r != 0 {
+        return Err(format!(
+            "syscalls=all: arch_prctl(ARCH_SET_GS): errno {}",
+            -r
+        ));
+    }
+    gate::adopt(b);
+    // SAFETY: our block.
+    unsafe { (*b).selector = ALLOW };
+    let (start, len) = trap::exempt_range();
+    // SAFETY: the selector's address stays valid for the thread's life.
+    let sel = unsafe { std::ptr::addr_of_mut!((*b).selector) } as i64;
+    let r = raw(
+        libc::SYS_prctl,
+        [
+            PR_SET_SYSCALL_USER_DISPATCH,
+            trap::PR_SYS_DISPATCH_ON,
+            start as i64,
+            len as i64,
+            sel,
+            0,
+        ],
+    );
+    if r != 0 {
+        return Err(format!(
+            "syscalls=all: prctl(PR_SET_SYSCALL_USER_DISPATCH, ON): {}",
+            std::io::Error::from_raw_os_error(-r as i32)
+        ));
+    }
+    gate::ON.store(true, Ordering::Release);
+    Ok(())
+}

@@ -1,0 +1,502 @@
+//! The trap: the SIGSYS handler and the code around it, in assembly where
+//! registers must be exact.
+//!
+//! A system call outside the exempt range, made while the thread's
+//! selector says BLOCK, does not run: the host kernel rolls it back and
+//! raises SIGSYS (`si_code` `SYS_USER_DISPATCH`), with the call's number in
+//! `rax`, its arguments in their registers and `rip` just after the
+//! `syscall` instruction. The handler (`on_sigsys`) only edits the saved
+//! context: it copies the registers into a `Frame` on the thread's own
+//! stack (its block's) and points `rip` at the trampoline, `rsp` at the
+//! frame. When it returns (through our restorer, in the exempt range), the
+//! trampoline runs as ordinary code: selector to ALLOW, the program's
+//! vector state saved (`xsave`), the router called (`route::dispatch`),
+//! the state restored, the registers reloaded, selector to BLOCK, and a
+//! jump back to the instruction after the program's `syscall`, with the
+//! result in `rax`. The routed call thus never runs inside the handler:
+//! it may block, take locks, be interrupted by signals.
+//!
+//! Three calls never reach the trampoline:
+//! - `rt_sigreturn` (a handler of the program returning through its
+//!   restorer): re-issued as is from the exempt range, so it restores the
+//!   program's frame where its `rsp` points;
+//! - `exit` (one thread ends): its block goes back to the free list, every
+//!   signal is blocked (nothing may run on the thread any more) and the
+//!   call is re-issued from the exempt range;
+//! - a SIGSYS that is not a dispatch (seccomp, `kill`): handed to the
+//!   program's own SIGSYS handler, if it set one (gate.rs keeps it).
+//!
+//! `clone`, `clone3`, `fork` and `vfork` are issued by `lkl_tier_clone`,
+//! whose child half arms the new task before it runs a single instruction
+//! of the program (Syscall User Dispatch is off in every new task).
+
+use std::ffi::{c_int, c_void};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+
+use super::gate::Block;
+
+/// The registers of one trapped call, and what a clone's child needs; the
+/// program's `xsave` image follows it (64-byte aligned).
+#[repr(C, align(64))]
+pub struct Frame {
+    pub rax: u64,
+    pub rdi: u64,
+    pub rsi: u64,
+    pub rdx: u64,
+    pub r10: u64,
+    pub r8: u64,
+    pub r9: u64,
+    pub rbx: u64,
+    pub rbp: u64,
+    pub r12: u64,
+    pub r13: u64,
+    pub r14: u64,
+    pub r15: u64,
+    pub rsp: u64,
+    pub rip: u64,
+    /// The block of the thread that trapped.
+    pub block: *mut Block,
+    /// A clone's child: its new block (`%gs`), or null to keep the
+    /// parent's (a child with memory of its own).
+    pub child_block: *mut Block,
+    /// A clone's child: the selector it arms with.
+    pub child_sel: *mut u8,
+    /// A clone's child: 1 if it keeps the stack the host kernel gave it
+    /// (a new stack was asked for), 0 to take the program's `rsp`.
+    pub child_keep_sp: u64,
+    /// Set by a clone's child once it no longer reads this frame.
+    pub child_done: AtomicU32,
+    /// The program's `%fs` base (when the block swaps it): restored on
+    /// the way back; `arch_prctl(ARCH_SET_FS)` sets it here.
+    pub fs: u64,
+    /// A clone's child: 1 to set `%fs` to `fs` (it inherited our swapped
+    /// one), 0 to keep what the host gave it (CLONE_SETTLS, or no swap).
+    pub child_fs: u64,
+}
+
+const F_RAX: usize = std::mem::offset_of!(Frame, rax);
+const F_RDI: usize = std::mem::offset_of!(Frame, rdi);
+const F_RSI: usize = std::mem::offset_of!(Frame, rsi);
+const F_RDX: usize = std::mem::offset_of!(Frame, rdx);
+const F_R10: usize = std::mem::offset_of!(Frame, r10);
+const F_R8: usize = std::mem::offset_of!(Frame, r8);
+const F_R9: usize = std::mem::offset_of!(Frame, r9);
+const F_RBX: usize = std::mem::offset_of!(Frame, rbx);
+const F_RBP: usize = std::mem::offset_of!(Frame, rbp);
+const F_R12: usize = std::mem::offset_of!(Frame, r12);
+const F_R13: usize = std::mem::offset_of!(Frame, r13);
+const F_R14: usize = std::mem::offset_of!(Frame, r14);
+const F_R15: usize = std::mem::offset_of!(Frame, r15);
+const F_RSP: usize = std::mem::offset_of!(Frame, rsp);
+const F_RIP: usize = std::mem::offset_of!(Frame, rip);
+const F_BLOCK: usize = std::mem::offset_of!(Frame, block);
+const F_CHILD_BLOCK: usize = std::mem::offset_of!(Frame, child_block);
+const F_CHILD_SEL: usize = std::mem::offset_of!(Frame, child_sel);
+const F_CHILD_KEEP_SP: usize = std::mem::offset_of!(Frame, child_keep_sp);
+const F_CHILD_DONE: usize = std::mem::offset_of!(Frame, child_done);
+/// Where the `xsave` image starts.
+const F_XSAVE: usize = std::mem::size_of::<Frame>();
+const _: () = assert!(F_XSAVE.is_multiple_of(64));
+const F_FS: usize = std::mem::offset_of!(Frame, fs);
+const F_CHILD_FS: usize = std::mem::offset_of!(Frame, child_fs);
+const B_SEL: usize = std::mem::offset_of!(Block, selector);
+const B_SWAP: usize = std::mem::offset_of!(Block, swap_fs);
+const B_HOSTFS: usize = std::mem::offset_of!(Block, host_fs);
+const B_PROGFS: usize = std::mem::offset_of!(Block, prog_fs);
+
+/// PR_SET_SYSCALL_USER_DISPATCH and PR_SYS_DISPATCH_ON (linux/prctl.h).
+pub const PR_SET_SYSCALL_USER_DISPATCH: i64 = 59;
+pub const PR_SYS_DISPATCH_ON: i64 = 1;
+pub const PR_SYS_DISPATCH_OFF: i64 = 0;
+/// `si_code` of a dispatch SIGSYS.
+const SYS_USER_DISPATCH: c_int = 2;
+/// ARCH_SET_GS (asm/prctl.h).
+pub const ARCH_SET_GS: i64 = 0x1001;
+
+// The exempt range holds every `syscall` instruction of ours that must
+// pass whatever the selector says (the restorer, re-issued calls, and
+// `lkl_tier_raw` for the handler); the kernel compares the address after
+// the instruction, so each is followed by another inside the range.
+std::arch::global_asm!(
+    ".text",
+    ".p2align 4",
+    ".globl lkl_tier_exempt_start",
+    ".hidden lkl_tier_exempt_start",
+    "lkl_tier_exempt_start:",
+    ".globl lkl_tier_restorer",
+    ".hidden lkl_tier_restorer",
+    "lkl_tier_restorer:",
+    "    movl $15, %eax",
+    "    syscall",
+    "    ud2",
+    ".globl lkl_tier_reissue",
+    ".hidden lkl_tier_reissue",
+    "lkl_tier_reissue:",
+    "    syscall",
+    "    ud2",
+    ".globl lkl_tier_raw",
+    ".hidden lkl_tier_raw",
+    "lkl_tier_raw:",
+    "    movq %rdi, %rax",
+    "    movq %rsi, %rdi",
+    "    movq %rdx, %rsi",
+    "    movq %rcx, %rdx",
+    "    movq %r8, %r10",
+    "    movq %r9, %r8",
+    "    movq 8(%rsp), %r9",
+    "    syscall",
+    "    ret",
+    ".globl lkl_tier_exempt_end",
+    ".hidden lkl_tier_exempt_end",
+    "lkl_tier_exempt_end:",
+    "    ud2",
+    // The trampoline: rsp = rdi = the frame.
+    ".p2align 4",
+    ".globl lkl_tier_trampoline",
+    ".hidden lkl_tier_trampoline",
+    "lkl_tier_trampoline:",
+    "    movq {F_BLOCK}(%rsp), %rax",
+    "    movb $0, {B_SEL}(%rax)",
+    // A static program's %fs is its own TLS: ours while we run.
+    "    cmpb $0, {B_SWAP}(%rax)",
+    "    je 5f",
+    "    rdfsbase %rcx",
+    "    movq %rcx, {F_FS}(%rsp)",
+    "    movq %rcx, {B_PROGFS}(%rax)",
+    "    movq {B_HOSTFS}(%rax), %rcx",
+    "    wrfsbase %rcx",
+    "5:",
+    "    movl $-1, %eax",
+    "    movl $-1, %edx",
+    "    xsave64 {F_XSAVE}(%rsp)",
+    "    movq %rsp, %rdi",
+    "    call {dispatch}",
+    "    movl $-1, %eax",
+    "    movl $-1, %edx",
+    "    xrstor64 {F_XSAVE}(%rsp)",
+    "    movq {F_BLOCK}(%rsp), %r11",
+    "    cmpb $0, {B_SWAP}(%r11)",
+    "    je 6f",
+    "    movq {F_FS}(%rsp), %rcx",
+    "    wrfsbase %rcx",
+    "6:",
+    "    movq {F_RDI}(%rsp), %rdi",
+    "    movq {F_RSI}(%rsp), %rsi",
+    "    movq {F_RDX}(%rsp), %rdx",
+    "    movq {F_R10}(%rsp), %r10",
+    "    movq {F_R8}(%rsp), %r8",
+    "    movq {F_R9}(%rsp), %r9",
+    "    movq {F_RBX}(%rsp), %rbx",
+    "    movq {F_RBP}(%rsp), %rbp",
+    "    movq {F_R12}(%rsp), %r12",
+    "    movq {F_R13}(%rsp), %r13",
+    "    movq {F_R14}(%rsp), %r14",
+    "    movq {F_R15}(%rsp), %r15",
+    "    movq {F_BLOCK}(%rsp), %r11",
+    "    movq {F_RIP}(%rsp), %rcx",
+    "    movq {F_RAX}(%rsp), %rax",
+    "    movq {F_RSP}(%rsp), %rsp",
+    // From here no frame of ours is live: a signal arriving now runs on
+    // the program's stack, and a trap from its handler starts afresh.
+    "    movb $1, {B_SEL}(%r11)",
+    "    jmp *%rcx",
+    // lkl_tier_clone(frame) -> i64: issues the frame's clone/clone3/fork/
+    // vfork with the program's own arguments (selector ALLOW: we are in
+    // the router). The parent returns the result; the child arms itself
+    // and jumps to the program.
+    ".p2align 4",
+    ".globl lkl_tier_clone",
+    ".hidden lkl_tier_clone",
+    "lkl_tier_clone:",
+    "    pushq %r12",
+    "    movq %rdi, %r12",
+    "    movq {F_RAX}(%r12), %rax",
+    "    movq {F_RDI}(%r12), %rdi",
+    "    movq {F_RSI}(%r12), %rsi",
+    "    movq {F_RDX}(%r12), %rdx",
+    "    movq {F_R10}(%r12), %r10",
+    "    movq {F_R8}(%r12), %r8",
+    "    movq {F_R9}(%r12), %r9",
+    "    syscall",
+    "    testq %rax, %rax",
+    "    jz 1f",
+    "    popq %r12",
+    "    ret",
+    // The child: Syscall User Dispatch is off; r12 = the frame (its own
+    // copy when it has memory of its own). Nothing is pushed: a new stack
+    // may hold what the program put there for its child.
+    "1:",
+    "    movq %rsp, %r13",
+    "    movq {F_CHILD_BLOCK}(%r12), %rsi",
+    "    testq %rsi, %rsi",
+    "    jz 2f",
+    "    movl ${ARCH_SET_GS}, %edi",
+    "    movl $158, %eax",
+    "    syscall",
+    "2:",
+    "    movq {F_CHILD_SEL}(%r12), %r8",
+    "    movb $1, (%r8)",
+    "    movl ${PR_SUD}, %edi",
+    "    movl $1, %esi",
+    "    leaq lkl_tier_exempt_start(%rip), %rdx",
+    "    leaq lkl_tier_exempt_end(%rip), %r10",
+    "    subq %rdx, %r10",
+    "    movl $157, %eax",
+    "    syscall",
+    "    testq %rax, %rax",
+    "    jz 3f",
+    // Arming failed in the child: it must not run unrouted.
+    "    movl $-1, %edi",
+    "    movl $231, %eax",
+    "    syscall",
+    "3:",
+    // A child with memory of its own (a fork): the kernel stayed with the
+    // parent, as for glibc's fork (whose atfork handler says so).
+    "    cmpq $0, {F_CHILD_BLOCK}(%r12)",
+    "    jne 8f",
+    "    andq $-16, %rsp",
+    "    movq %r12, %rdi",
+    "    call {forked}",
+    "8:",
+    "    cmpq $0, {F_CHILD_KEEP_SP}(%r12)",
+    "    jne 4f",
+    "    movq {F_RSP}(%r12), %r13",
+    "4:",
+    "    cmpq $0, {F_CHILD_FS}(%r12)",
+    "    je 7f",
+    "    movq {F_FS}(%r12), %rcx",
+    "    wrfsbase %rcx",
+    "7:",
+    "    movl $-1, %eax",
+    "    movl $-1, %edx",
+    "    xrstor64 {F_XSAVE}(%r12)",
+    "    movq %r12, %r11",
+    "    movq %r13, %rsp",
+    "    movq {F_RDI}(%r11), %rdi",
+    "    movq {F_RSI}(%r11), %rsi",
+    "    movq {F_RDX}(%r11), %rdx",
+    "    movq {F_R10}(%r11), %r10",
+    "    movq {F_R8}(%r11), %r8",
+    "    movq {F_R9}(%r11), %r9",
+    "    movq {F_RBX}(%r11), %rbx",
+    "    movq {F_RBP}(%r11), %rbp",
+    "    movq {F_R12}(%r11), %r12",
+    "    movq {F_R13}(%r11), %r13",
+    "    movq {F_R14}(%r11), %r14",
+    "    movq {F_R15}(%r11), %r15",
+    "    movq {F_RIP}(%r11), %rcx",
+    "    xorl %eax, %eax",
+    "    movl $1, {F_CHILD_DONE}(%r11)",
+    "    jmp *%rcx",
+    F_RAX = const F_RAX,
+    F_RDI = const F_RDI,
+    F_RSI = const F_RSI,
+    F_RDX = const F_RDX,
+    F_R10 = const F_R10,
+    F_R8 = const F_R8,
+    F_R9 = const F_R9,
+    F_RBX = const F_RBX,
+    F_RBP = const F_RBP,
+    F_R12 = const F_R12,
+    F_R13 = const F_R13,
+    F_R14 = const F_R14,
+    F_R15 = const F_R15,
+    F_RSP = const F_RSP,
+    F_RIP = const F_RIP,
+    F_BLOCK = const F_BLOCK,
+    F_CHILD_BLOCK = const F_CHILD_BLOCK,
+    F_CHILD_SEL = const F_CHILD_SEL,
+    F_CHILD_KEEP_SP = const F_CHILD_KEEP_SP,
+    F_CHILD_DONE = const F_CHILD_DONE,
+    F_XSAVE = const F_XSAVE,
+    B_SEL = const B_SEL,
+    B_SWAP = const B_SWAP,
+    B_HOSTFS = const B_HOSTFS,
+    B_PROGFS = const B_PROGFS,
+    F_FS = const F_FS,
+    F_CHILD_FS = const F_CHILD_FS,
+    ARCH_SET_GS = const ARCH_SET_GS,
+    PR_SUD = const PR_SET_SYSCALL_USER_DISPATCH,
+    dispatch = sym super::route::lkl_tier_dispatch,
+    forked = sym lkl_tier_child_forked,
+    options(att_syntax)
+);
+
+extern "C" {
+    static lkl_tier_exempt_start: u8;
+    static lkl_tier_exempt_end: u8;
+    fn lkl_tier_restorer();
+    fn lkl_tier_reissue();
+    fn lkl_tier_trampoline();
+    /// Issues the clone-family call in `frame` (see the assembly).
+    pub fn lkl_tier_clone(frame: *mut Frame) -> i64;
+}
+
+/// Called by a fork child (its own memory) before it runs the program,
+/// on the program's TLS (atomics and plain memory only).
+extern "C" fn lkl_tier_child_forked(f: *mut Frame) {
+    lkl::sys::set_forked();
+    // SAFETY: the child's copy of the frame and of its block.
+    unsafe { super::twin::after_fork((*f).block) };
+}
+
+/// The exempt range: (start, length).
+pub fn exempt_range() -> (usize, usize) {
+    let s = std::ptr::addr_of!(lkl_tier_exempt_start) as usize;
+    let e = std::ptr::addr_of!(lkl_tier_exempt_end) as usize;
+    (s, e - s)
+}
+
+/// Our SIGSYS restorer (in the exempt range).
+pub fn restorer() -> usize {
+    lkl_tier_restorer as *const () as usize
+}
+
+/// The size of a frame with its `xsave` image (set when arming).
+pub static FRAME_SIZE: AtomicUsize = AtomicUsize::new(0);
+
+/// How many calls came through the trap (for the figures).
+pub static TRAPS: AtomicUsize = AtomicUsize::new(0);
+
+/// Gives a thread's block back when its thread exits (set by arm.rs).
+pub static RELEASE: AtomicUsize = AtomicUsize::new(0);
+
+/// The handler. Async-signal-safe: it reads and writes the saved context
+/// and the thread's block, nothing else (no allocation, no lock but the
+/// free list's, which no code of ours holds on a trapping thread).
+pub unsafe extern "C" fn on_sigsys(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
+    // SAFETY: the host kernel passes a valid siginfo and ucontext.
+    let code = unsafe { (*info).si_code };
+    if code != SYS_USER_DISPATCH {
+        // SAFETY: as above.
+        unsafe { forward(sig, info, ctx) };
+        return;
+    }
+    // SAFETY: as above.
+    let uc = unsafe { &mut *ctx.cast::<libc::ucontext_t>() };
+    let g = &mut uc.uc_mcontext.gregs;
+    let nr = g[libc::REG_RAX as usize];
+    match nr {
+        15 => {
+            // rt_sigreturn: issued again where it passes, same registers.
+            g[libc::REG_RIP as usize] = lkl_tier_reissue as *const () as i64;
+            return;
+        }
+        60 => {
+            let release = RELEASE.load(Ordering::Acquire);
+            if release != 0 {
+                // SAFETY: RELEASE holds `fn()` (arm.rs), async-signal-safe.
+                let f: fn() = unsafe { std::mem::transmute::<usize, fn()>(release) };
+                f();
+            }
+            // Nothing may run on this thread between here and its end: its
+            // block may already be another thread's.
+            // SAFETY: sigset_t is plain bytes.
+            unsafe {
+                std::ptr::write_bytes(
+                    std::ptr::addr_of_mut!(uc.uc_sigmask).cast::<u8>(),
+                    0xff,
+                    std::mem::size_of::<libc::sigset_t>(),
+                )
+            };
+            g[libc::REG_RIP as usize] = lkl_tier_reissue as *const () as i64;
+            return;
+        }
+        _ => {}
+    }
+    TRAPS.fetch_add(1, Ordering::Relaxed);
+    let b = gs_block();
+    // SAFETY: a trapping thread is armed, so %gs is its live block.
+    let (lo, top) = unsafe { ((*b).stack_lo, (*b).stack_top) };
+    let rsp = g[libc::REG_RSP as usize] as usize;
+    // Already on our stack (a handler of the program running in a routed
+    // call that trapped again): continue below, past a red zone.
+    let top = if (lo..top).contains(&rsp) {
+        rsp - 256
+    } else {
+        top
+    };
+    let size = FRAME_SIZE.load(Ordering::Relaxed);
+    let f = ((top - size) & !63) as *mut Frame;
+    let r = |i: c_int| g[i as usize] as u64;
+    // SAFETY: `f` and its xsave image lie in this thread's stack, unused
+    // below `top`.
+    unsafe {
+        f.write(Frame {
+            rax: r(libc::REG_RAX),
+            rdi: r(libc::REG_RDI),
+            rsi: r(libc::REG_RSI),
+            rdx: r(libc::REG_RDX),
+            r10: r(libc::REG_R10),
+            r8: r(libc::REG_R8),
+            r9: r(libc::REG_R9),
+            rbx: r(libc::REG_RBX),
+            rbp: r(libc::REG_RBP),
+            r12: r(libc::REG_R12),
+            r13: r(libc::REG_R13),
+            r14: r(libc::REG_R14),
+            r15: r(libc::REG_R15),
+            rsp: r(libc::REG_RSP),
+            rip: r(libc::REG_RIP),
+            block: b,
+            child_block: std::ptr::null_mut(),
+            child_sel: std::ptr::null_mut(),
+            child_keep_sp: 0,
+            child_done: AtomicU32::new(0),
+            fs: 0,
+            child_fs: 0,
+        });
+        // XRSTOR faults on a header with reserved bits set; XSAVE writes
+        // only its first 8 bytes.
+        std::ptr::write_bytes(f.cast::<u8>().add(F_XSAVE + 512), 0, 64);
+    }
+    g[libc::REG_RSP as usize] = f as i64;
+    g[libc::REG_RDI as usize] = f as i64;
+    g[libc::REG_RIP as usize] = lkl_tier_trampoline as *const () as i64;
+}
+
+/// The block `%gs` points at.
+fn gs_block() -> *mut Block {
+    let b: usize;
+    // SAFETY: reads %gs:ME on an armed thread.
+    unsafe {
+        std::arch::asm!("mov {}, qword ptr gs:[{me}]", out(reg) b, me = const super::gate::ME,
+            options(nostack, readonly, preserves_flags));
+    }
+    b as *mut Block
+}
+
+/// A SIGSYS that is not a dispatch: the program's handler, as if it had
+/// been installed (it was only recorded); default or ignore otherwise.
+unsafe fn forward(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
+    let a = super::gate::sigsys_action();
+    if a.handler == libc::SIG_IGN {
+        return;
+    }
+    if a.handler == libc::SIG_DFL {
+        // The default action (core dump): our handler out of the way, then
+        // the signal again.
+        let dfl = super::gate::KSigaction::default();
+        raw(
+            libc::SYS_rt_sigaction,
+            [sig.into(), &dfl as *const _ as i64, 0, 8, 0, 0],
+        );
+        let pid = raw(libc::SYS_getpid, [0; 6]);
+        let tid = raw(libc::SYS_gettid, [0; 6]);
+        raw(libc::SYS_tgkill, [pid, tid, sig.into(), 0, 0, 0]);
+        return;
+    }
+    if a.flags & libc::SA_SIGINFO as u64 != 0 {
+        // SAFETY: the program installed this as an sa_sigaction handler.
+        let f: extern "C" fn(c_int, *mut libc::siginfo_t, *mut c_void) =
+            unsafe { std::mem::transmute(a.handler) };
+        f(sig, info, ctx);
+    } else {
+        // SAFETY: the program installed this as an sa_handler.
+        let f: extern "C" fn(c_int) = unsafe { std::mem::transmute(a.handler) };
+        f(sig);
+    }
+}
+
+/// Raw host call from our code through the exempt range.
+pub use super::gate::exempt as raw;

@@ -1,0 +1,188 @@
+//! Pthread twins: a thread a static program creates (`clone` with
+//! `CLONE_VM`) has the program's TLS only, while the hooks need the
+//! library's (errno, the kernel call's thread state, the descriptor
+//! table's users). Each such thread gets a twin, a pthread of ours, parked
+//! on a futex: the thread's calls that go to a hook are handed to its twin
+//! (the frame's registers; the thread waits), every other call (futex,
+//! mmap, gettid, signal masks, clone: the per-thread ones above all) runs
+//! on the thread itself, with no TLS used. A call through the twin costs
+//! two futex hand-offs more.
+
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicI64, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+
+use super::gate::{self, Block};
+use super::route::{host, route_with_errno};
+use super::trap::Frame;
+
+const IDLE: u32 = 0;
+const REQUEST: u32 = 1;
+const DONE: u32 = 2;
+const QUIT: u32 = 3;
+
+/// What a request asks.
+const ROUTE: usize = 0;
+const MAKE_TWIN: usize = 1;
+
+/// One twin's mailbox.
+pub struct Twin {
+    state: AtomicU32,
+    kind: AtomicUsize,
+    frame: AtomicPtr<Frame>,
+    result: AtomicI64,
+}
+
+fn futex(word: &AtomicU32, op: i32, val: u32) {
+    host(
+        libc::SYS_futex,
+        [
+            word as *const AtomicU32 as i64,
+            i64::from(op | libc::FUTEX_PRIVATE_FLAG),
+            i64::from(val),
+            0,
+            0,
+            0,
+        ],
+    );
+}
+
+/// The twin's loop: one request at a time, on its own (armed-free)
+/// thread, with the library's TLS.
+fn serve(t: &'static Twin) {
+    // The program's signals are for its own threads (Go's handlers take a
+    // thread of ours for a foreign one).
+    // SAFETY: a full set, this thread's mask.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
+    }
+    loop {
+        let s = t.state.load(Ordering::Acquire);
+        match s {
+            REQUEST => {}
+            QUIT => return,
+            _ => {
+                futex(&t.state, libc::FUTEX_WAIT, s);
+                continue;
+            }
+        }
+        let f = t.frame.load(Ordering::Acquire);
+        let r = match t.kind.load(Ordering::Acquire) {
+            // SAFETY: the requesting thread waits on its frame.
+            ROUTE => route_with_errno(unsafe { &mut *f }),
+            _ => create() as i64,
+        };
+        t.result.store(r, Ordering::Release);
+        t.state.store(DONE, Ordering::Release);
+        futex(&t.state, libc::FUTEX_WAKE, 1);
+    }
+}
+
+/// A new twin (a pthread of ours, never armed: made from our own code,
+/// its `clone` is not trapped). Null if no thread could be made.
+pub fn create() -> *mut Twin {
+    let t: &'static Twin = Box::leak(Box::new(Twin {
+        state: AtomicU32::new(IDLE),
+        kind: AtomicUsize::new(ROUTE),
+        frame: AtomicPtr::new(std::ptr::null_mut()),
+        result: AtomicI64::new(0),
+    }));
+    match std::thread::Builder::new()
+        .name("lkl-twin".into())
+        .stack_size(1 << 20)
+        .spawn(move || serve(t))
+    {
+        Ok(_) => t as *const Twin as *mut Twin,
+        Err(_) => std::ptr::null_mut(),
+    }
+}
+
+/// Hands `kind` (with frame `f`) to twin `t` and waits for its answer.
+/// Uses no TLS.
+fn ask(t: *mut Twin, kind: usize, f: *mut Frame) -> i64 {
+    // SAFETY: a twin lives as long as its thread.
+    let t = unsafe { &*t };
+    t.frame.store(f, Ordering::Release);
+    t.kind.store(kind, Ordering::Release);
+    t.state.store(REQUEST, Ordering::Release);
+    futex(&t.state, libc::FUTEX_WAKE, 1);
+    loop {
+        let s = t.state.load(Ordering::Acquire);
+        if s == DONE {
+            break;
+        }
+        futex(&t.state, libc::FUTEX_WAIT, s);
+    }
+    let r = t.result.load(Ordering::Acquire);
+    t.state.store(IDLE, Ordering::Release);
+    r
+}
+
+/// The call in `f`, on a thread with a twin: a hook's call through the
+/// twin, the rest here (no TLS).
+pub fn route(f: &mut Frame) -> i64 {
+    let nr = f.rax as i64;
+    // SAFETY: the thread's live block.
+    let t = unsafe { (*f.block).twin } as *mut Twin;
+    if super::route::needs_tls(nr, f.rdi as i64) {
+        return ask(t, ROUTE, f);
+    }
+    super::route::route_without_tls(f)
+}
+
+/// A twin for a new thread of the program, made by the calling thread (if
+/// it has the library's TLS) or its twin. Null if none could be made.
+pub fn for_new_thread(f: &mut Frame) -> *mut Twin {
+    // SAFETY: the thread's live block.
+    let mine = unsafe { (*f.block).twin } as *mut Twin;
+    if mine.is_null() {
+        create()
+    } else {
+        ask(mine, MAKE_TWIN, f) as usize as *mut Twin
+    }
+}
+
+/// The exiting thread's twin ends (from the SIGSYS handler: atomics and
+/// a raw futex wake only).
+pub fn quit(t: *mut c_void) {
+    if t.is_null() {
+        return;
+    }
+    // SAFETY: a twin lives until told to quit.
+    let t = unsafe { &*(t as *const Twin) };
+    t.state.store(QUIT, Ordering::Release);
+    gate::exempt(
+        libc::SYS_futex,
+        [
+            &t.state as *const AtomicU32 as i64,
+            i64::from(libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG),
+            1,
+            0,
+            0,
+            0,
+        ],
+    );
+}
+
+/// The main thread's library TLS (`%fs`), for a fork child of a thread
+/// with a twin: the twin did not come along (fork copies one thread), so
+/// the child runs our code on the copy of the main thread's TLS, as the
+/// only thread of its process.
+pub static MAIN_FS: AtomicUsize = AtomicUsize::new(0);
+
+/// In a fork child, before it runs the program (the program's TLS:
+/// plain memory only).
+///
+/// # Safety
+/// `b` is the child's (copied) block.
+pub unsafe fn after_fork(b: *mut Block) {
+    // SAFETY: the caller's block.
+    unsafe {
+        if !(*b).twin.is_null() {
+            (*b).twin = std::ptr::null_mut();
+            (*b).host_fs = MAIN_FS.load(Ordering::Relaxed);
+            (*b).swap_fs = 1;
+        }
+    }
+}

@@ -1,0 +1,619 @@
+//! The system-call tier (`syscalls: "all"`, docs/every-syscall.md): raw
+//! system calls — a library's `syscall(SYS_socket, ...)`, inline
+//! `syscall` instructions, Go's runtime — reach the kernel in the process
+//! through the same hooks as the `LD_PRELOAD` path. The programs are built
+//! here from tests/syscalls/. Each network test proves its traffic crossed
+//! the tap: interface counters, and the address the peer saw (the
+//! kernel's, 192.168.113.2, never the host's 192.168.113.1).
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use testkit::hijack::*;
+use testkit::netns::in_netns;
+
+/// The programs' sources.
+fn sources() -> PathBuf {
+    testkit::repo().join("tests/syscalls")
+}
+
+/// Where the programs are built (kept between runs: Go's cache).
+fn build_dir() -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("syscalls");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn run_ok(cmd: &mut Command, what: &str) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(out.status.success(), "{what}: {}", show(&out));
+}
+
+/// Builds tests/syscalls/NAME.c (with `extra` arguments) with the system's
+/// C compiler.
+fn build_c(name: &str, extra: &[&str]) -> PathBuf {
+    let out = build_dir().join(name);
+    run_ok(
+        Command::new("cc")
+            .args(["-O2", "-Wall", "-o"])
+            .arg(&out)
+            .arg(sources().join(format!("{name}.c")))
+            .args(extra),
+        &format!("cc {name}.c"),
+    );
+    out
+}
+
+/// Builds the Go program in tests/syscalls/NAME, with cgo (dynamic) or
+/// without (static, `NAME-static`); checks which it is.
+fn build_go_as(name: &str, cgo: bool) -> PathBuf {
+    let out = build_dir().join(if cgo {
+        name.to_string()
+    } else {
+        format!("{name}-static")
+    });
+    let cache = build_dir().join("go");
+    run_ok(
+        Command::new("go")
+            .args(["build", "-o"])
+            .arg(&out)
+            .arg(".")
+            .current_dir(sources().join(name))
+            .env("CGO_ENABLED", if cgo { "1" } else { "0" })
+            .env("GOCACHE", cache.join("cache"))
+            .env("GOPATH", cache.join("path"))
+            .env("GOFLAGS", "-mod=mod")
+            .env("GOPROXY", "off"),
+        &format!("go build {name}"),
+    );
+    let elf = std::fs::read(&out).unwrap();
+    let dynamic = elf.windows(16).any(|w| w == b"/lib64/ld-linux-");
+    assert_eq!(dynamic, cgo, "{}: dynamic {dynamic}", out.display());
+    out
+}
+
+/// Runs `cmd` to the end, at most 120 s (then it is killed and the test
+/// fails with what it printed): a hang must not hold the suite.
+fn output_within(cmd: &mut Command) -> std::process::Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pipe = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut v);
+            }
+            v
+        })
+    };
+    let out = pipe(
+        child
+            .stdout
+            .take()
+            .map(|o| Box::new(o) as Box<dyn Read + Send>),
+    );
+    let err = pipe(
+        child
+            .stderr
+            .take()
+            .map(|e| Box::new(e) as Box<dyn Read + Send>),
+    );
+    let status = testkit::wait_limited(&mut child, Duration::from_secs(120));
+    let (stdout, stderr) = (out.join().unwrap(), err.join().unwrap());
+    let Some(status) = status else {
+        panic!(
+            "still running after 120 s (killed)\n--- stdout\n{}\n--- stderr\n{}",
+            String::from_utf8_lossy(&stdout),
+            String::from_utf8_lossy(&stderr)
+        );
+    };
+    std::process::Output {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+/// `args` under the hijack (testkit's `hijacked`), at most 120 s.
+fn hijacked(args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
+    output_within(&mut command(args, envs))
+}
+
+/// A tap counter of tap0 (inside the test's namespace).
+fn tap_counter(name: &str) -> u64 {
+    std::fs::read_to_string(format!("/sys/class/net/tap0/statistics/{name}"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// The tap config in a file of its own.
+fn tap_config_file(tag: &str) -> PathBuf {
+    let file = build_dir().join(format!("tap-{tag}-{}.json", std::process::id()));
+    std::fs::write(&file, tap_config(None)).unwrap();
+    file
+}
+
+/// A host-side server on 192.168.113.1: for each connection, reads what
+/// comes (up to `\r\n\r\n` or 5 bytes of "hello"), then answers with the
+/// peer address it saw (an HTTP response with `X-Peer` and `body` bytes
+/// for an HTTP request).
+fn peer_server(body: usize) -> (u16, std::thread::JoinHandle<Vec<String>>) {
+    let l = TcpListener::bind("192.168.113.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let h = std::thread::spawn(move || {
+        let mut peers = Vec::new();
+        l.set_nonblocking(false).unwrap();
+        for _ in 0..1 {
+            let (mut c, peer) = l.accept().unwrap();
+            let ip = peer.ip().to_string();
+            peers.push(ip.clone());
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !got.ends_with(b"\r\n\r\n") && got != b"hello" {
+                let n = c.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+            if got == b"hello" {
+                c.write_all(ip.as_bytes()).unwrap();
+            } else {
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {body}\r\nX-Peer: {ip}\r\nConnection: close\r\n\r\n"
+                );
+                c.write_all(head.as_bytes()).unwrap();
+                c.write_all(&vec![b'x'; body]).unwrap();
+            }
+        }
+        peers
+    });
+    (port, h)
+}
+
+#[testkit::needs(root, tun, cc, sud)]
+#[test]
+fn raw_syscalls_in_a_library_reach_the_kernel() {
+    in_netns(
+        "raw_syscalls_in_a_library_reach_the_kernel",
+        "tierraw",
+        tap_setup,
+        || {
+            let dir = build_dir();
+            let lib = dir.join("librawlib.so");
+            run_ok(
+                Command::new("cc")
+                    .args(["-O2", "-Wall", "-shared", "-fPIC", "-o"])
+                    .arg(&lib)
+                    .arg(sources().join("rawlib.c")),
+                "cc rawlib.c",
+            );
+            let main = build_c(
+                "rawmain",
+                &[
+                    "-L",
+                    dir.to_str().unwrap(),
+                    "-lrawlib",
+                    &format!("-Wl,-rpath,{}", dir.display()),
+                ],
+            );
+            let config = tap_config_file("raw");
+            let cfg = config.to_str().unwrap();
+            let main = main.to_str().unwrap();
+
+            // With the switch on: the library's calls go to the kernel.
+            let (port, server) = peer_server(0);
+            let rx = tap_counter("rx_packets");
+            let out = hijacked(
+                &[main, "192.168.113.1", &port.to_string()],
+                &[
+                    ("LKL_HIJACK_CONFIG_FILE", cfg),
+                    ("LKL_HIJACK_SYSCALLS", "all"),
+                ],
+            );
+            let rx_after = tap_counter("rx_packets");
+            let peers = server.join().unwrap();
+            assert!(out.status.success(), "{}", show(&out));
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(stdout.contains("reply 192.168.113.2"), "{stdout}");
+            assert_eq!(peers, ["192.168.113.2"]);
+            assert!(rx_after >= rx + 4, "tap rx_packets {rx} -> {rx_after}");
+
+            // Without it the same calls bypass the kernel (the LD_PRELOAD
+            // hooks never see them): the peer sees the host itself.
+            let (port, server) = peer_server(0);
+            let out = hijacked(
+                &[main, "192.168.113.1", &port.to_string()],
+                &[("LKL_HIJACK_CONFIG_FILE", cfg)],
+            );
+            let peers = server.join().unwrap();
+            let _ = std::fs::remove_file(&config);
+            assert!(out.status.success(), "{}", show(&out));
+            assert_eq!(peers, ["192.168.113.1"], "{}", show(&out));
+            println!(
+                "raw calls: kernel with syscalls=all, host without; tap rx {rx} -> {rx_after}"
+            );
+        },
+    );
+}
+
+#[testkit::needs(root, tun, go, sud)]
+#[test]
+fn cgo_go_client_fetches_through_the_kernel() {
+    go_client("cgo_go_client_fetches_through_the_kernel", "tiergocl", true);
+}
+
+#[testkit::needs(root, tun, go, sud)]
+#[test]
+fn static_go_client_fetches_3mb_through_the_loader() {
+    go_client(
+        "static_go_client_fetches_3mb_through_the_loader",
+        "tiergocls",
+        false,
+    );
+}
+
+/// A Go client (cgo: dynamic, else static through the loader) fetches 3 MB
+/// from the tap's host side; the launcher turns the tier on by itself.
+fn go_client(test: &str, tag: &'static str, cgo: bool) {
+    in_netns(test, tag, tap_setup, || {
+        let client = build_go_as("goclient", cgo);
+        let config = tap_config_file(tag);
+        let body = 3 << 20;
+        let (port, server) = peer_server(body);
+        let (rx, tx) = (tap_counter("rx_bytes"), tap_counter("tx_bytes"));
+        // No LKL_HIJACK_SYSCALLS: the launcher sees a Go binary.
+        let url = format!("http://192.168.113.1:{port}/");
+        let mut cmd = with_config(&config, &[client.to_str().unwrap(), &url]);
+        cmd.env_remove("LKL_HIJACK_SYSCALLS");
+        let out = output_within(&mut cmd);
+        let (rx2, tx2) = (tap_counter("rx_bytes"), tap_counter("tx_bytes"));
+        let peers = server.join().unwrap();
+        let _ = std::fs::remove_file(&config);
+        assert!(out.status.success(), "{}", show(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains(&format!("status 200 bytes {body} peer-saw 192.168.113.2")),
+            "{stdout}"
+        );
+        assert_eq!(peers, ["192.168.113.2"]);
+        // The 3 MB left the host through the tap, towards the kernel.
+        assert!(tx2 >= tx + body as u64, "tap tx_bytes {tx} -> {tx2}");
+        assert!(rx2 > rx, "tap rx_bytes {rx} -> {rx2}");
+        println!("Go client: {body} bytes through the tap (tx {tx} -> {tx2})");
+    });
+}
+
+#[testkit::needs(root, tun, go, sud)]
+#[test]
+fn go_http_server_on_the_kernel_address() {
+    go_server("go_http_server_on_the_kernel_address", "tiergosrv", true);
+}
+
+#[testkit::needs(root, tun, go, sud)]
+#[test]
+fn static_go_http_server_on_the_kernel_address() {
+    go_server(
+        "static_go_http_server_on_the_kernel_address",
+        "tiergosrvs",
+        false,
+    );
+}
+
+/// A Go net/http server (cgo: dynamic, else static through the loader) on
+/// the kernel's address, GOMAXPROCS=4, 50 concurrent clients from the
+/// host side.
+fn go_server(test: &str, tag: &'static str, cgo: bool) {
+    in_netns(test, tag, tap_setup, || {
+        let server = build_go_as("goserver", cgo);
+        let config = tap_config_file(tag);
+        let mut child = with_config(&config, &[server.to_str().unwrap(), "192.168.113.2:8080"])
+            .env("GOMAXPROCS", "4")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let child = Helper(child);
+        assert!(line.contains("listening 192.168.113.2:8080"), "{line:?}");
+        let (rx, tx) = (tap_counter("rx_bytes"), tap_counter("tx_bytes"));
+        let clients: Vec<_> = (0..50)
+            .map(|_| {
+                std::thread::spawn(|| {
+                    let mut c = TcpStream::connect("192.168.113.2:8080").unwrap();
+                    c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+                    c.write_all(b"GET / HTTP/1.1\r\nHost: k\r\nConnection: close\r\n\r\n")
+                        .unwrap();
+                    let mut all = Vec::new();
+                    c.read_to_end(&mut all).unwrap();
+                    String::from_utf8_lossy(&all).into_owned()
+                })
+            })
+            .collect();
+        for c in clients {
+            let resp = c.join().unwrap();
+            assert!(
+                resp.starts_with("HTTP/1.1 200"),
+                "{}",
+                &resp[..resp.len().min(300)]
+            );
+            assert!(resp.contains("X-Peer: 192.168.113.1"), "{}", &resp[..300]);
+            let body = resp.split("\r\n\r\n").nth(1).unwrap_or("");
+            assert_eq!(body.len(), 65536);
+        }
+        let (rx2, tx2) = (tap_counter("rx_bytes"), tap_counter("tx_bytes"));
+        drop(child);
+        let _ = std::fs::remove_file(&config);
+        // 50 responses of 64 KiB came out of the kernel through the tap.
+        assert!(rx2 >= rx + 50 * 65536, "tap rx_bytes {rx} -> {rx2}");
+        assert!(tx2 > tx, "tap tx_bytes {tx} -> {tx2}");
+        println!("Go server: 50 clients, tap rx {rx} -> {rx2}");
+    });
+}
+
+/// Runs `prog args` hijacked on loopback with the tier on; must succeed.
+fn tier_run(prog: &Path, args: &[&str]) -> String {
+    let mut all = vec![prog.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let out = hijacked(&all, &[("LKL_HIJACK_SYSCALLS", "all")]);
+    assert!(out.status.success(), "{}", show(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[testkit::needs(cc, sud)]
+#[test]
+fn io_uring_setup_gets_enosys() {
+    let prog = build_c("uring", &[]);
+    let out = tier_run(&prog, &[]);
+    assert!(out.contains("setup -38 enter -38 register -38"), "{out}");
+}
+
+#[testkit::needs(cc, sud)]
+#[test]
+fn own_sigsys_handler_keeps_working() {
+    let prog = build_c("sigsys", &[]);
+    // A port the host holds: only a kernel socket can bind it.
+    let held = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port().to_string();
+    let out = tier_run(&prog, &[&port]);
+    assert!(
+        out.contains("bind 0 armed 1") && out.ends_with("ok\n"),
+        "{out}"
+    );
+}
+
+#[testkit::needs(cc, sud)]
+#[test]
+fn new_tasks_are_armed_before_they_run() {
+    let prog = build_c("children", &["-lpthread"]);
+    let out = tier_run(&prog, &[]);
+    assert!(out.ends_with("ok\n"), "{out}");
+}
+
+#[testkit::needs(cc)]
+#[test]
+fn bad_syscalls_value_is_refused() {
+    let out = hijacked(&["/bin/true"], &[("LKL_HIJACK_SYSCALLS", "everything")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        err.contains("LKL_HIJACK_SYSCALLS") && err.contains("\"all\""),
+        "{err}"
+    );
+}
+
+/// Builds tests/syscalls/NAMES.c into one static musl program `out`.
+fn build_musl(out: &str, names: &[&str]) -> PathBuf {
+    let prog = build_dir().join(out);
+    let mut cmd = Command::new("musl-gcc");
+    cmd.args(["-static", "-O2", "-o"]).arg(&prog);
+    for n in names {
+        cmd.arg(sources().join(format!("{n}.c")));
+    }
+    run_ok(&mut cmd, &format!("musl-gcc {names:?}"));
+    prog
+}
+
+#[testkit::needs(musl_gcc, busybox, sud)]
+#[test]
+fn static_programs_run_through_the_loader() {
+    // A static musl program: its raw calls are routed (io_uring: ENOSYS).
+    let prog = build_musl("uring-static", &["uring"]);
+    let out = hijacked(&[prog.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("setup -38 enter -38 register -38"),
+        "{stdout}"
+    );
+    // Its threads (raw clone, pthreads: each with a twin), fork and vfork
+    // children are armed before they run.
+    let prog = build_musl("children-static", &["children"]);
+    let out = hijacked(&[prog.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).ends_with("ok\n"),
+        "{}",
+        show(&out)
+    );
+    // busybox-static (static glibc): a shell pipeline (fork, exec of a
+    // static program: the loader again), /proc/self/exe the program's.
+    let real = std::fs::canonicalize("/bin/busybox").unwrap();
+    let out = hijacked(
+        &[
+            "/bin/busybox",
+            "sh",
+            "-c",
+            "echo piped | busybox cat; readlink /proc/self/exe; busybox true && echo exec ok",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout,
+        format!("piped\n{}\nexec ok\n", real.display()),
+        "{}",
+        show(&out)
+    );
+}
+
+#[testkit::needs(root, tun, busybox, sud)]
+#[test]
+fn busybox_wget_through_the_loader() {
+    in_netns(
+        "busybox_wget_through_the_loader",
+        "tierbbwget",
+        tap_setup,
+        || {
+            let config = tap_config_file("bbwget");
+            let body = 1 << 20;
+            let (port, server) = peer_server(body);
+            let (rx, tx) = (tap_counter("rx_bytes"), tap_counter("tx_bytes"));
+            let mut out = with_config(
+                &config,
+                &[
+                    "/bin/busybox",
+                    "wget",
+                    "-q",
+                    "-O-",
+                    &format!("http://192.168.113.1:{port}/"),
+                ],
+            );
+            let out = output_within(&mut out);
+            let (rx2, tx2) = (tap_counter("rx_bytes"), tap_counter("tx_bytes"));
+            let peers = server.join().unwrap();
+            let _ = std::fs::remove_file(&config);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(out.stdout.len(), body);
+            assert_eq!(peers, ["192.168.113.2"]);
+            assert!(tx2 >= tx + body as u64, "tap tx_bytes {tx} -> {tx2}");
+            assert!(rx2 > rx, "tap rx_bytes {rx} -> {rx2}");
+            println!("busybox wget: {body} bytes through the tap");
+        },
+    );
+}
+
+#[testkit::needs(root, tun, musl_gcc, sud)]
+#[test]
+fn static_musl_raw_syscalls_over_a_tap() {
+    in_netns(
+        "static_musl_raw_syscalls_over_a_tap",
+        "tiermusl",
+        tap_setup,
+        || {
+            let prog = build_musl("rawmain-static", &["rawmain", "rawlib"]);
+            let config = tap_config_file("musl");
+            let (port, server) = peer_server(0);
+            let rx = tap_counter("rx_packets");
+            let out = output_within(&mut with_config(
+                &config,
+                &[prog.to_str().unwrap(), "192.168.113.1", &port.to_string()],
+            ));
+            let rx2 = tap_counter("rx_packets");
+            let peers = server.join().unwrap();
+            let _ = std::fs::remove_file(&config);
+            assert!(out.status.success(), "{}", show(&out));
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(stdout.contains("reply 192.168.113.2"), "{stdout}");
+            assert_eq!(peers, ["192.168.113.2"]);
+            assert!(rx2 >= rx + 4, "tap rx_packets {rx} -> {rx2}");
+        },
+    );
+}
+
+/// Every hook the router calls by name is one the library exports: a name
+/// it did not would bind to glibc's function, a silent bypass.
+#[test]
+fn routed_hooks_are_exported() {
+    let src = std::fs::read_to_string(testkit::repo().join("src/hijack/tier/route.rs")).unwrap();
+    let nm = Command::new("nm")
+        .args(["-D", "--defined-only"])
+        .arg(library())
+        .output()
+        .expect("nm (binutils)");
+    let exported: Vec<String> = String::from_utf8_lossy(&nm.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().last().map(str::to_string))
+        .collect();
+    let mut called = Vec::new();
+    for part in src.split("libc::").skip(1) {
+        let name: String = part
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        // Calls, not constants or types (those are upper case or followed
+        // by no parenthesis).
+        if part[name.len()..].starts_with('(') && name.chars().all(|c| !c.is_ascii_uppercase()) {
+            called.push(name);
+        }
+    }
+    // Not hooks: C functions the router uses for itself.
+    let own = ["strlen"];
+    let missing: Vec<_> = called
+        .iter()
+        .filter(|n| !own.contains(&n.as_str()) && !exported.contains(n))
+        .collect();
+    assert!(called.len() > 60, "{called:?}");
+    assert!(
+        missing.is_empty(),
+        "routed to libc, not a hook: {missing:?}"
+    );
+    assert!(exported.iter().any(|n| n == "epoll_pwait2"));
+    let internal: Vec<_> = exported
+        .iter()
+        .filter(|n| n.starts_with("lkl_tier"))
+        .collect();
+    assert!(internal.is_empty(), "{internal:?}");
+}
+
+/// A signal sent to the process (`kill`) by another thread ends the main
+/// thread's blocking kernel `accept` as on the host: with the tier armed,
+/// the sending thread traps right after its `kill` and would take the
+/// signal itself (Python runs handlers on the main thread only).
+#[testkit::needs(python3, sud)]
+#[test]
+fn process_signal_reaches_the_main_thread() {
+    let script = r#"
+import os, signal, socket, threading
+class Stop(Exception): pass
+def stop(*_): raise Stop
+signal.signal(signal.SIGUSR1, stop)
+ls = socket.socket(); ls.bind(("127.0.0.1", 0)); ls.listen()
+for _ in range(5):
+    threading.Timer(0.05, lambda: os.kill(os.getpid(), signal.SIGUSR1)).start()
+    try:
+        ls.accept()
+    except Stop:
+        pass
+print("ok main thread")
+"#;
+    let mut child = command(&[PYTHON, "-c", script], &[("LKL_HIJACK_SYSCALLS", "all")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (status, _) = wait_within(&mut child, Duration::from_secs(60));
+    let out = drain(&mut child);
+    assert!(
+        status.success() && out.contains("ok main thread"),
+        "{status}: {out}"
+    );
+}
