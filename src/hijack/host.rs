@@ -208,6 +208,27 @@ macro_rules! host_syscall {
 }
 pub(crate) use host_syscall;
 
+/// The credentials of the peer of host UNIX socket `fd` (SO_PEERCRED).
+pub fn peer_cred(fd: c_int) -> Option<libc::ucred> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as u32;
+    // SAFETY: reads SO_PEERCRED into a local of its size.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    (r == 0).then_some(cred)
+}
+
 /// Closes host descriptor `fd`, one of ours (a placeholder, an eventfd),
 /// with libc's `close`.
 pub fn close(fd: c_int) -> c_int {

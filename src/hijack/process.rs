@@ -52,7 +52,14 @@ pub unsafe extern "C" fn fork() -> libc::pid_t {
     } else {
         None
     };
-    let pid = libc_fn!(fork, fn() -> libc::pid_t;);
+    // Not through the tier's gate: under the system-call tier, glibc's
+    // clone is trapped so that the child is armed before it runs.
+    let Some(libc_fork) = libc_fn!(fork, fn() -> libc::pid_t) else {
+        crate::hijack::host::set_errno(libc::ENOSYS);
+        return -1;
+    };
+    // SAFETY: libc's fork, no arguments.
+    let pid = unsafe { libc_fork() };
     if let Some(t) = token {
         if pid == 0 {
             tree::fork_child(t);
@@ -128,7 +135,16 @@ pub unsafe extern "C" fn execve(
     envp: *const *const c_char,
 ) -> c_int {
     before_exec();
-    libc_fn!(execve, fn(*const c_char, *const *const c_char, *const *const c_char) -> c_int; path, argv, envp)
+    match libc_fn!(
+        execve,
+        fn(*const c_char, *const *const c_char, *const *const c_char) -> c_int
+    ) {
+        // SAFETY: libc's execve with the program's arguments. Not through
+        // the tier's gate: the tier routes an exec of a static program to
+        // the loader.
+        Some(f) => unsafe { f(path, argv, envp) },
+        None => crate::hijack::host::fail(libc::ENOSYS),
+    }
 }
 
 /// # Safety
@@ -136,7 +152,13 @@ pub unsafe extern "C" fn execve(
 #[no_mangle]
 pub unsafe extern "C" fn execv(path: *const c_char, argv: *const *const c_char) -> c_int {
     before_exec();
-    libc_fn!(execv, fn(*const c_char, *const *const c_char) -> c_int; path, argv)
+    match libc_fn!(execv, fn(*const c_char, *const *const c_char) -> c_int) {
+        // SAFETY: libc's execv with the program's arguments. Not through
+        // the tier's gate: the tier routes an exec of a static program to
+        // the loader.
+        Some(f) => unsafe { f(path, argv) },
+        None => crate::hijack::host::fail(libc::ENOSYS),
+    }
 }
 
 /// # Safety
@@ -144,7 +166,13 @@ pub unsafe extern "C" fn execv(path: *const c_char, argv: *const *const c_char) 
 #[no_mangle]
 pub unsafe extern "C" fn execvp(file: *const c_char, argv: *const *const c_char) -> c_int {
     before_exec();
-    libc_fn!(execvp, fn(*const c_char, *const *const c_char) -> c_int; file, argv)
+    match libc_fn!(execvp, fn(*const c_char, *const *const c_char) -> c_int) {
+        // SAFETY: libc's execvp with the program's arguments. Not through
+        // the tier's gate: the tier routes an exec of a static program to
+        // the loader.
+        Some(f) => unsafe { f(file, argv) },
+        None => crate::hijack::host::fail(libc::ENOSYS),
+    }
 }
 
 /// # Safety
@@ -156,7 +184,16 @@ pub unsafe extern "C" fn execvpe(
     envp: *const *const c_char,
 ) -> c_int {
     before_exec();
-    libc_fn!(execvpe, fn(*const c_char, *const *const c_char, *const *const c_char) -> c_int; file, argv, envp)
+    match libc_fn!(
+        execvpe,
+        fn(*const c_char, *const *const c_char, *const *const c_char) -> c_int
+    ) {
+        // SAFETY: libc's execvpe with the program's arguments. Not through
+        // the tier's gate: the tier routes an exec of a static program to
+        // the loader.
+        Some(f) => unsafe { f(file, argv, envp) },
+        None => crate::hijack::host::fail(libc::ENOSYS),
+    }
 }
 
 /// # Safety
@@ -168,7 +205,16 @@ pub unsafe extern "C" fn fexecve(
     envp: *const *const c_char,
 ) -> c_int {
     before_exec();
-    libc_fn!(fexecve, fn(c_int, *const *const c_char, *const *const c_char) -> c_int; fd, argv, envp)
+    match libc_fn!(
+        fexecve,
+        fn(c_int, *const *const c_char, *const *const c_char) -> c_int
+    ) {
+        // SAFETY: libc's fexecve with the program's arguments. Not through
+        // the tier's gate: the tier routes an exec of a static program to
+        // the loader.
+        Some(f) => unsafe { f(fd, argv, envp) },
+        None => crate::hijack::host::fail(libc::ENOSYS),
+    }
 }
 
 /// True in a tree's kernel server (`lkl-server`), which boots the kernel

@@ -75,27 +75,6 @@ fn check_dir(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// The peer's credentials.
-fn peer(fd: c_int) -> Option<libc::ucred> {
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-    let mut len = std::mem::size_of::<libc::ucred>() as u32;
-    // SAFETY: reads SO_PEERCRED into a local.
-    let r = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut cred as *mut libc::ucred).cast(),
-            &mut len,
-        )
-    };
-    (r == 0).then_some(cred)
-}
-
 /// Interrupt datagrams: a kernel thread id, from a process of ours.
 fn interrupts(reg: &Registry, sock: OwnedFd) {
     let one: c_int = 1;
@@ -249,7 +228,7 @@ fn serve(dir: &Path, watch: i32) -> Result<(), String> {
         }
         // SAFETY: a new descriptor we own.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let Some(cred) = peer(fd.as_raw_fd()) else {
+        let Some(cred) = crate::hijack::host::peer_cred(fd.as_raw_fd()) else {
             continue;
         };
         if cred.uid != uid {

@@ -64,23 +64,9 @@ fn ticket_fd(ticket: u64) -> Result<c_int, i32> {
 
 /// The peer of a connected host socket, if it says.
 fn peer_pid(fd: c_int) -> Option<i32> {
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-    let mut len = std::mem::size_of::<libc::ucred>() as u32;
-    // SAFETY: reads SO_PEERCRED into a local.
-    let r = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut cred as *mut libc::ucred).cast(),
-            &mut len,
-        )
-    };
-    (r == 0 && cred.pid > 0).then_some(cred.pid)
+    crate::hijack::host::peer_cred(fd)
+        .map(|c| c.pid)
+        .filter(|&p| p > 0)
 }
 
 /// `sendmsg` on host socket `fd`: None if the message carries no kernel

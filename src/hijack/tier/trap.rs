@@ -335,7 +335,11 @@ extern "C" {
 /// Called by a fork child (its own memory) before it runs the program,
 /// on the program's TLS (atomics and plain memory only).
 extern "C" fn lkl_tier_child_forked(f: *mut Frame) {
-    lkl::sys::set_forked();
+    // In a tree the kernel is the server's: the child keeps it (its fork
+    // hook, process.rs, has the server fork its kernel process).
+    if !crate::hijack::tree::client() {
+        lkl::sys::set_forked();
+    }
     // SAFETY: the child's copy of the frame and of its block.
     unsafe { super::twin::after_fork((*f).block) };
 }
