@@ -692,3 +692,33 @@ fn siglongjmp_out_of_a_blocked_call_leaves_the_kernel_serving() {
     let out = drain(&mut child);
     assert!(st.success() && out.contains("round 2 ok"), "{st}: {out}");
 }
+
+/// Static programs (busybox-static, through the loader and the
+/// system-call tier) in a tree: a shell's background listener and a
+/// client in a pipeline share the tree's kernel (the host has no such
+/// listener).
+#[testkit::needs(busybox)]
+#[test]
+fn static_busybox_processes_share_the_trees_kernel() {
+    let t = Scratch::new("tree-bb");
+    let out_file = t.path("got");
+    let script = format!(
+        "busybox nc -l -p 9317 > {out} & sleep 0.5; \
+         if grep -q ':245D ' /proc/net/tcp; then echo host-listens; fi; \
+         echo hello-tree | busybox nc -w 1 127.0.0.1 9317; wait",
+        out = out_file.display()
+    );
+    let out = hijacked(&["busybox", "sh", "-c", &script], &[]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("host-listens"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&out_file).unwrap_or_default(),
+        "hello-tree\n",
+        "{}",
+        show(&out)
+    );
+}
