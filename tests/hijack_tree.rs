@@ -722,3 +722,25 @@ fn static_busybox_processes_share_the_trees_kernel() {
         show(&out)
     );
 }
+
+/// A child started with a cleared environment (`env -i`, a sanitised
+/// `subprocess` environment) stays on the tree's kernel: the exec hooks
+/// put back what it dropped (the library, the server, the config).
+#[testkit::needs(python3)]
+#[test]
+fn a_child_with_a_cleared_environment_stays_in_the_tree() {
+    let script = r#"
+import os, socket, subprocess, sys
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(4); port = s.getsockname()[1]
+assert (":%04X" % port) not in open("/proc/net/tcp").read()
+hello = "import socket; c = socket.create_connection(('127.0.0.1', %d)); c.sendall(b'clean')" % port
+subprocess.run(["env", "-i", sys.executable, "-c", hello], check=True)
+a, _ = s.accept(); print(a.recv(10).decode())
+subprocess.run([sys.executable, "-c", hello], env={}, check=True)
+a, _ = s.accept(); print(a.recv(10).decode())
+"#;
+    let out = hijacked(&[PYTHON, "-c", script], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(stdout.matches("clean").count(), 2, "{}", show(&out));
+}

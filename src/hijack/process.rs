@@ -16,6 +16,7 @@ use crate::hijack::tree;
 /// there; the kernel descriptors an exec kept are ours again.
 pub fn join(server: &std::ffi::OsStr) -> Result<(), String> {
     let kept = tree::attach(server)?;
+    remember_tree_env();
     let mut lost = 0;
     for (hfd, kfd) in kept {
         if !fdtable::restore(hfd, kfd) {
@@ -118,6 +119,80 @@ pub unsafe extern "C" fn setresuid(
     libc_fn!(setresuid, fn(libc::uid_t, libc::uid_t, libc::uid_t) -> c_int; ruid, euid, suid)
 }
 
+/// What keeps an exec'd program in the tree, as this image started with
+/// it: `LD_PRELOAD` (the library) and every `LKL_HIJACK_*` variable
+/// (`LKL_HIJACK_SERVER`, the config's).
+static TREE_ENV: std::sync::OnceLock<Vec<(Vec<u8>, std::ffi::CString)>> =
+    std::sync::OnceLock::new();
+
+/// Remembers [`TREE_ENV`] (at start, in a tree's process).
+pub fn remember_tree_env() {
+    use std::os::unix::ffi::OsStrExt;
+    let vars = std::env::vars_os()
+        .filter(|(k, _)| k == "LD_PRELOAD" || k.as_bytes().starts_with(b"LKL_HIJACK_"))
+        .filter_map(|(k, v)| {
+            let mut entry = k.as_bytes().to_vec();
+            entry.push(b'=');
+            entry.extend_from_slice(v.as_bytes());
+            Some((k.as_bytes().to_vec(), std::ffi::CString::new(entry).ok()?))
+        })
+        .collect();
+    let _ = TREE_ENV.set(vars);
+}
+
+/// An environment for an exec: the program's own, plus the tree's
+/// variables it dropped (`env -i`, a sanitised environment), so that the
+/// new program stays on the tree's kernel instead of falling back to the
+/// host's. None if nothing is missing (or this is no tree's process).
+struct KeptEnv {
+    _entries: Vec<std::ffi::CString>,
+    ptrs: Vec<*const c_char>,
+}
+
+/// # Safety
+/// `envp` is NULL or a NULL-terminated array of C strings.
+unsafe fn keep_in_tree(envp: *const *const c_char) -> Option<KeptEnv> {
+    if !tree::client() {
+        return None;
+    }
+    let saved = TREE_ENV.get()?;
+    let mut ptrs: Vec<*const c_char> = Vec::new();
+    let mut names: Vec<&[u8]> = Vec::new();
+    if !envp.is_null() {
+        let mut i = 0;
+        loop {
+            // SAFETY: the caller's NULL-terminated array.
+            let p = unsafe { *envp.add(i) };
+            if p.is_null() {
+                break;
+            }
+            // SAFETY: a C string of the array.
+            let entry = unsafe { std::ffi::CStr::from_ptr(p) }.to_bytes();
+            names.push(entry.split(|&b| b == b'=').next().unwrap_or(entry));
+            ptrs.push(p);
+            i += 1;
+        }
+    }
+    let missing: Vec<&(Vec<u8>, std::ffi::CString)> = saved
+        .iter()
+        .filter(|(k, _)| !names.iter().any(|n| n == &k.as_slice()))
+        .collect();
+    if missing.is_empty() {
+        return None;
+    }
+    let entries: Vec<std::ffi::CString> = missing.iter().map(|(_, e)| e.clone()).collect();
+    ptrs.extend(entries.iter().map(|e| e.as_ptr()));
+    ptrs.push(std::ptr::null());
+    Some(KeptEnv {
+        _entries: entries,
+        ptrs,
+    })
+}
+
+extern "C" {
+    static environ: *const *const c_char;
+}
+
 /// Before an exec in the tree mode: the server learns which kernel
 /// descriptors the new image keeps.
 fn before_exec() {
@@ -139,10 +214,15 @@ pub unsafe extern "C" fn execve(
         execve,
         fn(*const c_char, *const *const c_char, *const *const c_char) -> c_int
     ) {
-        // SAFETY: libc's execve with the program's arguments. Not through
-        // the tier's gate: the tier routes an exec of a static program to
-        // the loader.
-        Some(f) => unsafe { f(path, argv, envp) },
+        // SAFETY: libc's execve with the program's arguments (and the
+        // tree's variables it dropped). Not through the tier's gate: the
+        // tier routes an exec of a static program to the loader.
+        Some(f) => unsafe {
+            match keep_in_tree(envp) {
+                Some(kept) => f(path, argv, kept.ptrs.as_ptr()),
+                None => f(path, argv, envp),
+            }
+        },
         None => crate::hijack::host::fail(libc::ENOSYS),
     }
 }
@@ -153,10 +233,22 @@ pub unsafe extern "C" fn execve(
 pub unsafe extern "C" fn execv(path: *const c_char, argv: *const *const c_char) -> c_int {
     before_exec();
     match libc_fn!(execv, fn(*const c_char, *const *const c_char) -> c_int) {
-        // SAFETY: libc's execv with the program's arguments. Not through
+        // SAFETY: libc's execv with the program's arguments; with the
+        // tree's variables the environment dropped, its execve. Not through
         // the tier's gate: the tier routes an exec of a static program to
         // the loader.
-        Some(f) => unsafe { f(path, argv) },
+        Some(f) => unsafe {
+            match keep_in_tree(environ) {
+                Some(kept) => match libc_fn!(
+                    execve,
+                    fn(*const c_char, *const *const c_char, *const *const c_char) -> c_int
+                ) {
+                    Some(e) => e(path, argv, kept.ptrs.as_ptr()),
+                    None => f(path, argv),
+                },
+                None => f(path, argv),
+            }
+        },
         None => crate::hijack::host::fail(libc::ENOSYS),
     }
 }
@@ -167,10 +259,22 @@ pub unsafe extern "C" fn execv(path: *const c_char, argv: *const *const c_char) 
 pub unsafe extern "C" fn execvp(file: *const c_char, argv: *const *const c_char) -> c_int {
     before_exec();
     match libc_fn!(execvp, fn(*const c_char, *const *const c_char) -> c_int) {
-        // SAFETY: libc's execvp with the program's arguments. Not through
-        // the tier's gate: the tier routes an exec of a static program to
-        // the loader.
-        Some(f) => unsafe { f(file, argv) },
+        // SAFETY: libc's execvp with the program's arguments; with the
+        // tree's variables the environment dropped, its execvpe. Not
+        // through the tier's gate: the tier routes an exec of a static
+        // program to the loader.
+        Some(f) => unsafe {
+            match keep_in_tree(environ) {
+                Some(kept) => match libc_fn!(
+                    execvpe,
+                    fn(*const c_char, *const *const c_char, *const *const c_char) -> c_int
+                ) {
+                    Some(e) => e(file, argv, kept.ptrs.as_ptr()),
+                    None => f(file, argv),
+                },
+                None => f(file, argv),
+            }
+        },
         None => crate::hijack::host::fail(libc::ENOSYS),
     }
 }
@@ -188,10 +292,14 @@ pub unsafe extern "C" fn execvpe(
         execvpe,
         fn(*const c_char, *const *const c_char, *const *const c_char) -> c_int
     ) {
-        // SAFETY: libc's execvpe with the program's arguments. Not through
-        // the tier's gate: the tier routes an exec of a static program to
-        // the loader.
-        Some(f) => unsafe { f(file, argv, envp) },
+        // SAFETY: libc's execvpe with the program's arguments (and the
+        // tree's variables it dropped). Not through the tier's gate.
+        Some(f) => unsafe {
+            match keep_in_tree(envp) {
+                Some(kept) => f(file, argv, kept.ptrs.as_ptr()),
+                None => f(file, argv, envp),
+            }
+        },
         None => crate::hijack::host::fail(libc::ENOSYS),
     }
 }
@@ -209,10 +317,14 @@ pub unsafe extern "C" fn fexecve(
         fexecve,
         fn(c_int, *const *const c_char, *const *const c_char) -> c_int
     ) {
-        // SAFETY: libc's fexecve with the program's arguments. Not through
-        // the tier's gate: the tier routes an exec of a static program to
-        // the loader.
-        Some(f) => unsafe { f(fd, argv, envp) },
+        // SAFETY: libc's fexecve with the program's arguments (and the
+        // tree's variables it dropped). Not through the tier's gate.
+        Some(f) => unsafe {
+            match keep_in_tree(envp) {
+                Some(kept) => f(fd, argv, kept.ptrs.as_ptr()),
+                None => f(fd, argv, envp),
+            }
+        },
         None => crate::hijack::host::fail(libc::ENOSYS),
     }
 }
