@@ -23,3 +23,8 @@ cargo run --release --locked --quiet -p lkl-bench --bin net-bench -- --quick || 
 cargo run --release --locked --quiet -p lkl-bench --bin disk-bench -- --mb 100 --rounds 2 || echo "disk-bench: FAILED (benchmarks report, they do not gate)"
 cargo run --release --locked --quiet -p lkl-bench --bin fuse-bench -- --runs 3 || echo "fuse-bench: FAILED (benchmarks report, they do not gate)"
 bin/hijack-bench.sh 2 2 || echo "hijack-bench: FAILED (benchmarks report, they do not gate)"
+# The system-call tier next to the LD_PRELOAD hooks and the host, back to back.
+tb=${CARGO_TARGET_DIR:-target}/release/tier-bench
+{ echo "tier-bench, host:"; "$tb" && echo "tier-bench, LD_PRELOAD hooks (single-process):" &&
+	bin/lkl-hijack.sh --single-process "$tb" && echo "tier-bench, the tier (single-process):" &&
+	LKL_HIJACK_SYSCALLS=all bin/lkl-hijack.sh --single-process "$tb"; } || echo "tier-bench: FAILED (benchmarks report, they do not gate)"
