@@ -18,10 +18,12 @@ c = socket.create_connection(("127.0.0.1", port)); a, _ = s.accept()
 c.sendall(b"x" * 200000); got = 0
 while got < 200000: got += len(a.recv(65536))
 a.sendall(b"pong"); assert c.recv(4) == b"pong"
-# A host process (not hijacked) cannot see the kernel's listener.
+# A host process (not hijacked: an empty LD_PRELOAD is the way out of a
+# tree, which follows a child whose environment was merely cleared)
+# cannot see the kernel's listener.
 host = subprocess.run([sys.executable, "-c",
     "import socket,sys\ntry:\n socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=1); print('reached')\nexcept OSError: print('refused')",
-    str(port)], env={}, capture_output=True, text=True).stdout.strip()
+    str(port)], env={"LD_PRELOAD": ""}, capture_output=True, text=True).stdout.strip()
 print("kernel-echo", got, "host-client", host)
 "#;
     let out = hijacked(&[PYTHON, "-c", script], &[]);

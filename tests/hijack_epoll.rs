@@ -168,7 +168,7 @@ async def main():
     srv = await asyncio.start_server(echo, "192.168.113.2", 0)
     port = srv.sockets[0].getsockname()[1]
     out = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", CLIENT, str(port)],
-                                  env={}, capture_output=True, text=True, timeout=60)
+                                  env={"LD_PRELOAD": ""}, capture_output=True, text=True, timeout=60)
     print(out.stdout.strip(), out.stderr.strip()[-500:])
     srv.close()
 asyncio.run(main())
