@@ -469,6 +469,7 @@ print(c.recv(10).decode(), flush=True)
 import tempfile, time
 path = os.path.join(tempfile.mkdtemp(), "outside.sock")
 env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "LKL_HIJACK_SERVER")}
+env["LD_PRELOAD"] = ""     # the way out of the tree (a dropped variable is put back)
 out = subprocess.Popen([sys.executable, "-c",
     "import socket,sys; l = socket.socket(socket.AF_UNIX); l.bind(sys.argv[1]); l.listen(1); print('ready', flush=True); c, _ = l.accept(); print(c.recv(10))",
     path], env=env, stdout=subprocess.PIPE, text=True)
