@@ -152,6 +152,39 @@ fn release_stderr() {
     }
 }
 
+/// SIGTERM, SIGINT or SIGHUP sent to the server (`kill`, a session's
+/// end) stop it the way the tree's end does: the accept loop ends, the
+/// directory goes, and the exit path halts the kernel cleanly (disks
+/// synced); the tree's processes then get ESHUTDOWN. The signals are
+/// blocked in every thread made from here on and taken by one thread.
+fn stop_on_signals(lfd: c_int, stopping: Arc<std::sync::atomic::AtomicBool>) -> Result<(), String> {
+    // SAFETY: a zeroed sigset_t, filled by sigemptyset/sigaddset; the
+    // mask is the calling thread's (inherited by the threads it makes).
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    };
+    std::thread::Builder::new()
+        .name("lkl-signals".into())
+        .spawn(move || {
+            let mut sig: c_int = 0;
+            // SAFETY: waits for one of the blocked signals.
+            if unsafe { libc::sigwait(&set, &mut sig) } == 0 {
+                diag(&format!("server: signal {sig}: halting the tree's kernel"));
+                stopping.store(true, std::sync::atomic::Ordering::Release);
+                // SAFETY: shuts our listening socket down (ends accept).
+                unsafe { libc::shutdown(lfd, libc::SHUT_RDWR) };
+            }
+        })
+        .map(drop)
+        .map_err(|e| format!("thread: {e}"))
+}
+
 fn serve(dir: &Path, watch: i32) -> Result<(), String> {
     if !active() {
         return Err("the kernel is not running in this process (start the server through bin/lkl-hijack.sh)".into());
@@ -170,6 +203,9 @@ fn serve(dir: &Path, watch: i32) -> Result<(), String> {
     if unsafe { libc::listen(listener.as_raw_fd(), 128) } != 0 {
         return Err(format!("listen: {}", errno_now()));
     }
+    let lfd = listener.as_raw_fd();
+    let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    stop_on_signals(lfd, stopping.clone())?;
     std::fs::rename(&tmp, dir.join("kernel.sock"))
         .map_err(|e| format!("{}: {e}", dir.display()))?;
 
@@ -180,7 +216,6 @@ fn serve(dir: &Path, watch: i32) -> Result<(), String> {
             .spawn(move || interrupts(&reg, intr))
             .map_err(|e| format!("thread: {e}"))?;
     }
-    let lfd = listener.as_raw_fd();
     {
         let reg = reg.clone();
         std::thread::Builder::new()
@@ -215,7 +250,9 @@ fn serve(dir: &Path, watch: i32) -> Result<(), String> {
         };
         if fd < 0 {
             let e = errno_now();
-            if reg.finished.load(std::sync::atomic::Ordering::Acquire) {
+            if reg.finished.load(std::sync::atomic::Ordering::Acquire)
+                || stopping.load(std::sync::atomic::Ordering::Acquire)
+            {
                 break;
             }
             match e.raw_os_error() {
