@@ -193,11 +193,67 @@ extern "C" {
     static environ: *const *const c_char;
 }
 
-/// Before an exec in the tree mode: the server learns which kernel
-/// descriptors the new image keeps.
-fn before_exec() {
+/// Every exec hook's shape: before the exec, the server learns which
+/// kernel descriptors the new image keeps (tree mode); then `exec` runs
+/// with `envp`, or with `envp` plus the tree's variables it dropped.
+///
+/// # Safety
+/// `envp` is NULL or a NULL-terminated array of C strings.
+unsafe fn exec_in_tree(
+    envp: *const *const c_char,
+    exec: impl FnOnce(*const *const c_char) -> c_int,
+) -> c_int {
     if tree::client() {
         tree::exec_prepare(&fdtable::kept_across_exec());
+    }
+    // SAFETY: the caller's contract for `envp`.
+    match unsafe { keep_in_tree(envp) } {
+        Some(kept) => exec(kept.ptrs.as_ptr()),
+        None => exec(envp),
+    }
+}
+
+type ExecFn =
+    unsafe extern "C" fn(*const c_char, *const *const c_char, *const *const c_char) -> c_int;
+
+/// libc's `execve`, or ENOSYS. Not through the tier's gate: the tier
+/// routes an exec of a static program to the loader.
+///
+/// # Safety
+/// libc's contract for `execve`.
+unsafe fn libc_execve(
+    path: *const c_char,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+) -> c_int {
+    let f: Option<ExecFn> = libc_fn!(
+        execve,
+        fn(*const c_char, *const *const c_char, *const *const c_char) -> c_int
+    );
+    match f {
+        // SAFETY: the caller's arguments, for libc's execve.
+        Some(f) => unsafe { f(path, argv, envp) },
+        None => crate::hijack::host::fail(libc::ENOSYS),
+    }
+}
+
+/// libc's `execvpe` (a PATH search), or ENOSYS; as [`libc_execve`].
+///
+/// # Safety
+/// libc's contract for `execvpe`.
+unsafe fn libc_execvpe(
+    file: *const c_char,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+) -> c_int {
+    let f: Option<ExecFn> = libc_fn!(
+        execvpe,
+        fn(*const c_char, *const *const c_char, *const *const c_char) -> c_int
+    );
+    match f {
+        // SAFETY: the caller's arguments, for libc's execvpe.
+        Some(f) => unsafe { f(file, argv, envp) },
+        None => crate::hijack::host::fail(libc::ENOSYS),
     }
 }
 
@@ -209,74 +265,28 @@ pub unsafe extern "C" fn execve(
     argv: *const *const c_char,
     envp: *const *const c_char,
 ) -> c_int {
-    before_exec();
-    match libc_fn!(
-        execve,
-        fn(*const c_char, *const *const c_char, *const *const c_char) -> c_int
-    ) {
-        // SAFETY: libc's execve with the program's arguments (and the
-        // tree's variables it dropped). Not through the tier's gate: the
-        // tier routes an exec of a static program to the loader.
-        Some(f) => unsafe {
-            match keep_in_tree(envp) {
-                Some(kept) => f(path, argv, kept.ptrs.as_ptr()),
-                None => f(path, argv, envp),
-            }
-        },
-        None => crate::hijack::host::fail(libc::ENOSYS),
-    }
+    // SAFETY: the program's arguments, passed on.
+    unsafe { exec_in_tree(envp, |env| libc_execve(path, argv, env)) }
 }
 
+/// `execv` is `execve` with the current environment (as in glibc).
+///
 /// # Safety
 /// libc's contract for `execv`.
 #[no_mangle]
 pub unsafe extern "C" fn execv(path: *const c_char, argv: *const *const c_char) -> c_int {
-    before_exec();
-    match libc_fn!(execv, fn(*const c_char, *const *const c_char) -> c_int) {
-        // SAFETY: libc's execv with the program's arguments; with the
-        // tree's variables the environment dropped, its execve. Not through
-        // the tier's gate: the tier routes an exec of a static program to
-        // the loader.
-        Some(f) => unsafe {
-            match keep_in_tree(environ) {
-                Some(kept) => match libc_fn!(
-                    execve,
-                    fn(*const c_char, *const *const c_char, *const *const c_char) -> c_int
-                ) {
-                    Some(e) => e(path, argv, kept.ptrs.as_ptr()),
-                    None => f(path, argv),
-                },
-                None => f(path, argv),
-            }
-        },
-        None => crate::hijack::host::fail(libc::ENOSYS),
-    }
+    // SAFETY: the program's arguments and its own environment.
+    unsafe { exec_in_tree(environ, |env| libc_execve(path, argv, env)) }
 }
 
+/// `execvp` is `execvpe` with the current environment (as in glibc).
+///
 /// # Safety
 /// libc's contract for `execvp`.
 #[no_mangle]
 pub unsafe extern "C" fn execvp(file: *const c_char, argv: *const *const c_char) -> c_int {
-    before_exec();
-    match libc_fn!(execvp, fn(*const c_char, *const *const c_char) -> c_int) {
-        // SAFETY: libc's execvp with the program's arguments; with the
-        // tree's variables the environment dropped, its execvpe. Not
-        // through the tier's gate: the tier routes an exec of a static
-        // program to the loader.
-        Some(f) => unsafe {
-            match keep_in_tree(environ) {
-                Some(kept) => match libc_fn!(
-                    execvpe,
-                    fn(*const c_char, *const *const c_char, *const *const c_char) -> c_int
-                ) {
-                    Some(e) => e(file, argv, kept.ptrs.as_ptr()),
-                    None => f(file, argv),
-                },
-                None => f(file, argv),
-            }
-        },
-        None => crate::hijack::host::fail(libc::ENOSYS),
-    }
+    // SAFETY: the program's arguments and its own environment.
+    unsafe { exec_in_tree(environ, |env| libc_execvpe(file, argv, env)) }
 }
 
 /// # Safety
@@ -287,21 +297,8 @@ pub unsafe extern "C" fn execvpe(
     argv: *const *const c_char,
     envp: *const *const c_char,
 ) -> c_int {
-    before_exec();
-    match libc_fn!(
-        execvpe,
-        fn(*const c_char, *const *const c_char, *const *const c_char) -> c_int
-    ) {
-        // SAFETY: libc's execvpe with the program's arguments (and the
-        // tree's variables it dropped). Not through the tier's gate.
-        Some(f) => unsafe {
-            match keep_in_tree(envp) {
-                Some(kept) => f(file, argv, kept.ptrs.as_ptr()),
-                None => f(file, argv, envp),
-            }
-        },
-        None => crate::hijack::host::fail(libc::ENOSYS),
-    }
+    // SAFETY: the program's arguments, passed on.
+    unsafe { exec_in_tree(envp, |env| libc_execvpe(file, argv, env)) }
 }
 
 /// # Safety
@@ -312,20 +309,19 @@ pub unsafe extern "C" fn fexecve(
     argv: *const *const c_char,
     envp: *const *const c_char,
 ) -> c_int {
-    before_exec();
-    match libc_fn!(
-        fexecve,
-        fn(c_int, *const *const c_char, *const *const c_char) -> c_int
-    ) {
-        // SAFETY: libc's fexecve with the program's arguments (and the
-        // tree's variables it dropped). Not through the tier's gate.
-        Some(f) => unsafe {
-            match keep_in_tree(envp) {
-                Some(kept) => f(fd, argv, kept.ptrs.as_ptr()),
-                None => f(fd, argv, envp),
+    // SAFETY: the program's arguments, passed on.
+    unsafe {
+        exec_in_tree(envp, |env| {
+            match libc_fn!(
+                fexecve,
+                fn(c_int, *const *const c_char, *const *const c_char) -> c_int
+            ) {
+                // SAFETY: the program's descriptor and arguments, for
+                // libc's fexecve. Not through the tier's gate.
+                Some(f) => f(fd, argv, env),
+                None => crate::hijack::host::fail(libc::ENOSYS),
             }
-        },
-        None => crate::hijack::host::fail(libc::ENOSYS),
+        })
     }
 }
 
