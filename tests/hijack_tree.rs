@@ -745,3 +745,33 @@ a, _ = s.accept(); print(a.recv(10).decode())
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(stdout.matches("clean").count(), 2, "{}", show(&out));
 }
+
+/// `execl`, `execlp` and `execle` (variadic: glibc's call its internal
+/// `execve`, which no hook sees) keep a kernel socket `dup2`'d onto the
+/// new image's stdin and stdout, and arguments past those in registers
+/// arrive intact; `execle`'s own environment is kept, with the tree's
+/// variables put back (the shell it runs is hijacked: its stdin is the
+/// kernel socket).
+#[testkit::needs(cc)]
+#[test]
+fn execl_execlp_and_execle_keep_kernel_descriptors() {
+    let t = Scratch::new("tree-execl");
+    let prog = t.path("execl");
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tree/execl.c");
+    let cc = std::process::Command::new("cc")
+        .args(["-O2", "-Wall", "-o"])
+        .arg(&prog)
+        .arg(src)
+        .output()
+        .expect("run cc");
+    assert!(cc.status.success(), "{}", show(&cc));
+    let out = hijacked(&[prog.to_str().unwrap()], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(
+        stdout,
+        "a0:l:a1:a2:a3:a4:a5:none\np0:lp:p1:p2:p3:p4:p5:none\ne0:le:e1:e2:e3:e4:e5:env\n",
+        "{}",
+        show(&out)
+    );
+}

@@ -5,6 +5,8 @@
 //! image gets the kernel descriptors that are not close-on-exec, under the
 //! same numbers). In the single-process mode these hooks only pass through.
 
+mod execl;
+
 use std::ffi::{c_char, c_int};
 
 use crate::hijack::fdtable;

@@ -97,8 +97,10 @@ void lkl_cpu_park_foreign(void)
 	for (;;) {
 		if (is_idle_task(current)) {
 			/* Go on as idle would after an interrupt. */
-			lkl_idle_run();
-			return;
+			if (!lkl_idle_run())
+				return;
+			/* Holding the CPU again, current maybe no longer idle. */
+			continue;
 		}
 
 		if (lkl_irqs_pending())

@@ -79,16 +79,23 @@ int lkl_idle_sched_jb(void)
 /*
  * current is idle, the caller holds the CPU, IRQs are on: run what is
  * pending, schedule whatever became runnable, or go idle and release the
- * CPU. Returns without the CPU.
+ * CPU. Returns 0 without the CPU; or 1 holding it again (an IRQ came in
+ * while it was free), in which case current may no longer be idle: while
+ * the CPU was free, another thread may have taken it, switched to a task
+ * and left it current (a host task whose thread then left the kernel).
+ * Going on as idle then would schedule away from that task on a thread
+ * that does not embody it, and park this thread on the wrong semaphore
+ * for good; the caller acts for whatever is current instead
+ * (lkl_cpu_park_foreign).
  */
-void lkl_idle_run(void)
+int lkl_idle_run(void)
 {
 	for (;;) {
 		if (lkl_irqs_pending())
 			lkl_run_irqs();
 		if (need_resched()) {
 			if (!lkl_idle_sched_jb())
-				return;
+				return 0;
 			continue;
 		}
 		idle_enter();
@@ -97,7 +104,9 @@ void lkl_idle_run(void)
 		lkl_cpu_release();
 		/* An IRQ raised while we held the CPU found it taken: recheck. */
 		if (!lkl_irqs_pending() || !lkl_cpu_try_get())
-			return;
+			return 0;
+		if (!is_idle_task(current))
+			return 1;
 	}
 }
 
@@ -115,7 +124,8 @@ void lkl_idle_resume(struct task_struct *prev)
 		return;
 	}
 	schedule_tail(prev);
-	lkl_idle_run();
+	if (lkl_idle_run())
+		lkl_cpu_park_foreign();
 }
 
 /*
@@ -132,7 +142,8 @@ void arch_cpu_idle(void)
 	for (;;) {
 		if (__atomic_load_n(&lkl_shutting_down, __ATOMIC_ACQUIRE))
 			lkl_leave(&init_task);
-		lkl_idle_run();
+		if (lkl_idle_run())
+			lkl_cpu_park_foreign();
 		lkl_ops->sem_down(idle_sem);
 		if (__atomic_load_n(&lkl_shutting_down, __ATOMIC_ACQUIRE))
 			lkl_leave(&init_task);

@@ -46,7 +46,7 @@ bool lkl_notify_pending(void);
 extern int lkl_idle_virtual;
 void lkl_idle_init(void);
 int lkl_idle_sched_jb(void);
-void lkl_idle_run(void);
+int lkl_idle_run(void);
 void lkl_idle_resume(struct task_struct *prev);
 void lkl_idle_shutdown_wake(void);
 
