@@ -58,7 +58,7 @@ fn assert_ok(out: &Output) -> String {
 /// reads back, works relative to a working directory on the disk and on
 /// the host, and finally prints a manifest of what the disk should hold.
 const SCRIPT: &str = r#"
-import ctypes, errno, hashlib, json, os, stat, sys
+import ctypes, errno, hashlib, json, os, stat, subprocess, sys
 M, H = sys.argv[1], sys.argv[2]
 # Host paths stay on the host.
 with open(os.path.join(H, "host.txt"), "w") as f: f.write("host side\n")
@@ -112,6 +112,12 @@ libc.fopen.restype = ctypes.c_void_p; libc.fopen.argtypes = [ctypes.c_char_p, ct
 libc.fputs.argtypes = [ctypes.c_char_p, ctypes.c_void_p]; libc.fclose.argtypes = [ctypes.c_void_p]
 fp = libc.fopen((M + "/stdio.txt").encode(), b"w"); assert fp
 libc.fputs(b"written by fputs\n", fp); assert libc.fclose(fp) == 0
+# A shell's builtins write through stdio onto a descriptor dup2'd from a
+# disk file (the standard stream follows its descriptor).
+r = subprocess.run(["bash", "-c", "echo builtin > %s/echo.txt; printf '%%s\\n' two >> %s/echo.txt; cat %s/echo.txt" % (M, M, M)],
+                   capture_output=True, text=True)
+assert r.returncode == 0 and r.stdout == "builtin\ntwo\n", r
+os.unlink(M + "/echo.txt")
 # Statvfs and mmap.
 assert os.statvfs(M).f_blocks > 0
 import mmap
@@ -131,7 +137,7 @@ for path in (M + "/data.bin", H + "/copy.bin"):
     th.join(); assert sent == len(data) and bytes(got) == data, (path, sent, len(got))
 for x in (cli, acc, srv): x.close()
 # A hijacked child (the tree's kernel serves it too) sees the same disk.
-import subprocess, hashlib
+import hashlib
 r = subprocess.run([sys.executable, "-c", "import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],'rb').read()).hexdigest())", M + "/data.bin"], capture_output=True, text=True)
 assert r.returncode == 0 and r.stdout.strip() == hashlib.sha256(data).hexdigest(), r
 # The manifest: every regular file on the disk with its digest.

@@ -521,8 +521,10 @@ for i in range(100):
 time.sleep(0.3)
 after = stats()
 print(before, after)
-for k in ("processes", "threads", "passing", "kernel_tasks"):
+for k in ("processes", "threads", "passing"):
     assert after[k] == before[k], (k, before, after)
+# The kernel's own workers come and go (kworkers retire): none more.
+assert after["kernel_tasks"] <= before["kernel_tasks"], (before, after)
 assert before["kernel_free_kib"] - after["kernel_free_kib"] < 1024, (before, after)
 print("nothing left")
 "#,
@@ -751,7 +753,8 @@ a, _ = s.accept(); print(a.recv(10).decode())
 /// new image's stdin and stdout, and arguments past those in registers
 /// arrive intact; `execle`'s own environment is kept, with the tree's
 /// variables put back (the shell it runs is hijacked: its stdin is the
-/// kernel socket).
+/// kernel socket). stdio (`fgets`, `printf`: glibc's internal calls) on
+/// such a socket works, in a new image and right after the `dup2`s.
 #[testkit::needs(cc)]
 #[test]
 fn execl_execlp_and_execle_keep_kernel_descriptors() {
@@ -770,7 +773,8 @@ fn execl_execlp_and_execle_keep_kernel_descriptors() {
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(
         stdout,
-        "a0:l:a1:a2:a3:a4:a5:none\np0:lp:p1:p2:p3:p4:p5:none\ne0:le:e1:e2:e3:e4:e5:env\n",
+        "a0:l:a1:a2:a3:a4:a5:none\np0:lp:p1:p2:p3:p4:p5:none\ne0:le:e1:e2:e3:e4:e5:env\n\
+         new-image:fgets\nsame-process:fgets\n",
         "{}",
         show(&out)
     );

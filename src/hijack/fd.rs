@@ -1,8 +1,8 @@
 //! Calls on any descriptor, kernel or host, whatever it is (a socket, a
 //! file on a disk): reading and writing (`rw`), managing descriptors
 //! (`control`, which takes a closed one out of the epoll sets in `epoll`),
-//! copying between two (`copy`) and waiting for readiness (`poll`,
-//! `epoll`).
+//! copying between two (`copy`), waiting for readiness (`poll`,
+//! `epoll`), and `FILE` streams on kernel descriptors (`stream`).
 
 pub mod epoll;
 
@@ -10,3 +10,4 @@ pub mod control;
 pub mod copy;
 pub mod poll;
 pub mod rw;
+pub mod stream;

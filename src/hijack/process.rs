@@ -34,6 +34,10 @@ pub fn join(server: &std::ffi::OsStr) -> Result<(), String> {
             "{lost} kernel descriptor(s) kept by exec lost their host number on the way"
         ));
     }
+    // A kernel socket kept on stdin/stdout (inetd style): stdio uses it.
+    for fd in 0..=2 {
+        crate::hijack::fd::stream::follow_std(fd);
+    }
     Ok(())
 }
 

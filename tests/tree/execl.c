@@ -1,7 +1,9 @@
 /* execl, execlp and execle from a process of the tree: the new image keeps
  * a kernel socket dup2'd onto its stdin and stdout (inetd style), and
- * arguments past the five that travel in registers arrive intact.
- * Prints one line per call, as the peer end of each socket read it. */
+ * arguments past the five that travel in registers arrive intact. Then
+ * stdio on such a socket: in a new image (fgets/printf on stdin/stdout)
+ * and in the same process right after the dup2s.
+ * Prints one line per case, as the peer end of each socket read it. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -45,6 +47,17 @@ static void run(int l, const struct sockaddr_in *a, int kind, const char *tag)
 
 		dup2(s, 0);
 		dup2(s, 1);
+		if (kind == 3)
+			execl("/proc/self/exe", "execl", "stdio", (char *)NULL);
+		if (kind == 4) {
+			char got[64];
+
+			if (!fgets(got, sizeof(got), stdin))
+				_exit(4);
+			printf("same-process:%s", got);
+			fflush(stdout);
+			_exit(0);
+		}
 		if (kind == 0)
 			execl("/bin/sh", "sh", "-c", script, "a0", "a1", "a2", "a3", "a4", "a5", (char *)NULL);
 		else if (kind == 1)
@@ -70,13 +83,25 @@ static void run(int l, const struct sockaddr_in *a, int kind, const char *tag)
 	close(c);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	struct sockaddr_in a;
-	int l = listener(&a);
+	int l;
+
+	if (argc > 1 && !strcmp(argv[1], "stdio")) {
+		char got[64];
+
+		if (!fgets(got, sizeof(got), stdin))
+			return 4;
+		printf("new-image:%s", got);
+		return 0;
+	}
+	l = listener(&a);
 
 	run(l, &a, 0, "l");
 	run(l, &a, 1, "lp");
 	run(l, &a, 2, "le");
+	run(l, &a, 3, "fgets");
+	run(l, &a, 4, "fgets");
 	return 0;
 }

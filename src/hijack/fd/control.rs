@@ -15,7 +15,7 @@ use std::ffi::{c_int, c_long, c_ulong};
 use lkl::syscall::{nr, raw};
 
 use crate::hijack::call::kcall;
-use crate::hijack::fd::epoll;
+use crate::hijack::fd::{epoll, stream};
 use crate::hijack::fdtable;
 use crate::hijack::host::{self, fail, libc_fn, set_errno};
 use crate::hijack::lifecycle::{forked, park_if_exiting};
@@ -226,14 +226,21 @@ pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
     if old == new {
         return fail(libc::EINVAL);
     }
-    if let Some(kfd) = fdtable::kernel_fd(old) {
+    stream::before_std_change(new);
+    let r = if let Some(kfd) = fdtable::kernel_fd(old) {
         forget_kernel(new);
-        return kernel_dup(kfd, |k| {
+        kernel_dup(kfd, |k| {
             fdtable::insert_at(k, new, flags & libc::O_CLOEXEC != 0)
-        });
+        })
+    } else {
+        forget_kernel(new);
+        libc_fn!(dup3, fn(c_int, c_int, c_int) -> c_int; old, new, flags)
+    };
+    if r >= 0 {
+        // A standard stream follows its descriptor (fd/stream.rs).
+        stream::follow_std(new);
     }
-    forget_kernel(new);
-    libc_fn!(dup3, fn(c_int, c_int, c_int) -> c_int; old, new, flags)
+    r
 }
 
 /// # Safety

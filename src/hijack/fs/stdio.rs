@@ -1,103 +1,18 @@
-//! `FILE` streams on kernel files. glibc's stdio reads and writes through
-//! its internal calls, which never reach the hooks, so a stream on a
-//! kernel descriptor is a `fopencookie` stream whose functions call the
-//! kernel. `fopen`/`fopen64` of a path on a disk and `fdopen` of a kernel
-//! descriptor make one; `fileno` of such a stream is -1 (glibc's rule for
-//! cookie streams). `freopen` onto a disk path is not supported (an
-//! existing `FILE` cannot be turned into a cookie stream): it fails with
-//! ENOTSUP and leaves the stream as it was.
+//! `FILE` streams on kernel files: `fopen`/`fopen64` of a path on a disk
+//! and `fdopen` of a kernel descriptor make a cookie stream (fd/stream.rs)
+//! whose functions call the kernel; `fileno` of it is its descriptor.
+//! `freopen` onto a disk path is not supported (an existing `FILE` cannot
+//! be turned into a cookie stream): it fails with ENOTSUP and leaves the
+//! stream as it was.
 
-use std::ffi::{c_char, c_int, c_void, CStr};
+use std::ffi::{c_char, c_int, CStr};
 
-use lkl::syscall::nr;
-
-use crate::hijack::call::{arg, close_kernel_fd, kcall};
+use crate::hijack::call::close_kernel_fd;
+use crate::hijack::fd::stream::cookie_stream;
 use crate::hijack::fdtable;
 use crate::hijack::fs::open::kernel_open;
 use crate::hijack::fs::paths::{route, Route};
-use crate::hijack::host::{errno, fail, libc_fn, set_errno};
-
-type ReadFn = unsafe extern "C" fn(*mut c_void, *mut c_char, usize) -> isize;
-type WriteFn = unsafe extern "C" fn(*mut c_void, *const c_char, usize) -> isize;
-type SeekFn = unsafe extern "C" fn(*mut c_void, *mut i64, c_int) -> c_int;
-type CloseFn = unsafe extern "C" fn(*mut c_void) -> c_int;
-
-/// glibc's `cookie_io_functions_t`.
-#[repr(C)]
-struct CookieIo {
-    read: Option<ReadFn>,
-    write: Option<WriteFn>,
-    seek: Option<SeekFn>,
-    close: Option<CloseFn>,
-}
-
-extern "C" {
-    fn fopencookie(cookie: *mut c_void, mode: *const c_char, io: CookieIo) -> *mut libc::FILE;
-}
-
-/// The cookie: the host number of the kernel descriptor.
-fn cookie_fd(cookie: *mut c_void) -> Option<i32> {
-    // SAFETY: the cookie is a Box<c_int> of ours, alive until close.
-    let hfd = unsafe { *cookie.cast::<c_int>() };
-    fdtable::kernel_fd(hfd)
-}
-
-unsafe extern "C" fn c_read(cookie: *mut c_void, buf: *mut c_char, n: usize) -> isize {
-    let Some(k) = cookie_fd(cookie) else {
-        return fail(libc::EBADF);
-    };
-    kcall(nr::READ, [k.into(), arg!(buf), n as i64, 0, 0, 0]) as isize
-}
-
-unsafe extern "C" fn c_write(cookie: *mut c_void, buf: *const c_char, n: usize) -> isize {
-    let Some(k) = cookie_fd(cookie) else {
-        set_errno(libc::EBADF);
-        return 0;
-    };
-    // A cookie write reports an error as 0 bytes (errno set).
-    kcall(nr::WRITE, [k.into(), arg!(buf), n as i64, 0, 0, 0]).max(0) as isize
-}
-
-unsafe extern "C" fn c_seek(cookie: *mut c_void, off: *mut i64, whence: c_int) -> c_int {
-    let Some(k) = cookie_fd(cookie) else {
-        return fail(libc::EBADF);
-    };
-    // SAFETY: glibc passes a valid offset.
-    let at = unsafe { *off };
-    let r = kcall(nr::LSEEK, [k.into(), at, whence.into(), 0, 0, 0]);
-    if r < 0 {
-        return -1;
-    }
-    // SAFETY: as above.
-    unsafe { *off = r };
-    0
-}
-
-unsafe extern "C" fn c_close(cookie: *mut c_void) -> c_int {
-    // SAFETY: the Box<c_int> made in `cookie_stream`, closed once.
-    let hfd = *unsafe { Box::from_raw(cookie.cast::<c_int>()) };
-    close_kernel_fd(hfd)
-}
-
-/// A stream over host number `hfd` of a kernel descriptor (owned by the
-/// stream from now on).
-fn cookie_stream(hfd: c_int, mode: *const c_char) -> *mut libc::FILE {
-    let cookie = Box::into_raw(Box::new(hfd)).cast::<c_void>();
-    let io = CookieIo {
-        read: Some(c_read),
-        write: Some(c_write),
-        seek: Some(c_seek),
-        close: Some(c_close),
-    };
-    // SAFETY: glibc's fopencookie with our cookie and functions; the mode
-    // is the program's.
-    let f = unsafe { fopencookie(cookie, mode, io) };
-    if f.is_null() {
-        // SAFETY: the cookie was not taken.
-        drop(unsafe { Box::from_raw(cookie.cast::<c_int>()) });
-    }
-    f
-}
+use crate::hijack::host::{errno, libc_fn, set_errno};
 
 /// open(2) flags for an fopen mode: r, w, a, optional +, then b, x
 /// (O_EXCL), e (O_CLOEXEC) in any order; anything after a comma ignored.

@@ -381,9 +381,32 @@ pub fn request(req: Request, extra: &[u8], pass: Option<c_int>) -> Result<Reply,
     // show in the program's errno: a caller that reads errno after a call
     // that succeeded (readdir's end) would see them.
     let saved = crate::hijack::host::errno();
-    let r = channel().and_then(|fd| exchange(fd, req, extra, pass, &mut []).map(|(r, _)| r));
+    let r = match channel() {
+        Ok(fd) => exchange(fd, req, extra, pass, &mut []).map(|(r, _)| r),
+        Err(libc::ESHUTDOWN) => late_request(req, extra, pass),
+        Err(e) => Err(e),
+    };
     crate::hijack::host::set_errno(saved);
     r
+}
+
+/// The connection of threads whose own channel is gone with their
+/// thread-locals: at exit, glibc destroys them before it flushes the
+/// streams, and a stream on a kernel descriptor (fd/stream.rs) still has
+/// to write through the kernel then. Kept to the end (a fork child's copy
+/// is closed with the others: it is of an older generation); one request
+/// at a time.
+static LATE: std::sync::Mutex<(c_int, u64)> = std::sync::Mutex::new((-1, 0));
+
+fn late_request(req: Request, extra: &[u8], pass: Option<c_int>) -> Result<Reply, i32> {
+    let mut late = LATE.lock().unwrap_or_else(|e| e.into_inner());
+    let current = GENERATION.load(Ordering::Acquire);
+    if late.0 < 0 || late.1 != current {
+        let (fd, _, _) = open(Hello::Thread, &mut [])?;
+        remember(fd);
+        *late = (fd, current);
+    }
+    exchange(late.0, req, extra, pass, &mut []).map(|(r, _)| r)
 }
 
 /// In a forked child: the parent's channels are closed, and the first
