@@ -222,45 +222,39 @@ unsafe fn exec_in_tree(
 type ExecFn =
     unsafe extern "C" fn(*const c_char, *const *const c_char, *const *const c_char) -> c_int;
 
-/// libc's `execve`, or ENOSYS. Not through the tier's gate: the tier
-/// routes an exec of a static program to the loader.
+/// Runs libc's `execve` or `execvpe` (`f`, looked up by the caller), or
+/// fails with ENOSYS. Not through the tier's gate: the tier routes an exec
+/// of a static program to the loader.
 ///
 /// # Safety
-/// libc's contract for `execve`.
-unsafe fn libc_execve(
+/// libc's contract for the call `f` is.
+unsafe fn libc_exec(
+    f: Option<ExecFn>,
     path: *const c_char,
     argv: *const *const c_char,
     envp: *const *const c_char,
 ) -> c_int {
-    let f: Option<ExecFn> = libc_fn!(
-        execve,
-        fn(*const c_char, *const *const c_char, *const *const c_char) -> c_int
-    );
     match f {
-        // SAFETY: the caller's arguments, for libc's execve.
+        // SAFETY: the caller's arguments, for libc's function.
         Some(f) => unsafe { f(path, argv, envp) },
         None => crate::hijack::host::fail(libc::ENOSYS),
     }
 }
 
-/// libc's `execvpe` (a PATH search), or ENOSYS; as [`libc_execve`].
-///
-/// # Safety
-/// libc's contract for `execvpe`.
-unsafe fn libc_execvpe(
-    file: *const c_char,
-    argv: *const *const c_char,
-    envp: *const *const c_char,
-) -> c_int {
-    let f: Option<ExecFn> = libc_fn!(
+/// libc's `execve`.
+fn execve_fn() -> Option<ExecFn> {
+    libc_fn!(
+        execve,
+        fn(*const c_char, *const *const c_char, *const *const c_char) -> c_int
+    )
+}
+
+/// libc's `execvpe` (a PATH search).
+fn execvpe_fn() -> Option<ExecFn> {
+    libc_fn!(
         execvpe,
         fn(*const c_char, *const *const c_char, *const *const c_char) -> c_int
-    );
-    match f {
-        // SAFETY: the caller's arguments, for libc's execvpe.
-        Some(f) => unsafe { f(file, argv, envp) },
-        None => crate::hijack::host::fail(libc::ENOSYS),
-    }
+    )
 }
 
 /// # Safety
@@ -272,7 +266,7 @@ pub unsafe extern "C" fn execve(
     envp: *const *const c_char,
 ) -> c_int {
     // SAFETY: the program's arguments, passed on.
-    unsafe { exec_in_tree(envp, |env| libc_execve(path, argv, env)) }
+    unsafe { exec_in_tree(envp, |env| libc_exec(execve_fn(), path, argv, env)) }
 }
 
 /// `execv` is `execve` with the current environment (as in glibc).
@@ -282,7 +276,7 @@ pub unsafe extern "C" fn execve(
 #[no_mangle]
 pub unsafe extern "C" fn execv(path: *const c_char, argv: *const *const c_char) -> c_int {
     // SAFETY: the program's arguments and its own environment.
-    unsafe { exec_in_tree(environ, |env| libc_execve(path, argv, env)) }
+    unsafe { exec_in_tree(environ, |env| libc_exec(execve_fn(), path, argv, env)) }
 }
 
 /// `execvp` is `execvpe` with the current environment (as in glibc).
@@ -292,7 +286,7 @@ pub unsafe extern "C" fn execv(path: *const c_char, argv: *const *const c_char) 
 #[no_mangle]
 pub unsafe extern "C" fn execvp(file: *const c_char, argv: *const *const c_char) -> c_int {
     // SAFETY: the program's arguments and its own environment.
-    unsafe { exec_in_tree(environ, |env| libc_execvpe(file, argv, env)) }
+    unsafe { exec_in_tree(environ, |env| libc_exec(execvpe_fn(), file, argv, env)) }
 }
 
 /// # Safety
@@ -304,7 +298,7 @@ pub unsafe extern "C" fn execvpe(
     envp: *const *const c_char,
 ) -> c_int {
     // SAFETY: the program's arguments, passed on.
-    unsafe { exec_in_tree(envp, |env| libc_execvpe(file, argv, env)) }
+    unsafe { exec_in_tree(envp, |env| libc_exec(execvpe_fn(), file, argv, env)) }
 }
 
 /// # Safety
