@@ -29,6 +29,12 @@
 #      the veth pair (wrk in the other namespace). Figures only; skipped
 #      without nginx or wrk.
 #
+#   6. A statically linked throughput program through the every-syscall
+#      tier: iperf3's client from libiperf.a (Debian's libiperf-dev) with a
+#      main of ours, run by the launcher through lkl-loader, against the same
+#      main linked with libiperf.so under LD_PRELOAD; both directions, both
+#      modes. Goal: static >= 0.9 x dynamic. Skipped without libiperf.a.
+#
 #   bin/hijack-bench.sh [SECONDS] [ROUNDS]     (root; iperf3, cc; nginx, wrk, valgrind)
 #
 # LKL_BENCH_EXTRA adds top-level config keys, e.g. '"singlecpu":"1",'.
@@ -302,6 +308,53 @@ if [ -x "$nginx" ] && command -v wrk >/dev/null; then
 	ip netns exec $ns1 "$nginx" -p "$gv" -c "$gv/nginx.conf" -e "$gv/logs/error.log" -s quit || true
 else
 	echo "nginx requests/s: nginx or wrk not installed (apt-get install nginx-light wrk), not measured"
+fi
+# 6. iperf3's client, static (the tier, through lkl-loader) and dynamic
+# (LD_PRELOAD), the same main.
+if [ -f /usr/lib/x86_64-linux-gnu/libiperf.a ] && [ -f /usr/lib/x86_64-linux-gnu/libsctp.a ]; then
+	cat >"$work/iperf_main.c" <<'C'
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/select.h>
+#include <iperf_api.h>
+/* iperf_main HOST PORT SECONDS [-R]: iperf3's client, JSON on stdout. */
+int main(int argc, char **argv)
+{
+	struct iperf_test *t = iperf_new_test();
+	if (argc < 4 || !t || iperf_defaults(t) < 0) return 2;
+	iperf_set_test_role(t, 'c');
+	iperf_set_test_server_hostname(t, argv[1]);
+	iperf_set_test_server_port(t, atoi(argv[2]));
+	iperf_set_test_duration(t, atoi(argv[3]));
+	if (argc > 4 && !strcmp(argv[4], "-R")) iperf_set_test_reverse(t, 1);
+	iperf_set_test_json_output(t, 1);
+	if (iperf_run_client(t) < 0) { fprintf(stderr, "iperf: %s\n", iperf_strerror(i_errno)); return 1; }
+	iperf_free_test(t);
+	return 0;
+}
+C
+	cc -O2 -o "$work/iperf-dynamic" "$work/iperf_main.c" -liperf
+	# (glibc warns that a static program's getaddrinfo needs the shared NSS modules.)
+	cc -O2 -static -o "$work/iperf-static" "$work/iperf_main.c" /usr/lib/x86_64-linux-gnu/libiperf.a \
+		-lssl -lcrypto -lsctp -lm 2>/dev/null
+	st_iperf() { ip netns exec $tapns "$hijack" "$@" --config "$work/tap.json" "$work/iperf-static" 192.168.113.1 5201 "$secs" $rev >"$work/j" && gbps "$work/j"; }
+	dy_iperf() { ip netns exec $tapns "$hijack" "$@" --config "$work/tap.json" "$work/iperf-dynamic" 192.168.113.1 5201 "$secs" $rev >"$work/j" && gbps "$work/j"; }
+	for mode in --single-process --tree; do
+		for rev in "" -R; do
+			sts=() dys=()
+			for r in $(seq "$rounds"); do
+				sts+=("$(st_iperf $mode || echo 0)"); dys+=("$(dy_iperf $mode || echo 0)")
+			done
+			s_b=$(best_max "${sts[@]}") d_b=$(best_max "${dys[@]}")
+			awk -v s="$s_b" -v d="$d_b" -v m="${mode#--}" -v dir="$([ -z "$rev" ] && echo "program -> peer" || echo "peer -> program")" 'BEGIN {
+				printf "iperf3 static (tier, lkl-loader) vs dynamic (LD_PRELOAD), %s, %s: %6.2f vs %6.2f Gbit/s  ratio %.2f (goal >= 0.9)\n", m, dir, s, d, (d > 0 ? s / d : 0)
+			}'
+		done
+	done
+else
+	echo "iperf3 static vs dynamic: libiperf.a or libsctp.a missing (apt-get install libiperf-dev libsctp-dev), not measured"
 fi
 if command -v valgrind >/dev/null; then
 	# (LKL_HIJACK_LIB is the launcher's: the library refuses unknown

@@ -121,7 +121,8 @@ esac
 packages=(linux-source-6.12 flex bison bc libelf-dev ccache binutils make gcc xz-utils
 	  python3 iproute2 iputils-ping vde2 e2fsprogs procps util-linux libslirp0
 	  dosfstools xfsprogs btrfs-progs fuse3 fuse2fs tcpdump iperf3 netcat-openbsd socat curl nodejs
-	  pkg-config golang-go busybox-static musl-tools nginx-light wrk)
+	  pkg-config golang-go busybox-static musl-tools nginx-light wrk
+	  libiperf-dev libsctp-dev libssl-dev valgrind)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
