@@ -128,6 +128,13 @@ fn special(f: &mut Frame, nr: i64, a: [i64; 6]) -> Option<i64> {
     Some(match nr {
         13 => rt_sigaction(a),
         14 => sigprocmask(a),
+        // A raw exit_group (Go's runtime, `_exit`, a static program's
+        // exit) skips libc's exit and so our destructor: the kernel is
+        // halted first, as the destructor would (unsent TCP data goes out).
+        231 => {
+            crate::hijack::init::before_exit_group();
+            host(nr, a)
+        }
         56 | 57 | 58 | 435 => spawn(f, nr, a, std::ptr::null_mut()),
         130 if a[1] == 8 && a[0] != 0 => {
             let m = Unblocked::new(a[0]);
