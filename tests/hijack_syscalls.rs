@@ -834,3 +834,125 @@ fn go_exit_without_close_delivers_everything() {
         },
     );
 }
+
+/// busybox-static's `sh -c 'wget -O- URL | wc -c'`: the shell forks, each
+/// child execs busybox again (the loader again), and `wget` in the
+/// pipeline's child fetches through the tree's kernel (the launcher's
+/// default mode).
+#[testkit::needs(root, tun, busybox, sud)]
+#[test]
+fn busybox_sh_pipeline_wget_wc() {
+    in_netns(
+        "busybox_sh_pipeline_wget_wc",
+        "tierbbpipe",
+        tap_setup,
+        || {
+            let config = tap_config_file("bbpipe");
+            let body = 1 << 20;
+            let (port, server) = peer_server(body);
+            let rx = tap_counter("rx_bytes");
+            let tx = tap_counter("tx_bytes");
+            let script =
+                format!("busybox wget -q -O- http://192.168.113.1:{port}/ | busybox wc -c");
+            let out = output_within(&mut with_config(
+                &config,
+                &["/bin/busybox", "sh", "-c", &script],
+            ));
+            let (rx2, tx2) = (tap_counter("rx_bytes"), tap_counter("tx_bytes"));
+            let peers = server.join().unwrap();
+            let _ = std::fs::remove_file(&config);
+            assert!(out.status.success(), "{}", show(&out));
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout).trim(),
+                body.to_string()
+            );
+            assert_eq!(peers, ["192.168.113.2"]);
+            assert!(tx2 >= tx + body as u64, "tap tx_bytes {tx} -> {tx2}");
+            assert!(rx2 > rx, "tap rx_bytes {rx} -> {rx2}");
+            println!("busybox sh -c 'wget | wc -c': {body} bytes through the tap");
+        },
+    );
+}
+
+/// As a non-root user (`nobody`) with a tap that user owns (`ip tuntap
+/// add ... user nobody`): busybox-static's `wget` fetches through the
+/// kernel, in the tree mode. CI runs as root: the test drops to `nobody`
+/// for the launcher and everything it starts, in a mount namespace of its
+/// own where `/dev/net/tun` is open to all (as distributions have it; here
+/// it may be root's only), and runs copies of the launcher, library,
+/// loader and server from a directory `nobody` can read.
+#[testkit::needs(root, tun, busybox, sud)]
+#[test]
+fn non_root_user_with_its_own_tap() {
+    in_netns(
+        "non_root_user_with_its_own_tap",
+        "tieruser",
+        |ns| {
+            ns.lo_up()?;
+            ns.ip(&[
+                "tuntap", "add", "dev", "tap0", "mode", "tap", "user", "nobody",
+            ])?;
+            ns.ip(&["addr", "add", "192.168.113.1/24", "dev", "tap0"])?;
+            ns.ip(&["link", "set", "tap0", "up"]).map(drop)
+        },
+        || {
+            use std::os::unix::fs::PermissionsExt;
+            let dir = std::env::temp_dir().join(format!("lkl-tier-user-{}", std::process::id()));
+            std::fs::create_dir_all(dir.join("bin")).unwrap();
+            let lib = library();
+            let built = lib.parent().unwrap();
+            for (from, to) in [
+                (testkit::hijack::script(), dir.join("bin/lkl-hijack.sh")),
+                (lib.clone(), dir.join("liblkl_hijack.so")),
+                (built.join("lkl-loader"), dir.join("lkl-loader")),
+                (built.join("lkl-server"), dir.join("lkl-server")),
+            ] {
+                std::fs::copy(&from, &to).unwrap_or_else(|e| panic!("{}: {e}", from.display()));
+            }
+            let config = dir.join("tap.json");
+            std::fs::write(&config, tap_config(None)).unwrap();
+            for p in [&dir, &dir.join("bin")] {
+                std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+            }
+            let mnt = dir.join("dev");
+            std::fs::create_dir_all(&mnt).unwrap();
+            let body = 1 << 20;
+            let (port, server) = peer_server(body);
+            let (rx, tx) = (tap_counter("rx_bytes"), tap_counter("tx_bytes"));
+            let script = r#"set -e
+mount --make-rprivate /
+mount -t tmpfs none "$1"
+mknod "$1/tun" c 10 200
+chmod 666 "$1/tun"
+mount --bind "$1/tun" /dev/net/tun
+shift
+cd /tmp
+exec setpriv --reuid=65534 --regid=65534 --clear-groups sh -c 'id -u >&2; exec "$@"' sh "$@""#;
+            let url = format!("http://192.168.113.1:{port}/");
+            let out = output_within(
+                Command::new("unshare")
+                    .args(["-m", "sh", "-c", script, "sh"])
+                    .arg(&mnt)
+                    .args(["env", "-u", "LKL_HIJACK_SYSCALLS", "HOME=/tmp"])
+                    .arg(format!(
+                        "LKL_HIJACK_LIB={}",
+                        dir.join("liblkl_hijack.so").display()
+                    ))
+                    .arg(format!("LKL_HIJACK_CONFIG_FILE={}", config.display()))
+                    .arg(dir.join("bin/lkl-hijack.sh"))
+                    .args(["/bin/busybox", "wget", "-q", "-O-", &url]),
+            );
+            let (rx2, tx2) = (tap_counter("rx_bytes"), tap_counter("tx_bytes"));
+            let peers = server.join().unwrap();
+            let _ = std::fs::remove_dir_all(&dir);
+            assert!(out.status.success(), "{}", show(&out));
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(err.lines().next(), Some("65534"), "{}", show(&out));
+            assert_eq!(out.stdout.len(), body);
+            assert_eq!(peers, ["192.168.113.2"]);
+            assert!(tx2 >= tx + body as u64, "tap tx_bytes {tx} -> {tx2}");
+            assert!(rx2 > rx, "tap rx_bytes {rx} -> {rx2}");
+            println!("busybox wget as nobody on its own tap: {body} bytes through the tap");
+        },
+    );
+}
