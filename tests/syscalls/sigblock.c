@@ -1,7 +1,8 @@
 /* Signals end blocking kernel calls of a static program's threads as on
  * the host. Four threads block in kernel calls (two in accept on one
- * listener, two in recv on accepted sockets), each gets SIGUSR1
- * (pthread_kill); then the main thread blocks in recv and gets one too.
+ * listener, two in recv on accepted sockets), a fifth in read on a host
+ * pipe; each gets SIGUSR1 (pthread_kill); then the main thread blocks in
+ * recv and gets one too.
  * argv[1] "eintr": the handler has no SA_RESTART, every call returns
  * EINTR. "restart": SA_RESTART, the calls go on blocking after the
  * handler ran and return when there is something (a connection, a
@@ -36,7 +37,9 @@ struct result {
 	int err;
 	int done;
 };
-static struct result res[4];
+#define WORKERS 5
+static struct result res[WORKERS];
+static int pipefd[2];
 
 static void sleep_ms(long ms)
 {
@@ -67,10 +70,18 @@ static void *receiver(void *p)
 	return NULL;
 }
 
+static void *pipe_reader(void *p)
+{
+	int i = (int)(long)p;
+	char b;
+	finish(i, read(pipefd[0], &b, 1));
+	return NULL;
+}
+
 static int count_done(void)
 {
 	int n = 0;
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < WORKERS; i++)
 		n += __atomic_load_n(&res[i].done, __ATOMIC_SEQ_CST);
 	return n;
 }
@@ -102,7 +113,7 @@ static void *poke_main(void *p)
 static int fail(const char *what)
 {
 	printf("FAIL %s (handled %d)\n", what, __atomic_load_n(&handled, __ATOMIC_SEQ_CST));
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < WORKERS; i++)
 		printf("  thread %d: done %d r %ld errno %d\n", i, res[i].done, res[i].r, res[i].err);
 	fflush(stdout);
 	_exit(1);
@@ -140,20 +151,23 @@ int main(int argc, char **argv)
 			return fail("accept");
 	}
 
-	pthread_t t[4];
-	for (long i = 0; i < 4; i++)
-		if (pthread_create(&t[i], NULL, i < 2 ? acceptor : receiver, (void *)i) != 0)
+	if (pipe(pipefd) != 0)
+		return fail("pipe");
+	pthread_t t[WORKERS];
+	for (long i = 0; i < WORKERS; i++)
+		if (pthread_create(&t[i], NULL, i < 2 ? acceptor : i < 4 ? receiver : pipe_reader,
+				   (void *)i) != 0)
 			return fail("pthread_create");
 	sleep_ms(300);
 	if (count_done() != 0)
 		return fail("a call returned before any signal");
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < WORKERS; i++)
 		pthread_kill(t[i], SIGUSR1);
 
 	if (!restart_mode) {
-		if (wait_done(4) != 4)
+		if (wait_done(WORKERS) != WORKERS)
 			return fail("EINTR: calls still blocked after the signals");
-		for (int i = 0; i < 4; i++)
+		for (int i = 0; i < WORKERS; i++)
 			if (res[i].r != -1 || res[i].err != EINTR)
 				return fail("EINTR: a call did not fail with EINTR");
 	} else {
@@ -167,15 +181,17 @@ int main(int argc, char **argv)
 			if (send(clients[i], "x", 1, 0) != 1)
 				return fail("send");
 		}
-		if (wait_done(4) != 4)
+		if (write(pipefd[1], "p", 1) != 1)
+			return fail("write");
+		if (wait_done(WORKERS) != WORKERS)
 			return fail("SA_RESTART: calls never returned");
-		for (int i = 0; i < 4; i++)
+		for (int i = 0; i < WORKERS; i++)
 			if (i < 2 ? res[i].r < 0 : res[i].r != 1)
 				return fail("SA_RESTART: a restarted call failed");
 	}
-	if (__atomic_load_n(&handled, __ATOMIC_SEQ_CST) != 4)
+	if (__atomic_load_n(&handled, __ATOMIC_SEQ_CST) != WORKERS)
 		return fail("handler count");
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < WORKERS; i++)
 		pthread_join(t[i], NULL);
 
 	/* The main thread (no twin: its own calls) blocks in recv. */
@@ -187,7 +203,7 @@ int main(int argc, char **argv)
 	long r = recv(served[0], &b, 1, 0);
 	int e = errno;
 	pthread_join(poker, NULL);
-	if (__atomic_load_n(&handled, __ATOMIC_SEQ_CST) != 5)
+	if (__atomic_load_n(&handled, __ATOMIC_SEQ_CST) != WORKERS + 1)
 		return fail("main: the handler did not run");
 	if (restart_mode ? (r != 1 || b != 'm') : (r != -1 || e != EINTR)) {
 		printf("main: recv %ld errno %d\n", r, e);

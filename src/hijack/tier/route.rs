@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::arm;
 use super::gate::{self, KSigaction};
 use super::trap::{self, Frame};
+use crate::hijack::fdtable;
 use crate::hijack::host::{errno, set_errno};
 use crate::hijack::lifecycle::diag;
 
@@ -100,6 +101,38 @@ pub(super) fn needs_tls(nr: i64, a0: i64) -> bool {
             | 441
     ) || (nr == 157 && a0 == trap::PR_SET_SYSCALL_USER_DISPATCH)
         || (nr == 13 && !gate::STATIC.load(Ordering::Relaxed))
+}
+
+/// A call whose hook would hand it straight to libc: a read, write, send,
+/// receive or accept on a host descriptor, a `poll`/`ppoll` of host
+/// descriptors only. A thread with a twin (twin.rs) issues it itself, with
+/// no TLS of ours: no hand-off, and its signals interrupt it as the host's
+/// (the host restarts it under SA_RESTART). None: not such a call.
+pub(super) fn host_fd_call(nr: i64, a: [i64; 6]) -> Option<i64> {
+    let host_fd = |fd: i64| fdtable::kernel_fd(fd as c_int).is_none();
+    match nr {
+        0 | 1 | 17..=20 | 43..=45 | 288 if host_fd(a[0]) => Some(host(nr, a)),
+        7 if host_pollfds(a[0], a[1]) => Some(host(nr, a)),
+        271 if host_pollfds(a[0], a[1]) => {
+            let m = Unblocked::new(a[3]);
+            Some(host(nr, [a[0], a[1], a[2], m.ptr() as i64, a[4], a[5]]))
+        }
+        _ => None,
+    }
+}
+
+/// Whether the program's `nfds` pollfds at `fds` are all host descriptors
+/// (a large or unreadable set: left to the hook).
+fn host_pollfds(fds: i64, nfds: i64) -> bool {
+    if !(0..=256).contains(&nfds) || (fds == 0 && nfds > 0) {
+        return false;
+    }
+    let p = fds as usize as *const libc::pollfd;
+    (0..nfds as usize).all(|i| {
+        // SAFETY: the program's array of `nfds` pollfds (poll reads it too).
+        let fd = unsafe { std::ptr::addr_of!((*p.add(i)).fd).read_unaligned() };
+        fdtable::kernel_fd(fd).is_none()
+    })
 }
 
 /// The calls that need no TLS of ours (a thread with a twin makes them

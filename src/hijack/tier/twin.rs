@@ -5,8 +5,13 @@
 //! on a futex: the thread's calls that go to a hook are handed to its twin
 //! (the frame's registers; the thread waits), every other call (futex,
 //! mmap, gettid, signal masks, clone: the per-thread ones above all) runs
-//! on the thread itself, with no TLS used. A call through the twin costs
-//! two futex hand-offs more.
+//! on the thread itself, with no TLS used. So does a call a hook would hand
+//! straight to libc (a read, write, send, receive or accept on a host
+//! descriptor, a poll of host descriptors only: `route::host_fd_call`),
+//! which its signals then interrupt as the host's. A call through the
+//! twin costs two futex hand-offs more. A signal to the thread while its
+//! twin is inside a kernel call for it ends that call as our handler
+//! wrapper would (`on_signal`, the interrupter).
 
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicI64, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -151,6 +156,17 @@ pub fn route(f: &mut Frame) -> i64 {
     // SAFETY: the thread's live block.
     let t = unsafe { (*f.block).twin } as *mut Twin;
     if super::route::needs_tls(nr, f.rdi as i64) {
+        let a = [
+            f.rdi as i64,
+            f.rsi as i64,
+            f.rdx as i64,
+            f.r10 as i64,
+            f.r8 as i64,
+            f.r9 as i64,
+        ];
+        if let Some(r) = super::route::host_fd_call(nr, a) {
+            return r;
+        }
         return ask(t, ROUTE, f);
     }
     super::route::route_without_tls(f)
