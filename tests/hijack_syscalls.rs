@@ -134,6 +134,21 @@ fn tap_counter(name: &str) -> u64 {
         .unwrap()
 }
 
+/// The tap's byte counters (rx, tx), as its host side counts them.
+fn tap_bytes() -> (u64, u64) {
+    (tap_counter("rx_bytes"), tap_counter("tx_bytes"))
+}
+
+/// A fetch of `body` bytes by the kernel from the tap's host side: the
+/// peer saw the kernel's address, the bytes left the host through the tap
+/// (its tx) and the requests came in (its rx).
+fn assert_crossed(body: usize, peers: &[String], before: (u64, u64), after: (u64, u64)) {
+    assert_eq!(peers, ["192.168.113.2"]);
+    let ((rx, tx), (rx2, tx2)) = (before, after);
+    assert!(tx2 >= tx + body as u64, "tap tx_bytes {tx} -> {tx2}");
+    assert!(rx2 > rx, "tap rx_bytes {rx} -> {rx2}");
+}
+
 /// The tap config in a file of its own.
 fn tap_config_file(tag: &str) -> PathBuf {
     let file = build_dir().join(format!("tap-{tag}-{}.json", std::process::id()));
@@ -269,13 +284,13 @@ fn go_client(test: &str, tag: &'static str, cgo: bool) {
         let config = tap_config_file(tag);
         let body = 3 << 20;
         let (port, server) = peer_server(body);
-        let (rx, tx) = (tap_counter("rx_bytes"), tap_counter("tx_bytes"));
+        let (rx, tx) = tap_bytes();
         // No LKL_HIJACK_SYSCALLS: the launcher sees a Go binary.
         let url = format!("http://192.168.113.1:{port}/");
         let mut cmd = with_config(&config, &[client.to_str().unwrap(), &url]);
         cmd.env_remove("LKL_HIJACK_SYSCALLS");
         let out = output_within(&mut cmd);
-        let (rx2, tx2) = (tap_counter("rx_bytes"), tap_counter("tx_bytes"));
+        let (rx2, tx2) = tap_bytes();
         let peers = server.join().unwrap();
         let _ = std::fs::remove_file(&config);
         assert!(out.status.success(), "{}", show(&out));
@@ -284,10 +299,7 @@ fn go_client(test: &str, tag: &'static str, cgo: bool) {
             stdout.contains(&format!("status 200 bytes {body} peer-saw 192.168.113.2")),
             "{stdout}"
         );
-        assert_eq!(peers, ["192.168.113.2"]);
-        // The 3 MB left the host through the tap, towards the kernel.
-        assert!(tx2 >= tx + body as u64, "tap tx_bytes {tx} -> {tx2}");
-        assert!(rx2 > rx, "tap rx_bytes {rx} -> {rx2}");
+        assert_crossed(body, &peers, (rx, tx), (rx2, tx2));
         println!("Go client: {body} bytes through the tap (tx {tx} -> {tx2})");
     });
 }
@@ -329,7 +341,7 @@ fn go_server(test: &str, tag: &'static str, cgo: bool) {
         .unwrap();
         let child = Helper(child);
         assert!(line.contains("listening 192.168.113.2:8080"), "{line:?}");
-        let (rx, tx) = (tap_counter("rx_bytes"), tap_counter("tx_bytes"));
+        let (rx, tx) = tap_bytes();
         let clients: Vec<_> = (0..50)
             .map(|_| {
                 std::thread::spawn(|| {
@@ -354,7 +366,7 @@ fn go_server(test: &str, tag: &'static str, cgo: bool) {
             let body = resp.split("\r\n\r\n").nth(1).unwrap_or("");
             assert_eq!(body.len(), 65536);
         }
-        let (rx2, tx2) = (tap_counter("rx_bytes"), tap_counter("tx_bytes"));
+        let (rx2, tx2) = tap_bytes();
         drop(child);
         let _ = std::fs::remove_file(&config);
         // 50 responses of 64 KiB came out of the kernel through the tap.
@@ -482,7 +494,7 @@ fn busybox_wget_through_the_loader() {
             let config = tap_config_file("bbwget");
             let body = 1 << 20;
             let (port, server) = peer_server(body);
-            let (rx, tx) = (tap_counter("rx_bytes"), tap_counter("tx_bytes"));
+            let (rx, tx) = tap_bytes();
             let mut out = with_config(
                 &config,
                 &[
@@ -494,7 +506,7 @@ fn busybox_wget_through_the_loader() {
                 ],
             );
             let out = output_within(&mut out);
-            let (rx2, tx2) = (tap_counter("rx_bytes"), tap_counter("tx_bytes"));
+            let (rx2, tx2) = tap_bytes();
             let peers = server.join().unwrap();
             let _ = std::fs::remove_file(&config);
             assert!(
@@ -503,9 +515,7 @@ fn busybox_wget_through_the_loader() {
                 String::from_utf8_lossy(&out.stderr)
             );
             assert_eq!(out.stdout.len(), body);
-            assert_eq!(peers, ["192.168.113.2"]);
-            assert!(tx2 >= tx + body as u64, "tap tx_bytes {tx} -> {tx2}");
-            assert!(rx2 > rx, "tap rx_bytes {rx} -> {rx2}");
+            assert_crossed(body, &peers, (rx, tx), (rx2, tx2));
             println!("busybox wget: {body} bytes through the tap");
         },
     );
@@ -858,7 +868,7 @@ fn busybox_sh_pipeline_wget_wc() {
                 &config,
                 &["/bin/busybox", "sh", "-c", &script],
             ));
-            let (rx2, tx2) = (tap_counter("rx_bytes"), tap_counter("tx_bytes"));
+            let (rx2, tx2) = tap_bytes();
             let peers = server.join().unwrap();
             let _ = std::fs::remove_file(&config);
             assert!(out.status.success(), "{}", show(&out));
@@ -866,9 +876,7 @@ fn busybox_sh_pipeline_wget_wc() {
                 String::from_utf8_lossy(&out.stdout).trim(),
                 body.to_string()
             );
-            assert_eq!(peers, ["192.168.113.2"]);
-            assert!(tx2 >= tx + body as u64, "tap tx_bytes {tx} -> {tx2}");
-            assert!(rx2 > rx, "tap rx_bytes {rx} -> {rx2}");
+            assert_crossed(body, &peers, (rx, tx), (rx2, tx2));
             println!("busybox sh -c 'wget | wc -c': {body} bytes through the tap");
         },
     );
@@ -918,7 +926,7 @@ fn non_root_user_with_its_own_tap() {
             std::fs::create_dir_all(&mnt).unwrap();
             let body = 1 << 20;
             let (port, server) = peer_server(body);
-            let (rx, tx) = (tap_counter("rx_bytes"), tap_counter("tx_bytes"));
+            let (rx, tx) = tap_bytes();
             let script = r#"set -e
 mount --make-rprivate /
 mount -t tmpfs none "$1"
@@ -942,16 +950,14 @@ exec setpriv --reuid=65534 --regid=65534 --clear-groups sh -c 'id -u >&2; exec "
                     .arg(dir.join("bin/lkl-hijack.sh"))
                     .args(["/bin/busybox", "wget", "-q", "-O-", &url]),
             );
-            let (rx2, tx2) = (tap_counter("rx_bytes"), tap_counter("tx_bytes"));
+            let (rx2, tx2) = tap_bytes();
             let peers = server.join().unwrap();
             let _ = std::fs::remove_dir_all(&dir);
             assert!(out.status.success(), "{}", show(&out));
             let err = String::from_utf8_lossy(&out.stderr);
             assert_eq!(err.lines().next(), Some("65534"), "{}", show(&out));
             assert_eq!(out.stdout.len(), body);
-            assert_eq!(peers, ["192.168.113.2"]);
-            assert!(tx2 >= tx + body as u64, "tap tx_bytes {tx} -> {tx2}");
-            assert!(rx2 > rx, "tap rx_bytes {rx} -> {rx2}");
+            assert_crossed(body, &peers, (rx, tx), (rx2, tx2));
             println!("busybox wget as nobody on its own tap: {body} bytes through the tap");
         },
     );

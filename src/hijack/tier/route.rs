@@ -103,6 +103,18 @@ pub(super) fn needs_tls(nr: i64, a0: i64) -> bool {
         || (nr == 13 && !gate::STATIC.load(Ordering::Relaxed))
 }
 
+/// The arguments of the call in `f`.
+pub(super) fn args(f: &Frame) -> [i64; 6] {
+    [
+        f.rdi as i64,
+        f.rsi as i64,
+        f.rdx as i64,
+        f.r10 as i64,
+        f.r8 as i64,
+        f.r9 as i64,
+    ]
+}
+
 /// A call whose hook would hand it straight to libc: a read, write, send,
 /// receive or accept on a host descriptor, a `poll`/`ppoll` of host
 /// descriptors only. A thread with a twin (twin.rs) issues it itself, with
@@ -139,14 +151,7 @@ fn host_pollfds(fds: i64, nfds: i64) -> bool {
 /// itself): the loader's, signal masks, clone, io_uring, the host's.
 pub(super) fn route_without_tls(f: &mut Frame) -> i64 {
     let nr = f.rax as i64;
-    let a = [
-        f.rdi as i64,
-        f.rsi as i64,
-        f.rdx as i64,
-        f.r10 as i64,
-        f.r8 as i64,
-        f.r9 as i64,
-    ];
+    let a = args(f);
     special(f, nr, a).unwrap_or_else(|| host(nr, a))
 }
 
@@ -216,14 +221,7 @@ macro_rules! p {
 /// The call in `f`, routed.
 fn route(f: &mut Frame) -> i64 {
     let nr = f.rax as i64;
-    let a = [
-        f.rdi as i64,
-        f.rsi as i64,
-        f.rdx as i64,
-        f.r10 as i64,
-        f.r8 as i64,
-        f.r9 as i64,
-    ];
+    let a = args(f);
     let i = |k: usize| a[k] as c_int;
     let u = |k: usize| a[k] as usize;
     if let Some(r) = special(f, nr, a) {

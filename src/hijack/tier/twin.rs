@@ -156,15 +156,7 @@ pub fn route(f: &mut Frame) -> i64 {
     // SAFETY: the thread's live block.
     let t = unsafe { (*f.block).twin } as *mut Twin;
     if super::route::needs_tls(nr, f.rdi as i64) {
-        let a = [
-            f.rdi as i64,
-            f.rsi as i64,
-            f.rdx as i64,
-            f.r10 as i64,
-            f.r8 as i64,
-            f.r9 as i64,
-        ];
-        if let Some(r) = super::route::host_fd_call(nr, a) {
+        if let Some(r) = super::route::host_fd_call(nr, super::route::args(f)) {
             return r;
         }
         return ask(t, ROUTE, f);
