@@ -62,12 +62,7 @@ fn futex(word: &AtomicU32, op: i32, val: u32) {
 fn serve(t: &'static Twin) {
     // The program's signals are for its own threads (Go's handlers take a
     // thread of ours for a foreign one).
-    // SAFETY: a full set, this thread's mask.
-    unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
-    }
+    block_all();
     // Leaked once per twin (twins are few and live as long as the
     // program's threads).
     let calls: &'static CallState = Box::leak(Box::new(CallState::this_thread()));
@@ -117,14 +112,45 @@ pub fn create() -> *mut Twin {
         calls: AtomicPtr::new(std::ptr::null_mut()),
     }));
     start_interrupter();
-    match std::thread::Builder::new()
-        .name("lkl-twin".into())
-        .stack_size(1 << 20)
-        .spawn(move || serve(t))
-    {
-        Ok(_) => t as *const Twin as *mut Twin,
-        Err(_) => std::ptr::null_mut(),
+    if spawn_quiet("lkl-twin", 1 << 20, move || serve(t)) {
+        t as *const Twin as *mut Twin
+    } else {
+        std::ptr::null_mut()
     }
+}
+
+/// Blocks every signal on this thread (one of ours: never unblocked).
+fn block_all() {
+    // SAFETY: a full set, this thread's mask.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
+    }
+}
+
+/// Starts a thread of ours that never runs the program's handlers: it
+/// inherits a mask with every signal but SIGSYS blocked (the creator's,
+/// set around the spawn; a trap while SIGSYS is blocked would kill the
+/// process) and blocks the rest itself. False if no thread could be made.
+fn spawn_quiet(name: &str, stack: usize, f: impl FnOnce() + Send + 'static) -> bool {
+    // SAFETY: plain sigset_t values and this thread's mask, restored below.
+    let old = unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::sigdelset(&mut all, libc::SIGSYS);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+        old
+    };
+    let made = std::thread::Builder::new()
+        .name(name.into())
+        .stack_size(stack)
+        .spawn(f)
+        .is_ok();
+    // SAFETY: the mask saved above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+    made
 }
 
 /// Hands `kind` (with frame `f`) to twin `t` and waits for its answer.
@@ -300,21 +326,12 @@ static INTERRUPTER: std::sync::Once = std::sync::Once::new();
 /// kernel calls for their threads' signals. Started with the first twin.
 fn start_interrupter() {
     INTERRUPTER.call_once(|| {
-        let _ = std::thread::Builder::new()
-            .name("lkl-interrupt".into())
-            .stack_size(256 << 10)
-            .spawn(interrupter);
+        spawn_quiet("lkl-interrupt", 256 << 10, interrupter);
     });
 }
 
 fn interrupter() {
-    // SAFETY: a full set, this thread's mask (the program's signals are
-    // for its own threads).
-    unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
-    }
+    block_all();
     loop {
         let w = WAKE.load(Ordering::Acquire);
         for slot in &PENDING {
