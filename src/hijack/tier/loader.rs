@@ -231,14 +231,21 @@ static FLAGS: [AtomicU64; 65] = [const { AtomicU64::new(0) }; 65];
 /// program (signals.rs), it first ends the thread's blocking kernel call
 /// (EINTR after the handler, or the call issued again under SA_RESTART):
 /// the thread's own (our `%fs` in: the main thread, a fork child), or the
-/// one its twin makes for it (twin.rs). Async-signal-safe: registers, the
-/// thread's block, atomics.
+/// one its twin makes for it (twin.rs). A process-wide signal on a thread
+/// other than the main one is first queued again for the main thread
+/// (`gate::redirect_to_main`, as the wrapper does). Async-signal-safe:
+/// registers, the thread's block, atomics, raw calls.
 extern "C" fn shim(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut std::ffi::c_void) {
     let Some(i) = usize::try_from(sig).ok().filter(|&i| i < HANDLERS.len()) else {
         return;
     };
     let h = HANDLERS[i].load(Ordering::Acquire);
     if h <= 1 {
+        return;
+    }
+    // A process-wide signal taken by a thread that trapped goes where the
+    // host would have delivered it, as in our wrapper (signals.rs).
+    if gate::redirect_to_main(sig, info) {
         return;
     }
     let restart = FLAGS[i].load(Ordering::Acquire) & libc::SA_RESTART as u64 != 0;
@@ -283,6 +290,11 @@ fn sigaction(a: [i64; 6]) -> i64 {
         return host(13, a);
     }
     let mine = shim as *const () as usize;
+    let sa_siginfo = libc::SA_SIGINFO as u64;
+    let (prev, prev_flags) = (
+        HANDLERS[sig].load(Ordering::Acquire),
+        FLAGS[sig].load(Ordering::Acquire),
+    );
     let mut k = a;
     let mut act: gate::KSigaction;
     if a[1] != 0 {
@@ -293,17 +305,21 @@ fn sigaction(a: [i64; 6]) -> i64 {
             HANDLERS[sig].store(act.handler, Ordering::Release);
             FLAGS[sig].store(act.flags, Ordering::Release);
             act.handler = mine;
+            // The shim reads the siginfo (`redirect_to_main`): the host
+            // fills it in only with SA_SIGINFO.
+            act.flags |= sa_siginfo;
         }
         k[1] = &act as *const gate::KSigaction as i64;
     }
-    let prev = HANDLERS[sig].load(Ordering::Acquire);
     let r = host(13, k);
     if r == 0 && a[2] != 0 {
         // SAFETY: the program's old-action struct, just written.
         unsafe {
             let o = a[2] as usize as *mut gate::KSigaction;
             if (*o).handler == mine {
+                // The program's own handler and flags, not the shim's.
                 (*o).handler = prev;
+                (*o).flags = ((*o).flags & !sa_siginfo) | (prev_flags & sa_siginfo);
             }
         }
     }
