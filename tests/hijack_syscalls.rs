@@ -134,6 +134,21 @@ fn tap_counter(name: &str) -> u64 {
         .unwrap()
 }
 
+/// The tap's byte counters (rx, tx), as its host side counts them.
+fn tap_bytes() -> (u64, u64) {
+    (tap_counter("rx_bytes"), tap_counter("tx_bytes"))
+}
+
+/// A fetch of `body` bytes by the kernel from the tap's host side: the
+/// peer saw the kernel's address, the bytes left the host through the tap
+/// (its tx) and the requests came in (its rx).
+fn assert_crossed(body: usize, peers: &[String], before: (u64, u64), after: (u64, u64)) {
+    assert_eq!(peers, ["192.168.113.2"]);
+    let ((rx, tx), (rx2, tx2)) = (before, after);
+    assert!(tx2 >= tx + body as u64, "tap tx_bytes {tx} -> {tx2}");
+    assert!(rx2 > rx, "tap rx_bytes {rx} -> {rx2}");
+}
+
 /// The tap config in a file of its own.
 fn tap_config_file(tag: &str) -> PathBuf {
     let file = build_dir().join(format!("tap-{tag}-{}.json", std::process::id()));
@@ -269,13 +284,13 @@ fn go_client(test: &str, tag: &'static str, cgo: bool) {
         let config = tap_config_file(tag);
         let body = 3 << 20;
         let (port, server) = peer_server(body);
-        let (rx, tx) = (tap_counter("rx_bytes"), tap_counter("tx_bytes"));
+        let (rx, tx) = tap_bytes();
         // No LKL_HIJACK_SYSCALLS: the launcher sees a Go binary.
         let url = format!("http://192.168.113.1:{port}/");
         let mut cmd = with_config(&config, &[client.to_str().unwrap(), &url]);
         cmd.env_remove("LKL_HIJACK_SYSCALLS");
         let out = output_within(&mut cmd);
-        let (rx2, tx2) = (tap_counter("rx_bytes"), tap_counter("tx_bytes"));
+        let (rx2, tx2) = tap_bytes();
         let peers = server.join().unwrap();
         let _ = std::fs::remove_file(&config);
         assert!(out.status.success(), "{}", show(&out));
@@ -284,10 +299,7 @@ fn go_client(test: &str, tag: &'static str, cgo: bool) {
             stdout.contains(&format!("status 200 bytes {body} peer-saw 192.168.113.2")),
             "{stdout}"
         );
-        assert_eq!(peers, ["192.168.113.2"]);
-        // The 3 MB left the host through the tap, towards the kernel.
-        assert!(tx2 >= tx + body as u64, "tap tx_bytes {tx} -> {tx2}");
-        assert!(rx2 > rx, "tap rx_bytes {rx} -> {rx2}");
+        assert_crossed(body, &peers, (rx, tx), (rx2, tx2));
         println!("Go client: {body} bytes through the tap (tx {tx} -> {tx2})");
     });
 }
@@ -329,7 +341,7 @@ fn go_server(test: &str, tag: &'static str, cgo: bool) {
         .unwrap();
         let child = Helper(child);
         assert!(line.contains("listening 192.168.113.2:8080"), "{line:?}");
-        let (rx, tx) = (tap_counter("rx_bytes"), tap_counter("tx_bytes"));
+        let (rx, tx) = tap_bytes();
         let clients: Vec<_> = (0..50)
             .map(|_| {
                 std::thread::spawn(|| {
@@ -354,7 +366,7 @@ fn go_server(test: &str, tag: &'static str, cgo: bool) {
             let body = resp.split("\r\n\r\n").nth(1).unwrap_or("");
             assert_eq!(body.len(), 65536);
         }
-        let (rx2, tx2) = (tap_counter("rx_bytes"), tap_counter("tx_bytes"));
+        let (rx2, tx2) = tap_bytes();
         drop(child);
         let _ = std::fs::remove_file(&config);
         // 50 responses of 64 KiB came out of the kernel through the tap.
@@ -482,7 +494,7 @@ fn busybox_wget_through_the_loader() {
             let config = tap_config_file("bbwget");
             let body = 1 << 20;
             let (port, server) = peer_server(body);
-            let (rx, tx) = (tap_counter("rx_bytes"), tap_counter("tx_bytes"));
+            let (rx, tx) = tap_bytes();
             let mut out = with_config(
                 &config,
                 &[
@@ -494,7 +506,7 @@ fn busybox_wget_through_the_loader() {
                 ],
             );
             let out = output_within(&mut out);
-            let (rx2, tx2) = (tap_counter("rx_bytes"), tap_counter("tx_bytes"));
+            let (rx2, tx2) = tap_bytes();
             let peers = server.join().unwrap();
             let _ = std::fs::remove_file(&config);
             assert!(
@@ -503,9 +515,7 @@ fn busybox_wget_through_the_loader() {
                 String::from_utf8_lossy(&out.stderr)
             );
             assert_eq!(out.stdout.len(), body);
-            assert_eq!(peers, ["192.168.113.2"]);
-            assert!(tx2 >= tx + body as u64, "tap tx_bytes {tx} -> {tx2}");
-            assert!(rx2 > rx, "tap rx_bytes {rx} -> {rx2}");
+            assert_crossed(body, &peers, (rx, tx), (rx2, tx2));
             println!("busybox wget: {body} bytes through the tap");
         },
     );
@@ -615,5 +625,340 @@ print("ok main thread")
     assert!(
         status.success() && out.contains("ok main thread"),
         "{status}: {out}"
+    );
+}
+
+/// Builds tests/syscalls/NAME.c as a static glibc program (`cc -static`).
+fn build_static_glibc(name: &str) -> PathBuf {
+    let out = build_dir().join(format!("{name}-glibc-static"));
+    run_ok(
+        Command::new("cc")
+            .args(["-static", "-O2", "-Wall", "-pthread", "-o"])
+            .arg(&out)
+            .arg(sources().join(format!("{name}.c"))),
+        &format!("cc -static {name}.c"),
+    );
+    out
+}
+
+/// A static glibc program's four threads blocked in kernel calls (two
+/// `accept`, two `recv`; each thread's calls made by its twin) and then
+/// its main thread (its own calls) take signals as on the host: EINTR
+/// without SA_RESTART, the calls restarted with it. Through the launcher,
+/// in the process-tree mode (its default) and in the single-process mode.
+#[testkit::needs(cc, sud)]
+#[test]
+fn static_threads_blocked_in_kernel_calls_take_signals() {
+    let prog = build_static_glibc("sigblock");
+    let prog = prog.to_str().unwrap();
+    // A port the host holds: only a kernel socket can bind it.
+    let held = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port().to_string();
+    for mode in ["eintr", "restart"] {
+        for single in [false, true] {
+            let mut args = vec![];
+            if single {
+                args.push("--single-process");
+            }
+            args.extend([prog, mode, &port]);
+            let out = hijacked(&args, &[]);
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && stdout.contains(&format!("{mode} ok")),
+                "{mode}, single-process {single}: {}",
+                show(&out)
+            );
+        }
+    }
+}
+
+/// A tiny DNS responder on 192.168.113.1:53 (UDP): `name` has the A
+/// record `addr` (AAAA: no data), anything else NXDOMAIN. Returns a stop
+/// flag and the thread, which yields the source addresses of the queries
+/// it answered.
+fn dns_responder(
+    name: &'static str,
+    addr: [u8; 4],
+) -> (
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    std::thread::JoinHandle<Vec<String>>,
+) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let sock = std::net::UdpSocket::bind("192.168.113.1:53").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let h = std::thread::spawn(move || {
+        let mut peers = Vec::new();
+        let mut buf = [0u8; 1500];
+        while !stop2.load(Ordering::Acquire) {
+            let Ok((n, peer)) = sock.recv_from(&mut buf) else {
+                continue;
+            };
+            let q = &buf[..n];
+            // The question: labels from offset 12, then type and class.
+            let mut pos = 12;
+            let mut labels = Vec::new();
+            while pos < n && q[pos] != 0 {
+                let l = usize::from(q[pos]);
+                labels
+                    .push(String::from_utf8_lossy(&q[pos + 1..(pos + 1 + l).min(n)]).into_owned());
+                pos += 1 + l;
+            }
+            if pos + 5 > n {
+                continue;
+            }
+            let qtype = u16::from_be_bytes([q[pos + 1], q[pos + 2]]);
+            let end = pos + 5;
+            peers.push(peer.ip().to_string());
+            let known = labels.join(".").eq_ignore_ascii_case(name);
+            let answer = known && qtype == 1;
+            let mut r = Vec::new();
+            r.extend_from_slice(&q[..2]);
+            // QR, RD copied, RA; NXDOMAIN for an unknown name.
+            r.extend_from_slice(&[0x81 | (q[2] & 1), if known { 0x80 } else { 0x83 }]);
+            r.extend_from_slice(&[0, 1, 0, u8::from(answer), 0, 0, 0, 0]);
+            r.extend_from_slice(&q[12..end]);
+            if answer {
+                r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+                r.extend_from_slice(&addr);
+            }
+            let _ = sock.send_to(&r, peer);
+        }
+        peers
+    });
+    (stop, h)
+}
+
+/// Programs with a resolver of their own (static musl's, static Go's)
+/// read `/etc/resolv.conf` themselves: under the tier they get the
+/// config's `nameserver` (192.168.113.1, the tap's host side), not the
+/// host's (the namespace's says 127.0.0.1), and their queries leave
+/// through the kernel: the responder sees the kernel's address.
+#[testkit::needs(root, tun, musl_gcc, go, sud)]
+#[test]
+fn own_resolvers_ask_the_configs_nameserver() {
+    in_netns(
+        "own_resolvers_ask_the_configs_nameserver",
+        "tierdns",
+        tap_setup,
+        || {
+            let musl = build_musl("resolve-static", &["resolve"]);
+            let go = build_go_as("goresolve", false);
+            let config = build_dir().join(format!("tap-dns-{}.json", std::process::id()));
+            std::fs::write(
+                &config,
+                r#"{"interfaces":[{"type":"tap","param":"tap0","ip":"192.168.113.2","masklen":"24"}],"nameserver":"192.168.113.1"}"#,
+            )
+            .unwrap();
+            for prog in [&musl, &go] {
+                let (stop, responder) = dns_responder("made-up.lkl.test", [192, 168, 113, 77]);
+                let rx = tap_counter("rx_packets");
+                let out = output_within(&mut with_config(
+                    &config,
+                    &[prog.to_str().unwrap(), "made-up.lkl.test"],
+                ));
+                let rx2 = tap_counter("rx_packets");
+                stop.store(true, std::sync::atomic::Ordering::Release);
+                let peers = responder.join().unwrap();
+                assert!(out.status.success(), "{}: {}", prog.display(), show(&out));
+                let stdout = String::from_utf8_lossy(&out.stdout);
+                assert!(stdout.contains("192.168.113.77"), "{}", show(&out));
+                assert!(!peers.is_empty(), "no query reached the responder");
+                assert!(
+                    peers.iter().all(|p| p == "192.168.113.2"),
+                    "queries from {peers:?}"
+                );
+                assert!(rx2 > rx, "tap rx_packets {rx} -> {rx2}");
+                println!(
+                    "{}: {} queries from the kernel's address, tap rx_packets {rx} -> {rx2}",
+                    prog.file_name().unwrap().to_string_lossy(),
+                    peers.len()
+                );
+            }
+            let _ = std::fs::remove_file(&config);
+        },
+    );
+}
+
+/// A host-side TCP sink on 192.168.113.1: counts the bytes of one
+/// connection up to EOF; yields (peer address, bytes).
+fn sink() -> (u16, std::thread::JoinHandle<(String, usize)>) {
+    let l = TcpListener::bind("192.168.113.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let h = std::thread::spawn(move || {
+        let (mut c, peer) = l.accept().unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut n = 0;
+        let mut buf = vec![0u8; 65536];
+        loop {
+            match c.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => n += k,
+            }
+        }
+        (peer.ip().to_string(), n)
+    });
+    (port, h)
+}
+
+/// A dynamic (cgo) Go program writes 4 MB to a peer on a kernel socket and
+/// ends at once with os.Exit (a raw exit_group) without closing: the peer
+/// still gets every byte, in both modes (single-process: the tier halts
+/// the kernel before the process ends, as the destructor does).
+#[testkit::needs(root, tun, go, sud)]
+#[test]
+fn go_exit_without_close_delivers_everything() {
+    in_netns(
+        "go_exit_without_close_delivers_everything",
+        "tiergoexit",
+        tap_setup,
+        || {
+            let prog = build_go_as("goexit", true);
+            let config = tap_config_file("goexit");
+            let size = 4 << 20;
+            for single in [true, false] {
+                let (port, peer) = sink();
+                let rx = tap_counter("rx_bytes");
+                let target = format!("192.168.113.1:{port}");
+                let size_s = size.to_string();
+                let mut args = vec![];
+                if single {
+                    args.push("--single-process");
+                }
+                args.extend([prog.to_str().unwrap(), &target, &size_s]);
+                let out = output_within(&mut with_config(&config, &args));
+                let (ip, got) = peer.join().unwrap();
+                let rx2 = tap_counter("rx_bytes");
+                assert!(out.status.success(), "{}", show(&out));
+                assert_eq!(ip, "192.168.113.2");
+                assert_eq!(got, size, "single-process {single}: {}", show(&out));
+                // The bytes came out of the kernel through the tap.
+                assert!(rx2 >= rx + size as u64, "tap rx_bytes {rx} -> {rx2}");
+                println!(
+                    "Go os.Exit after writing {size} bytes (single-process {single}): all received"
+                );
+            }
+            let _ = std::fs::remove_file(&config);
+        },
+    );
+}
+
+/// busybox-static's `sh -c 'wget -O- URL | wc -c'`: the shell forks, each
+/// child execs busybox again (the loader again), and `wget` in the
+/// pipeline's child fetches through the tree's kernel (the launcher's
+/// default mode).
+#[testkit::needs(root, tun, busybox, sud)]
+#[test]
+fn busybox_sh_pipeline_wget_wc() {
+    in_netns(
+        "busybox_sh_pipeline_wget_wc",
+        "tierbbpipe",
+        tap_setup,
+        || {
+            let config = tap_config_file("bbpipe");
+            let body = 1 << 20;
+            let (port, server) = peer_server(body);
+            let rx = tap_counter("rx_bytes");
+            let tx = tap_counter("tx_bytes");
+            let script =
+                format!("busybox wget -q -O- http://192.168.113.1:{port}/ | busybox wc -c");
+            let out = output_within(&mut with_config(
+                &config,
+                &["/bin/busybox", "sh", "-c", &script],
+            ));
+            let (rx2, tx2) = tap_bytes();
+            let peers = server.join().unwrap();
+            let _ = std::fs::remove_file(&config);
+            assert!(out.status.success(), "{}", show(&out));
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout).trim(),
+                body.to_string()
+            );
+            assert_crossed(body, &peers, (rx, tx), (rx2, tx2));
+            println!("busybox sh -c 'wget | wc -c': {body} bytes through the tap");
+        },
+    );
+}
+
+/// As a non-root user (`nobody`) with a tap that user owns (`ip tuntap
+/// add ... user nobody`): busybox-static's `wget` fetches through the
+/// kernel, in the tree mode. CI runs as root: the test drops to `nobody`
+/// for the launcher and everything it starts, in a mount namespace of its
+/// own where `/dev/net/tun` is open to all (as distributions have it; here
+/// it may be root's only), and runs copies of the launcher, library,
+/// loader and server from a directory `nobody` can read.
+#[testkit::needs(root, tun, busybox, sud)]
+#[test]
+fn non_root_user_with_its_own_tap() {
+    in_netns(
+        "non_root_user_with_its_own_tap",
+        "tieruser",
+        |ns| {
+            ns.lo_up()?;
+            ns.ip(&[
+                "tuntap", "add", "dev", "tap0", "mode", "tap", "user", "nobody",
+            ])?;
+            ns.ip(&["addr", "add", "192.168.113.1/24", "dev", "tap0"])?;
+            ns.ip(&["link", "set", "tap0", "up"]).map(drop)
+        },
+        || {
+            use std::os::unix::fs::PermissionsExt;
+            let dir = std::env::temp_dir().join(format!("lkl-tier-user-{}", std::process::id()));
+            std::fs::create_dir_all(dir.join("bin")).unwrap();
+            let lib = library();
+            let built = lib.parent().unwrap();
+            for (from, to) in [
+                (testkit::hijack::script(), dir.join("bin/lkl-hijack.sh")),
+                (lib.clone(), dir.join("liblkl_hijack.so")),
+                (built.join("lkl-loader"), dir.join("lkl-loader")),
+                (built.join("lkl-server"), dir.join("lkl-server")),
+            ] {
+                std::fs::copy(&from, &to).unwrap_or_else(|e| panic!("{}: {e}", from.display()));
+            }
+            let config = dir.join("tap.json");
+            std::fs::write(&config, tap_config(None)).unwrap();
+            for p in [&dir, &dir.join("bin")] {
+                std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+            }
+            let mnt = dir.join("dev");
+            std::fs::create_dir_all(&mnt).unwrap();
+            let body = 1 << 20;
+            let (port, server) = peer_server(body);
+            let (rx, tx) = tap_bytes();
+            let script = r#"set -e
+mount --make-rprivate /
+mount -t tmpfs none "$1"
+mknod "$1/tun" c 10 200
+chmod 666 "$1/tun"
+mount --bind "$1/tun" /dev/net/tun
+shift
+cd /tmp
+exec setpriv --reuid=65534 --regid=65534 --clear-groups sh -c 'id -u >&2; exec "$@"' sh "$@""#;
+            let url = format!("http://192.168.113.1:{port}/");
+            let out = output_within(
+                Command::new("unshare")
+                    .args(["-m", "sh", "-c", script, "sh"])
+                    .arg(&mnt)
+                    .args(["env", "-u", "LKL_HIJACK_SYSCALLS", "HOME=/tmp"])
+                    .arg(format!(
+                        "LKL_HIJACK_LIB={}",
+                        dir.join("liblkl_hijack.so").display()
+                    ))
+                    .arg(format!("LKL_HIJACK_CONFIG_FILE={}", config.display()))
+                    .arg(dir.join("bin/lkl-hijack.sh"))
+                    .args(["/bin/busybox", "wget", "-q", "-O-", &url]),
+            );
+            let (rx2, tx2) = tap_bytes();
+            let peers = server.join().unwrap();
+            let _ = std::fs::remove_dir_all(&dir);
+            assert!(out.status.success(), "{}", show(&out));
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(err.lines().next(), Some("65534"), "{}", show(&out));
+            assert_eq!(out.stdout.len(), body);
+            assert_crossed(body, &peers, (rx, tx), (rx2, tx2));
+            println!("busybox wget as nobody on its own tap: {body} bytes through the tap");
+        },
     );
 }

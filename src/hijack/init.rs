@@ -381,7 +381,19 @@ fn dump(paths: &[String]) {
     }
 }
 
+/// The exit path for a raw `exit_group` that the system-call tier caught
+/// (Go's runtime, `_exit`, a static program's exit): libc's exit, which
+/// runs our destructor, never ran, so the kernel is halted here first, as
+/// the destructor would (TCP data still queued goes out, disks synced).
+pub(crate) fn before_exit_group() {
+    hijack_fini();
+}
+
 extern "C" fn hijack_fini() {
+    static DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if DONE.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        return;
+    }
     // The system-call tier: our own exit path goes straight to the host.
     crate::hijack::tier::leave();
     if crate::hijack::tree::client() {

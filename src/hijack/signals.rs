@@ -105,16 +105,7 @@ extern "C" fn wrapper(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) 
             }
             _ => FLAGS[idx].load(Ordering::Relaxed) & libc::SA_RESTART != 0,
         };
-        RESTART.with(|r| r.store(restart, Ordering::Release));
-        INTERRUPTED.with(|i| i.store(true, Ordering::Release));
-        let tid = KTID.with(|t| t.load(Ordering::Acquire));
-        if tid > 0 {
-            if crate::hijack::tree::client() {
-                crate::hijack::tree::interrupt(tid);
-            } else {
-                let _ = lkl::interrupt(tid);
-            }
-        }
+        interrupt_own_call(restart);
     }
     set_errno(saved);
     let h = HANDLERS[idx].load(Ordering::Acquire);
@@ -137,6 +128,85 @@ extern "C" fn wrapper(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) 
         f(sig);
     }
     IN_HANDLER.with(|d| d.fetch_sub(1, Ordering::AcqRel));
+}
+
+/// From a signal handler on a thread with the library's TLS: if the
+/// thread is inside a kernel call, the call is ended (EINTR, or issued
+/// again when `restart` and man 7 signal say so). Async-signal-safe.
+pub fn interrupt_own_call(restart: bool) {
+    if !IN_CALL.with(|c| c.load(Ordering::Acquire)) {
+        return;
+    }
+    RESTART.with(|r| r.store(restart, Ordering::Release));
+    INTERRUPTED.with(|i| i.store(true, Ordering::Release));
+    interrupt_task(KTID.with(|t| t.load(Ordering::Acquire)));
+}
+
+/// Ends kernel task `tid`'s call (the kernel in the process, or the tree's
+/// server). Async-signal-safe; errno kept.
+pub fn interrupt_task(tid: i32) {
+    if tid <= 0 {
+        return;
+    }
+    let saved = errno();
+    if crate::hijack::tree::client() {
+        crate::hijack::tree::interrupt(tid);
+    } else {
+        let _ = lkl::interrupt(tid);
+    }
+    set_errno(saved);
+}
+
+/// A thread's kernel-call state, seen from another thread: a static
+/// program's thread, whose hooked calls its twin makes (tier/twin.rs),
+/// ends the twin's call through it when a signal reaches the thread. The
+/// pointers are the twin's thread-locals, valid while the twin lives.
+pub struct CallState {
+    in_call: *const AtomicBool,
+    interrupted: *const AtomicBool,
+    restart: *const AtomicBool,
+    ktid: *const AtomicI32,
+}
+
+impl CallState {
+    /// The calling thread's.
+    pub fn this_thread() -> CallState {
+        CallState {
+            in_call: IN_CALL.with(|c| c as *const AtomicBool),
+            interrupted: INTERRUPTED.with(|c| c as *const AtomicBool),
+            restart: RESTART.with(|c| c as *const AtomicBool),
+            ktid: KTID.with(|c| c as *const AtomicI32),
+        }
+    }
+
+    /// From a signal handler on another thread: if the owner is inside a
+    /// kernel call, marks it interrupted (with `restart`, as our wrapper
+    /// does) and returns true; the caller then has the call ended
+    /// (`interrupt_task` with `ktid`, from a thread of ours). Atomics only.
+    pub fn mark_interrupted(&self, restart: bool) -> bool {
+        // SAFETY: the owner's thread-locals; it lives while its program
+        // thread (the caller's) does.
+        unsafe {
+            if !(*self.in_call).load(Ordering::Acquire) {
+                return false;
+            }
+            (*self.restart).store(restart, Ordering::Release);
+            (*self.interrupted).store(true, Ordering::Release);
+        }
+        true
+    }
+
+    /// The owner's kernel task id if it is inside a kernel call (else 0).
+    pub fn ktid_in_call(&self) -> i32 {
+        // SAFETY: as above.
+        unsafe {
+            if (*self.in_call).load(Ordering::Acquire) {
+                (*self.ktid).load(Ordering::Acquire)
+            } else {
+                0
+            }
+        }
+    }
 }
 
 /// A jump out of a signal handler (`siglongjmp` from it to a `sigsetjmp`

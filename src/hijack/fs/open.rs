@@ -1,6 +1,8 @@
 //! `open`, `openat`, `creat` and glibc's fortified `__open_2` family. A
 //! path on a disk opens a kernel file, which is given a host number
 //! (`call::new_fd`), so the descriptor calls serve it from then on.
+//! `/etc/resolv.conf` opened for reading says the config's `nameserver`
+//! when there is one (`resolve::resolv_conf`).
 //!
 //! The `O_*` flags have the same values in both ABIs (asserted below:
 //! O_DIRECT, O_DIRECTORY, O_NOFOLLOW, O_TMPFILE...), so they pass
@@ -16,6 +18,7 @@ use lkl::syscall::{abi, nr};
 use crate::hijack::call::new_fd;
 use crate::hijack::fs::paths::{kcall_path, route, Route};
 use crate::hijack::host::libc_fn;
+use crate::hijack::net::resolve::resolv_conf;
 
 // The open flags mean the same to both kernels.
 const _: () = {
@@ -55,6 +58,9 @@ macro_rules! open_hook {
         #[no_mangle]
         pub unsafe extern "C" fn $name(path: *const c_char, flags: c_int, mode: c_uint) -> c_int {
             let mode = if needs_mode(flags) { mode } else { 0 };
+            if let Some(fd) = resolv_conf(path, flags) {
+                return fd;
+            }
             match route(AT_FDCWD, path) {
                 Route::Kernel(d, k) => kernel_open(d, &k, flags, mode),
                 r => libc_fn!($name, fn(*const c_char, c_int, c_uint) -> c_int; r.host_path(path), flags, mode),
@@ -77,6 +83,9 @@ macro_rules! openat_hook {
             mode: c_uint,
         ) -> c_int {
             let mode = if needs_mode(flags) { mode } else { 0 };
+            if let Some(fd) = resolv_conf(path, flags) {
+                return fd;
+            }
             match route(dirfd, path) {
                 Route::Kernel(d, k) => kernel_open(d, &k, flags, mode),
                 r => libc_fn!($name, fn(c_int, *const c_char, c_int, c_uint) -> c_int; dirfd, r.host_path(path), flags, mode),

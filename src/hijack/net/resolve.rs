@@ -18,6 +18,7 @@ use lkl::dns::files;
 use lkl::dns::wire::{self, TYPE_A, TYPE_AAAA};
 use lkl::dns::{Client, LookupError};
 
+use crate::hijack::host::host_syscall;
 use crate::hijack::lifecycle::{active, diag};
 use crate::hijack::net::ifreq;
 
@@ -34,6 +35,64 @@ static NAMESERVERS: OnceLock<Vec<IpAddr>> = OnceLock::new();
 /// Records the config's `nameserver` list (once, from init).
 pub fn set_nameservers(servers: Vec<IpAddr>) {
     let _ = NAMESERVERS.set(servers);
+}
+
+/// The file a resolver of its own reads (musl's, Go's, static glibc's):
+/// with a `nameserver` in the config, an open of it for reading gets the
+/// config's list instead (`resolv_conf`).
+const RESOLV_CONF: &[u8] = b"/etc/resolv.conf";
+
+/// An open of `/etc/resolv.conf` for reading, with a `nameserver` in the
+/// config: a memfd saying the config's nameservers (what the kernel's own
+/// `/etc/resolv.conf` says), so that a resolver that reads the file itself
+/// (musl's, Go's, static glibc's: their opens reach the hooks through the
+/// system-call tier) asks them, over kernel sockets, and not the host's.
+/// None: not that file, or resolution is not ours (the host's file).
+pub fn resolv_conf(path: *const c_char, flags: c_int) -> Option<c_int> {
+    if path.is_null() {
+        return None;
+    }
+    // SAFETY: the program's NUL-terminated path (checked non-null).
+    if unsafe { CStr::from_ptr(path) }.to_bytes() != RESOLV_CONF {
+        return None;
+    }
+    let writes = libc::O_WRONLY | libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC | libc::O_PATH;
+    let servers = NAMESERVERS.get()?;
+    if flags & writes != 0 || servers.is_empty() || !active() {
+        return None;
+    }
+    let mut text = String::from("# lkl-hijack: the config's nameserver\n");
+    for s in servers {
+        text.push_str(&format!("nameserver {s}\n"));
+    }
+    let cloexec = if flags & libc::O_CLOEXEC != 0 {
+        libc::MFD_CLOEXEC
+    } else {
+        0
+    };
+    // SAFETY: a NUL-terminated name and flags.
+    let fd = unsafe {
+        host_syscall!(
+            libc::SYS_memfd_create,
+            c"lkl-hijack-resolv.conf".as_ptr(),
+            cloexec
+        )
+    } as c_int;
+    if fd < 0 {
+        return Some(-1);
+    }
+    // SAFETY: our own bytes to our own memfd, then back to its start.
+    let ok = unsafe {
+        host_syscall!(libc::SYS_write, fd, text.as_ptr(), text.len()) == text.len() as i64
+            && host_syscall!(libc::SYS_lseek, fd, 0, libc::SEEK_SET) == 0
+    };
+    if !ok {
+        let e = crate::hijack::host::errno();
+        crate::hijack::host::close(fd);
+        crate::hijack::host::set_errno(e);
+        return Some(-1);
+    }
+    Some(fd)
 }
 
 /// A client for the config's nameservers, if resolution is ours.

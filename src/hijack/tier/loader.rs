@@ -10,8 +10,8 @@
 //! - `brk` does not move (the loader's heap is there): the program's
 //!   allocator falls back to `mmap`, as glibc's and musl's do;
 //! - `readlink("/proc/self/exe")` is the program's path, not the loader's;
-//! - `exit_group` goes through the library's exit path (libc's `exit`:
-//!   TCP lingers, the kernel halts);
+//! - `exit_group` goes through the library's exit path (route.rs: the
+//!   kernel halts, TCP data still queued goes out);
 //! - `rt_sigaction` (other than SIGSYS) goes to the host as it is: the
 //!   hook's wrapper would run our code on the program's TLS (so a signal
 //!   does not interrupt a blocking kernel call here);
@@ -24,7 +24,7 @@
 
 use std::ffi::{c_char, c_int, CStr};
 use std::os::unix::ffi::OsStrExt;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use super::gate;
 use super::route::{host, rt_sigaction, spawn};
@@ -219,23 +219,36 @@ fn readlink_exe(buf: i64, size: i64) -> i64 {
     n as i64
 }
 
-/// The program's handler for each signal, behind `shim`.
+/// The program's handler for each signal, behind `shim`, and its flags.
 static HANDLERS: [AtomicUsize; 65] = [const { AtomicUsize::new(0) }; 65];
+static FLAGS: [AtomicU64; 65] = [const { AtomicU64::new(0) }; 65];
 
 /// A static program's handler runs on the program's `%fs`: a signal that
 /// arrives while a routed call runs (our `%fs` swapped in) would have it
 /// read its TLS from ours (Go's finds its goroutine there). So each
 /// handler is installed behind this shim, which puts the program's `%fs`
-/// back around it in that case. Async-signal-safe: registers and the
-/// thread's block only.
+/// back around it in that case. And, as our wrapper does for a dynamic
+/// program (signals.rs), it first ends the thread's blocking kernel call
+/// (EINTR after the handler, or the call issued again under SA_RESTART):
+/// the thread's own (our `%fs` in: the main thread, a fork child), or the
+/// one its twin makes for it (twin.rs). A process-wide signal on a thread
+/// other than the main one is first queued again for the main thread
+/// (`gate::redirect_to_main`, as the wrapper does). Async-signal-safe:
+/// registers, the thread's block, atomics, raw calls.
 extern "C" fn shim(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut std::ffi::c_void) {
-    let h = usize::try_from(sig)
-        .ok()
-        .and_then(|i| HANDLERS.get(i))
-        .map_or(0, |h| h.load(Ordering::Acquire));
+    let Some(i) = usize::try_from(sig).ok().filter(|&i| i < HANDLERS.len()) else {
+        return;
+    };
+    let h = HANDLERS[i].load(Ordering::Acquire);
     if h <= 1 {
         return;
     }
+    // A process-wide signal taken by a thread that trapped goes where the
+    // host would have delivered it, as in our wrapper (signals.rs).
+    if gate::redirect_to_main(sig, info) {
+        return;
+    }
+    let restart = FLAGS[i].load(Ordering::Acquire) & libc::SA_RESTART as u64 != 0;
     // SAFETY: the program installed `h` as a handler (called with the
     // three arguments, which a one-argument handler ignores).
     let handler: extern "C" fn(c_int, *mut libc::siginfo_t, *mut std::ffi::c_void) =
@@ -251,9 +264,15 @@ extern "C" fn shim(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut std::ffi::c
     // one made by one); its fields are plain data.
     let ours = !b.is_null() && unsafe { (*b).swap_fs != 0 && (*b).host_fs == fs };
     if !ours {
+        if !b.is_null() {
+            // SAFETY: as above.
+            super::twin::on_signal(unsafe { (*b).twin }, restart);
+        }
         handler(sig, info, ctx);
         return;
     }
+    // Our %fs is in: the library's thread-locals are this thread's.
+    crate::hijack::signals::interrupt_own_call(restart);
     // SAFETY: as above.
     let prog = unsafe { (*b).prog_fs };
     // SAFETY: the program's %fs, then ours again once its handler is done.
@@ -271,6 +290,11 @@ fn sigaction(a: [i64; 6]) -> i64 {
         return host(13, a);
     }
     let mine = shim as *const () as usize;
+    let sa_siginfo = libc::SA_SIGINFO as u64;
+    let (prev, prev_flags) = (
+        HANDLERS[sig].load(Ordering::Acquire),
+        FLAGS[sig].load(Ordering::Acquire),
+    );
     let mut k = a;
     let mut act: gate::KSigaction;
     if a[1] != 0 {
@@ -279,18 +303,23 @@ fn sigaction(a: [i64; 6]) -> i64 {
         act.mask &= !gate::SIGSYS_BIT;
         if act.handler > 1 {
             HANDLERS[sig].store(act.handler, Ordering::Release);
+            FLAGS[sig].store(act.flags, Ordering::Release);
             act.handler = mine;
+            // The shim reads the siginfo (`redirect_to_main`): the host
+            // fills it in only with SA_SIGINFO.
+            act.flags |= sa_siginfo;
         }
         k[1] = &act as *const gate::KSigaction as i64;
     }
-    let prev = HANDLERS[sig].load(Ordering::Acquire);
     let r = host(13, k);
     if r == 0 && a[2] != 0 {
         // SAFETY: the program's old-action struct, just written.
         unsafe {
             let o = a[2] as usize as *mut gate::KSigaction;
             if (*o).handler == mine {
+                // The program's own handler and flags, not the shim's.
                 (*o).handler = prev;
+                (*o).flags = ((*o).flags & !sa_siginfo) | (prev_flags & sa_siginfo);
             }
         }
     }
@@ -315,11 +344,6 @@ pub fn route(f: &mut Frame, nr: i64, a: [i64; 6]) -> Option<i64> {
         12 => host(nr, [0; 6]),
         89 if is_self_exe(a[0]) => readlink_exe(a[1], a[2]),
         267 if is_self_exe(a[1]) => readlink_exe(a[2], a[3]),
-        231 if !lkl::sys::forked() => {
-            // SAFETY: libc's exit: the program's atexit handlers ran
-            // already (it called exit_group), ours halt the kernel.
-            unsafe { libc::exit(a[0] as c_int) }
-        }
         13 if a[0] != i64::from(libc::SIGSYS) && a[3] == 8 => sigaction(a),
         13 => rt_sigaction(a),
         59 => return execve(nr, a),

@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::arm;
 use super::gate::{self, KSigaction};
 use super::trap::{self, Frame};
+use crate::hijack::fdtable;
 use crate::hijack::host::{errno, set_errno};
 use crate::hijack::lifecycle::diag;
 
@@ -102,18 +103,55 @@ pub(super) fn needs_tls(nr: i64, a0: i64) -> bool {
         || (nr == 13 && !gate::STATIC.load(Ordering::Relaxed))
 }
 
-/// The calls that need no TLS of ours (a thread with a twin makes them
-/// itself): the loader's, signal masks, clone, io_uring, the host's.
-pub(super) fn route_without_tls(f: &mut Frame) -> i64 {
-    let nr = f.rax as i64;
-    let a = [
+/// The arguments of the call in `f`.
+pub(super) fn args(f: &Frame) -> [i64; 6] {
+    [
         f.rdi as i64,
         f.rsi as i64,
         f.rdx as i64,
         f.r10 as i64,
         f.r8 as i64,
         f.r9 as i64,
-    ];
+    ]
+}
+
+/// A call whose hook would hand it straight to libc: a read, write, send,
+/// receive or accept on a host descriptor, a `poll`/`ppoll` of host
+/// descriptors only. A thread with a twin (twin.rs) issues it itself, with
+/// no TLS of ours: no hand-off, and its signals interrupt it as the host's
+/// (the host restarts it under SA_RESTART). None: not such a call.
+pub(super) fn host_fd_call(nr: i64, a: [i64; 6]) -> Option<i64> {
+    let host_fd = |fd: i64| fdtable::kernel_fd(fd as c_int).is_none();
+    match nr {
+        0 | 1 | 17..=20 | 43..=45 | 288 if host_fd(a[0]) => Some(host(nr, a)),
+        7 if host_pollfds(a[0], a[1]) => Some(host(nr, a)),
+        271 if host_pollfds(a[0], a[1]) => {
+            let m = Unblocked::new(a[3]);
+            Some(host(nr, [a[0], a[1], a[2], m.ptr() as i64, a[4], a[5]]))
+        }
+        _ => None,
+    }
+}
+
+/// Whether the program's `nfds` pollfds at `fds` are all host descriptors
+/// (a large or unreadable set: left to the hook).
+fn host_pollfds(fds: i64, nfds: i64) -> bool {
+    if !(0..=256).contains(&nfds) || (fds == 0 && nfds > 0) {
+        return false;
+    }
+    let p = fds as usize as *const libc::pollfd;
+    (0..nfds as usize).all(|i| {
+        // SAFETY: the program's array of `nfds` pollfds (poll reads it too).
+        let fd = unsafe { std::ptr::addr_of!((*p.add(i)).fd).read_unaligned() };
+        fdtable::kernel_fd(fd).is_none()
+    })
+}
+
+/// The calls that need no TLS of ours (a thread with a twin makes them
+/// itself): the loader's, signal masks, clone, io_uring, the host's.
+pub(super) fn route_without_tls(f: &mut Frame) -> i64 {
+    let nr = f.rax as i64;
+    let a = args(f);
     special(f, nr, a).unwrap_or_else(|| host(nr, a))
 }
 
@@ -128,6 +166,13 @@ fn special(f: &mut Frame, nr: i64, a: [i64; 6]) -> Option<i64> {
     Some(match nr {
         13 => rt_sigaction(a),
         14 => sigprocmask(a),
+        // A raw exit_group (Go's runtime, `_exit`, a static program's
+        // exit) skips libc's exit and so our destructor: the kernel is
+        // halted first, as the destructor would (unsent TCP data goes out).
+        231 => {
+            crate::hijack::init::before_exit_group();
+            host(nr, a)
+        }
         56 | 57 | 58 | 435 => spawn(f, nr, a, std::ptr::null_mut()),
         130 if a[1] == 8 && a[0] != 0 => {
             let m = Unblocked::new(a[0]);
@@ -176,14 +221,7 @@ macro_rules! p {
 /// The call in `f`, routed.
 fn route(f: &mut Frame) -> i64 {
     let nr = f.rax as i64;
-    let a = [
-        f.rdi as i64,
-        f.rsi as i64,
-        f.rdx as i64,
-        f.r10 as i64,
-        f.r8 as i64,
-        f.r9 as i64,
-    ];
+    let a = args(f);
     let i = |k: usize| a[k] as c_int;
     let u = |k: usize| a[k] as usize;
     if let Some(r) = special(f, nr, a) {
