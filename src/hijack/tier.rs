@@ -13,13 +13,14 @@
 //!   on the thread's own stack; the trampoline; the clone stub whose child
 //!   arms itself before it runs the program.
 //! - `route`: the dispatch table: a trapped call to the library's own hook
-//!   for it (the exported `read`, `socket`, ...), else to the host.
+//!   for it (the exported `read`, `socket`, ...), else to the host;
+//!   `exit_group` after the library's exit path (any program: Go's
+//!   `os.Exit`, `_exit`).
 //! - `arm`: the host checked, the handler installed, threads armed; the
 //!   blocks' free list.
 //! - `loader`: what a static program run by the loader (loader/) needs:
 //!   its `%fs` swapped for ours while a call is routed, `arch_prctl` of
-//!   `%fs` kept in the frame, `brk` left to `mmap`, `/proc/self/exe`,
-//!   `exit_group` through the library's exit path.
+//!   `%fs` kept in the frame, `brk` left to `mmap`, `/proc/self/exe`.
 
 pub mod gate;
 
