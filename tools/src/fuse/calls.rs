@@ -113,10 +113,10 @@ impl KernelFs {
     /// SETATTR's changes, in the order the kernel would make them. With
     /// our kernel checking permissions they are made as the caller, except
     /// two kinds of change the host makes for its own bookkeeping, made as
-    /// root: times that come with a file handle or a size (the host's
-    /// writeback cache writes back the times it keeps, of a file open for
-    /// writing or just truncated: the caller may write the file but need
-    /// not own it), and a mode change that only clears the set-user-ID and
+    /// root where the caller may not: times that come with a file handle or
+    /// a size (the host's writeback cache writes back the times it keeps,
+    /// of a file open for writing or just truncated: the caller may write
+    /// the file but need not own it), and a mode change that only clears the set-user-ID and
     /// set-group-ID bits (the host asks for it when someone who does not own
     /// such a file writes it). Times equal to the ctime the host sends along
     /// are its "now" (see below).
@@ -166,9 +166,8 @@ impl KernelFs {
         }
         if atime.is_some() || mtime.is_some() {
             let (mut atime, mut mtime) = (atime, mtime);
-            if fh.is_some() || size.is_some() {
-                self.as_root()?;
-            } else if let Some(c) = ctime {
+            let bookkeeping = fh.is_some() || size.is_some();
+            if let (false, Some(c)) = (bookkeeping, ctime) {
                 // With its writeback cache the host sends "now" as the
                 // time itself, the same as the ctime it sends along: ask
                 // for now, which needs write permission, not ownership.
@@ -179,7 +178,15 @@ impl KernelFs {
                 (atime, mtime) = (now(atime), now(mtime));
             }
             let times = [to_timespec(atime), to_timespec(mtime)];
-            sys::utimensat(fd.0, "", Some(times), abi::AT_EMPTY_PATH)?;
+            match sys::utimensat(fd.0, "", Some(times), abi::AT_EMPTY_PATH) {
+                // Set as the caller where they own the file (no change of
+                // identity), else as root.
+                Err(Errno::EPERM) if bookkeeping && self.kernel_checks() => {
+                    self.as_root()?;
+                    sys::utimensat(fd.0, "", Some(times), abi::AT_EMPTY_PATH)?;
+                }
+                r => r?,
+            }
         }
         let st = stat_fd(fd.0)?;
         Ok(self.attr(ino.0, &st))
