@@ -518,7 +518,7 @@ fn as_nobody(script: &str) -> Result<(), String> {
 fn permissions_as(who: &str) {
     let s = Scratch::new(&format!("lklfuse-perm-{who}"));
     let tree = s.path("tree");
-    for d in ["open", "closed", "sticky", "sgid"] {
+    for d in ["open", "closed", "sticky", "sgid", "listable"] {
         fs::create_dir_all(tree.join(d)).unwrap();
     }
     let put = |name: &str, data: &str, mode: u32| {
@@ -528,7 +528,13 @@ fn permissions_as(who: &str) {
     put("secret", "secret\n", 0o600);
     put("pub", "pub\n", 0o644);
     put("sticky/roots", "r\n", 0o666);
-    for (d, mode) in [("open", 0o777), ("closed", 0o755), ("sticky", 0o1777)] {
+    put("listable/name", "n\n", 0o644);
+    for (d, mode) in [
+        ("open", 0o777),
+        ("closed", 0o755),
+        ("sticky", 0o1777),
+        ("listable", 0o744),
+    ] {
         fs::set_permissions(tree.join(d), fs::Permissions::from_mode(mode)).unwrap();
     }
     std::os::unix::fs::chown(tree.join("sgid"), None, Some(123)).unwrap();
@@ -579,6 +585,11 @@ fn permissions_as(who: &str) {
     allowed("echo new > M/open/mine && mkdir M/open/dir");
     assert_eq!(ids("open/mine"), (65534, 65534));
     assert_eq!(ids("open/dir"), (65534, 65534));
+    allowed("ln M/open/mine M/open/hard && ln -s mine M/open/sym");
+    allowed("mv M/open/hard M/open/hard2 && rm M/open/hard2 M/open/sym");
+    // Readable but not searchable: the names, not the files.
+    allowed("ls M/listable | grep -qx name");
+    refused("cat M/listable/name");
     allowed("echo new > M/sgid/f");
     assert_eq!(ids("sgid/f"), (65534, 123));
     allowed("chmod 4755 M/open/mine");

@@ -5,7 +5,7 @@
 use std::ffi::OsStr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use fuser::Filesystem;
 use fuser::{
@@ -228,7 +228,15 @@ impl Filesystem for KernelFs {
         }
         let r = self.writable().and_then(|()| {
             let (f, p) = (self.node(ino)?, self.node(newparent)?);
-            sys::linkat(f.0, "", p.0, newname, abi::AT_EMPTY_PATH)?;
+            // Through the descriptor's /proc link: `AT_EMPTY_PATH` needs
+            // CAP_DAC_READ_SEARCH, which a caller's identity does not have.
+            sys::linkat(
+                abi::AT_FDCWD,
+                proc_path(f.0),
+                p.0,
+                newname,
+                abi::AT_SYMLINK_FOLLOW,
+            )?;
             let (ino, st) = self.lookup_child(&p, newname)?;
             Ok(self.attr(ino, &st))
         });
@@ -488,7 +496,7 @@ impl Filesystem for KernelFs {
 
     fn readdirplus(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -499,6 +507,20 @@ impl Filesystem for KernelFs {
             Ok(x) => x,
             Err(e) => return reply.error(ferr(e)),
         };
+        // The entries are looked up as root, as the host's checks had them:
+        // a directory its caller may read but not search still lists them.
+        // Then the host must not keep them (TTL zero), or its path walks
+        // would reach those files without asking us, who check the search
+        // permission as the caller.
+        let searchable = !self.kernel_checks()
+            || self.as_caller(req).is_ok_and(|()| {
+                let flags = abi::AT_EMPTY_PATH | abi::AT_EACCESS;
+                sys::faccessat(dirfd.0, "", abi::X_OK, flags).is_ok()
+            });
+        let ttl = if searchable { TTL } else { Duration::ZERO };
+        if let Err(e) = self.as_root() {
+            return reply.error(ferr(e));
+        }
         let dir_attr = match stat_fd(dirfd.0) {
             Ok(st) => self.attr(ino.0, &st),
             Err(e) => return reply.error(ferr(e)),
@@ -517,7 +539,7 @@ impl Filesystem for KernelFs {
                 Err(_) => continue, // gone since the snapshot
             };
             let attr = self.attr(child, &st);
-            if reply.add(INodeNo(child), next, &e.name, &TTL, &attr, Generation(0)) {
+            if reply.add(INodeNo(child), next, &e.name, &ttl, &attr, Generation(0)) {
                 self.forget_one(child, 1); // not sent
                 break;
             }
