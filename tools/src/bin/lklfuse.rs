@@ -42,7 +42,7 @@ Ours:
                   its caller with lklfuse's supplementary groups; the default
                   without allow_other) or host (FUSE's default_permissions;
                   the default with allow_other, whose callers' groups lklfuse
-                  cannot know)
+                  cannot know; default_permissions means host)
   nowriteback     no host write-back cache (every write goes to lklfuse)
   debug           show the kernel console on stderr";
 
@@ -171,7 +171,9 @@ fn parse_args(argv: &[String]) -> Result<Parsed, String> {
             "nowriteback" => args.writeback = false,
             "debug" => args.debug = true,
             // Harmless FUSE/mount words some callers pass.
-            "default_permissions" | "rw_" | "dev" | "suid" => {}
+            // FUSE's word for the host's checks.
+            "default_permissions" => args.kernel_permissions = Some(false),
+            "rw_" | "dev" | "suid" => {}
             _ => return Err(format!("unknown option {opt:?}")),
         }
     }
@@ -623,6 +625,7 @@ mod tests {
             "img mnt -o type=ext4,allow_other,permissions=kernel"
         ));
         assert!(!kernel("img mnt -o type=ext4,permissions=host"));
+        assert!(!kernel("img mnt -o type=ext4,default_permissions"));
         assert!(args("img mnt -o type=ext4,permissions=x")
             .unwrap_err()
             .contains("permissions"));
