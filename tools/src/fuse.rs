@@ -31,12 +31,19 @@
 //! host's page cache already holds the image) nor waits for its throttled
 //! writeback.
 //!
+//! Permissions are checked by the host (FUSE's `default_permissions`;
+//! requests then run as root in our kernel) or by our kernel, each request
+//! running with its caller's identity (`Permissions`, `creds`): the second
+//! spares the host a GETATTR of the directory after every create in it.
+//!
 //! The parts: `options` (how it is served), `inodes` (descriptors, the
-//! node table, numbering, attributes), `gate` (one reading thread),
+//! node table, numbering, attributes), `creds` (requests as their caller),
+//! `gate` (one reading thread),
 //! `direct` (the `O_DIRECT` path), `calls` (what requests share), `ops`
 //! (the `fuser::Filesystem` implementation, request by request).
 
 mod calls;
+mod creds;
 mod direct;
 mod gate;
 mod inodes;
@@ -56,7 +63,7 @@ use gate::Gate;
 use inodes::{stat_fd, KernelFd, Node, Table, FOREIGN_BASE};
 
 pub use inodes::file_type;
-pub use options::FsOptions;
+pub use options::{FsOptions, Permissions};
 
 /// How long the host may cache names and attributes: nothing else changes
 /// the file system while it is mounted here.

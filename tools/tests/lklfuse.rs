@@ -491,3 +491,133 @@ fn lkl_options_log_part0_version() {
     assert!(out.contains("through part=0"), "{out}");
     fsck_clean(&img, "ext4");
 }
+
+/// Runs `script` with `sh -c` as uid/gid 65534 (no supplementary groups);
+/// Err holds its stderr.
+fn as_nobody(script: &str) -> Result<(), String> {
+    use std::os::unix::process::CommandExt;
+    let out = Command::new("sh")
+        .args(["-c", script])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// Callers other than root get the permissions Linux gives them, whoever
+/// checks (`permissions=kernel`: our kernel, each request running as its
+/// caller; `permissions=host`: the host's `default_permissions`); a write
+/// by someone who may write but does not own the file (its times kept by
+/// the host's writeback cache) closes cleanly; new files belong to their
+/// creator, with a set-group-ID directory's group.
+fn permissions_as(who: &str) {
+    let s = Scratch::new(&format!("lklfuse-perm-{who}"));
+    let tree = s.path("tree");
+    for d in ["open", "closed", "sticky", "sgid", "listable"] {
+        fs::create_dir_all(tree.join(d)).unwrap();
+    }
+    let put = |name: &str, data: &str, mode: u32| {
+        fs::write(tree.join(name), data).unwrap();
+        fs::set_permissions(tree.join(name), fs::Permissions::from_mode(mode)).unwrap();
+    };
+    put("secret", "secret\n", 0o600);
+    put("pub", "pub\n", 0o644);
+    put("sticky/roots", "r\n", 0o666);
+    put("listable/name", "n\n", 0o644);
+    for (d, mode) in [
+        ("open", 0o777),
+        ("closed", 0o755),
+        ("sticky", 0o1777),
+        ("listable", 0o744),
+    ] {
+        fs::set_permissions(tree.join(d), fs::Permissions::from_mode(mode)).unwrap();
+    }
+    std::os::unix::fs::chown(tree.join("sgid"), None, Some(123)).unwrap();
+    fs::set_permissions(tree.join("sgid"), fs::Permissions::from_mode(0o2777)).unwrap();
+    let img = s.path("fs.img");
+    fs::File::create(&img).unwrap().set_len(64 << 20).unwrap();
+    run(
+        "mkfs.ext4",
+        &[
+            "-q",
+            "-F",
+            "-d",
+            tree.to_str().unwrap(),
+            img.to_str().unwrap(),
+        ],
+    );
+    let fuse = FuseMount::start(
+        &img,
+        &s.path("mnt"),
+        &format!("type=ext4,allow_other,permissions={who}"),
+    );
+    let m = fuse.dir.to_str().unwrap().to_owned();
+    let refused = |script: &str| {
+        let e = as_nobody(&script.replace("M/", &format!("{m}/"))).expect_err(script);
+        assert!(
+            e.contains("denied") || e.contains("not permitted"),
+            "{who}: {script}: {e}"
+        );
+    };
+    let allowed = |script: &str| {
+        as_nobody(&script.replace("M/", &format!("{m}/")))
+            .unwrap_or_else(|e| panic!("{who}: {script}: {e}"));
+    };
+    let ids = |name: &str| {
+        let md = fs::metadata(fuse.dir.join(name)).unwrap();
+        (md.uid(), md.gid())
+    };
+    refused("cat M/secret");
+    allowed("cat M/pub");
+    refused("echo x >> M/pub");
+    refused("chmod 777 M/pub");
+    refused("mkdir M/closed/x");
+    refused("rm M/sticky/roots");
+    refused("touch -d 2000-01-01 M/sticky/roots");
+    allowed("touch M/sticky/roots");
+    allowed("echo more >> M/sticky/roots");
+    allowed("exec 3<>M/sticky/roots && echo over >&3 && exec 3>&-");
+    allowed("echo new > M/open/mine && mkdir M/open/dir");
+    assert_eq!(ids("open/mine"), (65534, 65534));
+    assert_eq!(ids("open/dir"), (65534, 65534));
+    allowed("ln M/open/mine M/open/hard && ln -s mine M/open/sym");
+    allowed("mv M/open/hard M/open/hard2 && rm M/open/hard2 M/open/sym");
+    // Readable but not searchable: the names, not the files.
+    allowed("ls M/listable | grep -qx name");
+    refused("cat M/listable/name");
+    allowed("echo new > M/sgid/f");
+    assert_eq!(ids("sgid/f"), (65534, 123));
+    allowed("chmod 4755 M/open/mine");
+    // Root still may do anything (a thread that served nobody serves root).
+    assert_eq!(fs::read(fuse.dir.join("secret")).unwrap(), b"secret\n");
+    std::os::unix::fs::chown(fuse.dir.join("pub"), Some(1234), Some(567)).unwrap();
+    assert_eq!(ids("pub"), (1234, 567));
+    // A write by someone else clears set-user-ID.
+    fs::set_permissions(
+        fuse.dir.join("sticky/roots"),
+        fs::Permissions::from_mode(0o4666),
+    )
+    .unwrap();
+    allowed("echo w >> M/sticky/roots");
+    let mode = fs::metadata(fuse.dir.join("sticky/roots")).unwrap().mode();
+    assert_eq!(mode & 0o7777, 0o666, "{who}: {mode:o}");
+    fuse.unmount();
+    fsck_clean(&img, "ext4");
+}
+
+#[testkit::needs(root, mkfs_ext4, fuse)]
+#[test]
+fn permissions_checked_by_the_kernel() {
+    permissions_as("kernel");
+}
+
+#[testkit::needs(root, mkfs_ext4, fuse)]
+#[test]
+fn permissions_checked_by_the_host() {
+    permissions_as("host");
+}

@@ -13,6 +13,17 @@
 //!   --lklfuse-opts OPTS  extra `-o` options for lklfuse (experiments)
 //!   --dir DIR    scratch directory (default /tmp)
 //!
+//! The tools are mounted as their users would (fuse2fs `-o rw`: libfuse 2,
+//! no writeback cache, its own permission checks in the server, no
+//! journal; lklfuse with its defaults: the host's writeback cache, our
+//! kernel's permission checks, ext4's journal). A small-file create costs
+//! fuse2fs 5 requests (LOOKUP, CREATE, GETXATTR of security.capability at
+//! the first write, WRITE, RELEASE) and lklfuse 6 (the same, plus the
+//! SETATTR with which the host's writeback cache hands the times it kept
+//! back at close). The host's load average is printed at the start and the
+//! end: on a shared machine the create figures swing several times over
+//! between rounds, take the medians.
+//!
 //! Each figure is taken on a fresh mount of a fresh image (same size, same
 //! mkfs.ext4 defaults for both tools): write (ending with fsync), then
 //! unmount and mount again so the read starts with cold FUSE and kernel
@@ -220,6 +231,13 @@ fn measure(tool: Tool, o: &Opts) -> Result<Figures, String> {
 const USAGE: &str =
     "usage: fuse-bench [--mb N] [--files N] [--runs N] [--only lklfuse|fuse2fs] [--cold] [--lklfuse-opts OPTS] [--dir DIR]";
 
+/// The host's 1, 5 and 15 minute load averages, as /proc/loadavg says.
+fn load_average() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 /// (median, min, max) of `v` (not empty).
 fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -294,6 +312,7 @@ fn main() {
             ""
         }
     );
+    println!("host load average: {}", load_average());
     let tools: Vec<Tool> = [Tool::Lklfuse, Tool::Fuse2fs]
         .into_iter()
         .filter(|t| o.only.is_none_or(|n| n == t.name()))
@@ -326,6 +345,7 @@ fn main() {
             }
         }
     }
+    println!("host load average: {}", load_average());
     let mut medians = Vec::new();
     for (tool, r) in tools.iter().zip(&rows) {
         let w = stats(r.iter().map(|f| f.write_mbs).collect());

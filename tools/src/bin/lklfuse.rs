@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use fuser::{Config, MountOption, Session, SessionACL};
 use lkl::disk::{self, Disk};
 use lkl::{BootOptions, Kernel};
-use lkl_tools::fuse::{FsOptions, KernelFs};
+use lkl_tools::fuse::{FsOptions, KernelFs, Permissions};
 
 const USAGE: &str = "\
 usage: lklfuse IMAGE MOUNTPOINT -o type=FSTYPE[,OPTION...] [-f]
@@ -38,6 +38,11 @@ Ours:
   readahead=KB    host read-ahead window of the mount in KiB (default 4096;
                   set through sysfs, so only as root; 0 keeps the host's)
   allow_other     let other users reach the mount
+  permissions=W   who checks permissions: kernel (ours, each request runs as
+                  its caller with lklfuse's supplementary groups; the default
+                  without allow_other) or host (FUSE's default_permissions;
+                  the default with allow_other, whose callers' groups lklfuse
+                  cannot know; default_permissions means host)
   nowriteback     no host write-back cache (every write goes to lklfuse)
   debug           show the kernel console on stderr";
 
@@ -63,6 +68,8 @@ struct Args {
     threads: usize,
     readahead_kb: u64,
     allow_other: bool,
+    /// `permissions=kernel|host`; None: kernel without `allow_other`.
+    kernel_permissions: Option<bool>,
     writeback: bool,
     debug: bool,
     /// `log=FILE`: the kernel's messages go there.
@@ -107,6 +114,7 @@ fn parse_args(argv: &[String]) -> Result<Parsed, String> {
         threads: 4,
         readahead_kb: DEFAULT_READAHEAD_KB,
         allow_other: false,
+        kernel_permissions: None,
         writeback: true,
         debug: false,
         log: None,
@@ -149,10 +157,23 @@ fn parse_args(argv: &[String]) -> Result<Parsed, String> {
                     .map(str::to_owned),
             ),
             "allow_other" => args.allow_other = true,
+            "permissions" => {
+                args.kernel_permissions = match val {
+                    Some("kernel") => Some(true),
+                    Some("host") => Some(false),
+                    _ => {
+                        return Err(format!(
+                            "option permissions takes kernel or host, got {opt:?}"
+                        ))
+                    }
+                }
+            }
             "nowriteback" => args.writeback = false,
             "debug" => args.debug = true,
             // Harmless FUSE/mount words some callers pass.
-            "default_permissions" | "rw_" | "dev" | "suid" => {}
+            // FUSE's word for the host's checks.
+            "default_permissions" => args.kernel_permissions = Some(false),
+            "rw_" | "dev" | "suid" => {}
             _ => return Err(format!("unknown option {opt:?}")),
         }
     }
@@ -238,11 +259,13 @@ fn serve(args: &Args, ready: &mut dyn FnMut(Result<(), String>)) -> Result<(), S
         let _ = disk::halt(kernel);
         return Err(e.to_string());
     }
+    let fs_permissions = permissions(args);
     let fs = KernelFs::new(
         target,
         FsOptions {
             read_only: args.read_only,
             writeback_cache: args.writeback,
+            permissions: fs_permissions.clone(),
             ..Default::default()
         },
     );
@@ -262,13 +285,15 @@ fn serve(args: &Args, ready: &mut dyn FnMut(Result<(), String>)) -> Result<(), S
     let mut mount_options = vec![
         MountOption::FSName(args.image.display().to_string()),
         MountOption::Subtype("lklfuse".into()),
-        MountOption::DefaultPermissions,
         if args.read_only {
             MountOption::RO
         } else {
             MountOption::RW
         },
     ];
+    if let Permissions::Host = fs_permissions {
+        mount_options.push(MountOption::DefaultPermissions);
+    }
     if args.fstype == "vfat" {
         mount_options.push(MountOption::NoDev);
     }
@@ -298,6 +323,37 @@ fn serve(args: &Args, ready: &mut dyn FnMut(Result<(), String>)) -> Result<(), S
     let halted = disk::halt(kernel);
     served.map_err(|e| format!("FUSE session failed: {e}"))?;
     halted.map_err(|e| format!("cannot shut the disk down cleanly: {e}"))
+}
+
+/// Who checks permissions. Without `allow_other` the host lets in only
+/// processes with our uid and gid, so our kernel can check them, running
+/// each request as its caller with our supplementary groups; that saves the
+/// host's `default_permissions` a GETATTR of the directory after each
+/// create in it. With `allow_other` callers have groups we do not know:
+/// the host checks (`default_permissions`). `permissions=` overrides both.
+fn permissions(args: &Args) -> Permissions {
+    if !args.kernel_permissions.unwrap_or(!args.allow_other) {
+        return Permissions::Host;
+    }
+    Permissions::Kernel {
+        groups: host_groups(),
+    }
+}
+
+/// This process's supplementary groups on the host.
+fn host_groups() -> Vec<u32> {
+    // SAFETY: a count query (size 0, no buffer), then a fill of exactly
+    // `n` entries of a buffer that long.
+    unsafe {
+        let n = libc::getgroups(0, std::ptr::null_mut());
+        if n <= 0 {
+            return Vec::new();
+        }
+        let mut v: Vec<libc::gid_t> = vec![0; n as usize];
+        let got = libc::getgroups(n, v.as_mut_ptr());
+        v.truncate(got.max(0) as usize);
+        v
+    }
 }
 
 /// Host read-ahead for the mount, KiB: the host's FUSE layer starts every
@@ -557,6 +613,22 @@ mod tests {
             1
         );
         assert!(args("img mnt -d -o type=ext4").unwrap_err().contains("-d"));
+        let kernel = |s: &str| {
+            matches!(
+                permissions(&args(s).unwrap().unwrap()),
+                Permissions::Kernel { .. }
+            )
+        };
+        assert!(kernel("img mnt -o type=ext4"));
+        assert!(!kernel("img mnt -o type=ext4,allow_other"));
+        assert!(kernel(
+            "img mnt -o type=ext4,allow_other,permissions=kernel"
+        ));
+        assert!(!kernel("img mnt -o type=ext4,permissions=host"));
+        assert!(!kernel("img mnt -o type=ext4,default_permissions"));
+        assert!(args("img mnt -o type=ext4,permissions=x")
+            .unwrap_err()
+            .contains("permissions"));
         assert!(matches!(
             parse_args(&["-V".to_string()]),
             Ok(Parsed::Version)

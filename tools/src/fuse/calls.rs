@@ -3,7 +3,7 @@
 
 use std::ffi::OsStr;
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use fuser::{
     FileAttr, FileHandle, Generation, INodeNo, ReplyEmpty, ReplyEntry, ReplyXattr, Request,
@@ -88,23 +88,42 @@ impl KernelFs {
         Ok(self.attr(ino, &st))
     }
 
-    /// Gives the new node to the caller (the kernel created it as root).
+    /// Gives the new node to the caller if the kernel created it as root
+    /// (permissions checked by the host); made as the caller, it is theirs
+    /// already (with the directory's group where it is set-group-ID).
     pub(super) fn own(&self, req: &Request, parent: &KernelFd, name: &OsStr) -> Result<(), Errno> {
-        if req.uid() != 0 || req.gid() != 0 {
+        if !self.kernel_checks() && (req.uid() != 0 || req.gid() != 0) {
+            // In a set-group-ID directory the node keeps the directory's group.
+            let gid = if req.gid() != 0 && stat_fd(parent.0)?.st_mode & 0o2000 == 0 {
+                Some(req.gid())
+            } else {
+                None
+            };
             sys::fchownat(
                 parent.0,
                 name,
                 Some(req.uid()),
-                Some(req.gid()),
+                gid,
                 abi::AT_SYMLINK_NOFOLLOW,
             )?;
         }
         Ok(())
     }
 
+    /// SETATTR's changes, in the order the kernel would make them. With
+    /// our kernel checking permissions they are made as the caller, except
+    /// two kinds of change the host makes for its own bookkeeping, made as
+    /// root where the caller may not: times that come with a file handle or
+    /// a size (the host's writeback cache writes back the times it keeps,
+    /// of a file open for writing or just truncated: the caller may write
+    /// the file but need not own it), and a mode change that only clears the set-user-ID and
+    /// set-group-ID bits (the host asks for it when someone who does not own
+    /// such a file writes it). Times equal to the ctime the host sends along
+    /// are its "now" (see below).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn do_setattr(
         &self,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -112,12 +131,27 @@ impl KernelFs {
         size: Option<u64>,
         atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
+        ctime: Option<SystemTime>,
         fh: Option<FileHandle>,
     ) -> Result<FileAttr, Errno> {
         self.writable()?;
         let fd = self.node(ino)?;
+        self.as_caller(req)?;
         if let Some(mode) = mode {
-            sys::fchmodat(fd.0, "", mode & 0o7777, abi::AT_EMPTY_PATH)?;
+            let mode = mode & 0o7777;
+            match sys::fchmodat(fd.0, "", mode, abi::AT_EMPTY_PATH) {
+                Err(Errno::EPERM) if self.kernel_checks() => {
+                    let now = stat_fd(fd.0)?.st_mode & 0o7777;
+                    let setid = 0o6000; // S_ISUID | S_ISGID
+                    if mode & !setid != now & !setid || mode & setid & !now != 0 {
+                        return Err(Errno::EPERM);
+                    }
+                    self.as_root()?;
+                    sys::fchmodat(fd.0, "", mode, abi::AT_EMPTY_PATH)?;
+                    self.as_caller(req)?;
+                }
+                r => r?,
+            }
         }
         if uid.is_some() || gid.is_some() {
             sys::fchownat(fd.0, "", uid, gid, abi::AT_EMPTY_PATH)?;
@@ -131,8 +165,28 @@ impl KernelFs {
             }
         }
         if atime.is_some() || mtime.is_some() {
+            let (mut atime, mut mtime) = (atime, mtime);
+            let bookkeeping = fh.is_some() || size.is_some();
+            if let (false, Some(c)) = (bookkeeping, ctime) {
+                // With its writeback cache the host sends "now" as the
+                // time itself, the same as the ctime it sends along: ask
+                // for now, which needs write permission, not ownership.
+                let now = |t| match t {
+                    Some(TimeOrNow::SpecificTime(t)) if t == c => Some(TimeOrNow::Now),
+                    t => t,
+                };
+                (atime, mtime) = (now(atime), now(mtime));
+            }
             let times = [to_timespec(atime), to_timespec(mtime)];
-            sys::utimensat(fd.0, "", Some(times), abi::AT_EMPTY_PATH)?;
+            match sys::utimensat(fd.0, "", Some(times), abi::AT_EMPTY_PATH) {
+                // Set as the caller where they own the file (no change of
+                // identity), else as root.
+                Err(Errno::EPERM) if bookkeeping && self.kernel_checks() => {
+                    self.as_root()?;
+                    sys::utimensat(fd.0, "", Some(times), abi::AT_EMPTY_PATH)?;
+                }
+                r => r?,
+            }
         }
         let st = stat_fd(fd.0)?;
         Ok(self.attr(ino.0, &st))

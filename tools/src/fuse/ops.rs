@@ -5,7 +5,7 @@
 use std::ffi::OsStr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use fuser::Filesystem;
 use fuser::{
@@ -45,8 +45,11 @@ impl Filesystem for KernelFs {
         Ok(())
     }
 
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let _pass = self.pass();
+        if let Err(e) = self.as_caller(req) {
+            return reply.error(ferr(e));
+        }
         if self.first_lookup_pending.load(Ordering::Acquire) {
             // Taken under the lock: every concurrent first lookup waits
             // until it has run.
@@ -77,7 +80,7 @@ impl Filesystem for KernelFs {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -85,7 +88,7 @@ impl Filesystem for KernelFs {
         size: Option<u64>,
         atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
-        _ctime: Option<SystemTime>,
+        ctime: Option<SystemTime>,
         fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
         _chgtime: Option<SystemTime>,
@@ -98,7 +101,7 @@ impl Filesystem for KernelFs {
         } else {
             self.pass()
         };
-        match self.do_setattr(ino, mode, uid, gid, size, atime, mtime, fh) {
+        match self.do_setattr(req, ino, mode, uid, gid, size, atime, mtime, ctime, fh) {
             Ok(attr) => reply.attr(&TTL, &attr),
             Err(e) => reply.error(ferr(e)),
         }
@@ -124,6 +127,9 @@ impl Filesystem for KernelFs {
         reply: ReplyEntry,
     ) {
         let _pass = self.pass();
+        if let Err(e) = self.as_caller(req) {
+            return reply.error(ferr(e));
+        }
         let r = self.make_node(req, parent, name, |p| {
             sys::mknodat(p, name, mode, u64::from(rdev))
         });
@@ -140,20 +146,29 @@ impl Filesystem for KernelFs {
         reply: ReplyEntry,
     ) {
         let _pass = self.pass();
+        if let Err(e) = self.as_caller(req) {
+            return reply.error(ferr(e));
+        }
         let r = self.make_node(req, parent, name, |p| sys::mkdirat(p, name, mode));
         reply_entry(r, reply)
     }
 
-    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+    fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let _pass = self.pass();
+        if let Err(e) = self.as_caller(req) {
+            return reply.error(ferr(e));
+        }
         let r = self
             .writable()
             .and_then(|()| sys::unlinkat(self.node(parent)?.0, name, 0));
         reply_empty(r, reply)
     }
 
-    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let _pass = self.pass();
+        if let Err(e) = self.as_caller(req) {
+            return reply.error(ferr(e));
+        }
         let r = self
             .writable()
             .and_then(|()| sys::unlinkat(self.node(parent)?.0, name, abi::AT_REMOVEDIR));
@@ -169,6 +184,9 @@ impl Filesystem for KernelFs {
         reply: ReplyEntry,
     ) {
         let _pass = self.pass();
+        if let Err(e) = self.as_caller(req) {
+            return reply.error(ferr(e));
+        }
         let r = self.make_node(req, parent, link_name, |p| {
             sys::symlinkat(target, p, link_name)
         });
@@ -177,7 +195,7 @@ impl Filesystem for KernelFs {
 
     fn rename(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         newparent: INodeNo,
@@ -186,6 +204,9 @@ impl Filesystem for KernelFs {
         reply: ReplyEmpty,
     ) {
         let _pass = self.pass();
+        if let Err(e) = self.as_caller(req) {
+            return reply.error(ferr(e));
+        }
         let r = self.writable().and_then(|()| {
             let (a, b) = (self.node(parent)?, self.node(newparent)?);
             sys::renameat2(a.0, name, b.0, newname, flags.bits())
@@ -195,24 +216,38 @@ impl Filesystem for KernelFs {
 
     fn link(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         newparent: INodeNo,
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
         let _pass = self.pass();
+        if let Err(e) = self.as_caller(req) {
+            return reply.error(ferr(e));
+        }
         let r = self.writable().and_then(|()| {
             let (f, p) = (self.node(ino)?, self.node(newparent)?);
-            sys::linkat(f.0, "", p.0, newname, abi::AT_EMPTY_PATH)?;
+            // Through the descriptor's /proc link: `AT_EMPTY_PATH` needs
+            // CAP_DAC_READ_SEARCH, which a caller's identity does not have.
+            sys::linkat(
+                abi::AT_FDCWD,
+                proc_path(f.0),
+                p.0,
+                newname,
+                abi::AT_SYMLINK_FOLLOW,
+            )?;
             let (ino, st) = self.lookup_child(&p, newname)?;
             Ok(self.attr(ino, &st))
         });
         reply_entry(r, reply)
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let _pass = self.pass();
+        if let Err(e) = self.as_caller(req) {
+            return reply.error(ferr(e));
+        }
         let r = self.node(ino).and_then(|fd| {
             if self.opts.read_only && flags.0 & 3 != abi::O_RDONLY {
                 return Err(Errno::EROFS);
@@ -239,6 +274,9 @@ impl Filesystem for KernelFs {
         reply: ReplyCreate,
     ) {
         let _pass = self.pass();
+        if let Err(e) = self.as_caller(req) {
+            return reply.error(ferr(e));
+        }
         let r = self.writable().and_then(|()| {
             let p = self.node(parent)?;
             let f = self.open_flags(flags) | abi::O_CREAT | (flags & abi::O_EXCL);
@@ -407,8 +445,11 @@ impl Filesystem for KernelFs {
         )
     }
 
-    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+    fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         let _pass = self.pass_aside();
+        if let Err(e) = self.as_caller(req) {
+            return reply.error(ferr(e));
+        }
         let r = self.node(ino).and_then(|fd| {
             let d = sys::open(
                 &proc_path(fd.0),
@@ -455,7 +496,7 @@ impl Filesystem for KernelFs {
 
     fn readdirplus(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -466,6 +507,20 @@ impl Filesystem for KernelFs {
             Ok(x) => x,
             Err(e) => return reply.error(ferr(e)),
         };
+        // The entries are looked up as root, as the host's checks had them:
+        // a directory its caller may read but not search still lists them.
+        // Then the host must not keep them (TTL zero), or its path walks
+        // would reach those files without asking us, who check the search
+        // permission as the caller.
+        let searchable = !self.kernel_checks()
+            || self.as_caller(req).is_ok_and(|()| {
+                let flags = abi::AT_EMPTY_PATH | abi::AT_EACCESS;
+                sys::faccessat(dirfd.0, "", abi::X_OK, flags).is_ok()
+            });
+        let ttl = if searchable { TTL } else { Duration::ZERO };
+        if let Err(e) = self.as_root() {
+            return reply.error(ferr(e));
+        }
         let dir_attr = match stat_fd(dirfd.0) {
             Ok(st) => self.attr(ino.0, &st),
             Err(e) => return reply.error(ferr(e)),
@@ -484,7 +539,7 @@ impl Filesystem for KernelFs {
                 Err(_) => continue, // gone since the snapshot
             };
             let attr = self.attr(child, &st);
-            if reply.add(INodeNo(child), next, &e.name, &TTL, &attr, Generation(0)) {
+            if reply.add(INodeNo(child), next, &e.name, &ttl, &attr, Generation(0)) {
                 self.forget_one(child, 1); // not sent
                 break;
             }
@@ -543,7 +598,7 @@ impl Filesystem for KernelFs {
 
     fn setxattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         name: &OsStr,
         value: &[u8],
@@ -552,14 +607,20 @@ impl Filesystem for KernelFs {
         reply: ReplyEmpty,
     ) {
         let _pass = self.pass();
+        if let Err(e) = self.as_caller(req) {
+            return reply.error(ferr(e));
+        }
         let r = self
             .writable()
             .and_then(|()| sys::setxattr(proc_path(self.node(ino)?.0), name, value, flags));
         reply_empty(r, reply)
     }
 
-    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+    fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         let _pass = self.pass();
+        if let Err(e) = self.as_caller(req) {
+            return reply.error(ferr(e));
+        }
         let mut buf = vec![0u8; size as usize];
         let r = self
             .node(ino)
@@ -567,8 +628,11 @@ impl Filesystem for KernelFs {
         Self::xattr_reply(r, size, &buf, reply)
     }
 
-    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+    fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         let _pass = self.pass();
+        if let Err(e) = self.as_caller(req) {
+            return reply.error(ferr(e));
+        }
         let mut buf = vec![0u8; size as usize];
         let r = self
             .node(ino)
@@ -576,16 +640,22 @@ impl Filesystem for KernelFs {
         Self::xattr_reply(r, size, &buf, reply)
     }
 
-    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+    fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let _pass = self.pass();
+        if let Err(e) = self.as_caller(req) {
+            return reply.error(ferr(e));
+        }
         let r = self
             .writable()
             .and_then(|()| sys::removexattr(proc_path(self.node(ino)?.0), name));
         reply_empty(r, reply)
     }
 
-    fn access(&self, _req: &Request, ino: INodeNo, mask: fuser::AccessFlags, reply: ReplyEmpty) {
+    fn access(&self, req: &Request, ino: INodeNo, mask: fuser::AccessFlags, reply: ReplyEmpty) {
         let _pass = self.pass();
+        if let Err(e) = self.as_caller(req) {
+            return reply.error(ferr(e));
+        }
         let r = self.node(ino).and_then(|fd| {
             sys::faccessat(fd.0, "", mask.bits(), abi::AT_EMPTY_PATH | abi::AT_EACCESS)
         });
