@@ -186,7 +186,10 @@ fn rewriting_can_be_turned_off() {
     // A value it does not know stops the program before main.
     let out = output_within(&mut command(
         &[prog.to_str().unwrap(), "10"],
-        &[("LKL_HIJACK_SYSCALLS", "all"), ("LKL_HIJACK_REWRITE", "yes")],
+        &[
+            ("LKL_HIJACK_SYSCALLS", "all"),
+            ("LKL_HIJACK_REWRITE", "yes"),
+        ],
     ));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
@@ -255,11 +258,7 @@ fn clients(n: usize) {
 #[testkit::needs(root, tun, go, sud)]
 #[test]
 fn static_go_server_with_rewritten_sites() {
-    go_server(
-        "static_go_server_with_rewritten_sites",
-        "rwgosrvs",
-        false,
-    );
+    go_server("static_go_server_with_rewritten_sites", "rwgosrvs", false);
 }
 
 #[testkit::needs(root, tun, go, sud)]

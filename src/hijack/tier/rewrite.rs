@@ -109,6 +109,9 @@ const MAP_FIXED_NOREPLACE: i64 = 0x10_0000;
 /// the counters on stderr at exit) once the tier is armed (the
 /// constructor). Err: a value it does not know.
 pub fn init() -> Result<(), String> {
+    // CPUID.(EAX=0DH,ECX=1):EAX bit 1: XSAVEC (for the trampoline, trap.rs).
+    let xsavec = std::arch::x86_64::__cpuid_count(0xd, 1).eax & 2 != 0;
+    super::trap::XSAVEC.store(xsavec, Ordering::Relaxed);
     let v = std::env::var_os("LKL_HIJACK_REWRITE");
     let v = v.as_deref().and_then(|v| v.to_str());
     let stats = match v {
@@ -352,8 +355,18 @@ pub fn after_trap(rip: usize, nr: u64) {
         let r = consider(rip, nr);
         let full = !record(rip, if r.is_ok() { DONE } else { KEPT });
         match r {
-            Ok(()) => {
+            Ok(how) => {
                 PATCHED.fetch_add(1, Ordering::Relaxed);
+                if STATS.load(Ordering::Relaxed) {
+                    let mut l = Line::new();
+                    l.s(b"lkl-hijack: rewrite: site ")
+                        .x(rip as u64 - 2)
+                        .s(b" (call ")
+                        .u(nr)
+                        .s(b") rewritten: ")
+                        .s(how.as_bytes());
+                    l.flush();
+                }
             }
             Err(why) => {
                 REFUSED.fetch_add(1, Ordering::Relaxed);
@@ -798,7 +811,7 @@ fn fixed_nr(run: &[Instruction]) -> Option<u64> {
 const MAX_RUN: usize = 8;
 
 /// Analyses the site whose `syscall` ends at `rip` and rewrites it.
-fn consider(rip: usize, _nr: u64) -> Result<(), &'static str> {
+fn consider(rip: usize, _nr: u64) -> Result<&'static str, &'static str> {
     let sys = rip.checked_sub(2).ok_or("bad address")?;
     // SAFETY: the program just executed the instruction there.
     if unsafe { std::ptr::read_volatile(sys as *const [u8; 2]) } != [0x0f, 0x05] {
@@ -808,8 +821,8 @@ fn consider(rip: usize, _nr: u64) -> Result<(), &'static str> {
     let n = read_maps(buf).ok_or("cannot read /proc/self/maps")?;
     let text = &buf[..n];
     let vma = vma_of(text, sys).ok_or("no mapping")?;
-    if vma.inode == 0 || !vma.private || vma.writable || vma.prot & i64::from(libc::PROT_EXEC) == 0
-    {
+    let rx = i64::from(libc::PROT_READ | libc::PROT_EXEC);
+    if vma.inode == 0 || !vma.private || vma.writable || vma.prot & rx != rx {
         return Err("not in a private read-only file mapping (run-time code?)");
     }
     let ours = vma_of(text, consider as *const () as usize).ok_or("no mapping of ours")?;
@@ -1012,7 +1025,11 @@ fn consider(rip: usize, _nr: u64) -> Result<(), &'static str> {
     // SAFETY: the run's bytes, inside the mapping (checked above).
     let run_bytes = unsafe { std::slice::from_raw_parts(w as *const u8, sys - w) };
     let stub = make_stub(sys, run_bytes).ok_or("no stub memory within 2 GiB")?;
-    patch(w, &entry, stub, vma.prot)
+    patch(w, &entry, stub, vma.prot)?;
+    Ok(match entry {
+        Entry::Direct => "a jump over the instruction before it",
+        Entry::Pad(_) => "a short jump to the padding after its function",
+    })
 }
 
 /// Pads in use: a small list (under LOCK).

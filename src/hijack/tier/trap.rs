@@ -31,7 +31,7 @@
 //! of the program (Syscall User Dispatch is off in every new task).
 
 use std::ffi::{c_int, c_void};
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 use super::gate::Block;
 
@@ -173,13 +173,22 @@ std::arch::global_asm!(
     "    movq {B_HOSTFS}(%rax), %rcx",
     "    wrfsbase %rcx",
     "5:",
-    "    movl $-1, %eax",
-    "    movl $-1, %edx",
+    "    movl ${XMASK}, %eax",
+    "    xorl %edx, %edx",
+    // XSAVEC (compacted, components in their initial state skipped: the
+    // upper halves of the vector registers, mostly) where the CPU has it;
+    // XRSTOR reads either format.
+    "    cmpb $0, {xsavec}(%rip)",
+    "    je 11f",
+    "    xsavec64 {F_XSAVE}(%rsp)",
+    "    jmp 12f",
+    "11:",
     "    xsave64 {F_XSAVE}(%rsp)",
+    "12:",
     "    movq %rsp, %rdi",
     "    call {route}",
-    "    movl $-1, %eax",
-    "    movl $-1, %edx",
+    "    movl ${XMASK}, %eax",
+    "    xorl %edx, %edx",
     "    xrstor64 {F_XSAVE}(%rsp)",
     "    movq {F_BLOCK}(%rsp), %r11",
     "    cmpb $0, {B_SWAP}(%r11)",
@@ -281,8 +290,8 @@ std::arch::global_asm!(
     "    rdfsbase %rdx",
     "    movq %rdx, {B_OWNER}(%rcx)",
     "10:",
-    "    movl $-1, %eax",
-    "    movl $-1, %edx",
+    "    movl ${XMASK}, %eax",
+    "    xorl %edx, %edx",
     "    xrstor64 {F_XSAVE}(%r12)",
     "    movq %r12, %r11",
     "    movq %r13, %rsp",
@@ -317,6 +326,10 @@ std::arch::global_asm!(
     "    je 9f",
     "    cmpq $60, %rax",
     "    je 9f",
+    // ALLOW before the frame is built (as the handler does): a signal
+    // handler of the program that runs from here until the trampoline is
+    // done makes its calls to the host, and never takes the frame's place.
+    "    movb $0, {B_SEL}(%r11)",
     "    cmpq {B_LO}(%r11), %rsp",
     "    jb 1f",
     "    cmpq {B_TOP}(%r11), %rsp",
@@ -400,6 +413,8 @@ std::arch::global_asm!(
     route = sym lkl_tier_route,
     frame_size = sym FRAME_SIZE,
     rw_on = sym super::rewrite::ON,
+    xsavec = sym XSAVEC,
+    XMASK = const XMASK,
     F_VIA = const F_VIA,
     B_LO = const B_LO,
     B_TOP = const B_TOP,
@@ -454,6 +469,17 @@ pub fn exempt_range() -> (usize, usize) {
 pub fn restorer() -> usize {
     lkl_tier_restorer as *const () as usize
 }
+
+/// The state components the trampoline saves and restores around a
+/// routed call: x87, SSE, AVX, AVX-512 (opmask, ZMM upper halves, ZMM16-31),
+/// what the router's code may change. Not PKRU (restoring it is slow and
+/// our code never changes it), nor MPX, AMX or the supervisor components.
+const XMASK: u32 = 0b1110_0111;
+
+/// The CPU has XSAVEC (set when arming): the trampoline saves the
+/// program's vector state compacted, without the components in their
+/// initial state.
+pub static XSAVEC: AtomicBool = AtomicBool::new(false);
 
 /// The size of a frame with its `xsave` image (set when arming).
 pub static FRAME_SIZE: AtomicUsize = AtomicUsize::new(0);
@@ -565,6 +591,11 @@ pub unsafe extern "C" fn on_sigsys(sig: c_int, info: *mut libc::siginfo_t, ctx: 
         // only its first 8 bytes.
         std::ptr::write_bytes(f.cast::<u8>().add(F_XSAVE + 512), 0, 64);
     }
+    // ALLOW from here: a signal handler of the program that runs before
+    // the trampoline has set it (on an alternate stack: Go's) would trap
+    // and put its frame where this one lies; its calls go to the host.
+    // SAFETY: the thread's live block.
+    unsafe { std::ptr::addr_of_mut!((*b).selector).write_volatile(super::gate::ALLOW) };
     g[libc::REG_RSP as usize] = f as i64;
     g[libc::REG_RDI as usize] = f as i64;
     g[libc::REG_RIP as usize] = lkl_tier_trampoline as *const () as i64;
