@@ -249,7 +249,7 @@ pub unsafe extern "C" fn lkl_hijack_tier_stats(out: *mut u64, n: usize) -> usize
 pub fn print_stats() {
     let [fast, trap, known, patched, refused] = counters();
     let total = fast + trap;
-    let pct = |a: u64, b: u64| if b == 0 { 0 } else { a * 1000 / b };
+    let pct = |a: u64, b: u64| (a * 1000).checked_div(b).unwrap_or(0);
     let share = pct(fast, total);
     let steady = pct(fast, fast + known);
     let mut l = Line::new();
@@ -1095,7 +1095,7 @@ fn stub_slot(site: usize) -> Option<usize> {
                 continue;
             };
             // Well above page 0 and the low megabytes.
-            if hint < (16 << 20) || hint > (1usize << 47) - ZONE {
+            if !((16 << 20)..=(1usize << 47) - ZONE).contains(&hint) {
                 continue;
             }
             let m = raw(
