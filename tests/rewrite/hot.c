@@ -7,6 +7,8 @@
  *   jit        a site in code generated at run time (anonymous RWX page)
  *   branch     a site a branch could land inside (cannot be proven safe)
  *   push       a site whose preceding instruction cannot be relocated
+ *   syscall    syscall(SYS_getppid): the library's `syscall` hook issues
+ *              the number as is, from a site that gets rewritten
  * Every call's result is checked against libc's getppid()/getpid(). */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -15,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 typedef size_t (*stats_fn)(unsigned long long *, size_t);
@@ -147,6 +150,12 @@ int main(int argc, char **argv)
 		if (site_push() != want_ppid)
 			failures++;
 	report("push", m, c);
+
+	counters(c);
+	for (long i = 0; i < n; i++)
+		if (syscall(SYS_getppid) != want_ppid)
+			failures++;
+	report("syscall", n, c);
 
 	printf(failures ? "FAILED\n" : "ok\n");
 	return failures != 0;

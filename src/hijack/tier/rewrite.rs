@@ -32,7 +32,7 @@
 //! What is proven before a site is patched (anything else keeps the trap):
 //! - the site is in a private, file-backed, executable and not writable
 //!   mapping (code generated at run time, anonymous memory, is never
-//!   patched), not in this library, and its bytes are the file's;
+//!   patched), not in the exempt range, and its bytes are the file's;
 //! - the file's symbol table (`.symtab`, else `.dynsym`) has a function
 //!   covering it, and decoding that function from its start reaches an
 //!   instruction boundary at the run's start and at the `syscall`;
@@ -825,9 +825,12 @@ fn consider(rip: usize, _nr: u64) -> Result<&'static str, &'static str> {
     if vma.inode == 0 || !vma.private || vma.writable || vma.prot & rx != rx {
         return Err("not in a private read-only file mapping (run-time code?)");
     }
-    let ours = vma_of(text, consider as *const () as usize).ok_or("no mapping of ours")?;
-    if ours.inode == vma.inode {
-        return Err("in this library");
+    // This library's own sites that trap are the program's calls too (the
+    // `syscall` hook issues the program's number as is, to be routed); the
+    // exempt range never traps, and is never touched.
+    let (ex, exlen) = super::trap::exempt_range();
+    if (ex..ex + exlen).contains(&sys) {
+        return Err("in the exempt range");
     }
     let (ps, pl) = vma.path;
     let path = text.get(ps..ps + pl).ok_or("bad maps line")?;
