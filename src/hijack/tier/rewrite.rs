@@ -58,9 +58,11 @@
 //!
 //! Everything here runs in the router (selector ALLOW, on the thread's own
 //! stack), also on threads with no TLS of the library's (a static
-//! program's): raw system calls through the exempt range, no allocation,
-//! no TLS; one thread analyses at a time (a busy lock just leaves the site
-//! for its next trap).
+//! program's), after the program's call was made and before it returns:
+//! raw system calls through the exempt range, no allocation (a `malloc`
+//! here may move the heap's break while the program's `brk` wrapper is
+//! about to record the one it got), no TLS, no libc; one thread analyses
+//! at a time (a busy lock just leaves the site for its next trap).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
@@ -109,9 +111,10 @@ const MAP_FIXED_NOREPLACE: i64 = 0x10_0000;
 /// the counters on stderr at exit) once the tier is armed (the
 /// constructor). Err: a value it does not know.
 pub fn init() -> Result<(), String> {
-    // CPUID.(EAX=0DH,ECX=1):EAX bit 1: XSAVEC (for the trampoline, trap.rs).
-    let xsavec = std::arch::x86_64::__cpuid_count(0xd, 1).eax & 2 != 0;
-    super::trap::XSAVEC.store(xsavec, Ordering::Relaxed);
+    // CPUID.(EAX=0DH,ECX=1):EAX bit 0: XSAVEOPT (for the trampoline,
+    // trap.rs).
+    let opt = std::arch::x86_64::__cpuid_count(0xd, 1).eax & 1 != 0;
+    super::trap::XSAVEOPT.store(opt, Ordering::Relaxed);
     let v = std::env::var_os("LKL_HIJACK_REWRITE");
     let v = v.as_deref().and_then(|v| v.to_str());
     let stats = match v {
@@ -131,6 +134,10 @@ pub fn init() -> Result<(), String> {
         }
         return Ok(());
     }
+    // The decoder builds its tables on first use (an allocation): here, in
+    // the constructor, never in the middle of a program's call (its brk
+    // wrapper would record a break older than the one malloc just set).
+    let _ = Decoder::with_ip(64, &[0x90], 0, DecoderOptions::NONE).decode();
     let r = raw(
         libc::SYS_membarrier,
         [MEMBARRIER_REGISTER_SYNC_CORE, 0, 0, 0, 0, 0],

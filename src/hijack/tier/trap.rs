@@ -175,12 +175,14 @@ std::arch::global_asm!(
     "5:",
     "    movl ${XMASK}, %eax",
     "    xorl %edx, %edx",
-    // XSAVEC (compacted, components in their initial state skipped: the
-    // upper halves of the vector registers, mostly) where the CPU has it;
-    // XRSTOR reads either format.
-    "    cmpb $0, {xsavec}(%rip)",
+    // XSAVEOPT where the CPU has it: components in their initial state,
+    // or unchanged since the XRSTOR below last restored them from this
+    // same frame (the next call of a hot site), are not written again.
+    // The area is never changed in between but for the header's reserved
+    // bytes, which XSAVEOPT leaves alone and the frame's builders zero.
+    "    cmpb $0, {xsaveopt}(%rip)",
     "    je 11f",
-    "    xsavec64 {F_XSAVE}(%rsp)",
+    "    xsaveopt64 {F_XSAVE}(%rsp)",
     "    jmp 12f",
     "11:",
     "    xsave64 {F_XSAVE}(%rsp)",
@@ -413,7 +415,7 @@ std::arch::global_asm!(
     route = sym lkl_tier_route,
     frame_size = sym FRAME_SIZE,
     rw_on = sym super::rewrite::ON,
-    xsavec = sym XSAVEC,
+    xsaveopt = sym XSAVEOPT,
     XMASK = const XMASK,
     F_VIA = const F_VIA,
     B_LO = const B_LO,
@@ -476,10 +478,10 @@ pub fn restorer() -> usize {
 /// our code never changes it), nor MPX, AMX or the supervisor components.
 const XMASK: u32 = 0b1110_0111;
 
-/// The CPU has XSAVEC (set when arming): the trampoline saves the
-/// program's vector state compacted, without the components in their
-/// initial state.
-pub static XSAVEC: AtomicBool = AtomicBool::new(false);
+/// The CPU has XSAVEOPT (set when arming): the trampoline saves the
+/// program's vector state without the components in their initial state
+/// or unchanged since the trampoline restored them from the same frame.
+pub static XSAVEOPT: AtomicBool = AtomicBool::new(false);
 
 /// The size of a frame with its `xsave` image (set when arming).
 pub static FRAME_SIZE: AtomicUsize = AtomicUsize::new(0);
