@@ -9,6 +9,9 @@
  *   push       a site whose preceding instruction cannot be relocated
  *   syscall    syscall(SYS_getppid): the library's `syscall` hook issues
  *              the number as is, from a site that gets rewritten
+ *   brk        sbrk() moving the break while malloc uses the heap: the
+ *              analysis of glibc's `brk` site (made between the call and
+ *              its return) must not move the break itself
  * Every call's result is checked against libc's getppid()/getpid(). */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -156,6 +159,18 @@ int main(int argc, char **argv)
 		if (syscall(SYS_getppid) != want_ppid)
 			failures++;
 	report("syscall", n, c);
+
+	counters(c);
+	for (long i = 0; i < 100; i++) {
+		char *p = sbrk(4096), *q = sbrk(0);
+		char *m = malloc(100000);
+		if (p == (void *)-1 || q != p + 4096 || !m)
+			failures++;
+		else
+			memset(m, 1, 100000);
+		free(m);
+	}
+	report("brk", 100, c);
 
 	printf(failures ? "FAILED\n" : "ok\n");
 	return failures != 0;
