@@ -394,3 +394,52 @@ fn static_go_client_with_rewritten_sites() {
         },
     );
 }
+
+/// The numbers `lkl_tier_fast` issues to the host itself (rewrite.rs's
+/// DIRECT, the same list in trap.rs's assembly) are ones the router gives
+/// the host as they are: no arm of route.rs or loader.rs names them.
+#[test]
+fn direct_calls_are_the_routers_host_calls() {
+    let read = |p: &str| std::fs::read_to_string(testkit::repo().join(p)).unwrap();
+    let rewrite = read("src/hijack/tier/rewrite.rs");
+    let start = rewrite.find("pub const DIRECT").unwrap();
+    let list = &rewrite[start..];
+    let list = &list[list.find("= [").unwrap() + 3..list.find("];").unwrap()];
+    let direct: Vec<u64> = list.split(',').map(|n| n.trim().parse().unwrap()).collect();
+    let trap = read("src/hijack/tier/trap.rs");
+    let lines: Vec<&str> = trap.lines().collect();
+    let mut asm: Vec<u64> = Vec::new();
+    for w in lines.windows(2) {
+        if w[1].contains("je 20f") {
+            let n = w[0].split('$').nth(1).unwrap().split(',').next().unwrap();
+            asm.push(n.parse().unwrap());
+        }
+    }
+    assert_eq!(asm, direct, "trap.rs's list and rewrite.rs's DIRECT");
+    // Every number a match arm of the router names (ranges included).
+    let mut named = Vec::new();
+    for file in ["src/hijack/tier/route.rs", "src/hijack/tier/loader.rs"] {
+        for line in read(file).lines() {
+            let Some((pat, _)) = line.split_once("=>") else {
+                continue;
+            };
+            let pat = pat.split(" if ").next().unwrap();
+            for alt in pat.split('|') {
+                let alt = alt.trim();
+                if let Some((a, b)) = alt.split_once("..=") {
+                    if let (Ok(a), Ok(b)) = (a.trim().parse::<u64>(), b.trim().parse::<u64>()) {
+                        named.extend(a..=b);
+                    }
+                } else if let Ok(n) = alt.parse::<u64>() {
+                    named.push(n);
+                }
+            }
+        }
+    }
+    assert!(named.contains(&41) && named.contains(&288), "{named:?}");
+    let both: Vec<_> = direct.iter().filter(|n| named.contains(n)).collect();
+    assert!(
+        both.is_empty(),
+        "routed by the router, yet issued directly: {both:?}"
+    );
+}

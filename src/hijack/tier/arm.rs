@@ -115,6 +115,7 @@ fn map_block() -> *mut Block {
             prog_fs: 0,
             twin: std::ptr::null_mut(),
             owner_fs: 0,
+            fast_ret: 0,
         });
     }
     b

@@ -60,6 +60,10 @@ pub struct Block {
     /// only on the thread this matches, never on a thread that inherited
     /// this `%gs` without being armed (one our own code created).
     pub owner_fs: usize,
+    /// Where a call that a rewritten site issues to the host directly
+    /// returns to (trap.rs's `lkl_tier_fast`: its registers are the
+    /// program's, `rcx` and `r11` are the `syscall`'s).
+    pub fast_ret: usize,
 }
 
 /// The offset of `Block::me`, read through `%gs`.

@@ -106,6 +106,7 @@ const F_VIA: usize = std::mem::offset_of!(Frame, via);
 const B_LO: usize = std::mem::offset_of!(Block, stack_lo);
 const B_TOP: usize = std::mem::offset_of!(Block, stack_top);
 const B_OWNER: usize = super::rewrite::B_OWNER;
+const B_RET: usize = std::mem::offset_of!(Block, fast_ret);
 const B_SEL: usize = std::mem::offset_of!(Block, selector);
 const B_SWAP: usize = std::mem::offset_of!(Block, swap_fs);
 const B_HOSTFS: usize = std::mem::offset_of!(Block, host_fs);
@@ -328,6 +329,27 @@ std::arch::global_asm!(
     "    je 9f",
     "    cmpq $60, %rax",
     "    je 9f",
+    // Calls the router would give the host as they are, and that use no
+    // state of ours: issued here, on the program's stack, with the
+    // selector at ALLOW around them (rewrite.rs, DIRECT).
+    "    cmpq $202, %rax",
+    "    je 20f",
+    "    cmpq $24, %rax",
+    "    je 20f",
+    "    cmpq $35, %rax",
+    "    je 20f",
+    "    cmpq $230, %rax",
+    "    je 20f",
+    "    cmpq $28, %rax",
+    "    je 20f",
+    "    cmpq $39, %rax",
+    "    je 20f",
+    "    cmpq $186, %rax",
+    "    je 20f",
+    "    cmpq $110, %rax",
+    "    je 20f",
+    "    cmpq $318, %rax",
+    "    je 20f",
     // ALLOW before the frame is built (as the handler does): a signal
     // handler of the program that runs from here until the trampoline is
     // done makes its calls to the host, and never takes the frame's place.
@@ -383,6 +405,18 @@ std::arch::global_asm!(
     "9:",
     "    subq $2, %rcx",
     "    jmp *%rcx",
+    // A signal handler that runs during the call finds ALLOW (its stubs
+    // take the host's way and leave fast_ret alone); a restarted call
+    // starts again at this syscall.
+    "20:",
+    "    movb $0, {B_SEL}(%r11)",
+    "    movq %rcx, {B_RET}(%r11)",
+    "    lock incq {fast_count}(%rip)",
+    "    syscall",
+    "    rdgsbase %r11",
+    "    movq {B_RET}(%r11), %rcx",
+    "    movb $1, {B_SEL}(%r11)",
+    "    jmp *%rcx",
     F_RAX = const F_RAX,
     F_RDI = const F_RDI,
     F_RSI = const F_RSI,
@@ -421,6 +455,8 @@ std::arch::global_asm!(
     B_LO = const B_LO,
     B_TOP = const B_TOP,
     B_OWNER = const B_OWNER,
+    B_RET = const B_RET,
+    fast_count = sym super::rewrite::FAST,
     forked = sym lkl_tier_child_forked,
     options(att_syntax)
 );
