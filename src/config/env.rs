@@ -58,6 +58,8 @@ const VARS: &[(&str, Scope)] = &[
     ("LKL_HIJACK_NAMESERVER", Scope::Top("nameserver")),
     ("LKL_HIJACK_LOG", Scope::Top("log")),
     ("LKL_HIJACK_SYSCALLS", Scope::Top("syscalls")),
+    // Read by the system-call tier itself (src/hijack/tier/rewrite.rs).
+    ("LKL_HIJACK_REWRITE", Scope::Special),
 ];
 
 /// Variables LKL once had; setting one is an error that says what replaced it.

@@ -18,6 +18,9 @@
 //!   `os.Exit`, `_exit`).
 //! - `arm`: the host checked, the handler installed, threads armed; the
 //!   blocks' free list.
+//! - `rewrite`: hot `syscall` sites patched after their first trap to
+//!   jump into a stub of ours that enters the trampoline without the
+//!   signal (`LKL_HIJACK_REWRITE=0` turns it off).
 //! - `loader`: what a static program run by the loader (loader/) needs:
 //!   its `%fs` swapped for ours while a call is routed, `arch_prctl` of
 //!   `%fs` kept in the frame, `brk` left to `mmap`, `/proc/self/exe`.
@@ -26,6 +29,7 @@ pub mod gate;
 
 mod arm;
 mod loader;
+mod rewrite;
 mod route;
 mod trap;
 mod twin;
@@ -49,6 +53,7 @@ pub fn arm_if_requested() -> Result<(), String> {
         return Ok(());
     }
     arm::arm()?;
+    rewrite::init()?;
     gate::set_selector(gate::BLOCK);
     Ok(())
 }

@@ -20,6 +20,15 @@
 //! - `raw getsockname`, `libc getsockname` on a TCP socket made by
 //!   `socket()` (the kernel's when hijacked): a routed kernel call through
 //!   the trap and through the hook.
+//!
+//! The `raw` rows are each one `mov $nr,%eax; syscall` site of this
+//! program: with the tier armed it traps once and is then rewritten
+//! (docs/every-syscall.md, "Rewritten sites"), so the figure is a call
+//! through a rewritten site (`LKL_HIJACK_REWRITE=0` gives the trap's).
+//! The `jit` rows make the same calls from code generated at run time (an
+//! anonymous page), which is never rewritten: the trap, every call. With
+//! the tier armed, the library's counters follow (calls through rewritten
+//! sites and through the trap).
 
 use std::time::Instant;
 
@@ -32,6 +41,70 @@ fn raw(nr: i64, a: i64, b: i64, c: i64) -> i64 {
             in("rdx") c, lateout("rcx") _, lateout("r11") _, options(nostack));
     }
     r
+}
+
+/// A `mov $NR,%eax; syscall` site of its own (one per number).
+#[inline(never)]
+fn site<const NR: i64>(a: i64, b: i64, c: i64) -> i64 {
+    let r: i64;
+    // SAFETY: the calls measured here take integers and buffers of ours.
+    unsafe {
+        std::arch::asm!("mov eax, {nr}", "syscall", nr = const NR, lateout("rax") r,
+            in("rdi") a, in("rsi") b, in("rdx") c, lateout("rcx") _, lateout("r11") _,
+            options(nostack));
+    }
+    r
+}
+
+/// A call made from code generated at run time: `mov $nr,%eax; syscall;
+/// ret` in an anonymous executable page.
+struct Jit(*mut u8);
+
+type JitFn = extern "C" fn(i64, i64, i64) -> i64;
+
+impl Jit {
+    fn new() -> Option<Jit> {
+        // SAFETY: a new private anonymous page of ours.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        (p != libc::MAP_FAILED).then_some(Jit(p.cast()))
+    }
+
+    /// The function for `nr` (16 bytes each).
+    fn call(&self, nr: i64) -> JitFn {
+        let at = nr as usize % 256 * 16;
+        let n = (nr as u32).to_le_bytes();
+        let code = [0xb8, n[0], n[1], n[2], n[3], 0x0f, 0x05, 0xc3];
+        // SAFETY: inside our page; then its address as a function with
+        // the C convention (rdi, rsi, rdx already the call's arguments).
+        unsafe {
+            std::ptr::copy_nonoverlapping(code.as_ptr(), self.0.add(at), code.len());
+            std::mem::transmute::<*mut u8, JitFn>(self.0.add(at))
+        }
+    }
+}
+
+/// The library's counters, if it is loaded (`lkl_hijack_tier_stats`).
+fn tier_counters() -> Option<[u64; 5]> {
+    // SAFETY: a symbol name; the function, when there, has this type.
+    unsafe {
+        let f = libc::dlsym(libc::RTLD_DEFAULT, c"lkl_hijack_tier_stats".as_ptr());
+        if f.is_null() {
+            return None;
+        }
+        let f: extern "C" fn(*mut u64, usize) -> usize = std::mem::transmute(f);
+        let mut c = [0u64; 5];
+        f(c.as_mut_ptr(), 5);
+        Some(c)
+    }
 }
 
 /// Nanoseconds per call of `f`, the best of five rounds of `n`.
@@ -72,18 +145,40 @@ fn main() {
     let buf = &mut byte as *mut u8;
     let mut sa = [0u8; 128];
     let mut len: libc::socklen_t = 128;
+    let Some(jit) = Jit::new() else {
+        eprintln!("tier-bench: mmap of an executable page failed");
+        std::process::exit(1);
+    };
+    let (jit_getppid, jit_read, jit_getsockname) = (
+        jit.call(libc::SYS_getppid),
+        jit.call(libc::SYS_read),
+        jit.call(libc::SYS_getsockname),
+    );
+    let before = tier_counters();
     println!("tier-bench: {mode}, ns per call (best of 5 x {n})");
-    let rows: [(&str, f64); 5] = [
+    let rows: [(&str, f64); 8] = [
         (
             "raw getppid",
             per_call(n, || {
-                raw(libc::SYS_getppid, 0, 0, 0);
+                site::<{ libc::SYS_getppid }>(0, 0, 0);
+            }),
+        ),
+        (
+            "jit getppid",
+            per_call(n, || {
+                jit_getppid(0, 0, 0);
             }),
         ),
         (
             "raw read /dev/zero",
             per_call(n, || {
-                raw(libc::SYS_read, zero.into(), buf as i64, 1);
+                site::<{ libc::SYS_read }>(zero.into(), buf as i64, 1);
+            }),
+        ),
+        (
+            "jit read /dev/zero",
+            per_call(n, || {
+                jit_read(zero.into(), buf as i64, 1);
             }),
         ),
         (
@@ -97,8 +192,18 @@ fn main() {
             "raw getsockname",
             per_call(n, || {
                 len = 128;
-                raw(
-                    libc::SYS_getsockname,
+                site::<{ libc::SYS_getsockname }>(
+                    sock.into(),
+                    sa.as_mut_ptr() as i64,
+                    &mut len as *mut libc::socklen_t as i64,
+                );
+            }),
+        ),
+        (
+            "jit getsockname",
+            per_call(n, || {
+                len = 128;
+                jit_getsockname(
                     sock.into(),
                     sa.as_mut_ptr() as i64,
                     &mut len as *mut libc::socklen_t as i64,
@@ -116,5 +221,14 @@ fn main() {
     ];
     for (what, ns) in rows {
         println!("  {what:<22} {ns:>9.1}");
+    }
+    if let (Some(a), Some(b)) = (before, tier_counters()) {
+        let (fast, trap) = (b[0] - a[0], b[1] - a[1]);
+        println!(
+            "  routed calls: {fast} through rewritten sites, {trap} through the trap ({:.1}% rewritten); sites rewritten {}, refused {}",
+            fast as f64 * 100.0 / (fast + trap).max(1) as f64,
+            b[3],
+            b[4]
+        );
     }
 }

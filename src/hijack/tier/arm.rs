@@ -49,6 +49,7 @@ pub fn alloc_block(thread_owned: bool) -> *mut Block {
             (*b).next = std::ptr::null_mut();
             (*b).twin = std::ptr::null_mut();
             (*b).swap_fs = 0;
+            (*b).owner_fs = 0;
         }
     }
     b
@@ -113,6 +114,8 @@ fn map_block() -> *mut Block {
             host_fs: 0,
             prog_fs: 0,
             twin: std::ptr::null_mut(),
+            owner_fs: 0,
+            fast_ret: 0,
         });
     }
     b

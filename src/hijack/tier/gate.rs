@@ -55,6 +55,15 @@ pub struct Block {
     /// calls that need one (the hooks) run on this pthread twin of it
     /// (tier/twin.rs); null on other threads.
     pub twin: *mut std::ffi::c_void,
+    /// The `%fs` base its thread had at its last trap (or when a clone's
+    /// child armed itself): a rewritten site (rewrite.rs) routes a call
+    /// only on the thread this matches, never on a thread that inherited
+    /// this `%gs` without being armed (one our own code created).
+    pub owner_fs: usize,
+    /// Where a call that a rewritten site issues to the host directly
+    /// returns to (trap.rs's `lkl_tier_fast`: its registers are the
+    /// program's, `rcx` and `r11` are the `syscall`'s).
+    pub fast_ret: usize,
 }
 
 /// The offset of `Block::me`, read through `%gs`.

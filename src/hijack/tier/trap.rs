@@ -31,7 +31,7 @@
 //! of the program (Syscall User Dispatch is off in every new task).
 
 use std::ffi::{c_int, c_void};
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 use super::gate::Block;
 
@@ -72,6 +72,9 @@ pub struct Frame {
     /// A clone's child: 1 to set `%fs` to `fs` (it inherited our swapped
     /// one), 0 to keep what the host gave it (CLONE_SETTLS, or no swap).
     pub child_fs: u64,
+    /// 1 when the call came through a rewritten site (`lkl_tier_fast`),
+    /// 0 through the trap.
+    pub via: u64,
 }
 
 const F_RAX: usize = std::mem::offset_of!(Frame, rax);
@@ -99,6 +102,11 @@ const F_XSAVE: usize = std::mem::size_of::<Frame>();
 const _: () = assert!(F_XSAVE.is_multiple_of(64));
 const F_FS: usize = std::mem::offset_of!(Frame, fs);
 const F_CHILD_FS: usize = std::mem::offset_of!(Frame, child_fs);
+const F_VIA: usize = std::mem::offset_of!(Frame, via);
+const B_LO: usize = std::mem::offset_of!(Block, stack_lo);
+const B_TOP: usize = std::mem::offset_of!(Block, stack_top);
+const B_OWNER: usize = super::rewrite::B_OWNER;
+const B_RET: usize = std::mem::offset_of!(Block, fast_ret);
 const B_SEL: usize = std::mem::offset_of!(Block, selector);
 const B_SWAP: usize = std::mem::offset_of!(Block, swap_fs);
 const B_HOSTFS: usize = std::mem::offset_of!(Block, host_fs);
@@ -166,13 +174,24 @@ std::arch::global_asm!(
     "    movq {B_HOSTFS}(%rax), %rcx",
     "    wrfsbase %rcx",
     "5:",
-    "    movl $-1, %eax",
-    "    movl $-1, %edx",
+    "    movl ${XMASK}, %eax",
+    "    xorl %edx, %edx",
+    // XSAVEOPT where the CPU has it: components in their initial state,
+    // or unchanged since the XRSTOR below last restored them from this
+    // same frame (the next call of a hot site), are not written again.
+    // The area is never changed in between but for the header's reserved
+    // bytes, which XSAVEOPT leaves alone and the frame's builders zero.
+    "    cmpb $0, {xsaveopt}(%rip)",
+    "    je 11f",
+    "    xsaveopt64 {F_XSAVE}(%rsp)",
+    "    jmp 12f",
+    "11:",
     "    xsave64 {F_XSAVE}(%rsp)",
+    "12:",
     "    movq %rsp, %rdi",
-    "    call {dispatch}",
-    "    movl $-1, %eax",
-    "    movl $-1, %edx",
+    "    call {route}",
+    "    movl ${XMASK}, %eax",
+    "    xorl %edx, %edx",
     "    xrstor64 {F_XSAVE}(%rsp)",
     "    movq {F_BLOCK}(%rsp), %r11",
     "    cmpb $0, {B_SWAP}(%r11)",
@@ -267,8 +286,15 @@ std::arch::global_asm!(
     "    movq {F_FS}(%r12), %rcx",
     "    wrfsbase %rcx",
     "7:",
-    "    movl $-1, %eax",
-    "    movl $-1, %edx",
+    // Rewritten sites route on this thread only with this %fs (rewrite.rs).
+    "    cmpb $0, {rw_on}(%rip)",
+    "    je 10f",
+    "    rdgsbase %rcx",
+    "    rdfsbase %rdx",
+    "    movq %rdx, {B_OWNER}(%rcx)",
+    "10:",
+    "    movl ${XMASK}, %eax",
+    "    xorl %edx, %edx",
     "    xrstor64 {F_XSAVE}(%r12)",
     "    movq %r12, %r11",
     "    movq %r13, %rsp",
@@ -287,6 +313,109 @@ std::arch::global_asm!(
     "    movq {F_RIP}(%r11), %rcx",
     "    xorl %eax, %eax",
     "    movl $1, {F_CHILD_DONE}(%r11)",
+    "    jmp *%rcx",
+    // lkl_tier_fast: the stubs of rewritten sites (rewrite.rs) jump here
+    // with the program's registers, its rsp, selector BLOCK, r11 = the
+    // thread's block, rcx = the address after the site's `syscall`. It
+    // builds the frame the SIGSYS handler would (on the thread's own
+    // stack, below the live part when already on it) and enters the
+    // trampoline. rt_sigreturn and exit (numbers set before the site)
+    // go to the site's own `syscall` instead: they trap as always.
+    ".p2align 4",
+    ".globl lkl_tier_fast",
+    ".hidden lkl_tier_fast",
+    "lkl_tier_fast:",
+    "    cmpq $15, %rax",
+    "    je 9f",
+    "    cmpq $60, %rax",
+    "    je 9f",
+    // Calls the router would give the host as they are, and that use no
+    // state of ours: issued here, on the program's stack, with the
+    // selector at ALLOW around them (rewrite.rs, DIRECT).
+    "    cmpq $202, %rax",
+    "    je 20f",
+    "    cmpq $24, %rax",
+    "    je 20f",
+    "    cmpq $35, %rax",
+    "    je 20f",
+    "    cmpq $230, %rax",
+    "    je 20f",
+    "    cmpq $28, %rax",
+    "    je 20f",
+    "    cmpq $39, %rax",
+    "    je 20f",
+    "    cmpq $186, %rax",
+    "    je 20f",
+    "    cmpq $110, %rax",
+    "    je 20f",
+    "    cmpq $318, %rax",
+    "    je 20f",
+    // ALLOW before the frame is built (as the handler does): a signal
+    // handler of the program that runs from here until the trampoline is
+    // done makes its calls to the host, and never takes the frame's place.
+    "    movb $0, {B_SEL}(%r11)",
+    "    cmpq {B_LO}(%r11), %rsp",
+    "    jb 1f",
+    "    cmpq {B_TOP}(%r11), %rsp",
+    "    jae 1f",
+    "    leaq -256(%rsp), %r11",
+    "    jmp 2f",
+    "1:",
+    "    movq {B_TOP}(%r11), %r11",
+    "2:",
+    "    subq {frame_size}(%rip), %r11",
+    "    andq $-64, %r11",
+    "    movq %rsp, {F_RSP}(%r11)",
+    "    movq %r11, %rsp",
+    "    movq %rcx, {F_RIP}(%rsp)",
+    "    movq %rax, {F_RAX}(%rsp)",
+    "    movq %rdi, {F_RDI}(%rsp)",
+    "    movq %rsi, {F_RSI}(%rsp)",
+    "    movq %rdx, {F_RDX}(%rsp)",
+    "    movq %r10, {F_R10}(%rsp)",
+    "    movq %r8, {F_R8}(%rsp)",
+    "    movq %r9, {F_R9}(%rsp)",
+    "    movq %rbx, {F_RBX}(%rsp)",
+    "    movq %rbp, {F_RBP}(%rsp)",
+    "    movq %r12, {F_R12}(%rsp)",
+    "    movq %r13, {F_R13}(%rsp)",
+    "    movq %r14, {F_R14}(%rsp)",
+    "    movq %r15, {F_R15}(%rsp)",
+    "    rdgsbase %rcx",
+    "    movq %rcx, {F_BLOCK}(%rsp)",
+    "    xorl %ecx, %ecx",
+    "    movq %rcx, {F_CHILD_BLOCK}(%rsp)",
+    "    movq %rcx, {F_CHILD_SEL}(%rsp)",
+    "    movq %rcx, {F_CHILD_KEEP_SP}(%rsp)",
+    "    movl %ecx, {F_CHILD_DONE}(%rsp)",
+    "    movq %rcx, {F_FS}(%rsp)",
+    "    movq %rcx, {F_CHILD_FS}(%rsp)",
+    "    movq $1, {F_VIA}(%rsp)",
+    // XRSTOR faults on a header with reserved bits set (the handler
+    // does the same).
+    "    movq %rcx, {F_XSAVE}+512(%rsp)",
+    "    movq %rcx, {F_XSAVE}+520(%rsp)",
+    "    movq %rcx, {F_XSAVE}+528(%rsp)",
+    "    movq %rcx, {F_XSAVE}+536(%rsp)",
+    "    movq %rcx, {F_XSAVE}+544(%rsp)",
+    "    movq %rcx, {F_XSAVE}+552(%rsp)",
+    "    movq %rcx, {F_XSAVE}+560(%rsp)",
+    "    movq %rcx, {F_XSAVE}+568(%rsp)",
+    "    jmp lkl_tier_trampoline",
+    "9:",
+    "    subq $2, %rcx",
+    "    jmp *%rcx",
+    // A signal handler that runs during the call finds ALLOW (its stubs
+    // take the host's way and leave fast_ret alone); a restarted call
+    // starts again at this syscall.
+    "20:",
+    "    movb $0, {B_SEL}(%r11)",
+    "    movq %rcx, {B_RET}(%r11)",
+    "    lock incq {fast_count}(%rip)",
+    "    syscall",
+    "    rdgsbase %r11",
+    "    movq {B_RET}(%r11), %rcx",
+    "    movb $1, {B_SEL}(%r11)",
     "    jmp *%rcx",
     F_RAX = const F_RAX,
     F_RDI = const F_RDI,
@@ -317,7 +446,17 @@ std::arch::global_asm!(
     F_CHILD_FS = const F_CHILD_FS,
     ARCH_SET_GS = const ARCH_SET_GS,
     PR_SUD = const PR_SET_SYSCALL_USER_DISPATCH,
-    dispatch = sym super::route::lkl_tier_dispatch,
+    route = sym lkl_tier_route,
+    frame_size = sym FRAME_SIZE,
+    rw_on = sym super::rewrite::ON,
+    xsaveopt = sym XSAVEOPT,
+    XMASK = const XMASK,
+    F_VIA = const F_VIA,
+    B_LO = const B_LO,
+    B_TOP = const B_TOP,
+    B_OWNER = const B_OWNER,
+    B_RET = const B_RET,
+    fast_count = sym super::rewrite::FAST,
     forked = sym lkl_tier_child_forked,
     options(att_syntax)
 );
@@ -330,6 +469,19 @@ extern "C" {
     fn lkl_tier_trampoline();
     /// Issues the clone-family call in `frame` (see the assembly).
     pub fn lkl_tier_clone(frame: *mut Frame) -> i64;
+}
+
+/// Called by the trampoline (selector ALLOW, the thread's own stack): the
+/// call routed, counted, and its site considered for rewriting when it
+/// came through the trap.
+extern "C" fn lkl_tier_route(f: *mut Frame) {
+    // SAFETY: the frame the handler or lkl_tier_fast wrote.
+    let (via, nr, rip) = unsafe { ((*f).via, (*f).rax, (*f).rip) };
+    super::rewrite::before(via != 0, nr);
+    super::route::lkl_tier_dispatch(f);
+    if via == 0 {
+        super::rewrite::after_trap(rip as usize, nr);
+    }
 }
 
 /// Called by a fork child (its own memory) before it runs the program,
@@ -355,6 +507,17 @@ pub fn exempt_range() -> (usize, usize) {
 pub fn restorer() -> usize {
     lkl_tier_restorer as *const () as usize
 }
+
+/// The state components the trampoline saves and restores around a
+/// routed call: x87, SSE, AVX, AVX-512 (opmask, ZMM upper halves, ZMM16-31),
+/// what the router's code may change. Not PKRU (restoring it is slow and
+/// our code never changes it), nor MPX, AMX or the supervisor components.
+const XMASK: u32 = 0b1110_0111;
+
+/// The CPU has XSAVEOPT (set when arming): the trampoline saves the
+/// program's vector state without the components in their initial state
+/// or unchanged since the trampoline restored them from the same frame.
+pub static XSAVEOPT: AtomicBool = AtomicBool::new(false);
 
 /// The size of a frame with its `xsave` image (set when arming).
 pub static FRAME_SIZE: AtomicUsize = AtomicUsize::new(0);
@@ -410,6 +573,17 @@ pub unsafe extern "C" fn on_sigsys(sig: c_int, info: *mut libc::siginfo_t, ctx: 
     }
     TRAPS.fetch_add(1, Ordering::Relaxed);
     let b = gs_block();
+    if super::rewrite::on() {
+        // The thread's %fs: a rewritten site routes its calls only where
+        // it matches (rewrite.rs).
+        let fs: usize;
+        // SAFETY: FSGSBASE is there (rewrite::init checked it); the
+        // thread's live block.
+        unsafe {
+            std::arch::asm!("rdfsbase {}", out(reg) fs, options(nostack, nomem, preserves_flags));
+            (*b).owner_fs = fs;
+        }
+    }
     // SAFETY: a trapping thread is armed, so %gs is its live block.
     let (lo, top) = unsafe { ((*b).stack_lo, (*b).stack_top) };
     let rsp = g[libc::REG_RSP as usize] as usize;
@@ -449,11 +623,17 @@ pub unsafe extern "C" fn on_sigsys(sig: c_int, info: *mut libc::siginfo_t, ctx: 
             child_done: AtomicU32::new(0),
             fs: 0,
             child_fs: 0,
+            via: 0,
         });
         // XRSTOR faults on a header with reserved bits set; XSAVE writes
         // only its first 8 bytes.
         std::ptr::write_bytes(f.cast::<u8>().add(F_XSAVE + 512), 0, 64);
     }
+    // ALLOW from here: a signal handler of the program that runs before
+    // the trampoline has set it (on an alternate stack: Go's) would trap
+    // and put its frame where this one lies; its calls go to the host.
+    // SAFETY: the thread's live block.
+    unsafe { std::ptr::addr_of_mut!((*b).selector).write_volatile(super::gate::ALLOW) };
     g[libc::REG_RSP as usize] = f as i64;
     g[libc::REG_RDI as usize] = f as i64;
     g[libc::REG_RIP as usize] = lkl_tier_trampoline as *const () as i64;

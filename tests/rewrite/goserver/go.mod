@@ -1,0 +1,3 @@
+module rwserver
+
+go 1.19
