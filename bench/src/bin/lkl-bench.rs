@@ -221,7 +221,7 @@ fn boot_profile() {
             Some((us.parse().ok()?, name))
         })
         .collect();
-    calls.sort_by(|a, b| b.0.cmp(&a.0));
+    calls.sort_by_key(|c| std::cmp::Reverse(c.0));
     let total: u64 = calls.iter().map(|c| c.0).sum();
     println!(
         "initcalls: {} taking {total} us in all; slowest:",
@@ -331,7 +331,7 @@ fn print_smaps() {
     if std::env::var_os("LKL_BENCH_SMAPS").is_some() {
         print!("{smaps}");
     }
-    rows.sort_by(|a, b| b.0.cmp(&a.0));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.0));
     let total: u64 = rows.iter().map(|r| r.0).sum();
     println!("resident: {total} KiB in all; per mapping:");
     for (kb, h) in rows.iter().filter(|r| r.0 > 0) {
