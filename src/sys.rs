@@ -43,6 +43,8 @@ pub struct HostOps {
     pub mem_free: unsafe extern "C" fn(*mut c_void),
     pub page_alloc: unsafe extern "C" fn(c_ulong) -> *mut c_void,
     pub page_free: unsafe extern "C" fn(*mut c_void, c_ulong),
+    /// Optional: whole pages of the kernel's code it does not need now.
+    pub image_discard: Option<unsafe extern "C" fn(*mut c_void, c_ulong)>,
     pub time: extern "C" fn() -> c_ulonglong,
     pub realtime: extern "C" fn() -> c_ulonglong,
     pub timer_alloc:

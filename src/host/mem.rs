@@ -60,3 +60,69 @@ pub(super) unsafe extern "C" fn page_free(p: *mut c_void, size: c_ulong) {
     // SAFETY: see the function's contract.
     unsafe { libc::munmap(p, size as usize) };
 }
+
+/// Drops the pages of `[start, start + len)` (the kernel's code or
+/// read-only data in the host image) from the process's resident set: what
+/// boot used once. Only pages still backed by the file are dropped
+/// (MADV_DONTNEED maps them back from the page cache when next touched); a
+/// page that became private (relocated data, a debugger's breakpoint) is
+/// kept, as are pages not mapped.
+///
+/// # Safety
+/// The range is page aligned and lies in a mapping of the host image.
+pub(super) unsafe extern "C" fn image_discard(start: *mut c_void, len: c_ulong) {
+    const PAGE: usize = 4096;
+    const PRESENT: u64 = 1 << 63;
+    const FILE_OR_SHARED: u64 = 1 << 61;
+    let start = start as usize;
+    let pages = len as usize / PAGE;
+    // SAFETY: a plain open of a NUL-terminated path.
+    let fd = unsafe {
+        libc::open(
+            c"/proc/self/pagemap".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return;
+    }
+    let mut entries = [0u64; 512];
+    let mut run: Option<usize> = None;
+    let mut page = 0;
+    let flush = |from: usize, to: usize| {
+        // SAFETY: whole pages of file-backed code; see the function's doc.
+        unsafe {
+            libc::madvise(
+                (start + from * PAGE) as *mut c_void,
+                (to - from) * PAGE,
+                libc::MADV_DONTNEED,
+            )
+        };
+    };
+    while page < pages {
+        let want = entries.len().min(pages - page);
+        let offset = ((start / PAGE + page) * 8) as libc::off_t;
+        // SAFETY: reads into a local buffer of `want` entries.
+        let got = unsafe { libc::pread(fd, entries.as_mut_ptr().cast(), want * 8, offset) };
+        if got <= 0 {
+            break;
+        }
+        for (i, e) in entries[..got as usize / 8].iter().enumerate() {
+            let droppable = e & (PRESENT | FILE_OR_SHARED) == PRESENT | FILE_OR_SHARED;
+            match (droppable, run) {
+                (true, None) => run = Some(page + i),
+                (false, Some(from)) => {
+                    flush(from, page + i);
+                    run = None;
+                }
+                _ => {}
+            }
+        }
+        page += got as usize / 8;
+    }
+    if let Some(from) = run {
+        flush(from, page);
+    }
+    // SAFETY: closes the descriptor opened above.
+    unsafe { libc::close(fd) };
+}

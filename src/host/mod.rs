@@ -42,6 +42,7 @@ pub(crate) static OPS: HostOps = HostOps {
     mem_free: mem::mem_free,
     page_alloc: mem::page_alloc,
     page_free: mem::page_free,
+    image_discard: Some(mem::image_discard),
     time: timer::monotonic_ns,
     realtime: timer::realtime_ns,
     timer_alloc: timer::timer_alloc,

@@ -1,7 +1,12 @@
 //! Benchmarks of the kernel library, each next to the host kernel measured
 //! in the same run. Prints figures; asserts nothing.
 //!
-//! Usage: lkl-bench [--quick]
+//! Usage: lkl-bench [--quick] | lkl-bench --boot-profile
+//! `--boot-profile` boots once with `initcall_debug` and prints the
+//! kernel's log, the slowest initcalls (as addresses: `nm` the binary,
+//! minus the first mapping's start, names them), the resident memory per
+//! mapping and the kernel's tasks; `LKL_BENCH_CMDLINE` adds kernel
+//! parameters, `LKL_BENCH_SMAPS=1` adds the raw smaps, meminfo and vmstat.
 //! Boot-time and memory-floor figures come from child processes (the
 //! kernel boots once per process); the host's TCP figures come from a
 //! child in a fresh network namespace (root only; skipped otherwise).
@@ -19,6 +24,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("--child-boot") => return child_boot(&args[2]),
+        Some("--boot-profile") => return boot_profile(),
         Some("--child-host-net") => {
             return child_host_net(args.get(2).map(String::as_str) == Some("quick"))
         }
@@ -86,6 +92,13 @@ fn main() {
     println!(
         "resident memory after boot (mem=32M): {:.1} MiB (VmRSS of the whole process)",
         rss_kib() as f64 / 1024.0
+    );
+    let (image, ram, other) = rss_split();
+    println!(
+        "  of which: program image {:.1} MiB (kernel code and data included), kernel RAM touched {:.1} MiB, other {:.1} MiB",
+        image as f64 / 1024.0,
+        ram as f64 / 1024.0,
+        other as f64 / 1024.0
     );
 
     // Empty syscall, one thread.
@@ -176,6 +189,154 @@ fn child_boot(mem: &str) {
     let _ = sys::getpid();
     println!("boot_ms {}", t0.elapsed().as_secs_f64() * 1e3);
     kernel.halt().expect("halt");
+}
+
+/// Boots with `initcall_debug` and prints the kernel's log (printk
+/// timestamps, one line per initcall with its duration), the initcalls
+/// sorted by duration, and where the process's resident memory sits.
+fn boot_profile() {
+    let log = lkl::host::ConsoleBuffer::new();
+    let t0 = Instant::now();
+    let kernel = Kernel::boot(BootOptions {
+        memory: 32 << 20,
+        console: Console::Buffer(log.clone()),
+        cmdline: format!(
+            "initcall_debug {}",
+            std::env::var("LKL_BENCH_CMDLINE").unwrap_or_default()
+        ),
+        loglevel: Some(8),
+    })
+    .expect("boot");
+    let _ = sys::getpid();
+    let boot = t0.elapsed();
+    let text = log.contents();
+    print!("{text}");
+    println!("boot_ms {}", boot.as_secs_f64() * 1e3);
+    let mut calls: Vec<(u64, &str)> = text
+        .lines()
+        .filter_map(|l| {
+            let (_, rest) = l.split_once("initcall ")?;
+            let (name, after) = rest.split_once(" returned ")?;
+            let us = after.split_once(" after ")?.1.split_whitespace().next()?;
+            Some((us.parse().ok()?, name))
+        })
+        .collect();
+    calls.sort_by_key(|c| std::cmp::Reverse(c.0));
+    let total: u64 = calls.iter().map(|c| c.0).sum();
+    println!(
+        "initcalls: {} taking {total} us in all; slowest:",
+        calls.len()
+    );
+    for (us, name) in calls.iter().take(40) {
+        println!("  {us:>6} us  {name}");
+    }
+    if let Ok(maps) = std::fs::read_to_string("/proc/self/maps") {
+        if let Some(l) = maps.lines().next() {
+            println!("first mapping: {l}");
+        }
+    }
+    print_smaps();
+    print_tasks();
+    kernel.halt().expect("halt");
+}
+
+/// The kernel's tasks (each kernel thread has a host thread), from its /proc.
+fn print_tasks() {
+    let _ = sys::mkdir("/proc", 0o555);
+    if sys::mount("proc", "/proc", "proc", 0, None).is_err() {
+        return;
+    }
+    let mut names = Vec::new();
+    for pid in sys::read_dir("/proc").unwrap_or_default() {
+        if pid.parse::<u32>().is_err() {
+            continue;
+        }
+        if let Ok(fd) = sys::open(&format!("/proc/{pid}/comm"), abi::O_RDONLY, 0) {
+            let mut buf = [0u8; 64];
+            let n = sys::read(fd, &mut buf).unwrap_or(0);
+            let _ = sys::close(fd);
+            names.push(format!(
+                "{pid}:{}",
+                String::from_utf8_lossy(&buf[..n]).trim()
+            ));
+        }
+    }
+    println!("kernel tasks ({}): {}", names.len(), names.join(" "));
+    if std::env::var_os("LKL_BENCH_SMAPS").is_some() {
+        for f in ["/proc/meminfo", "/proc/slabinfo", "/proc/vmstat"] {
+            if let Ok(fd) = sys::open(f, abi::O_RDONLY, 0) {
+                let mut all = Vec::new();
+                let mut buf = vec![0u8; 65536];
+                while let Ok(n) = sys::read(fd, &mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    all.extend_from_slice(&buf[..n]);
+                }
+                let _ = sys::close(fd);
+                println!("== {f}\n{}", String::from_utf8_lossy(&all));
+            }
+        }
+    }
+}
+
+/// Resident KiB in the program's own file mappings, in the kernel's RAM,
+/// and elsewhere (libraries, heap, stacks), from /proc/self/smaps.
+fn rss_split() -> (u64, u64, u64) {
+    let exe = std::env::current_exe().ok();
+    let exe = exe.as_ref().and_then(|p| p.to_str()).unwrap_or("");
+    let ram = lkl::host::kernel_ram();
+    let (mut image, mut in_ram, mut other) = (0, 0, 0);
+    let mut kind = 2;
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
+    for l in smaps.lines() {
+        let first = l.split_whitespace().next().unwrap_or("");
+        if let Some((a, b)) = first.split_once('-').filter(|_| !first.ends_with(':')) {
+            let start = usize::from_str_radix(a, 16).unwrap_or(0);
+            let end = usize::from_str_radix(b, 16).unwrap_or(0);
+            kind = if !exe.is_empty() && l.ends_with(exe) {
+                0
+            } else if ram.is_some_and(|(base, len)| start < base + len && end > base) {
+                1
+            } else {
+                2
+            };
+        } else if let Some(kb) = l.strip_prefix("Rss:") {
+            let kb: u64 = kb.trim().trim_end_matches("kB").trim().parse().unwrap_or(0);
+            match kind {
+                0 => image += kb,
+                1 => in_ram += kb,
+                _ => other += kb,
+            }
+        }
+    }
+    (image, in_ram, other)
+}
+
+/// Resident memory per mapping (largest first), from /proc/self/smaps.
+fn print_smaps() {
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+        return;
+    };
+    let mut rows: Vec<(u64, String)> = Vec::new();
+    let mut head = String::new();
+    for l in smaps.lines() {
+        if let Some(kb) = l.strip_prefix("Rss:") {
+            let kb = kb.trim().trim_end_matches("kB").trim().parse().unwrap_or(0);
+            rows.push((kb, head.clone()));
+        } else if l.split_whitespace().next().is_some_and(|w| w.contains('-')) {
+            head = l.to_string();
+        }
+    }
+    if std::env::var_os("LKL_BENCH_SMAPS").is_some() {
+        print!("{smaps}");
+    }
+    rows.sort_by_key(|r| std::cmp::Reverse(r.0));
+    let total: u64 = rows.iter().map(|r| r.0).sum();
+    println!("resident: {total} KiB in all; per mapping:");
+    for (kb, h) in rows.iter().filter(|r| r.0 > 0) {
+        println!("  {kb:>6} KiB  {h}");
+    }
 }
 
 fn run_child_netns(exe: &std::path::Path, quick: bool) -> Option<String> {

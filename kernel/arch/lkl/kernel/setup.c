@@ -15,6 +15,7 @@
 #include <linux/syscalls.h>
 #include <linux/errno.h>
 #include <asm/setup.h>
+#include <asm/sections.h>
 #include <asm/unistd.h>
 #include <asm/lkl.h>
 
@@ -50,6 +51,33 @@ static void __ref lkl_run_kernel(void *arg)
 	lkl_threads_init();
 	lkl_cpu_set_owner(init_task.thread.host);
 	start_kernel();
+}
+
+/*
+ * Most of the kernel's code runs once, at boot (initcalls, subsystem set-up),
+ * and stays mapped in the process afterwards: about 5 MiB of the host image
+ * (docs/kernel.md). Hand those pages back, and the read-only data's; what
+ * runs again maps back in. Each range lies inside one output section of
+ * lkl.o (the symbols between sections do not survive the final link).
+ */
+static void lkl_discard_boot_code(void)
+{
+	unsigned long ranges[][2] = {
+		{ (unsigned long)_stext, (unsigned long)_etext },
+		{ (unsigned long)_sinittext, (unsigned long)_einittext },
+		{ (unsigned long)__start_rodata, (unsigned long)__start_ro_after_init },
+	};
+	int i;
+
+	if (!lkl_ops->image_discard)
+		return;
+	for (i = 0; i < ARRAY_SIZE(ranges); i++) {
+		unsigned long start = PAGE_ALIGN(ranges[i][0]);
+		unsigned long end = ranges[i][1] & PAGE_MASK;
+
+		if (end > start)
+			lkl_ops->image_discard((void *)start, end - start);
+	}
 }
 
 int __ref lkl_start_kernel(const struct lkl_host_operations *ops, const char *cmdline)
@@ -88,6 +116,7 @@ int __ref lkl_start_kernel(const struct lkl_host_operations *ops, const char *cm
 
 	__atomic_store_n(&lkl_running, 1, __ATOMIC_RELEASE);
 	lkl_task_put();
+	lkl_discard_boot_code();
 	return 0;
 }
 

@@ -59,6 +59,14 @@ struct lkl_host_operations {
 	/* the kernel's RAM: page aligned, zero filled, returned whole at halt. */
 	void *(*page_alloc)(unsigned long size);
 	void (*page_free)(void *addr, unsigned long size);
+	/*
+	 * A hint that these whole pages of the kernel's image (its code and
+	 * read-only data, in the host's executable or library) are not needed
+	 * now: the host may drop them from the process's resident set, as long
+	 * as touching them again maps them back unchanged (from the file).
+	 * Optional (NULL: nothing happens). no block.
+	 */
+	void (*image_discard)(void *addr, unsigned long size);
 
 	/* clocks in nanoseconds. no block. */
 	unsigned long long (*time)(void);		/* monotonic */
