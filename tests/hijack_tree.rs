@@ -779,3 +779,31 @@ fn execl_execlp_and_execle_keep_kernel_descriptors() {
         show(&out)
     );
 }
+
+/// The tree's last process, when it exits normally, waits for the
+/// kernel's halt: a harness that sends the output to a file and reads it
+/// as soon as the launcher returns finds the kernel's last lines there
+/// (the config's `dump`, printed as the kernel halts), as in the
+/// single-process mode. (`Command::output` would hide a late write: it
+/// reads stderr to its end, which the server holds until it exits.)
+#[test]
+fn the_last_process_waits_for_the_halt() {
+    let t = Scratch::new("tree-halt");
+    let cfg = t.path("dump.json");
+    std::fs::write(&cfg, r#"{"mount":"sysfs","dump":"/sysfs/class/net/lo/mtu"}"#).unwrap();
+    let err = t.path("err");
+    let line = format!(
+        "for i in 1 2 3; do {launcher} --config {cfg} true 2>{err} || exit 9; \
+         grep -q '^65536' {err} || {{ echo \"round $i: no dump line\"; cat {err}; exit 1; }}; done",
+        launcher = script().display(),
+        cfg = cfg.display(),
+        err = err.display()
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-c", &line])
+        .env("LKL_HIJACK_LIB", library())
+        .env_remove("LKL_HIJACK_CONFIG_FILE")
+        .output()
+        .expect("run bash");
+    assert!(out.status.success(), "{}", show(&out));
+}

@@ -398,7 +398,13 @@ extern "C" fn hijack_fini() {
     crate::hijack::tier::leave();
     if crate::hijack::tree::client() {
         // The kernel is the tree's: the server closes this process's
-        // kernel files when it has ended (stdio still flushes through it).
+        // kernel files when it has ended. Its streams are flushed first
+        // (they may write through the kernel); the tree's last process
+        // waits for the kernel's halt.
+        // SAFETY: fflush(NULL) flushes every stream; we are in the exit
+        // path after the program's atexit handlers.
+        unsafe { libc::fflush(std::ptr::null_mut()) };
+        crate::hijack::tree::wait_for_halt();
         return;
     }
     if forked() {

@@ -75,7 +75,8 @@ fn check_dir(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Interrupt datagrams: a kernel thread id, from a process of ours.
+/// Interrupt datagrams: a kernel thread id, from a process of ours (0:
+/// the process is exiting).
 fn interrupts(reg: &Registry, sock: OwnedFd) {
     let one: c_int = 1;
     // SAFETY: sets an int option on our socket.
@@ -127,6 +128,13 @@ fn interrupts(reg: &Registry, sock: OwnedFd) {
         }
         let Some(cred) = sender else { continue };
         let ktid = i32::from_ne_bytes(v);
+        if ktid == 0 {
+            // The sender is exiting (tree.rs, `wait_for_halt`).
+            if reg.get(cred.pid).is_some() {
+                reg.leaving(cred.pid);
+            }
+            continue;
+        }
         if reg.get(cred.pid).is_some_and(|p| p.has_thread(ktid)) {
             let _ = lkl::interrupt(ktid);
         }

@@ -252,6 +252,41 @@ pub fn in_tree(pid: i32) -> bool {
     matches!(channel::request(Request::InTree { pid }, &[], None), Ok(r) if r.ret == 1)
 }
 
+/// At exit (after the program's streams are flushed): if this is the
+/// tree's last process, it hands itself over to the server (its kernel
+/// process ends now) and waits, at most `HALT_WAIT`, for the server to halt
+/// the kernel and exit; so that whoever waits for the program (a harness,
+/// the shell) finds the kernel's last output written and its disks synced
+/// when it ends, as in the single-process mode. A process that is not the
+/// last exits at once, as before.
+pub fn wait_for_halt() {
+    const HALT_WAIT_MS: c_int = 10_000;
+    // Quietly: a server already gone is no news at exit.
+    if !matches!(channel::request(Request::Stats, &[], None), Ok(r) if r.ret == 1) {
+        return;
+    }
+    let spid = channel::SERVER_PID.load(Ordering::Acquire);
+    if spid <= 0 {
+        return;
+    }
+    // SAFETY: pidfd_open with integer arguments; the result is ours.
+    let pfd = unsafe { crate::hijack::host::host_syscall!(libc::SYS_pidfd_open, spid, 0) };
+    if pfd < 0 {
+        return;
+    }
+    interrupt(0);
+    let mut p = libc::pollfd {
+        fd: pfd as c_int,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: polls our pidfd; then closes it.
+    unsafe {
+        crate::hijack::host::host_syscall!(libc::SYS_poll, &raw mut p, 1, HALT_WAIT_MS);
+        crate::hijack::host::host_syscall!(libc::SYS_close, pfd);
+    }
+}
+
 /// The server's counts: processes, threads' tasks, files in passing,
 /// kernel tasks, kernel free memory (KiB).
 pub fn stats() -> Result<[i64; 5], Errno> {

@@ -120,6 +120,9 @@ pub struct Registry {
     /// pidfds of watched processes, by pid (epoll's data is the pid).
     pidfds: Mutex<HashMap<i32, OwnedFd>>,
     epoll: OwnedFd,
+    /// In the epoll set (data 0, no pid's): wakes the wait for ends when
+    /// a process hands itself over ([`Registry::leaving`]).
+    wake: OwnedFd,
     live: AtomicUsize,
     /// Set when the last watched process has ended.
     pub finished: AtomicBool,
@@ -146,14 +149,39 @@ impl Registry {
         if ep < 0 {
             return Err(Errno(libc::EMFILE));
         }
+        // SAFETY: a new descriptor of ours.
+        let epoll = unsafe { OwnedFd::from_raw_fd(ep) };
+        // SAFETY: a new eventfd of ours.
+        let wake = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if wake < 0 {
+            return Err(Errno(libc::EMFILE));
+        }
+        // SAFETY: a new descriptor of ours.
+        let wake = unsafe { OwnedFd::from_raw_fd(wake) };
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: 0,
+        };
+        // SAFETY: adds our eventfd to our epoll.
+        if unsafe {
+            libc::epoll_ctl(
+                epoll.as_raw_fd(),
+                libc::EPOLL_CTL_ADD,
+                wake.as_raw_fd(),
+                &mut ev,
+            )
+        } != 0
+        {
+            return Err(Errno(libc::ENOMEM));
+        }
         Ok(Registry {
             procs: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
             next_token: AtomicU64::new(1),
             stash: Mutex::new(None),
             pidfds: Mutex::new(HashMap::new()),
-            // SAFETY: a new descriptor we own.
-            epoll: unsafe { OwnedFd::from_raw_fd(ep) },
+            epoll,
+            wake,
             live: AtomicUsize::new(0),
             finished: AtomicBool::new(false),
         })
@@ -311,12 +339,29 @@ impl Registry {
             };
             for ev in events.iter().take(n.max(0) as usize) {
                 let pid = ev.u64 as i32;
+                if pid == 0 {
+                    // `leaving`: `live` was brought down already.
+                    let mut v = 0u64;
+                    // SAFETY: reads our eventfd's counter into a local.
+                    unsafe { libc::read(self.wake.as_raw_fd(), (&raw mut v).cast(), 8) };
+                    continue;
+                }
                 self.ended(pid);
                 on_end(pid, self.live.load(Ordering::Acquire));
             }
         }
         self.finished.store(true, Ordering::Release);
         on_finish();
+    }
+
+    /// Host process `pid` is exiting and says so (its last act, at exit):
+    /// it ends now, as at its pidfd's event, so that if it was the last
+    /// the server halts while it waits (tree.rs, `wait_for_halt`).
+    pub fn leaving(&self, pid: i32) {
+        self.ended(pid);
+        let one = 1u64;
+        // SAFETY: writes our eventfd's counter from a local.
+        unsafe { libc::write(self.wake.as_raw_fd(), (&raw const one).cast(), 8) };
     }
 
     fn ended(&self, pid: i32) {
