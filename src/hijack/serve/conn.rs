@@ -123,6 +123,12 @@ fn send(fd: c_int, reply: Reply, pairs: &[(i32, i32)]) -> Result<(), i32> {
     }
 }
 
+/// Our pid (asked once: a reply carries it).
+fn server_pid() -> i32 {
+    static PID: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+    *PID.get_or_init(|| std::process::id() as i32)
+}
+
 fn reply(ret: Result<i64, Errno>) -> Reply {
     Reply {
         ret: match ret {
@@ -130,7 +136,7 @@ fn reply(ret: Result<i64, Errno>) -> Reply {
             Err(e) => -i64::from(e.0),
         },
         value: 0,
-        server_pid: std::process::id() as i32,
+        server_pid: server_pid(),
         pairs: 0,
         seq: 0,
         more: [0; 4],
@@ -274,6 +280,10 @@ fn requests(reg: &Registry, proc_: &Arc<Proc>, task: &KTask, fd: c_int, buf: &mu
 /// The largest buffer read ahead of a call.
 const READ_AHEAD: usize = 256 << 10;
 
+/// The smallest buffer whose filling is collected (a smaller one takes
+/// one or two copies anyway).
+const WRITE_BEHIND_MIN: usize = 8 << 10;
+
 thread_local! {
     static AHEAD: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
@@ -283,7 +293,15 @@ thread_local! {
 /// `process_vm_readv` first, so the kernel's copies of it (a page or a
 /// segment at a time) are plain copies (process_mem.rs); a buffer that
 /// cannot be read whole is left to the kernel's own copies (EFAULT and
-/// short counts as the host gives them).
+/// short counts as the host gives them). The buffer a `read`, `recv` or
+/// `pread` fills is collected on our side and written to the client in
+/// one `process_vm_writev` when the call ends (at most [`READ_AHEAD`]
+/// bytes of it; the kernel's writes past that go straight through). Such
+/// a buffer must be mapped (pages_mapped), so that an unmapped one gets
+/// the kernel's own EFAULT; one mapped but not writable (a read into
+/// read-only memory) is noticed only when the bytes are written back:
+/// the call then returns the bytes that landed, or EFAULT, and the rest
+/// of what the kernel gave is lost (on the host a TCP socket keeps it).
 fn run_call(proc_: &Proc, task: &KTask, call: i64, args: [i64; 6]) -> Result<i64, Errno> {
     let ahead = match call {
         nr::WRITE | nr::SENDTO | nr::PWRITE64 => Some((args[1] as usize, args[2] as usize)),
@@ -310,6 +328,42 @@ fn run_call(proc_: &Proc, task: &KTask, call: i64, args: [i64; 6]) -> Result<i64
                     unsafe { task.call(call, args) }
                 },
             ))
+        });
+        if let Some(r) = done {
+            return r;
+        }
+    }
+    let behind = match call {
+        nr::READ | nr::RECVFROM | nr::PREAD64 => Some((args[1] as usize, args[2] as usize)),
+        _ => None,
+    };
+    if let Some((base, len)) = behind.filter(|&(b, l)| b != 0 && l >= WRITE_BEHIND_MIN) {
+        let cap = len.min(READ_AHEAD);
+        let done = AHEAD.with(|cell| {
+            if !lkl::host::process_mem::pages_mapped(proc_.pid, base, cap) {
+                return None;
+            }
+            let mut buf = cell.try_borrow_mut().ok()?;
+            if buf.len() < cap {
+                buf.resize(cap, 0);
+            }
+            let (r, short) =
+                lkl::host::process_mem::with_write_window(proc_.pid, base, &mut buf[..cap], || {
+                    // SAFETY: as above.
+                    unsafe { task.call(call, args) }
+                });
+            Some(match (r, short) {
+                // The bytes the kernel gave could not all be written: a
+                // short count, or EFAULT if none were, as on the host.
+                (Ok(n), Some(landed)) if n as u64 > landed as u64 => {
+                    if landed == 0 {
+                        Err(Errno::EFAULT)
+                    } else {
+                        Ok(landed as i64)
+                    }
+                }
+                (r, _) => r,
+            })
         });
         if let Some(r) = done {
             return r;
