@@ -4,9 +4,8 @@
 //! request (or a second hello) cuts the connection off; the client's
 //! other connections are unaffected.
 
-use std::cell::Cell;
 use std::ffi::{c_int, c_void};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -15,7 +14,7 @@ use lkl::syscall::{nr, Errno};
 
 use super::registry::{Proc, Registry};
 use crate::hijack::tree::spin;
-use lkl::syscall::wire::{self, Hello, Pairs, Reply, Request};
+use lkl::syscall::wire::{self, Hello, Pairs, Reply, Request, SharedPage};
 
 /// Calls a client may not make: lkl's own, which take host addresses.
 fn forbidden(call: i64) -> bool {
@@ -31,32 +30,88 @@ fn errno_now() -> i32 {
 /// One server thread at a time may spin for its client's next request.
 static SPINNING: AtomicBool = AtomicBool::new(false);
 
-/// Receives a packet into `buf`, and a passed descriptor if one came; a
-/// request that comes soon after the last answer is caught by spinning
-/// (tree/spin.rs) if this client's requests have been coming quickly
-/// (`short`) and no other thread spins.
-fn recv(fd: c_int, buf: &mut [u8], short: &Cell<bool>) -> Result<(usize, Option<OwnedFd>), i32> {
-    if short.get() && spin::allowed() {
-        if SPINNING
+/// What a connection's client asked next.
+enum Next {
+    /// A request from the shared page, with its sequence number.
+    Page(u32, Request),
+    /// A packet of this many bytes in the buffer (and a descriptor).
+    Packet(usize, Option<OwnedFd>),
+}
+
+/// The next request of a client: from its shared page (caught by
+/// spinning if its requests have been coming quickly and no other server
+/// thread spins, tree/spin.rs) or from its socket, where a sleeping
+/// server is woken by a doorbell or a whole packet. Err: the client is
+/// gone, or put garbage in its page (it is cut off).
+fn next(
+    fd: c_int,
+    page: Option<&SharedPage>,
+    last: &mut u32,
+    buf: &mut [u8],
+    adapt: &spin::Adapt,
+) -> Result<Next, i32> {
+    let Some(page) = page else {
+        return recv_flags(fd, buf, 0).map(|(n, p)| Next::Packet(n, p));
+    };
+    let take = |last: &mut u32| -> Option<Result<Next, i32>> {
+        match page.take_request(*last)? {
+            Some((seq, req)) => {
+                *last = seq;
+                Some(Ok(Next::Page(seq, req)))
+            }
+            None => Some(Err(libc::EPROTO)),
+        }
+    };
+    if let Some(r) = take(last) {
+        return r;
+    }
+    if adapt.try_spin()
+        && SPINNING
             .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
-        {
-            let got = spin::until(|| match recv_flags(fd, buf, libc::MSG_DONTWAIT) {
-                Err(libc::EAGAIN) => None,
-                r => Some(r),
-            });
-            SPINNING.store(false, Ordering::Release);
-            if let Some(r) = got {
-                return r;
-            }
-            short.set(false);
+    {
+        let got = spin::until(|| (page.req_seq.load(Ordering::Acquire) != *last).then_some(()));
+        SPINNING.store(false, Ordering::Release);
+        adapt.spun(got.is_some());
+        if let Some(r) = take(last) {
+            return r;
         }
-        return recv_flags(fd, buf, 0);
     }
-    let t0 = spin::now_ns();
-    let r = recv_flags(fd, buf, 0);
-    short.set(spin::now_ns() - t0 < spin::SHORT_NS);
-    r
+    loop {
+        page.server_waits.store(1, Ordering::SeqCst);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if let Some(r) = take(last) {
+            page.server_waits.store(0, Ordering::Relaxed);
+            return r;
+        }
+        let got = recv_flags(fd, buf, 0);
+        page.server_waits.store(0, Ordering::Relaxed);
+        match got? {
+            (n, _) if n <= wire::DOORBELL => {
+                if let Some(r) = take(last) {
+                    return r;
+                }
+            }
+            (n, passed) => return Ok(Next::Packet(n, passed)),
+        }
+    }
+}
+
+/// Wakes a client that sleeps waiting for its answer in the page.
+fn ring(fd: c_int, waits: &std::sync::atomic::AtomicU32) {
+    std::sync::atomic::fence(Ordering::SeqCst);
+    if waits.swap(0, Ordering::SeqCst) != 0 {
+        let b = [0u8; wire::DOORBELL];
+        // SAFETY: sends our one-byte buffer.
+        unsafe {
+            libc::send(
+                fd,
+                b.as_ptr().cast(),
+                b.len(),
+                libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+            )
+        };
+    }
 }
 
 /// Receives a packet into `buf` with recvmsg `flags`.
@@ -112,10 +167,41 @@ fn recv_flags(fd: c_int, buf: &mut [u8], flags: c_int) -> Result<(usize, Option<
 }
 
 fn send(fd: c_int, reply: Reply, pairs: &[(i32, i32)]) -> Result<(), i32> {
+    send_passing(fd, reply, pairs, None)
+}
+
+/// Sends an answer (and pairs), with descriptor `pass` as SCM_RIGHTS.
+fn send_passing(
+    fd: c_int,
+    reply: Reply,
+    pairs: &[(i32, i32)],
+    pass: Option<c_int>,
+) -> Result<(), i32> {
     let mut out = reply.encode().to_vec();
     wire::encode_pairs(pairs, &mut out);
-    // SAFETY: sends our buffer.
-    let r = unsafe { libc::send(fd, out.as_ptr().cast(), out.len(), libc::MSG_NOSIGNAL) };
+    let iov = libc::iovec {
+        iov_base: out.as_mut_ptr().cast(),
+        iov_len: out.len(),
+    };
+    let mut cbuf = [0u64; 4];
+    // SAFETY: an all-zero msghdr is valid; it points at our buffers.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &iov as *const libc::iovec as *mut libc::iovec;
+    msg.msg_iovlen = 1;
+    if let Some(pfd) = pass {
+        // SAFETY: the control buffer holds one cmsghdr and one int.
+        unsafe {
+            msg.msg_control = cbuf.as_mut_ptr().cast();
+            msg.msg_controllen = libc::CMSG_SPACE(4) as usize;
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = libc::CMSG_LEN(4) as usize;
+            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<c_int>(), pfd);
+        }
+    }
+    // SAFETY: sends our buffers.
+    let r = unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL) };
     if r < 0 {
         Err(errno_now())
     } else {
@@ -167,7 +253,6 @@ fn introduce(reg: &Registry, pid: i32, hello: Hello) -> Result<(Arc<Proc>, Pairs
 
 /// Serves connection `fd` from host process `pid` until it closes.
 pub fn serve(reg: &Registry, fd: OwnedFd, pid: i32) {
-    use std::os::fd::AsRawFd;
     let fd_raw = fd.as_raw_fd();
     let mut buf = vec![0u8; wire::MAX_PACKET];
     let Ok((n, _)) = recv_flags(fd_raw, &mut buf, 0) else {
@@ -196,24 +281,45 @@ pub fn serve(reg: &Registry, fd: OwnedFd, pid: i32) {
     hello_reply.value = i64::from(tid);
     hello_reply.pairs = keep.len() as u32;
     hello_reply.seq = seq;
-    if send(fd_raw, hello_reply, &keep).is_ok() {
-        requests(reg, &proc_, &task, fd_raw, &mut buf);
+    // The shared page, if one can be made (else the socket carries all).
+    let shared = crate::hijack::tree::page::create();
+    let passed = shared.as_ref().map(|(f, _)| f.as_raw_fd());
+    if send_passing(fd_raw, hello_reply, &keep, passed).is_ok() {
+        let page = shared.map(|(f, m)| {
+            drop(f);
+            m
+        });
+        requests(reg, &proc_, &task, fd_raw, &mut buf, page.as_ref());
     }
     proc_.remove_thread(tid);
     task.exit();
 }
 
-fn requests(reg: &Registry, proc_: &Arc<Proc>, task: &KTask, fd: c_int, buf: &mut [u8]) {
-    let short = Cell::new(true);
+fn requests(
+    reg: &Registry,
+    proc_: &Arc<Proc>,
+    task: &KTask,
+    fd: c_int,
+    buf: &mut [u8],
+    page: Option<&crate::hijack::tree::page::Mapped>,
+) {
+    let adapt = spin::Adapt::new();
+    let page = page.map(|m| m.page());
+    let mut last = 0u32;
     loop {
-        let Ok((n, passed)) = recv(fd, buf, &short) else {
+        let Ok(next) = next(fd, page, &mut last, buf, &adapt) else {
             return;
         };
-        let packet = &buf[..n];
-        let Some(req) = Request::decode(packet) else {
-            return;
+        let (req, seq, passed, packet, on_page) = match next {
+            Next::Page(seq, req) => (req, seq, None, &buf[..0], true),
+            Next::Packet(n, passed) => {
+                let packet = &buf[..n];
+                let Some(req) = Request::decode(packet) else {
+                    return;
+                };
+                (req, wire::seq_of(packet), passed, packet, false)
+            }
         };
-        let seq = wire::seq_of(packet);
         let mut out = reply(Ok(0));
         match req {
             Request::Hello(_) => return,
@@ -271,7 +377,10 @@ fn requests(reg: &Registry, proc_: &Arc<Proc>, task: &KTask, fd: c_int, buf: &mu
             }
         }
         out.seq = seq;
-        if send(fd, out, &[]).is_err() {
+        if let Some(page) = page.filter(|_| on_page) {
+            page.post_reply(&out);
+            ring(fd, &page.client_waits);
+        } else if send(fd, out, &[]).is_err() {
             return;
         }
     }
