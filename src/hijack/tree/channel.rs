@@ -328,7 +328,17 @@ fn exchange(
 /// short, tree/spin.rs), then slept for on the socket, where the server
 /// rings when it has answered a sleeping client.
 fn exchange_page(fd: c_int, page: &SharedPage, req: Request) -> Result<Reply, i32> {
-    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    // A number the page does not show yet (0 is "none" to the server; the
+    // counter wraps after 2^32 calls of the whole process).
+    let seq = loop {
+        let s = SEQ.fetch_add(1, Ordering::Relaxed);
+        if s != 0
+            && s != page.req_seq.load(Ordering::Relaxed)
+            && s != page.rep_seq.load(Ordering::Relaxed)
+        {
+            break s;
+        }
+    };
     page.post_request(&req.encode_seq(seq));
     std::sync::atomic::fence(Ordering::SeqCst);
     if page.server_waits.swap(0, Ordering::SeqCst) != 0 {
