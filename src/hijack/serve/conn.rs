@@ -303,11 +303,15 @@ fn requests(
     buf: &mut [u8],
     page: Option<&crate::hijack::tree::page::Mapped>,
 ) {
-    let adapt = spin::Adapt::new();
+    // Whether to spin for the next request, per kind of the request just
+    // answered: a `send`'s caller asks again at once, a `recv`'s only
+    // once it has woken up.
+    let adapt: [spin::Adapt; 16] = [const { spin::Adapt::new() }; 16];
+    let mut kind = 0usize;
     let page = page.map(|m| m.page());
     let mut last = 0u32;
     loop {
-        let Ok(next) = next(fd, page, &mut last, buf, &adapt) else {
+        let Ok(next) = next(fd, page, &mut last, buf, &adapt[kind]) else {
             return;
         };
         let (req, seq, passed, packet, on_page) = match next {
@@ -319,6 +323,10 @@ fn requests(
                 };
                 (req, wire::seq_of(packet), passed, packet, false)
             }
+        };
+        kind = match req {
+            Request::Call { nr: call, .. } => (call & 15) as usize,
+            _ => 15,
         };
         let mut out = reply(Ok(0));
         match req {
