@@ -647,7 +647,8 @@ fn the_mode_key_and_switches_choose_where_the_kernel_runs() {
 }
 
 /// A client that sends garbage on a channel of its own to the kernel
-/// server is cut off; the tree's other connections are unaffected.
+/// server, or writes garbage in that channel's shared page, is cut off;
+/// the tree's other connections are unaffected.
 #[testkit::needs(python3)]
 #[test]
 fn garbage_on_a_channel_cuts_only_that_channel() {
@@ -660,12 +661,34 @@ for junk in (b"\x00" * 10, b"\xff" * 64, b"\x01" + b"\x07" * 63, os.urandom(4096
     g.send(junk)
     g.settimeout(5)
     print("cut", g.recv(64) == b"")
+# A channel's shared page: sealed at its size, and garbage written in it
+# (a record that is no request) cuts that channel off too.
+import array, mmap, struct
+g = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+g.connect(os.environ["LKL_HIJACK_SERVER"])
+g.send(struct.pack("<8Q", 1 | (5 << 32), 2, 0, 0, 0, 0, 0, 0))
+msg, anc, _, _ = g.recvmsg(64, socket.CMSG_SPACE(4))
+fds = array.array("i")
+for level, kind, data in anc:
+    if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+        fds.frombytes(data[:4])
+page = mmap.mmap(fds[0], 4096)
+try:
+    os.ftruncate(fds[0], 0); print("sealed False")
+except OSError:
+    print("sealed True")
+page[64:128] = b"\xff" * 64
+page[0:4] = struct.pack("<I", 77)
+g.send(b"\0")
+g.settimeout(5)
+print("cut", g.recv(64) == b"")
 c = socket.create_connection(s.getsockname()); a, _ = s.accept(); a.sendall(b"ok"); print("still", c.recv(2).decode())
 "#;
     let out = hijacked(&[PYTHON, "-c", script], &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", show(&out));
-    assert_eq!(stdout.matches("cut True").count(), 4, "{}", show(&out));
+    assert!(stdout.contains("sealed True"), "{}", show(&out));
+    assert_eq!(stdout.matches("cut True").count(), 5, "{}", show(&out));
     assert!(stdout.contains("still ok"), "{}", show(&out));
 }
 
@@ -790,7 +813,11 @@ fn execl_execlp_and_execle_keep_kernel_descriptors() {
 fn the_last_process_waits_for_the_halt() {
     let t = Scratch::new("tree-halt");
     let cfg = t.path("dump.json");
-    std::fs::write(&cfg, r#"{"mount":"sysfs","dump":"/sysfs/class/net/lo/mtu"}"#).unwrap();
+    std::fs::write(
+        &cfg,
+        r#"{"mount":"sysfs","dump":"/sysfs/class/net/lo/mtu"}"#,
+    )
+    .unwrap();
     let err = t.path("err");
     let line = format!(
         "for i in 1 2 3; do {launcher} --config {cfg} true 2>{err} || exit 9; \

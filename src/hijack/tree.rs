@@ -9,6 +9,7 @@
 //! `serve.rs`.
 
 pub mod channel;
+pub mod page;
 pub mod spin;
 pub use lkl::syscall::wire;
 

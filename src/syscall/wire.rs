@@ -6,6 +6,8 @@
 //! the host's; the server still decodes every packet strictly
 //! (`Request::decode`) and cuts off a client that sends anything else.
 
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
 /// A record's size in bytes.
 pub const RECORD: usize = 64;
 
@@ -247,6 +249,159 @@ impl Reply {
     }
 }
 
+/// A channel's shared page: a memfd the server makes for each connection
+/// and passes in its hello answer, mapped by both ends. A request whose
+/// record is all there is to it (not a hello, not one that carries pairs
+/// or a descriptor) and its answer travel here instead of as packets, so
+/// that an end polling for the other's record finds it with a load, not a
+/// system call. The socket stays for the rest: a sleeping end is woken by
+/// a one-byte packet (a doorbell) when it says it sleeps (`*_waits`), and
+/// a closed socket still says that the other end is gone.
+///
+/// Records are published with their sequence number last (release) and
+/// read back between two reads of it (a torn copy is retried): the client
+/// owns `req_seq` and `request`, the server `rep_seq` and `reply`. The
+/// server trusts nothing here: a record taken from the page goes through
+/// [`Request::decode`] as a packet does.
+#[repr(C, align(64))]
+pub struct SharedPage {
+    /// The sequence number of the latest request in `request`.
+    pub req_seq: AtomicU32,
+    /// 1 while the server's thread sleeps on the socket (or is about to).
+    pub server_waits: AtomicU32,
+    /// The sequence number of the answer in `reply`.
+    pub rep_seq: AtomicU32,
+    /// 1 while the client's thread sleeps on the socket (or is about to).
+    pub client_waits: AtomicU32,
+    _pad: [u32; 12],
+    request: [AtomicU64; 8],
+    reply: [AtomicU64; 8],
+}
+
+/// The size of the memfd that holds a [`SharedPage`].
+pub const SHARED_SIZE: usize = 4096;
+
+const _: () = assert!(std::mem::size_of::<SharedPage>() <= SHARED_SIZE);
+
+/// The length of a doorbell packet (a record is longer).
+pub const DOORBELL: usize = 1;
+
+/// How many times a torn record is read again before the reader gives up.
+const TORN_TRIES: usize = 8;
+
+fn store(words: &[AtomicU64; 8], rec: &[u8; RECORD]) {
+    for (w, c) in words.iter().zip(rec.chunks_exact(8)) {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(c);
+        w.store(u64::from_ne_bytes(b), Ordering::Relaxed);
+    }
+}
+
+fn load(words: &[AtomicU64; 8]) -> [u8; RECORD] {
+    let mut rec = [0u8; RECORD];
+    for (w, c) in words.iter().zip(rec.chunks_exact_mut(8)) {
+        c.copy_from_slice(&w.load(Ordering::Relaxed).to_ne_bytes());
+    }
+    rec
+}
+
+/// Reads `words` published under `seq`; None if `seq` says `last` (nothing
+/// new) or the record kept changing under the reader.
+fn take(
+    seq: &AtomicU32,
+    words: &[AtomicU64; 8],
+    last: u32,
+) -> Option<Result<(u32, [u8; RECORD]), ()>> {
+    for _ in 0..TORN_TRIES {
+        let s = seq.load(Ordering::Acquire);
+        if s == last {
+            return None;
+        }
+        let rec = load(words);
+        std::sync::atomic::fence(Ordering::Acquire);
+        if seq.load(Ordering::Relaxed) == s {
+            return Some(Ok((s, rec)));
+        }
+    }
+    Some(Err(()))
+}
+
+impl SharedPage {
+    /// A page with no request and no answer in it.
+    pub const fn new() -> SharedPage {
+        SharedPage {
+            req_seq: AtomicU32::new(0),
+            server_waits: AtomicU32::new(0),
+            rep_seq: AtomicU32::new(0),
+            client_waits: AtomicU32::new(0),
+            _pad: [0; 12],
+            request: [const { AtomicU64::new(0) }; 8],
+            reply: [const { AtomicU64::new(0) }; 8],
+        }
+    }
+
+    /// Client: publishes request `rec` (its sequence number in it).
+    pub fn post_request(&self, rec: &[u8; RECORD]) {
+        store(&self.request, rec);
+        self.req_seq.store(seq_of(rec), Ordering::Release);
+    }
+
+    /// Server: the request published since the one numbered `last`, as a
+    /// request and its sequence number. `Some(None)`: something is there
+    /// but it is no request (garbage, or a record that kept changing):
+    /// the client is cut off.
+    #[allow(clippy::option_option)]
+    pub fn take_request(&self, last: u32) -> Option<Option<(u32, Request)>> {
+        match take(&self.req_seq, &self.request, last)? {
+            Ok((s, rec)) => Some(
+                Request::decode(&rec)
+                    .filter(|r| r.fits_page() && seq_of(&rec) == s)
+                    .map(|r| (s, r)),
+            ),
+            Err(()) => Some(None),
+        }
+    }
+
+    /// Server: publishes answer `rep` (its `seq` set).
+    pub fn post_reply(&self, rep: &Reply) {
+        store(&self.reply, &rep.encode());
+        self.rep_seq.store(rep.seq, Ordering::Release);
+    }
+
+    /// Client: the answer to request `seq`, if it is there.
+    pub fn take_reply(&self, seq: u32) -> Option<Reply> {
+        for _ in 0..TORN_TRIES {
+            if self.rep_seq.load(Ordering::Acquire) != seq {
+                return None;
+            }
+            let rec = load(&self.reply);
+            std::sync::atomic::fence(Ordering::Acquire);
+            if self.rep_seq.load(Ordering::Relaxed) == seq {
+                return Reply::decode(&rec).filter(|r| r.seq == seq);
+            }
+        }
+        None
+    }
+}
+
+impl Default for SharedPage {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Request {
+    /// True if this request may travel in a [`SharedPage`]: its record is
+    /// all of it (a hello, an exec's pairs and a notifier's eventfd need
+    /// the socket).
+    pub fn fits_page(&self) -> bool {
+        !matches!(
+            self,
+            Request::Hello(_) | Request::ExecPrepare | Request::NotifierAdd { .. }
+        )
+    }
+}
+
 /// Kernel descriptors kept across an exec: (host number, kernel number).
 pub type Pairs = Vec<(i32, i32)>;
 
@@ -319,6 +474,33 @@ mod tests {
         assert_eq!(Request::decode(&hello), None);
         assert_eq!(decode_pairs(&[1, 2, 3]), None);
         assert_eq!(decode_pairs(&(-1i32).to_ne_bytes().repeat(2)), None);
+    }
+
+    #[test]
+    fn the_shared_page_carries_requests_and_answers() {
+        let page = SharedPage::new();
+        assert_eq!(page.take_request(0), None);
+        let call = Request::Call {
+            nr: 25,
+            args: [3, 1, 0, 0, 0, 0],
+        };
+        page.post_request(&call.encode_seq(7));
+        assert_eq!(page.take_request(0), Some(Some((7, call))));
+        assert_eq!(page.take_request(7), None);
+        page.post_request(&Request::ExecPrepare.encode_seq(8));
+        assert_eq!(page.take_request(7), Some(None));
+        assert_eq!(page.take_reply(7), None);
+        let rep = Reply {
+            ret: -4,
+            value: 0,
+            server_pid: 1,
+            pairs: 0,
+            seq: 7,
+            more: [0; 4],
+        };
+        page.post_reply(&rep);
+        assert_eq!(page.take_reply(7), Some(rep));
+        assert_eq!(page.take_reply(8), None);
     }
 
     #[test]

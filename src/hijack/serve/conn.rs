@@ -4,9 +4,8 @@
 //! request (or a second hello) cuts the connection off; the client's
 //! other connections are unaffected.
 
-use std::cell::Cell;
 use std::ffi::{c_int, c_void};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -15,7 +14,7 @@ use lkl::syscall::{nr, Errno};
 
 use super::registry::{Proc, Registry};
 use crate::hijack::tree::spin;
-use lkl::syscall::wire::{self, Hello, Pairs, Reply, Request};
+use lkl::syscall::wire::{self, Hello, Pairs, Reply, Request, SharedPage};
 
 /// Calls a client may not make: lkl's own, which take host addresses.
 fn forbidden(call: i64) -> bool {
@@ -31,32 +30,88 @@ fn errno_now() -> i32 {
 /// One server thread at a time may spin for its client's next request.
 static SPINNING: AtomicBool = AtomicBool::new(false);
 
-/// Receives a packet into `buf`, and a passed descriptor if one came; a
-/// request that comes soon after the last answer is caught by spinning
-/// (tree/spin.rs) if this client's requests have been coming quickly
-/// (`short`) and no other thread spins.
-fn recv(fd: c_int, buf: &mut [u8], short: &Cell<bool>) -> Result<(usize, Option<OwnedFd>), i32> {
-    if short.get() && spin::allowed() {
-        if SPINNING
+/// What a connection's client asked next.
+enum Next {
+    /// A request from the shared page, with its sequence number.
+    Page(u32, Request),
+    /// A packet of this many bytes in the buffer (and a descriptor).
+    Packet(usize, Option<OwnedFd>),
+}
+
+/// The next request of a client: from its shared page (caught by
+/// spinning if its requests have been coming quickly and no other server
+/// thread spins, tree/spin.rs) or from its socket, where a sleeping
+/// server is woken by a doorbell or a whole packet. Err: the client is
+/// gone, or put garbage in its page (it is cut off).
+fn next(
+    fd: c_int,
+    page: Option<&SharedPage>,
+    last: &mut u32,
+    buf: &mut [u8],
+    adapt: &spin::Adapt,
+) -> Result<Next, i32> {
+    let Some(page) = page else {
+        return recv_flags(fd, buf, 0).map(|(n, p)| Next::Packet(n, p));
+    };
+    let take = |last: &mut u32| -> Option<Result<Next, i32>> {
+        match page.take_request(*last)? {
+            Some((seq, req)) => {
+                *last = seq;
+                Some(Ok(Next::Page(seq, req)))
+            }
+            None => Some(Err(libc::EPROTO)),
+        }
+    };
+    if let Some(r) = take(last) {
+        return r;
+    }
+    if adapt.try_spin()
+        && SPINNING
             .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
-        {
-            let got = spin::until(|| match recv_flags(fd, buf, libc::MSG_DONTWAIT) {
-                Err(libc::EAGAIN) => None,
-                r => Some(r),
-            });
-            SPINNING.store(false, Ordering::Release);
-            if let Some(r) = got {
-                return r;
-            }
-            short.set(false);
+    {
+        let got = spin::until(|| (page.req_seq.load(Ordering::Acquire) != *last).then_some(()));
+        SPINNING.store(false, Ordering::Release);
+        adapt.spun(got.is_some());
+        if let Some(r) = take(last) {
+            return r;
         }
-        return recv_flags(fd, buf, 0);
     }
-    let t0 = spin::now_ns();
-    let r = recv_flags(fd, buf, 0);
-    short.set(spin::now_ns() - t0 < spin::SHORT_NS);
-    r
+    loop {
+        page.server_waits.store(1, Ordering::SeqCst);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if let Some(r) = take(last) {
+            page.server_waits.store(0, Ordering::Relaxed);
+            return r;
+        }
+        let got = recv_flags(fd, buf, 0);
+        page.server_waits.store(0, Ordering::Relaxed);
+        match got? {
+            (n, _) if n <= wire::DOORBELL => {
+                if let Some(r) = take(last) {
+                    return r;
+                }
+            }
+            (n, passed) => return Ok(Next::Packet(n, passed)),
+        }
+    }
+}
+
+/// Wakes a client that sleeps waiting for its answer in the page.
+fn ring(fd: c_int, waits: &std::sync::atomic::AtomicU32) {
+    std::sync::atomic::fence(Ordering::SeqCst);
+    if waits.swap(0, Ordering::SeqCst) != 0 {
+        let b = [0u8; wire::DOORBELL];
+        // SAFETY: sends our one-byte buffer.
+        unsafe {
+            libc::send(
+                fd,
+                b.as_ptr().cast(),
+                b.len(),
+                libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+            )
+        };
+    }
 }
 
 /// Receives a packet into `buf` with recvmsg `flags`.
@@ -112,15 +167,52 @@ fn recv_flags(fd: c_int, buf: &mut [u8], flags: c_int) -> Result<(usize, Option<
 }
 
 fn send(fd: c_int, reply: Reply, pairs: &[(i32, i32)]) -> Result<(), i32> {
+    send_passing(fd, reply, pairs, None)
+}
+
+/// Sends an answer (and pairs), with descriptor `pass` as SCM_RIGHTS.
+fn send_passing(
+    fd: c_int,
+    reply: Reply,
+    pairs: &[(i32, i32)],
+    pass: Option<c_int>,
+) -> Result<(), i32> {
     let mut out = reply.encode().to_vec();
     wire::encode_pairs(pairs, &mut out);
-    // SAFETY: sends our buffer.
-    let r = unsafe { libc::send(fd, out.as_ptr().cast(), out.len(), libc::MSG_NOSIGNAL) };
+    let iov = libc::iovec {
+        iov_base: out.as_mut_ptr().cast(),
+        iov_len: out.len(),
+    };
+    let mut cbuf = [0u64; 4];
+    // SAFETY: an all-zero msghdr is valid; it points at our buffers.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &iov as *const libc::iovec as *mut libc::iovec;
+    msg.msg_iovlen = 1;
+    if let Some(pfd) = pass {
+        // SAFETY: the control buffer holds one cmsghdr and one int.
+        unsafe {
+            msg.msg_control = cbuf.as_mut_ptr().cast();
+            msg.msg_controllen = libc::CMSG_SPACE(4) as usize;
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = libc::CMSG_LEN(4) as usize;
+            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<c_int>(), pfd);
+        }
+    }
+    // SAFETY: sends our buffers.
+    let r = unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL) };
     if r < 0 {
         Err(errno_now())
     } else {
         Ok(())
     }
+}
+
+/// Our pid (asked once: a reply carries it).
+fn server_pid() -> i32 {
+    static PID: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+    *PID.get_or_init(|| std::process::id() as i32)
 }
 
 fn reply(ret: Result<i64, Errno>) -> Reply {
@@ -130,7 +222,7 @@ fn reply(ret: Result<i64, Errno>) -> Reply {
             Err(e) => -i64::from(e.0),
         },
         value: 0,
-        server_pid: std::process::id() as i32,
+        server_pid: server_pid(),
         pairs: 0,
         seq: 0,
         more: [0; 4],
@@ -161,7 +253,6 @@ fn introduce(reg: &Registry, pid: i32, hello: Hello) -> Result<(Arc<Proc>, Pairs
 
 /// Serves connection `fd` from host process `pid` until it closes.
 pub fn serve(reg: &Registry, fd: OwnedFd, pid: i32) {
-    use std::os::fd::AsRawFd;
     let fd_raw = fd.as_raw_fd();
     let mut buf = vec![0u8; wire::MAX_PACKET];
     let Ok((n, _)) = recv_flags(fd_raw, &mut buf, 0) else {
@@ -190,24 +281,53 @@ pub fn serve(reg: &Registry, fd: OwnedFd, pid: i32) {
     hello_reply.value = i64::from(tid);
     hello_reply.pairs = keep.len() as u32;
     hello_reply.seq = seq;
-    if send(fd_raw, hello_reply, &keep).is_ok() {
-        requests(reg, &proc_, &task, fd_raw, &mut buf);
+    // The shared page, if one can be made (else the socket carries all).
+    let shared = crate::hijack::tree::page::create();
+    let passed = shared.as_ref().map(|(f, _)| f.as_raw_fd());
+    if send_passing(fd_raw, hello_reply, &keep, passed).is_ok() {
+        let page = shared.map(|(f, m)| {
+            drop(f);
+            m
+        });
+        requests(reg, &proc_, &task, fd_raw, &mut buf, page.as_ref());
     }
     proc_.remove_thread(tid);
     task.exit();
 }
 
-fn requests(reg: &Registry, proc_: &Arc<Proc>, task: &KTask, fd: c_int, buf: &mut [u8]) {
-    let short = Cell::new(true);
+fn requests(
+    reg: &Registry,
+    proc_: &Arc<Proc>,
+    task: &KTask,
+    fd: c_int,
+    buf: &mut [u8],
+    page: Option<&crate::hijack::tree::page::Mapped>,
+) {
+    // Whether to spin for the next request, per kind of the request just
+    // answered: a `send`'s caller asks again at once, a `recv`'s only
+    // once it has woken up.
+    let adapt: [spin::Adapt; 16] = [const { spin::Adapt::new() }; 16];
+    let mut kind = 0usize;
+    let page = page.map(|m| m.page());
+    let mut last = 0u32;
     loop {
-        let Ok((n, passed)) = recv(fd, buf, &short) else {
+        let Ok(next) = next(fd, page, &mut last, buf, &adapt[kind]) else {
             return;
         };
-        let packet = &buf[..n];
-        let Some(req) = Request::decode(packet) else {
-            return;
+        let (req, seq, passed, packet, on_page) = match next {
+            Next::Page(seq, req) => (req, seq, None, &buf[..0], true),
+            Next::Packet(n, passed) => {
+                let packet = &buf[..n];
+                let Some(req) = Request::decode(packet) else {
+                    return;
+                };
+                (req, wire::seq_of(packet), passed, packet, false)
+            }
         };
-        let seq = wire::seq_of(packet);
+        kind = match req {
+            Request::Call { nr: call, .. } => (call & 15) as usize,
+            _ => 15,
+        };
         let mut out = reply(Ok(0));
         match req {
             Request::Hello(_) => return,
@@ -265,7 +385,10 @@ fn requests(reg: &Registry, proc_: &Arc<Proc>, task: &KTask, fd: c_int, buf: &mu
             }
         }
         out.seq = seq;
-        if send(fd, out, &[]).is_err() {
+        if let Some(page) = page.filter(|_| on_page) {
+            page.post_reply(&out);
+            ring(fd, &page.client_waits);
+        } else if send(fd, out, &[]).is_err() {
             return;
         }
     }
@@ -273,6 +396,10 @@ fn requests(reg: &Registry, proc_: &Arc<Proc>, task: &KTask, fd: c_int, buf: &mu
 
 /// The largest buffer read ahead of a call.
 const READ_AHEAD: usize = 256 << 10;
+
+/// The smallest buffer whose filling is collected (a smaller one takes
+/// one or two copies anyway).
+const WRITE_BEHIND_MIN: usize = 8 << 10;
 
 thread_local! {
     static AHEAD: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -283,7 +410,15 @@ thread_local! {
 /// `process_vm_readv` first, so the kernel's copies of it (a page or a
 /// segment at a time) are plain copies (process_mem.rs); a buffer that
 /// cannot be read whole is left to the kernel's own copies (EFAULT and
-/// short counts as the host gives them).
+/// short counts as the host gives them). The buffer a `read`, `recv` or
+/// `pread` fills is collected on our side and written to the client in
+/// one `process_vm_writev` when the call ends (at most [`READ_AHEAD`]
+/// bytes of it; the kernel's writes past that go straight through). Such
+/// a buffer must be mapped (pages_mapped), so that an unmapped one gets
+/// the kernel's own EFAULT; one mapped but not writable (a read into
+/// read-only memory) is noticed only when the bytes are written back:
+/// the call then returns the bytes that landed, or EFAULT, and the rest
+/// of what the kernel gave is lost (on the host a TCP socket keeps it).
 fn run_call(proc_: &Proc, task: &KTask, call: i64, args: [i64; 6]) -> Result<i64, Errno> {
     let ahead = match call {
         nr::WRITE | nr::SENDTO | nr::PWRITE64 => Some((args[1] as usize, args[2] as usize)),
@@ -310,6 +445,42 @@ fn run_call(proc_: &Proc, task: &KTask, call: i64, args: [i64; 6]) -> Result<i64
                     unsafe { task.call(call, args) }
                 },
             ))
+        });
+        if let Some(r) = done {
+            return r;
+        }
+    }
+    let behind = match call {
+        nr::READ | nr::RECVFROM | nr::PREAD64 => Some((args[1] as usize, args[2] as usize)),
+        _ => None,
+    };
+    if let Some((base, len)) = behind.filter(|&(b, l)| b != 0 && l >= WRITE_BEHIND_MIN) {
+        let cap = len.min(READ_AHEAD);
+        let done = AHEAD.with(|cell| {
+            if !lkl::host::process_mem::pages_mapped(proc_.pid, base, cap) {
+                return None;
+            }
+            let mut buf = cell.try_borrow_mut().ok()?;
+            if buf.len() < cap {
+                buf.resize(cap, 0);
+            }
+            let (r, short) =
+                lkl::host::process_mem::with_write_window(proc_.pid, base, &mut buf[..cap], || {
+                    // SAFETY: as above.
+                    unsafe { task.call(call, args) }
+                });
+            Some(match (r, short) {
+                // The bytes the kernel gave could not all be written: a
+                // short count, or EFAULT if none were, as on the host.
+                (Ok(n), Some(landed)) if n as u64 > landed as u64 => {
+                    if landed == 0 {
+                        Err(Errno::EFAULT)
+                    } else {
+                        Ok(landed as i64)
+                    }
+                }
+                (r, _) => r,
+            })
         });
         if let Some(r) = done {
             return r;

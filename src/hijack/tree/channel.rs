@@ -10,10 +10,13 @@
 
 use std::cell::Cell;
 use std::ffi::{c_int, c_void, CStr};
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
-use lkl::syscall::wire::{self, Hello, Reply, Request};
+use lkl::syscall::wire::{self, Hello, Reply, Request, SharedPage};
+
+use super::page::Mapped;
+use super::spin;
 
 /// The server's socket path (`LKL_HIJACK_SERVER`), set once at start.
 static SERVER: OnceLock<std::ffi::CString> = OnceLock::new();
@@ -29,6 +32,8 @@ static CHILD_TOKEN: AtomicU64 = AtomicU64::new(0);
 /// child can close its parent's.
 const SLOTS: usize = 4096;
 static OPEN: [AtomicI32; SLOTS] = [const { AtomicI32::new(0) }; SLOTS];
+/// The shared page of the channel in the same slot of OPEN (0: none).
+static MAPS: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS];
 
 /// Which host descriptors are the library's own (channels, the interrupt
 /// socket): a bit each, so `close` can tell in one load.
@@ -61,15 +66,22 @@ pub static SERVER_PID: AtomicI32 = AtomicI32::new(0);
 
 struct Chan {
     fd: Cell<c_int>,
+    /// The channel's shared page (null: none, the socket carries all).
+    page: Cell<*mut SharedPage>,
     generation: Cell<u64>,
 }
 
 impl Drop for Chan {
     fn drop(&mut self) {
         let fd = self.fd.replace(-1);
+        let page = self.page.replace(std::ptr::null_mut());
         if fd >= 0 && self.generation.get() == GENERATION.load(Ordering::Acquire) {
             forget(fd);
             crate::hijack::host::close(fd);
+            if !page.is_null() {
+                // SAFETY: our mapping (adopt), used by this thread only.
+                unsafe { Mapped::unmap_raw(page) };
+            }
         }
     }
 }
@@ -78,18 +90,22 @@ thread_local! {
     static CHAN: Chan = const {
         Chan {
             fd: Cell::new(-1),
+            page: Cell::new(std::ptr::null_mut()),
             generation: Cell::new(0),
         }
     };
+    /// Whether waits spin, per kind of call (its number's low bits).
+    static ADAPT: [spin::Adapt; 16] = const { [const { spin::Adapt::new() }; 16] };
 }
 
-fn remember(fd: c_int) {
+fn remember(fd: c_int, page: *mut SharedPage) {
     mark_ours(fd, true);
-    for slot in OPEN.iter() {
+    for (slot, map) in OPEN.iter().zip(MAPS.iter()) {
         if slot
             .compare_exchange(0, fd + 1, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
+            map.store(page as usize, Ordering::Release);
             return;
         }
     }
@@ -97,12 +113,15 @@ fn remember(fd: c_int) {
 
 fn forget(fd: c_int) {
     mark_ours(fd, false);
-    for slot in OPEN.iter() {
-        if slot
-            .compare_exchange(fd + 1, 0, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
-            return;
+    for (slot, map) in OPEN.iter().zip(MAPS.iter()) {
+        if slot.load(Ordering::Acquire) == fd + 1 {
+            map.store(0, Ordering::Release);
+            if slot
+                .compare_exchange(fd + 1, 0, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                return;
+            }
         }
     }
 }
@@ -217,51 +236,57 @@ fn send(
     }
 }
 
-/// Receives the reply record into `buf` (and pairs after it), returning
-/// the bytes received. A signal does not end the wait: the server answers
-/// an interrupted call soon (signals.rs asks it to).
-fn recv(fd: c_int, buf: &mut [u8]) -> Result<usize, i32> {
-    let (ptr, len) = (buf.as_mut_ptr(), buf.len());
-    let once = move |flags: c_int| -> Result<usize, i32> {
-        // SAFETY: receives into the caller's buffer, alive for this call.
+/// Receives a packet into `buf` (a reply record and pairs after it, or a
+/// doorbell), returning the bytes received, and the descriptor passed
+/// with it if `want_fd`. A signal does not end the wait: the server
+/// answers an interrupted call soon (signals.rs asks it to).
+fn recv(fd: c_int, buf: &mut [u8], want_fd: Option<&mut c_int>) -> Result<usize, i32> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut cbuf = [0u64; 4];
+    loop {
+        // SAFETY: an all-zero msghdr is valid; it points at our buffers.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        if want_fd.is_some() {
+            msg.msg_control = cbuf.as_mut_ptr().cast();
+            msg.msg_controllen = std::mem::size_of_val(&cbuf);
+        }
+        // SAFETY: receives into our buffers, alive for this call.
         let r = unsafe {
             crate::hijack::host::host_syscall!(
-                libc::SYS_recvfrom,
+                libc::SYS_recvmsg,
                 fd,
-                ptr,
-                len,
-                flags,
-                0usize,
-                0usize
+                &mut msg as *mut libc::msghdr,
+                libc::MSG_CMSG_CLOEXEC,
             )
         };
         match r {
-            r if r > 0 => Ok(r as usize),
-            0 => Err(libc::ECONNRESET),
-            _ => Err(last_errno()),
-        }
-    };
-    // An answer that comes quickly is caught without sleeping.
-    SHORT.with(|short| {
-        super::spin::wait(
-            short,
-            || match once(libc::MSG_DONTWAIT) {
-                Err(libc::EAGAIN) | Err(libc::EINTR) => None,
-                r => Some(r),
-            },
-            || loop {
-                match once(0) {
-                    Err(libc::EINTR) => continue,
-                    r => return r,
+            r if r > 0 => {
+                if let Some(out) = want_fd {
+                    // SAFETY: walks the control messages the host wrote.
+                    unsafe {
+                        let c = libc::CMSG_FIRSTHDR(&msg);
+                        if !c.is_null()
+                            && (*c).cmsg_level == libc::SOL_SOCKET
+                            && (*c).cmsg_type == libc::SCM_RIGHTS
+                        {
+                            *out = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<c_int>());
+                        }
+                    }
                 }
+                return Ok(r as usize);
+            }
+            0 => return Err(libc::ECONNRESET),
+            _ => match last_errno() {
+                libc::EINTR => continue,
+                e => return Err(e),
             },
-        )
-    })
-}
-
-thread_local! {
-    /// Whether this thread's recent answers came quickly (spin::wait).
-    static SHORT: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+        }
+    }
 }
 
 /// Numbers requests, so that a late answer is told from the one awaited.
@@ -273,26 +298,21 @@ fn exchange(
     extra: &[u8],
     pass: Option<c_int>,
     rest: &mut [u8],
+    mut got_fd: Option<&mut c_int>,
 ) -> Result<(Reply, usize), i32> {
     let seq = SEQ.fetch_add(1, Ordering::Relaxed);
     send(fd, &req.encode_seq(seq), extra, pass)?;
-    let mut buf = [0u8; wire::RECORD];
-    if rest.is_empty() {
-        loop {
-            recv(fd, &mut buf)?;
-            let reply = Reply::decode(&buf).ok_or(libc::EPROTO)?;
-            // An answer to a call this thread left (siglongjmp out of a
-            // handler that interrupted it) is dropped.
-            if reply.seq == seq {
-                return Ok((reply, 0));
-            }
-        }
-    }
     // A reply with pairs: one packet, record then pairs.
     let mut whole = vec![0u8; wire::RECORD + rest.len()];
     loop {
-        let n = recv(fd, &mut whole)?;
+        let n = recv(fd, &mut whole, got_fd.as_deref_mut())?;
+        if n <= wire::DOORBELL {
+            // For an answer in the page this thread no longer waits for.
+            continue;
+        }
         let reply = Reply::decode(&whole).ok_or(libc::EPROTO)?;
+        // An answer to a call this thread left (siglongjmp out of a
+        // handler that interrupted it) is dropped.
         if reply.seq != seq {
             continue;
         }
@@ -302,21 +322,123 @@ fn exchange(
     }
 }
 
-/// Opens and introduces a channel; the hello's reply.
-fn open(hello: Hello, rest: &mut [u8]) -> Result<(c_int, Reply, usize), i32> {
+/// One request through the channel's shared page: the record is posted
+/// there (a doorbell wakes the server if it sleeps), and its answer is
+/// polled for there (spinning first if waits of this kind have been
+/// short, tree/spin.rs), then slept for on the socket, where the server
+/// rings when it has answered a sleeping client.
+fn exchange_page(fd: c_int, page: &SharedPage, req: Request) -> Result<Reply, i32> {
+    // A number the page does not show yet (0 is "none" to the server; the
+    // counter wraps after 2^32 calls of the whole process).
+    let seq = loop {
+        let s = SEQ.fetch_add(1, Ordering::Relaxed);
+        if s != 0
+            && s != page.req_seq.load(Ordering::Relaxed)
+            && s != page.rep_seq.load(Ordering::Relaxed)
+        {
+            break s;
+        }
+    };
+    page.post_request(&req.encode_seq(seq));
+    std::sync::atomic::fence(Ordering::SeqCst);
+    if page.server_waits.swap(0, Ordering::SeqCst) != 0 {
+        ring_server(fd)?;
+    }
+    if let Some(r) = page.take_reply(seq) {
+        return Ok(r);
+    }
+    let kind = match req {
+        Request::Call { nr, .. } => (nr & 15) as usize,
+        _ => 15,
+    };
+    let spun = ADAPT
+        .try_with(|a| {
+            let a = &a[kind];
+            if !a.try_spin() {
+                return None;
+            }
+            let got = spin::until(|| page.take_reply(seq));
+            a.spun(got.is_some());
+            got
+        })
+        .ok()
+        .flatten();
+    if let Some(r) = spun {
+        return Ok(r);
+    }
+    let mut b = [0u8; wire::RECORD];
+    loop {
+        page.client_waits.store(1, Ordering::SeqCst);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if let Some(r) = page.take_reply(seq) {
+            page.client_waits.store(0, Ordering::Relaxed);
+            return Ok(r);
+        }
+        let got = recv(fd, &mut b, None);
+        page.client_waits.store(0, Ordering::Relaxed);
+        got?;
+    }
+}
+
+/// A doorbell for the server's thread.
+fn ring_server(fd: c_int) -> Result<(), i32> {
+    let b = [0u8; wire::DOORBELL];
+    loop {
+        // SAFETY: sends our one-byte buffer.
+        let r = unsafe {
+            crate::hijack::host::host_syscall!(
+                libc::SYS_sendto,
+                fd,
+                b.as_ptr(),
+                b.len(),
+                libc::MSG_NOSIGNAL,
+                0usize,
+                0usize,
+            )
+        };
+        if r >= 0 {
+            return Ok(());
+        }
+        match last_errno() {
+            libc::EINTR => continue,
+            e => return Err(e),
+        }
+    }
+}
+
+/// Opens and introduces a channel; the hello's reply, and the channel's
+/// shared page if the server passed one (null if not).
+fn open(hello: Hello, rest: &mut [u8]) -> Result<(c_int, *mut SharedPage, Reply, usize), i32> {
     let fd = connect()?;
-    match exchange(fd, Request::Hello(hello), &[], None, rest) {
+    let mut passed = -1;
+    match exchange(
+        fd,
+        Request::Hello(hello),
+        &[],
+        None,
+        rest,
+        Some(&mut passed),
+    ) {
         Ok((r, n)) if r.ret >= 0 => {
             SERVER_PID.store(r.server_pid, Ordering::Release);
-            Ok((fd, r, n))
+            let page = if passed >= 0 {
+                let m = super::page::map(passed);
+                crate::hijack::host::close(passed);
+                m.map_or(std::ptr::null_mut(), Mapped::into_raw)
+            } else {
+                std::ptr::null_mut()
+            };
+            Ok((fd, page, r, n))
         }
-        Ok((r, _)) => {
+        r => {
+            if passed >= 0 {
+                crate::hijack::host::close(passed);
+            }
             crate::hijack::host::close(fd);
-            Err((-r.ret) as i32)
-        }
-        Err(e) => {
-            crate::hijack::host::close(fd);
-            Err(e)
+            Err(match r {
+                Ok((r, _)) => (-r.ret) as i32,
+                Err(e) => e,
+            })
         }
     }
 }
@@ -325,35 +447,35 @@ fn open(hello: Hello, rest: &mut [u8]) -> Result<(c_int, Reply, usize), i32> {
 /// (the kernel descriptors an exec kept) are written to `pairs`.
 pub fn open_image(pairs: &mut Vec<(i32, i32)>) -> Result<(), i32> {
     let mut rest = vec![0u8; wire::MAX_PAIRS * 8];
-    let (fd, reply, n) = open(Hello::Image, &mut rest)?;
+    let (fd, page, reply, n) = open(Hello::Image, &mut rest)?;
     if let Some(p) = wire::decode_pairs(&rest[..n.min(reply.pairs as usize * 8)]) {
         *pairs = p;
     }
-    adopt(fd);
+    adopt(fd, page);
     Ok(())
 }
 
-/// Makes `fd` this thread's channel.
-fn adopt(fd: c_int) {
-    remember(fd);
+/// Makes `fd` (and `page`) this thread's channel.
+fn adopt(fd: c_int, page: *mut SharedPage) {
+    remember(fd, page);
     let _ = CHAN.try_with(|c| {
         c.fd.set(fd);
+        c.page.set(page);
         c.generation.set(GENERATION.load(Ordering::Acquire));
     });
 }
 
-/// This thread's channel, connecting it first if need be.
-pub fn channel() -> Result<c_int, i32> {
+/// This thread's channel (and its shared page, null if none), connecting
+/// it first if need be.
+fn channel_and_page() -> Result<(c_int, *mut SharedPage), i32> {
     let current = GENERATION.load(Ordering::Acquire);
     let have = CHAN
         .try_with(|c| {
-            (c.generation.get() == current)
-                .then(|| c.fd.get())
-                .filter(|&fd| fd >= 0)
+            (c.generation.get() == current && c.fd.get() >= 0).then(|| (c.fd.get(), c.page.get()))
         })
         .map_err(|_| libc::ESHUTDOWN)?;
-    if let Some(fd) = have {
-        return Ok(fd);
+    if let Some(have) = have {
+        return Ok(have);
     }
     let token = CHILD_TOKEN.swap(0, Ordering::AcqRel);
     let hello = if token != 0 {
@@ -362,9 +484,9 @@ pub fn channel() -> Result<c_int, i32> {
         Hello::Thread
     };
     match open(hello, &mut []) {
-        Ok((fd, _, _)) => {
-            adopt(fd);
-            Ok(fd)
+        Ok((fd, page, _, _)) => {
+            adopt(fd, page);
+            Ok((fd, page))
         }
         Err(e) => {
             if token != 0 {
@@ -375,14 +497,26 @@ pub fn channel() -> Result<c_int, i32> {
     }
 }
 
+/// This thread's channel, connecting it first if need be.
+pub fn channel() -> Result<c_int, i32> {
+    channel_and_page().map(|(fd, _)| fd)
+}
+
 /// One request on this thread's channel.
 pub fn request(req: Request, extra: &[u8], pass: Option<c_int>) -> Result<Reply, i32> {
     // The channel's own calls (polls that find nothing: EAGAIN) must not
     // show in the program's errno: a caller that reads errno after a call
     // that succeeded (readdir's end) would see them.
     let saved = crate::hijack::host::errno();
-    let r = match channel() {
-        Ok(fd) => exchange(fd, req, extra, pass, &mut []).map(|(r, _)| r),
+    let r = match channel_and_page() {
+        Ok((fd, page)) => {
+            if !page.is_null() && extra.is_empty() && pass.is_none() && req.fits_page() {
+                // SAFETY: this thread's mapping, alive while its channel is.
+                exchange_page(fd, unsafe { &*page }, req)
+            } else {
+                exchange(fd, req, extra, pass, &mut [], None).map(|(r, _)| r)
+            }
+        }
         Err(libc::ESHUTDOWN) => late_request(req, extra, pass),
         Err(e) => Err(e),
     };
@@ -402,24 +536,30 @@ fn late_request(req: Request, extra: &[u8], pass: Option<c_int>) -> Result<Reply
     let mut late = LATE.lock().unwrap_or_else(|e| e.into_inner());
     let current = GENERATION.load(Ordering::Acquire);
     if late.0 < 0 || late.1 != current {
-        let (fd, _, _) = open(Hello::Thread, &mut [])?;
-        remember(fd);
+        // Its shared page stays unused (packets only), kept with it.
+        let (fd, page, _, _) = open(Hello::Thread, &mut [])?;
+        remember(fd, page);
         *late = (fd, current);
     }
-    exchange(late.0, req, extra, pass, &mut []).map(|(r, _)| r)
+    exchange(late.0, req, extra, pass, &mut [], None).map(|(r, _)| r)
 }
 
-/// In a forked child: the parent's channels are closed, and the first
-/// connection presents `token`.
+/// In a forked child: the parent's channels are closed (and their pages
+/// unmapped), and the first connection presents `token`.
 pub fn after_fork_child(token: u64) {
     GENERATION.fetch_add(1, Ordering::AcqRel);
     CHILD_TOKEN.store(token, Ordering::Release);
-    for slot in OPEN.iter() {
+    for (slot, map) in OPEN.iter().zip(MAPS.iter()) {
         let v = slot.swap(0, Ordering::AcqRel);
+        let page = map.swap(0, Ordering::AcqRel);
         if v > 0 {
             // The child's copy of a parent's channel.
             mark_ours(v - 1, false);
             crate::hijack::host::close(v - 1);
+        }
+        if page != 0 {
+            // SAFETY: the child's copy of a parent's mapping, unused here.
+            unsafe { Mapped::unmap_raw(page as *mut SharedPage) };
         }
     }
 }
