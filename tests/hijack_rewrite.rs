@@ -26,23 +26,13 @@ fn build_dir() -> PathBuf {
     d
 }
 
-fn run_ok(cmd: &mut Command, what: &str) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(out.status.success(), "{what}: {}", show(&out));
-}
-
 /// tests/rewrite/hot.c, built with the system's C compiler.
 fn build_hot() -> PathBuf {
-    let out = build_dir().join("hot");
-    run_ok(
-        Command::new("cc")
-            .args(["-O2", "-Wall", "-o"])
-            .arg(&out)
-            .arg(sources().join("hot.c"))
-            .arg("-lpthread"),
-        "cc hot.c",
-    );
-    out
+    testkit::build::cc(
+        &sources().join("hot.c"),
+        &build_dir().join("hot"),
+        &["-lpthread"],
+    )
 }
 
 /// The Go program in `dir`, with cgo (dynamic) or without (static).
@@ -52,56 +42,12 @@ fn build_go(dir: &Path, name: &str, cgo: bool) -> PathBuf {
     } else {
         format!("{name}-static")
     });
-    let cache = build_dir().join("go");
-    run_ok(
-        Command::new("go")
-            .args(["build", "-o"])
-            .arg(&out)
-            .arg(".")
-            .current_dir(dir)
-            .env("CGO_ENABLED", if cgo { "1" } else { "0" })
-            .env("GOCACHE", cache.join("cache"))
-            .env("GOPATH", cache.join("path"))
-            .env("GOFLAGS", "-mod=mod")
-            .env("GOPROXY", "off"),
-        &format!("go build {name}"),
-    );
-    out
+    testkit::build::go(dir, &out, cgo, &build_dir().join("go"))
 }
 
 /// Runs `cmd` to the end, 120 s at most (then killed: the test fails).
 fn output_within(cmd: &mut Command) -> std::process::Output {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut so = child.stdout.take().unwrap();
-    let mut se = child.stderr.take().unwrap();
-    let o = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = so.read_to_end(&mut v);
-        v
-    });
-    let e = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = se.read_to_end(&mut v);
-        v
-    });
-    let status = testkit::wait_limited(&mut child, Duration::from_secs(120));
-    let (stdout, stderr) = (o.join().unwrap(), e.join().unwrap());
-    let Some(status) = status else {
-        panic!(
-            "still running after 120 s (killed)\n--- stdout\n{}\n--- stderr\n{}",
-            String::from_utf8_lossy(&stdout),
-            String::from_utf8_lossy(&stderr)
-        );
-    };
-    std::process::Output {
-        status,
-        stdout,
-        stderr,
-    }
+    testkit::build::output_within(cmd, Duration::from_secs(120))
 }
 
 /// One line of hot.c: (calls, through rewritten sites, through the trap,

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use testkit::build::run_ok;
 use testkit::hijack::*;
 use testkit::netns::in_netns;
 
@@ -27,97 +28,31 @@ fn build_dir() -> PathBuf {
     d
 }
 
-fn run_ok(cmd: &mut Command, what: &str) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(out.status.success(), "{what}: {}", show(&out));
-}
-
 /// Builds tests/syscalls/NAME.c (with `extra` arguments) with the system's
 /// C compiler.
 fn build_c(name: &str, extra: &[&str]) -> PathBuf {
-    let out = build_dir().join(name);
-    run_ok(
-        Command::new("cc")
-            .args(["-O2", "-Wall", "-o"])
-            .arg(&out)
-            .arg(sources().join(format!("{name}.c")))
-            .args(extra),
-        &format!("cc {name}.c"),
-    );
-    out
+    testkit::build::cc(
+        &sources().join(format!("{name}.c")),
+        &build_dir().join(name),
+        extra,
+    )
 }
 
 /// Builds the Go program in tests/syscalls/NAME, with cgo (dynamic) or
-/// without (static, `NAME-static`); checks which it is.
+/// without (static, `NAME-static`).
 fn build_go_as(name: &str, cgo: bool) -> PathBuf {
     let out = build_dir().join(if cgo {
         name.to_string()
     } else {
         format!("{name}-static")
     });
-    let cache = build_dir().join("go");
-    run_ok(
-        Command::new("go")
-            .args(["build", "-o"])
-            .arg(&out)
-            .arg(".")
-            .current_dir(sources().join(name))
-            .env("CGO_ENABLED", if cgo { "1" } else { "0" })
-            .env("GOCACHE", cache.join("cache"))
-            .env("GOPATH", cache.join("path"))
-            .env("GOFLAGS", "-mod=mod")
-            .env("GOPROXY", "off"),
-        &format!("go build {name}"),
-    );
-    let elf = std::fs::read(&out).unwrap();
-    let dynamic = elf.windows(16).any(|w| w == b"/lib64/ld-linux-");
-    assert_eq!(dynamic, cgo, "{}: dynamic {dynamic}", out.display());
-    out
+    testkit::build::go(&sources().join(name), &out, cgo, &build_dir().join("go"))
 }
 
 /// Runs `cmd` to the end, at most 120 s (then it is killed and the test
 /// fails with what it printed): a hang must not hold the suite.
 fn output_within(cmd: &mut Command) -> std::process::Output {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pipe = |r: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut v = Vec::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_end(&mut v);
-            }
-            v
-        })
-    };
-    let out = pipe(
-        child
-            .stdout
-            .take()
-            .map(|o| Box::new(o) as Box<dyn Read + Send>),
-    );
-    let err = pipe(
-        child
-            .stderr
-            .take()
-            .map(|e| Box::new(e) as Box<dyn Read + Send>),
-    );
-    let status = testkit::wait_limited(&mut child, Duration::from_secs(120));
-    let (stdout, stderr) = (out.join().unwrap(), err.join().unwrap());
-    let Some(status) = status else {
-        panic!(
-            "still running after 120 s (killed)\n--- stdout\n{}\n--- stderr\n{}",
-            String::from_utf8_lossy(&stdout),
-            String::from_utf8_lossy(&stderr)
-        );
-    };
-    std::process::Output {
-        status,
-        stdout,
-        stderr,
-    }
+    testkit::build::output_within(cmd, Duration::from_secs(120))
 }
 
 /// `args` under the hijack (testkit's `hijacked`), at most 120 s.

@@ -20,11 +20,7 @@ fn page_of(data: &[u8]) -> SharedPage {
     // valid for any bit pattern; at most its size is written, through a
     // unique borrow.
     unsafe {
-        std::ptr::copy_nonoverlapping(
-            data.as_ptr(),
-            std::ptr::addr_of_mut!(page).cast::<u8>(),
-            n,
-        )
+        std::ptr::copy_nonoverlapping(data.as_ptr(), std::ptr::addr_of_mut!(page).cast::<u8>(), n)
     };
     page
 }
@@ -43,10 +39,7 @@ fuzz_target!(|data: &[u8]| {
     if let Some(Some((seq, req))) = page.take_request(last) {
         assert!(req.fits_page());
         assert_ne!(seq, last);
-        assert_eq!(
-            seq,
-            page.req_seq.load(std::sync::atomic::Ordering::Relaxed)
-        );
+        assert_eq!(seq, page.req_seq.load(std::sync::atomic::Ordering::Relaxed));
     }
     let _ = page.take_reply(last);
 });

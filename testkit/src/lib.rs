@@ -231,6 +231,7 @@ pub fn no_crash(what: &str, out: &Output) {
     assert!(!err.contains("panicked"), "{what}: panic\n{err}");
 }
 
+pub mod build;
 pub mod hijack;
 pub mod images;
 pub mod netns;
