@@ -3,7 +3,7 @@
 //! after its first trap to jump into a stub of ours, and its later calls
 //! skip the trap; a site that cannot be proven safe, and code generated at
 //! run time, keep the trap. Programs are built here from tests/rewrite/
-//! (and the Go client of tests/syscalls/). The counters come from the
+//! (and the Go client and server of tests/syscalls/). The counters come from the
 //! library (`lkl_hijack_tier_stats`, or the line `LKL_HIJACK_REWRITE=stats`
 //! prints at `exit_group`).
 
@@ -220,13 +220,17 @@ fn cgo_go_server_with_rewritten_sites() {
     go_server("cgo_go_server_with_rewritten_sites", "rwgosrv", true);
 }
 
-/// The Go net/http server of tests/rewrite/goserver (tests/syscalls's,
-/// plus /quit) on the kernel's address, GOMAXPROCS=4: two rounds of 50
+/// The Go net/http server of tests/syscalls/goserver (which exits on
+/// /quit) on the kernel's address, GOMAXPROCS=4: two rounds of 50
 /// concurrent clients from the host side over the tap, then /quit; its
 /// calls mostly through rewritten sites (the counters at its exit).
 fn go_server(test: &str, tag: &'static str, cgo: bool) {
     in_netns(test, tag, tap_setup, || {
-        let server = build_go(&sources().join("goserver"), "rwserver", cgo);
+        let server = build_go(
+            &testkit::repo().join("tests/syscalls/goserver"),
+            "rwserver",
+            cgo,
+        );
         let config = tap_config_file(tag);
         let mut child = with_config(&config, &[server.to_str().unwrap(), "192.168.113.2:8080"])
             .env("GOMAXPROCS", "4")

@@ -1,5 +1,8 @@
 // A Go net/http server on the address given (built with and without cgo):
-// accept4, epoll_pwait, read/write, all through the system-call tier.
+// accept4, epoll_pwait, read/write, all through the system-call tier. It
+// exits (os.Exit: Go's own exit_group) when asked for /quit, so that the
+// tier prints its counters (LKL_HIJACK_REWRITE=stats): the share of its
+// calls that went through rewritten sites (tests/hijack_rewrite.rs).
 package main
 
 import (
@@ -9,6 +12,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 func main() {
@@ -20,6 +24,14 @@ func main() {
 	}
 	fmt.Println("listening", ln.Addr())
 	err = http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/quit" {
+			w.Write([]byte("bye"))
+			go func() {
+				time.Sleep(200 * time.Millisecond)
+				os.Exit(0)
+			}()
+			return
+		}
 		host, _, _ := net.SplitHostPort(r.RemoteAddr)
 		w.Header().Set("X-Peer", host)
 		w.Header().Set("Content-Length", strconv.Itoa(len(body)))

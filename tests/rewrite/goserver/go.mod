@@ -1,3 +1,0 @@
-module rwserver
-
-go 1.19
