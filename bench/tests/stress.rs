@@ -5,7 +5,8 @@
 //! std::net; under the hijack its sockets live in the in-process kernel.
 //! It exits non-zero on any failed connection, and after its soak's
 //! warm-up on any growth of host descriptors or threads, or of resident
-//! memory by more than 10%.
+//! memory by more than 10%, at least 2 MiB (anonymous memory: file-backed code pages
+//! coming back in are no leak).
 
 use std::process::{Command, Output, Stdio};
 
