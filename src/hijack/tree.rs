@@ -254,7 +254,7 @@ pub fn in_tree(pid: i32) -> bool {
 }
 
 /// At exit (after the program's streams are flushed): if this is the
-/// tree's last process, it hands itself over to the server (its kernel
+/// tree's last process and its only thread is left, it hands itself over to the server (its kernel
 /// process ends now) and waits, at most `HALT_WAIT`, for the server to halt
 /// the kernel and exit; so that whoever waits for the program (a harness,
 /// the shell) finds the kernel's last output written and its disks synced
@@ -262,6 +262,13 @@ pub fn in_tree(pid: i32) -> bool {
 /// last exits at once, as before.
 pub fn wait_for_halt() {
     const HALT_WAIT_MS: c_int = 10_000;
+    // Only a process whose other threads are gone: the halt would end
+    // the kernel calls they may still be in, and they would see errors
+    // while the process exits (it exits at once, as before; the halt
+    // follows its end).
+    if !only_thread() {
+        return;
+    }
     // Quietly: a server already gone is no news at exit.
     if !matches!(channel::request(Request::Stats, &[], None), Ok(r) if r.ret == 1) {
         return;
@@ -286,6 +293,15 @@ pub fn wait_for_halt() {
         crate::hijack::host::host_syscall!(libc::SYS_poll, &raw mut p, 1, HALT_WAIT_MS);
         crate::hijack::host::host_syscall!(libc::SYS_close, pfd);
     }
+}
+
+/// True if the calling thread is its process's only one.
+fn only_thread() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|st| {
+        st.lines()
+            .find_map(|l| l.strip_prefix("Threads:"))
+            .is_some_and(|n| n.trim() == "1")
+    })
 }
 
 /// The server's counts: processes, threads' tasks, files in passing,
