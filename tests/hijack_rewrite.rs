@@ -183,29 +183,7 @@ fn tap_config_file(tag: &str) -> PathBuf {
 /// `n` concurrent clients of the server at 192.168.113.2:8080, each
 /// checking its 64 KiB response.
 fn clients(n: usize) {
-    let clients: Vec<_> = (0..n)
-        .map(|_| {
-            std::thread::spawn(|| {
-                let mut c = TcpStream::connect("192.168.113.2:8080").unwrap();
-                c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-                c.write_all(b"GET / HTTP/1.1\r\nHost: k\r\nConnection: close\r\n\r\n")
-                    .unwrap();
-                let mut all = Vec::new();
-                c.read_to_end(&mut all).unwrap();
-                String::from_utf8_lossy(&all).into_owned()
-            })
-        })
-        .collect();
-    for c in clients {
-        let resp = c.join().unwrap();
-        assert!(
-            resp.starts_with("HTTP/1.1 200"),
-            "{}",
-            &resp[..resp.len().min(300)]
-        );
-        assert!(resp.contains("X-Peer: 192.168.113.1"));
-        assert_eq!(resp.split("\r\n\r\n").nth(1).unwrap_or("").len(), 65536);
-    }
+    concurrent_gets("192.168.113.2:8080", n, "192.168.113.1", 65536);
 }
 
 #[testkit::needs(root, tun, go, sud)]

@@ -7,7 +7,7 @@
 //! kernel's, 192.168.113.2, never the host's 192.168.113.1).
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -277,30 +277,7 @@ fn go_server(test: &str, tag: &'static str, cgo: bool) {
         let child = Helper(child);
         assert!(line.contains("listening 192.168.113.2:8080"), "{line:?}");
         let (rx, tx) = tap_bytes();
-        let clients: Vec<_> = (0..50)
-            .map(|_| {
-                std::thread::spawn(|| {
-                    let mut c = TcpStream::connect("192.168.113.2:8080").unwrap();
-                    c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-                    c.write_all(b"GET / HTTP/1.1\r\nHost: k\r\nConnection: close\r\n\r\n")
-                        .unwrap();
-                    let mut all = Vec::new();
-                    c.read_to_end(&mut all).unwrap();
-                    String::from_utf8_lossy(&all).into_owned()
-                })
-            })
-            .collect();
-        for c in clients {
-            let resp = c.join().unwrap();
-            assert!(
-                resp.starts_with("HTTP/1.1 200"),
-                "{}",
-                &resp[..resp.len().min(300)]
-            );
-            assert!(resp.contains("X-Peer: 192.168.113.1"), "{}", &resp[..300]);
-            let body = resp.split("\r\n\r\n").nth(1).unwrap_or("");
-            assert_eq!(body.len(), 65536);
-        }
+        concurrent_gets("192.168.113.2:8080", 50, "192.168.113.1", 65536);
         let (rx2, tx2) = tap_bytes();
         drop(child);
         let _ = std::fs::remove_file(&config);

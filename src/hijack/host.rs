@@ -208,6 +208,25 @@ macro_rules! host_syscall {
 }
 pub(crate) use host_syscall;
 
+/// Room for a control message carrying one descriptor.
+pub type OneFdControl = [u64; 4];
+
+/// Makes `msg` carry descriptor `fd` (`SCM_RIGHTS`) in `cbuf`, which must
+/// outlive the send.
+pub fn attach_fd(msg: &mut libc::msghdr, cbuf: &mut OneFdControl, fd: c_int) {
+    // SAFETY: CMSG_SPACE/CMSG_LEN are computations; the control buffer
+    // (32 bytes) holds one cmsghdr and one int, and msg points at it.
+    unsafe {
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = libc::CMSG_SPACE(4) as usize;
+        let c = libc::CMSG_FIRSTHDR(msg);
+        (*c).cmsg_level = libc::SOL_SOCKET;
+        (*c).cmsg_type = libc::SCM_RIGHTS;
+        (*c).cmsg_len = libc::CMSG_LEN(4) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<c_int>(), fd);
+    }
+}
+
 /// The credentials of the peer of host UNIX socket `fd` (SO_PEERCRED).
 pub fn peer_cred(fd: c_int) -> Option<libc::ucred> {
     let mut cred = libc::ucred {

@@ -170,3 +170,35 @@ pub fn sha256(data: &[u8]) -> Vec<u8> {
     use sha2::{Digest, Sha256};
     Sha256::digest(data).to_vec()
 }
+
+/// `n` concurrent HTTP GETs of `/` at `addr` (connections closed after
+/// each), each checked: status 200, the server saw the client at `peer`
+/// (its `X-Peer` header: the tests' Go server), a body of `body` bytes.
+pub fn concurrent_gets(addr: &str, n: usize, peer: &str, body: usize) {
+    use std::io::Write;
+    let clients: Vec<_> = (0..n)
+        .map(|_| {
+            let addr = addr.to_owned();
+            std::thread::spawn(move || {
+                let mut c = std::net::TcpStream::connect(&addr).unwrap();
+                c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+                c.write_all(b"GET / HTTP/1.1\r\nHost: k\r\nConnection: close\r\n\r\n")
+                    .unwrap();
+                let mut all = Vec::new();
+                c.read_to_end(&mut all).unwrap();
+                String::from_utf8_lossy(&all).into_owned()
+            })
+        })
+        .collect();
+    for c in clients {
+        let resp = c.join().unwrap();
+        let head = &resp[..resp.len().min(300)];
+        assert!(resp.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(resp.contains(&format!("X-Peer: {peer}")), "{head}");
+        assert_eq!(
+            resp.split("\r\n\r\n").nth(1).unwrap_or("").len(),
+            body,
+            "{head}"
+        );
+    }
+}

@@ -31,6 +31,23 @@ static int listener(struct sockaddr_in *a)
 	return l;
 }
 
+/* True if the host's own TCP table has a socket on local port @port: a
+ * listener of the tree's kernel is not there. */
+static int host_listens(unsigned port)
+{
+	char line[512], want[16];
+	FILE *f = fopen("/proc/net/tcp", "r");
+	int found = 0;
+
+	snprintf(want, sizeof(want), ":%04X ", port);
+	while (f && fgets(line, sizeof(line), f))
+		if (strstr(line, want))
+			found = 1;
+	if (f)
+		fclose(f);
+	return found;
+}
+
 static void run(int l, const struct sockaddr_in *a, int kind, const char *tag)
 {
 	char line[256];
@@ -97,6 +114,10 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	l = listener(&a);
+	if (host_listens(ntohs(a.sin_port))) {
+		fprintf(stderr, "the host has the listener: not the tree's kernel\n");
+		return 2;
+	}
 
 	run(l, &a, 0, "l");
 	run(l, &a, 1, "lp");

@@ -183,22 +183,13 @@ fn send_passing(
         iov_base: out.as_mut_ptr().cast(),
         iov_len: out.len(),
     };
-    let mut cbuf = [0u64; 4];
+    let mut cbuf: crate::hijack::host::OneFdControl = [0; 4];
     // SAFETY: an all-zero msghdr is valid; it points at our buffers.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = &iov as *const libc::iovec as *mut libc::iovec;
     msg.msg_iovlen = 1;
     if let Some(pfd) = pass {
-        // SAFETY: the control buffer holds one cmsghdr and one int.
-        unsafe {
-            msg.msg_control = cbuf.as_mut_ptr().cast();
-            msg.msg_controllen = libc::CMSG_SPACE(4) as usize;
-            let c = libc::CMSG_FIRSTHDR(&msg);
-            (*c).cmsg_level = libc::SOL_SOCKET;
-            (*c).cmsg_type = libc::SCM_RIGHTS;
-            (*c).cmsg_len = libc::CMSG_LEN(4) as usize;
-            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<c_int>(), pfd);
-        }
+        crate::hijack::host::attach_fd(&mut msg, &mut cbuf, pfd);
     }
     // SAFETY: sends our buffers.
     let r = unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL) };

@@ -375,33 +375,20 @@ pub fn after_trap(rip: usize, nr: u64) {
     if lookup(rip) == NEW {
         let r = consider(rip, nr);
         let full = !record(rip, if r.is_ok() { DONE } else { KEPT });
-        match r {
-            Ok(how) => {
-                PATCHED.fetch_add(1, Ordering::Relaxed);
-                if STATS.load(Ordering::Relaxed) {
-                    let mut l = Line::new();
-                    l.s(b"lkl-hijack: rewrite: site ")
-                        .x(rip as u64 - 2)
-                        .s(b" (call ")
-                        .u(nr)
-                        .s(b") rewritten: ")
-                        .s(how.as_bytes());
-                    l.flush();
-                }
-            }
-            Err(why) => {
-                REFUSED.fetch_add(1, Ordering::Relaxed);
-                if STATS.load(Ordering::Relaxed) {
-                    let mut l = Line::new();
-                    l.s(b"lkl-hijack: rewrite: site ")
-                        .x(rip as u64 - 2)
-                        .s(b" (call ")
-                        .u(nr)
-                        .s(b") stays on the trap: ")
-                        .s(why.as_bytes());
-                    l.flush();
-                }
-            }
+        let (count, verdict, reason) = match r {
+            Ok(how) => (&PATCHED, &b") rewritten: "[..], how),
+            Err(why) => (&REFUSED, &b") stays on the trap: "[..], why),
+        };
+        count.fetch_add(1, Ordering::Relaxed);
+        if STATS.load(Ordering::Relaxed) {
+            let mut l = Line::new();
+            l.s(b"lkl-hijack: rewrite: site ")
+                .x(rip as u64 - 2)
+                .s(b" (call ")
+                .u(nr)
+                .s(verdict)
+                .s(reason.as_bytes());
+            l.flush();
         }
         if full && STATS.load(Ordering::Relaxed) {
             say(b"rewrite: site table full");

@@ -198,23 +198,13 @@ fn send(
         },
     ];
     // Room for one descriptor's control message.
-    let mut cbuf = [0u64; 4];
+    let mut cbuf: crate::hijack::host::OneFdControl = [0; 4];
     // SAFETY: an all-zero msghdr is valid.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
     msg.msg_iovlen = if extra.is_empty() { 1 } else { 2 };
     if let Some(pfd) = pass {
-        // SAFETY: CMSG_SPACE/CMSG_LEN are pure computations; the control
-        // buffer holds one cmsghdr and one int (32 bytes).
-        unsafe {
-            msg.msg_control = cbuf.as_mut_ptr().cast();
-            msg.msg_controllen = libc::CMSG_SPACE(4) as usize;
-            let c = libc::CMSG_FIRSTHDR(&msg);
-            (*c).cmsg_level = libc::SOL_SOCKET;
-            (*c).cmsg_type = libc::SCM_RIGHTS;
-            (*c).cmsg_len = libc::CMSG_LEN(4) as usize;
-            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<c_int>(), pfd);
-        }
+        crate::hijack::host::attach_fd(&mut msg, &mut cbuf, pfd);
     }
     loop {
         // SAFETY: the message points at live buffers.
