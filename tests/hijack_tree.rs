@@ -856,3 +856,31 @@ fn the_last_process_waits_for_the_halt() {
         .expect("run bash");
     assert!(out.status.success(), "{}", show(&out));
 }
+
+/// `posix_spawn`/`posix_spawnp` with file actions on kernel descriptors
+/// (glibc's spawn runs them with internal calls no hook sees; the library
+/// runs such a spawn itself): `cat` with a kernel connection `dup2`'d onto
+/// stdin and stdout echoes through the kernel's loopback (a listener the
+/// host does not have); `addopen`, `addclosefrom_np` and the attributes
+/// (`POSIX_SPAWN_SETSID`, a signal mask) are honoured; a kernel socket
+/// that is not close-on-exec reaches the new image without any action;
+/// a missing program is ENOENT from both calls.
+#[testkit::needs(cc)]
+#[test]
+fn posix_spawn_file_actions_on_kernel_descriptors() {
+    let t = Scratch::new("tree-spawn");
+    let prog = testkit::build::cc(
+        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tree/spawn.c")),
+        &t.path("spawn"),
+        &[],
+    );
+    let out = hijacked(&[prog.to_str().unwrap()], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(
+        stdout,
+        "cat:through the kernel\nsh:setsid\nsigmask:usr2\ninherited:kept\nmissing:ENOENT:ENOENT\n",
+        "{}",
+        show(&out)
+    );
+}

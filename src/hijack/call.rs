@@ -95,13 +95,21 @@ fn impossible_pointer(nr: i64, a: &[i64; 6]) -> bool {
 }
 
 /// Gives kernel descriptor `kfd` (a kernel call's result: -1 passes
-/// through) a host number, closing it if none is left.
-pub fn new_fd(kfd: i64) -> c_int {
+/// through) a host number, closing it if none is left. Its close-on-exec
+/// flag is the placeholder's, set as the call asked (`cloexec`): a
+/// descriptor made without it survives an exec in the tree, as on Linux.
+pub fn new_fd(kfd: i64, cloexec: bool) -> c_int {
     if kfd < 0 {
         return -1;
     }
     match fdtable::insert(kfd as i32) {
-        Ok(hfd) => hfd,
+        Ok(hfd) => {
+            if !cloexec {
+                // SAFETY: the host's fcntl on the placeholder just made.
+                let _ = unsafe { host::host_syscall!(libc::SYS_fcntl, hfd, libc::F_SETFD, 0) };
+            }
+            hfd
+        }
         Err(e) => {
             // SAFETY: closes the descriptor the kernel just made.
             let _ = unsafe { raw(nr::CLOSE, [kfd, 0, 0, 0, 0, 0]) };
@@ -111,9 +119,16 @@ pub fn new_fd(kfd: i64) -> c_int {
     }
 }
 
-/// A kernel call that returns a new kernel descriptor: give it a host number.
+/// A kernel call that returns a new kernel descriptor: give it a host
+/// number (close-on-exec as `socket`'s type or `accept4`'s flags ask;
+/// any other call's is).
 pub fn kcall_newfd(nr: i64, args: [i64; 6]) -> c_int {
-    new_fd(kcall(nr, args))
+    let flags = match nr {
+        nr::SOCKET => args[1],
+        nr::ACCEPT4 => args[3],
+        _ => i64::from(libc::SOCK_CLOEXEC),
+    };
+    new_fd(kcall(nr, args), flags & i64::from(libc::SOCK_CLOEXEC) != 0)
 }
 
 /// Takes host number `hfd` of a kernel descriptor away: closes the kernel

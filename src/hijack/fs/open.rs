@@ -39,12 +39,10 @@ const _: () = {
 
 /// Opens a kernel path and gives the descriptor a host number.
 pub fn kernel_open(kdir: i32, path: &CStr, flags: c_int, mode: c_uint) -> c_int {
-    new_fd(kcall_path(
-        nr::OPENAT,
-        kdir,
-        path,
-        [flags.into(), mode.into(), 0, 0],
-    ))
+    new_fd(
+        kcall_path(nr::OPENAT, kdir, path, [flags.into(), mode.into(), 0, 0]),
+        flags & libc::O_CLOEXEC != 0,
+    )
 }
 
 fn needs_mode(flags: c_int) -> bool {
