@@ -884,3 +884,28 @@ fn posix_spawn_file_actions_on_kernel_descriptors() {
         show(&out)
     );
 }
+
+/// A thread's kernel task takes the host thread's id (set_tid, as a
+/// process's anchor takes its pid): `F_SETOWN_EX` naming the calling
+/// thread (`F_OWNER_TID`, `gettid()`) on a kernel socket works from a
+/// second thread and `F_GETOWN_EX` gives its id back; a netlink socket a
+/// thread binds with `nl_pid` 0 gets the process's pid, as on Linux.
+#[testkit::needs(cc)]
+#[test]
+fn threads_have_their_host_ids_in_the_kernel() {
+    let t = Scratch::new("tree-threads");
+    let prog = testkit::build::cc(
+        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tree/threads.c")),
+        &t.path("threads"),
+        &["-pthread"],
+    );
+    let out = hijacked(&[prog.to_str().unwrap()], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(
+        stdout,
+        "main-owner:tid\nthread-owner:tid\nthread-netlink:pid\n",
+        "{}",
+        show(&out)
+    );
+}

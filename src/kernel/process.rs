@@ -100,12 +100,13 @@ impl KProcess {
         unsafe { sys::lkl_process_set_as(self.0.as_ptr(), process_mem::cookie(pid)) }
     }
 
-    /// A new thread of this process. The caller makes sure no other thread
-    /// enters this process meanwhile.
-    pub fn thread(&self) -> Result<KTask, Errno> {
+    /// A new thread of this process, with thread id `tid` where it is
+    /// positive and free (a host thread's id), else the kernel's choice.
+    /// The caller makes sure no other thread enters this process meanwhile.
+    pub fn thread(&self, tid: i32) -> Result<KTask, Errno> {
         let mut out = std::ptr::null_mut();
         // SAFETY: an anchor we hold; `out` is written on success only.
-        check(unsafe { sys::lkl_process_thread(self.0.as_ptr(), &mut out) })?;
+        check(unsafe { sys::lkl_process_thread_tid(self.0.as_ptr(), tid, &mut out) })?;
         NonNull::new(out).map(KTask).ok_or(Errno::ENOMEM)
     }
 

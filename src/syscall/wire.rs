@@ -33,7 +33,9 @@ pub enum Hello {
 /// What a client asks on its channel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Request {
-    Hello(Hello),
+    /// A connection's first request, with the host thread id of the
+    /// thread it is for (its kernel task takes that id where it can).
+    Hello(Hello, i32),
     /// System call `nr` with six arguments, as the calling thread.
     Call {
         nr: i64,
@@ -136,13 +138,13 @@ impl Request {
     /// The record for this request.
     pub fn encode(&self) -> [u8; RECORD] {
         let w = match *self {
-            Request::Hello(h) => {
+            Request::Hello(h, tid) => {
                 let (kind, token) = match h {
                     Hello::Image => (HELLO_IMAGE, 0),
                     Hello::Forked(t) => (HELLO_FORKED, t),
                     Hello::Thread => (HELLO_THREAD, 0),
                 };
-                [HELLO, kind, token, 0, 0, 0, 0, 0]
+                [HELLO, kind, token, tid as i64 as u64, 0, 0, 0, 0]
             }
             Request::Call { nr, args } => {
                 let a = args.map(|v| v as u64);
@@ -177,12 +179,15 @@ impl Request {
         let w = words(buf)?;
         let i32_of = |v: u64| i32::try_from(v as i64).ok();
         Some(match w[0] & ((1u64 << SEQ_SHIFT) - 1) {
-            HELLO => Request::Hello(match w[1] {
-                HELLO_IMAGE => Hello::Image,
-                HELLO_FORKED => Hello::Forked(w[2]),
-                HELLO_THREAD => Hello::Thread,
-                _ => return None,
-            }),
+            HELLO => Request::Hello(
+                match w[1] {
+                    HELLO_IMAGE => Hello::Image,
+                    HELLO_FORKED => Hello::Forked(w[2]),
+                    HELLO_THREAD => Hello::Thread,
+                    _ => return None,
+                },
+                i32_of(w[3]).filter(|&t| t >= 0)?,
+            ),
             CALL => Request::Call {
                 nr: w[1] as i64,
                 args: [w[2], w[3], w[4], w[5], w[6], w[7]].map(|v| v as i64),
@@ -397,7 +402,7 @@ impl Request {
     pub fn fits_page(&self) -> bool {
         !matches!(
             self,
-            Request::Hello(_) | Request::ExecPrepare | Request::NotifierAdd { .. }
+            Request::Hello(..) | Request::ExecPrepare | Request::NotifierAdd { .. }
         )
     }
 }
@@ -435,9 +440,9 @@ mod tests {
     #[test]
     fn requests_round_trip() {
         let all = [
-            Request::Hello(Hello::Image),
-            Request::Hello(Hello::Forked(77)),
-            Request::Hello(Hello::Thread),
+            Request::Hello(Hello::Image, 0),
+            Request::Hello(Hello::Forked(77), 12),
+            Request::Hello(Hello::Thread, i32::MAX),
             Request::Call {
                 nr: 41,
                 args: [2, 1, 0, -1, i64::MIN, i64::MAX],
@@ -469,8 +474,11 @@ mod tests {
         let mut bad = [0u8; RECORD];
         bad[0] = 99;
         assert_eq!(Request::decode(&bad), None);
-        let mut hello = Request::Hello(Hello::Image).encode();
+        let mut hello = Request::Hello(Hello::Image, 5).encode();
         hello[8] = 7;
+        assert_eq!(Request::decode(&hello), None);
+        let mut hello = Request::Hello(Hello::Thread, 5).encode();
+        hello[24..32].copy_from_slice(&(-1i64).to_ne_bytes());
         assert_eq!(Request::decode(&hello), None);
         assert_eq!(decode_pairs(&[1, 2, 3]), None);
         assert_eq!(decode_pairs(&(-1i32).to_ne_bytes().repeat(2)), None);

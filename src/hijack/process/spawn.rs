@@ -326,7 +326,7 @@ fn candidates(file: &CStr) -> Vec<CString> {
         return vec![file.to_owned()];
     }
     let path = std::env::var_os("PATH")
-        .map(|p| std::os::unix::ffi::OsStringExt::into_vec(p))
+        .map(std::os::unix::ffi::OsStringExt::into_vec)
         .unwrap_or_else(|| b"/bin:/usr/bin".to_vec());
     path.split(|&b| b == b':')
         .filter_map(|dir| {

@@ -242,6 +242,21 @@ fn introduce(reg: &Registry, pid: i32, hello: Hello) -> Result<(Arc<Proc>, Pairs
     }
 }
 
+/// The kernel thread id a connection's task should take: the host's id of
+/// the thread it is for, if that is a thread of host process `pid` other
+/// than its main thread (whose id is the process's, the anchor's); else 0
+/// (the kernel's choice).
+fn host_tid(pid: i32, tid: i32) -> i32 {
+    let ours = tid > 0
+        && tid != pid
+        && std::path::Path::new(&format!("/proc/{pid}/task/{tid}")).exists();
+    if ours {
+        tid
+    } else {
+        0
+    }
+}
+
 /// Serves connection `fd` from host process `pid` until it closes.
 pub fn serve(reg: &Registry, fd: OwnedFd, pid: i32) {
     let fd_raw = fd.as_raw_fd();
@@ -249,12 +264,12 @@ pub fn serve(reg: &Registry, fd: OwnedFd, pid: i32) {
     let Ok((n, _)) = recv_flags(fd_raw, &mut buf, 0) else {
         return;
     };
-    let Some(Request::Hello(hello)) = Request::decode(&buf[..n]) else {
+    let Some(Request::Hello(hello, tid)) = Request::decode(&buf[..n]) else {
         return;
     };
     let seq = wire::seq_of(&buf[..n]);
     let made = introduce(reg, pid, hello).and_then(|(p, keep)| {
-        let task = p.with(|k| k.thread())?;
+        let task = p.with(|k| k.thread(host_tid(pid, tid)))?;
         Ok((p, keep, task))
     });
     let (proc_, keep, task) = match made {
@@ -321,7 +336,7 @@ fn requests(
         };
         let mut out = reply(Ok(0));
         match req {
-            Request::Hello(_) => return,
+            Request::Hello(..) => return,
             Request::Call { nr: call, args } => {
                 out = if forbidden(call) {
                     reply(Err(Errno::EPERM))

@@ -403,7 +403,8 @@ fn open(hello: Hello, rest: &mut [u8]) -> Result<(c_int, *mut SharedPage, Reply,
     let mut passed = -1;
     match exchange(
         fd,
-        Request::Hello(hello),
+        // SAFETY: gettid has no arguments.
+        Request::Hello(hello, unsafe { libc::gettid() }),
         &[],
         None,
         rest,

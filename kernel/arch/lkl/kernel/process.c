@@ -24,6 +24,12 @@
  * kernel shows of a process (netlink port ids, credentials passed on a
  * socket, a socket's owner) names the host process.
  *
+ * A thread's host task takes its host thread's id the same way, where it
+ * is free (not the main thread's: the anchor holds the process's pid):
+ * such a task is made by kernel_clone with CLONE_THREAD from the anchor
+ * and parks like an anchor; without a wanted id (or if it is taken) it is
+ * a create_io_thread task, adopted when first entered.
+ *
  * Every child is made a child of pid 1 (CLONE_PARENT from an anchor; the
  * first from a thread of pid 1), and pid 1 ignores SIGCHLD: an anchor that
  * exits is reaped at once, by the kernel.
@@ -44,6 +50,8 @@ struct birth {
 	struct completion done;
 	void *as;
 	bool root;
+	/* A thread of the process it is cloned from (shares its mm). */
+	bool thread;
 	int err;
 	struct task_struct *task;
 };
@@ -62,7 +70,8 @@ static int become_anchor(void *arg)
 		complete(&b->done);
 		return 0;
 	}
-	WRITE_ONCE(task->mm->context.host_as, b->as);
+	if (!b->thread)
+		WRITE_ONCE(task->mm->context.host_as, b->as);
 	/* A first process starts with no descriptors (pid 1's are the server's). */
 	if (b->root)
 		__close_range(0, ~0U, 0);
@@ -104,6 +113,8 @@ static long clone_anchor(void *arg)
 		args.set_tid_size = 1;
 	}
 
+	if (r->birth.thread)
+		args.exit_signal = 0;
 	if (r->birth.root) {
 		/* pid 1 reaps its children at once: nobody waits for them. */
 		spin_lock_irq(&current->sighand->siglock);
@@ -156,12 +167,38 @@ static long new_thread(void *arg)
 	return 0;
 }
 
+/*
+ * A new host task in @process's thread group, for one thread of the
+ * program, with thread id @tid if it is positive and free (else the
+ * kernel's choice). (Declared here, not in asm/lkl.h, which most of the
+ * kernel includes.)
+ */
+int lkl_process_thread_tid(void *process, int tid, void **out);
+int lkl_process_thread_tid(void *process, int tid, void **out)
+{
+	struct clone_req r = {
+		.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND |
+			 CLONE_THREAD | CLONE_SYSVSEM | CLONE_IO | CLONE_UNTRACED,
+		.pid = tid,
+	};
+
+	if (!process)
+		return -EINVAL;
+	if (tid > 0) {
+		init_completion(&r.birth.done);
+		r.birth.thread = true;
+		if (!lkl_run_as(process, clone_anchor, &r)) {
+			*out = r.birth.task;
+			return 0;
+		}
+	}
+	return lkl_run_as(process, new_thread, out);
+}
+
 /* A new host task in @process's thread group, for one thread of the program. */
 int lkl_process_thread(void *process, void **out)
 {
-	if (!process)
-		return -EINVAL;
-	return lkl_run_as(process, new_thread, out);
+	return lkl_process_thread_tid(process, 0, out);
 }
 
 /* Names the host process whose memory @process's calls use (after a fork). */
