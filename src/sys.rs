@@ -86,11 +86,8 @@ extern "C" {
     ) -> c_int;
     /// A new host task in `process`'s thread group, with thread id `tid`
     /// if it is positive and free (else the kernel's choice).
-    pub fn lkl_process_thread_tid(
-        process: *mut c_void,
-        tid: c_int,
-        out: *mut *mut c_void,
-    ) -> c_int;
+    pub fn lkl_process_thread_tid(process: *mut c_void, tid: c_int, out: *mut *mut c_void)
+        -> c_int;
     /// Sets the address-space cookie of `process`'s mm.
     pub fn lkl_process_set_as(process: *mut c_void, as_: *mut c_void);
     /// `task`'s kernel thread id.

@@ -458,7 +458,8 @@ extern "C" fn hijack_fini() {
 /// are copied) and that the parent does not wait for the exec, which no
 /// program may rely on. (glibc's posix_spawn, system and popen clone with
 /// CLONE_VM too, but their child calls glibc's internal functions only,
-/// never a hook.)
+/// never a hook; a posix_spawn whose child would use a kernel descriptor
+/// is run by the library itself, process/spawn.rs.)
 ///
 /// # Safety
 /// libc's contract for `vfork`: the child only execs or `_exit`s.

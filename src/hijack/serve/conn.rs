@@ -247,9 +247,8 @@ fn introduce(reg: &Registry, pid: i32, hello: Hello) -> Result<(Arc<Proc>, Pairs
 /// than its main thread (whose id is the process's, the anchor's); else 0
 /// (the kernel's choice).
 fn host_tid(pid: i32, tid: i32) -> i32 {
-    let ours = tid > 0
-        && tid != pid
-        && std::path::Path::new(&format!("/proc/{pid}/task/{tid}")).exists();
+    let ours =
+        tid > 0 && tid != pid && std::path::Path::new(&format!("/proc/{pid}/task/{tid}")).exists();
     if ours {
         tid
     } else {
