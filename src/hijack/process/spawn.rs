@@ -679,12 +679,8 @@ unsafe fn spawn(
             vec![file.to_owned()]
         },
         argv: argv as *const *const c_char,
-        envp: if envp.is_null() {
-            // SAFETY: reads the program's environment pointer.
-            unsafe { super::environ }
-        } else {
-            envp as *const *const c_char
-        },
+        // As given (NULL too: glibc passes it on to execve).
+        envp: envp as *const *const c_char,
         actions: &actions,
         // SAFETY: the program's attributes (or NULL).
         attrs: unsafe { Attrs::read(attr) },
