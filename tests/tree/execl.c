@@ -15,38 +15,7 @@
 
 static const char script[] = "read x; echo \"$0:$x:$1:$2:$3:$4:$5:${E:-none}\"";
 
-static int listener(struct sockaddr_in *a)
-{
-	socklen_t len = sizeof(*a);
-	int l = socket(AF_INET, SOCK_STREAM, 0);
-
-	memset(a, 0, sizeof(*a));
-	a->sin_family = AF_INET;
-	a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (l < 0 || bind(l, (void *)a, sizeof(*a)) || listen(l, 4) ||
-	    getsockname(l, (void *)a, &len)) {
-		perror("listener");
-		exit(2);
-	}
-	return l;
-}
-
-/* True if the host's own TCP table has a socket on local port @port: a
- * listener of the tree's kernel is not there. */
-static int host_listens(unsigned port)
-{
-	char line[512], want[16];
-	FILE *f = fopen("/proc/net/tcp", "r");
-	int found = 0;
-
-	snprintf(want, sizeof(want), ":%04X ", port);
-	while (f && fgets(line, sizeof(line), f))
-		if (strstr(line, want))
-			found = 1;
-	if (f)
-		fclose(f);
-	return found;
-}
+#include "tree.h"
 
 static void run(int l, const struct sockaddr_in *a, int kind, const char *tag)
 {

@@ -29,38 +29,7 @@
 
 extern char **environ;
 
-static int listener(struct sockaddr_in *a)
-{
-	socklen_t len = sizeof(*a);
-	int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	memset(a, 0, sizeof(*a));
-	a->sin_family = AF_INET;
-	a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (l < 0 || bind(l, (void *)a, sizeof(*a)) || listen(l, 4) ||
-	    getsockname(l, (void *)a, &len)) {
-		perror("listener");
-		exit(2);
-	}
-	return l;
-}
-
-/* True if the host's own TCP table has a socket on local port @port: a
- * listener of the tree's kernel is not there. */
-static int host_listens(unsigned port)
-{
-	char line[512], want[16];
-	FILE *f = fopen("/proc/net/tcp", "r");
-	int found = 0;
-
-	snprintf(want, sizeof(want), ":%04X ", port);
-	while (f && fgets(line, sizeof(line), f))
-		if (strstr(line, want))
-			found = 1;
-	if (f)
-		fclose(f);
-	return found;
-}
+#include "tree.h"
 
 /* A connected pair of kernel sockets (not close-on-exec): *c the client's
  * end, the accepted end returned. */
@@ -217,6 +186,8 @@ int main(void)
 	struct sockaddr_in a;
 	int l = listener(&a);
 
+	/* Only the sockets a case gives its child reach it. */
+	fcntl(l, F_SETFD, FD_CLOEXEC);
 	if (host_listens(ntohs(a.sin_port))) {
 		fprintf(stderr, "the host has the listener: not the tree's kernel\n");
 		return 2;

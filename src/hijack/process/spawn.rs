@@ -116,20 +116,24 @@ pub unsafe extern "C" fn posix_spawn_file_actions_destroy(fa: *mut FileActions) 
     libc_fn!(posix_spawn_file_actions_destroy, fn(*mut FileActions) -> c_int; fa)
 }
 
-/// # Safety
-/// libc's contract for `posix_spawn_file_actions_addclose`.
-#[no_mangle]
-pub unsafe extern "C" fn posix_spawn_file_actions_addclose(
-    fa: *mut FileActions,
-    fd: c_int,
-) -> c_int {
-    let r =
-        libc_fn!(posix_spawn_file_actions_addclose, fn(*mut FileActions, c_int) -> c_int; fa, fd);
-    if r == 0 {
-        add(fa, Action::Close(fd));
-    }
-    r
+/// A builder that adds an action on one number (a descriptor, or where
+/// `closefrom` starts): glibc's, then our copy if glibc accepted it.
+macro_rules! one_number_action {
+    ($name:ident, $variant:ident) => {
+        /// # Safety
+        /// libc's contract for this call.
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(fa: *mut FileActions, n: c_int) -> c_int {
+            let r = libc_fn!($name, fn(*mut FileActions, c_int) -> c_int; fa, n);
+            if r == 0 {
+                add(fa, Action::$variant(n));
+            }
+            r
+        }
+    };
 }
+
+one_number_action!(posix_spawn_file_actions_addclose, Close);
 
 /// # Safety
 /// libc's contract for `posix_spawn_file_actions_adddup2`.
@@ -204,47 +208,11 @@ pub unsafe extern "C" fn posix_spawn_file_actions_addchdir_np(
     r
 }
 
-/// # Safety
-/// libc's contract for `posix_spawn_file_actions_addfchdir_np`.
-#[no_mangle]
-pub unsafe extern "C" fn posix_spawn_file_actions_addfchdir_np(
-    fa: *mut FileActions,
-    fd: c_int,
-) -> c_int {
-    let r = libc_fn!(posix_spawn_file_actions_addfchdir_np, fn(*mut FileActions, c_int) -> c_int; fa, fd);
-    if r == 0 {
-        add(fa, Action::Fchdir(fd));
-    }
-    r
-}
+one_number_action!(posix_spawn_file_actions_addfchdir_np, Fchdir);
 
-/// # Safety
-/// libc's contract for `posix_spawn_file_actions_addclosefrom_np`.
-#[no_mangle]
-pub unsafe extern "C" fn posix_spawn_file_actions_addclosefrom_np(
-    fa: *mut FileActions,
-    from: c_int,
-) -> c_int {
-    let r = libc_fn!(posix_spawn_file_actions_addclosefrom_np, fn(*mut FileActions, c_int) -> c_int; fa, from);
-    if r == 0 {
-        add(fa, Action::Closefrom(from));
-    }
-    r
-}
+one_number_action!(posix_spawn_file_actions_addclosefrom_np, Closefrom);
 
-/// # Safety
-/// libc's contract for `posix_spawn_file_actions_addtcsetpgrp_np`.
-#[no_mangle]
-pub unsafe extern "C" fn posix_spawn_file_actions_addtcsetpgrp_np(
-    fa: *mut FileActions,
-    fd: c_int,
-) -> c_int {
-    let r = libc_fn!(posix_spawn_file_actions_addtcsetpgrp_np, fn(*mut FileActions, c_int) -> c_int; fa, fd);
-    if r == 0 {
-        add(fa, Action::Tcsetpgrp(fd));
-    }
-    r
-}
+one_number_action!(posix_spawn_file_actions_addtcsetpgrp_np, Tcsetpgrp);
 
 fn is_kernel(fd: c_int) -> bool {
     fdtable::kernel_fd(fd).is_some()
