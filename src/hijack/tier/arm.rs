@@ -178,14 +178,20 @@ pub fn arm() -> Result<(), String> {
         ));
     }
     // Our SIGSYS handler; what was there becomes the program's record.
-    // SA_NODEFER: SIGSYS stays unblocked while it runs, for the program's
-    // handlers the host delivers on top of it (their restorer's
-    // rt_sigreturn traps, and a trap while SIGSYS is blocked kills).
+    // SA_NODEFER: SIGSYS stays unblocked while it runs (a trap while it is
+    // blocked kills). Every other signal is blocked while it runs: a
+    // program's handler the host would deliver on top of it instead runs
+    // once it has returned (at the trampoline's first instruction, or the
+    // program's own when the call was not routed), never nested on the
+    // handler's stack. That may be a small alternate stack (Rust's
+    // runtime gives the loader's main thread one of 8 KiB, which a static
+    // program inherits): two signal frames there and a handler of the
+    // program overflowed it (busybox sh's SIGCHLD died so at exit).
     let act = gate::KSigaction {
         handler: trap::on_sigsys as *const () as usize,
         flags: (libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_NODEFER) as u64 | gate::SA_RESTORER,
         restorer: trap::restorer(),
-        mask: 0,
+        mask: !gate::SIGSYS_BIT,
     };
     let mut old = gate::KSigaction::default();
     let r = raw(

@@ -670,6 +670,29 @@ unsafe fn forward(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
         raw(libc::SYS_tgkill, [pid, tid, sig.into(), 0, 0, 0]);
         return;
     }
+    // Our handler runs with every other signal blocked (arm.rs): the
+    // program's runs with the mask the host would give it (the
+    // interrupted one and its action's), SIGSYS left out (a trap while it
+    // is blocked kills).
+    // SAFETY: the host kernel passes a valid ucontext; sigset_t's first 8
+    // bytes are the kernel's 64 signals.
+    let old = unsafe {
+        std::ptr::addr_of!((*ctx.cast::<libc::ucontext_t>()).uc_sigmask)
+            .cast::<u64>()
+            .read_unaligned()
+    };
+    let mask = (old | a.mask) & !super::gate::SIGSYS_BIT;
+    raw(
+        libc::SYS_rt_sigprocmask,
+        [
+            libc::SIG_SETMASK.into(),
+            &mask as *const u64 as i64,
+            0,
+            8,
+            0,
+            0,
+        ],
+    );
     if a.flags & libc::SA_SIGINFO as u64 != 0 {
         // SAFETY: the program installed this as an sa_sigaction handler.
         let f: extern "C" fn(c_int, *mut libc::siginfo_t, *mut c_void) =
