@@ -146,6 +146,37 @@ fn cpuid(leaf: u32, sub: u32) -> (u32, u32, u32, u32) {
     (r.eax, r.ebx, r.ecx, r.edx)
 }
 
+/// Whether the trampoline can keep the program's vector state by hand
+/// (trap.rs, `VMODE`): XGETBV with ecx = 1 (XINUSE), SSE enabled, every
+/// enabled component of the trampoline's set one it knows, and AVX512BW
+/// with AVX-512's state enabled. `LKL_HIJACK_XSAVE=1` keeps XSAVE (to
+/// compare).
+fn hand_saved_vectors() -> bool {
+    if std::env::var_os("LKL_HIJACK_XSAVE").is_some_and(|v| v == "1") {
+        return false;
+    }
+    let (eax, _, _, _) = cpuid(0xd, 1);
+    if eax & (1 << 2) == 0 {
+        return false;
+    }
+    let xcr0: u64;
+    // SAFETY: OSXSAVE was checked by the caller: xgetbv with ecx = 0
+    // reads XCR0.
+    unsafe {
+        let (lo, hi): (u32, u32);
+        std::arch::asm!("xgetbv", in("ecx") 0, out("eax") lo, out("edx") hi,
+            options(nostack, nomem, preserves_flags));
+        xcr0 = u64::from(hi) << 32 | u64::from(lo);
+    }
+    if xcr0 & 0b10 == 0 {
+        return false;
+    }
+    let (_, ebx7, _, _) = cpuid(7, 0);
+    let avx512 = xcr0 & 0b1110_0000 != 0;
+    // AVX512F (bit 16) and AVX512BW (bit 30).
+    !avx512 || (ebx7 & (1 << 16) != 0 && ebx7 & (1 << 30) != 0)
+}
+
 /// Arms the tier in this process, from the calling thread (the
 /// constructor, after the kernel booted: the kernel's own threads stay
 /// unarmed). Err: why this host cannot (the caller stops the program).
@@ -155,7 +186,9 @@ pub fn arm() -> Result<(), String> {
         return Err("syscalls=all: this CPU or kernel has no XSAVE (OSXSAVE), which the trap needs to keep the program's vector registers".into());
     }
     let (_, xsave_size, _, _) = cpuid(0xd, 0);
-    let frame = (std::mem::size_of::<trap::Frame>() + xsave_size as usize + 63) & !63;
+    let area = (xsave_size as usize).max(trap::V_AREA);
+    let frame = (std::mem::size_of::<trap::Frame>() + area + 63) & !63;
+    trap::VMODE.store(hand_saved_vectors(), Ordering::Relaxed);
     trap::FRAME_SIZE.store(frame + 64, Ordering::Relaxed);
     // Does the host have Syscall User Dispatch (Linux >= 5.11 with the
     // generic entry code)? Turning it off on a thread where it is off
