@@ -50,6 +50,7 @@ pub fn alloc_block(thread_owned: bool) -> *mut Block {
             (*b).twin = std::ptr::null_mut();
             (*b).swap_fs = 0;
             (*b).owner_fs = 0;
+            (*b).adopted = 0;
         }
     }
     b
@@ -116,9 +117,42 @@ fn map_block() -> *mut Block {
             twin: std::ptr::null_mut(),
             owner_fs: 0,
             fast_ret: 0,
+            fast_calls: 0,
+            all_next: std::ptr::null_mut(),
+            adopted: 0,
         });
     }
+    // Into the list of every block (for the counters).
+    let mut head = ALL.load(Ordering::Acquire);
+    loop {
+        // SAFETY: our new block, not yet visible to anyone.
+        unsafe { (*b).all_next = head };
+        match ALL.compare_exchange_weak(head, b, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => break,
+            Err(h) => head = h,
+        }
+    }
     b
+}
+
+/// Every block ever mapped (through `all_next`; blocks are never unmapped).
+static ALL: AtomicPtr<Block> = AtomicPtr::new(std::ptr::null_mut());
+
+/// The calls made through rewritten sites, summed over every thread's
+/// block.
+pub fn fast_calls() -> u64 {
+    let mut n = 0u64;
+    let mut b = ALL.load(Ordering::Acquire);
+    while !b.is_null() {
+        // SAFETY: a block of ours (never unmapped); its counter is written
+        // by its own thread only (a torn read is impossible: 8 aligned
+        // bytes).
+        unsafe {
+            n = n.wrapping_add(std::ptr::addr_of!((*b).fast_calls).read_volatile());
+            b = (*b).all_next;
+        }
+    }
+    n
 }
 
 /// The handler's part of `exit`: the exiting thread's block goes back, if
@@ -174,7 +208,12 @@ fn hand_saved_vectors() -> bool {
     let (_, ebx7, _, _) = cpuid(7, 0);
     let avx512 = xcr0 & 0b1110_0000 != 0;
     // AVX512F (bit 16) and AVX512BW (bit 30).
-    !avx512 || (ebx7 & (1 << 16) != 0 && ebx7 & (1 << 30) != 0)
+    if avx512 && (ebx7 & (1 << 16) == 0 || ebx7 & (1 << 30) == 0) {
+        return false;
+    }
+    trap::VAVX.store(xcr0 & 0b100 != 0, Ordering::Relaxed);
+    trap::VZMM.store(avx512, Ordering::Relaxed);
+    true
 }
 
 /// Arms the tier in this process, from the calling thread (the

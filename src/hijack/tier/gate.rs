@@ -64,6 +64,16 @@ pub struct Block {
     /// returns to (trap.rs's `lkl_tier_fast`: its registers are the
     /// program's, `rcx` and `r11` are the `syscall`'s).
     pub fast_ret: usize,
+    /// Calls this thread made through rewritten sites (rewrite.rs's
+    /// counters): written by its own thread only, summed over `all_next`
+    /// when read. Kept when the block is reused (the sum stays the
+    /// process's).
+    pub fast_calls: u64,
+    /// The next of every block ever mapped (never unmapped).
+    pub all_next: *mut Block,
+    /// 1 once the router has recorded this block as its thread's
+    /// (`adopt`): it need not look at the thread-local again.
+    pub adopted: u8,
 }
 
 /// The offset of `Block::me`, read through `%gs`.

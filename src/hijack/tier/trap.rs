@@ -113,6 +113,7 @@ const B_LO: usize = std::mem::offset_of!(Block, stack_lo);
 const B_TOP: usize = std::mem::offset_of!(Block, stack_top);
 const B_OWNER: usize = super::rewrite::B_OWNER;
 const B_RET: usize = std::mem::offset_of!(Block, fast_ret);
+const B_FAST: usize = std::mem::offset_of!(Block, fast_calls);
 const B_SEL: usize = std::mem::offset_of!(Block, selector);
 const B_SWAP: usize = std::mem::offset_of!(Block, swap_fs);
 const B_HOSTFS: usize = std::mem::offset_of!(Block, host_fs);
@@ -301,18 +302,14 @@ std::arch::global_asm!(
     "    call {route}",
     "    cmpq $-1, {F_VST}(%rsp)",
     "    je 15f",
-    "    movl $1, %ecx",
-    "    xgetbv",
     "    movl {F_VST}(%rsp), %edx",
-    "    movl %edx, %ecx",
-    "    notl %ecx",
-    "    andl %ecx, %eax",
-    "    testl $0x44, %eax",
-    "    jz 51f",
+    "    cmpb $0, {vavx}(%rip)",
+    "    je 54f",
     "    vzeroupper",
-    "51:",
-    "    testl $0x80, %eax",
-    "    jz 52f",
+    "    cmpb $0, {vzmm}(%rip)",
+    "    je 54f",
+    "    testl $0x80, %edx",
+    "    jnz 52f",
     "    vpxord %xmm16, %xmm16, %xmm16",
     "    vpxord %xmm17, %xmm17, %xmm17",
     "    vpxord %xmm18, %xmm18, %xmm18",
@@ -330,8 +327,8 @@ std::arch::global_asm!(
     "    vpxord %xmm30, %xmm30, %xmm30",
     "    vpxord %xmm31, %xmm31, %xmm31",
     "52:",
-    "    testl $0x20, %eax",
-    "    jz 53f",
+    "    testl $0x20, %edx",
+    "    jnz 54f",
     "    kxorw %k0, %k0, %k0",
     "    kxorw %k1, %k1, %k1",
     "    kxorw %k2, %k2, %k2",
@@ -340,12 +337,13 @@ std::arch::global_asm!(
     "    kxorw %k5, %k5, %k5",
     "    kxorw %k6, %k6, %k6",
     "    kxorw %k7, %k7, %k7",
-    "53:",
-    "    testl $0x1, %eax",
-    "    jz 54f",
-    "    fninit",
     "54:",
+    "    stmxcsr {F_XSAVE}+{V_MXCSR}+4(%rsp)",
+    "    movl {F_XSAVE}+{V_MXCSR}+4(%rsp), %eax",
+    "    cmpl {F_XSAVE}+{V_MXCSR}(%rsp), %eax",
+    "    je 50f",
     "    ldmxcsr {F_XSAVE}+{V_MXCSR}(%rsp)",
+    "50:",
     "    testl $0x40, %edx",
     "    jnz 56f",
     "    testl $0x4, %edx",
@@ -541,18 +539,14 @@ std::arch::global_asm!(
     "10:",
     "    cmpq $-1, {F_VST}(%r12)",
     "    je 15f",
-    "    movl $1, %ecx",
-    "    xgetbv",
     "    movl {F_VST}(%r12), %edx",
-    "    movl %edx, %ecx",
-    "    notl %ecx",
-    "    andl %ecx, %eax",
-    "    testl $0x44, %eax",
-    "    jz 51f",
+    "    cmpb $0, {vavx}(%rip)",
+    "    je 54f",
     "    vzeroupper",
-    "51:",
-    "    testl $0x80, %eax",
-    "    jz 52f",
+    "    cmpb $0, {vzmm}(%rip)",
+    "    je 54f",
+    "    testl $0x80, %edx",
+    "    jnz 52f",
     "    vpxord %xmm16, %xmm16, %xmm16",
     "    vpxord %xmm17, %xmm17, %xmm17",
     "    vpxord %xmm18, %xmm18, %xmm18",
@@ -570,8 +564,8 @@ std::arch::global_asm!(
     "    vpxord %xmm30, %xmm30, %xmm30",
     "    vpxord %xmm31, %xmm31, %xmm31",
     "52:",
-    "    testl $0x20, %eax",
-    "    jz 53f",
+    "    testl $0x20, %edx",
+    "    jnz 54f",
     "    kxorw %k0, %k0, %k0",
     "    kxorw %k1, %k1, %k1",
     "    kxorw %k2, %k2, %k2",
@@ -580,12 +574,13 @@ std::arch::global_asm!(
     "    kxorw %k5, %k5, %k5",
     "    kxorw %k6, %k6, %k6",
     "    kxorw %k7, %k7, %k7",
-    "53:",
-    "    testl $0x1, %eax",
-    "    jz 54f",
-    "    fninit",
     "54:",
+    "    stmxcsr {F_XSAVE}+{V_MXCSR}+4(%r12)",
+    "    movl {F_XSAVE}+{V_MXCSR}+4(%r12), %eax",
+    "    cmpl {F_XSAVE}+{V_MXCSR}(%r12), %eax",
+    "    je 50f",
     "    ldmxcsr {F_XSAVE}+{V_MXCSR}(%r12)",
+    "50:",
     "    testl $0x40, %edx",
     "    jnz 56f",
     "    testl $0x4, %edx",
@@ -794,7 +789,7 @@ std::arch::global_asm!(
     "20:",
     "    movb $0, {B_SEL}(%r11)",
     "    movq %rcx, {B_RET}(%r11)",
-    "    lock incq {fast_count}(%rip)",
+    "    incq {B_FAST}(%r11)",
     "    syscall",
     "    rdgsbase %r11",
     "    movq {B_RET}(%r11), %rcx",
@@ -835,6 +830,8 @@ std::arch::global_asm!(
     xsaveopt = sym XSAVEOPT,
     XMASK = const XMASK,
     vmode = sym VMODE,
+    vavx = sym VAVX,
+    vzmm = sym VZMM,
     F_VST = const F_VST,
     V_XSAVE = const V_XSAVE,
     V_MXCSR = const V_MXCSR,
@@ -845,7 +842,7 @@ std::arch::global_asm!(
     B_TOP = const B_TOP,
     B_OWNER = const B_OWNER,
     B_RET = const B_RET,
-    fast_count = sym super::rewrite::FAST,
+    B_FAST = const B_FAST,
     forked = sym lkl_tier_child_forked,
     options(att_syntax)
 );
@@ -865,8 +862,8 @@ extern "C" {
 /// came through the trap.
 extern "C" fn lkl_tier_route(f: *mut Frame) {
     // SAFETY: the frame the handler or lkl_tier_fast wrote.
-    let (via, nr, rip) = unsafe { ((*f).via, (*f).rax, (*f).rip) };
-    super::rewrite::before(via != 0, nr);
+    let (via, nr, rip, b) = unsafe { ((*f).via, (*f).rax, (*f).rip, (*f).block) };
+    super::rewrite::before(via != 0, nr, b);
     super::route::lkl_tier_dispatch(f);
     if via == 0 {
         super::rewrite::after_trap(rip as usize, nr);
@@ -922,17 +919,24 @@ pub const V_AREA: usize = 2176;
 /// code (Rust and the kernel's C, built for baseline x86-64) touches
 /// xmm0-15 only, but the libc functions it calls (`memcpy`, `memset`,
 /// `strlen`, ... selected by the CPU) may use ymm0-15 (and `vzeroupper`),
-/// zmm16-31 and the opmask registers. So, from XINUSE (`xgetbv` with
-/// ecx = 1: the components not in their initial state) before the call:
-/// MXCSR and xmm0-15 always, ymm0-15 when AVX is in use, zmm0-15 when
-/// their upper halves are, zmm16-31 and k0-7 when in use; after it,
-/// each component the call brought out of its initial state is zeroed
-/// (`vzeroupper`, `vpxord`, `kxorw`, `fninit`: its initial values), then
-/// the saved ones reloaded. Needs XGETBV with ecx = 1, and with AVX-512
-/// enabled AVX512BW (64-bit `kmovq`); else, or when the program's x87
-/// state is in use, XSAVE as before. What it leaves out of XSAVE's set
-/// (x87 when not in use) the router never touches.
+/// zmm16-31 and the opmask registers; nothing on the way uses x87 or MMX
+/// (the library has no such instruction; libc's string functions and
+/// system-call wrappers neither). So, from XINUSE (`xgetbv` with ecx = 1:
+/// the components not in their initial state) before the call: MXCSR and
+/// xmm0-15 always, ymm0-15 when AVX is in use, zmm0-15 when their upper
+/// halves are, zmm16-31 and k0-7 when in use. After it, the upper
+/// halves of ymm/zmm0-15 go back to their initial state (`vzeroupper`),
+/// so do zmm16-31 and k0-7 when they were not in use (zeroed: their
+/// initial values), then the saved registers are reloaded (MXCSR only if
+/// it changed: `ldmxcsr` is slow). Needs XGETBV with ecx = 1, and with
+/// AVX-512 enabled AVX512BW (64-bit `kmovq`); else, or when the
+/// program's x87 state is in use, XSAVE as before.
 pub static VMODE: AtomicBool = AtomicBool::new(false);
+
+/// With `VMODE`: AVX's state is enabled (`vzeroupper` exists), and
+/// AVX-512's (zmm16-31, k0-7).
+pub static VAVX: AtomicBool = AtomicBool::new(false);
+pub static VZMM: AtomicBool = AtomicBool::new(false);
 
 /// The CPU has XSAVEOPT (set when arming): the trampoline saves the
 /// program's vector state without the components in their initial state
