@@ -10,10 +10,11 @@
 //! stack (its block's) and points `rip` at the trampoline, `rsp` at the
 //! frame. When it returns (through our restorer, in the exempt range), the
 //! trampoline runs as ordinary code: selector to ALLOW, the program's
-//! vector state saved (`xsave`), the router called (`route::dispatch`),
-//! the state restored, the registers reloaded, selector to BLOCK, and a
-//! jump back to the instruction after the program's `syscall`, with the
-//! result in `rax`. The routed call thus never runs inside the handler:
+//! vector state saved (by hand, or `xsave`: `VMODE`), the router called
+//! (`route::dispatch`), the state restored, the registers reloaded,
+//! selector to BLOCK, and a jump back to the instruction after the
+//! program's `syscall`, with the result in `rax`. The routed call thus
+//! never runs inside the handler:
 //! it may block, take locks, be interrupted by signals.
 //!
 //! Three calls never reach the trampoline:
@@ -36,7 +37,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use super::gate::Block;
 
 /// The registers of one trapped call, and what a clone's child needs; the
-/// program's `xsave` image follows it (64-byte aligned).
+/// program's saved vector state follows it (64-byte aligned: by hand or
+/// an `xsave` image, see `VMODE`).
 #[repr(C, align(64))]
 pub struct Frame {
     pub rax: u64,
