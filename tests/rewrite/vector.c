@@ -9,6 +9,8 @@
  *   openat       of /dev/null (the hook, path handling, the host)
  *   zero         the same getsockname with the upper state in its initial
  *                state (XRSTOR of an empty header): zeros after the call
+ *   x87          last: getsockname with a value on the x87 stack (its
+ *                state in use: the trampoline's XSAVE way), then again
  * Prints "LEVEL PART calls N fast F trap T failures X" per part. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -34,7 +36,8 @@ static void counters(unsigned long long c[5])
 struct regs {
 	uint8_t v[32][64];
 	uint64_t k[8];
-	uint32_t mxcsr;
+	uint32_t mxcsr, pad;
+	double x87;
 } __attribute__((aligned(64)));
 
 #define LOAD_X(i) "movdqu " #i "*64(%[in]), %%xmm" #i "\n\t"
@@ -99,6 +102,23 @@ struct regs {
 SITES(getsockname, 51)
 SITES(openat, 257)
 
+/* getsockname with a value on the x87 stack (its state in use: the
+ * trampoline's XSAVE way), and xmm0-15 and MXCSR as at the SSE level. */
+__attribute__((noinline)) static long x87_getsockname(long a, long b, long c, struct regs *in,
+						      struct regs *out)
+{
+	register long r10 __asm__("r10") = 0;
+	long r;
+	__asm__ volatile("fldl 2120(%[in])\n\t"
+			 "ldmxcsr 2112(%[in])\n\t" R16(LOAD_X) "movl $51, %%eax\n\tsyscall\n\t" R16(STORE_X)
+			 "stmxcsr 2112(%[out])\n\t"
+			 "fstpl 2120(%[out])"
+			 : "=a"(r), "+r"(r10)
+			 : "D"(a), "S"(b), "d"(c), [in] "r"(in), [out] "r"(out)
+			 : "rcx", "r11", "memory", CLOB16);
+	return r;
+}
+
 /* getsockname with the upper components (AVX, AVX-512) in their initial
  * state: XRSTOR of an all-zero header with those bits in the mask. */
 static uint8_t xarea[8192] __attribute__((aligned(64)));
@@ -136,6 +156,7 @@ static void fill(struct regs *in, unsigned seed)
 		in->k[i] = 0x0123456789abcdefULL * (seed + i + 1);
 	/* Round toward zero, every exception masked, flush-to-zero. */
 	in->mxcsr = 0x1f80 | 0x6000 | 0x8000;
+	in->x87 = 1.0 / 3.0 + seed;
 }
 
 /* Bytes of each register the level loads (xmm: 16, ymm: 32, zmm: 64). */
@@ -146,6 +167,8 @@ static int same(enum level l, const struct regs *in, const struct regs *out)
 		if (memcmp(in->v[i], out->v[i], w))
 			return 0;
 	if (l == ZMM && memcmp(in->k, out->k, sizeof(in->k)))
+		return 0;
+	if (out->x87 != 0 && out->x87 != in->x87)
 		return 0;
 	return in->mxcsr == out->mxcsr;
 }
@@ -245,5 +268,9 @@ int main(int argc, char **argv)
 	}
 	if (top >= AVX)
 		zero_part(top, n, sock);
+	/* Last: the x87 state in use (the XSAVE way from then on: it stays
+	 * in use), after calls of the other way at the same sites. */
+	part(SSE, "x87", x87_getsockname, n, sock);
+	part(top, "getsockname-again", gs[top], n, sock);
 	return 0;
 }

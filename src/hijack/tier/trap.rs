@@ -283,7 +283,14 @@ std::arch::global_asm!(
     "    kmovq %k7, {F_XSAVE}+{V_K}+56(%rsp)",
     "45:",
     "    jmp 12f",
+    // x87 in use: XSAVE, never XSAVEOPT, whose "unchanged since the last
+    // XRSTOR from here" could take bytes this frame got by hand for the
+    // program's.
     "14:",
+    "    movq $-1, {F_VST}(%rsp)",
+    "    movl ${XMASK}, %eax",
+    "    xorl %edx, %edx",
+    "    jmp 11f",
     "13:",
     "    movq $-1, {F_VST}(%rsp)",
     "    movl ${XMASK}, %eax",
