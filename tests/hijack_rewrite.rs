@@ -123,6 +123,43 @@ fn hot_sites_are_rewritten_and_stay_correct() {
     println!("{stdout}");
 }
 
+/// The program's vector registers and MXCSR across routed calls
+/// (tests/rewrite/vector.c): the `syscall` instruction keeps them all, so
+/// the trampoline must, through the trap and through rewritten sites, with
+/// the state saved by hand (the default where the CPU allows) and with
+/// XSAVE (`LKL_HIJACK_XSAVE=1`); components in their initial state stay
+/// zero.
+#[testkit::needs(cc, sud)]
+#[test]
+fn vector_state_survives_routed_calls() {
+    let prog = testkit::build::cc(
+        &sources().join("vector.c"),
+        &build_dir().join("vector"),
+        &["-ldl"],
+    );
+    for xsave in ["0", "1"] {
+        let out = output_within(&mut command(
+            &[prog.to_str().unwrap(), "2000"],
+            &[("LKL_HIJACK_SYSCALLS", "all"), ("LKL_HIJACK_XSAVE", xsave)],
+        ));
+        assert!(out.status.success(), "{}", show(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let parts: Vec<&str> = stdout.lines().filter(|l| l.contains(" calls ")).collect();
+        assert!(parts.len() >= 2, "{}", show(&out));
+        for line in parts {
+            let w: Vec<&str> = line.split_whitespace().collect();
+            let num = |k: &str| -> u64 {
+                let i = w.iter().position(|x| *x == k).unwrap();
+                w[i + 1].parse().unwrap()
+            };
+            assert_eq!(num("failures"), 0, "{}", show(&out));
+            // The first call traps, the rest go through the rewritten site.
+            assert!(num("fast") + 1 >= num("calls"), "{line}");
+        }
+        println!("LKL_HIJACK_XSAVE={xsave}:\n{stdout}");
+    }
+}
+
 #[testkit::needs(cc, sud)]
 #[test]
 fn rewriting_can_be_turned_off() {

@@ -319,6 +319,20 @@ fn own_sigsys_handler_keeps_working() {
     );
 }
 
+/// No handler of the program runs nested on the SIGSYS handler's stack
+/// (tests/syscalls/nested.c): signals sent while the main thread traps,
+/// its handler on an alternate stack the trap's handler shares, never run
+/// deeper than one from ordinary code. Before, one could land inside the
+/// trap's handler, a whole signal frame deeper: busybox sh's SIGCHLD
+/// overflowed Rust's 8 KiB alternate stack so (SIGSEGV at exit).
+#[testkit::needs(cc, sud)]
+#[test]
+fn no_handler_nests_on_the_trap() {
+    let prog = build_c("nested", &["-lpthread"]);
+    let out = tier_run(&prog, &[]);
+    assert!(out.ends_with("ok\n"), "{out}");
+}
+
 #[testkit::needs(cc, sud)]
 #[test]
 fn new_tasks_are_armed_before_they_run() {

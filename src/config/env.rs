@@ -60,6 +60,8 @@ const VARS: &[(&str, Scope)] = &[
     ("LKL_HIJACK_SYSCALLS", Scope::Top("syscalls")),
     // Read by the system-call tier itself (src/hijack/tier/rewrite.rs).
     ("LKL_HIJACK_REWRITE", Scope::Special),
+    // Read by the system-call tier itself (src/hijack/tier/arm.rs).
+    ("LKL_HIJACK_XSAVE", Scope::Special),
 ];
 
 /// Variables LKL once had; setting one is an error that says what replaced it.

@@ -50,6 +50,7 @@ pub fn alloc_block(thread_owned: bool) -> *mut Block {
             (*b).twin = std::ptr::null_mut();
             (*b).swap_fs = 0;
             (*b).owner_fs = 0;
+            (*b).adopted = 0;
         }
     }
     b
@@ -116,9 +117,42 @@ fn map_block() -> *mut Block {
             twin: std::ptr::null_mut(),
             owner_fs: 0,
             fast_ret: 0,
+            fast_calls: 0,
+            all_next: std::ptr::null_mut(),
+            adopted: 0,
         });
     }
+    // Into the list of every block (for the counters).
+    let mut head = ALL.load(Ordering::Acquire);
+    loop {
+        // SAFETY: our new block, not yet visible to anyone.
+        unsafe { (*b).all_next = head };
+        match ALL.compare_exchange_weak(head, b, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => break,
+            Err(h) => head = h,
+        }
+    }
     b
+}
+
+/// Every block ever mapped (through `all_next`; blocks are never unmapped).
+static ALL: AtomicPtr<Block> = AtomicPtr::new(std::ptr::null_mut());
+
+/// The calls made through rewritten sites, summed over every thread's
+/// block.
+pub fn fast_calls() -> u64 {
+    let mut n = 0u64;
+    let mut b = ALL.load(Ordering::Acquire);
+    while !b.is_null() {
+        // SAFETY: a block of ours (never unmapped); its counter is written
+        // by its own thread only (a torn read is impossible: 8 aligned
+        // bytes).
+        unsafe {
+            n = n.wrapping_add(std::ptr::addr_of!((*b).fast_calls).read_volatile());
+            b = (*b).all_next;
+        }
+    }
+    n
 }
 
 /// The handler's part of `exit`: the exiting thread's block goes back, if
@@ -146,6 +180,42 @@ fn cpuid(leaf: u32, sub: u32) -> (u32, u32, u32, u32) {
     (r.eax, r.ebx, r.ecx, r.edx)
 }
 
+/// Whether the trampoline can keep the program's vector state by hand
+/// (trap.rs, `VMODE`): XGETBV with ecx = 1 (XINUSE), SSE enabled, every
+/// enabled component of the trampoline's set one it knows, and AVX512BW
+/// with AVX-512's state enabled. `LKL_HIJACK_XSAVE=1` keeps XSAVE (to
+/// compare).
+fn hand_saved_vectors() -> bool {
+    if std::env::var_os("LKL_HIJACK_XSAVE").is_some_and(|v| v == "1") {
+        return false;
+    }
+    let (eax, _, _, _) = cpuid(0xd, 1);
+    if eax & (1 << 2) == 0 {
+        return false;
+    }
+    let xcr0: u64;
+    // SAFETY: OSXSAVE was checked by the caller: xgetbv with ecx = 0
+    // reads XCR0.
+    unsafe {
+        let (lo, hi): (u32, u32);
+        std::arch::asm!("xgetbv", in("ecx") 0, out("eax") lo, out("edx") hi,
+            options(nostack, nomem, preserves_flags));
+        xcr0 = u64::from(hi) << 32 | u64::from(lo);
+    }
+    if xcr0 & 0b10 == 0 {
+        return false;
+    }
+    let (_, ebx7, _, _) = cpuid(7, 0);
+    let avx512 = xcr0 & 0b1110_0000 != 0;
+    // AVX512F (bit 16) and AVX512BW (bit 30).
+    if avx512 && (ebx7 & (1 << 16) == 0 || ebx7 & (1 << 30) == 0) {
+        return false;
+    }
+    trap::VAVX.store(xcr0 & 0b100 != 0, Ordering::Relaxed);
+    trap::VZMM.store(avx512, Ordering::Relaxed);
+    true
+}
+
 /// Arms the tier in this process, from the calling thread (the
 /// constructor, after the kernel booted: the kernel's own threads stay
 /// unarmed). Err: why this host cannot (the caller stops the program).
@@ -155,7 +225,9 @@ pub fn arm() -> Result<(), String> {
         return Err("syscalls=all: this CPU or kernel has no XSAVE (OSXSAVE), which the trap needs to keep the program's vector registers".into());
     }
     let (_, xsave_size, _, _) = cpuid(0xd, 0);
-    let frame = (std::mem::size_of::<trap::Frame>() + xsave_size as usize + 63) & !63;
+    let area = (xsave_size as usize).max(trap::V_AREA);
+    let frame = (std::mem::size_of::<trap::Frame>() + area + 63) & !63;
+    trap::VMODE.store(hand_saved_vectors(), Ordering::Relaxed);
     trap::FRAME_SIZE.store(frame + 64, Ordering::Relaxed);
     // Does the host have Syscall User Dispatch (Linux >= 5.11 with the
     // generic entry code)? Turning it off on a thread where it is off
@@ -178,14 +250,20 @@ pub fn arm() -> Result<(), String> {
         ));
     }
     // Our SIGSYS handler; what was there becomes the program's record.
-    // SA_NODEFER: SIGSYS stays unblocked while it runs, for the program's
-    // handlers the host delivers on top of it (their restorer's
-    // rt_sigreturn traps, and a trap while SIGSYS is blocked kills).
+    // SA_NODEFER: SIGSYS stays unblocked while it runs (a trap while it is
+    // blocked kills). Every other signal is blocked while it runs: a
+    // program's handler the host would deliver on top of it instead runs
+    // once it has returned (at the trampoline's first instruction, or the
+    // program's own when the call was not routed), never nested on the
+    // handler's stack. That may be a small alternate stack (Rust's
+    // runtime gives the loader's main thread one of 8 KiB, which a static
+    // program inherits): two signal frames there and a handler of the
+    // program overflowed it (busybox sh's SIGCHLD died so at exit).
     let act = gate::KSigaction {
         handler: trap::on_sigsys as *const () as usize,
         flags: (libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_NODEFER) as u64 | gate::SA_RESTORER,
         restorer: trap::restorer(),
-        mask: 0,
+        mask: !gate::SIGSYS_BIT,
     };
     let mut old = gate::KSigaction::default();
     let r = raw(

@@ -64,6 +64,16 @@ pub struct Block {
     /// returns to (trap.rs's `lkl_tier_fast`: its registers are the
     /// program's, `rcx` and `r11` are the `syscall`'s).
     pub fast_ret: usize,
+    /// Calls this thread made through rewritten sites (rewrite.rs's
+    /// counters): written by its own thread only, summed over `all_next`
+    /// when read. Kept when the block is reused (the sum stays the
+    /// process's).
+    pub fast_calls: u64,
+    /// The next of every block ever mapped (never unmapped).
+    pub all_next: *mut Block,
+    /// 1 once the router has recorded this block as its thread's
+    /// (`adopt`): it need not look at the thread-local again.
+    pub adopted: u8,
 }
 
 /// The offset of `Block::me`, read through `%gs`.
@@ -326,7 +336,11 @@ pub fn redirect_to_main(sig: c_int, info: *const libc::siginfo_t) -> bool {
 }
 
 /// Whether the main thread (`pid`) is alive and does not block `sig`,
-/// from /proc/self/task/PID/status.
+/// from /proc/self/task/PID/status. Small on the stack (a few hundred
+/// bytes, read in pieces): it runs in signal handlers, maybe on a small
+/// alternate stack (Rust's runtime gives the loader's main thread one of
+/// 8 KiB, which a static program inherits), below the host's signal frame.
+#[inline(never)]
 fn main_takes(pid: i64, sig: c_int) -> bool {
     let mut path = [0u8; 48];
     let mut n = 0;
@@ -367,33 +381,61 @@ fn main_takes(pid: i64, sig: c_int) -> bool {
     if fd < 0 {
         return false;
     }
-    let mut buf = [0u8; 4096];
-    let len = exempt(libc::SYS_read, [fd, buf.as_mut_ptr() as i64, 4096, 0, 0, 0]);
+    // The lines' first bytes (enough for "State:\t" and "SigBlk:\t" with
+    // its 16 hex digits), a piece of the file at a time.
+    let mut line = [0u8; 40];
+    let mut len = 0usize;
+    let mut alive = None;
+    let mut blocked = None;
+    let mut buf = [0u8; 256];
+    'read: loop {
+        let r = exempt(
+            libc::SYS_read,
+            [fd, buf.as_mut_ptr() as i64, buf.len() as i64, 0, 0, 0],
+        );
+        if r == -i64::from(libc::EINTR) {
+            continue;
+        }
+        if r <= 0 {
+            break;
+        }
+        for &c in &buf[..r as usize] {
+            if c != b'\n' {
+                if len < line.len() {
+                    line[len] = c;
+                    len += 1;
+                }
+                continue;
+            }
+            let l = &line[..len];
+            if let Some(s) = l.strip_prefix(b"State:\t") {
+                alive = Some(s.first().is_some_and(|&c| c != b'Z' && c != b'X'));
+            } else if let Some(h) = l.strip_prefix(b"SigBlk:\t") {
+                blocked = Some(parse_hex(h));
+            }
+            len = 0;
+            if alive.is_some() && blocked.is_some() {
+                break 'read;
+            }
+        }
+    }
     exempt(libc::SYS_close, [fd, 0, 0, 0, 0, 0]);
-    if len <= 0 {
-        return false;
+    match (alive, blocked) {
+        (Some(true), Some(b)) => b & (1u64 << (sig - 1)) == 0,
+        _ => false,
     }
-    let text = &buf[..len as usize];
-    let field = |name: &[u8]| {
-        text.split(|&c| c == b'\n')
-            .find(|l| l.starts_with(name))
-            .map(|l| &l[name.len()..])
-    };
-    match field(b"State:\t") {
-        Some(s) if s.first().is_some_and(|&c| c != b'Z' && c != b'X') => {}
-        _ => return false,
-    }
-    let Some(hex) = field(b"SigBlk:\t") else {
-        return false;
-    };
-    let mut blocked = 0u64;
-    for &c in hex {
-        let v = match c {
+}
+
+/// A hexadecimal number (up to the first other byte).
+fn parse_hex(h: &[u8]) -> u64 {
+    let mut v = 0u64;
+    for &c in h {
+        let d = match c {
             b'0'..=b'9' => c - b'0',
             b'a'..=b'f' => c - b'a' + 10,
             _ => break,
         };
-        blocked = (blocked << 4) | u64::from(v);
+        v = (v << 4) | u64::from(d);
     }
-    blocked & (1u64 << (sig - 1)) == 0
+    v
 }

@@ -85,8 +85,9 @@ static STATS: AtomicBool = AtomicBool::new(false);
 /// `membarrier(PRIVATE_EXPEDITED_SYNC_CORE)` registered.
 static SYNC_CORE: AtomicBool = AtomicBool::new(false);
 
-/// Routed calls that came through a rewritten site.
-pub static FAST: AtomicU64 = AtomicU64::new(0);
+// Routed calls that came through a rewritten site: counted in each
+// thread's block (`Block::fast_calls`, no shared cache line), summed by
+// `arm::fast_calls`.
 /// Routed calls that came through the trap.
 pub static TRAPPED: AtomicU64 = AtomicU64::new(0);
 /// Of those, the ones at a site that was already rewritten (a thread
@@ -241,7 +242,7 @@ impl Line {
 /// rewritten, sites refused].
 pub fn counters() -> [u64; 5] {
     [
-        FAST.load(Ordering::Relaxed),
+        super::arm::fast_calls(),
         TRAPPED.load(Ordering::Relaxed),
         TRAPPED_KNOWN.load(Ordering::Relaxed),
         PATCHED.load(Ordering::Relaxed),
@@ -298,9 +299,13 @@ pub fn print_stats() {
 
 /// Before a routed call (trap.rs's `lkl_tier_route`): counted; the
 /// counters printed at `exit_group` when asked for.
-pub fn before(fast: bool, nr: u64) {
+pub fn before(fast: bool, nr: u64, b: *mut Block) {
     if fast {
-        FAST.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the calling thread's own block; only it writes this.
+        unsafe {
+            let c = std::ptr::addr_of_mut!((*b).fast_calls);
+            c.write_volatile(c.read_volatile().wrapping_add(1));
+        }
     } else {
         TRAPPED.fetch_add(1, Ordering::Relaxed);
     }

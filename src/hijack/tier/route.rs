@@ -46,7 +46,13 @@ pub extern "C" fn lkl_tier_dispatch(f: *mut Frame) {
         f.rax = super::twin::route(f) as u64;
         return;
     }
-    gate::adopt(f.block);
+    // SAFETY: the thread's live block (its own: only it writes `adopted`).
+    unsafe {
+        if (*f.block).adopted == 0 {
+            gate::adopt(f.block);
+            (*f.block).adopted = 1;
+        }
+    }
     f.rax = route_with_errno(f) as u64;
 }
 

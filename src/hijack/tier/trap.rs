@@ -10,10 +10,11 @@
 //! stack (its block's) and points `rip` at the trampoline, `rsp` at the
 //! frame. When it returns (through our restorer, in the exempt range), the
 //! trampoline runs as ordinary code: selector to ALLOW, the program's
-//! vector state saved (`xsave`), the router called (`route::dispatch`),
-//! the state restored, the registers reloaded, selector to BLOCK, and a
-//! jump back to the instruction after the program's `syscall`, with the
-//! result in `rax`. The routed call thus never runs inside the handler:
+//! vector state saved (by hand, or `xsave`: `VMODE`), the router called
+//! (`route::dispatch`), the state restored, the registers reloaded,
+//! selector to BLOCK, and a jump back to the instruction after the
+//! program's `syscall`, with the result in `rax`. The routed call thus
+//! never runs inside the handler:
 //! it may block, take locks, be interrupted by signals.
 //!
 //! Three calls never reach the trampoline:
@@ -36,7 +37,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use super::gate::Block;
 
 /// The registers of one trapped call, and what a clone's child needs; the
-/// program's `xsave` image follows it (64-byte aligned).
+/// program's saved vector state follows it (64-byte aligned: by hand or
+/// an `xsave` image, see `VMODE`).
 #[repr(C, align(64))]
 pub struct Frame {
     pub rax: u64,
@@ -75,6 +77,11 @@ pub struct Frame {
     /// 1 when the call came through a rewritten site (`lkl_tier_fast`),
     /// 0 through the trap.
     pub via: u64,
+    /// How the trampoline kept the program's vector state: the components
+    /// that were in use (XINUSE), saved by hand; or all ones: an XSAVE
+    /// image (see `VMODE`). Read back by the trampoline and by a clone's
+    /// child, which restores the same state.
+    pub vstate: u64,
 }
 
 const F_RAX: usize = std::mem::offset_of!(Frame, rax);
@@ -103,10 +110,12 @@ const _: () = assert!(F_XSAVE.is_multiple_of(64));
 const F_FS: usize = std::mem::offset_of!(Frame, fs);
 const F_CHILD_FS: usize = std::mem::offset_of!(Frame, child_fs);
 const F_VIA: usize = std::mem::offset_of!(Frame, via);
+const F_VST: usize = std::mem::offset_of!(Frame, vstate);
 const B_LO: usize = std::mem::offset_of!(Block, stack_lo);
 const B_TOP: usize = std::mem::offset_of!(Block, stack_top);
 const B_OWNER: usize = super::rewrite::B_OWNER;
 const B_RET: usize = std::mem::offset_of!(Block, fast_ret);
+const B_FAST: usize = std::mem::offset_of!(Block, fast_calls);
 const B_SEL: usize = std::mem::offset_of!(Block, selector);
 const B_SWAP: usize = std::mem::offset_of!(Block, swap_fs);
 const B_HOSTFS: usize = std::mem::offset_of!(Block, host_fs);
@@ -174,6 +183,116 @@ std::arch::global_asm!(
     "    movq {B_HOSTFS}(%rax), %rcx",
     "    wrfsbase %rcx",
     "5:",
+    // The program's vector state (see VMODE): by hand, the components in
+    // use (XINUSE, `xgetbv` with ecx = 1) and MXCSR, where the CPU allows;
+    // else XSAVE.
+    "    cmpb $0, {vmode}(%rip)",
+    "    je 13f",
+    "    movl $1, %ecx",
+    "    xgetbv",
+    "    movl %eax, {F_VST}(%rsp)",
+    "    movl $0, {F_VST}+4(%rsp)",
+    "    testl ${V_XSAVE}, %eax",
+    "    jnz 14f",
+    "    stmxcsr {F_XSAVE}+{V_MXCSR}(%rsp)",
+    "    testl $0x40, %eax",
+    "    jnz 42f",
+    "    testl $0x4, %eax",
+    "    jnz 41f",
+    "    movups %xmm0, {F_XSAVE}+0(%rsp)",
+    "    movups %xmm1, {F_XSAVE}+64(%rsp)",
+    "    movups %xmm2, {F_XSAVE}+128(%rsp)",
+    "    movups %xmm3, {F_XSAVE}+192(%rsp)",
+    "    movups %xmm4, {F_XSAVE}+256(%rsp)",
+    "    movups %xmm5, {F_XSAVE}+320(%rsp)",
+    "    movups %xmm6, {F_XSAVE}+384(%rsp)",
+    "    movups %xmm7, {F_XSAVE}+448(%rsp)",
+    "    movups %xmm8, {F_XSAVE}+512(%rsp)",
+    "    movups %xmm9, {F_XSAVE}+576(%rsp)",
+    "    movups %xmm10, {F_XSAVE}+640(%rsp)",
+    "    movups %xmm11, {F_XSAVE}+704(%rsp)",
+    "    movups %xmm12, {F_XSAVE}+768(%rsp)",
+    "    movups %xmm13, {F_XSAVE}+832(%rsp)",
+    "    movups %xmm14, {F_XSAVE}+896(%rsp)",
+    "    movups %xmm15, {F_XSAVE}+960(%rsp)",
+    "    jmp 43f",
+    "41:",
+    "    vmovdqu %ymm0, {F_XSAVE}+0(%rsp)",
+    "    vmovdqu %ymm1, {F_XSAVE}+64(%rsp)",
+    "    vmovdqu %ymm2, {F_XSAVE}+128(%rsp)",
+    "    vmovdqu %ymm3, {F_XSAVE}+192(%rsp)",
+    "    vmovdqu %ymm4, {F_XSAVE}+256(%rsp)",
+    "    vmovdqu %ymm5, {F_XSAVE}+320(%rsp)",
+    "    vmovdqu %ymm6, {F_XSAVE}+384(%rsp)",
+    "    vmovdqu %ymm7, {F_XSAVE}+448(%rsp)",
+    "    vmovdqu %ymm8, {F_XSAVE}+512(%rsp)",
+    "    vmovdqu %ymm9, {F_XSAVE}+576(%rsp)",
+    "    vmovdqu %ymm10, {F_XSAVE}+640(%rsp)",
+    "    vmovdqu %ymm11, {F_XSAVE}+704(%rsp)",
+    "    vmovdqu %ymm12, {F_XSAVE}+768(%rsp)",
+    "    vmovdqu %ymm13, {F_XSAVE}+832(%rsp)",
+    "    vmovdqu %ymm14, {F_XSAVE}+896(%rsp)",
+    "    vmovdqu %ymm15, {F_XSAVE}+960(%rsp)",
+    "    jmp 43f",
+    "42:",
+    "    vmovdqu64 %zmm0, {F_XSAVE}+0(%rsp)",
+    "    vmovdqu64 %zmm1, {F_XSAVE}+64(%rsp)",
+    "    vmovdqu64 %zmm2, {F_XSAVE}+128(%rsp)",
+    "    vmovdqu64 %zmm3, {F_XSAVE}+192(%rsp)",
+    "    vmovdqu64 %zmm4, {F_XSAVE}+256(%rsp)",
+    "    vmovdqu64 %zmm5, {F_XSAVE}+320(%rsp)",
+    "    vmovdqu64 %zmm6, {F_XSAVE}+384(%rsp)",
+    "    vmovdqu64 %zmm7, {F_XSAVE}+448(%rsp)",
+    "    vmovdqu64 %zmm8, {F_XSAVE}+512(%rsp)",
+    "    vmovdqu64 %zmm9, {F_XSAVE}+576(%rsp)",
+    "    vmovdqu64 %zmm10, {F_XSAVE}+640(%rsp)",
+    "    vmovdqu64 %zmm11, {F_XSAVE}+704(%rsp)",
+    "    vmovdqu64 %zmm12, {F_XSAVE}+768(%rsp)",
+    "    vmovdqu64 %zmm13, {F_XSAVE}+832(%rsp)",
+    "    vmovdqu64 %zmm14, {F_XSAVE}+896(%rsp)",
+    "    vmovdqu64 %zmm15, {F_XSAVE}+960(%rsp)",
+    "43:",
+    "    testl $0x80, %eax",
+    "    jz 44f",
+    "    vmovdqu64 %zmm16, {F_XSAVE}+{V_HI}+0(%rsp)",
+    "    vmovdqu64 %zmm17, {F_XSAVE}+{V_HI}+64(%rsp)",
+    "    vmovdqu64 %zmm18, {F_XSAVE}+{V_HI}+128(%rsp)",
+    "    vmovdqu64 %zmm19, {F_XSAVE}+{V_HI}+192(%rsp)",
+    "    vmovdqu64 %zmm20, {F_XSAVE}+{V_HI}+256(%rsp)",
+    "    vmovdqu64 %zmm21, {F_XSAVE}+{V_HI}+320(%rsp)",
+    "    vmovdqu64 %zmm22, {F_XSAVE}+{V_HI}+384(%rsp)",
+    "    vmovdqu64 %zmm23, {F_XSAVE}+{V_HI}+448(%rsp)",
+    "    vmovdqu64 %zmm24, {F_XSAVE}+{V_HI}+512(%rsp)",
+    "    vmovdqu64 %zmm25, {F_XSAVE}+{V_HI}+576(%rsp)",
+    "    vmovdqu64 %zmm26, {F_XSAVE}+{V_HI}+640(%rsp)",
+    "    vmovdqu64 %zmm27, {F_XSAVE}+{V_HI}+704(%rsp)",
+    "    vmovdqu64 %zmm28, {F_XSAVE}+{V_HI}+768(%rsp)",
+    "    vmovdqu64 %zmm29, {F_XSAVE}+{V_HI}+832(%rsp)",
+    "    vmovdqu64 %zmm30, {F_XSAVE}+{V_HI}+896(%rsp)",
+    "    vmovdqu64 %zmm31, {F_XSAVE}+{V_HI}+960(%rsp)",
+    "44:",
+    "    testl $0x20, %eax",
+    "    jz 45f",
+    "    kmovq %k0, {F_XSAVE}+{V_K}+0(%rsp)",
+    "    kmovq %k1, {F_XSAVE}+{V_K}+8(%rsp)",
+    "    kmovq %k2, {F_XSAVE}+{V_K}+16(%rsp)",
+    "    kmovq %k3, {F_XSAVE}+{V_K}+24(%rsp)",
+    "    kmovq %k4, {F_XSAVE}+{V_K}+32(%rsp)",
+    "    kmovq %k5, {F_XSAVE}+{V_K}+40(%rsp)",
+    "    kmovq %k6, {F_XSAVE}+{V_K}+48(%rsp)",
+    "    kmovq %k7, {F_XSAVE}+{V_K}+56(%rsp)",
+    "45:",
+    "    jmp 12f",
+    // x87 in use: XSAVE, never XSAVEOPT, whose "unchanged since the last
+    // XRSTOR from here" could take bytes this frame got by hand for the
+    // program's.
+    "14:",
+    "    movq $-1, {F_VST}(%rsp)",
+    "    movl ${XMASK}, %eax",
+    "    xorl %edx, %edx",
+    "    jmp 11f",
+    "13:",
+    "    movq $-1, {F_VST}(%rsp)",
     "    movl ${XMASK}, %eax",
     "    xorl %edx, %edx",
     // XSAVEOPT where the CPU has it: components in their initial state,
@@ -190,9 +309,143 @@ std::arch::global_asm!(
     "12:",
     "    movq %rsp, %rdi",
     "    call {route}",
+    "    cmpq $-1, {F_VST}(%rsp)",
+    "    je 15f",
+    "    movl {F_VST}(%rsp), %edx",
+    "    cmpb $0, {vavx}(%rip)",
+    "    je 54f",
+    "    vzeroupper",
+    "    cmpb $0, {vzmm}(%rip)",
+    "    je 54f",
+    "    testl $0x80, %edx",
+    "    jnz 52f",
+    "    vpxord %xmm16, %xmm16, %xmm16",
+    "    vpxord %xmm17, %xmm17, %xmm17",
+    "    vpxord %xmm18, %xmm18, %xmm18",
+    "    vpxord %xmm19, %xmm19, %xmm19",
+    "    vpxord %xmm20, %xmm20, %xmm20",
+    "    vpxord %xmm21, %xmm21, %xmm21",
+    "    vpxord %xmm22, %xmm22, %xmm22",
+    "    vpxord %xmm23, %xmm23, %xmm23",
+    "    vpxord %xmm24, %xmm24, %xmm24",
+    "    vpxord %xmm25, %xmm25, %xmm25",
+    "    vpxord %xmm26, %xmm26, %xmm26",
+    "    vpxord %xmm27, %xmm27, %xmm27",
+    "    vpxord %xmm28, %xmm28, %xmm28",
+    "    vpxord %xmm29, %xmm29, %xmm29",
+    "    vpxord %xmm30, %xmm30, %xmm30",
+    "    vpxord %xmm31, %xmm31, %xmm31",
+    "52:",
+    "    testl $0x20, %edx",
+    "    jnz 54f",
+    "    kxorw %k0, %k0, %k0",
+    "    kxorw %k1, %k1, %k1",
+    "    kxorw %k2, %k2, %k2",
+    "    kxorw %k3, %k3, %k3",
+    "    kxorw %k4, %k4, %k4",
+    "    kxorw %k5, %k5, %k5",
+    "    kxorw %k6, %k6, %k6",
+    "    kxorw %k7, %k7, %k7",
+    "54:",
+    "    stmxcsr {F_XSAVE}+{V_MXCSR}+4(%rsp)",
+    "    movl {F_XSAVE}+{V_MXCSR}+4(%rsp), %eax",
+    "    cmpl {F_XSAVE}+{V_MXCSR}(%rsp), %eax",
+    "    je 50f",
+    "    ldmxcsr {F_XSAVE}+{V_MXCSR}(%rsp)",
+    "50:",
+    "    testl $0x40, %edx",
+    "    jnz 56f",
+    "    testl $0x4, %edx",
+    "    jnz 55f",
+    "    movups {F_XSAVE}+0(%rsp), %xmm0",
+    "    movups {F_XSAVE}+64(%rsp), %xmm1",
+    "    movups {F_XSAVE}+128(%rsp), %xmm2",
+    "    movups {F_XSAVE}+192(%rsp), %xmm3",
+    "    movups {F_XSAVE}+256(%rsp), %xmm4",
+    "    movups {F_XSAVE}+320(%rsp), %xmm5",
+    "    movups {F_XSAVE}+384(%rsp), %xmm6",
+    "    movups {F_XSAVE}+448(%rsp), %xmm7",
+    "    movups {F_XSAVE}+512(%rsp), %xmm8",
+    "    movups {F_XSAVE}+576(%rsp), %xmm9",
+    "    movups {F_XSAVE}+640(%rsp), %xmm10",
+    "    movups {F_XSAVE}+704(%rsp), %xmm11",
+    "    movups {F_XSAVE}+768(%rsp), %xmm12",
+    "    movups {F_XSAVE}+832(%rsp), %xmm13",
+    "    movups {F_XSAVE}+896(%rsp), %xmm14",
+    "    movups {F_XSAVE}+960(%rsp), %xmm15",
+    "    jmp 57f",
+    "55:",
+    "    vmovdqu {F_XSAVE}+0(%rsp), %ymm0",
+    "    vmovdqu {F_XSAVE}+64(%rsp), %ymm1",
+    "    vmovdqu {F_XSAVE}+128(%rsp), %ymm2",
+    "    vmovdqu {F_XSAVE}+192(%rsp), %ymm3",
+    "    vmovdqu {F_XSAVE}+256(%rsp), %ymm4",
+    "    vmovdqu {F_XSAVE}+320(%rsp), %ymm5",
+    "    vmovdqu {F_XSAVE}+384(%rsp), %ymm6",
+    "    vmovdqu {F_XSAVE}+448(%rsp), %ymm7",
+    "    vmovdqu {F_XSAVE}+512(%rsp), %ymm8",
+    "    vmovdqu {F_XSAVE}+576(%rsp), %ymm9",
+    "    vmovdqu {F_XSAVE}+640(%rsp), %ymm10",
+    "    vmovdqu {F_XSAVE}+704(%rsp), %ymm11",
+    "    vmovdqu {F_XSAVE}+768(%rsp), %ymm12",
+    "    vmovdqu {F_XSAVE}+832(%rsp), %ymm13",
+    "    vmovdqu {F_XSAVE}+896(%rsp), %ymm14",
+    "    vmovdqu {F_XSAVE}+960(%rsp), %ymm15",
+    "    jmp 57f",
+    "56:",
+    "    vmovdqu64 {F_XSAVE}+0(%rsp), %zmm0",
+    "    vmovdqu64 {F_XSAVE}+64(%rsp), %zmm1",
+    "    vmovdqu64 {F_XSAVE}+128(%rsp), %zmm2",
+    "    vmovdqu64 {F_XSAVE}+192(%rsp), %zmm3",
+    "    vmovdqu64 {F_XSAVE}+256(%rsp), %zmm4",
+    "    vmovdqu64 {F_XSAVE}+320(%rsp), %zmm5",
+    "    vmovdqu64 {F_XSAVE}+384(%rsp), %zmm6",
+    "    vmovdqu64 {F_XSAVE}+448(%rsp), %zmm7",
+    "    vmovdqu64 {F_XSAVE}+512(%rsp), %zmm8",
+    "    vmovdqu64 {F_XSAVE}+576(%rsp), %zmm9",
+    "    vmovdqu64 {F_XSAVE}+640(%rsp), %zmm10",
+    "    vmovdqu64 {F_XSAVE}+704(%rsp), %zmm11",
+    "    vmovdqu64 {F_XSAVE}+768(%rsp), %zmm12",
+    "    vmovdqu64 {F_XSAVE}+832(%rsp), %zmm13",
+    "    vmovdqu64 {F_XSAVE}+896(%rsp), %zmm14",
+    "    vmovdqu64 {F_XSAVE}+960(%rsp), %zmm15",
+    "57:",
+    "    testl $0x80, %edx",
+    "    jz 58f",
+    "    vmovdqu64 {F_XSAVE}+{V_HI}+0(%rsp), %zmm16",
+    "    vmovdqu64 {F_XSAVE}+{V_HI}+64(%rsp), %zmm17",
+    "    vmovdqu64 {F_XSAVE}+{V_HI}+128(%rsp), %zmm18",
+    "    vmovdqu64 {F_XSAVE}+{V_HI}+192(%rsp), %zmm19",
+    "    vmovdqu64 {F_XSAVE}+{V_HI}+256(%rsp), %zmm20",
+    "    vmovdqu64 {F_XSAVE}+{V_HI}+320(%rsp), %zmm21",
+    "    vmovdqu64 {F_XSAVE}+{V_HI}+384(%rsp), %zmm22",
+    "    vmovdqu64 {F_XSAVE}+{V_HI}+448(%rsp), %zmm23",
+    "    vmovdqu64 {F_XSAVE}+{V_HI}+512(%rsp), %zmm24",
+    "    vmovdqu64 {F_XSAVE}+{V_HI}+576(%rsp), %zmm25",
+    "    vmovdqu64 {F_XSAVE}+{V_HI}+640(%rsp), %zmm26",
+    "    vmovdqu64 {F_XSAVE}+{V_HI}+704(%rsp), %zmm27",
+    "    vmovdqu64 {F_XSAVE}+{V_HI}+768(%rsp), %zmm28",
+    "    vmovdqu64 {F_XSAVE}+{V_HI}+832(%rsp), %zmm29",
+    "    vmovdqu64 {F_XSAVE}+{V_HI}+896(%rsp), %zmm30",
+    "    vmovdqu64 {F_XSAVE}+{V_HI}+960(%rsp), %zmm31",
+    "58:",
+    "    testl $0x20, %edx",
+    "    jz 59f",
+    "    kmovq {F_XSAVE}+{V_K}+0(%rsp), %k0",
+    "    kmovq {F_XSAVE}+{V_K}+8(%rsp), %k1",
+    "    kmovq {F_XSAVE}+{V_K}+16(%rsp), %k2",
+    "    kmovq {F_XSAVE}+{V_K}+24(%rsp), %k3",
+    "    kmovq {F_XSAVE}+{V_K}+32(%rsp), %k4",
+    "    kmovq {F_XSAVE}+{V_K}+40(%rsp), %k5",
+    "    kmovq {F_XSAVE}+{V_K}+48(%rsp), %k6",
+    "    kmovq {F_XSAVE}+{V_K}+56(%rsp), %k7",
+    "59:",
+    "    jmp 16f",
+    "15:",
     "    movl ${XMASK}, %eax",
     "    xorl %edx, %edx",
     "    xrstor64 {F_XSAVE}(%rsp)",
+    "16:",
     "    movq {F_BLOCK}(%rsp), %r11",
     "    cmpb $0, {B_SWAP}(%r11)",
     "    je 6f",
@@ -293,9 +546,143 @@ std::arch::global_asm!(
     "    rdfsbase %rdx",
     "    movq %rdx, {B_OWNER}(%rcx)",
     "10:",
+    "    cmpq $-1, {F_VST}(%r12)",
+    "    je 15f",
+    "    movl {F_VST}(%r12), %edx",
+    "    cmpb $0, {vavx}(%rip)",
+    "    je 54f",
+    "    vzeroupper",
+    "    cmpb $0, {vzmm}(%rip)",
+    "    je 54f",
+    "    testl $0x80, %edx",
+    "    jnz 52f",
+    "    vpxord %xmm16, %xmm16, %xmm16",
+    "    vpxord %xmm17, %xmm17, %xmm17",
+    "    vpxord %xmm18, %xmm18, %xmm18",
+    "    vpxord %xmm19, %xmm19, %xmm19",
+    "    vpxord %xmm20, %xmm20, %xmm20",
+    "    vpxord %xmm21, %xmm21, %xmm21",
+    "    vpxord %xmm22, %xmm22, %xmm22",
+    "    vpxord %xmm23, %xmm23, %xmm23",
+    "    vpxord %xmm24, %xmm24, %xmm24",
+    "    vpxord %xmm25, %xmm25, %xmm25",
+    "    vpxord %xmm26, %xmm26, %xmm26",
+    "    vpxord %xmm27, %xmm27, %xmm27",
+    "    vpxord %xmm28, %xmm28, %xmm28",
+    "    vpxord %xmm29, %xmm29, %xmm29",
+    "    vpxord %xmm30, %xmm30, %xmm30",
+    "    vpxord %xmm31, %xmm31, %xmm31",
+    "52:",
+    "    testl $0x20, %edx",
+    "    jnz 54f",
+    "    kxorw %k0, %k0, %k0",
+    "    kxorw %k1, %k1, %k1",
+    "    kxorw %k2, %k2, %k2",
+    "    kxorw %k3, %k3, %k3",
+    "    kxorw %k4, %k4, %k4",
+    "    kxorw %k5, %k5, %k5",
+    "    kxorw %k6, %k6, %k6",
+    "    kxorw %k7, %k7, %k7",
+    "54:",
+    "    stmxcsr {F_XSAVE}+{V_MXCSR}+4(%r12)",
+    "    movl {F_XSAVE}+{V_MXCSR}+4(%r12), %eax",
+    "    cmpl {F_XSAVE}+{V_MXCSR}(%r12), %eax",
+    "    je 50f",
+    "    ldmxcsr {F_XSAVE}+{V_MXCSR}(%r12)",
+    "50:",
+    "    testl $0x40, %edx",
+    "    jnz 56f",
+    "    testl $0x4, %edx",
+    "    jnz 55f",
+    "    movups {F_XSAVE}+0(%r12), %xmm0",
+    "    movups {F_XSAVE}+64(%r12), %xmm1",
+    "    movups {F_XSAVE}+128(%r12), %xmm2",
+    "    movups {F_XSAVE}+192(%r12), %xmm3",
+    "    movups {F_XSAVE}+256(%r12), %xmm4",
+    "    movups {F_XSAVE}+320(%r12), %xmm5",
+    "    movups {F_XSAVE}+384(%r12), %xmm6",
+    "    movups {F_XSAVE}+448(%r12), %xmm7",
+    "    movups {F_XSAVE}+512(%r12), %xmm8",
+    "    movups {F_XSAVE}+576(%r12), %xmm9",
+    "    movups {F_XSAVE}+640(%r12), %xmm10",
+    "    movups {F_XSAVE}+704(%r12), %xmm11",
+    "    movups {F_XSAVE}+768(%r12), %xmm12",
+    "    movups {F_XSAVE}+832(%r12), %xmm13",
+    "    movups {F_XSAVE}+896(%r12), %xmm14",
+    "    movups {F_XSAVE}+960(%r12), %xmm15",
+    "    jmp 57f",
+    "55:",
+    "    vmovdqu {F_XSAVE}+0(%r12), %ymm0",
+    "    vmovdqu {F_XSAVE}+64(%r12), %ymm1",
+    "    vmovdqu {F_XSAVE}+128(%r12), %ymm2",
+    "    vmovdqu {F_XSAVE}+192(%r12), %ymm3",
+    "    vmovdqu {F_XSAVE}+256(%r12), %ymm4",
+    "    vmovdqu {F_XSAVE}+320(%r12), %ymm5",
+    "    vmovdqu {F_XSAVE}+384(%r12), %ymm6",
+    "    vmovdqu {F_XSAVE}+448(%r12), %ymm7",
+    "    vmovdqu {F_XSAVE}+512(%r12), %ymm8",
+    "    vmovdqu {F_XSAVE}+576(%r12), %ymm9",
+    "    vmovdqu {F_XSAVE}+640(%r12), %ymm10",
+    "    vmovdqu {F_XSAVE}+704(%r12), %ymm11",
+    "    vmovdqu {F_XSAVE}+768(%r12), %ymm12",
+    "    vmovdqu {F_XSAVE}+832(%r12), %ymm13",
+    "    vmovdqu {F_XSAVE}+896(%r12), %ymm14",
+    "    vmovdqu {F_XSAVE}+960(%r12), %ymm15",
+    "    jmp 57f",
+    "56:",
+    "    vmovdqu64 {F_XSAVE}+0(%r12), %zmm0",
+    "    vmovdqu64 {F_XSAVE}+64(%r12), %zmm1",
+    "    vmovdqu64 {F_XSAVE}+128(%r12), %zmm2",
+    "    vmovdqu64 {F_XSAVE}+192(%r12), %zmm3",
+    "    vmovdqu64 {F_XSAVE}+256(%r12), %zmm4",
+    "    vmovdqu64 {F_XSAVE}+320(%r12), %zmm5",
+    "    vmovdqu64 {F_XSAVE}+384(%r12), %zmm6",
+    "    vmovdqu64 {F_XSAVE}+448(%r12), %zmm7",
+    "    vmovdqu64 {F_XSAVE}+512(%r12), %zmm8",
+    "    vmovdqu64 {F_XSAVE}+576(%r12), %zmm9",
+    "    vmovdqu64 {F_XSAVE}+640(%r12), %zmm10",
+    "    vmovdqu64 {F_XSAVE}+704(%r12), %zmm11",
+    "    vmovdqu64 {F_XSAVE}+768(%r12), %zmm12",
+    "    vmovdqu64 {F_XSAVE}+832(%r12), %zmm13",
+    "    vmovdqu64 {F_XSAVE}+896(%r12), %zmm14",
+    "    vmovdqu64 {F_XSAVE}+960(%r12), %zmm15",
+    "57:",
+    "    testl $0x80, %edx",
+    "    jz 58f",
+    "    vmovdqu64 {F_XSAVE}+{V_HI}+0(%r12), %zmm16",
+    "    vmovdqu64 {F_XSAVE}+{V_HI}+64(%r12), %zmm17",
+    "    vmovdqu64 {F_XSAVE}+{V_HI}+128(%r12), %zmm18",
+    "    vmovdqu64 {F_XSAVE}+{V_HI}+192(%r12), %zmm19",
+    "    vmovdqu64 {F_XSAVE}+{V_HI}+256(%r12), %zmm20",
+    "    vmovdqu64 {F_XSAVE}+{V_HI}+320(%r12), %zmm21",
+    "    vmovdqu64 {F_XSAVE}+{V_HI}+384(%r12), %zmm22",
+    "    vmovdqu64 {F_XSAVE}+{V_HI}+448(%r12), %zmm23",
+    "    vmovdqu64 {F_XSAVE}+{V_HI}+512(%r12), %zmm24",
+    "    vmovdqu64 {F_XSAVE}+{V_HI}+576(%r12), %zmm25",
+    "    vmovdqu64 {F_XSAVE}+{V_HI}+640(%r12), %zmm26",
+    "    vmovdqu64 {F_XSAVE}+{V_HI}+704(%r12), %zmm27",
+    "    vmovdqu64 {F_XSAVE}+{V_HI}+768(%r12), %zmm28",
+    "    vmovdqu64 {F_XSAVE}+{V_HI}+832(%r12), %zmm29",
+    "    vmovdqu64 {F_XSAVE}+{V_HI}+896(%r12), %zmm30",
+    "    vmovdqu64 {F_XSAVE}+{V_HI}+960(%r12), %zmm31",
+    "58:",
+    "    testl $0x20, %edx",
+    "    jz 59f",
+    "    kmovq {F_XSAVE}+{V_K}+0(%r12), %k0",
+    "    kmovq {F_XSAVE}+{V_K}+8(%r12), %k1",
+    "    kmovq {F_XSAVE}+{V_K}+16(%r12), %k2",
+    "    kmovq {F_XSAVE}+{V_K}+24(%r12), %k3",
+    "    kmovq {F_XSAVE}+{V_K}+32(%r12), %k4",
+    "    kmovq {F_XSAVE}+{V_K}+40(%r12), %k5",
+    "    kmovq {F_XSAVE}+{V_K}+48(%r12), %k6",
+    "    kmovq {F_XSAVE}+{V_K}+56(%r12), %k7",
+    "59:",
+    "    jmp 16f",
+    "15:",
     "    movl ${XMASK}, %eax",
     "    xorl %edx, %edx",
     "    xrstor64 {F_XSAVE}(%r12)",
+    "16:",
     "    movq %r12, %r11",
     "    movq %r13, %rsp",
     "    movq {F_RDI}(%r11), %rdi",
@@ -411,7 +798,7 @@ std::arch::global_asm!(
     "20:",
     "    movb $0, {B_SEL}(%r11)",
     "    movq %rcx, {B_RET}(%r11)",
-    "    lock incq {fast_count}(%rip)",
+    "    incq {B_FAST}(%r11)",
     "    syscall",
     "    rdgsbase %r11",
     "    movq {B_RET}(%r11), %rcx",
@@ -451,12 +838,20 @@ std::arch::global_asm!(
     rw_on = sym super::rewrite::ON,
     xsaveopt = sym XSAVEOPT,
     XMASK = const XMASK,
+    vmode = sym VMODE,
+    vavx = sym VAVX,
+    vzmm = sym VZMM,
+    F_VST = const F_VST,
+    V_XSAVE = const V_XSAVE,
+    V_MXCSR = const V_MXCSR,
+    V_HI = const V_HI,
+    V_K = const V_K,
     F_VIA = const F_VIA,
     B_LO = const B_LO,
     B_TOP = const B_TOP,
     B_OWNER = const B_OWNER,
     B_RET = const B_RET,
-    fast_count = sym super::rewrite::FAST,
+    B_FAST = const B_FAST,
     forked = sym lkl_tier_child_forked,
     options(att_syntax)
 );
@@ -476,8 +871,8 @@ extern "C" {
 /// came through the trap.
 extern "C" fn lkl_tier_route(f: *mut Frame) {
     // SAFETY: the frame the handler or lkl_tier_fast wrote.
-    let (via, nr, rip) = unsafe { ((*f).via, (*f).rax, (*f).rip) };
-    super::rewrite::before(via != 0, nr);
+    let (via, nr, rip, b) = unsafe { ((*f).via, (*f).rax, (*f).rip, (*f).block) };
+    super::rewrite::before(via != 0, nr, b);
     super::route::lkl_tier_dispatch(f);
     if via == 0 {
         super::rewrite::after_trap(rip as usize, nr);
@@ -513,6 +908,44 @@ pub fn restorer() -> usize {
 /// what the router's code may change. Not PKRU (restoring it is slow and
 /// our code never changes it), nor MPX, AMX or the supervisor components.
 const XMASK: u32 = 0b1110_0111;
+
+/// The XINUSE bits that make the trampoline use XSAVE: x87 (our code
+/// never uses it, but a program whose x87 state is not in its initial
+/// state gets it kept exactly).
+const V_XSAVE: u32 = 0b1;
+/// The hand-saved area (at the frame's `xsave` place): zmm/ymm/xmm 0-15
+/// at 64-byte strides, zmm16-31 at `V_HI`, k0-7 at `V_K`, MXCSR at
+/// `V_MXCSR`.
+const V_HI: usize = 1024;
+const V_K: usize = 2048;
+const V_MXCSR: usize = 2112;
+/// The bytes the hand-saved area needs.
+pub const V_AREA: usize = 2176;
+
+/// The trampoline keeps the program's vector state by hand (set when
+/// arming): XSAVE/XRSTOR cost about 150 ns a pair on the machine the
+/// figures come from, most of a routed call's overhead. The router's
+/// code (Rust and the kernel's C, built for baseline x86-64) touches
+/// xmm0-15 only, but the libc functions it calls (`memcpy`, `memset`,
+/// `strlen`, ... selected by the CPU) may use ymm0-15 (and `vzeroupper`),
+/// zmm16-31 and the opmask registers; nothing on the way uses x87 or MMX
+/// (the library has no such instruction; libc's string functions and
+/// system-call wrappers neither). So, from XINUSE (`xgetbv` with ecx = 1:
+/// the components not in their initial state) before the call: MXCSR and
+/// xmm0-15 always, ymm0-15 when AVX is in use, zmm0-15 when their upper
+/// halves are, zmm16-31 and k0-7 when in use. After it, the upper
+/// halves of ymm/zmm0-15 go back to their initial state (`vzeroupper`),
+/// so do zmm16-31 and k0-7 when they were not in use (zeroed: their
+/// initial values), then the saved registers are reloaded (MXCSR only if
+/// it changed: `ldmxcsr` is slow). Needs XGETBV with ecx = 1, and with
+/// AVX-512 enabled AVX512BW (64-bit `kmovq`); else, or when the
+/// program's x87 state is in use, XSAVE as before.
+pub static VMODE: AtomicBool = AtomicBool::new(false);
+
+/// With `VMODE`: AVX's state is enabled (`vzeroupper` exists), and
+/// AVX-512's (zmm16-31, k0-7).
+pub static VAVX: AtomicBool = AtomicBool::new(false);
+pub static VZMM: AtomicBool = AtomicBool::new(false);
 
 /// The CPU has XSAVEOPT (set when arming): the trampoline saves the
 /// program's vector state without the components in their initial state
@@ -624,6 +1057,7 @@ pub unsafe extern "C" fn on_sigsys(sig: c_int, info: *mut libc::siginfo_t, ctx: 
             fs: 0,
             child_fs: 0,
             via: 0,
+            vstate: 0,
         });
         // XRSTOR faults on a header with reserved bits set; XSAVE writes
         // only its first 8 bytes.
@@ -670,6 +1104,29 @@ unsafe fn forward(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
         raw(libc::SYS_tgkill, [pid, tid, sig.into(), 0, 0, 0]);
         return;
     }
+    // Our handler runs with every other signal blocked (arm.rs): the
+    // program's runs with the mask the host would give it (the
+    // interrupted one and its action's), SIGSYS left out (a trap while it
+    // is blocked kills).
+    // SAFETY: the host kernel passes a valid ucontext; sigset_t's first 8
+    // bytes are the kernel's 64 signals.
+    let old = unsafe {
+        std::ptr::addr_of!((*ctx.cast::<libc::ucontext_t>()).uc_sigmask)
+            .cast::<u64>()
+            .read_unaligned()
+    };
+    let mask = (old | a.mask) & !super::gate::SIGSYS_BIT;
+    raw(
+        libc::SYS_rt_sigprocmask,
+        [
+            libc::SIG_SETMASK.into(),
+            &mask as *const u64 as i64,
+            0,
+            8,
+            0,
+            0,
+        ],
+    );
     if a.flags & libc::SA_SIGINFO as u64 != 0 {
         // SAFETY: the program installed this as an sa_sigaction handler.
         let f: extern "C" fn(c_int, *mut libc::siginfo_t, *mut c_void) =
