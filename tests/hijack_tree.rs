@@ -535,8 +535,10 @@ while True:
 print(before, after)
 for k in ("processes", "threads", "passing"):
     assert after[k] == before[k], (k, before, after)
-# The kernel's own workers come and go (kworkers retire): none more.
-assert after["kernel_tasks"] <= before["kernel_tasks"], (before, after)
+# The kernel's own workers come and go: on a loaded machine its workqueue
+# pools add kworkers while work waits (they retire after 5 idle minutes),
+# so a few more tasks are theirs; a task left per fork would be 100 more.
+assert after["kernel_tasks"] - before["kernel_tasks"] < 10, (before, after)
 assert before["kernel_free_kib"] - after["kernel_free_kib"] < 1024, (before, after)
 print("nothing left")
 "#,
