@@ -13,7 +13,7 @@
 //! (`Gate`).
 
 use std::os::fd::RawFd;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, TryLockError};
 
 use super::worker::{raise, NetWorker};
 use crate::host::rxpoll::{Gate, RxSource};
@@ -33,15 +33,32 @@ impl NetRxSource {
     }
 }
 
+/// Whether a poller should serve the device: it wants to read, and is not
+/// receiving a stream. A stream is the worker's: it reads the backend while
+/// the program's thread copies what came before out (two CPUs at work), and
+/// a poller serving it left the backend unread while its thread copied
+/// (download measured 8.7 -> 6.9 Gbit/s).
+fn polled(w: &NetWorker) -> bool {
+    w.rx_wanted() && !w.rx_streaming
+}
+
 impl RxSource for NetRxSource {
     fn fd(&self) -> RawFd {
         self.fd
     }
 
     fn begin(&self) -> bool {
-        if !self.lock().rx_wanted() {
+        // The worker (or a transmit) at work on the device: leave it to
+        // the worker rather than wait for the lock.
+        let w = match self.core.try_lock() {
+            Ok(w) => w,
+            Err(TryLockError::WouldBlock) => return false,
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+        };
+        if !polled(&w) {
             return false;
         }
+        drop(w);
         self.gate.hold().is_ok()
     }
 
@@ -53,7 +70,7 @@ impl RxSource for NetRxSource {
         w.process_rx(true);
         let again = std::mem::take(&mut w.rx_resume);
         let (irq, reset) = w.take_interrupts();
-        let wanted = w.rx_wanted();
+        let wanted = polled(&w);
         drop(w);
         raise(&self.interrupt, irq, reset);
         if again && !woken() {
@@ -62,7 +79,7 @@ impl RxSource for NetRxSource {
             let mut w = self.lock();
             w.process_rx(false);
             let (irq, reset) = w.take_interrupts();
-            let wanted = w.rx_wanted();
+            let wanted = polled(&w);
             drop(w);
             raise(&self.interrupt, irq, reset);
             return wanted;
@@ -73,6 +90,8 @@ impl RxSource for NetRxSource {
     }
 
     fn end(&self) {
-        self.gate.release();
+        // A stream goes back to the worker at once.
+        let linger = !self.lock().rx_streaming;
+        self.gate.release(linger);
     }
 }
