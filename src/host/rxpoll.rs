@@ -632,6 +632,21 @@ impl Gate {
     }
 }
 
+/// Serializes tests that use the (per-process) registry, with polling
+/// forced on.
+#[cfg(test)]
+pub(crate) fn test_serial() -> std::sync::MutexGuard<'static, ()> {
+    let g = tests::SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    tests::FORCE_ON.store(true, Ordering::SeqCst);
+    g
+}
+
+/// Whether a thread waiting on `sem` polls (for tests).
+#[cfg(test)]
+pub(crate) fn polls_on(sem: &super::Semaphore) -> bool {
+    sem.waiters_word() & POLL_BIT != 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -642,7 +657,7 @@ mod tests {
 
     pub(super) static FORCE_ON: AtomicBool = AtomicBool::new(false);
     /// The registry and the poller role are per process: one test at a time.
-    static SERIAL: Mutex<()> = Mutex::new(());
+    pub(super) static SERIAL: Mutex<()> = Mutex::new(());
 
     /// A device stand-in: its "descriptor" is an eventfd; serving it drains
     /// the eventfd and raises `sem`, as a frame's interrupt wakes the
@@ -712,9 +727,7 @@ mod tests {
     }
 
     fn setup() -> std::sync::MutexGuard<'static, ()> {
-        let g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-        FORCE_ON.store(true, Ordering::SeqCst);
-        g
+        test_serial()
     }
 
     /// Waits (bounded) until `f` holds.
@@ -727,7 +740,7 @@ mod tests {
     }
 
     fn polling(sem: &Semaphore) -> bool {
-        sem.waiters_word() & POLL_BIT != 0
+        polls_on(sem)
     }
 
     #[test]
