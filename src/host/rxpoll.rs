@@ -263,8 +263,8 @@ fn release(l: Leased) {
 /// Sleeps until `count` is non-zero (or a source needs a new session),
 /// serving the sources' receive work meanwhile. `waiters` is the
 /// semaphore's waiter word (announced in with [`POLL_BIT`]). Returns false
-/// without waiting if this thread cannot be the poller now (the caller
-/// sleeps on the futex instead).
+/// if this thread cannot be the poller now, or a source hung up: the
+/// caller sleeps on the futex instead.
 pub(super) fn wait(count: &AtomicU32, waiters: &AtomicU32) -> bool {
     let kick_fd = KICK.load(Ordering::Acquire);
     if kick_fd < 0 {
@@ -319,6 +319,7 @@ pub(super) fn wait(count: &AtomicU32, waiters: &AtomicU32) -> bool {
         events: 0,
         revents: 0,
     }; MAX_SOURCES + 1];
+    let mut hung_up = false;
     loop {
         if count.load(Ordering::SeqCst) != 0 {
             break;
@@ -358,8 +359,9 @@ pub(super) fn wait(count: &AtomicU32, waiters: &AtomicU32) -> bool {
             let keep = if l.slot.state.load(Ordering::SeqCst) & CLOSED != 0 {
                 false
             } else if r & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
-                // The worker sees (and handles) the hang-up once the
-                // readiness is back with it.
+                // The worker sees (and handles) the hang-up; this wait goes
+                // on on the futex, so as not to spin on it meanwhile.
+                hung_up = true;
                 false
             } else if r & libc::POLLIN != 0 {
                 l.source.service(&|| count.load(Ordering::SeqCst) != 0)
@@ -376,7 +378,7 @@ pub(super) fn wait(count: &AtomicU32, waiters: &AtomicU32) -> bool {
     for l in leased.iter_mut().filter_map(Option::take) {
         release(l);
     }
-    true
+    !hung_up
 }
 
 fn futex_wait(word: &AtomicU32, expected: u32) {
@@ -872,6 +874,32 @@ mod tests {
         sem.up();
         t.join().unwrap();
         assert_eq!(fake.begins.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn a_hung_up_source_sends_the_waiter_to_the_futex() {
+        let _g = setup();
+        let sem = Arc::new(Semaphore::new(0));
+        let mut fake = Fake::new(Arc::new(Semaphore::new(0)));
+        // A pipe whose writer is gone: POLLHUP for good.
+        let mut p = [0; 2];
+        // SAFETY: `p` is a live array of two ints for pipe2 to fill.
+        assert_eq!(unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        drop(owned(p[1]).unwrap());
+        Arc::get_mut(&mut fake).unwrap().fd = owned(p[0]).unwrap();
+        let _reg = register(fake.clone()).unwrap();
+        let s2 = sem.clone();
+        let t = thread::spawn(move || s2.down());
+        until("the waiter to sleep on the futex", || {
+            sem.waiters_word() == 1
+        });
+        sem.up();
+        t.join().unwrap();
+        assert!(fake.served().is_empty());
+        assert_eq!(
+            fake.begins.load(Ordering::SeqCst),
+            fake.ends.load(Ordering::SeqCst)
+        );
     }
 
     #[test]
