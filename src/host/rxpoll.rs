@@ -33,6 +33,13 @@
 //! until it has let the source go, so no poller ever holds a device across
 //! its stop.
 //!
+//! The device's worker keeps serving everything else, and the receive
+//! side whenever no program thread waits: it polls the descriptor's
+//! readability through a [`Gate`] that a poller switches off (and that
+//! lingers off for a bounded time after the poller left, see there).
+//! Only a thread blocked in a kernel call can poll: a program waiting in
+//! the host's `poll`/`epoll` sleeps outside the kernel.
+//!
 //! `LKL_RX_POLL=0|1` (read once, at the first registration) switches it
 //! off or on; see [`DEFAULT_ON`].
 
@@ -66,8 +73,9 @@ pub trait RxSource: Send + Sync {
     /// longer wants to read (the poller then gives it back at once).
     fn service(&self, woken: &dyn Fn() -> bool) -> bool;
 
-    /// Gives the readiness back to the worker (waking it if the
-    /// descriptor is readable now).
+    /// Gives the readiness back to the worker, at once or after a
+    /// bounded time ([`Gate`]); the worker then wakes if the descriptor is
+    /// readable.
     fn end(&self);
 }
 

@@ -17,6 +17,10 @@
 //!   or into as many as needed with `VIRTIO_NET_F_MRG_RXBUF`, published
 //!   together.
 //!
+//! With receive polling (`LKL_RX_POLL`, `rxpoll.rs`), a program thread
+//! about to sleep in the kernel may do the receive work instead of the
+//! worker, on a tap backend ([`NetBackend::rx_pollable`]).
+//!
 //! Copying through bounce buffers costs one copy per frame each way, but
 //! keeps every access to guest memory inside
 //! [`GuestMemory`](crate::virtio::mem::GuestMemory)'s checks.
