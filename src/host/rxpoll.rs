@@ -49,6 +49,8 @@ use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use super::sem::{futex_wait, futex_wake};
+
 /// Whether receive polling is on when `LKL_RX_POLL` is unset.
 pub const DEFAULT_ON: bool = false;
 
@@ -264,7 +266,7 @@ fn release(l: Leased) {
     drop(l.source);
     let prev = l.slot.state.fetch_and(!USING, Ordering::SeqCst);
     if prev & CLOSED != 0 {
-        futex_wake(&l.slot.state);
+        futex_wake(&l.slot.state, i32::MAX);
     }
 }
 
@@ -307,7 +309,7 @@ pub(super) fn wait(count: &AtomicU32, waiters: &AtomicU32) -> bool {
             let Some(source) = source.filter(|s| s.begin()) else {
                 let prev = slot.state.fetch_and(!USING, Ordering::SeqCst);
                 if prev & CLOSED != 0 {
-                    futex_wake(&slot.state);
+                    futex_wake(&slot.state, i32::MAX);
                 }
                 continue;
             };
@@ -387,32 +389,6 @@ pub(super) fn wait(count: &AtomicU32, waiters: &AtomicU32) -> bool {
         release(l);
     }
     !hung_up
-}
-
-fn futex_wait(word: &AtomicU32, expected: u32) {
-    // SAFETY: FUTEX_WAIT_PRIVATE reads the u32 behind a valid reference and
-    // sleeps only while it still equals `expected`; no timeout pointer.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
-            expected,
-            ptr::null::<libc::timespec>(),
-        );
-    }
-}
-
-fn futex_wake(word: &AtomicU32) {
-    // SAFETY: FUTEX_WAKE_PRIVATE only uses the address as a key.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
-            i32::MAX,
-        );
-    }
 }
 
 /// Default time a gate stays off after its poller left ([`Gate::release`]).

@@ -139,7 +139,7 @@ fn lock_spin_ns() -> u32 {
     })
 }
 
-fn futex_wait(word: &AtomicU32, expected: u32) {
+pub(super) fn futex_wait(word: &AtomicU32, expected: u32) {
     // SAFETY: FUTEX_WAIT_PRIVATE reads the u32 behind a valid reference and
     // sleeps only while it still equals `expected`; no timeout pointer.
     unsafe {
@@ -153,7 +153,7 @@ fn futex_wait(word: &AtomicU32, expected: u32) {
     }
 }
 
-fn futex_wake(word: &AtomicU32, n: i32) {
+pub(super) fn futex_wake(word: &AtomicU32, n: i32) {
     // SAFETY: FUTEX_WAKE_PRIVATE only uses the address as a key.
     unsafe {
         libc::syscall(

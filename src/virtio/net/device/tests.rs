@@ -135,6 +135,20 @@ impl Harness {
         v
     }
 
+    /// After a reset: the driver brings the device up again on the same
+    /// backend, and the 60-byte frame waiting there is delivered.
+    fn reactivate_and_receive_waiting_frame(&mut self) {
+        negotiate(&mut self.t, vfeatures::VERSION_1 | features::MRG_RXBUF);
+        self.rxq = DriverQueue::new(&self.mem, BASE, 256);
+        self.txq = DriverQueue::new(&self.mem, GuestAddress(RAM_PHYS_BASE + 0x10000), 256);
+        setup_queue(&mut self.t, 0, &self.rxq);
+        setup_queue(&mut self.t, 1, &self.txq);
+        add_status(&mut self.t, status::DRIVER_OK);
+        assert!(self.t.device().is_activated());
+        self.add_rx_buffers(2, 1526);
+        assert_eq!(self.wait_rx_used().1, 72);
+    }
+
     fn peer_recv(&self) -> Vec<u8> {
         let mut set = hostio::PollSet::new();
         set.add(self.peer.as_raw_fd(), 0, Interest::READ);
@@ -581,15 +595,7 @@ fn reset_stops_and_joins_the_worker_and_reactivates() {
     assert_eq!(h.metrics.rx_frames_count.get(), 0);
     // The driver brings the device up again on the same backend; the
     // waiting frame is then delivered.
-    negotiate(&mut h.t, vfeatures::VERSION_1 | features::MRG_RXBUF);
-    h.rxq = DriverQueue::new(&h.mem, BASE, 256);
-    h.txq = DriverQueue::new(&h.mem, GuestAddress(RAM_PHYS_BASE + 0x10000), 256);
-    setup_queue(&mut h.t, 0, &h.rxq);
-    setup_queue(&mut h.t, 1, &h.txq);
-    add_status(&mut h.t, status::DRIVER_OK);
-    assert!(h.t.device().is_activated());
-    h.add_rx_buffers(2, 1526);
-    assert_eq!(h.wait_rx_used().1, 72);
+    h.reactivate_and_receive_waiting_frame();
 }
 
 #[test]
@@ -795,13 +801,5 @@ fn reset_takes_the_device_from_a_polling_thread() {
     assert!(!waiter.is_finished());
     task.up();
     waiter.join().unwrap();
-    negotiate(&mut h.t, vfeatures::VERSION_1 | features::MRG_RXBUF);
-    h.rxq = DriverQueue::new(&h.mem, BASE, 256);
-    h.txq = DriverQueue::new(&h.mem, GuestAddress(RAM_PHYS_BASE + 0x10000), 256);
-    setup_queue(&mut h.t, 0, &h.rxq);
-    setup_queue(&mut h.t, 1, &h.txq);
-    add_status(&mut h.t, status::DRIVER_OK);
-    assert!(h.t.device().is_activated());
-    h.add_rx_buffers(2, 1526);
-    assert_eq!(h.wait_rx_used().1, 72);
+    h.reactivate_and_receive_waiting_frame();
 }
