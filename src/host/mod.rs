@@ -8,6 +8,7 @@ mod console;
 pub mod iomem;
 mod mem;
 pub mod process_mem;
+pub mod rxpoll;
 pub use mem::kernel_ram;
 mod sem;
 mod thread;

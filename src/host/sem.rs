@@ -13,13 +13,15 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::Instant;
 
+use super::rxpoll;
 use crate::sys::{Sem, LKL_SEM_SPIN};
 
 /// Default spin budget of a contended lock, in nanoseconds.
 const DEFAULT_SPIN_NS: u32 = 10_000;
 
 /// Counting semaphore. `up` wakes one waiter; `down` blocks while the count
-/// is zero.
+/// is zero. `waiters` counts the futex sleepers, plus `rxpoll::POLL_BIT`
+/// while a waiter polls instead.
 #[derive(Debug)]
 pub struct Semaphore {
     count: AtomicU32,
@@ -89,6 +91,11 @@ impl Semaphore {
             if self.try_down() {
                 return;
             }
+            // A program thread may wait on the network devices instead
+            // (rxpoll.rs); the CPU lock's waiters never do.
+            if self.spin_ns == 0 && rxpoll::may_poll() && rxpoll::wait(&self.count, &self.waiters) {
+                continue;
+            }
             // Announce the wait before sleeping: `up` reads `waiters` after
             // raising the count, and FUTEX_WAIT rechecks the count, so a
             // wake-up cannot fall between the check and the sleep.
@@ -100,10 +107,21 @@ impl Semaphore {
         }
     }
 
-    /// Adds one unit and wakes a waiter if there is one.
+    /// The waiter word (futex sleepers, and the polling bit), for tests.
+    #[cfg(test)]
+    pub(super) fn waiters_word(&self) -> u32 {
+        self.waiters.load(Ordering::SeqCst)
+    }
+
+    /// Adds one unit and wakes a waiter if there is one: a thread asleep
+    /// on the futex, or one polling (rxpoll.rs). Async-signal-safe.
     pub fn up(&self) {
         self.count.fetch_add(1, Ordering::SeqCst);
-        if self.waiters.load(Ordering::SeqCst) != 0 {
+        let w = self.waiters.load(Ordering::SeqCst);
+        if w & rxpoll::POLL_BIT != 0 {
+            rxpoll::kick();
+        }
+        if w & !rxpoll::POLL_BIT != 0 {
             futex_wake(&self.count, 1);
         }
     }
@@ -121,7 +139,7 @@ fn lock_spin_ns() -> u32 {
     })
 }
 
-fn futex_wait(word: &AtomicU32, expected: u32) {
+pub(super) fn futex_wait(word: &AtomicU32, expected: u32) {
     // SAFETY: FUTEX_WAIT_PRIVATE reads the u32 behind a valid reference and
     // sleeps only while it still equals `expected`; no timeout pointer.
     unsafe {
@@ -135,7 +153,7 @@ fn futex_wait(word: &AtomicU32, expected: u32) {
     }
 }
 
-fn futex_wake(word: &AtomicU32, n: i32) {
+pub(super) fn futex_wake(word: &AtomicU32, n: i32) {
     // SAFETY: FUTEX_WAKE_PRIVATE only uses the address as a key.
     unsafe {
         libc::syscall(

@@ -21,6 +21,7 @@ struct Start {
 extern "C" fn trampoline(p: *mut c_void) -> *mut c_void {
     // SAFETY: `p` is the Box leaked by `spawn_kernel_thread` for this thread.
     let start = unsafe { Box::from_raw(p.cast::<Start>()) };
+    super::rxpoll::mark_kernel_thread();
     let mut faults = MaybeUninit::<libc::sigset_t>::uninit();
     // SAFETY: a local set, filled before use; unblocks two synchronous
     // signals for this thread only.

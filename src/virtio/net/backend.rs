@@ -42,6 +42,14 @@ pub trait NetBackend: Send + AsRawFd {
     fn set_offload(&mut self, _acked_features: u64) -> io::Result<()> {
         Ok(())
     }
+
+    /// Whether a program thread about to sleep may wait on this backend's
+    /// descriptor and receive from it itself (`host::rxpoll`): true for
+    /// taps, whose wake-ups name the event (a poller waiting for `POLLOUT`
+    /// only is not woken by a frame).
+    fn rx_pollable(&self) -> bool {
+        false
+    }
 }
 
 /// A backend over a connected `AF_UNIX` `SOCK_SEQPACKET` (or `SOCK_DGRAM`)

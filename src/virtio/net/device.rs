@@ -17,6 +17,10 @@
 //!   or into as many as needed with `VIRTIO_NET_F_MRG_RXBUF`, published
 //!   together.
 //!
+//! With receive polling (`LKL_RX_POLL`, `rxpoll.rs`), a program thread
+//! about to sleep in the kernel may do the receive work instead of the
+//! worker, on a tap backend ([`NetBackend::rx_pollable`]).
+//!
 //! Copying through bounce buffers costs one copy per frame each way, but
 //! keeps every access to guest memory inside
 //! [`GuestMemory`](crate::virtio::mem::GuestMemory)'s checks.
@@ -35,6 +39,7 @@
 #![forbid(unsafe_code)]
 
 mod rx;
+mod rxpoll;
 #[cfg(test)]
 mod tests;
 mod tx;
@@ -47,6 +52,7 @@ use serde::Serialize;
 
 use super::backend::NetBackend;
 use super::{features, NetError, NET_QUEUE_MAX_SIZE, RX_INDEX, TX_INDEX, VIRTIO_NET_S_LINK_UP};
+use crate::host::rxpoll::{self as host_rxpoll, Gate, Registration};
 use crate::virtio::device::{
     read_config_bytes, ActivateContext, ActivateError, Interrupt, VirtioDevice,
 };
@@ -54,6 +60,7 @@ use crate::virtio::device_id;
 use crate::virtio::hostio::EventFd;
 use crate::virtio::metrics::Counter;
 use crate::virtio::worker::Worker;
+use rxpoll::NetRxSource;
 use tx::transmit_inline;
 use worker::{into_inner, NetHandler, NetWorker};
 
@@ -104,9 +111,16 @@ pub struct NetMetrics {
     pub worker_panics: Counter,
 }
 
+/// A device's registration with the receive pollers, and the source
+/// (kept until the worker is stopped: the worker polls its gate).
+type RxPoll = (Registration, Arc<NetRxSource>);
+
 enum State {
     Inactive(Box<dyn NetBackend>),
     Active {
+        /// First, so that dropping the state takes the device out of the
+        /// pollers' hands before anything else goes.
+        rx_poll: Option<RxPoll>,
         worker: Worker<NetHandler>,
         notify: [Arc<EventFd>; 2],
         /// The worker's state, also served from transmit notifications.
@@ -254,7 +268,13 @@ impl VirtioDevice for Net {
             });
         };
         let interrupt = ctx.interrupt;
-        let worker = NetWorker::new(
+        // A gate for program threads to serve receive (host::rxpoll); none
+        // if it is off or cannot be made (the worker then reads as before).
+        let gate = (backend.rx_pollable() && host_rxpoll::enabled())
+            .then(|| Gate::new(backend.as_raw_fd()).ok().map(Arc::new))
+            .flatten();
+        let fd = backend.as_raw_fd();
+        let mut worker = NetWorker::new(
             ctx.mem,
             [rx, tx],
             backend,
@@ -262,11 +282,22 @@ impl VirtioDevice for Net {
             self.metrics.clone(),
             ctx.acked_features,
         );
+        worker.rx_gate = gate.clone();
         let core = Arc::new(Mutex::new(worker));
         let handler = NetHandler::new(core.clone(), interrupt.clone());
         match Worker::spawn("virtio-net", handler) {
             Ok(worker) => {
+                let rx_poll = gate.and_then(|gate| {
+                    let source = Arc::new(NetRxSource {
+                        core: core.clone(),
+                        interrupt: interrupt.clone(),
+                        gate,
+                        fd,
+                    });
+                    host_rxpoll::register(source.clone()).map(|r| (r, source))
+                });
                 self.state = State::Active {
+                    rx_poll,
                     worker,
                     notify,
                     core,
@@ -287,20 +318,33 @@ impl VirtioDevice for Net {
 
     fn reset(&mut self) {
         self.state = match mem::replace(&mut self.state, State::Lost) {
-            State::Active { worker, core, .. } => match worker.stop() {
-                Ok(handler) => {
-                    // The handler's reference first: ours is then the last.
-                    drop(handler);
-                    match Arc::try_unwrap(core) {
-                        Ok(m) => State::Inactive(into_inner(m).backend),
-                        Err(_) => State::Lost,
+            State::Active {
+                rx_poll,
+                worker,
+                core,
+                ..
+            } => {
+                // No poller serves the device from here on.
+                if let Some((registration, _)) = &rx_poll {
+                    registration.close();
+                }
+                match worker.stop() {
+                    Ok(handler) => {
+                        // The handler's and the source's references first:
+                        // ours is then the last.
+                        drop(handler);
+                        drop(rx_poll);
+                        match Arc::try_unwrap(core) {
+                            Ok(m) => State::Inactive(into_inner(m).backend),
+                            Err(_) => State::Lost,
+                        }
+                    }
+                    Err(_) => {
+                        self.metrics.worker_panics.inc();
+                        State::Lost
                     }
                 }
-                Err(_) => {
-                    self.metrics.worker_panics.inc();
-                    State::Lost
-                }
-            },
+            }
             other => other,
         };
     }

@@ -261,6 +261,10 @@ macro_rules! tap_backend {
             fn set_offload(&mut self, acked_features: u64) -> io::Result<()> {
                 self.tap.set_offload(acked_features)
             }
+
+            fn rx_pollable(&self) -> bool {
+                true
+            }
         }
     };
 }

@@ -46,9 +46,21 @@ struct Harness {
 /// way Linux's virtio_mmio + virtio_net do, accepting what `accept`
 /// keeps of the offer.
 fn harness(offered: u64, vnet: bool, accept: impl Fn(u64) -> u64) -> Harness {
-    let mem = GuestMemory::new_owned(4 << 20, BASE).unwrap();
     let (backend, peer) = SocketPairBackend::pair(vnet).unwrap();
-    let net = Net::new(Box::new(backend), offered, Some(MAC)).unwrap();
+    harness_on(Box::new(backend), peer, offered, accept, Arc::new(|| {}))
+}
+
+/// [`harness`] over `backend` (whose other end is `peer`), calling
+/// `on_irq` on every interrupt, on the raising thread.
+fn harness_on(
+    backend: Box<dyn NetBackend>,
+    peer: OwnedFd,
+    offered: u64,
+    accept: impl Fn(u64) -> u64,
+    on_irq: Arc<dyn Fn() + Send + Sync>,
+) -> Harness {
+    let mem = GuestMemory::new_owned(4 << 20, BASE).unwrap();
+    let net = Net::new(backend, offered, Some(MAC)).unwrap();
     let metrics = net.metrics();
     let irqs = Arc::new(AtomicUsize::new(0));
     let i2 = irqs.clone();
@@ -57,6 +69,7 @@ fn harness(offered: u64, vnet: bool, accept: impl Fn(u64) -> u64) -> Harness {
         Box::new(net),
         Arc::new(move || {
             i2.fetch_add(1, Ordering::SeqCst);
+            on_irq();
         }),
     );
     assert_eq!(read32(&t, regs::DEVICE_ID), 1);
@@ -120,6 +133,20 @@ impl Harness {
             .collect();
         write32(&mut self.t, regs::QUEUE_NOTIFY, 0);
         v
+    }
+
+    /// After a reset: the driver brings the device up again on the same
+    /// backend, and the 60-byte frame waiting there is delivered.
+    fn reactivate_and_receive_waiting_frame(&mut self) {
+        negotiate(&mut self.t, vfeatures::VERSION_1 | features::MRG_RXBUF);
+        self.rxq = DriverQueue::new(&self.mem, BASE, 256);
+        self.txq = DriverQueue::new(&self.mem, GuestAddress(RAM_PHYS_BASE + 0x10000), 256);
+        setup_queue(&mut self.t, 0, &self.rxq);
+        setup_queue(&mut self.t, 1, &self.txq);
+        add_status(&mut self.t, status::DRIVER_OK);
+        assert!(self.t.device().is_activated());
+        self.add_rx_buffers(2, 1526);
+        assert_eq!(self.wait_rx_used().1, 72);
     }
 
     fn peer_recv(&self) -> Vec<u8> {
@@ -568,15 +595,7 @@ fn reset_stops_and_joins_the_worker_and_reactivates() {
     assert_eq!(h.metrics.rx_frames_count.get(), 0);
     // The driver brings the device up again on the same backend; the
     // waiting frame is then delivered.
-    negotiate(&mut h.t, vfeatures::VERSION_1 | features::MRG_RXBUF);
-    h.rxq = DriverQueue::new(&h.mem, BASE, 256);
-    h.txq = DriverQueue::new(&h.mem, GuestAddress(RAM_PHYS_BASE + 0x10000), 256);
-    setup_queue(&mut h.t, 0, &h.rxq);
-    setup_queue(&mut h.t, 1, &h.txq);
-    add_status(&mut h.t, status::DRIVER_OK);
-    assert!(h.t.device().is_activated());
-    h.add_rx_buffers(2, 1526);
-    assert_eq!(h.wait_rx_used().1, 72);
+    h.reactivate_and_receive_waiting_frame();
 }
 
 #[test]
@@ -685,4 +704,102 @@ fn notify_before_activation_is_counted() {
     n.queue_notify(0);
     n.queue_notify(5);
     assert_eq!(n.metrics().event_fails.get(), 2);
+}
+
+/// A socket-pair backend that lets program threads poll it, as a tap does
+/// (a seqpacket socket's wake-ups name their event too).
+struct Pollable(SocketPairBackend);
+
+impl AsRawFd for Pollable {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+impl NetBackend for Pollable {
+    fn send(&mut self, frame: &[IoSlice<'_>]) -> std::io::Result<usize> {
+        self.0.send(frame)
+    }
+    fn recv(&mut self, frame: &mut [IoSliceMut<'_>]) -> std::io::Result<usize> {
+        self.0.recv(frame)
+    }
+    fn has_vnet_hdr(&self) -> bool {
+        self.0.has_vnet_hdr()
+    }
+    fn rx_pollable(&self) -> bool {
+        true
+    }
+}
+
+/// A device whose interrupt raises `task` (as the kernel's wake-up of the
+/// task waiting for the frame would), recording the raising threads.
+fn polled_harness(
+    task: Arc<crate::host::Semaphore>,
+) -> (Harness, Arc<Mutex<Vec<std::thread::ThreadId>>>) {
+    let (backend, peer) = SocketPairBackend::pair(false).unwrap();
+    let raised_on = Arc::new(Mutex::new(Vec::new()));
+    let r2 = raised_on.clone();
+    let h = harness_on(
+        Box::new(Pollable(backend)),
+        peer,
+        LINUX_DEFAULT,
+        |f| f,
+        Arc::new(move || {
+            r2.lock().unwrap().push(std::thread::current().id());
+            task.up();
+        }),
+    );
+    (h, raised_on)
+}
+
+#[test]
+fn a_waiting_thread_receives_the_frame_itself() {
+    let _serial = crate::host::rxpoll::test_serial();
+    let task = Arc::new(crate::host::Semaphore::new(0));
+    let (mut h, raised_on) = polled_harness(task.clone());
+    let bufs = h.add_rx_buffers(4, 1526);
+    let t2 = task.clone();
+    let waiter = std::thread::spawn(move || {
+        t2.down();
+        std::thread::current().id()
+    });
+    wait_until("the waiter to poll", || {
+        crate::host::rxpoll::polls_on(&task)
+    });
+    h.peer_send(&frame(60, 9));
+    let waiter = waiter.join().unwrap();
+    // The frame was read and its interrupt raised on the waiting thread.
+    assert_eq!(h.wait_rx_used(), (u32::from(bufs[0].0), 72));
+    assert_eq!(raised_on.lock().unwrap().first(), Some(&waiter));
+    assert_eq!(&h.read(bufs[0].1, 72)[12..], &frame(60, 9)[..]);
+    // Frames while nobody waits still arrive (the worker, once the gate
+    // stops lingering).
+    h.peer_send(&frame(70, 1));
+    assert_eq!(h.wait_rx_used(), (u32::from(bufs[1].0), 82));
+    assert_eq!(h.metrics.worker_panics.get(), 0);
+}
+
+#[test]
+fn reset_takes_the_device_from_a_polling_thread() {
+    let _serial = crate::host::rxpoll::test_serial();
+    let task = Arc::new(crate::host::Semaphore::new(0));
+    let (mut h, raised_on) = polled_harness(task.clone());
+    h.add_rx_buffers(4, 1526);
+    let t2 = task.clone();
+    let waiter = std::thread::spawn(move || t2.down());
+    wait_until("the waiter to poll", || {
+        crate::host::rxpoll::polls_on(&task)
+    });
+    // The reset returns with the poller gone from the device and the
+    // backend back (not lost): the device comes up again on it.
+    write32(&mut h.t, regs::STATUS, 0);
+    assert!(!h.t.device().is_activated());
+    assert_eq!(Arc::strong_count(&h.metrics), 2, "worker and poller let go");
+    h.peer_send(&frame(60, 0));
+    std::thread::sleep(Duration::from_millis(20));
+    assert!(raised_on.lock().unwrap().is_empty());
+    assert!(!waiter.is_finished());
+    task.up();
+    waiter.join().unwrap();
+    h.reactivate_and_receive_waiting_frame();
 }

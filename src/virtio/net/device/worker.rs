@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::tx::TxFrame;
 use super::NetMetrics;
+use crate::host::rxpoll::Gate;
 use crate::virtio::device::Interrupt;
 use crate::virtio::hostio::{EventFd, Interest, PollSet, Readiness};
 use crate::virtio::mem::GuestMemory;
@@ -20,6 +21,11 @@ use crate::virtio::worker::EventHandler;
 const RX_NOTIFY: u32 = 0;
 const TX_NOTIFY: u32 = 1;
 const BACKEND: u32 = 2;
+/// The receive gate (`host::rxpoll::Gate`) in place of the backend's
+/// readability, when a program thread may serve it.
+const BACKEND_RX: u32 = 3;
+/// The gate's timer: a poller left it off long enough.
+const GATE_TIMER: u32 = 4;
 
 pub(super) fn into_inner(m: Mutex<NetWorker>) -> NetWorker {
     // A panic while locked leaves the state as it was between two frames.
@@ -39,7 +45,7 @@ pub(super) fn raise(interrupt: &Interrupt, irq: bool, reset: bool) {
 /// The fds a worker waits on (notifications, and the backend if wanted).
 #[derive(Clone, Copy)]
 struct Wanted {
-    fds: [(RawFd, u32, Interest); 3],
+    fds: [(RawFd, u32, Interest); 5],
     len: usize,
 }
 
@@ -49,9 +55,11 @@ struct Wanted {
 ///
 /// What to wait on is taken under the same lock as the work, so that the
 /// wait does not lock again: that contended with the transmit of the reply
-/// that the interrupt had just woken up. It cannot go stale: only the
-/// worker changes the receive side, and a transmit notification that
-/// leaves work (a frame waiting for `POLLOUT`) also writes the eventfd.
+/// that the interrupt had just woken up. It cannot go stale in a way that
+/// loses work: a transmit notification that leaves work (a frame waiting
+/// for `POLLOUT`) also writes the eventfd; a receive poller
+/// (`rxpoll.rs`) that leaves the driver without buffers only makes the
+/// worker wake once more for the gate, and find that out.
 pub(super) struct NetHandler {
     core: Arc<Mutex<NetWorker>>,
     interrupt: Arc<Interrupt>,
@@ -144,6 +152,9 @@ pub(super) struct NetWorker {
     /// to the worker (sending a stream's ACKs inline took the kernel's CPU
     /// from the receive path: download fell from ~13 to ~9 Gbit/s).
     pub(super) rx_streaming: bool,
+    /// The receive gate, polled for the backend's readability in its
+    /// place, when program threads may serve receive (`rxpoll.rs`).
+    pub(super) rx_gate: Option<Arc<Gate>>,
 }
 
 impl NetWorker {
@@ -182,6 +193,7 @@ impl NetWorker {
             reset_due: false,
             rx_resume: false,
             rx_streaming: false,
+            rx_gate: None,
         }
     }
 
@@ -236,23 +248,48 @@ impl NetWorker {
         self.process_rx(false);
     }
 
+    /// Whether the backend is to be read now: there is room for a frame
+    /// and somewhere to put it.
+    pub(super) fn rx_wanted(&self) -> bool {
+        !self.backend_dead && self.rx_frame.is_none() && !self.rx_starved && !self.rx.is_broken()
+    }
+
     /// The fds to wait on next, with their tokens.
     fn interest(&self) -> Wanted {
         let mut wanted = Wanted {
-            fds: [(0, 0, Interest::default()); 3],
+            fds: [(0, 0, Interest::default()); 5],
             len: 2,
         };
         wanted.fds[0] = (self.notify[RX_INDEX].as_raw_fd(), RX_NOTIFY, Interest::READ);
         wanted.fds[1] = (self.notify[TX_INDEX].as_raw_fd(), TX_NOTIFY, Interest::READ);
-        if !self.backend_dead {
-            let interest = Interest {
-                read: self.rx_frame.is_none() && !self.rx_starved && !self.rx.is_broken(),
-                write: self.tx_pending.is_some(),
-            };
-            if interest.read || interest.write {
-                wanted.fds[2] = (self.backend.as_raw_fd(), BACKEND, interest);
+        if self.backend_dead {
+            return wanted;
+        }
+        let read = self.rx_wanted();
+        let write = self.tx_pending.is_some();
+        match &self.rx_gate {
+            Some(gate) => {
+                // Readability through the gate; the backend itself for
+                // `POLLOUT`, and (with no events) for hang-ups and errors:
+                // a tap's wake-ups name their event, so a frame does not
+                // wake a wait that did not ask for `POLLIN`.
+                wanted.fds[2] = (
+                    self.backend.as_raw_fd(),
+                    BACKEND,
+                    Interest { read: false, write },
+                );
+                wanted.fds[3] = (gate.timer_fd(), GATE_TIMER, Interest::READ);
+                wanted.len = 4;
+                if read {
+                    wanted.fds[4] = (gate.as_raw_fd(), BACKEND_RX, Interest::READ);
+                    wanted.len = 5;
+                }
+            }
+            None if read || write => {
+                wanted.fds[2] = (self.backend.as_raw_fd(), BACKEND, Interest { read, write });
                 wanted.len = 3;
             }
+            None => {}
         }
         wanted
     }
@@ -262,6 +299,15 @@ impl NetWorker {
             RX_NOTIFY => self.process_rx_queue_event(),
             TX_NOTIFY => self.process_tx_queue_event(),
             BACKEND => self.process_backend_event(r),
+            BACKEND_RX => self.process_backend_event(Readiness {
+                readable: r.readable,
+                ..Readiness::default()
+            }),
+            GATE_TIMER => {
+                if let Some(gate) = &self.rx_gate {
+                    gate.timer_fired();
+                }
+            }
             _ => self.metrics.event_fails.inc(),
         }
     }
