@@ -273,15 +273,40 @@ pub struct SharedPage {
     pub rep_seq: AtomicU32,
     /// 1 while the client's thread sleeps on the socket (or is about to).
     pub client_waits: AtomicU32,
-    _pad: [u32; 12],
+    /// The sequence number of the request whose buffer the client stages
+    /// in the stage (0: none), and how many bytes of it (client-owned;
+    /// the server only takes them as that client's data, [`Self::staged`]).
+    pub stage_seq: AtomicU32,
+    pub stage_len: AtomicU32,
+    /// How many of those bytes are in the stage so far (the client copies
+    /// while the server starts the call), with [`STAGE_END`] set once the
+    /// client stopped copying (all there, or its copy faulted there).
+    pub stage_done: AtomicU32,
+    /// The latest request the client staged a buffer for: the stage is
+    /// its own again once the server answered it or a later request
+    /// (client-owned, never read by the server).
+    pub stage_last: AtomicU32,
+    _pad: [u32; 8],
     request: [AtomicU64; 8],
     reply: [AtomicU64; 8],
 }
 
-/// The size of the memfd that holds a [`SharedPage`].
-pub const SHARED_SIZE: usize = 4096;
+/// Where a channel's stage starts in its memfd (after the [`SharedPage`]).
+pub const STAGE_OFFSET: usize = 4096;
 
-const _: () = assert!(std::mem::size_of::<SharedPage>() <= SHARED_SIZE);
+/// The stage: room for the buffer of one `write`, `send` or `pwrite`,
+/// which the client copies there before it posts the call, so that the
+/// server's kernel reads it with plain copies (docs/process-tree.md).
+pub const STAGE_SIZE: usize = 256 << 10;
+
+/// Set in [`SharedPage::stage_done`] when the client's copy into the
+/// stage is over.
+pub const STAGE_END: u32 = 1 << 31;
+
+/// The size of the memfd that holds a [`SharedPage`] and its stage.
+pub const SHARED_SIZE: usize = STAGE_OFFSET + STAGE_SIZE;
+
+const _: () = assert!(std::mem::size_of::<SharedPage>() <= STAGE_OFFSET);
 
 /// The length of a doorbell packet (a record is longer).
 pub const DOORBELL: usize = 1;
@@ -334,7 +359,11 @@ impl SharedPage {
             server_waits: AtomicU32::new(0),
             rep_seq: AtomicU32::new(0),
             client_waits: AtomicU32::new(0),
-            _pad: [0; 12],
+            stage_seq: AtomicU32::new(0),
+            stage_len: AtomicU32::new(0),
+            stage_done: AtomicU32::new(0),
+            stage_last: AtomicU32::new(0),
+            _pad: [0; 8],
             request: [const { AtomicU64::new(0) }; 8],
             reply: [const { AtomicU64::new(0) }; 8],
         }
@@ -359,6 +388,40 @@ impl SharedPage {
                     .map(|r| (s, r)),
             ),
             Err(()) => Some(None),
+        }
+    }
+
+    /// Server, after taking request `seq`: how many bytes of its buffer
+    /// the client stages (at most [`STAGE_SIZE`]; 0 if none; how many are
+    /// there yet: [`Self::stage_done`]). Whatever the client wrote here is
+    /// only ever that request's data.
+    pub fn staged(&self, seq: u32) -> usize {
+        if self.stage_seq.load(Ordering::Acquire) != seq {
+            return 0;
+        }
+        (self.stage_len.load(Ordering::Relaxed) as usize).min(STAGE_SIZE)
+    }
+
+    /// Client: whether the stage may be written for a new request: the
+    /// server is done with the buffer staged last (it answered that
+    /// request or a later one; it serves a channel's requests in order).
+    /// A thread that left a staged call (a jump out of a signal handler)
+    /// must not overwrite what that call may still be reading.
+    pub fn stage_free(&self) -> bool {
+        let last = self.stage_last.load(Ordering::Relaxed);
+        last == 0 || (self.rep_seq.load(Ordering::Acquire).wrapping_sub(last) as i32) >= 0
+    }
+
+    /// Client: `len` bytes of request `seq`'s buffer go to the stage
+    /// (0: none), `done` of them already there (`STAGE_END` set if that is
+    /// all); published with the request that follows.
+    pub fn set_staged(&self, seq: u32, len: usize, done: u32) {
+        self.stage_len.store(len as u32, Ordering::Relaxed);
+        self.stage_done.store(done, Ordering::Relaxed);
+        self.stage_seq
+            .store(if len > 0 { seq } else { 0 }, Ordering::Relaxed);
+        if len > 0 {
+            self.stage_last.store(seq, Ordering::Relaxed);
         }
     }
 

@@ -317,7 +317,12 @@ fn exchange(
 /// polled for there (spinning first if waits of this kind have been
 /// short, tree/spin.rs), then slept for on the socket, where the server
 /// rings when it has answered a sleeping client.
-fn exchange_page(fd: c_int, page: &SharedPage, req: Request) -> Result<Reply, i32> {
+///
+/// # Safety
+/// `mapped` is this thread's mapping of its channel's page and stage.
+unsafe fn exchange_page(fd: c_int, mapped: *mut SharedPage, req: Request) -> Result<Reply, i32> {
+    // SAFETY: the caller's contract.
+    let page = unsafe { &*mapped };
     // A number the page does not show yet (0 is "none" to the server; the
     // counter wraps after 2^32 calls of the whole process).
     let seq = loop {
@@ -329,11 +334,20 @@ fn exchange_page(fd: c_int, page: &SharedPage, req: Request) -> Result<Reply, i3
             break s;
         }
     };
+    // SAFETY: the caller's contract.
+    let copy = unsafe { stage(mapped, seq, &req) };
     page.post_request(&req.encode_seq(seq));
     std::sync::atomic::fence(Ordering::SeqCst);
-    if page.server_waits.swap(0, Ordering::SeqCst) != 0 {
-        ring_server(fd)?;
+    let rung = if page.server_waits.swap(0, Ordering::SeqCst) != 0 {
+        ring_server(fd)
+    } else {
+        Ok(())
+    };
+    if let Some((buf, want)) = copy {
+        // SAFETY: the caller's contract.
+        unsafe { stage_copy(mapped, buf, want) };
     }
+    rung?;
     if let Some(r) = page.take_reply(seq) {
         return Ok(r);
     }
@@ -368,6 +382,118 @@ fn exchange_page(fd: c_int, page: &SharedPage, req: Request) -> Result<Reply, i3
         page.client_waits.store(0, Ordering::Relaxed);
         got?;
     }
+}
+
+/// Whether this process copies the buffers of its writes into its
+/// channels' stages (the fault handler is installed: a bad pointer gives
+/// a short copy, not a crash).
+static STAGING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// At start: stage writes from now on if copies of our memory can be made
+/// fault-safe (installs the fault handler, as a kernel's boot does in the
+/// single-process mode).
+pub fn enable_staging() {
+    if lkl::host::uaccess::FAULT_SAFE_COPIES && lkl::host::uaccess::install_fault_handler().is_ok()
+    {
+        STAGING.store(true, Ordering::Release);
+    }
+}
+
+/// Buffers up to this size are staged whole before their call is posted;
+/// a larger one is copied while the server starts the call, in pieces of
+/// this size (its kernel waits for the piece it reads).
+const STAGE_PIECE: usize = 16 << 10;
+
+/// Stages the buffer of a `write`, `send` or `pwrite` (its first
+/// `STAGE_SIZE` bytes) in the channel's stage, so that the server's
+/// kernel reads it with plain copies instead of reading our memory with a
+/// system call; the copy runs here, on our CPU. Called before request
+/// `seq` is posted: a small buffer is copied now; for a larger one the
+/// copy to make after posting is returned ([`stage_copy`]), so that it
+/// runs while the server wakes up and starts the call. A buffer that
+/// cannot be read whole is staged up to its first bad byte; the server's
+/// kernel reads the rest from us (EFAULT, short counts). Nothing is
+/// staged while the server may still be reading the last staged buffer (a
+/// call this thread left by a jump out of a handler).
+///
+/// # Safety
+/// `mapped` is this thread's mapping of its channel's page and stage.
+unsafe fn stage(mapped: *mut SharedPage, seq: u32, req: &Request) -> Option<(usize, usize)> {
+    // SAFETY: the caller's contract.
+    let page = unsafe { &*mapped };
+    let job = match *req {
+        Request::Call { nr, args }
+            if matches!(
+                nr,
+                lkl::syscall::nr::WRITE | lkl::syscall::nr::SENDTO | lkl::syscall::nr::PWRITE64
+            ) && args[1] != 0
+                && args[2] > 0
+                && STAGING.load(Ordering::Relaxed)
+                && page.stage_free() =>
+        {
+            Some((args[1] as usize, (args[2] as usize).min(wire::STAGE_SIZE)))
+        }
+        _ => None,
+    };
+    match job {
+        Some((buf, want)) if want <= STAGE_PIECE => {
+            // SAFETY: the caller's contract.
+            let got = unsafe { copy_to_stage(mapped, buf, 0, want) };
+            page.set_staged(seq, want, got as u32 | wire::STAGE_END);
+            None
+        }
+        Some((buf, want)) => {
+            page.set_staged(seq, want, 0);
+            Some((buf, want))
+        }
+        None => {
+            if page.stage_seq.load(Ordering::Relaxed) != 0 {
+                page.set_staged(seq, 0, 0);
+            }
+            None
+        }
+    }
+}
+
+/// The copy [`stage`] left for after posting: `want` bytes from `buf`, a
+/// piece at a time, each published in the page's count.
+///
+/// # Safety
+/// As for [`stage`].
+unsafe fn stage_copy(mapped: *mut SharedPage, buf: usize, want: usize) {
+    // SAFETY: the caller's contract.
+    let page = unsafe { &*mapped };
+    let mut done = 0;
+    while done < want {
+        let piece = (want - done).min(STAGE_PIECE);
+        // SAFETY: the caller's contract.
+        let got = unsafe { copy_to_stage(mapped, buf, done, piece) };
+        done += got;
+        if got < piece {
+            break;
+        }
+        if done < want {
+            page.stage_done.store(done as u32, Ordering::Release);
+        }
+    }
+    page.stage_done
+        .store(done as u32 | wire::STAGE_END, Ordering::Release);
+}
+
+/// Copies `n` bytes of our memory at `buf + at` to the stage at `at`;
+/// returns how many could be read.
+///
+/// # Safety
+/// As for [`stage`]; `at + n` is at most `STAGE_SIZE`.
+unsafe fn copy_to_stage(mapped: *mut SharedPage, buf: usize, at: usize, n: usize) -> usize {
+    // SAFETY: the stage is STAGE_SIZE bytes of this channel's mapping
+    // (SHARED_SIZE, see page.rs); our buffer may be anything: the copy
+    // stops at a fault (STAGING says it is caught).
+    let left = unsafe {
+        let dst = super::page::stage_of(mapped).add(at);
+        lkl::host::uaccess::copy_from_program(dst, (buf + at) as *const u8, n)
+    };
+    n - left.min(n)
 }
 
 /// A doorbell for the server's thread.
@@ -502,7 +628,7 @@ pub fn request(req: Request, extra: &[u8], pass: Option<c_int>) -> Result<Reply,
         Ok((fd, page)) => {
             if !page.is_null() && extra.is_empty() && pass.is_none() && req.fits_page() {
                 // SAFETY: this thread's mapping, alive while its channel is.
-                exchange_page(fd, unsafe { &*page }, req)
+                unsafe { exchange_page(fd, page, req) }
             } else {
                 exchange(fd, req, extra, pass, &mut [], None).map(|(r, _)| r)
             }
