@@ -8,9 +8,6 @@
 
 use std::cell::Cell;
 use std::ffi::{c_ulong, c_void};
-use std::sync::atomic::{AtomicU32, Ordering};
-
-use crate::syscall::wire::STAGE_END;
 
 /// The cookie of a process not yet known (a fork whose child has not
 /// reported in): every copy moves nothing.
@@ -38,17 +35,7 @@ struct Window {
     base: usize,
     data: *const u8,
     len: usize,
-    /// Null, or how many bytes of `data` are there yet, written by the
-    /// process as it copies ([`STAGE_END`] set when it stopped).
-    progress: *const AtomicU32,
-    /// Whether a read waits for those bytes (cleared after a wait that
-    /// saw no progress: the rest is read from the process).
-    patient: bool,
 }
-
-/// How long a read of a window that is being filled waits for the filling
-/// to move on before it reads the process itself.
-const STALL_NS: u64 = 50_000;
 
 thread_local! {
     static WINDOW: Cell<Option<Window>> = const { Cell::new(None) };
@@ -58,29 +45,22 @@ thread_local! {
 /// standing in for it: the kernel's reads inside it come from the copy.
 pub fn with_read_window<R>(pid: i32, base: usize, data: &[u8], f: impl FnOnce() -> R) -> R {
     // SAFETY: the slice is alive and unchanged for the call.
-    unsafe { with_shared_read_window(pid, base, data.as_ptr(), data.len(), None, f) }
+    unsafe { with_shared_read_window(pid, base, data.as_ptr(), data.len(), f) }
 }
 
 /// As [`with_read_window`], with the copy in memory the process shares
-/// with us and may change meanwhile (a channel's stage), which it may
-/// still be filling: `progress` counts the bytes there so far, with
-/// [`STAGE_END`] set once it stopped (a fault in its copy stops it
-/// early). A read of bytes not there yet waits for them while the
-/// filling moves on (at most [`STALL_NS`] without progress), else reads
-/// the process itself, as it does past the bytes the filling reached.
-/// What the process writes there is only ever data of this call: the
-/// kernel's reads see whatever is there, as they would reading the
-/// process's own buffer while it changes it.
+/// with us and may change meanwhile (a channel's stage, which it filled
+/// before the call). What the process writes there is only ever data of
+/// this call: the kernel's reads see whatever is there, as they would
+/// reading the process's own buffer while it changes it.
 ///
 /// # Safety
-/// `data` is mapped and readable for `len` bytes during `f`, and
-/// `progress` (if any) alive.
+/// `data` is mapped and readable for `len` bytes during `f`.
 pub unsafe fn with_shared_read_window<R>(
     pid: i32,
     base: usize,
     data: *const u8,
     len: usize,
-    progress: Option<&AtomicU32>,
     f: impl FnOnce() -> R,
 ) -> R {
     let w = Window {
@@ -88,8 +68,6 @@ pub unsafe fn with_shared_read_window<R>(
         base,
         data,
         len,
-        progress: progress.map_or(std::ptr::null(), |p| p as *const AtomicU32),
-        patient: true,
     };
     let old = WINDOW.with(|c| c.replace(Some(w)));
     let r = f();
@@ -279,79 +257,12 @@ unsafe fn from_window(pid: libc::pid_t, dst: *mut c_void, src: usize, n: usize) 
     };
     let inside =
         w.pid == pid && src >= w.base && src.checked_add(n).is_some_and(|e| e <= w.base + w.len);
-    let there = |p: &AtomicU32| {
-        let need = src - w.base + n;
-        if w.patient {
-            wait_filled(p, need)
-        } else {
-            (p.load(Ordering::Acquire) & !STAGE_END) as usize >= need
-        }
-    };
-    // SAFETY: `progress` is alive while the window is (its contract).
-    if inside && !w.progress.is_null() && !there(unsafe { &*w.progress }) {
-        if w.patient {
-            // The filling stalled: the rest is read from the process.
-            WINDOW.with(|c| {
-                c.set(Some(Window {
-                    patient: false,
-                    ..w
-                }))
-            });
-        }
-        return false;
-    }
     if inside {
         // SAFETY: the window's copy is alive for the call (with_read_window
         // holds it) and covers [src, src + n); `dst` is the caller's.
         unsafe { std::ptr::copy_nonoverlapping(w.data.add(src - w.base), dst.cast::<u8>(), n) };
     }
     inside
-}
-
-/// Waits until the filling that `progress` counts holds `need` bytes;
-/// false if it stopped short of them or made no progress for
-/// [`STALL_NS`].
-fn wait_filled(progress: &AtomicU32, need: usize) -> bool {
-    let mut seen = progress.load(Ordering::Acquire);
-    if (seen & !STAGE_END) as usize >= need {
-        return true;
-    }
-    if seen & STAGE_END != 0 {
-        return false;
-    }
-    let mut since = now_ns();
-    loop {
-        for _ in 0..64 {
-            std::hint::spin_loop();
-            let v = progress.load(Ordering::Acquire);
-            if (v & !STAGE_END) as usize >= need {
-                return true;
-            }
-            if v & STAGE_END != 0 {
-                return false;
-            }
-            if v != seen {
-                seen = v;
-                since = now_ns();
-            }
-        }
-        if now_ns().saturating_sub(since) > STALL_NS {
-            return false;
-        }
-        // SAFETY: no arguments. (The filler may need this CPU.)
-        unsafe { libc::sched_yield() };
-    }
-}
-
-/// CLOCK_MONOTONIC in nanoseconds.
-fn now_ns() -> u64 {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime into a local.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
-    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
 /// Which way a copy goes.

@@ -332,7 +332,7 @@ fn requests(
                     // The bytes of its buffer the client staged (a page
                     // request's only).
                     let staged = match (page, stage) {
-                        (Some(p), Some(st)) if on_page => Some((st, p.staged(seq), &p.stage_done)),
+                        (Some(p), Some(st)) if on_page => Some((st, p.staged(seq))),
                         _ => None,
                     };
                     reply(run_call(proc_, task, call, args, staged))
@@ -422,34 +422,27 @@ fn run_call(
     task: &KTask,
     call: i64,
     args: [i64; 6],
-    staged: Option<(*const u8, usize, &std::sync::atomic::AtomicU32)>,
+    staged: Option<(*const u8, usize)>,
 ) -> Result<i64, Errno> {
     let ahead = match call {
         nr::WRITE | nr::SENDTO | nr::PWRITE64 => Some((args[1] as usize, args[2] as usize)),
         _ => None,
     };
-    // The client copies (the start of) the buffer into the channel's
-    // stage, from the moment it posted the call: the kernel's reads of
-    // those bytes come from there as they arrive; past them (a buffer
-    // longer than the stage, one whose copy faulted, a client that
-    // stalled) the kernel's own copies read the client (EFAULT and short
-    // counts as the host gives them).
-    if let (Some((base, len)), Some((stage, n, done))) = (ahead, staged) {
+    // The client copied (the start of) the buffer into the channel's
+    // stage before it posted the call: the kernel's reads of those bytes
+    // come from there; past them (a buffer longer than the stage, one
+    // whose copy faulted) the kernel's own copies read the client (EFAULT
+    // and short counts as the host gives them).
+    if let (Some((base, len)), Some((stage, n))) = (ahead, staged) {
         let n = n.min(len);
         if base != 0 && n > 0 {
             // SAFETY: the stage is mapped for the connection's life (the
-            // caller's mapping), STAGE_SIZE >= n bytes, and so is its
-            // counter; the call's pointers are addresses in the client's
-            // memory.
+            // caller's mapping), STAGE_SIZE >= n bytes; the call's
+            // pointers are addresses in the client's memory.
             return unsafe {
-                lkl::host::process_mem::with_shared_read_window(
-                    proc_.pid,
-                    base,
-                    stage,
-                    n,
-                    Some(done),
-                    || task.call(call, args),
-                )
+                lkl::host::process_mem::with_shared_read_window(proc_.pid, base, stage, n, || {
+                    task.call(call, args)
+                })
             };
         }
     }

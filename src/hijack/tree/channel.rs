@@ -335,19 +335,12 @@ unsafe fn exchange_page(fd: c_int, mapped: *mut SharedPage, req: Request) -> Res
         }
     };
     // SAFETY: the caller's contract.
-    let copy = unsafe { stage(mapped, seq, &req) };
+    unsafe { stage(mapped, seq, &req) };
     page.post_request(&req.encode_seq(seq));
     std::sync::atomic::fence(Ordering::SeqCst);
-    let rung = if page.server_waits.swap(0, Ordering::SeqCst) != 0 {
-        ring_server(fd)
-    } else {
-        Ok(())
-    };
-    if let Some((buf, want)) = copy {
-        // SAFETY: the caller's contract.
-        unsafe { stage_copy(mapped, buf, want) };
+    if page.server_waits.swap(0, Ordering::SeqCst) != 0 {
+        ring_server(fd)?;
     }
-    rung?;
     if let Some(r) = page.take_reply(seq) {
         return Ok(r);
     }
@@ -399,99 +392,54 @@ pub fn enable_staging() {
     }
 }
 
-/// Buffers up to this size are staged whole before their call is posted;
-/// a larger one is copied while the server starts the call, in pieces of
-/// this size (its kernel waits for the piece it reads).
-const STAGE_PIECE: usize = 16 << 10;
-
 /// Stages the buffer of a `write`, `send` or `pwrite` (its first
-/// `STAGE_SIZE` bytes) in the channel's stage, so that the server's
-/// kernel reads it with plain copies instead of reading our memory with a
-/// system call; the copy runs here, on our CPU. Called before request
-/// `seq` is posted: a small buffer is copied now; for a larger one the
-/// copy to make after posting is returned ([`stage_copy`]), so that it
-/// runs while the server wakes up and starts the call. A buffer that
-/// cannot be read whole is staged up to its first bad byte; the server's
-/// kernel reads the rest from us (EFAULT, short counts). Nothing is
-/// staged while the server may still be reading the last staged buffer (a
-/// call this thread left by a jump out of a handler).
+/// `STAGE_SIZE` bytes) in the channel's stage before request `seq` is
+/// posted, so that the server's kernel reads it with plain copies instead
+/// of reading our memory with a system call; the copy runs here, on our
+/// CPU. A buffer that cannot be read whole is staged up to its first bad
+/// byte; the server's kernel reads the rest from us (EFAULT, short
+/// counts). Nothing is staged while the server may still be reading the
+/// last staged buffer (a call this thread left by a jump out of a
+/// handler).
 ///
 /// # Safety
 /// `mapped` is this thread's mapping of its channel's page and stage.
-unsafe fn stage(mapped: *mut SharedPage, seq: u32, req: &Request) -> Option<(usize, usize)> {
+unsafe fn stage(mapped: *mut SharedPage, seq: u32, req: &Request) {
     // SAFETY: the caller's contract.
     let page = unsafe { &*mapped };
-    let job = match *req {
-        Request::Call { nr, args }
-            if matches!(
-                nr,
-                lkl::syscall::nr::WRITE | lkl::syscall::nr::SENDTO | lkl::syscall::nr::PWRITE64
-            ) && args[1] != 0
-                && args[2] > 0
-                && STAGING.load(Ordering::Relaxed)
-                && page.stage_free() =>
+    let mut staged = 0;
+    if let Request::Call { nr, args } = *req {
+        let writes = matches!(
+            nr,
+            lkl::syscall::nr::WRITE | lkl::syscall::nr::SENDTO | lkl::syscall::nr::PWRITE64
+        );
+        if writes
+            && args[1] != 0
+            && args[2] > 0
+            && STAGING.load(Ordering::Relaxed)
+            && page.stage_free()
         {
-            Some((args[1] as usize, (args[2] as usize).min(wire::STAGE_SIZE)))
-        }
-        _ => None,
-    };
-    match job {
-        Some((buf, want)) if want <= STAGE_PIECE => {
+            let want = (args[2] as usize).min(wire::STAGE_SIZE);
             // SAFETY: the caller's contract.
-            let got = unsafe { copy_to_stage(mapped, buf, 0, want) };
-            page.set_staged(seq, want, got as u32 | wire::STAGE_END);
-            None
+            staged = unsafe { copy_to_stage(mapped, args[1] as usize, want) };
         }
-        Some((buf, want)) => {
-            page.set_staged(seq, want, 0);
-            Some((buf, want))
-        }
-        None => {
-            if page.stage_seq.load(Ordering::Relaxed) != 0 {
-                page.set_staged(seq, 0, 0);
-            }
-            None
-        }
+    }
+    if staged > 0 || page.stage_seq.load(Ordering::Relaxed) != 0 {
+        page.set_staged(seq, staged);
     }
 }
 
-/// The copy [`stage`] left for after posting: `want` bytes from `buf`, a
-/// piece at a time, each published in the page's count.
+/// Copies `n` bytes of our memory at `buf` to the stage; returns how
+/// many could be read.
 ///
 /// # Safety
-/// As for [`stage`].
-unsafe fn stage_copy(mapped: *mut SharedPage, buf: usize, want: usize) {
-    // SAFETY: the caller's contract.
-    let page = unsafe { &*mapped };
-    let mut done = 0;
-    while done < want {
-        let piece = (want - done).min(STAGE_PIECE);
-        // SAFETY: the caller's contract.
-        let got = unsafe { copy_to_stage(mapped, buf, done, piece) };
-        done += got;
-        if got < piece {
-            break;
-        }
-        if done < want {
-            page.stage_done.store(done as u32, Ordering::Release);
-        }
-    }
-    page.stage_done
-        .store(done as u32 | wire::STAGE_END, Ordering::Release);
-}
-
-/// Copies `n` bytes of our memory at `buf + at` to the stage at `at`;
-/// returns how many could be read.
-///
-/// # Safety
-/// As for [`stage`]; `at + n` is at most `STAGE_SIZE`.
-unsafe fn copy_to_stage(mapped: *mut SharedPage, buf: usize, at: usize, n: usize) -> usize {
+/// As for [`stage`]; `n` is at most `STAGE_SIZE`.
+unsafe fn copy_to_stage(mapped: *mut SharedPage, buf: usize, n: usize) -> usize {
     // SAFETY: the stage is STAGE_SIZE bytes of this channel's mapping
     // (SHARED_SIZE, see page.rs); our buffer may be anything: the copy
     // stops at a fault (STAGING says it is caught).
     let left = unsafe {
-        let dst = super::page::stage_of(mapped).add(at);
-        lkl::host::uaccess::copy_from_program(dst, (buf + at) as *const u8, n)
+        lkl::host::uaccess::copy_from_program(super::page::stage_of(mapped), buf as *const u8, n)
     };
     n - left.min(n)
 }
