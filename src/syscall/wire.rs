@@ -290,10 +290,13 @@ pub struct SharedPage {
 /// Where a channel's stage starts in its memfd (after the [`SharedPage`]).
 pub const STAGE_OFFSET: usize = 4096;
 
-/// The stage: room for the buffer of one `write`, `send` or `pwrite`,
-/// which the client copies there before it posts the call, so that the
-/// server's kernel reads it with plain copies (docs/process-tree.md).
-pub const STAGE_SIZE: usize = 256 << 10;
+/// The stage: room for the buffer of one `write`, `send` or `pwrite` of
+/// up to this size, which the client copies there before it posts the
+/// call, so that the server's kernel reads it with plain copies instead
+/// of a `process_vm_readv` (docs/process-tree.md). Larger buffers are
+/// read ahead by the server as before: staging them moved the cost to
+/// the client without a gain that showed.
+pub const STAGE_SIZE: usize = 16 << 10;
 
 /// The size of the memfd that holds a [`SharedPage`] and its stage.
 pub const SHARED_SIZE: usize = STAGE_OFFSET + STAGE_SIZE;

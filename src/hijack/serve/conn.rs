@@ -428,11 +428,11 @@ fn run_call(
         nr::WRITE | nr::SENDTO | nr::PWRITE64 => Some((args[1] as usize, args[2] as usize)),
         _ => None,
     };
-    // The client copied (the start of) the buffer into the channel's
+    // The client copied the buffer (up to STAGE_SIZE) into the channel's
     // stage before it posted the call: the kernel's reads of those bytes
-    // come from there; past them (a buffer longer than the stage, one
-    // whose copy faulted) the kernel's own copies read the client (EFAULT
-    // and short counts as the host gives them).
+    // come from there; past them (a copy that faulted) the kernel's own
+    // copies read the client (EFAULT and short counts as the host gives
+    // them).
     if let (Some((base, len)), Some((stage, n))) = (ahead, staged) {
         let n = n.min(len);
         if base != 0 && n > 0 {

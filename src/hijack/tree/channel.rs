@@ -392,13 +392,14 @@ pub fn enable_staging() {
     }
 }
 
-/// Stages the buffer of a `write`, `send` or `pwrite` (its first
-/// `STAGE_SIZE` bytes) in the channel's stage before request `seq` is
+/// Stages the buffer of a `write`, `send` or `pwrite` of up to
+/// `STAGE_SIZE` bytes in the channel's stage before request `seq` is
 /// posted, so that the server's kernel reads it with plain copies instead
 /// of reading our memory with a system call; the copy runs here, on our
 /// CPU. A buffer that cannot be read whole is staged up to its first bad
 /// byte; the server's kernel reads the rest from us (EFAULT, short
-/// counts). Nothing is staged while the server may still be reading the
+/// counts). A larger buffer is left to the server (one `process_vm_readv`
+/// ahead of the call). Nothing is staged while the server may still be reading the
 /// last staged buffer (a call this thread left by a jump out of a
 /// handler).
 ///
@@ -416,10 +417,11 @@ unsafe fn stage(mapped: *mut SharedPage, seq: u32, req: &Request) {
         if writes
             && args[1] != 0
             && args[2] > 0
+            && args[2] as u64 <= wire::STAGE_SIZE as u64
             && STAGING.load(Ordering::Relaxed)
             && page.stage_free()
         {
-            let want = (args[2] as usize).min(wire::STAGE_SIZE);
+            let want = args[2] as usize;
             // SAFETY: the caller's contract.
             staged = unsafe { copy_to_stage(mapped, args[1] as usize, want) };
         }
