@@ -59,6 +59,7 @@ pub fn attach(path: &std::ffi::OsStr) -> Result<Vec<(i32, i32)>, String> {
     })?;
     open_interrupts(std::path::Path::new(path));
     allow_server_to_copy();
+    channel::enable_staging();
     // SAFETY: `route` has the signature set_route wants and is safe to
     // call from any thread.
     unsafe { lkl::syscall::set_route(route) };

@@ -44,11 +44,30 @@ thread_local! {
 /// Runs `f` with `data`, a copy of host process `pid`'s memory at `base`,
 /// standing in for it: the kernel's reads inside it come from the copy.
 pub fn with_read_window<R>(pid: i32, base: usize, data: &[u8], f: impl FnOnce() -> R) -> R {
+    // SAFETY: the slice is alive and unchanged for the call.
+    unsafe { with_shared_read_window(pid, base, data.as_ptr(), data.len(), f) }
+}
+
+/// As [`with_read_window`], with the copy in memory the process shares
+/// with us and may change meanwhile (a channel's stage, which it filled
+/// before the call). What the process writes there is only ever data of
+/// this call: the kernel's reads see whatever is there, as they would
+/// reading the process's own buffer while it changes it.
+///
+/// # Safety
+/// `data` is mapped and readable for `len` bytes during `f`.
+pub unsafe fn with_shared_read_window<R>(
+    pid: i32,
+    base: usize,
+    data: *const u8,
+    len: usize,
+    f: impl FnOnce() -> R,
+) -> R {
     let w = Window {
         pid,
         base,
-        data: data.as_ptr(),
-        len: data.len(),
+        data,
+        len,
     };
     let old = WINDOW.with(|c| c.replace(Some(w)));
     let r = f();

@@ -121,6 +121,24 @@ unsafe fn zero(dst: *mut c_void, n: usize) -> usize {
     0
 }
 
+/// True where [`copy_from_program`] is fault-safe (once the fault handler
+/// is installed): x86_64 hosts.
+pub const FAULT_SAFE_COPIES: bool = cfg!(target_arch = "x86_64");
+
+/// Copies `n` bytes of this process's memory at `src`, which may be
+/// unmapped or unreadable, to `dst`; returns the bytes not copied (from
+/// the first that faulted on). A tree-mode client stages a `write`'s
+/// buffer with it (docs/process-tree.md).
+///
+/// # Safety
+/// `dst` is valid for `n` bytes. The fault handler is installed
+/// ([`install_fault_handler`]) and [`FAULT_SAFE_COPIES`] holds; else a
+/// fault in `src` crashes the process.
+pub unsafe fn copy_from_program(dst: *mut u8, src: *const u8, n: usize) -> usize {
+    // SAFETY: the caller's contract.
+    unsafe { copy(dst.cast(), src.cast(), n) }
+}
+
 /// `user_read`: `n` bytes of the program at `src` into the kernel's `dst`.
 /// A non-NULL `as_` names another process's memory (process_mem.rs).
 ///

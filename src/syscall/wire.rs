@@ -278,15 +278,35 @@ pub struct SharedPage {
     pub rep_seq: AtomicU32,
     /// 1 while the client's thread sleeps on the socket (or is about to).
     pub client_waits: AtomicU32,
-    _pad: [u32; 12],
+    /// The sequence number of the request whose buffer the client staged
+    /// in the stage (0: none), and how many bytes of it (client-owned;
+    /// the server only takes them as that client's data, [`Self::staged`]).
+    pub stage_seq: AtomicU32,
+    pub stage_len: AtomicU32,
+    /// The latest request the client staged a buffer for: the stage is
+    /// its own again once the server answered it or a later request
+    /// (client-owned, never read by the server).
+    pub stage_last: AtomicU32,
+    _pad: [u32; 9],
     request: [AtomicU64; 8],
     reply: [AtomicU64; 8],
 }
 
-/// The size of the memfd that holds a [`SharedPage`].
-pub const SHARED_SIZE: usize = 4096;
+/// Where a channel's stage starts in its memfd (after the [`SharedPage`]).
+pub const STAGE_OFFSET: usize = 4096;
 
-const _: () = assert!(std::mem::size_of::<SharedPage>() <= SHARED_SIZE);
+/// The stage: room for the buffer of one `write`, `send` or `pwrite` of
+/// up to this size, which the client copies there before it posts the
+/// call, so that the server's kernel reads it with plain copies instead
+/// of a `process_vm_readv` (docs/process-tree.md). Larger buffers are
+/// read ahead by the server as before: staging them moved the cost to
+/// the client without a gain that showed.
+pub const STAGE_SIZE: usize = 16 << 10;
+
+/// The size of the memfd that holds a [`SharedPage`] and its stage.
+pub const SHARED_SIZE: usize = STAGE_OFFSET + STAGE_SIZE;
+
+const _: () = assert!(std::mem::size_of::<SharedPage>() <= STAGE_OFFSET);
 
 /// The length of a doorbell packet (a record is longer).
 pub const DOORBELL: usize = 1;
@@ -339,7 +359,10 @@ impl SharedPage {
             server_waits: AtomicU32::new(0),
             rep_seq: AtomicU32::new(0),
             client_waits: AtomicU32::new(0),
-            _pad: [0; 12],
+            stage_seq: AtomicU32::new(0),
+            stage_len: AtomicU32::new(0),
+            stage_last: AtomicU32::new(0),
+            _pad: [0; 9],
             request: [const { AtomicU64::new(0) }; 8],
             reply: [const { AtomicU64::new(0) }; 8],
         }
@@ -364,6 +387,37 @@ impl SharedPage {
                     .map(|r| (s, r)),
             ),
             Err(()) => Some(None),
+        }
+    }
+
+    /// Server, after taking request `seq`: how many bytes of its buffer
+    /// the client staged (at most [`STAGE_SIZE`]; 0 if none). Whatever the
+    /// client writes in the stage is only ever that request's data.
+    pub fn staged(&self, seq: u32) -> usize {
+        if self.stage_seq.load(Ordering::Acquire) != seq {
+            return 0;
+        }
+        (self.stage_len.load(Ordering::Relaxed) as usize).min(STAGE_SIZE)
+    }
+
+    /// Client: whether the stage may be written for a new request: the
+    /// server is done with the buffer staged last (it answered that
+    /// request or a later one; it serves a channel's requests in order).
+    /// A thread that left a staged call (a jump out of a signal handler)
+    /// must not overwrite what that call may still be reading.
+    pub fn stage_free(&self) -> bool {
+        let last = self.stage_last.load(Ordering::Relaxed);
+        last == 0 || (self.rep_seq.load(Ordering::Acquire).wrapping_sub(last) as i32) >= 0
+    }
+
+    /// Client: `len` bytes of request `seq`'s buffer are in the stage (0:
+    /// none); published with the request that follows.
+    pub fn set_staged(&self, seq: u32, len: usize) {
+        self.stage_len.store(len as u32, Ordering::Relaxed);
+        self.stage_seq
+            .store(if len > 0 { seq } else { 0 }, Ordering::Relaxed);
+        if len > 0 {
+            self.stage_last.store(seq, Ordering::Relaxed);
         }
     }
 
@@ -509,6 +563,38 @@ mod tests {
         page.post_reply(&rep);
         assert_eq!(page.take_reply(7), Some(rep));
         assert_eq!(page.take_reply(8), None);
+    }
+
+    #[test]
+    fn a_staged_buffer_belongs_to_its_request_and_frees_the_stage_once_answered() {
+        let page = SharedPage::new();
+        assert!(page.stage_free());
+        assert_eq!(page.staged(5), 0);
+        page.set_staged(5, 1000);
+        assert_eq!(page.staged(5), 1000);
+        // Another request's number: nothing staged for it.
+        assert_eq!(page.staged(6), 0);
+        // Until the server answered 5 (or later), the stage is not free.
+        assert!(!page.stage_free());
+        let mut rep = Reply {
+            ret: 0,
+            value: 0,
+            server_pid: 1,
+            pairs: 0,
+            seq: 4,
+            more: [0; 4],
+        };
+        page.post_reply(&rep);
+        assert!(!page.stage_free());
+        rep.seq = 7;
+        page.post_reply(&rep);
+        assert!(page.stage_free());
+        // A length the client could lie about is clamped to the stage.
+        page.set_staged(8, 0);
+        assert_eq!(page.staged(8), 0);
+        page.stage_seq.store(9, Ordering::Relaxed);
+        page.stage_len.store(u32::MAX, Ordering::Relaxed);
+        assert_eq!(page.staged(9), STAGE_SIZE);
     }
 
     #[test]

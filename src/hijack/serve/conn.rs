@@ -313,6 +313,7 @@ fn requests(
     // once it has woken up.
     let adapt: [spin::Adapt; 16] = [const { spin::Adapt::new() }; 16];
     let mut kind = 0usize;
+    let stage = page.map(|m| m.stage());
     let page = page.map(|m| m.page());
     let mut last = 0u32;
     loop {
@@ -342,7 +343,13 @@ fn requests(
                 } else if proc_.dead.load(Ordering::Acquire) {
                     reply(Err(Errno::ESHUTDOWN))
                 } else {
-                    reply(run_call(proc_, task, call, args))
+                    // The bytes of its buffer the client staged (a page
+                    // request's only).
+                    let staged = match (page, stage) {
+                        (Some(p), Some(st)) if on_page => Some((st, p.staged(seq))),
+                        _ => None,
+                    };
+                    reply(run_call(proc_, task, call, args, staged))
                 };
             }
             Request::Fork => match reg.fork(proc_) {
@@ -424,11 +431,35 @@ thread_local! {
 /// read-only memory) is noticed only when the bytes are written back:
 /// the call then returns the bytes that landed, or EFAULT, and the rest
 /// of what the kernel gave is lost (on the host a TCP socket keeps it).
-fn run_call(proc_: &Proc, task: &KTask, call: i64, args: [i64; 6]) -> Result<i64, Errno> {
+fn run_call(
+    proc_: &Proc,
+    task: &KTask,
+    call: i64,
+    args: [i64; 6],
+    staged: Option<(*const u8, usize)>,
+) -> Result<i64, Errno> {
     let ahead = match call {
         nr::WRITE | nr::SENDTO | nr::PWRITE64 => Some((args[1] as usize, args[2] as usize)),
         _ => None,
     };
+    // The client copied the buffer (up to STAGE_SIZE) into the channel's
+    // stage before it posted the call: the kernel's reads of those bytes
+    // come from there; past them (a copy that faulted) the kernel's own
+    // copies read the client (EFAULT and short counts as the host gives
+    // them).
+    if let (Some((base, len)), Some((stage, n))) = (ahead, staged) {
+        let n = n.min(len);
+        if base != 0 && n > 0 {
+            // SAFETY: the stage is mapped for the connection's life (the
+            // caller's mapping), STAGE_SIZE >= n bytes; the call's
+            // pointers are addresses in the client's memory.
+            return unsafe {
+                lkl::host::process_mem::with_shared_read_window(proc_.pid, base, stage, n, || {
+                    task.call(call, args)
+                })
+            };
+        }
+    }
     if let Some((base, len)) = ahead.filter(|&(b, l)| b != 0 && l > 0 && l <= READ_AHEAD) {
         let done = AHEAD.with(|cell| {
             let mut buf = cell.try_borrow_mut().ok()?;

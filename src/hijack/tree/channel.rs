@@ -317,7 +317,12 @@ fn exchange(
 /// polled for there (spinning first if waits of this kind have been
 /// short, tree/spin.rs), then slept for on the socket, where the server
 /// rings when it has answered a sleeping client.
-fn exchange_page(fd: c_int, page: &SharedPage, req: Request) -> Result<Reply, i32> {
+///
+/// # Safety
+/// `mapped` is this thread's mapping of its channel's page and stage.
+unsafe fn exchange_page(fd: c_int, mapped: *mut SharedPage, req: Request) -> Result<Reply, i32> {
+    // SAFETY: the caller's contract.
+    let page = unsafe { &*mapped };
     // A number the page does not show yet (0 is "none" to the server; the
     // counter wraps after 2^32 calls of the whole process).
     let seq = loop {
@@ -329,6 +334,8 @@ fn exchange_page(fd: c_int, page: &SharedPage, req: Request) -> Result<Reply, i3
             break s;
         }
     };
+    // SAFETY: the caller's contract.
+    unsafe { stage(mapped, seq, &req) };
     page.post_request(&req.encode_seq(seq));
     std::sync::atomic::fence(Ordering::SeqCst);
     if page.server_waits.swap(0, Ordering::SeqCst) != 0 {
@@ -368,6 +375,75 @@ fn exchange_page(fd: c_int, page: &SharedPage, req: Request) -> Result<Reply, i3
         page.client_waits.store(0, Ordering::Relaxed);
         got?;
     }
+}
+
+/// Whether this process copies the buffers of its writes into its
+/// channels' stages (the fault handler is installed: a bad pointer gives
+/// a short copy, not a crash).
+static STAGING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// At start: stage writes from now on if copies of our memory can be made
+/// fault-safe (installs the fault handler, as a kernel's boot does in the
+/// single-process mode).
+pub fn enable_staging() {
+    if lkl::host::uaccess::FAULT_SAFE_COPIES && lkl::host::uaccess::install_fault_handler().is_ok()
+    {
+        STAGING.store(true, Ordering::Release);
+    }
+}
+
+/// Stages the buffer of a `write`, `send` or `pwrite` of up to
+/// `STAGE_SIZE` bytes in the channel's stage before request `seq` is
+/// posted, so that the server's kernel reads it with plain copies instead
+/// of reading our memory with a system call; the copy runs here, on our
+/// CPU. A buffer that cannot be read whole is staged up to its first bad
+/// byte; the server's kernel reads the rest from us (EFAULT, short
+/// counts). A larger buffer is left to the server (one `process_vm_readv`
+/// ahead of the call). Nothing is staged while the server may still be reading the
+/// last staged buffer (a call this thread left by a jump out of a
+/// handler).
+///
+/// # Safety
+/// `mapped` is this thread's mapping of its channel's page and stage.
+unsafe fn stage(mapped: *mut SharedPage, seq: u32, req: &Request) {
+    // SAFETY: the caller's contract.
+    let page = unsafe { &*mapped };
+    let mut staged = 0;
+    if let Request::Call { nr, args } = *req {
+        let writes = matches!(
+            nr,
+            lkl::syscall::nr::WRITE | lkl::syscall::nr::SENDTO | lkl::syscall::nr::PWRITE64
+        );
+        if writes
+            && args[1] != 0
+            && args[2] > 0
+            && args[2] as u64 <= wire::STAGE_SIZE as u64
+            && STAGING.load(Ordering::Relaxed)
+            && page.stage_free()
+        {
+            let want = args[2] as usize;
+            // SAFETY: the caller's contract.
+            staged = unsafe { copy_to_stage(mapped, args[1] as usize, want) };
+        }
+    }
+    if staged > 0 || page.stage_seq.load(Ordering::Relaxed) != 0 {
+        page.set_staged(seq, staged);
+    }
+}
+
+/// Copies `n` bytes of our memory at `buf` to the stage; returns how
+/// many could be read.
+///
+/// # Safety
+/// As for [`stage`]; `n` is at most `STAGE_SIZE`.
+unsafe fn copy_to_stage(mapped: *mut SharedPage, buf: usize, n: usize) -> usize {
+    // SAFETY: the stage is STAGE_SIZE bytes of this channel's mapping
+    // (SHARED_SIZE, see page.rs); our buffer may be anything: the copy
+    // stops at a fault (STAGING says it is caught).
+    let left = unsafe {
+        lkl::host::uaccess::copy_from_program(super::page::stage_of(mapped), buf as *const u8, n)
+    };
+    n - left.min(n)
 }
 
 /// A doorbell for the server's thread.
@@ -503,7 +579,7 @@ pub fn request(req: Request, extra: &[u8], pass: Option<c_int>) -> Result<Reply,
         Ok((fd, page)) => {
             if !page.is_null() && extra.is_empty() && pass.is_none() && req.fits_page() {
                 // SAFETY: this thread's mapping, alive while its channel is.
-                exchange_page(fd, unsafe { &*page }, req)
+                unsafe { exchange_page(fd, page, req) }
             } else {
                 exchange(fd, req, extra, pass, &mut [], None).map(|(r, _)| r)
             }

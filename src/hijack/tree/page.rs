@@ -1,15 +1,18 @@
-//! A channel's shared page (wire.rs, [`SharedPage`]): the server makes it
-//! (a sealed memfd of one page) for each connection and passes it in its
-//! hello answer; both ends map it. Sealed against shrinking and growing
-//! before it leaves the server, so a client cannot make the server's
-//! mapping fault (a truncated memfd raises SIGBUS in its mapper); what the
-//! client writes in it is only ever read as a record and decoded.
+//! A channel's shared page (wire.rs, [`SharedPage`]) and its stage: the
+//! server makes them (a sealed memfd of one page and `STAGE_SIZE` bytes)
+//! for each connection and passes the memfd in its hello answer; both
+//! ends map it. Sealed against shrinking and growing before it leaves the
+//! server, so a client cannot make the server's mapping fault (a
+//! truncated memfd raises SIGBUS in its mapper); what the client writes
+//! in the page is only ever read as a record and decoded, and what it
+//! writes in the stage (the buffer of its `write` or `send`) only ever
+//! taken as that call's data.
 
 use std::ffi::c_int;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::ptr::NonNull;
 
-use lkl::syscall::wire::{SharedPage, SHARED_SIZE};
+use lkl::syscall::wire::{SharedPage, SHARED_SIZE, STAGE_OFFSET};
 
 /// A mapping of a shared page, unmapped when dropped.
 pub struct Mapped(NonNull<SharedPage>);
@@ -23,6 +26,13 @@ impl Mapped {
     pub fn page(&self) -> &SharedPage {
         // SAFETY: mapped for our lifetime, SHARED_SIZE bytes, all atomics.
         unsafe { self.0.as_ref() }
+    }
+
+    /// The stage after the page (`STAGE_SIZE` bytes, shared with the
+    /// client: it may write there at any time).
+    pub fn stage(&self) -> *const u8 {
+        // SAFETY: the mapping is SHARED_SIZE bytes, the stage inside it.
+        unsafe { stage_of(self.0.as_ptr()) }
     }
 
     /// The mapping's address (kept by a client thread in its channel).
@@ -51,7 +61,17 @@ impl Drop for Mapped {
     }
 }
 
-/// Maps the shared page in memfd `fd`.
+/// The stage of the mapping at `p`: `STAGE_SIZE` bytes at
+/// [`STAGE_OFFSET`].
+///
+/// # Safety
+/// `p` is a mapping of [`SHARED_SIZE`] bytes (`map`, `into_raw`).
+pub unsafe fn stage_of(p: *mut SharedPage) -> *mut u8 {
+    // SAFETY: the caller's contract: the offset is inside the mapping.
+    unsafe { p.cast::<u8>().add(STAGE_OFFSET) }
+}
+
+/// Maps the shared page (and its stage) in memfd `fd`.
 pub fn map(fd: c_int) -> Option<Mapped> {
     // SAFETY: a new shared mapping of the memfd; the host checks `fd`.
     let p = unsafe {
