@@ -199,17 +199,9 @@ try:
 except OSError as e:
     print("error", e, n)
 "#;
-            let mut host = std::process::Command::new(PYTHON)
-                .args(["-c", server])
-                .stdout(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            let mut line = String::new();
-            std::io::BufRead::read_line(
-                &mut std::io::BufReader::new(host.stdout.as_mut().unwrap()),
-                &mut line,
-            )
-            .unwrap();
+            let mut cmd = std::process::Command::new(PYTHON);
+            cmd.args(["-c", server]);
+            let (mut host, line) = start_first_line(cmd);
             assert_eq!(line.trim(), "ready");
             let client = r#"
 import socket

@@ -211,12 +211,6 @@ fn tap_counter(name: &str) -> u64 {
         .unwrap()
 }
 
-fn tap_config_file(tag: &str) -> PathBuf {
-    let file = build_dir().join(format!("tap-{tag}-{}.json", std::process::id()));
-    std::fs::write(&file, tap_config(None)).unwrap();
-    file
-}
-
 /// `n` concurrent clients of the server at 192.168.113.2:8080, each
 /// checking its 64 KiB response.
 fn clients(n: usize) {
@@ -246,20 +240,12 @@ fn go_server(test: &str, tag: &'static str, cgo: bool) {
             "rwserver",
             cgo,
         );
-        let config = tap_config_file(tag);
-        let mut child = with_config(&config, &[server.to_str().unwrap(), "192.168.113.2:8080"])
-            .env("GOMAXPROCS", "4")
+        let config = tap_config_file(&build_dir(), tag);
+        let mut cmd = with_config(&config, &[server.to_str().unwrap(), "192.168.113.2:8080"]);
+        cmd.env("GOMAXPROCS", "4")
             .env("LKL_HIJACK_REWRITE", "stats")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
-            &mut line,
-        )
-        .unwrap();
+            .stderr(Stdio::piped());
+        let (child, line) = start_first_line(cmd);
         let mut child = Helper(child);
         assert!(line.contains("listening 192.168.113.2:8080"), "{line:?}");
         let rx = tap_counter("rx_bytes");
@@ -334,7 +320,7 @@ fn static_go_client_with_rewritten_sites() {
                 "goclient",
                 false,
             );
-            let config = tap_config_file("rwgocls");
+            let config = tap_config_file(&build_dir(), "rwgocls");
             let body = 3 << 20;
             let (port, server) = body_server(body);
             let tx = tap_counter("tx_bytes");

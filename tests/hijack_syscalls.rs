@@ -84,13 +84,6 @@ fn assert_crossed(body: usize, peers: &[String], before: (u64, u64), after: (u64
     assert!(rx2 > rx, "tap rx_bytes {rx} -> {rx2}");
 }
 
-/// The tap config in a file of its own.
-fn tap_config_file(tag: &str) -> PathBuf {
-    let file = build_dir().join(format!("tap-{tag}-{}.json", std::process::id()));
-    std::fs::write(&file, tap_config(None)).unwrap();
-    file
-}
-
 /// A host-side server on 192.168.113.1: for each connection, reads what
 /// comes (up to `\r\n\r\n` or 5 bytes of "hello"), then answers with the
 /// peer address it saw (an HTTP response with `X-Peer` and `body` bytes
@@ -155,7 +148,7 @@ fn raw_syscalls_in_a_library_reach_the_kernel() {
                     &format!("-Wl,-rpath,{}", dir.display()),
                 ],
             );
-            let config = tap_config_file("raw");
+            let config = tap_config_file(&build_dir(), "raw");
             let cfg = config.to_str().unwrap();
             let main = main.to_str().unwrap();
 
@@ -216,7 +209,7 @@ fn static_go_client_fetches_3mb_through_the_loader() {
 fn go_client(test: &str, tag: &'static str, cgo: bool) {
     in_netns(test, tag, tap_setup, || {
         let client = build_go_as("goclient", cgo);
-        let config = tap_config_file(tag);
+        let config = tap_config_file(&build_dir(), tag);
         let body = 3 << 20;
         let (port, server) = peer_server(body);
         let (rx, tx) = tap_bytes();
@@ -261,19 +254,10 @@ fn static_go_http_server_on_the_kernel_address() {
 fn go_server(test: &str, tag: &'static str, cgo: bool) {
     in_netns(test, tag, tap_setup, || {
         let server = build_go_as("goserver", cgo);
-        let config = tap_config_file(tag);
-        let mut child = with_config(&config, &[server.to_str().unwrap(), "192.168.113.2:8080"])
-            .env("GOMAXPROCS", "4")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
-            &mut line,
-        )
-        .unwrap();
+        let config = tap_config_file(&build_dir(), tag);
+        let mut cmd = with_config(&config, &[server.to_str().unwrap(), "192.168.113.2:8080"]);
+        cmd.env("GOMAXPROCS", "4").stderr(Stdio::piped());
+        let (child, line) = start_first_line(cmd);
         let child = Helper(child);
         assert!(line.contains("listening 192.168.113.2:8080"), "{line:?}");
         let (rx, tx) = tap_bytes();
@@ -417,7 +401,7 @@ fn busybox_wget_through_the_loader() {
         "tierbbwget",
         tap_setup,
         || {
-            let config = tap_config_file("bbwget");
+            let config = tap_config_file(&build_dir(), "bbwget");
             let body = 1 << 20;
             let (port, server) = peer_server(body);
             let (rx, tx) = tap_bytes();
@@ -456,7 +440,7 @@ fn static_musl_raw_syscalls_over_a_tap() {
         tap_setup,
         || {
             let prog = build_musl("rawmain-static", &["rawmain", "rawlib"]);
-            let config = tap_config_file("musl");
+            let config = tap_config_file(&build_dir(), "musl");
             let (port, server) = peer_server(0);
             let rx = tap_counter("rx_packets");
             let out = output_within(&mut with_config(
@@ -742,7 +726,7 @@ fn go_exit_without_close_delivers_everything() {
         tap_setup,
         || {
             let prog = build_go_as("goexit", true);
-            let config = tap_config_file("goexit");
+            let config = tap_config_file(&build_dir(), "goexit");
             let size = 4 << 20;
             for single in [true, false] {
                 let (port, peer) = sink();
@@ -783,7 +767,7 @@ fn busybox_sh_pipeline_wget_wc() {
         "tierbbpipe",
         tap_setup,
         || {
-            let config = tap_config_file("bbpipe");
+            let config = tap_config_file(&build_dir(), "bbpipe");
             let body = 1 << 20;
             let (port, server) = peer_server(body);
             let rx = tap_counter("rx_bytes");

@@ -805,26 +805,25 @@ a, _ = s.accept(); print(a.recv(10).decode())
 #[testkit::needs(cc)]
 #[test]
 fn execl_execlp_and_execle_keep_kernel_descriptors() {
-    let t = Scratch::new("tree-execl");
-    let prog = t.path("execl");
-    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tree/execl.c");
-    let cc = std::process::Command::new("cc")
-        .args(["-O2", "-Wall", "-o"])
-        .arg(&prog)
-        .arg(src)
-        .output()
-        .expect("run cc");
-    assert!(cc.status.success(), "{}", show(&cc));
-    let out = hijacked(&[prog.to_str().unwrap()], &[]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", show(&out));
-    assert_eq!(
-        stdout,
+    tree_program_prints(
+        "execl",
+        &[],
         "a0:l:a1:a2:a3:a4:a5:none\np0:lp:p1:p2:p3:p4:p5:none\ne0:le:e1:e2:e3:e4:e5:env\n\
          new-image:fgets\nsame-process:fgets\n",
-        "{}",
-        show(&out)
     );
+}
+
+/// Builds tests/tree/NAME.c (with `extra` compiler arguments), runs it
+/// hijacked (the tree mode) and checks that it succeeds printing `want`.
+fn tree_program_prints(name: &str, extra: &[&str], want: &str) {
+    let t = Scratch::new(&format!("tree-{name}"));
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/tree")
+        .join(format!("{name}.c"));
+    let prog = testkit::build::cc(&src, &t.path(name), extra);
+    let out = hijacked(&[prog.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), want, "{}", show(&out));
 }
 
 /// The tree's last process, when it exits normally, waits for the
@@ -870,20 +869,10 @@ fn the_last_process_waits_for_the_halt() {
 #[testkit::needs(cc)]
 #[test]
 fn posix_spawn_file_actions_on_kernel_descriptors() {
-    let t = Scratch::new("tree-spawn");
-    let prog = testkit::build::cc(
-        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tree/spawn.c")),
-        &t.path("spawn"),
+    tree_program_prints(
+        "spawn",
         &[],
-    );
-    let out = hijacked(&[prog.to_str().unwrap()], &[]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", show(&out));
-    assert_eq!(
-        stdout,
         "cat:through the kernel\nsh:setsid\nsigmask:usr2\ninherited:kept\nmissing:ENOENT:ENOENT\n",
-        "{}",
-        show(&out)
     );
 }
 
@@ -895,19 +884,9 @@ fn posix_spawn_file_actions_on_kernel_descriptors() {
 #[testkit::needs(cc)]
 #[test]
 fn threads_have_their_host_ids_in_the_kernel() {
-    let t = Scratch::new("tree-threads");
-    let prog = testkit::build::cc(
-        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tree/threads.c")),
-        &t.path("threads"),
+    tree_program_prints(
+        "threads",
         &["-pthread"],
-    );
-    let out = hijacked(&[prog.to_str().unwrap()], &[]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", show(&out));
-    assert_eq!(
-        stdout,
         "main-owner:tid\nthread-owner:tid\nthread-netlink:pid\n",
-        "{}",
-        show(&out)
     );
 }

@@ -90,11 +90,18 @@ pub fn run_python(script: &str, expect: &str) -> String {
 
 /// Starts `script` under the hijack and waits for its first line.
 pub fn start_python(script: &str, envs: &[(&str, &str)]) -> (Child, String) {
-    let mut child = command(&[PYTHON, "-c", script], envs)
+    let mut cmd = command(&[PYTHON, "-c", script], envs);
+    cmd.stderr(Stdio::piped());
+    start_first_line(cmd)
+}
+
+/// Starts `cmd` with its stdout piped (stderr as `cmd` has it) and waits
+/// for its first line.
+pub fn start_first_line(mut cmd: Command) -> (Child, String) {
+    let mut child = cmd
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
-        .expect("start the hijacked python");
+        .expect("start the program");
     let mut line = String::new();
     let stdout = child.stdout.as_mut().expect("piped stdout");
     BufReader::new(stdout)
@@ -151,6 +158,13 @@ pub fn tap_config(offload: Option<&str>) -> String {
     format!(
         r#"{{"interfaces":[{{"type":"tap","param":"tap0","ip":"192.168.113.2","masklen":"24"{offload}}}]}}"#
     )
+}
+
+/// [`tap_config`] (no `offload` key) in a file of its own in `dir`.
+pub fn tap_config_file(dir: &std::path::Path, tag: &str) -> PathBuf {
+    let file = dir.join(format!("tap-{tag}-{}.json", std::process::id()));
+    std::fs::write(&file, tap_config(None)).expect("write the tap config");
+    file
 }
 
 /// Waits until something listens on `addr` (10 s at most).

@@ -23,17 +23,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-typedef size_t (*stats_fn)(unsigned long long *, size_t);
-static stats_fn stats;
-
-/* [through rewritten sites, through the trap, of which at known sites,
- * sites rewritten, sites refused] */
-static void counters(unsigned long long c[5])
-{
-	memset(c, 0, 5 * sizeof(c[0]));
-	if (stats)
-		stats(c, 5);
-}
+#include "counters.h"
 
 __attribute__((noinline)) static long site_getppid(void)
 {
@@ -104,7 +94,7 @@ int main(int argc, char **argv)
 {
 	long n = argc > 1 ? atol(argv[1]) : 20000;
 	unsigned long long c[5];
-	stats = (stats_fn)dlsym(RTLD_DEFAULT, "lkl_hijack_tier_stats");
+	counters_find();
 	want_ppid = getppid();
 	want_pid = getpid();
 	printf("stats %s\n", stats ? "yes" : "no");

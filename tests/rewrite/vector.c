@@ -22,15 +22,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-typedef size_t (*stats_fn)(unsigned long long *, size_t);
-static stats_fn stats;
-
-static void counters(unsigned long long c[5])
-{
-	memset(c, 0, 5 * sizeof(c[0]));
-	if (stats)
-		stats(c, 5);
-}
+#include "counters.h"
 
 /* zmm0-31 at 64-byte strides, then k0-7, then MXCSR. */
 struct regs {
@@ -248,7 +240,7 @@ static void zero_part(enum level l, long n, int sock)
 int main(int argc, char **argv)
 {
 	long n = argc > 1 ? atol(argv[1]) : 2000;
-	stats = (stats_fn)dlsym(RTLD_DEFAULT, "lkl_hijack_tier_stats");
+	counters_find();
 	int sock = socket(AF_INET, SOCK_STREAM, 0);
 	if (sock < 0) {
 		perror("socket");

@@ -71,21 +71,9 @@ pub fn free_block(b: *mut Block) {
 /// A new block: `[guard page][stack][Block page]`.
 fn map_block() -> *mut Block {
     let len = PAGE + STACK + PAGE;
-    let m = raw(
-        libc::SYS_mmap,
-        [
-            0,
-            len as i64,
-            i64::from(libc::PROT_READ | libc::PROT_WRITE),
-            i64::from(libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE),
-            -1,
-            0,
-        ],
-    );
-    if (-4095..0).contains(&m) {
+    let Some(base) = gate::map_anon(len) else {
         return std::ptr::null_mut();
-    }
-    let base = m as usize;
+    };
     raw(
         libc::SYS_mprotect,
         [

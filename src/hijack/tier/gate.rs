@@ -290,6 +290,23 @@ pub fn exempt(nr: i64, a: [i64; 6]) -> i64 {
     unsafe { lkl_tier_raw(nr, a[0], a[1], a[2], a[3], a[4], a[5]) }
 }
 
+/// `len` bytes of fresh private anonymous memory (read/write, no swap
+/// reserved), mapped through [`exempt`]; None if the host refuses.
+pub fn map_anon(len: usize) -> Option<usize> {
+    let m = exempt(
+        libc::SYS_mmap,
+        [
+            0,
+            len as i64,
+            i64::from(libc::PROT_READ | libc::PROT_WRITE),
+            i64::from(libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE),
+            -1,
+            0,
+        ],
+    );
+    (!(-4095..0).contains(&m)).then_some(m as usize)
+}
+
 /// `si_code` SI_KERNEL (asm-generic/siginfo.h): the host's own signals
 /// to a process (setitimer's SIGALRM).
 const SI_KERNEL: c_int = 0x80;

@@ -76,6 +76,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use iced_x86::{Code, Decoder, DecoderOptions, FlowControl, Instruction, OpKind, Register};
 
 use super::gate::{self, Block};
+use super::trap::raw;
 
 /// Rewriting is on (the tier armed, `LKL_HIJACK_REWRITE` not 0, the CPU
 /// has FSGSBASE for the stubs' `rdgsbase`/`rdfsbase`).
@@ -161,11 +162,6 @@ pub fn init() -> Result<(), String> {
     STATS.store(stats, Ordering::Relaxed);
     ON.store(true, Ordering::Release);
     Ok(())
-}
-
-/// A host call through the exempt range (whatever the selector says).
-fn raw(nr: i64, a: [i64; 6]) -> i64 {
-    gate::exempt(nr, a)
 }
 
 /// One line on stderr, prefixed (no allocation: a stack buffer).
@@ -458,21 +454,7 @@ fn dec(s: &[u8]) -> Option<u64> {
 fn scratch() -> Option<&'static mut [u8]> {
     let mut p = SCRATCH.load(Ordering::Acquire);
     if p == 0 {
-        let m = raw(
-            libc::SYS_mmap,
-            [
-                0,
-                SCRATCH_LEN as i64,
-                i64::from(libc::PROT_READ | libc::PROT_WRITE),
-                i64::from(libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE),
-                -1,
-                0,
-            ],
-        );
-        if (-4095..0).contains(&m) {
-            return None;
-        }
-        p = m as usize;
+        p = gate::map_anon(SCRATCH_LEN)?;
         SCRATCH.store(p, Ordering::Release);
     }
     // SAFETY: our own mapping, used under LOCK only.
