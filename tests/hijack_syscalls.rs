@@ -582,6 +582,41 @@ fn static_threads_blocked_in_kernel_calls_take_signals() {
     }
 }
 
+/// A fork no hook sees, in a tree (the launcher's default mode): a static
+/// glibc program's `fork()` (the tier routes its raw `clone`) and a
+/// dynamic program's `syscall(SYS_fork)` (the `syscall` hook), with the
+/// tier on and off. The child is a
+/// kernel process of its own with a copy of the descriptor table: its
+/// `getsockname` on the inherited kernel socket fills the child's memory
+/// (on the parent's channel the server would have written the parent's),
+/// its new socket reaches the parent's, its close leaves the parent's open.
+/// A static program's fork from a second thread (which has no library
+/// state to ask the server with) gives a child with a kernel process of
+/// its own: no kernel descriptors (EBADF), but working new sockets, and
+/// never the parent's channels.
+#[testkit::needs(cc, sud)]
+#[test]
+fn forks_no_hook_sees_get_kernel_processes_of_their_own() {
+    let held = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port().to_string();
+    let stat = build_static_glibc("forkchild");
+    let dynamic = build_c("forkchild", &[]);
+    for (prog, how, envs) in [
+        (&stat, "libc", &[][..]),
+        (&stat, "thread", &[][..]),
+        (&dynamic, "raw", &[][..]),
+        (&dynamic, "raw", &[("LKL_HIJACK_SYSCALLS", "all")][..]),
+    ] {
+        let out = hijacked(&[prog.to_str().unwrap(), how, &port], envs);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("fork ok"),
+            "{how}: {}",
+            show(&out)
+        );
+    }
+}
+
 /// A tiny DNS responder on 192.168.113.1:53 (UDP): `name` has the A
 /// record `addr` (AAAA: no data), anything else NXDOMAIN. Returns a stop
 /// flag and the thread, which yields the source addresses of the queries

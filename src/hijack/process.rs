@@ -42,6 +42,18 @@ pub fn join(server: &std::ffi::OsStr) -> Result<(), String> {
     Ok(())
 }
 
+thread_local! {
+    /// True while this thread is in our `fork` hook: the host fork it
+    /// makes (trapped by the system-call tier when armed) needs no more.
+    static IN_FORK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// True while the calling thread is in our `fork` hook (the caller must
+/// run with the library's thread-local storage).
+pub fn in_fork_hook() -> bool {
+    IN_FORK.try_with(std::cell::Cell::get).unwrap_or(false)
+}
+
 /// `fork`: in the tree mode the kernel process forks first (its token
 /// goes to the child, which presents it when it connects).
 ///
@@ -66,8 +78,10 @@ pub unsafe extern "C" fn fork() -> libc::pid_t {
         crate::hijack::host::set_errno(libc::ENOSYS);
         return -1;
     };
+    let _ = IN_FORK.try_with(|f| f.set(true));
     // SAFETY: libc's fork, no arguments.
     let pid = unsafe { libc_fork() };
+    let _ = IN_FORK.try_with(|f| f.set(false));
     if let Some(t) = token {
         if pid == 0 {
             tree::fork_child(t);
@@ -77,6 +91,37 @@ pub unsafe extern "C" fn fork() -> libc::pid_t {
         }
     }
     pid
+}
+
+/// # Safety
+/// libc's contract for `syscall`. Variadic in C; on x86_64 its arguments
+/// travel in the registers (the sixth on the stack) a fixed signature
+/// reads, and unused ones are passed on as glibc's own `syscall` passes
+/// them. In a tree, a fork made this way (`SYS_fork`, `SYS_vfork`, a
+/// `SYS_clone` of just SIGCHLD and no stack) is our `fork`, so that the
+/// child gets a kernel process of its own instead of its parent's
+/// channels (`vfork` is served by `fork`, as the `vfork` hook does); the
+/// descriptor calls are fd/control.rs's; every other number is issued as
+/// is.
+#[no_mangle]
+pub unsafe extern "C" fn syscall(
+    nr: std::ffi::c_long,
+    a1: std::ffi::c_long,
+    a2: std::ffi::c_long,
+    a3: std::ffi::c_long,
+    a4: std::ffi::c_long,
+    a5: std::ffi::c_long,
+    a6: std::ffi::c_long,
+) -> std::ffi::c_long {
+    let forks = nr == libc::SYS_fork
+        || nr == libc::SYS_vfork
+        || (nr == libc::SYS_clone && a1 == std::ffi::c_long::from(libc::SIGCHLD) && a2 == 0);
+    if forks && tree::client() {
+        // SAFETY: our fork hook, no arguments.
+        return std::ffi::c_long::from(unsafe { fork() });
+    }
+    // SAFETY: the caller's contract, passed on.
+    unsafe { crate::hijack::fd::control::syscall(nr, a1, a2, a3, a4, a5, a6) }
 }
 
 /// Before this process changes its user ids (a root daemon's workers

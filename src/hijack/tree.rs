@@ -223,6 +223,33 @@ pub fn fork_child(token: u64) {
     channel::after_fork_child(token);
 }
 
+/// A fork the system-call tier issues itself (a static program's `fork`,
+/// a raw `clone` without `CLONE_VM`; no hook of ours runs around it):
+/// `token` (from [`fork_prepare`]; `None` where the calling thread has no
+/// library state to ask the server with: the child then starts a kernel
+/// process of its own, with no kernel descriptors, and says so) is handed
+/// to the child through memory. The caller issues the fork, then calls
+/// [`tier_fork_parent`] in the parent and [`tier_fork_child`] in the child.
+/// Atomics only with `None`.
+pub fn tier_fork_prepare(token: Option<u64>) {
+    channel::clone_token_set(token.unwrap_or(channel::NO_TOKEN));
+}
+
+/// After the tier's fork, in the parent: `pid` as for [`fork_parent`].
+pub fn tier_fork_parent(token: Option<u64>, pid: i32) {
+    channel::clone_token_clear();
+    if let Some(t) = token {
+        fork_parent(t, pid);
+    }
+}
+
+/// After the tier's fork, in the child, before it runs the program:
+/// atomics only (no host call may be made there); the child's first
+/// kernel request closes the parent's channels and presents the token.
+pub fn tier_fork_child() {
+    channel::clone_child();
+}
+
 /// Before an exec: the kernel descriptors the new image keeps.
 pub fn exec_prepare(pairs: &[(i32, i32)]) {
     let mut bytes = Vec::with_capacity(pairs.len() * 8);

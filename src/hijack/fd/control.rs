@@ -1,7 +1,8 @@
 //! The calls that manage descriptors, kernel and host ones alike: close
 //! (a kernel descriptor leaves its epoll sets and its packet ring first;
 //! from a signal handler it is only retired, see `fdtable::close_later`),
-//! `syscall` (whose SYS_close is our close), dup, dup2, dup3 and fcntl's
+//! `syscall`'s descriptor calls (SYS_close is our close; the hook itself
+//! is process.rs's, which also follows a fork made this way), dup, dup2, dup3 and fcntl's
 //! F_DUPFD (a kernel duplicate gets a host number of its own, the one
 //! asked for where there is one), fcntl and ioctl.
 //!
@@ -123,19 +124,19 @@ pub unsafe extern "C" fn closefrom(lowfd: c_int) {
     unsafe { close_range(lowfd.max(0) as u32, u32::MAX, 0) };
 }
 
+/// `syscall` (the hook is process.rs's): `close` made this way (libuv
+/// closes every descriptor with `syscall(SYS_close, fd)`) goes to our
+/// `close`: otherwise only the placeholder would close, the kernel
+/// descriptor would stay open (its peer never sees the connection end)
+/// and its notifier would go on bumping whatever descriptor is given that
+/// number next. Every other number is issued as is, also the library's
+/// own `libc::syscall` calls, which bind to the hook too.
+///
 /// # Safety
-/// libc's contract for `syscall`. Variadic in C; on x86_64 its arguments
-/// travel in the registers (the sixth on the stack) a fixed signature
-/// reads, and unused ones are passed on as glibc's own `syscall` passes
-/// them. `close` made this way (libuv closes every descriptor with
-/// `syscall(SYS_close, fd)`) goes to our `close`: otherwise only the
-/// placeholder would close, the kernel descriptor would stay open (its
-/// peer never sees the connection end) and its notifier would go on
-/// bumping whatever descriptor is given that number next. Every other
-/// number is issued as is, also the library's own `libc::syscall` calls,
-/// which bind here too.
-#[no_mangle]
-pub unsafe extern "C" fn syscall(
+/// libc's contract for `syscall`, with every argument slot passed on as
+/// glibc's own `syscall` passes them.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn syscall(
     nr: c_long,
     a1: c_long,
     a2: c_long,

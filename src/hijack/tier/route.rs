@@ -474,6 +474,14 @@ fn sigprocmask(a: [i64; 6]) -> i64 {
     host(libc::SYS_rt_sigprocmask, b)
 }
 
+/// Whether the library's thread-local storage is in use on this frame's
+/// thread: a dynamic program's thread, a static program's thread whose own
+/// calls reach the hooks; not a thread with a twin (docs/every-syscall.md).
+fn has_library_tls(f: &Frame) -> bool {
+    // SAFETY: the thread's live block.
+    !gate::STATIC.load(Ordering::Relaxed) || unsafe { (*f.block).swap_fs } != 0
+}
+
 /// The clone family: the call issued by `lkl_tier_clone`, whose child
 /// arms itself before it runs the program. A child sharing our memory
 /// gets a block (stack, selector) of its own; the parent waits until it
@@ -532,8 +540,37 @@ pub(super) fn spawn(f: &mut Frame, nr: i64, a: [i64; 6], twin: *mut super::twin:
     let swapped = unsafe { (*f.block).swap_fs } != 0;
     f.child_fs = (swapped && flags & libc::CLONE_SETTLS as u64 == 0).into();
     f.child_done.store(0, Ordering::Release);
+    // A fork no hook of ours is around (a static program's `fork`, a raw
+    // `clone` without CLONE_VM) in a tree: the kernel process forks first,
+    // as in the `fork` hook (process.rs), so that the child gets a copy of
+    // the descriptor table and channels of its own, never its parent's.
+    let tree_fork = if vm || !crate::hijack::tree::client() {
+        None
+    } else if !has_library_tls(f) {
+        // Nothing here may ask the server; a twin-less child at least
+        // gets channels of its own.
+        Some(None)
+    } else if crate::hijack::process::in_fork_hook() {
+        None
+    } else {
+        match crate::hijack::tree::fork_prepare() {
+            Ok(t) => Some(Some(t)),
+            Err(e) => {
+                diag(&format!(
+                    "fork: the kernel process could not fork ({e}): the child has no kernel descriptors"
+                ));
+                Some(None)
+            }
+        }
+    };
+    if let Some(t) = tree_fork {
+        crate::hijack::tree::tier_fork_prepare(t);
+    }
     // SAFETY: the frame holds the program's call and what the child needs.
     let r = unsafe { trap::lkl_tier_clone(f) };
+    if let Some(t) = tree_fork {
+        crate::hijack::tree::tier_fork_parent(t, if r > 0 { r as i32 } else { -1 });
+    }
     if vm {
         if r < 0 || vfork {
             arm::free_block(f.child_block);

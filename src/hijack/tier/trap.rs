@@ -752,9 +752,13 @@ extern "C" fn lkl_tier_route(f: *mut Frame) {
 /// Called by a fork child (its own memory) before it runs the program,
 /// on the program's TLS (atomics and plain memory only).
 extern "C" fn lkl_tier_child_forked(f: *mut Frame) {
-    // In a tree the kernel is the server's: the child keeps it (its fork
-    // hook, process.rs, has the server fork its kernel process).
-    if !crate::hijack::tree::client() {
+    // In a tree the kernel is the server's: the child keeps it (the fork
+    // hook, process.rs, or `route::spawn` had the server fork its kernel
+    // process; the latter's token is taken up here).
+    if crate::hijack::tree::client() {
+        crate::hijack::tree::tier_fork_child();
+        crate::hijack::fdtable::after_fork_child();
+    } else {
         lkl::sys::set_forked();
     }
     // SAFETY: the child's copy of the frame and of its block.

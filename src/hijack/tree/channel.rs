@@ -28,6 +28,20 @@ static GENERATION: AtomicU64 = AtomicU64::new(1);
 /// The token a forked child's first connection presents (0: none).
 static CHILD_TOKEN: AtomicU64 = AtomicU64::new(0);
 
+/// The token of a fork the system-call tier issues (a static program's
+/// `fork`: no hook of ours runs around it), set by the parent before the
+/// call and cleared after it: the child finds it in its copy of memory.
+static CLONE_TOKEN: AtomicU64 = AtomicU64::new(0);
+
+/// In such a child: the token its first request takes up. The child's
+/// first steps run where no host call may be made (the tier's selector
+/// blocks them), so closing the parent's channels waits until then.
+static FORK_PENDING: AtomicU64 = AtomicU64::new(0);
+
+/// A [`CLONE_TOKEN`] that says the kernel process did not fork: the child
+/// is a process of its own with no kernel descriptors.
+pub const NO_TOKEN: u64 = u64::MAX;
+
 /// Every open channel's descriptor (+1; 0: free slot), so that a forked
 /// child can close its parent's.
 const SLOTS: usize = 4096;
@@ -535,6 +549,19 @@ fn adopt(fd: c_int, page: *mut SharedPage) {
 /// This thread's channel (and its shared page, null if none), connecting
 /// it first if need be.
 fn channel_and_page() -> Result<(c_int, *mut SharedPage), i32> {
+    if FORK_PENDING.load(Ordering::Relaxed) != 0 {
+        match FORK_PENDING.swap(0, Ordering::AcqRel) {
+            0 => {}
+            NO_TOKEN => {
+                crate::hijack::lifecycle::diag(
+                    "fork from a thread with no library state (a static program's thread): \
+                     the child has a kernel process of its own, with no kernel descriptors",
+                );
+                after_fork_child(0);
+            }
+            token => after_fork_child(token),
+        }
+    }
     let current = GENERATION.load(Ordering::Acquire);
     let have = CHAN
         .try_with(|c| {
@@ -609,6 +636,33 @@ fn late_request(req: Request, extra: &[u8], pass: Option<c_int>) -> Result<Reply
         *late = (fd, current);
     }
     exchange(late.0, req, extra, pass, &mut [], None).map(|(r, _)| r)
+}
+
+/// Before the tier issues a fork: `token` (or [`NO_TOKEN`]) is for the
+/// child. Waits while another thread's such fork is in flight (atomics
+/// only: a thread without the library's thread-local state may call it).
+pub fn clone_token_set(token: u64) {
+    while CLONE_TOKEN
+        .compare_exchange(0, token, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        std::hint::spin_loop();
+    }
+}
+
+/// After the tier's fork, in the parent.
+pub fn clone_token_clear() {
+    CLONE_TOKEN.store(0, Ordering::Release);
+}
+
+/// In the child of the tier's fork, before it runs the program (atomics
+/// only): its first request closes the parent's channels and presents the
+/// token.
+pub fn clone_child() {
+    let token = CLONE_TOKEN.swap(0, Ordering::AcqRel);
+    if token != 0 {
+        FORK_PENDING.store(token, Ordering::Release);
+    }
 }
 
 /// In a forked child: the parent's channels are closed (and their pages
