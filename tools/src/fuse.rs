@@ -49,6 +49,7 @@ mod gate;
 mod inodes;
 mod ops;
 mod options;
+mod stale;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -61,9 +62,11 @@ use calls::{DirHandle, DIR_HANDLE_BASE};
 use direct::Twin;
 use gate::Gate;
 use inodes::{stat_fd, KernelFd, Node, Table, FOREIGN_BASE};
+use stale::DirectCreates;
 
 pub use inodes::file_type;
 pub use options::{FsOptions, Permissions};
+pub use stale::Invalidator;
 
 /// How long the host may cache names and attributes: nothing else changes
 /// the file system while it is mounted here.
@@ -92,6 +95,8 @@ pub struct KernelFs {
     /// `O_DIRECT` twins of open files (by kernel descriptor), for large
     /// reads.
     direct: Mutex<HashMap<i32, Twin>>,
+    /// Open files created with `FOPEN_DIRECT_IO` (see `stale`).
+    direct_creates: DirectCreates,
 }
 
 type FirstLookup = Box<dyn FnOnce() + Send>;
@@ -151,7 +156,14 @@ impl KernelFs {
             // Short enough not to hold up an unmount noticeably.
             gate: Gate::new(Duration::from_millis(100)),
             direct: Mutex::new(HashMap::new()),
+            direct_creates: DirectCreates::default(),
         })
+    }
+
+    /// The way to give the file system the session's notifier, which it
+    /// needs to have the host forget a name (see `stale`).
+    pub fn invalidator(&self) -> Invalidator {
+        self.direct_creates.invalidator()
     }
 
     /// Runs `f` once, in the first LOOKUP request, before it is answered:

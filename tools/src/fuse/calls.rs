@@ -71,6 +71,24 @@ impl KernelFs {
         f | abi::O_CLOEXEC | abi::O_LARGEFILE
     }
 
+    /// Clears the set-user-ID bit of open file `fd`, and its set-group-ID
+    /// bit if it is group-executable, as a write by a caller without
+    /// CAP_FSETID does (the host asks with FUSE_WRITE_KILL_SUIDGID).
+    pub(super) fn kill_suidgid(&self, fd: i32) -> Result<(), Errno> {
+        let mode = stat_fd(fd)?.st_mode & 0o7777;
+        let mut kill = 0o4000;
+        if mode & 0o010 != 0 {
+            kill |= 0o2000;
+        }
+        if mode & kill == 0 {
+            return Ok(());
+        }
+        // The host's own request, as for the mode change it sends when it
+        // writes through its cache (see `do_setattr`).
+        self.as_root()?;
+        sys::fchmodat(fd, "", mode & !kill, abi::AT_EMPTY_PATH)
+    }
+
     /// Makes a node `name` in `parent` with `make` (given the parent's
     /// descriptor), gives it to the caller and looks it up.
     pub(super) fn make_node(
