@@ -31,6 +31,12 @@
 //! host's page cache already holds the image) nor waits for its throttled
 //! writeback.
 //!
+//! Files created write-only are answered with `FOPEN_DIRECT_IO` (unless
+//! `create_direct` is off): their writes reach us as they happen, and a
+//! small-file create costs the host's caller two waits fewer (no GETXATTR
+//! before the first write, no SETATTR of the times at close); `stale`
+//! keeps the host's view of their times right.
+//!
 //! Permissions are checked by the host (FUSE's `default_permissions`;
 //! requests then run as root in our kernel) or by our kernel, each request
 //! running with its caller's identity (`Permissions`, `creds`): the second
@@ -39,7 +45,8 @@
 //! The parts: `options` (how it is served), `inodes` (descriptors, the
 //! node table, numbering, attributes), `creds` (requests as their caller),
 //! `gate` (one reading thread),
-//! `direct` (the `O_DIRECT` path), `calls` (what requests share), `ops`
+//! `direct` (the `O_DIRECT` path), `stale` (files created with
+//! `FOPEN_DIRECT_IO`), `calls` (what requests share), `ops`
 //! (the `fuser::Filesystem` implementation, request by request).
 
 mod calls;

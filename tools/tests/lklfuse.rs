@@ -664,20 +664,24 @@ fn msync_and_unmap(map: &'static mut [u8]) {
 /// (`create_direct`, the default) and stay coherent with the file's other,
 /// cached, handles: reads, a shared map, appends; a file created read-write
 /// and mapped shared works as before; the host shows the time of the last
-/// write once the file is closed. The same with `create_direct=0`.
+/// write once the file is closed. The same with `create_direct=0` and
+/// without the writeback cache.
 #[testkit::needs(mkfs_ext4, fuse)]
 #[test]
 fn write_only_creates_stay_coherent() {
     let s = Scratch::new("lklfuse-create-direct");
     let img = s.path("fs.img");
     make_image(&img, "ext4", 64);
-    for opts in ["type=ext4", "type=ext4,create_direct=0"] {
+    for (i, opts) in [
+        "type=ext4",
+        "type=ext4,create_direct=0",
+        "type=ext4,nowriteback",
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let fuse = FuseMount::start(&img, &s.path("mnt"), opts);
-        let d = fuse.dir.join(if opts.ends_with("=0") {
-            "cached"
-        } else {
-            "direct"
-        });
+        let d = fuse.dir.join(format!("d{i}"));
         fs::create_dir(&d).unwrap();
 
         // Written through the write-only handle, read and changed through a

@@ -628,6 +628,13 @@ mod tests {
             1
         );
         assert!(args("img mnt -d -o type=ext4").unwrap_err().contains("-d"));
+        let direct = |s: &str| args(s).unwrap().unwrap().create_direct;
+        assert!(direct("img mnt -o type=ext4"));
+        assert!(direct("img mnt -o type=ext4,create_direct=1"));
+        assert!(!direct("img mnt -o type=ext4,create_direct=0"));
+        assert!(args("img mnt -o type=ext4,create_direct=yes")
+            .unwrap_err()
+            .contains("create_direct"));
         let kernel = |s: &str| {
             matches!(
                 permissions(&args(s).unwrap().unwrap()),

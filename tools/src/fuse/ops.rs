@@ -300,9 +300,13 @@ impl Filesystem for KernelFs {
                 // host's page cache would only hold the data on its way to
                 // us (see `stale`).
                 let mut fopen = FopenFlags::FOPEN_KEEP_CACHE;
-                if self.opts.create_direct && flags & 3 == abi::O_WRONLY {
+                let wb = self.opts.writeback_cache;
+                if self.opts.create_direct
+                    && flags & 3 == abi::O_WRONLY
+                    && (!wb || self.direct_creates.can_invalidate())
+                {
                     fopen |= FopenFlags::FOPEN_DIRECT_IO;
-                    if self.opts.writeback_cache {
+                    if wb {
                         self.direct_creates.insert(
                             kfd,
                             DirectCreate {
@@ -372,7 +376,7 @@ impl Filesystem for KernelFs {
     fn write(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
@@ -391,7 +395,7 @@ impl Filesystem for KernelFs {
             // A direct write by a caller without CAP_FSETID: the host did
             // not clear the set-user-ID bits first, as it does for writes
             // through its cache.
-            if let Err(e) = self.kill_suidgid(fd) {
+            if let Err(e) = self.kill_suidgid(ino.0, fd) {
                 return reply.error(ferr(e));
             }
         }

@@ -4,9 +4,10 @@
 //! `create_direct` is off): the host then sends each `write` to us as it
 //! happens, around its page cache, and neither marks the file's times dirty
 //! (no SETATTR at close) nor asks for `security.capability` first (no
-//! GETXATTR; our kernel drops capabilities on its own write path, and the
-//! set-user-ID bits when the host asks with `FUSE_WRITE_KILL_SUIDGID`).
-//! A create then costs its caller three waits: LOOKUP, CREATE, WRITE.
+//! GETXATTR: our kernel drops capabilities on its own write path; we clear
+//! the set-user-ID bits when the host asks with `FUSE_WRITE_KILL_SUIDGID`
+//! and have the host forget the mode it keeps). A create then costs its
+//! caller three waits: LOOKUP, CREATE, WRITE.
 //!
 //! The price: with the writeback cache the host keeps a regular file's
 //! mtime and ctime itself and ignores ours, and a direct write does not
@@ -22,7 +23,7 @@
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::sync::mpsc::{channel, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use fuser::INodeNo;
 
@@ -38,34 +39,45 @@ pub(super) struct DirectCreate {
     pub(super) times: [(i64, u64); 2],
 }
 
+/// What the host is asked to forget.
+pub(super) enum Forget {
+    /// A name in a directory (the entry, and the inode once unused).
+    Entry(u64, OsString),
+    /// An inode's attributes: its mode changed behind the host's back.
+    Attrs(u64),
+}
+
 /// Open descriptors of files created with `FOPEN_DIRECT_IO`, and the way
 /// to ask the host to forget their entries.
 #[derive(Default)]
 pub(super) struct DirectCreates {
     open: Mutex<HashMap<i32, DirectCreate>>,
     /// Set once the session runs (see [`Invalidator::start`]).
-    notify: Arc<Mutex<Option<Sender<(u64, OsString)>>>>,
+    notify: Arc<OnceLock<Sender<Forget>>>,
 }
 
 /// Hands the session's notifier to the file system (which the session
 /// owns by then).
-pub struct Invalidator(Arc<Mutex<Option<Sender<(u64, OsString)>>>>);
+pub struct Invalidator(Arc<OnceLock<Sender<Forget>>>);
 
 impl Invalidator {
     /// Starts the thread that sends the entry invalidations; it ends when
     /// the file system is dropped.
     pub fn start(self, notifier: fuser::Notifier) {
-        let (tx, rx) = channel::<(u64, OsString)>();
+        let (tx, rx) = channel::<Forget>();
         let spawned = std::thread::Builder::new()
             .name("lklfuse-inval".into())
             .spawn(move || {
-                for (parent, name) in rx {
+                for f in rx {
                     // ENOENT: renamed, removed or already forgotten.
-                    let _ = notifier.inval_entry(INodeNo(parent), &name);
+                    let _ = match f {
+                        Forget::Entry(parent, name) => notifier.inval_entry(INodeNo(parent), &name),
+                        Forget::Attrs(ino) => notifier.inval_inode(INodeNo(ino), -1, 0),
+                    };
                 }
             });
         if spawned.is_ok() {
-            *lock(&self.0) = Some(tx);
+            let _ = self.0.set(tx);
         }
     }
 }
@@ -73,6 +85,12 @@ impl Invalidator {
 impl DirectCreates {
     pub(super) fn invalidator(&self) -> Invalidator {
         Invalidator(self.notify.clone())
+    }
+
+    /// Whether stale entries can be dropped: until then (and if the
+    /// thread could not start) creates with the writeback cache stay cached.
+    pub(super) fn can_invalidate(&self) -> bool {
+        self.notify.get().is_some()
     }
 
     pub(super) fn insert(&self, fd: i32, created: DirectCreate) {
@@ -93,9 +111,14 @@ impl DirectCreates {
             (st.st_ctime, st.st_ctime_nsec),
         ];
         if now != c.times {
-            if let Some(tx) = lock(&self.notify).as_ref() {
-                let _ = tx.send((c.parent, c.name));
-            }
+            self.forget(Forget::Entry(c.parent, c.name));
+        }
+    }
+
+    /// Has the host forget what `f` names (nothing until the session runs).
+    pub(super) fn forget(&self, f: Forget) {
+        if let Some(tx) = self.notify.get() {
+            let _ = tx.send(f);
         }
     }
 }
