@@ -31,6 +31,12 @@
 //! host's page cache already holds the image) nor waits for its throttled
 //! writeback.
 //!
+//! Files created write-only are answered with `FOPEN_DIRECT_IO` (unless
+//! `create_direct` is off): their writes reach us as they happen, and a
+//! small-file create costs the host's caller two waits fewer (no GETXATTR
+//! before the first write, no SETATTR of the times at close); `stale`
+//! keeps the host's view of their times right.
+//!
 //! Permissions are checked by the host (FUSE's `default_permissions`;
 //! requests then run as root in our kernel) or by our kernel, each request
 //! running with its caller's identity (`Permissions`, `creds`): the second
@@ -39,7 +45,8 @@
 //! The parts: `options` (how it is served), `inodes` (descriptors, the
 //! node table, numbering, attributes), `creds` (requests as their caller),
 //! `gate` (one reading thread),
-//! `direct` (the `O_DIRECT` path), `calls` (what requests share), `ops`
+//! `direct` (the `O_DIRECT` path), `stale` (files created with
+//! `FOPEN_DIRECT_IO`), `calls` (what requests share), `ops`
 //! (the `fuser::Filesystem` implementation, request by request).
 
 mod calls;
@@ -49,6 +56,7 @@ mod gate;
 mod inodes;
 mod ops;
 mod options;
+mod stale;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -61,9 +69,11 @@ use calls::{DirHandle, DIR_HANDLE_BASE};
 use direct::Twin;
 use gate::Gate;
 use inodes::{stat_fd, KernelFd, Node, Table, FOREIGN_BASE};
+use stale::DirectCreates;
 
 pub use inodes::file_type;
 pub use options::{FsOptions, Permissions};
+pub use stale::Invalidator;
 
 /// How long the host may cache names and attributes: nothing else changes
 /// the file system while it is mounted here.
@@ -92,6 +102,8 @@ pub struct KernelFs {
     /// `O_DIRECT` twins of open files (by kernel descriptor), for large
     /// reads.
     direct: Mutex<HashMap<i32, Twin>>,
+    /// Open files created with `FOPEN_DIRECT_IO` (see `stale`).
+    direct_creates: DirectCreates,
 }
 
 type FirstLookup = Box<dyn FnOnce() + Send>;
@@ -151,7 +163,14 @@ impl KernelFs {
             // Short enough not to hold up an unmount noticeably.
             gate: Gate::new(Duration::from_millis(100)),
             direct: Mutex::new(HashMap::new()),
+            direct_creates: DirectCreates::default(),
         })
+    }
+
+    /// The way to give the file system the session's notifier, which it
+    /// needs to have the host forget a name (see `stale`).
+    pub fn invalidator(&self) -> Invalidator {
+        self.direct_creates.invalidator()
     }
 
     /// Runs `f` once, in the first LOOKUP request, before it is answered:

@@ -16,11 +16,13 @@
 //! The tools are mounted as their users would (fuse2fs `-o rw`: libfuse 2,
 //! no writeback cache, its own permission checks in the server, no
 //! journal; lklfuse with its defaults: the host's writeback cache, our
-//! kernel's permission checks, ext4's journal). A small-file create costs
-//! fuse2fs 5 requests (LOOKUP, CREATE, GETXATTR of security.capability at
-//! the first write, WRITE, RELEASE) and lklfuse 6 (the same, plus the
-//! SETATTR with which the host's writeback cache hands the times it kept
-//! back at close). The host's load average is printed at the start and the
+//! kernel's permission checks, ext4's journal, files created write-only
+//! around the host's page cache). A small-file create costs fuse2fs 5
+//! requests (LOOKUP, CREATE, GETXATTR of security.capability at the first
+//! write, WRITE, RELEASE) and lklfuse 4 (no GETXATTR; `--lklfuse-opts
+//! create_direct=0` measures the cached create: 6, the same as fuse2fs plus
+//! the SETATTR with which the host's writeback cache hands the times it
+//! kept back at close). The host's load average is printed at the start and the
 //! end: on a shared machine the create figures swing several times over
 //! between rounds, take the medians.
 //!

@@ -12,6 +12,7 @@ use fuser::{
 use lkl::syscall::{self as sys, abi, abi::Timespec, Errno};
 
 use super::inodes::{stat_fd, KernelFd};
+use super::stale::Forget;
 use super::{ferr, lock, proc_path, KernelFs, TTL};
 
 /// Directory handles are numbered from here, file handles are kernel
@@ -69,6 +70,28 @@ impl KernelFs {
             f &= !abi::O_APPEND;
         }
         f | abi::O_CLOEXEC | abi::O_LARGEFILE
+    }
+
+    /// Clears the set-user-ID bit of open file `fd` (inode `ino`), and its
+    /// set-group-ID bit if it is group-executable, as a write by a caller
+    /// without CAP_FSETID does (the host asks with
+    /// FUSE_WRITE_KILL_SUIDGID), and has the host forget the mode it keeps
+    /// (its next permission check, an `exec`'s too, asks us again).
+    pub(super) fn kill_suidgid(&self, ino: u64, fd: i32) -> Result<(), Errno> {
+        let mode = stat_fd(fd)?.st_mode & 0o7777;
+        let mut kill = 0o4000;
+        if mode & 0o010 != 0 {
+            kill |= 0o2000;
+        }
+        if mode & kill == 0 {
+            return Ok(());
+        }
+        // The host's own request, as for the mode change it sends when it
+        // writes through its cache (see `do_setattr`).
+        self.as_root()?;
+        sys::fchmodat(fd, "", mode & !kill, abi::AT_EMPTY_PATH)?;
+        self.direct_creates.forget(Forget::Attrs(ino));
+        Ok(())
     }
 
     /// Makes a node `name` in `parent` with `make` (given the parent's

@@ -18,6 +18,7 @@ use lkl::syscall::{self as sys, abi, Errno};
 use super::calls::{reply_empty, reply_entry, DirHandle};
 use super::direct::DIRECT_MIN;
 use super::inodes::{dtype_file_type, is_dot, stat_fd, KernelFd};
+use super::stale::DirectCreate;
 use super::{ferr, lock, proc_path, KernelFs, INLINE_WRITE, TTL};
 
 impl Filesystem for KernelFs {
@@ -285,7 +286,7 @@ impl Filesystem for KernelFs {
                 .own(req, &p, name)
                 .and_then(|()| self.lookup_child(&p, name));
             match made {
-                Ok((ino, st)) => Ok((kfd, self.attr(ino, &st))),
+                Ok((ino, st)) => Ok((kfd, self.attr(ino, &st), st)),
                 Err(e) => {
                     let _ = sys::close(kfd);
                     Err(e)
@@ -293,15 +294,33 @@ impl Filesystem for KernelFs {
             }
         });
         match r {
-            Ok((kfd, attr)) => {
+            Ok((kfd, attr, st)) => {
                 lock(&self.files).insert(kfd);
-                reply.created(
-                    &TTL,
-                    &attr,
-                    Generation(0),
-                    FileHandle(kfd as u64),
-                    FopenFlags::FOPEN_KEEP_CACHE,
-                )
+                // Write-only: nothing can read or map this handle, so the
+                // host's page cache would only hold the data on its way to
+                // us (see `stale`).
+                let mut fopen = FopenFlags::FOPEN_KEEP_CACHE;
+                let wb = self.opts.writeback_cache;
+                if self.opts.create_direct
+                    && flags & 3 == abi::O_WRONLY
+                    && (!wb || self.direct_creates.can_invalidate())
+                {
+                    fopen |= FopenFlags::FOPEN_DIRECT_IO;
+                    if wb {
+                        self.direct_creates.insert(
+                            kfd,
+                            DirectCreate {
+                                parent: parent.0,
+                                name: name.to_owned(),
+                                times: [
+                                    (st.st_mtime, st.st_mtime_nsec),
+                                    (st.st_ctime, st.st_ctime_nsec),
+                                ],
+                            },
+                        );
+                    }
+                }
+                reply.created(&TTL, &attr, Generation(0), FileHandle(kfd as u64), fopen)
             }
             Err(e) => reply.error(ferr(e)),
         }
@@ -357,11 +376,11 @@ impl Filesystem for KernelFs {
     fn write(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<fuser::LockOwner>,
         reply: ReplyWrite,
@@ -371,13 +390,22 @@ impl Filesystem for KernelFs {
         } else {
             self.pass()
         };
-        let reply = match self.write_direct(fh.0 as i32, offset, data, reply) {
+        let fd = fh.0 as i32;
+        if write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID) {
+            // A direct write by a caller without CAP_FSETID: the host did
+            // not clear the set-user-ID bits first, as it does for writes
+            // through its cache.
+            if let Err(e) = self.kill_suidgid(ino.0, fd) {
+                return reply.error(ferr(e));
+            }
+        }
+        let reply = match self.write_direct(fd, offset, data, reply) {
             Some(reply) => reply,
             None => return,
         };
         let mut done = 0;
         while done < data.len() {
-            match sys::pwrite(fh.0 as i32, &data[done..], (offset as i64) + done as i64) {
+            match sys::pwrite(fd, &data[done..], (offset as i64) + done as i64) {
                 Ok(0) => break,
                 Ok(n) => done += n,
                 Err(Errno::EINTR) => continue,
@@ -418,6 +446,7 @@ impl Filesystem for KernelFs {
         if let Some(twin) = lock(&self.direct).remove(&fd) {
             twin.close();
         }
+        self.direct_creates.release(fd);
         if lock(&self.files).remove(&fd) {
             reply_empty(sys::close(fd), reply)
         } else {

@@ -12,6 +12,9 @@ pub struct FsOptions {
     pub max_write: u32,
     /// Who checks permissions.
     pub permissions: Permissions,
+    /// Answer a CREATE opened write-only with `FOPEN_DIRECT_IO`: its
+    /// writes go to us at `write` time, bypassing the host's page cache.
+    pub create_direct: bool,
 }
 
 /// Who checks a caller's permissions.
@@ -43,6 +46,7 @@ impl Default for FsOptions {
             writeback_cache: true,
             max_write: 1 << 20,
             permissions: Permissions::Host,
+            create_direct: true,
         }
     }
 }
