@@ -876,6 +876,27 @@ fn posix_spawn_file_actions_on_kernel_descriptors() {
     );
 }
 
+/// `system` and `popen` from a parent whose kernel sockets are not
+/// close-on-exec (glibc's internal spawn would give the shell none of
+/// them; the library runs such a call itself): the shell writes to an
+/// inherited kernel socket and the parent reads it through the kernel's
+/// loopback (a listener the host does not have); a SOCK_CLOEXEC socket
+/// does not reach the shell; `system` and `pclose` return the shell's
+/// status, `system(NULL)` finds the shell; a popen shell lacks the other
+/// popen streams' pipes, `e` makes a stream close-on-exec, a bad mode is
+/// EINVAL; with no kernel descriptor to keep, glibc's calls run (no fork).
+#[testkit::needs(cc)]
+#[test]
+fn system_and_popen_children_inherit_kernel_sockets() {
+    tree_program_prints(
+        "shell",
+        &["-pthread"],
+        "fast:0:fast:0:glibc\nnull:shell\nsystem:system:3:own\ncloexec:alive:gone:0\n\
+         popen-r:piped:popen:0:own\npopen-w:written:4\nothers:closed:inherit:cloexec:seen\n\
+         mode:EINVAL\n",
+    );
+}
+
 /// A thread's kernel task takes the host thread's id (set_tid, as a
 /// process's anchor takes its pid): `F_SETOWN_EX` naming the calling
 /// thread (`F_OWNER_TID`, `gettid()`) on a kernel socket works from a

@@ -160,7 +160,7 @@ pub fn kernel_fd(fd: c_int) -> Option<i32> {
 pub fn insert_at(kfd: i32, target: c_int, cloexec: bool) -> Result<c_int, i32> {
     let hfd = insert(kfd)?;
     if hfd == target {
-        return Ok(hfd);
+        return Ok(keep_across_exec(hfd, cloexec));
     }
     let Some(dup3) = libc_fn!(dup3, fn(c_int, c_int, c_int) -> c_int) else {
         return Err(libc::ENOSYS);
@@ -177,7 +177,7 @@ pub fn insert_at(kfd: i32, target: c_int, cloexec: bool) -> Result<c_int, i32> {
 pub fn insert_min(kfd: i32, min: c_int, cloexec: bool) -> Result<c_int, i32> {
     let hfd = insert(kfd)?;
     if hfd >= min {
-        return Ok(hfd);
+        return Ok(keep_across_exec(hfd, cloexec));
     }
     let cmd = if cloexec {
         libc::F_DUPFD_CLOEXEC
@@ -188,6 +188,18 @@ pub fn insert_min(kfd: i32, min: c_int, cloexec: bool) -> Result<c_int, i32> {
         // SAFETY: duplicates our own placeholder to a number >= min.
         unsafe { crate::hijack::host::host_syscall!(libc::SYS_fcntl, hfd, cmd, min) as c_int }
     })
+}
+
+/// A fresh placeholder (close-on-exec) that landed on the number asked
+/// for: without close-on-exec unless `cloexec`, as the host's `dup2` or
+/// `F_DUPFD` leaves its duplicate (a shell's `dup2` onto a stdout it had
+/// just closed must survive its exec).
+fn keep_across_exec(hfd: c_int, cloexec: bool) -> c_int {
+    if !cloexec {
+        // SAFETY: the host's fcntl on our own placeholder.
+        unsafe { crate::hijack::host::host_syscall!(libc::SYS_fcntl, hfd, libc::F_SETFD, 0) };
+    }
+    hfd
 }
 
 /// Moves kernel descriptor `kfd` from its fresh placeholder `hfd` to the

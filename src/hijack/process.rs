@@ -6,6 +6,7 @@
 //! same numbers). In the single-process mode these hooks only pass through.
 
 mod execl;
+mod shell;
 mod spawn;
 
 use std::ffi::{c_char, c_int};

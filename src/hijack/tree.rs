@@ -99,6 +99,7 @@ fn open_interrupts(server: &std::path::Path) {
             0,
         )
     } as c_int;
+    let fd = channel::lift(fd);
     channel::mark_ours(fd, true);
     // Connected now, so that sends need no lookup of the path (after a
     // change of user ids the private directory is out of reach).

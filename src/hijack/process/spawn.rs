@@ -29,9 +29,9 @@ use crate::hijack::tree;
 type FileActions = libc::posix_spawn_file_actions_t;
 type Attr = libc::posix_spawnattr_t;
 
-/// One file action, as the program added it.
+/// One file action, as the program added it (or as `popen` makes it).
 #[derive(Clone, Debug)]
-enum Action {
+pub(super) enum Action {
     Close(c_int),
     Dup2(c_int, c_int),
     Open {
@@ -224,7 +224,7 @@ fn is_kernel(fd: c_int) -> bool {
 /// kernel descriptor (as source or as target), a path on a disk, a working
 /// directory on a disk (the program's, or a `chdir` action's while disks
 /// are mounted).
-fn needs_own(actions: &[Action]) -> bool {
+pub(super) fn needs_own(actions: &[Action]) -> bool {
     if paths::kernel_cwd().is_some() || !fdtable::kept_across_exec().is_empty() {
         return true;
     }
@@ -240,11 +240,11 @@ fn needs_own(actions: &[Action]) -> bool {
 }
 
 /// The spawn attributes the child applies, read before the fork.
-struct Attrs {
-    flags: c_int,
+pub(super) struct Attrs {
+    pub(super) flags: c_int,
     pgroup: libc::pid_t,
-    sigdefault: libc::sigset_t,
-    sigmask: libc::sigset_t,
+    pub(super) sigdefault: libc::sigset_t,
+    pub(super) sigmask: libc::sigset_t,
     policy: c_int,
     param: libc::sched_param,
 }
@@ -252,18 +252,23 @@ struct Attrs {
 // glibc's flag values (<spawn.h>).
 const RESETIDS: c_int = 0x01;
 const SETPGROUP: c_int = 0x02;
-const SETSIGDEF: c_int = 0x04;
-const SETSIGMASK: c_int = 0x08;
+pub(super) const SETSIGDEF: c_int = 0x04;
+pub(super) const SETSIGMASK: c_int = 0x08;
 const SETSCHEDPARAM: c_int = 0x10;
 const SETSCHEDULER: c_int = 0x20;
 const SETSID: c_int = 0x80;
 
 impl Attrs {
+    /// No attribute set (a NULL `posix_spawnattr_t`).
+    pub(super) fn none() -> Attrs {
+        // SAFETY: plain C structs, all-zero is a valid (empty) value.
+        unsafe { std::mem::zeroed() }
+    }
+
     /// # Safety
     /// `attr` is NULL or an initialised `posix_spawnattr_t`.
     unsafe fn read(attr: *const Attr) -> Attrs {
-        // SAFETY: plain C structs, all-zero is a valid (empty) value.
-        let mut a: Attrs = unsafe { std::mem::zeroed() };
+        let mut a = Attrs::none();
         if attr.is_null() {
             return a;
         }
@@ -309,23 +314,46 @@ fn candidates(file: &CStr) -> Vec<CString> {
 }
 
 /// What the child needs, made before the fork.
-struct Plan<'a> {
+pub(super) struct Plan<'a> {
     /// Exec candidates (one for `posix_spawn`).
-    paths: Vec<CString>,
-    argv: *const *const c_char,
-    envp: *const *const c_char,
-    actions: &'a [Action],
-    attrs: Attrs,
+    pub(super) paths: Vec<CString>,
+    pub(super) argv: *const *const c_char,
+    pub(super) envp: *const *const c_char,
+    pub(super) actions: &'a [Action],
+    pub(super) attrs: Attrs,
     /// The signal mask the parent had (the child's unless SETSIGMASK).
-    old_mask: libc::sigset_t,
+    pub(super) old_mask: libc::sigset_t,
+}
+
+impl<'a> Plan<'a> {
+    /// A plan to run `path` with `argv` and `envp` (as `posix_spawn`
+    /// takes them), `actions` and `attrs`.
+    pub(super) fn new(
+        path: CString,
+        argv: *const *const c_char,
+        envp: *const *const c_char,
+        actions: &'a [Action],
+        attrs: Attrs,
+    ) -> Plan<'a> {
+        Plan {
+            paths: vec![path],
+            argv,
+            envp,
+            actions,
+            attrs,
+            // SAFETY: all-zero is a valid sigset_t; filled at the fork.
+            old_mask: unsafe { std::mem::zeroed() },
+        }
+    }
 }
 
 /// `posix_spawn`/`posix_spawnp` as our fork, actions and exec; the error
-/// number, or 0 with the child's pid in `*pid`.
+/// number, or 0 with the child's pid in `*pid`. (The shell hooks,
+/// process/shell.rs, run `system` and `popen` through it too.)
 ///
 /// # Safety
 /// The arguments of a `posix_spawn` call.
-unsafe fn spawn_own(pid: *mut libc::pid_t, plan: &mut Plan) -> c_int {
+pub(super) unsafe fn spawn_own(pid: *mut libc::pid_t, plan: &mut Plan) -> c_int {
     let mut pipe = [-1 as c_int; 2];
     // SAFETY: the host's pipe2 into a local array of two.
     if unsafe { host_syscall!(libc::SYS_pipe2, pipe.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
@@ -640,21 +668,18 @@ unsafe fn spawn(
     };
     // SAFETY: the program's path, a C string.
     let file = unsafe { CStr::from_ptr(file) };
-    let mut plan = Plan {
-        paths: if search {
-            candidates(file)
-        } else {
-            vec![file.to_owned()]
-        },
-        argv: argv as *const *const c_char,
-        // As given (NULL too: glibc passes it on to execve).
-        envp: envp as *const *const c_char,
-        actions: &actions,
+    // As given (NULL too: glibc passes it on to execve).
+    let mut plan = Plan::new(
+        file.to_owned(),
+        argv as *const *const c_char,
+        envp as *const *const c_char,
+        &actions,
         // SAFETY: the program's attributes (or NULL).
-        attrs: unsafe { Attrs::read(attr) },
-        // SAFETY: all-zero is a valid sigset_t; filled at the fork.
-        old_mask: unsafe { std::mem::zeroed() },
-    };
+        unsafe { Attrs::read(attr) },
+    );
+    if search {
+        plan.paths = candidates(file);
+    }
     // SAFETY: the caller's pid pointer; the plan made above.
     unsafe { spawn_own(pid, &mut plan) }
 }

@@ -151,6 +151,33 @@ fn last_errno() -> i32 {
         .unwrap_or(libc::EIO)
 }
 
+/// The lowest number the library's own descriptors take (channels, the
+/// interrupt socket).
+const OWN_FDS_FROM: c_int = 100;
+
+/// Moves new descriptor `fd` of the library's to a number of at least
+/// [`OWN_FDS_FROM`] (where it can be), and returns its number. Created at
+/// the lowest free number, it could take a number the program is about to
+/// use: a shell that saves stdout, closes it and `dup2`s a kernel socket
+/// onto it (`cmd >&5` in dash) would otherwise replace the channel its
+/// first kernel call just opened on 1; and a program that closed stdin
+/// expects its next `open` to return 0.
+pub fn lift(fd: c_int) -> c_int {
+    if fd < 0 || fd >= OWN_FDS_FROM {
+        return fd;
+    }
+    // SAFETY: the host's fcntl on our own descriptor.
+    let moved = unsafe {
+        crate::hijack::host::host_syscall!(libc::SYS_fcntl, fd, libc::F_DUPFD_CLOEXEC, OWN_FDS_FROM)
+    } as c_int;
+    if moved < 0 {
+        // No free number up there (a low RLIMIT_NOFILE): where it is.
+        return fd;
+    }
+    crate::hijack::host::close(fd);
+    moved
+}
+
 /// A new connection to the server (not yet introduced).
 fn connect() -> Result<c_int, i32> {
     let path: &CStr = SERVER.get().ok_or(libc::ENOTCONN)?;
@@ -175,6 +202,7 @@ fn connect() -> Result<c_int, i32> {
         if fd < 0 {
             return Err(last_errno());
         }
+        let fd = lift(fd);
         loop {
             let r = crate::hijack::host::host_syscall!(
                 libc::SYS_connect,

@@ -1,0 +1,235 @@
+/* system() and popen() from a process of the tree whose kernel sockets
+ * are not close-on-exec (glibc starts their shell with an internal spawn
+ * no hook sees; the library runs such a call itself). Prints one line per
+ * case:
+ * - fast: with no kernel descriptor an exec would keep, system and popen
+ *   are glibc's (no fork: the pthread_atfork handler does not run);
+ * - null: system(NULL) finds the shell;
+ * - system: `echo >&N` on an inherited kernel socket reaches the parent
+ *   through the kernel, and system returns the shell's exit status;
+ * - cloexec: a kernel socket made with SOCK_CLOEXEC is not in the shell,
+ *   one without it is;
+ * - popen-r, popen-w: the shell writes to an inherited kernel socket and
+ *   to the pipe, or copies the pipe onto the kernel socket; pclose
+ *   returns its status;
+ * - others: a popen shell does not have the pipe of another popen stream
+ *   (POSIX); "e" makes the stream close-on-exec;
+ * - mode: a bad mode is EINVAL. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tree.h"
+
+static volatile int forks;
+
+static void count_fork(void)
+{
+	forks++;
+}
+
+/* A connected pair of kernel sockets (close-on-exec if @flags has
+ * SOCK_CLOEXEC): *c the client's end, the accepted end returned. */
+static int pair(int l, const struct sockaddr_in *a, int *c, int flags)
+{
+	int s;
+
+	*c = socket(AF_INET, SOCK_STREAM | flags, 0);
+	if (*c < 0 || connect(*c, (const void *)a, sizeof(*a)) ||
+	    (s = accept4(l, NULL, NULL, flags)) < 0) {
+		perror("connect");
+		exit(2);
+	}
+	return s;
+}
+
+/* Reads @c to its end into @buf, without the last newline. */
+static void read_all(int c, char *buf, size_t size)
+{
+	size_t got = 0;
+	ssize_t n;
+
+	while (got < size - 1 && (n = read(c, buf + got, size - 1 - got)) > 0)
+		got += n;
+	buf[got] = 0;
+	if (got && buf[got - 1] == '\n')
+		buf[got - 1] = 0;
+}
+
+/* One line of @f, without its newline. */
+static void line_of(FILE *f, char *buf, size_t size)
+{
+	if (!fgets(buf, size, f))
+		buf[0] = 0;
+	buf[strcspn(buf, "\n")] = 0;
+}
+
+static FILE *must_popen(const char *cmd, const char *mode)
+{
+	FILE *f = popen(cmd, mode);
+
+	if (!f) {
+		perror("popen");
+		exit(2);
+	}
+	return f;
+}
+
+static const char *path(int before)
+{
+	return forks > before ? "own" : "glibc";
+}
+
+static void fast(void)
+{
+	char line[64];
+	int before = forks, r, st;
+	FILE *f;
+
+	r = system("exit 0");
+	f = must_popen("echo fast", "r");
+	line_of(f, line, sizeof(line));
+	st = pclose(f);
+	printf("fast:%d:%s:%d:%s\n", r, line, st, path(before));
+}
+
+static void with_system(int l, const struct sockaddr_in *a)
+{
+	char cmd[128], buf[64];
+	int c, s, r, before = forks;
+
+	s = pair(l, a, &c, 0);
+	snprintf(cmd, sizeof(cmd), "echo system >&%d; exit 3", s);
+	r = system(cmd);
+	close(s);
+	read_all(c, buf, sizeof(buf));
+	close(c);
+	printf("system:%s:%d:%s\n", buf, WIFEXITED(r) ? WEXITSTATUS(r) : -1, path(before));
+}
+
+static void cloexec(int l, const struct sockaddr_in *a)
+{
+	char cmd[160], kept[64], gone[64];
+	int c, s, kc, ks, r;
+
+	s = pair(l, a, &c, 0);
+	ks = pair(l, a, &kc, SOCK_CLOEXEC);
+	snprintf(cmd, sizeof(cmd), "(echo x >&%d) 2>/dev/null && exit 1; echo alive >&%d", ks, s);
+	r = system(cmd);
+	close(s);
+	close(ks);
+	read_all(c, kept, sizeof(kept));
+	read_all(kc, gone, sizeof(gone));
+	close(c);
+	close(kc);
+	printf("cloexec:%s:%s:%d\n", kept, gone[0] ? gone : "gone", WIFEXITED(r) ? WEXITSTATUS(r) : -1);
+}
+
+static void popen_read(int l, const struct sockaddr_in *a)
+{
+	char cmd[128], line[64], buf[64];
+	int c, s, st, before = forks;
+	FILE *f;
+
+	s = pair(l, a, &c, 0);
+	snprintf(cmd, sizeof(cmd), "echo popen >&%d; echo piped", s);
+	f = must_popen(cmd, "r");
+	line_of(f, line, sizeof(line));
+	st = pclose(f);
+	close(s);
+	read_all(c, buf, sizeof(buf));
+	close(c);
+	printf("popen-r:%s:%s:%d:%s\n", line, buf, st, path(before));
+}
+
+static void popen_write(int l, const struct sockaddr_in *a)
+{
+	char cmd[128], buf[64];
+	int c, s, st;
+	FILE *f;
+
+	s = pair(l, a, &c, 0);
+	snprintf(cmd, sizeof(cmd), "cat >&%d; exit 4", s);
+	f = must_popen(cmd, "w");
+	fputs("written\n", f);
+	st = pclose(f);
+	close(s);
+	read_all(c, buf, sizeof(buf));
+	close(c);
+	printf("popen-w:%s:%d\n", buf, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+}
+
+static void others(int l, const struct sockaddr_in *a)
+{
+	char cmd[256], link[64], pipe[64], line[64], buf[64];
+	int c, s, n;
+	FILE *f1, *f2;
+
+	s = pair(l, a, &c, 0);
+	f1 = must_popen("cat >/dev/null", "w");
+	/* The other stream's pipe, by identity (its number may be reused). */
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fileno(f1));
+	n = readlink(link, pipe, sizeof(pipe) - 1);
+	pipe[n > 0 ? n : 0] = 0;
+	snprintf(cmd, sizeof(cmd),
+		 "if ls -l /proc/$$/fd | grep -qF '%s'; then echo open; else echo closed; fi;"
+		 "echo seen >&%d", pipe, s);
+	f2 = must_popen(cmd, "re");
+	line_of(f2, line, sizeof(line));
+	printf("others:%s:%s:%s:", line, fcntl(fileno(f1), F_GETFD) & FD_CLOEXEC ? "cloexec" : "inherit",
+	       fcntl(fileno(f2), F_GETFD) & FD_CLOEXEC ? "cloexec" : "inherit");
+	if (pclose(f2) || pclose(f1)) {
+		fprintf(stderr, "others: a shell failed\n");
+		exit(2);
+	}
+	close(s);
+	read_all(c, buf, sizeof(buf));
+	close(c);
+	printf("%s\n", buf);
+}
+
+static void bad_mode(int l, const struct sockaddr_in *a)
+{
+	int c, s;
+	FILE *f;
+
+	s = pair(l, a, &c, 0);
+	errno = 0;
+	f = popen("true", "rw");
+	printf("mode:%s\n", !f && errno == EINVAL ? "EINVAL" : "accepted");
+	close(s);
+	close(c);
+}
+
+int main(void)
+{
+	struct sockaddr_in a;
+	int l = listener(&a);
+
+	/* Only the sockets a case gives its child reach it. */
+	fcntl(l, F_SETFD, FD_CLOEXEC);
+	if (host_listens(ntohs(a.sin_port))) {
+		fprintf(stderr, "the host has the listener: not the tree's kernel\n");
+		return 2;
+	}
+	setvbuf(stdout, NULL, _IONBF, 0);
+	pthread_atfork(count_fork, NULL, NULL);
+	fast();
+	printf("null:%s\n", system(NULL) ? "shell" : "none");
+	with_system(l, &a);
+	cloexec(l, &a);
+	popen_read(l, &a);
+	popen_write(l, &a);
+	others(l, &a);
+	bad_mode(l, &a);
+	return 0;
+}
