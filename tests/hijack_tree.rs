@@ -883,8 +883,11 @@ fn posix_spawn_file_actions_on_kernel_descriptors() {
 /// loopback (a listener the host does not have); a SOCK_CLOEXEC socket
 /// does not reach the shell; `system` and `pclose` return the shell's
 /// status, `system(NULL)` finds the shell; a popen shell lacks the other
-/// popen streams' pipes, `e` makes a stream close-on-exec, a bad mode is
-/// EINVAL; with no kernel descriptor to keep, glibc's calls run (no fork).
+/// popen streams' pipes, `e` makes a stream close-on-exec, a connected
+/// kernel UDP socket works as well, the shell has SIGINT and SIGQUIT at
+/// their default and SIGCHLD open while the caller's handler comes back,
+/// a bad mode is EINVAL; with no kernel descriptor to keep, glibc's calls
+/// run (no fork).
 #[testkit::needs(cc)]
 #[test]
 fn system_and_popen_children_inherit_kernel_sockets() {
@@ -893,7 +896,7 @@ fn system_and_popen_children_inherit_kernel_sockets() {
         &["-pthread"],
         "fast:0:fast:0:glibc\nnull:shell\nsystem:system:3:own\ncloexec:alive:gone:0\n\
          popen-r:piped:popen:0:own\npopen-w:written:4\nothers:closed:inherit:cloexec:seen\n\
-         mode:EINVAL\n",
+         udp:udp\nsignals:default:chld-open:restored\nmode:EINVAL\n",
     );
 }
 

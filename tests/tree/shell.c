@@ -14,6 +14,10 @@
  *   returns its status;
  * - others: a popen shell does not have the pipe of another popen stream
  *   (POSIX); "e" makes the stream close-on-exec;
+ * - udp: the same through a connected kernel UDP socket;
+ * - signals: the shell has SIGINT and SIGQUIT at their default (the
+ *   caller ignores them while it waits) and SIGCHLD not blocked; the
+ *   caller's SIGINT handler is back afterwards;
  * - mode: a bad mode is EINVAL. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -21,6 +25,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -197,6 +202,62 @@ static void others(int l, const struct sockaddr_in *a)
 	printf("%s\n", buf);
 }
 
+static void udp(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	char cmd[128], buf[64] = "";
+	int r = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), u = socket(AF_INET, SOCK_DGRAM, 0);
+	ssize_t n;
+
+	if (r < 0 || u < 0 || bind(r, (void *)&a, sizeof(a)) || getsockname(r, (void *)&a, &len) ||
+	    connect(u, (void *)&a, sizeof(a))) {
+		perror("udp");
+		exit(2);
+	}
+	snprintf(cmd, sizeof(cmd), "printf udp >&%d", u);
+	if (system(cmd)) {
+		fprintf(stderr, "udp: the shell failed\n");
+		exit(2);
+	}
+	n = recv(r, buf, sizeof(buf) - 1, MSG_DONTWAIT);
+	buf[n > 0 ? n : 0] = 0;
+	printf("udp:%s\n", buf);
+	close(r);
+	close(u);
+}
+
+static void on_int(int sig)
+{
+	(void)sig;
+}
+
+static void signals(int l, const struct sockaddr_in *a)
+{
+	char cmd[160], buf[256];
+	struct sigaction sa = { .sa_handler = on_int }, old;
+	unsigned long ign = 0, blk = 0;
+	int c, s;
+	char *p;
+
+	sigaction(SIGINT, &sa, NULL);
+	s = pair(l, a, &c, 0);
+	snprintf(cmd, sizeof(cmd), "grep -E '^Sig(Ign|Blk)' /proc/$$/status >&%d", s);
+	system(cmd);
+	close(s);
+	read_all(c, buf, sizeof(buf));
+	close(c);
+	if ((p = strstr(buf, "SigIgn:")))
+		ign = strtoul(p + 7, NULL, 16);
+	if ((p = strstr(buf, "SigBlk:")))
+		blk = strtoul(p + 7, NULL, 16);
+	sigaction(SIGINT, NULL, &old);
+	printf("signals:%s:%s:%s\n",
+	       ign & ((1UL << (SIGINT - 1)) | (1UL << (SIGQUIT - 1))) ? "ignored" : "default",
+	       blk & (1UL << (SIGCHLD - 1)) ? "chld-blocked" : "chld-open",
+	       old.sa_handler == on_int ? "restored" : "lost");
+}
+
 static void bad_mode(int l, const struct sockaddr_in *a)
 {
 	int c, s;
@@ -230,6 +291,8 @@ int main(void)
 	popen_read(l, &a);
 	popen_write(l, &a);
 	others(l, &a);
+	udp();
+	signals(l, &a);
 	bad_mode(l, &a);
 	return 0;
 }

@@ -289,7 +289,12 @@ fn parse_mode(mode: &CStr) -> Option<(bool, bool)> {
 /// libc's contract for `popen`.
 #[no_mangle]
 pub unsafe extern "C" fn popen(cmd: *const c_char, mode: *const c_char) -> *mut libc::FILE {
-    let ours_open = || streams().iter().any(|s| s.pid.is_some());
+    // A stream of ours still open (not one closed with fclose since).
+    let ours_open = || {
+        streams()
+            .iter()
+            .any(|s| s.pid.is_some() && identity(s.fd) == Some(s.id))
+    };
     if cmd.is_null() || mode.is_null() || !(own(&[]) || (tree::client() && ours_open())) {
         let f = glibc_popen(cmd, mode);
         if !f.is_null() && tree::client() {

@@ -163,7 +163,7 @@ const OWN_FDS_FROM: c_int = 100;
 /// first kernel call just opened on 1; and a program that closed stdin
 /// expects its next `open` to return 0.
 pub fn lift(fd: c_int) -> c_int {
-    if fd < 0 || fd >= OWN_FDS_FROM {
+    if !(0..OWN_FDS_FROM).contains(&fd) {
         return fd;
     }
     // SAFETY: the host's fcntl on our own descriptor.
