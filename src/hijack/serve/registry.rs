@@ -226,12 +226,19 @@ impl Registry {
     }
 
     fn insert(&self, pid: i32, k: KProcess) -> Result<Arc<Proc>, Errno> {
+        // The table stays locked from the watch to the insertion: a
+        // process that has already exited (a forked child that ends
+        // before its parent reports it) fires its pidfd at once, and the
+        // end (`ended`, on the ends thread) must find it in the table, or
+        // its kernel process, with its files, would stay for good.
+        let mut procs = lock(&self.procs);
         if let Err(e) = self.watch(pid) {
+            drop(procs);
             k.exit();
             return Err(e);
         }
         let p = Arc::new(Proc::new(pid, k));
-        lock(&self.procs).insert(pid, p.clone());
+        procs.insert(pid, p.clone());
         Ok(p)
     }
 
