@@ -53,6 +53,17 @@ while [ $# -gt 0 ]; do
 	*) break ;;
 	esac
 done
+# One config for the whole tree: a relative path (and ./lkl-hijack.json)
+# is made absolute, so that a process of the tree running in another
+# directory (a version manager's shim, `make -C`) reads the same file.
+case ${LKL_HIJACK_CONFIG_FILE-} in
+"")
+	if [ -z "${LKL_HIJACK_CONFIG_FILE+set}" ] && [ -f lkl-hijack.json ]; then
+		export LKL_HIJACK_CONFIG_FILE=$PWD/lkl-hijack.json
+	fi ;;
+/*) ;;
+*) export LKL_HIJACK_CONFIG_FILE=$PWD/$LKL_HIJACK_CONFIG_FILE ;;
+esac
 if [ -n "$check" ] && [ $# -gt 0 ]; then
 	echo "lkl-hijack.sh: --check-config runs no program (given: $1)" >&2
 	exit 2

@@ -9,6 +9,8 @@
  *   through the kernel, and system returns the shell's exit status;
  * - cloexec: a kernel socket made with SOCK_CLOEXEC is not in the shell,
  *   one without it is;
+ * - ioctl: FIONCLEX and FIOCLEX (Python's os.set_inheritable) change a
+ *   kernel socket's close-on-exec as fcntl does;
  * - popen-r, popen-w: the shell writes to an inherited kernel socket and
  *   to the pipe, or copies the pipe onto the kernel socket; pclose
  *   returns its status;
@@ -26,6 +28,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,6 +140,26 @@ static void cloexec(int l, const struct sockaddr_in *a)
 	close(c);
 	close(kc);
 	printf("cloexec:%s:%s:%d\n", kept, gone[0] ? gone : "gone", WIFEXITED(r) ? WEXITSTATUS(r) : -1);
+}
+
+static void ioctl_flags(int l, const struct sockaddr_in *a)
+{
+	char cmd[160], kept[64], gone[64];
+	int c, s, kc, ks, r;
+
+	s = pair(l, a, &c, SOCK_CLOEXEC);
+	ks = pair(l, a, &kc, 0);
+	if (ioctl(s, FIONCLEX) != 0 || ioctl(ks, FIOCLEX) != 0)
+		perror("ioctl");
+	snprintf(cmd, sizeof(cmd), "(echo x >&%d) 2>/dev/null && exit 1; echo flag >&%d", ks, s);
+	r = system(cmd);
+	close(s);
+	close(ks);
+	read_all(c, kept, sizeof(kept));
+	read_all(kc, gone, sizeof(gone));
+	close(c);
+	close(kc);
+	printf("ioctl:%s:%s:%d\n", kept, gone[0] ? gone : "gone", WIFEXITED(r) ? WEXITSTATUS(r) : -1);
 }
 
 static void popen_read(int l, const struct sockaddr_in *a)
@@ -288,6 +311,7 @@ int main(void)
 	printf("null:%s\n", system(NULL) ? "shell" : "none");
 	with_system(l, &a);
 	cloexec(l, &a);
+	ioctl_flags(l, &a);
 	popen_read(l, &a);
 	popen_write(l, &a);
 	others(l, &a);

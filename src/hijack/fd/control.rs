@@ -288,6 +288,14 @@ pub unsafe extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int {
 #[no_mangle]
 pub unsafe extern "C" fn ioctl(fd: c_int, request: c_ulong, arg: c_ulong) -> c_int {
     if let Some(kfd) = fdtable::kernel_fd(fd) {
+        // Close-on-exec is the placeholder's, as for fcntl's F_SETFD
+        // (Python's `os.set_inheritable` uses these).
+        if request == libc::FIOCLEX || request == libc::FIONCLEX {
+            // SAFETY: the host's ioctl on our placeholder, no pointer.
+            return unsafe {
+                crate::hijack::host::host_syscall!(libc::SYS_ioctl, fd, request, arg)
+            } as c_int;
+        }
         return kcall(nr::IOCTL, [kfd.into(), request as i64, arg as i64, 0, 0, 0]) as c_int;
     }
     // SAFETY: the host's ioctl with the program's three words.
