@@ -554,3 +554,33 @@ fn debug_bits_as_lkl() {
         show(&out)
     );
 }
+
+/// A relative config path is the tree's: the launcher makes it absolute,
+/// so a process of the tree in another directory reads the same file
+/// (here: a shell that changes directory, then starts a child).
+#[test]
+fn a_relative_config_serves_the_whole_tree() {
+    let dir = Scratch::new("relative-config");
+    std::fs::write(dir.0.join("config.json"), r#"{"debug":"1"}"#).unwrap();
+    let out = std::process::Command::new(script())
+        .args(["bash", "-c", "cd / && sh -c 'echo $LKL_HIJACK_CONFIG_FILE'"])
+        .current_dir(&dir.0)
+        .env("LKL_HIJACK_LIB", library())
+        .env("LKL_HIJACK_CONFIG_FILE", "config.json")
+        .output()
+        .expect("run the launcher");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(
+        stdout.trim(),
+        dir.0.join("config.json").to_str().unwrap(),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        !stderr.contains("cannot read config file"),
+        "{}",
+        show(&out)
+    );
+}

@@ -292,9 +292,8 @@ pub unsafe extern "C" fn ioctl(fd: c_int, request: c_ulong, arg: c_ulong) -> c_i
         // (Python's `os.set_inheritable` uses these).
         if request == libc::FIOCLEX || request == libc::FIONCLEX {
             // SAFETY: the host's ioctl on our placeholder, no pointer.
-            return unsafe {
-                crate::hijack::host::host_syscall!(libc::SYS_ioctl, fd, request, arg)
-            } as c_int;
+            return unsafe { crate::hijack::host::host_syscall!(libc::SYS_ioctl, fd, request, arg) }
+                as c_int;
         }
         return kcall(nr::IOCTL, [kfd.into(), request as i64, arg as i64, 0, 0, 0]) as c_int;
     }
