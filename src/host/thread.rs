@@ -153,8 +153,9 @@ mod boot_pin {
         unsafe { libc::sched_setaffinity(tid, CPU_SET_BYTES, set) == 0 }
     }
 
-    /// The process's thread ids, from /proc/self/task with raw system
-    /// calls (the hijack's own hooks never see them).
+    /// The process's thread ids, from /proc/self/task read with system
+    /// calls made directly (no directory API: the hijack hooks its libc
+    /// functions).
     fn thread_ids() -> Vec<i32> {
         let mut ids = Vec::new();
         // SAFETY: a NUL-terminated path; the descriptor is closed below.
