@@ -202,9 +202,14 @@ impl Kernel {
             );
         }
         sys::watch_forks();
+        // Boot's hand-offs between host threads stay on one CPU.
+        let pin = host::BootPin::begin();
         // SAFETY: OPS is a static table of valid host functions; `line` is a
         // NUL-terminated string the kernel copies before returning.
         let rc = unsafe { sys::lkl_start_kernel(&host::OPS, line.as_ptr()) };
+        if let Some(pin) = pin {
+            pin.end();
+        }
         if rc < 0 {
             STATE.store(HALTED, Ordering::Release);
             return Err(BootError::Start(Errno(-rc)));

@@ -178,6 +178,54 @@ fn boot_basics_and_halt() {
     });
 }
 
+/// The CPU mask of host thread `tid` (0: the caller).
+fn cpu_mask(tid: i32) -> libc::cpu_set_t {
+    // SAFETY: all-zero is an empty set; the kernel fills at most its size.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid set of the size passed.
+    let rc = unsafe { libc::sched_getaffinity(tid, std::mem::size_of_val(&set), &mut set) };
+    assert_eq!(rc, 0, "sched_getaffinity({tid})");
+    set
+}
+
+/// Boot keeps its host threads on one CPU (src/host/thread.rs, `BootPin`);
+/// once it returns, every thread (the booting one, the kernel's, the
+/// worker a disk's activation started during boot) has the booting
+/// thread's mask again.
+#[test]
+fn boot_gives_every_thread_its_cpu_mask_back() {
+    in_child("boot_gives_every_thread_its_cpu_mask_back", LIMIT, || {
+        let mask = cpu_mask(0);
+        // SAFETY: reads a valid set.
+        if unsafe { libc::CPU_COUNT(&mask) } < 2 {
+            eprintln!("skipped: this process may use one CPU only");
+            return;
+        }
+        let dir = testkit::images::Scratch::new("boot-affinity");
+        let image = dir.path("disk.img");
+        std::fs::write(&image, vec![0u8; 1 << 20]).unwrap();
+        let disk = lkl::disk::Disk::attach(&image, false).unwrap();
+        let before = host_threads();
+        let (kernel, _c) = boot(32 << 20);
+        assert!(host_threads() > before + 5, "kernel and worker threads");
+        for entry in std::fs::read_dir("/proc/self/task").unwrap() {
+            let tid: i32 = entry
+                .unwrap()
+                .file_name()
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let now = cpu_mask(tid);
+            // SAFETY: reads two valid sets.
+            let same = unsafe { libc::CPU_EQUAL(&now, &mask) };
+            assert!(same, "thread {tid}'s CPU mask");
+        }
+        drop(disk);
+        kernel.halt().unwrap();
+    });
+}
+
 #[test]
 fn blocking_write_released_by_reader_thread() {
     in_child("blocking_write_released_by_reader_thread", LIMIT, || {

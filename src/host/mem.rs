@@ -46,7 +46,28 @@ pub(super) unsafe extern "C" fn page_alloc(size: c_ulong) -> *mut c_void {
     // The kernel allocates its RAM once, at boot.
     RAM_LEN.store(size as usize, Ordering::Release);
     RAM_START.store(p as usize, Ordering::Release);
+    prefault_low_end(p, size as usize);
     p
+}
+
+/// RAM boot fills from its first page on: the page allocator hands out
+/// the low end first, and boot writes all of its first MiB (at mem=32M
+/// and 64M alike; the rest of what it touches is scattered).
+const LOW_END_BYTES: usize = 1 << 20;
+
+/// Makes the low end of the kernel's RAM present in one call
+/// (`MADV_POPULATE_WRITE`, Linux 5.14; contents untouched, still zero)
+/// rather than by 256 page faults during boot: 0.2 ms less boot on a
+/// 2-vCPU VM, no more resident memory (docs/kernel.md). Best effort: an
+/// older host just takes the faults.
+fn prefault_low_end(p: *mut c_void, size: usize) {
+    const MADV_POPULATE_WRITE: i32 = 23;
+    if std::env::var_os("LKL_RAM_PREFAULT").is_some_and(|v| v == "0") {
+        return;
+    }
+    // SAFETY: a range inside the mapping just made; populating never
+    // changes its contents.
+    unsafe { libc::madvise(p, LOW_END_BYTES.min(size), MADV_POPULATE_WRITE) };
 }
 
 /// # Safety

@@ -18,6 +18,7 @@ pub mod uaccess;
 
 pub use console::{Console, ConsoleBuffer, ConsoleFn};
 pub use sem::Semaphore;
+pub(crate) use thread::BootPin;
 pub use thread::{spawn_kernel_thread, KernelThread};
 pub use timer::host_timer_threads;
 

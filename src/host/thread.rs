@@ -10,6 +10,8 @@ use std::ptr;
 
 use crate::sys::ThreadHandle;
 
+pub use boot_pin::BootPin;
+
 /// Stack for threads that run kernel code (softirqs, file systems).
 pub const KERNEL_STACK_SIZE: usize = 2 << 20;
 
@@ -109,4 +111,147 @@ pub(super) unsafe extern "C" fn thread_join(t: ThreadHandle) -> c_int {
 pub(super) extern "C" fn thread_self() -> ThreadHandle {
     // SAFETY: pthread_self has no preconditions.
     unsafe { libc::pthread_self() as ThreadHandle }
+}
+
+mod boot_pin {
+    //! Boot's host threads on one CPU. Boot is a chain of hand-offs between
+    //! host threads (the creator of a kernel thread, `kthreadd`, the new
+    //! thread, back), each a futex wake-up followed at once by the waker's
+    //! own sleep. The host puts a woken thread on an idle CPU if there is
+    //! one, so every hand-off paid a cross-CPU wake-up (on a VM: an
+    //! interrupt to a halted virtual CPU), or a wait behind whatever else
+    //! ran there; on the waker's own CPU it is a plain context switch.
+    //! While the kernel boots, the booting thread and every thread made
+    //! meanwhile (they inherit its affinity) stay on the CPU boot began on;
+    //! afterwards each gets the booting thread's own mask back
+    //! (docs/kernel.md, "Where boot time went"). `LKL_BOOT_PIN=0` turns it
+    //! off, for measurements.
+
+    use std::mem::{self, MaybeUninit};
+
+    const CPU_SET_BYTES: usize = mem::size_of::<libc::cpu_set_t>();
+
+    /// The booting thread's affinity before boot, and the threads that
+    /// existed then.
+    pub struct BootPin {
+        original: libc::cpu_set_t,
+        pinned: libc::cpu_set_t,
+        before: Vec<i32>,
+        me: i32,
+    }
+
+    fn affinity(tid: i32) -> Option<libc::cpu_set_t> {
+        let mut set = MaybeUninit::<libc::cpu_set_t>::zeroed();
+        // SAFETY: the kernel writes at most CPU_SET_BYTES into the set.
+        let rc = unsafe { libc::sched_getaffinity(tid, CPU_SET_BYTES, set.as_mut_ptr()) };
+        // SAFETY: zero-initialised, then filled by the kernel.
+        (rc == 0).then(|| unsafe { set.assume_init() })
+    }
+
+    fn set_affinity(tid: i32, set: &libc::cpu_set_t) -> bool {
+        // SAFETY: reads CPU_SET_BYTES from a valid set.
+        unsafe { libc::sched_setaffinity(tid, CPU_SET_BYTES, set) == 0 }
+    }
+
+    /// The process's thread ids, from /proc/self/task read with system
+    /// calls made directly (no directory API: the hijack hooks its libc
+    /// functions).
+    fn thread_ids() -> Vec<i32> {
+        let mut ids = Vec::new();
+        // SAFETY: a NUL-terminated path; the descriptor is closed below.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat,
+                libc::AT_FDCWD,
+                c"/proc/self/task".as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return ids;
+        }
+        let mut buf = [0u8; 4096];
+        loop {
+            // SAFETY: getdents64 fills at most buf.len() bytes of `buf`.
+            let n = unsafe { libc::syscall(libc::SYS_getdents64, fd, buf.as_mut_ptr(), buf.len()) };
+            if n <= 0 {
+                break;
+            }
+            let mut off = 0usize;
+            // Each record: d_ino (8), d_off (8), d_reclen (2), d_type (1),
+            // then the NUL-terminated name.
+            while off + 19 < n as usize {
+                let reclen = usize::from(u16::from_ne_bytes([buf[off + 16], buf[off + 17]]));
+                if reclen == 0 || off + reclen > n as usize {
+                    break;
+                }
+                let name = &buf[off + 19..off + reclen];
+                let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
+                if let Some(id) = std::str::from_utf8(name).ok().and_then(|s| s.parse().ok()) {
+                    ids.push(id);
+                }
+                off += reclen;
+            }
+        }
+        // SAFETY: closes the descriptor opened above.
+        unsafe { libc::close(fd as i32) };
+        ids
+    }
+
+    impl BootPin {
+        /// Pins the calling thread to the CPU it runs on, if it may run on
+        /// more than one. `None`: nothing was changed.
+        pub fn begin() -> Option<BootPin> {
+            if std::env::var_os("LKL_BOOT_PIN").is_some_and(|v| v == "0") {
+                return None;
+            }
+            let original = affinity(0)?;
+            // SAFETY: reads a valid set.
+            if unsafe { libc::CPU_COUNT(&original) } < 2 {
+                return None;
+            }
+            // SAFETY: no preconditions.
+            let cpu = unsafe { libc::sched_getcpu() };
+            if cpu < 0 || cpu as usize >= 8 * CPU_SET_BYTES {
+                return None;
+            }
+            // SAFETY: reads a valid set at an index checked to be in range.
+            if !unsafe { libc::CPU_ISSET(cpu as usize, &original) } {
+                return None;
+            }
+            // SAFETY: all-zero is an empty set; CPU_SET writes inside it.
+            let mut pinned: libc::cpu_set_t = unsafe { mem::zeroed() };
+            // SAFETY: `cpu` is in range (checked above).
+            unsafe { libc::CPU_SET(cpu as usize, &mut pinned) };
+            let before = thread_ids();
+            // SAFETY: no preconditions.
+            let me = unsafe { libc::gettid() };
+            if !set_affinity(0, &pinned) {
+                return None;
+            }
+            Some(BootPin {
+                original,
+                pinned,
+                before,
+                me,
+            })
+        }
+
+        /// Gives the calling thread, and every thread made since
+        /// [`BootPin::begin`] that is still pinned, the original mask back.
+        pub fn end(self) {
+            for tid in thread_ids() {
+                if tid != self.me && self.before.contains(&tid) {
+                    continue;
+                }
+                let pinned = affinity(tid).is_some_and(|now| {
+                    // SAFETY: reads two valid sets.
+                    unsafe { libc::CPU_EQUAL(&now, &self.pinned) }
+                });
+                if pinned {
+                    set_affinity(tid, &self.original);
+                }
+            }
+        }
+    }
 }

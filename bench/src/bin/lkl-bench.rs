@@ -6,7 +6,8 @@
 //! kernel's log, the slowest initcalls (as addresses: `nm` the binary,
 //! minus the first mapping's start, names them), the resident memory per
 //! mapping and the kernel's tasks; `LKL_BENCH_CMDLINE` adds kernel
-//! parameters, `LKL_BENCH_SMAPS=1` adds the raw smaps, meminfo and vmstat.
+//! parameters (to the boot-time runs too), `LKL_BENCH_SMAPS=1` adds the raw
+//! smaps, meminfo and vmstat.
 //! Boot-time and memory-floor figures come from child processes (the
 //! kernel boots once per process); the host's TCP figures come from a
 //! child in a fresh network namespace (root only; skipped otherwise).
@@ -183,6 +184,7 @@ fn child_boot(mem: &str) {
     let t0 = Instant::now();
     let kernel = Kernel::boot(BootOptions {
         memory: mib << 20,
+        cmdline: std::env::var("LKL_BENCH_CMDLINE").unwrap_or_default(),
         ..Default::default()
     })
     .expect("boot");
