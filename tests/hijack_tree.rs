@@ -894,7 +894,7 @@ fn system_and_popen_children_inherit_kernel_sockets() {
     tree_program_prints(
         "shell",
         &["-pthread"],
-        "fast:0:fast:0:glibc\nnull:shell\nsystem:system:3:own\ncloexec:alive:gone:0\nioctl:flag:gone:0\n\
+        "fast:0:fast:0:glibc\nnull:shell\nsystem:system:3:own\ncloexec:cloexec:gone:0\nioctl:ioctl:gone:0\n\
          popen-r:piped:popen:0:own\npopen-w:written:4\nothers:closed:inherit:cloexec:seen\n\
          udp:udp\nsignals:default:chld-open:restored\nmode:EINVAL\n",
     );

@@ -4,6 +4,7 @@
  * stdio on such a socket: in a new image (fgets/printf on stdin/stdout)
  * and in the same process right after the dup2s.
  * Prints one line per case, as the peer end of each socket read it. */
+#define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>

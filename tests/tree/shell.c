@@ -45,32 +45,15 @@ static void count_fork(void)
 	forks++;
 }
 
-/* A connected pair of kernel sockets (close-on-exec if @flags has
- * SOCK_CLOEXEC): *c the client's end, the accepted end returned. */
-static int pair(int l, const struct sockaddr_in *a, int *c, int flags)
-{
-	int s;
-
-	*c = socket(AF_INET, SOCK_STREAM | flags, 0);
-	if (*c < 0 || connect(*c, (const void *)a, sizeof(*a)) ||
-	    (s = accept4(l, NULL, NULL, flags)) < 0) {
-		perror("connect");
-		exit(2);
-	}
-	return s;
-}
-
 /* Reads @c to its end into @buf, without the last newline. */
-static void read_all(int c, char *buf, size_t size)
+static void read_line(int c, char *buf, size_t size)
 {
-	size_t got = 0;
-	ssize_t n;
+	size_t len;
 
-	while (got < size - 1 && (n = read(c, buf + got, size - 1 - got)) > 0)
-		got += n;
-	buf[got] = 0;
-	if (got && buf[got - 1] == '\n')
-		buf[got - 1] = 0;
+	read_all(c, buf, size);
+	len = strlen(buf);
+	if (len && buf[len - 1] == '\n')
+		buf[len - 1] = 0;
 }
 
 /* One line of @f, without its newline. */
@@ -119,47 +102,32 @@ static void with_system(int l, const struct sockaddr_in *a)
 	snprintf(cmd, sizeof(cmd), "echo system >&%d; exit 3", s);
 	r = system(cmd);
 	close(s);
-	read_all(c, buf, sizeof(buf));
+	read_line(c, buf, sizeof(buf));
 	close(c);
 	printf("system:%s:%d:%s\n", buf, WIFEXITED(r) ? WEXITSTATUS(r) : -1, path(before));
 }
 
-static void cloexec(int l, const struct sockaddr_in *a)
+/* Two kernel sockets, one that must reach system's shell and one that
+ * must not: made so by the socket's flags, or (@by_ioctl) made the other
+ * way and changed with FIONCLEX and FIOCLEX. */
+static void inherit(const char *name, int l, const struct sockaddr_in *a, int by_ioctl)
 {
 	char cmd[160], kept[64], gone[64];
 	int c, s, kc, ks, r;
 
-	s = pair(l, a, &c, 0);
-	ks = pair(l, a, &kc, SOCK_CLOEXEC);
-	snprintf(cmd, sizeof(cmd), "(echo x >&%d) 2>/dev/null && exit 1; echo alive >&%d", ks, s);
-	r = system(cmd);
-	close(s);
-	close(ks);
-	read_all(c, kept, sizeof(kept));
-	read_all(kc, gone, sizeof(gone));
-	close(c);
-	close(kc);
-	printf("cloexec:%s:%s:%d\n", kept, gone[0] ? gone : "gone", WIFEXITED(r) ? WEXITSTATUS(r) : -1);
-}
-
-static void ioctl_flags(int l, const struct sockaddr_in *a)
-{
-	char cmd[160], kept[64], gone[64];
-	int c, s, kc, ks, r;
-
-	s = pair(l, a, &c, SOCK_CLOEXEC);
-	ks = pair(l, a, &kc, 0);
-	if (ioctl(s, FIONCLEX) != 0 || ioctl(ks, FIOCLEX) != 0)
+	s = pair(l, a, &c, by_ioctl ? SOCK_CLOEXEC : 0);
+	ks = pair(l, a, &kc, by_ioctl ? 0 : SOCK_CLOEXEC);
+	if (by_ioctl && (ioctl(s, FIONCLEX) != 0 || ioctl(ks, FIOCLEX) != 0))
 		perror("ioctl");
-	snprintf(cmd, sizeof(cmd), "(echo x >&%d) 2>/dev/null && exit 1; echo flag >&%d", ks, s);
+	snprintf(cmd, sizeof(cmd), "(echo x >&%d) 2>/dev/null && exit 1; echo %s >&%d", ks, name, s);
 	r = system(cmd);
 	close(s);
 	close(ks);
-	read_all(c, kept, sizeof(kept));
-	read_all(kc, gone, sizeof(gone));
+	read_line(c, kept, sizeof(kept));
+	read_line(kc, gone, sizeof(gone));
 	close(c);
 	close(kc);
-	printf("ioctl:%s:%s:%d\n", kept, gone[0] ? gone : "gone", WIFEXITED(r) ? WEXITSTATUS(r) : -1);
+	printf("%s:%s:%s:%d\n", name, kept, gone[0] ? gone : "gone", WIFEXITED(r) ? WEXITSTATUS(r) : -1);
 }
 
 static void popen_read(int l, const struct sockaddr_in *a)
@@ -174,7 +142,7 @@ static void popen_read(int l, const struct sockaddr_in *a)
 	line_of(f, line, sizeof(line));
 	st = pclose(f);
 	close(s);
-	read_all(c, buf, sizeof(buf));
+	read_line(c, buf, sizeof(buf));
 	close(c);
 	printf("popen-r:%s:%s:%d:%s\n", line, buf, st, path(before));
 }
@@ -191,7 +159,7 @@ static void popen_write(int l, const struct sockaddr_in *a)
 	fputs("written\n", f);
 	st = pclose(f);
 	close(s);
-	read_all(c, buf, sizeof(buf));
+	read_line(c, buf, sizeof(buf));
 	close(c);
 	printf("popen-w:%s:%d\n", buf, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
 }
@@ -220,7 +188,7 @@ static void others(int l, const struct sockaddr_in *a)
 		exit(2);
 	}
 	close(s);
-	read_all(c, buf, sizeof(buf));
+	read_line(c, buf, sizeof(buf));
 	close(c);
 	printf("%s\n", buf);
 }
@@ -268,7 +236,7 @@ static void signals(int l, const struct sockaddr_in *a)
 	snprintf(cmd, sizeof(cmd), "grep -E '^Sig(Ign|Blk)' /proc/$$/status >&%d", s);
 	system(cmd);
 	close(s);
-	read_all(c, buf, sizeof(buf));
+	read_line(c, buf, sizeof(buf));
 	close(c);
 	if ((p = strstr(buf, "SigIgn:")))
 		ign = strtoul(p + 7, NULL, 16);
@@ -297,21 +265,14 @@ static void bad_mode(int l, const struct sockaddr_in *a)
 int main(void)
 {
 	struct sockaddr_in a;
-	int l = listener(&a);
+	int l = tree_listener(&a);
 
-	/* Only the sockets a case gives its child reach it. */
-	fcntl(l, F_SETFD, FD_CLOEXEC);
-	if (host_listens(ntohs(a.sin_port))) {
-		fprintf(stderr, "the host has the listener: not the tree's kernel\n");
-		return 2;
-	}
-	setvbuf(stdout, NULL, _IONBF, 0);
 	pthread_atfork(count_fork, NULL, NULL);
 	fast();
 	printf("null:%s\n", system(NULL) ? "shell" : "none");
 	with_system(l, &a);
-	cloexec(l, &a);
-	ioctl_flags(l, &a);
+	inherit("cloexec", l, &a, 0);
+	inherit("ioctl", l, &a, 1);
 	popen_read(l, &a);
 	popen_write(l, &a);
 	others(l, &a);

@@ -31,32 +31,6 @@ extern char **environ;
 
 #include "tree.h"
 
-/* A connected pair of kernel sockets (not close-on-exec): *c the client's
- * end, the accepted end returned. */
-static int pair(int l, const struct sockaddr_in *a, int *c)
-{
-	int s;
-
-	*c = socket(AF_INET, SOCK_STREAM, 0);
-	if (*c < 0 || connect(*c, (const void *)a, sizeof(*a)) ||
-	    (s = accept(l, NULL, NULL)) < 0) {
-		perror("connect");
-		exit(2);
-	}
-	return s;
-}
-
-/* Reads @c to its end into @buf (NUL-terminated). */
-static void read_all(int c, char *buf, size_t size)
-{
-	size_t got = 0;
-	ssize_t n;
-
-	while (got < size - 1 && (n = read(c, buf + got, size - 1 - got)) > 0)
-		got += n;
-	buf[got] = 0;
-}
-
 static void reap(pid_t pid, const char *what)
 {
 	int status;
@@ -76,7 +50,7 @@ static void inetd(int l, const struct sockaddr_in *a)
 	int c, s, rc;
 	pid_t pid;
 
-	s = pair(l, a, &c);
+	s = pair(l, a, &c, 0);
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_adddup2(&fa, s, 0);
 	posix_spawn_file_actions_adddup2(&fa, s, 1);
@@ -111,7 +85,7 @@ static void attributes(int l, const struct sockaddr_in *a)
 	int c, s, rc;
 	pid_t pid;
 
-	s = pair(l, a, &c);
+	s = pair(l, a, &c, 0);
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_adddup2(&fa, s, 1);
@@ -144,7 +118,7 @@ static void inherited(int l, const struct sockaddr_in *a)
 	int c, s, rc;
 	pid_t pid;
 
-	s = pair(l, a, &c);
+	s = pair(l, a, &c, 0);
 	snprintf(num, sizeof(num), "%d", s);
 	/* No file actions: the socket is not close-on-exec, so the new image
 	 * has it under the same number, as on Linux. */
@@ -167,7 +141,7 @@ static void missing(int l, const struct sockaddr_in *a)
 	int c, s, r1, r2;
 	pid_t pid = 0;
 
-	s = pair(l, a, &c);
+	s = pair(l, a, &c, 0);
 	fcntl(s, F_SETFD, FD_CLOEXEC);
 	fcntl(c, F_SETFD, FD_CLOEXEC);
 	posix_spawn_file_actions_init(&fa);
@@ -184,15 +158,8 @@ static void missing(int l, const struct sockaddr_in *a)
 int main(void)
 {
 	struct sockaddr_in a;
-	int l = listener(&a);
+	int l = tree_listener(&a);
 
-	/* Only the sockets a case gives its child reach it. */
-	fcntl(l, F_SETFD, FD_CLOEXEC);
-	if (host_listens(ntohs(a.sin_port))) {
-		fprintf(stderr, "the host has the listener: not the tree's kernel\n");
-		return 2;
-	}
-	setvbuf(stdout, NULL, _IONBF, 0);
 	inetd(l, &a);
 	attributes(l, &a);
 	inherited(l, &a);
