@@ -22,7 +22,7 @@ use super::arm;
 use super::gate::{self, KSigaction};
 use super::trap::{self, Frame};
 use crate::hijack::fdtable;
-use crate::hijack::host::errno;
+use crate::hijack::host::{errno, set_errno};
 use crate::hijack::lifecycle::diag;
 
 extern "C" {
@@ -59,17 +59,9 @@ pub extern "C" fn lkl_tier_dispatch(f: *mut Frame) {
 /// The call in `f`, routed, the program's errno left as it was (on a
 /// thread with the library's TLS: its own, or its twin).
 pub(super) fn route_with_errno(f: &mut Frame) -> i64 {
-    // SAFETY: this thread's errno, valid for the thread's life.
-    let e = unsafe { libc::__errno_location() };
-    // SAFETY: as above.
-    let saved = unsafe { e.read() };
+    let saved = errno();
     let r = route(f);
-    // SAFETY: as above.
-    unsafe {
-        if e.read() != saved {
-            e.write(saved);
-        }
-    }
+    set_errno(saved);
     r
 }
 
