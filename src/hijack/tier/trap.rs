@@ -333,6 +333,10 @@ std::arch::global_asm!(
     // else XSAVE.
     "    cmpb $0, {vmode}(%rip)",
     "    je 13f",
+    // VNOX: no XINUSE asked; zmm0-31 and k0-7 saved whole, then whether
+    // the upper halves of zmm0-15 hold anything.
+    "    cmpb $0, {vnox}(%rip)",
+    "    jne 60f",
     "    movl $1, %ecx",
     "    xgetbv",
     "    movl %eax, {F_VST}(%rsp)",
@@ -427,7 +431,39 @@ std::arch::global_asm!(
     "    kmovq %k6, {F_XSAVE}+{V_K}+48(%rsp)",
     "    kmovq %k7, {F_XSAVE}+{V_K}+56(%rsp)",
     "45:",
+    "    cmpb $0, {vnox}(%rip)",
+    "    je 12f",
+    // The registers are saved (the router may change them): the upper
+    // halves of zmm0-15 (bits 128-511), ORed together; all zero: the way
+    // back reloads xmm0-15 after `vzeroupper` (bit 6 off), as when XINUSE
+    // said they were in their initial state.
+    "    vpord %zmm1, %zmm0, %zmm0",
+    "    vpord %zmm3, %zmm2, %zmm2",
+    "    vpord %zmm5, %zmm4, %zmm4",
+    "    vpord %zmm7, %zmm6, %zmm6",
+    "    vpord %zmm9, %zmm8, %zmm8",
+    "    vpord %zmm11, %zmm10, %zmm10",
+    "    vpord %zmm13, %zmm12, %zmm12",
+    "    vpord %zmm15, %zmm14, %zmm14",
+    "    vpord %zmm2, %zmm0, %zmm0",
+    "    vpord %zmm6, %zmm4, %zmm4",
+    "    vpord %zmm10, %zmm8, %zmm8",
+    "    vpord %zmm14, %zmm12, %zmm12",
+    "    vpord %zmm4, %zmm0, %zmm0",
+    "    vpord %zmm12, %zmm8, %zmm8",
+    "    vpord %zmm8, %zmm0, %zmm0",
+    "    vextracti64x4 $1, %zmm0, %ymm1",
+    "    vextracti128 $1, %ymm0, %xmm2",
+    "    vpor %ymm2, %ymm1, %ymm1",
+    "    vptest %ymm1, %ymm1",
+    "    jnz 12f",
+    "    andl $0xffffffbf, {F_VST}(%rsp)",
     "    jmp 12f",
+    "60:",
+    "    movl ${V_NOX}, %eax",
+    "    movq %rax, {F_VST}(%rsp)",
+    "    stmxcsr {F_XSAVE}+{V_MXCSR}(%rsp)",
+    "    jmp 42b",
     // x87 in use: XSAVE, never XSAVEOPT, whose "unchanged since the last
     // XRSTOR from here" could take bytes this frame got by hand for the
     // program's.
@@ -704,6 +740,8 @@ std::arch::global_asm!(
     vmode = sym VMODE,
     vavx = sym VAVX,
     vzmm = sym VZMM,
+    vnox = sym VNOX,
+    V_NOX = const V_NOX,
     F_VST = const F_VST,
     V_XSAVE = const V_XSAVE,
     V_MXCSR = const V_MXCSR,
@@ -811,6 +849,21 @@ pub const V_AREA: usize = 2176;
 /// AVX-512 enabled AVX512BW (64-bit `kmovq`); else, or when the
 /// program's x87 state is in use, XSAVE as before.
 pub static VMODE: AtomicBool = AtomicBool::new(false);
+
+/// With `VMODE` and AVX-512, on AMD's CPUs (arm.rs): the trampoline does
+/// not ask XINUSE (`xgetbv` is about 25 ns of a routed call on the AMD
+/// EPYC the figures come from; every glibc program there has zmm16-31
+/// and k0-7 in use from its start, so asking saved nothing) and saves
+/// MXCSR, zmm0-31 and k0-7 whole. The way back reloads them all; the
+/// upper halves of zmm0-15 only when one of them was not zero, else
+/// `vzeroupper` puts them back in their initial state, as with XINUSE.
+/// x87 is not saved: nothing on the router's way uses it (see `VMODE`);
+/// zmm16-31 and k0-7 are left in use when they were not (their values
+/// exact; no cost on these CPUs).
+pub static VNOX: AtomicBool = AtomicBool::new(false);
+/// The components VNOX saves (as XINUSE bits): ZMM_Hi256, Hi16_ZMM,
+/// opmask, SSE.
+const V_NOX: u32 = 0b1110_0010;
 
 /// With `VMODE`: AVX's state is enabled (`vzeroupper` exists), and
 /// AVX-512's (zmm16-31, k0-7).
