@@ -137,7 +137,7 @@ fn vector_state_survives_routed_calls() {
         &build_dir().join("vector"),
         &["-ldl"],
     );
-    for xsave in ["0", "1"] {
+    for xsave in ["0", "1", "xgetbv"] {
         let out = output_within(&mut command(
             &[prog.to_str().unwrap(), "2000"],
             &[("LKL_HIJACK_SYSCALLS", "all"), ("LKL_HIJACK_XSAVE", xsave)],

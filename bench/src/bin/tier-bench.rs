@@ -3,12 +3,16 @@
 //! Figures, never a gate. Run it three ways, back to back:
 //!
 //! ```text
-//! target/release/tier-bench                                  # the host
-//! bin/lkl-hijack.sh target/release/tier-bench                # LD_PRELOAD hooks
-//! LKL_HIJACK_SYSCALLS=all bin/lkl-hijack.sh target/release/tier-bench
+//! target/release/tier-bench                                     # the host
+//! bin/lkl-hijack.sh --single-process target/release/tier-bench  # LD_PRELOAD hooks
+//! LKL_HIJACK_SYSCALLS=all bin/lkl-hijack.sh --single-process target/release/tier-bench
 //! ```
 //!
-//! Each line is nanoseconds per call (the best of five rounds):
+//! (`--single-process`: the kernel in the program; in the process-tree
+//! mode every kernel call is a request to the tree's server, microseconds
+//! that hide the tier's own cost.) Arguments: calls per round (20000),
+//! rounds (5), and a word: only the rows whose name has it. Each line is nanoseconds per call
+//! (the best of the rounds):
 //! - `raw getppid`: a `syscall` instruction no hook serves: the host's
 //!   call, or (tier armed) trap + trampoline + router + host call;
 //! - `raw read /dev/zero`: a `syscall` instruction for a hooked call on a
@@ -107,9 +111,9 @@ fn tier_counters() -> Option<[u64; 5]> {
     }
 }
 
-/// Nanoseconds per call of `f`, the best of five rounds of `n`.
-fn per_call(n: u32, mut f: impl FnMut()) -> f64 {
-    (0..5)
+/// Nanoseconds per call of `f`, the best of `rounds` rounds of `n`.
+fn per_call(n: u32, rounds: u32, mut f: impl FnMut()) -> f64 {
+    (0..rounds)
         .map(|_| {
             let t = Instant::now();
             for _ in 0..n {
@@ -125,6 +129,21 @@ fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(20_000);
+    let rounds: u32 = std::env::args()
+        .nth(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5)
+        .max(1);
+    // A third argument: only the rows whose name contains it (for a
+    // profiler).
+    let only = std::env::args().nth(3);
+    let want = |row: &str| {
+        if only.as_deref().is_none_or(|o| row.contains(o)) {
+            n
+        } else {
+            0
+        }
+    };
     // Routed, io_uring_setup says ENOSYS; the host says EFAULT.
     let armed = raw(425, 1, 0, 0) == -i64::from(libc::ENOSYS);
     let hijacked = std::env::var_os("LD_PRELOAD").is_some_and(|p| !p.is_empty());
@@ -155,42 +174,42 @@ fn main() {
         jit.call(libc::SYS_getsockname),
     );
     let before = tier_counters();
-    println!("tier-bench: {mode}, ns per call (best of 5 x {n})");
+    println!("tier-bench: {mode}, ns per call (best of {rounds} x {n})");
     let rows: [(&str, f64); 8] = [
         (
             "raw getppid",
-            per_call(n, || {
+            per_call(want("raw getppid"), rounds, || {
                 site::<{ libc::SYS_getppid }>(0, 0, 0);
             }),
         ),
         (
             "jit getppid",
-            per_call(n, || {
+            per_call(want("jit getppid"), rounds, || {
                 jit_getppid(0, 0, 0);
             }),
         ),
         (
             "raw read /dev/zero",
-            per_call(n, || {
+            per_call(want("raw read /dev/zero"), rounds, || {
                 site::<{ libc::SYS_read }>(zero.into(), buf as i64, 1);
             }),
         ),
         (
             "jit read /dev/zero",
-            per_call(n, || {
+            per_call(want("jit read /dev/zero"), rounds, || {
                 jit_read(zero.into(), buf as i64, 1);
             }),
         ),
         (
             "libc read /dev/zero",
-            per_call(n, || {
+            per_call(want("libc read /dev/zero"), rounds, || {
                 // SAFETY: one byte into our buffer.
                 unsafe { libc::read(zero, buf.cast(), 1) };
             }),
         ),
         (
             "raw getsockname",
-            per_call(n, || {
+            per_call(want("raw getsockname"), rounds, || {
                 len = 128;
                 site::<{ libc::SYS_getsockname }>(
                     sock.into(),
@@ -201,7 +220,7 @@ fn main() {
         ),
         (
             "jit getsockname",
-            per_call(n, || {
+            per_call(want("jit getsockname"), rounds, || {
                 len = 128;
                 jit_getsockname(
                     sock.into(),
@@ -212,14 +231,14 @@ fn main() {
         ),
         (
             "libc getsockname",
-            per_call(n, || {
+            per_call(want("libc getsockname"), rounds, || {
                 len = 128;
                 // SAFETY: our buffer and its length.
                 unsafe { libc::getsockname(sock, sa.as_mut_ptr().cast(), &mut len) };
             }),
         ),
     ];
-    for (what, ns) in rows {
+    for (what, ns) in rows.into_iter().filter(|r| want(r.0) > 0) {
         println!("  {what:<22} {ns:>9.1}");
     }
     if let (Some(a), Some(b)) = (before, tier_counters()) {

@@ -172,7 +172,8 @@ fn cpuid(leaf: u32, sub: u32) -> (u32, u32, u32, u32) {
 /// (trap.rs, `VMODE`): XGETBV with ecx = 1 (XINUSE), SSE enabled, every
 /// enabled component of the trampoline's set one it knows, and AVX512BW
 /// with AVX-512's state enabled. `LKL_HIJACK_XSAVE=1` keeps XSAVE (to
-/// compare).
+/// compare). On AMD's CPUs with AVX-512 it saves without asking XINUSE
+/// (`VNOX`).
 fn hand_saved_vectors() -> bool {
     if std::env::var_os("LKL_HIJACK_XSAVE").is_some_and(|v| v == "1") {
         return false;
@@ -201,6 +202,14 @@ fn hand_saved_vectors() -> bool {
     }
     trap::VAVX.store(xcr0 & 0b100 != 0, Ordering::Relaxed);
     trap::VZMM.store(avx512, Ordering::Relaxed);
+    // Without asking XINUSE only on AMD's CPUs: 512-bit moves on every
+    // routed call would lower the clock of some of Intel's.
+    // `LKL_HIJACK_XSAVE=xgetbv` asks it anyway (to compare, and for the
+    // tests).
+    let (_, v1, v3, v2) = cpuid(0, 0);
+    let amd = [v1, v2, v3] == [0x6874_7541, 0x6974_6e65, 0x444d_4163];
+    let ask = std::env::var_os("LKL_HIJACK_XSAVE").is_some_and(|v| v == "xgetbv");
+    trap::VNOX.store(avx512 && amd && !ask, Ordering::Relaxed);
     true
 }
 

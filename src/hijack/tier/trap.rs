@@ -177,12 +177,7 @@ std::arch::global_asm!(
     "    kxorw %k6, %k6, %k6",
     "    kxorw %k7, %k7, %k7",
     "54:",
-    "    stmxcsr {F_XSAVE}+{V_MXCSR}+4(\\base)",
-    "    movl {F_XSAVE}+{V_MXCSR}+4(\\base), %eax",
-    "    cmpl {F_XSAVE}+{V_MXCSR}(\\base), %eax",
-    "    je 50f",
     "    ldmxcsr {F_XSAVE}+{V_MXCSR}(\\base)",
-    "50:",
     "    testl $0x40, %edx",
     "    jnz 56f",
     "    testl $0x4, %edx",
@@ -277,6 +272,14 @@ std::arch::global_asm!(
     "    xrstor64 {F_XSAVE}(\\base)",
     "16:",
     ".endm",
+    // XRSTOR faults on a header with reserved bits set: the header of the
+    // frame's image zeroed (rdx = 0) before an XSAVE writes it (the
+    // hand-saved area overlaps it).
+    ".macro lkl_tier_xsave_header",
+    "    .irp o,0,8,16,24,32,40,48,56",
+    "    movq %rdx, {F_XSAVE}+512+\\o(%rsp)",
+    "    .endr",
+    ".endm",
     ".text",
     ".p2align 4",
     ".globl lkl_tier_exempt_start",
@@ -314,8 +317,8 @@ std::arch::global_asm!(
     ".globl lkl_tier_trampoline",
     ".hidden lkl_tier_trampoline",
     "lkl_tier_trampoline:",
+    // The selector is ALLOW already (the handler and lkl_tier_fast set it).
     "    movq {F_BLOCK}(%rsp), %rax",
-    "    movb $0, {B_SEL}(%rax)",
     // A static program's %fs is its own TLS: ours while we run.
     "    cmpb $0, {B_SWAP}(%rax)",
     "    je 5f",
@@ -330,6 +333,10 @@ std::arch::global_asm!(
     // else XSAVE.
     "    cmpb $0, {vmode}(%rip)",
     "    je 13f",
+    // VNOX: no XINUSE asked; zmm0-31 and k0-7 saved whole, then whether
+    // the upper halves of zmm0-15 hold anything.
+    "    cmpb $0, {vnox}(%rip)",
+    "    jne 60f",
     "    movl $1, %ecx",
     "    xgetbv",
     "    movl %eax, {F_VST}(%rsp)",
@@ -424,7 +431,39 @@ std::arch::global_asm!(
     "    kmovq %k6, {F_XSAVE}+{V_K}+48(%rsp)",
     "    kmovq %k7, {F_XSAVE}+{V_K}+56(%rsp)",
     "45:",
+    "    cmpb $0, {vnox}(%rip)",
+    "    je 12f",
+    // The registers are saved (the router may change them): the upper
+    // halves of zmm0-15 (bits 128-511), ORed together; all zero: the way
+    // back reloads xmm0-15 after `vzeroupper` (bit 6 off), as when XINUSE
+    // said they were in their initial state.
+    "    vpord %zmm1, %zmm0, %zmm0",
+    "    vpord %zmm3, %zmm2, %zmm2",
+    "    vpord %zmm5, %zmm4, %zmm4",
+    "    vpord %zmm7, %zmm6, %zmm6",
+    "    vpord %zmm9, %zmm8, %zmm8",
+    "    vpord %zmm11, %zmm10, %zmm10",
+    "    vpord %zmm13, %zmm12, %zmm12",
+    "    vpord %zmm15, %zmm14, %zmm14",
+    "    vpord %zmm2, %zmm0, %zmm0",
+    "    vpord %zmm6, %zmm4, %zmm4",
+    "    vpord %zmm10, %zmm8, %zmm8",
+    "    vpord %zmm14, %zmm12, %zmm12",
+    "    vpord %zmm4, %zmm0, %zmm0",
+    "    vpord %zmm12, %zmm8, %zmm8",
+    "    vpord %zmm8, %zmm0, %zmm0",
+    "    vextracti64x4 $1, %zmm0, %ymm1",
+    "    vextracti128 $1, %ymm0, %xmm2",
+    "    vpor %ymm2, %ymm1, %ymm1",
+    "    vptest %ymm1, %ymm1",
+    "    jnz 12f",
+    "    andl $0xffffffbf, {F_VST}(%rsp)",
     "    jmp 12f",
+    "60:",
+    "    movl ${V_NOX}, %eax",
+    "    movq %rax, {F_VST}(%rsp)",
+    "    stmxcsr {F_XSAVE}+{V_MXCSR}(%rsp)",
+    "    jmp 42b",
     // x87 in use: XSAVE, never XSAVEOPT, whose "unchanged since the last
     // XRSTOR from here" could take bytes this frame got by hand for the
     // program's.
@@ -432,11 +471,13 @@ std::arch::global_asm!(
     "    movq $-1, {F_VST}(%rsp)",
     "    movl ${XMASK}, %eax",
     "    xorl %edx, %edx",
+    "    lkl_tier_xsave_header",
     "    jmp 11f",
     "13:",
     "    movq $-1, {F_VST}(%rsp)",
     "    movl ${XMASK}, %eax",
     "    xorl %edx, %edx",
+    "    lkl_tier_xsave_header",
     // XSAVEOPT where the CPU has it: components in their initial state,
     // or unchanged since the XRSTOR below last restored them from this
     // same frame (the next call of a hot site), are not written again.
@@ -638,26 +679,14 @@ std::arch::global_asm!(
     "    movq %r13, {F_R13}(%rsp)",
     "    movq %r14, {F_R14}(%rsp)",
     "    movq %r15, {F_R15}(%rsp)",
+    // The clone fields are the router's to fill (route::spawn), `fs` the
+    // trampoline's (when it swaps %fs), the xsave header its own (before
+    // an XSAVE): only what the router reads is written here. The call is
+    // counted (Block::fast_calls) here.
     "    rdgsbase %rcx",
     "    movq %rcx, {F_BLOCK}(%rsp)",
-    "    xorl %ecx, %ecx",
-    "    movq %rcx, {F_CHILD_BLOCK}(%rsp)",
-    "    movq %rcx, {F_CHILD_SEL}(%rsp)",
-    "    movq %rcx, {F_CHILD_KEEP_SP}(%rsp)",
-    "    movl %ecx, {F_CHILD_DONE}(%rsp)",
-    "    movq %rcx, {F_FS}(%rsp)",
-    "    movq %rcx, {F_CHILD_FS}(%rsp)",
     "    movq $1, {F_VIA}(%rsp)",
-    // XRSTOR faults on a header with reserved bits set (the handler
-    // does the same).
-    "    movq %rcx, {F_XSAVE}+512(%rsp)",
-    "    movq %rcx, {F_XSAVE}+520(%rsp)",
-    "    movq %rcx, {F_XSAVE}+528(%rsp)",
-    "    movq %rcx, {F_XSAVE}+536(%rsp)",
-    "    movq %rcx, {F_XSAVE}+544(%rsp)",
-    "    movq %rcx, {F_XSAVE}+552(%rsp)",
-    "    movq %rcx, {F_XSAVE}+560(%rsp)",
-    "    movq %rcx, {F_XSAVE}+568(%rsp)",
+    "    incq {B_FAST}(%rcx)",
     "    jmp lkl_tier_trampoline",
     "9:",
     "    subq $2, %rcx",
@@ -711,6 +740,8 @@ std::arch::global_asm!(
     vmode = sym VMODE,
     vavx = sym VAVX,
     vzmm = sym VZMM,
+    vnox = sym VNOX,
+    V_NOX = const V_NOX,
     F_VST = const F_VST,
     V_XSAVE = const V_XSAVE,
     V_MXCSR = const V_MXCSR,
@@ -741,8 +772,9 @@ extern "C" {
 /// came through the trap.
 extern "C" fn lkl_tier_route(f: *mut Frame) {
     // SAFETY: the frame the handler or lkl_tier_fast wrote.
-    let (via, nr, rip, b) = unsafe { ((*f).via, (*f).rax, (*f).rip, (*f).block) };
-    super::rewrite::before(via != 0, nr, b);
+    let (via, nr, rip) = unsafe { ((*f).via, (*f).rax, (*f).rip) };
+    // A call through a rewritten site was counted by lkl_tier_fast.
+    super::rewrite::before(via != 0, nr);
     super::route::lkl_tier_dispatch(f);
     if via == 0 {
         super::rewrite::after_trap(rip as usize, nr);
@@ -810,11 +842,28 @@ pub const V_AREA: usize = 2176;
 /// halves are, zmm16-31 and k0-7 when in use. After it, the upper
 /// halves of ymm/zmm0-15 go back to their initial state (`vzeroupper`),
 /// so do zmm16-31 and k0-7 when they were not in use (zeroed: their
-/// initial values), then the saved registers are reloaded (MXCSR only if
-/// it changed: `ldmxcsr` is slow). Needs XGETBV with ecx = 1, and with
+/// initial values), then the saved registers are reloaded (MXCSR with
+/// `ldmxcsr` of the saved value: on the AMD EPYC the figures come from,
+/// `stmxcsr` is microcoded, about 10 cycles, `ldmxcsr` of an unchanged
+/// value about 1, so reading it again to compare cost more). Needs XGETBV with ecx = 1, and with
 /// AVX-512 enabled AVX512BW (64-bit `kmovq`); else, or when the
 /// program's x87 state is in use, XSAVE as before.
 pub static VMODE: AtomicBool = AtomicBool::new(false);
+
+/// With `VMODE` and AVX-512, on AMD's CPUs (arm.rs): the trampoline does
+/// not ask XINUSE (`xgetbv` is about 25 ns of a routed call on the AMD
+/// EPYC the figures come from; every glibc program there has zmm16-31
+/// and k0-7 in use from its start, so asking saved nothing) and saves
+/// MXCSR, zmm0-31 and k0-7 whole. The way back reloads them all; the
+/// upper halves of zmm0-15 only when one of them was not zero, else
+/// `vzeroupper` puts them back in their initial state, as with XINUSE.
+/// x87 is not saved: nothing on the router's way uses it (see `VMODE`);
+/// zmm16-31 and k0-7 are left in use when they were not (their values
+/// exact; no cost on these CPUs).
+pub static VNOX: AtomicBool = AtomicBool::new(false);
+/// The components VNOX saves (as XINUSE bits): ZMM_Hi256, Hi16_ZMM,
+/// opmask, SSE.
+const V_NOX: u32 = 0b1110_0010;
 
 /// With `VMODE`: AVX's state is enabled (`vzeroupper` exists), and
 /// AVX-512's (zmm16-31, k0-7).
@@ -933,9 +982,6 @@ pub unsafe extern "C" fn on_sigsys(sig: c_int, info: *mut libc::siginfo_t, ctx: 
             via: 0,
             vstate: 0,
         });
-        // XRSTOR faults on a header with reserved bits set; XSAVE writes
-        // only its first 8 bytes.
-        std::ptr::write_bytes(f.cast::<u8>().add(F_XSAVE + 512), 0, 64);
     }
     // ALLOW from here: a signal handler of the program that runs before
     // the trampoline has set it (on an alternate stack: Go's) would trap
