@@ -2,7 +2,8 @@
 # Installs what is missing (Debian packages, as root via apt-get), builds the
 # kernel library with visible progress, then runs the main job: boots Linux
 # inside a process (lkl-boot), and runs the real ping with its sockets in a
-# Linux kernel inside the ping process (bin/lkl-hijack.sh).
+# Linux kernel in user space (bin/lkl-hijack.sh: a kernel server for ping's
+# process tree).
 #
 #   bin/setup.sh [--no-run]
 #   bin/setup.sh --prefix DIR [--no-build]
@@ -156,6 +157,6 @@ ln -sfn liblkl_hijack.so "${CARGO_TARGET_DIR:-target}/release/liblkl-hijack.so"
 if [ "${1:-}" != "--no-run" ]; then
 	echo "setup: booting Linux inside a process" >&2
 	cargo run --release --locked --quiet -p lkl-tools --bin lkl-boot
-	echo "setup: ping, with its sockets in the kernel inside it (its loopback)" >&2
+	echo "setup: ping, with its sockets in the kernel the launcher started for it (its loopback)" >&2
 	bin/lkl-hijack.sh ping -c 3 -i 0.2 127.0.0.1
 fi
