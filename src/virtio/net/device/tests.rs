@@ -752,20 +752,43 @@ fn polled_harness(
     (h, raised_on)
 }
 
+/// A thread waiting on `task` that has become the device's poller. A
+/// waiter that finds the device busy (its worker holds it: the receive
+/// buffers just added) leaves it to the worker and sleeps on the futex
+/// for good; it is let go and another one tried.
+fn polling_waiter(
+    task: &Arc<crate::host::Semaphore>,
+) -> std::thread::JoinHandle<std::thread::ThreadId> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let t2 = task.clone();
+        let waiter = std::thread::spawn(move || {
+            t2.down();
+            std::thread::current().id()
+        });
+        let tried = std::time::Instant::now();
+        while tried.elapsed() < Duration::from_millis(500) {
+            if crate::host::rxpoll::polls_on(task) {
+                return waiter;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for a waiter to poll"
+        );
+        task.up();
+        let _ = waiter.join();
+    }
+}
+
 #[test]
 fn a_waiting_thread_receives_the_frame_itself() {
     let _serial = crate::host::rxpoll::test_serial();
     let task = Arc::new(crate::host::Semaphore::new(0));
     let (mut h, raised_on) = polled_harness(task.clone());
     let bufs = h.add_rx_buffers(4, 1526);
-    let t2 = task.clone();
-    let waiter = std::thread::spawn(move || {
-        t2.down();
-        std::thread::current().id()
-    });
-    wait_until("the waiter to poll", || {
-        crate::host::rxpoll::polls_on(&task)
-    });
+    let waiter = polling_waiter(&task);
     h.peer_send(&frame(60, 9));
     let waiter = waiter.join().unwrap();
     // The frame was read and its interrupt raised on the waiting thread.
@@ -785,11 +808,7 @@ fn reset_takes_the_device_from_a_polling_thread() {
     let task = Arc::new(crate::host::Semaphore::new(0));
     let (mut h, raised_on) = polled_harness(task.clone());
     h.add_rx_buffers(4, 1526);
-    let t2 = task.clone();
-    let waiter = std::thread::spawn(move || t2.down());
-    wait_until("the waiter to poll", || {
-        crate::host::rxpoll::polls_on(&task)
-    });
+    let waiter = polling_waiter(&task);
     // The reset returns with the poller gone from the device and the
     // backend back (not lost): the device comes up again on it.
     write32(&mut h.t, regs::STATUS, 0);
