@@ -73,6 +73,20 @@ static void inetd(int l, const struct sockaddr_in *a)
 	printf("cat:%s", buf);
 }
 
+/* After posix_spawn of a shell (@rc, @pid) given socket @s: what it wrote
+ * there, read from the other end @c once it is the only one open. */
+static void sh_output(int rc, pid_t pid, int s, int c, char *buf, size_t size)
+{
+	if (rc) {
+		fprintf(stderr, "posix_spawn sh: %s\n", strerror(rc));
+		exit(2);
+	}
+	close(s);
+	read_all(c, buf, size);
+	reap(pid, "sh");
+	close(c);
+}
+
 static void attributes(int l, const struct sockaddr_in *a)
 {
 	posix_spawn_file_actions_t fa;
@@ -98,14 +112,7 @@ static void attributes(int l, const struct sockaddr_in *a)
 	rc = posix_spawn(&pid, "/bin/sh", &fa, &at, argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&at);
-	if (rc) {
-		fprintf(stderr, "posix_spawn sh: %s\n", strerror(rc));
-		exit(2);
-	}
-	close(s);
-	read_all(c, buf, sizeof(buf));
-	reap(pid, "sh");
-	close(c);
+	sh_output(rc, pid, s, c, buf, sizeof(buf));
 	/* SIGUSR2 (12) is bit 11: 0x800 in the mask's last digits. */
 	printf("sh:%s", strstr(buf, "setsid\n") ? "setsid\n" : buf);
 	printf("sigmask:%s\n", strstr(buf, "SigBlk:\t0000000000000800") ? "usr2" : buf);
@@ -123,14 +130,7 @@ static void inherited(int l, const struct sockaddr_in *a)
 	/* No file actions: the socket is not close-on-exec, so the new image
 	 * has it under the same number, as on Linux. */
 	rc = posix_spawn(&pid, "/bin/sh", NULL, NULL, argv, environ);
-	if (rc) {
-		fprintf(stderr, "posix_spawn sh: %s\n", strerror(rc));
-		exit(2);
-	}
-	close(s);
-	read_all(c, buf, sizeof(buf));
-	reap(pid, "sh");
-	close(c);
+	sh_output(rc, pid, s, c, buf, sizeof(buf));
 	printf("inherited:%s", buf);
 }
 
