@@ -219,8 +219,11 @@ fn go_client(test: &str, tag: &'static str, cgo: bool) {
         cmd.env_remove("LKL_HIJACK_SYSCALLS");
         let out = output_within(&mut cmd);
         let (rx2, tx2) = tap_bytes();
-        let peers = server.join().unwrap();
         let _ = std::fs::remove_file(&config);
+        // The client's side first: a server that lost its peer says less.
+        let peers = server
+            .join()
+            .unwrap_or_else(|_| panic!("the peer server failed; the client: {}", show(&out)));
         assert!(out.status.success(), "{}", show(&out));
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
